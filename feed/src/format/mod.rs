@@ -1,0 +1,18 @@
+//! The pure feed format: no I/O, no async. Everything a peer, a web seed or
+//! a disk hands us is parsed here, so this is what the property tests and
+//! fuzz targets exercise. docs/protocol.md is the prose version.
+
+pub mod identity;
+pub mod narinfo;
+pub mod nixbase32;
+pub mod record;
+pub mod segment;
+pub mod storepath;
+
+pub use identity::{Identity, IdentityError, PublisherSecret};
+pub use narinfo::{Compression, NarHash, NarInfo, NarInfoError};
+pub use record::{
+    FeedDecl, FeedHeader, FeedRole, KeyRelease, PathRecord, Record, RecordError, WrappedKey,
+};
+pub use segment::{Layout, Opener, PathKey, Sealer, SegmentError};
+pub use storepath::{StorePath, StorePathError};

@@ -1,0 +1,337 @@
+//! Narinfo files: parsing what an upstream binary cache serves, and rendering
+//! what hypernar serves to Nix.
+//!
+//! Parsing is strict where a wrong value would mislead (hashes, sizes, store
+//! paths) and lenient where Nix is (unknown keys are kept aside, not errors).
+
+use std::fmt::{self, Write as _};
+
+use base64::Engine as _;
+
+use super::nixbase32;
+use super::storepath::{StorePath, StorePathError};
+
+/// Largest narinfo accepted from anywhere. Real ones are a few hundred bytes;
+/// a path with thousands of references stays well below this.
+pub const MAX_NARINFO_LEN: usize = 1 << 20;
+
+/// A SHA-256 NAR hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct NarHash(pub [u8; 32]);
+
+impl NarHash {
+    /// Parses `sha256:<nix32>`, `sha256:<hex>` or SRI `sha256-<base64>`.
+    pub fn parse(s: &str) -> Result<Self, NarInfoError> {
+        let bad = || NarInfoError::Hash(s.to_owned());
+        if let Some(b64) = s.strip_prefix("sha256-") {
+            let v = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| bad())?;
+            return Ok(NarHash(v.try_into().map_err(|_| bad())?));
+        }
+        let digest = s.strip_prefix("sha256:").ok_or_else(bad)?;
+        match digest.len() {
+            52 => Ok(NarHash(nixbase32::decode(digest).map_err(|_| bad())?)),
+            64 => {
+                let v = hex::decode(digest).map_err(|_| bad())?;
+                Ok(NarHash(v.try_into().map_err(|_| bad())?))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// Nix's canonical text form, `sha256:<nix32>`.
+    pub fn to_nix(&self) -> String {
+        format!("sha256:{}", nixbase32::encode(&self.0))
+    }
+}
+
+impl fmt::Display for NarHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_nix())
+    }
+}
+
+impl fmt::Debug for NarHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NarHash({})", self.to_nix())
+    }
+}
+
+/// Compression of a NAR file in a binary cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Xz,
+    Zstd,
+    Bzip2,
+}
+
+impl Compression {
+    /// Parses the `Compression:` value.
+    pub fn parse(s: &str) -> Result<Self, NarInfoError> {
+        Ok(match s {
+            "none" | "" => Compression::None,
+            "xz" => Compression::Xz,
+            "zstd" => Compression::Zstd,
+            "bzip2" => Compression::Bzip2,
+            other => return Err(NarInfoError::Compression(other.to_owned())),
+        })
+    }
+
+    /// The value Nix writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Bzip2 => "bzip2",
+        }
+    }
+}
+
+/// A parsed narinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NarInfo {
+    pub store_path: StorePath,
+    pub url: String,
+    pub compression: Compression,
+    pub file_hash: Option<NarHash>,
+    pub file_size: Option<u64>,
+    pub nar_hash: NarHash,
+    pub nar_size: u64,
+    /// Base names (`<hash>-<name>`), as Nix writes them.
+    pub references: Vec<StorePath>,
+    pub deriver: Option<String>,
+    /// `Sig:` values verbatim (`keyname:base64`).
+    pub sigs: Vec<String>,
+    pub ca: Option<String>,
+}
+
+/// Why a narinfo was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NarInfoError {
+    #[error("narinfo is {0} bytes, over the {MAX_NARINFO_LEN}-byte limit")]
+    TooLarge(usize),
+    #[error("narinfo is not UTF-8")]
+    NotUtf8,
+    #[error("narinfo line {0} has no `Key: value` form")]
+    Line(usize),
+    #[error("narinfo lacks the required field {0}")]
+    Missing(&'static str),
+    #[error("narinfo repeats the field {0}")]
+    Repeated(String),
+    #[error("narinfo has a malformed hash {0:?} (want sha256:<nix32>)")]
+    Hash(String),
+    #[error("narinfo has a malformed size {0:?}")]
+    Size(String),
+    #[error("narinfo names an unknown compression {0:?}")]
+    Compression(String),
+    #[error("narinfo has a malformed URL {0:?}")]
+    Url(String),
+    #[error("narinfo names a bad store path: {0}")]
+    StorePath(#[from] StorePathError),
+}
+
+impl NarInfo {
+    /// Parses narinfo text. Unknown keys are ignored, as Nix does.
+    pub fn parse(bytes: &[u8]) -> Result<Self, NarInfoError> {
+        if bytes.len() > MAX_NARINFO_LEN {
+            return Err(NarInfoError::TooLarge(bytes.len()));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| NarInfoError::NotUtf8)?;
+        let mut store_path = None;
+        let mut url = None;
+        let mut compression = None;
+        let mut file_hash = None;
+        let mut file_size = None;
+        let mut nar_hash = None;
+        let mut nar_size = None;
+        let mut references = None;
+        let mut deriver = None;
+        let mut ca = None;
+        let mut sigs = Vec::new();
+
+        fn once<T>(slot: &mut Option<T>, key: &str, v: T) -> Result<(), NarInfoError> {
+            if slot.replace(v).is_some() {
+                return Err(NarInfoError::Repeated(key.to_owned()));
+            }
+            Ok(())
+        }
+        let size = |v: &str| v.parse::<u64>().map_err(|_| NarInfoError::Size(v.to_owned()));
+
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (key, value) = line.split_once(':').ok_or(NarInfoError::Line(n + 1))?;
+            let value = value.trim();
+            match key {
+                "StorePath" => once(&mut store_path, key, StorePath::parse(value)?)?,
+                "URL" => {
+                    if value.is_empty() || value.contains("..") || value.starts_with('/') {
+                        return Err(NarInfoError::Url(value.to_owned()));
+                    }
+                    once(&mut url, key, value.to_owned())?
+                }
+                "Compression" => once(&mut compression, key, Compression::parse(value)?)?,
+                "FileHash" => once(&mut file_hash, key, NarHash::parse(value)?)?,
+                "FileSize" => once(&mut file_size, key, size(value)?)?,
+                "NarHash" => once(&mut nar_hash, key, NarHash::parse(value)?)?,
+                "NarSize" => once(&mut nar_size, key, size(value)?)?,
+                "References" => {
+                    let refs = value
+                        .split_ascii_whitespace()
+                        .map(StorePath::from_base_name)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    once(&mut references, key, refs)?
+                }
+                "Deriver" if value != "unknown-deriver" => {
+                    once(&mut deriver, key, value.to_owned())?
+                }
+                "Sig" => sigs.push(value.to_owned()),
+                "CA" => once(&mut ca, key, value.to_owned())?,
+                _ => {}
+            }
+        }
+        Ok(NarInfo {
+            store_path: store_path.ok_or(NarInfoError::Missing("StorePath"))?,
+            url: url.ok_or(NarInfoError::Missing("URL"))?,
+            // Nix assumes bzip2 when the field is absent.
+            compression: compression.unwrap_or(Compression::Bzip2),
+            file_hash,
+            file_size,
+            nar_hash: nar_hash.ok_or(NarInfoError::Missing("NarHash"))?,
+            nar_size: nar_size.ok_or(NarInfoError::Missing("NarSize"))?,
+            references: references.unwrap_or_default(),
+            deriver,
+            sigs,
+            ca,
+        })
+    }
+
+    /// Renders narinfo text. `Compression:` is always written (Nix assumes
+    /// bzip2 otherwise).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "StorePath: {}", self.store_path);
+        let _ = writeln!(s, "URL: {}", self.url);
+        let _ = writeln!(s, "Compression: {}", self.compression.as_str());
+        if let Some(h) = &self.file_hash {
+            let _ = writeln!(s, "FileHash: {h}");
+        }
+        if let Some(n) = self.file_size {
+            let _ = writeln!(s, "FileSize: {n}");
+        }
+        let _ = writeln!(s, "NarHash: {}", self.nar_hash);
+        let _ = writeln!(s, "NarSize: {}", self.nar_size);
+        let refs: Vec<&str> = self.references.iter().map(|r| r.base_name()).collect();
+        let _ = writeln!(s, "References: {}", refs.join(" "));
+        if let Some(d) = &self.deriver {
+            let _ = writeln!(s, "Deriver: {d}");
+        }
+        for sig in &self.sigs {
+            let _ = writeln!(s, "Sig: {sig}");
+        }
+        if let Some(ca) = &self.ca {
+            let _ = writeln!(s, "CA: {ca}");
+        }
+        s
+    }
+
+    /// What Nix signs: `1;<storePath>;<narHash>;<narSize>;<refs,comma-separated full paths>`.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(
+            &self.store_path,
+            &self.nar_hash,
+            self.nar_size,
+            &self.references,
+        )
+    }
+}
+
+/// Nix's signature fingerprint over a path's identity and contents.
+pub fn fingerprint(path: &StorePath, hash: &NarHash, size: u64, refs: &[StorePath]) -> String {
+    let refs: Vec<&str> = refs.iter().map(|r| r.as_str()).collect();
+    format!("1;{path};{};{size};{}", hash.to_nix(), refs.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REAL: &str = "StorePath: /nix/store/yzpnsva739ix5g71hc0yfpy1szrpa0hm-hn-b
+URL: nar/0k51iy4knpbbd7lbisdcns1inl2zddqnhg9ajrjap56xffcgabjl.nar.xz
+Compression: xz
+FileHash: sha256:0k51iy4knpbbd7lbisdcns1inl2zddqnhg9ajrjap56xffcgabjl
+FileSize: 1000628
+NarHash: sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0
+NarSize: 1000520
+References: dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a
+Deriver: vvhsdcyd68w12wzi7xplankvp865fmsm-hn-b.drv
+Sig: test1:ZtvryDxbqhxp3t5JOJj/T3W7/E7TatJwdDzDbhL/ApbeN6bO4ynvL9FkYhMZ6aHa0NrC6T/LX0F6Dws+lTlDCg==
+";
+
+    #[test]
+    fn parses_what_nix_writes_and_renders_it_back() {
+        let info = NarInfo::parse(REAL.as_bytes()).unwrap();
+        assert_eq!(info.nar_size, 1000520);
+        assert_eq!(info.compression, Compression::Xz);
+        assert_eq!(info.references.len(), 1);
+        assert_eq!(info.sigs.len(), 1);
+        assert_eq!(info.render(), REAL);
+        assert_eq!(
+            info.fingerprint(),
+            "1;/nix/store/yzpnsva739ix5g71hc0yfpy1szrpa0hm-hn-b;\
+             sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0;1000520;\
+             /nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a"
+        );
+    }
+
+    #[test]
+    fn empty_references_and_default_compression() {
+        let text = "StorePath: /nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a\nURL: nar/x.nar\n\
+                    NarHash: sha256:10gfil2hnkwbm413m9l0j9hlwnyjy9nbyywyphjxqsmrzqycqjvd\nNarSize: 1576\nReferences: \n";
+        let info = NarInfo::parse(text.as_bytes()).unwrap();
+        assert!(info.references.is_empty());
+        assert_eq!(info.compression, Compression::Bzip2);
+    }
+
+    #[test]
+    fn hash_forms_agree() {
+        let a = NarHash::parse("sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0").unwrap();
+        let hex_form = format!("sha256:{}", hex::encode(a.0));
+        let sri = format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(a.0)
+        );
+        assert_eq!(NarHash::parse(&hex_form).unwrap(), a);
+        assert_eq!(NarHash::parse(&sri).unwrap(), a);
+    }
+
+    #[test]
+    fn refuses_malformed() {
+        let cases: &[(&str, fn(&NarInfoError) -> bool)] = &[
+            ("URL: x\n", |e| matches!(e, NarInfoError::Missing("StorePath"))),
+            ("garbage line\n", |e| matches!(e, NarInfoError::Line(1))),
+            (
+                "StorePath: /nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-a\nStorePath: /nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-a\n",
+                |e| matches!(e, NarInfoError::Repeated(_)),
+            ),
+            ("NarHash: md5:abc\n", |e| matches!(e, NarInfoError::Hash(_))),
+            ("NarSize: -1\n", |e| matches!(e, NarInfoError::Size(_))),
+            ("Compression: lz4\n", |e| matches!(e, NarInfoError::Compression(_))),
+            ("URL: ../../etc/passwd\n", |e| matches!(e, NarInfoError::Url(_))),
+            ("References: notapath\n", |e| matches!(e, NarInfoError::StorePath(_))),
+        ];
+        for (text, check) in cases {
+            let err = NarInfo::parse(text.as_bytes()).unwrap_err();
+            assert!(check(&err), "{text:?} gave {err:?}");
+        }
+        assert!(matches!(
+            NarInfo::parse(&vec![b'a'; MAX_NARINFO_LEN + 1]),
+            Err(NarInfoError::TooLarge(_))
+        ));
+        assert!(matches!(NarInfo::parse(&[0xff, 0xfe]), Err(NarInfoError::NotUtf8)));
+    }
+}

@@ -1,0 +1,354 @@
+//! Records: the blocks of index and key feeds, and block 0 of every feed.
+//!
+//! ```text
+//! block = version(1) || kind(1) || postcard(body)
+//! ```
+//!
+//! `kind` says how to read the body; a reader skips kinds it does not know,
+//! so later versions can add records without breaking older readers. The
+//! body is postcard 1.0 (a documented, compact, varint-based format). Every
+//! record is at most [`MAX_RECORD_LEN`] bytes, checked before decoding.
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use serde::{Deserialize, Serialize};
+
+use super::narinfo::{Compression, NarHash, NarInfo};
+use super::segment::{Layout, PathKey, SegmentError};
+use super::storepath::StorePath;
+
+/// Record format version in the first byte of every record block.
+pub const RECORD_VERSION: u8 = 1;
+/// Largest record block accepted (checked before decoding).
+pub const MAX_RECORD_LEN: usize = 1 << 20;
+/// Magic in every feed header.
+pub const FEED_MAGIC: &str = "hypernar";
+
+const KIND_HEADER: u8 = 0;
+const KIND_FEED: u8 = 1;
+const KIND_PATH: u8 = 2;
+const KIND_KEY: u8 = 3;
+
+/// What a feed holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FeedRole {
+    /// Path records and feed declarations; its key is the publisher identity.
+    Index,
+    /// Encrypted segments.
+    Data,
+    /// Released per-path keys.
+    Keys,
+}
+
+/// Block 0 of every feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedHeader {
+    pub magic: String,
+    pub role: FeedRole,
+    /// The publisher identity (its index feed's public key).
+    pub publisher: [u8; 32],
+    /// The derivation name, e.g. `data/0`.
+    pub name: String,
+}
+
+impl FeedHeader {
+    pub fn new(role: FeedRole, publisher: [u8; 32], name: &str) -> Self {
+        FeedHeader {
+            magic: FEED_MAGIC.to_owned(),
+            role,
+            publisher,
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// An index record that declares a feed of this publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedDecl {
+    /// Small number path records use to name a data feed.
+    pub id: u32,
+    pub role: FeedRole,
+    pub name: String,
+    pub public_key: [u8; 32],
+}
+
+/// A per-path key sealed under the publisher's wrap key, so the publisher
+/// can release it later from the index alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    pub nonce: [u8; 12],
+    /// The 32-byte key and its 16-byte tag.
+    pub sealed: Vec<u8>,
+}
+
+/// One published store path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathRecord {
+    pub store_path: StorePath,
+    pub nar_hash: NarHash,
+    pub nar_size: u64,
+    pub references: Vec<StorePath>,
+    pub deriver: Option<String>,
+    pub ca: Option<String>,
+    /// Upstream `Sig:` lines, verbatim.
+    pub sigs: Vec<String>,
+    /// `FeedDecl::id` of the data feed holding the segments.
+    pub data_feed: u32,
+    pub first_block: u64,
+    pub block_count: u64,
+    pub segment_size: u32,
+    /// Commitment to the path key (see [`PathKey::check`]).
+    pub key_check: [u8; 16],
+    pub wrapped_key: WrappedKey,
+}
+
+impl PathRecord {
+    /// The segment layout of this path.
+    pub fn layout(&self) -> Result<Layout, SegmentError> {
+        Layout::new(self.store_path.clone(), self.nar_size, self.segment_size)
+    }
+
+    /// A narinfo for this path, served under `url` uncompressed.
+    pub fn narinfo(&self, url: String) -> NarInfo {
+        NarInfo {
+            store_path: self.store_path.clone(),
+            url,
+            compression: Compression::None,
+            file_hash: None,
+            file_size: None,
+            nar_hash: self.nar_hash,
+            nar_size: self.nar_size,
+            references: self.references.clone(),
+            deriver: self.deriver.clone(),
+            sigs: self.sigs.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+}
+
+/// A key released in a key feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRelease {
+    /// Block number of the path record in the index feed.
+    pub index_seq: u64,
+    pub store_path: StorePath,
+    pub key: [u8; 32],
+}
+
+/// Any record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Header(FeedHeader),
+    Feed(FeedDecl),
+    Path(Box<PathRecord>),
+    Key(KeyRelease),
+    /// A kind this build does not know; readers skip it.
+    Unknown(u8),
+}
+
+/// Errors decoding records.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("record of {0} bytes is over the {MAX_RECORD_LEN}-byte limit")]
+    TooLarge(usize),
+    #[error("record is empty or cut short")]
+    Short,
+    #[error("record has version {0}, this build reads version {RECORD_VERSION}")]
+    Version(u8),
+    #[error("record body is malformed: {0}")]
+    Body(#[from] postcard::Error),
+    #[error("record is inconsistent: {0}")]
+    Invalid(&'static str),
+}
+
+impl Record {
+    /// Encodes a record block.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, body) = match self {
+            Record::Header(h) => (KIND_HEADER, postcard::to_stdvec(h)),
+            Record::Feed(f) => (KIND_FEED, postcard::to_stdvec(f)),
+            Record::Path(p) => (KIND_PATH, postcard::to_stdvec(p)),
+            Record::Key(k) => (KIND_KEY, postcard::to_stdvec(k)),
+            Record::Unknown(_) => panic!("unknown records are never written"),
+        };
+        let body = body.expect("records serialize");
+        let mut out = Vec::with_capacity(2 + body.len());
+        out.push(RECORD_VERSION);
+        out.push(kind);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes and checks a record block.
+    pub fn decode(block: &[u8]) -> Result<Self, RecordError> {
+        if block.len() > MAX_RECORD_LEN {
+            return Err(RecordError::TooLarge(block.len()));
+        }
+        let [version, kind, body @ ..] = block else {
+            return Err(RecordError::Short);
+        };
+        if *version != RECORD_VERSION {
+            return Err(RecordError::Version(*version));
+        }
+        let record = match *kind {
+            KIND_HEADER => {
+                let h: FeedHeader = postcard::from_bytes(body)?;
+                if h.magic != FEED_MAGIC {
+                    return Err(RecordError::Invalid("feed header magic"));
+                }
+                Record::Header(h)
+            }
+            KIND_FEED => Record::Feed(postcard::from_bytes(body)?),
+            KIND_PATH => {
+                let p: PathRecord = postcard::from_bytes(body)?;
+                let layout = p
+                    .layout()
+                    .map_err(|_| RecordError::Invalid("segment size out of range"))?;
+                if layout.count() != p.block_count {
+                    return Err(RecordError::Invalid("block count does not match NAR size"));
+                }
+                if p.first_block.checked_add(p.block_count).is_none() {
+                    return Err(RecordError::Invalid("block range overflows"));
+                }
+                if p.wrapped_key.sealed.len() != 48 {
+                    return Err(RecordError::Invalid("wrapped key length"));
+                }
+                Record::Path(Box::new(p))
+            }
+            KIND_KEY => Record::Key(postcard::from_bytes(body)?),
+            other => Record::Unknown(other),
+        };
+        Ok(record)
+    }
+}
+
+fn wrap_aead(wrap_key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, wrap_key).expect("32-byte key"))
+}
+
+fn wrap_aad(path: &StorePath) -> Vec<u8> {
+    let mut aad = b"hypernar/wrap/v1".to_vec();
+    aad.extend_from_slice(path.base_name().as_bytes());
+    aad
+}
+
+/// Seals a path key under the publisher's wrap key (random 96-bit nonce).
+pub fn wrap_path_key(wrap_key: &[u8; 32], path: &StorePath, key: &PathKey) -> WrappedKey {
+    let mut nonce = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let mut sealed = key.0.to_vec();
+    wrap_aead(wrap_key)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(wrap_aad(path)),
+            &mut sealed,
+        )
+        .expect("sealing 32 bytes");
+    WrappedKey { nonce, sealed }
+}
+
+/// Opens a wrapped key; `None` if it was not wrapped by this wrap key for this path.
+pub fn unwrap_path_key(wrap_key: &[u8; 32], path: &StorePath, w: &WrappedKey) -> Option<PathKey> {
+    let mut buf = w.sealed.clone();
+    let plain = wrap_aead(wrap_key)
+        .open_in_place(
+            Nonce::assume_unique_for_key(w.nonce),
+            Aad::from(wrap_aad(path)),
+            &mut buf,
+        )
+        .ok()?;
+    Some(PathKey(plain.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_path(nar_size: u64) -> PathRecord {
+        let store_path =
+            StorePath::parse("/nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a").unwrap();
+        let key = PathKey([3; 32]);
+        PathRecord {
+            references: vec![store_path.clone()],
+            wrapped_key: wrap_path_key(&[9; 32], &store_path, &key),
+            store_path,
+            nar_hash: NarHash([1; 32]),
+            nar_size,
+            deriver: Some("pz8zva3vwjqfwnhyn9i7q438d91ndz4y-hn-a.drv".into()),
+            ca: None,
+            sigs: vec!["test1:abc==".into()],
+            data_feed: 0,
+            first_block: 1,
+            block_count: nar_size.div_ceil(4096),
+            segment_size: 4096,
+            key_check: key.check(),
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let records = [
+            Record::Header(FeedHeader::new(FeedRole::Data, [5; 32], "data/0")),
+            Record::Feed(FeedDecl {
+                id: 0,
+                role: FeedRole::Data,
+                name: "data/0".into(),
+                public_key: [6; 32],
+            }),
+            Record::Path(Box::new(sample_path(10_000))),
+            Record::Key(KeyRelease {
+                index_seq: 4,
+                store_path: sample_path(0).store_path,
+                key: [3; 32],
+            }),
+        ];
+        for r in records {
+            assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn refuses_bad_blocks() {
+        assert!(matches!(Record::decode(&[]), Err(RecordError::Short)));
+        assert!(matches!(Record::decode(&[2, 0]), Err(RecordError::Version(2))));
+        assert!(matches!(Record::decode(&[1, 99, 1, 2]).unwrap(), Record::Unknown(99)));
+        assert!(matches!(
+            Record::decode(&vec![1; MAX_RECORD_LEN + 1]),
+            Err(RecordError::TooLarge(_))
+        ));
+        let mut p = sample_path(10_000);
+        p.block_count += 1;
+        assert!(matches!(
+            Record::decode(&Record::Path(Box::new(p)).encode()),
+            Err(RecordError::Invalid(_))
+        ));
+        let mut block = Record::Path(Box::new(sample_path(10))).encode();
+        block.truncate(block.len() - 3);
+        assert!(matches!(Record::decode(&block), Err(RecordError::Body(_))));
+        let bad_magic = FeedHeader {
+            magic: "other".into(),
+            ..FeedHeader::new(FeedRole::Index, [0; 32], "index")
+        };
+        assert!(Record::decode(&Record::Header(bad_magic).encode()).is_err());
+    }
+
+    #[test]
+    fn wrapped_keys_open_only_for_their_path_and_wrap_key() {
+        let p = sample_path(1);
+        assert_eq!(unwrap_path_key(&[9; 32], &p.store_path, &p.wrapped_key), Some(PathKey([3; 32])));
+        assert_eq!(unwrap_path_key(&[8; 32], &p.store_path, &p.wrapped_key), None);
+        let other = StorePath::parse("/nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-b").unwrap();
+        assert_eq!(unwrap_path_key(&[9; 32], &other, &p.wrapped_key), None);
+    }
+
+    proptest! {
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Record::decode(&bytes);
+            let mut with_header = vec![RECORD_VERSION, KIND_PATH];
+            with_header.extend_from_slice(&bytes);
+            let _ = Record::decode(&with_header);
+        }
+    }
+}

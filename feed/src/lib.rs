@@ -1,0 +1,26 @@
+//! hypernar-feed: the feed format and local feed storage of hypernar.
+//!
+//! A publisher turns a Nix binary cache into Hypercore feeds: an index feed
+//! (its public key is the publisher identity) of path records, data feeds of
+//! encrypted NAR segments, and key feeds that release per-path keys. This
+//! crate defines those formats and reads and writes them on disk. It knows
+//! nothing of HTTP, FUSE or the command line.
+//!
+//! Modules:
+//! - [`format`]: pure formats (no I/O): store paths, narinfo, nix32,
+//!   identities and key derivation, records, the segment envelope.
+//! - [`store`]: hypercores on disk, one directory per feed.
+//! - [`catalog`]: a store read back as publishers, paths and released keys.
+//! - [`reader`]: streaming a path's NAR out of its blocks, verified.
+//! - [`error`]: the error types in one place.
+//!
+//! docs/protocol.md describes the formats in prose.
+
+pub mod catalog;
+pub mod error;
+pub mod format;
+pub mod reader;
+pub mod store;
+
+pub use catalog::{Catalog, PublisherIndex};
+pub use store::{Feed, FeedStore};

@@ -1,0 +1,149 @@
+//! Reading a published path back: blocks in, verified NAR bytes out.
+//!
+//! Two stages so both cores work: an async task reads blocks from the feed,
+//! a blocking thread authenticates, decrypts, decompresses, hashes and
+//! writes them. Every block is authenticated before its bytes are written;
+//! the NarHash and NarSize are checked at the end.
+
+use std::io::Write;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::format::narinfo::NarHash;
+use crate::format::record::PathRecord;
+use crate::format::segment::{Opener, PathKey, SegmentError};
+use crate::format::storepath::StorePath;
+use crate::store::{Feed, StoreError};
+
+/// Blocks read ahead of the decrypting thread.
+const READ_AHEAD: usize = 8;
+
+/// Why a NAR could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {source}")]
+    Store {
+        path: StorePath,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{path}: {source}")]
+    Segment {
+        path: StorePath,
+        #[source]
+        source: SegmentError,
+    },
+    #[error("{path}: the key does not match the index record's commitment")]
+    WrongKey { path: StorePath },
+    #[error("{path}: NAR hash mismatch: index says {expected}, blocks give {got}")]
+    NarHash {
+        path: StorePath,
+        expected: NarHash,
+        got: NarHash,
+    },
+    #[error("{path}: writing the NAR failed: {source}")]
+    Write {
+        path: StorePath,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Summary of a NAR read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSummary {
+    pub nar_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+/// Writes the NAR of `record` from `data` to `out`, verifying as it goes.
+pub async fn write_nar<W: Write + Send + 'static>(
+    data: &mut Feed,
+    record: &PathRecord,
+    key: &PathKey,
+    out: W,
+) -> Result<(W, ReadSummary), ReadError> {
+    let path = record.store_path.clone();
+    if key.check() != record.key_check {
+        return Err(ReadError::WrongKey { path });
+    }
+    let seg_err = |source| ReadError::Segment {
+        path: path.clone(),
+        source,
+    };
+    let layout = record.layout().map_err(seg_err)?;
+    let mut opener = Opener::new(layout, key).map_err(seg_err)?;
+    let (tx, mut rx) = mpsc::channel::<(u64, Vec<u8>)>(READ_AHEAD);
+
+    let expected = record.nar_hash;
+    let worker_path = path.clone();
+    let worker = tokio::task::spawn_blocking(move || -> Result<(W, u64), ReadError> {
+        let path = worker_path;
+        let mut out = out;
+        let mut hasher = Sha256::new();
+        let mut plain = Vec::new();
+        let mut written = 0u64;
+        while let Some((i, mut block)) = rx.blocking_recv() {
+            plain.clear();
+            opener
+                .open_into(i, &mut block, &mut plain)
+                .map_err(|source| ReadError::Segment {
+                    path: path.clone(),
+                    source,
+                })?;
+            hasher.update(&plain);
+            out.write_all(&plain).map_err(|source| ReadError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            written += plain.len() as u64;
+        }
+        out.flush().map_err(|source| ReadError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        let got = NarHash(hasher.finalize().into());
+        if got != expected {
+            return Err(ReadError::NarHash {
+                path,
+                expected,
+                got,
+            });
+        }
+        Ok((out, written))
+    });
+
+    let mut stored = 0u64;
+    let mut read_err = None;
+    for i in 0..record.block_count {
+        match data.get(record.first_block + i).await {
+            Ok(block) => {
+                stored += block.len() as u64;
+                if tx.send((i, block)).await.is_err() {
+                    break; // the worker stopped; its error says why
+                }
+            }
+            Err(source) => {
+                read_err = Some(ReadError::Store {
+                    path: path.clone(),
+                    source,
+                });
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let worker_result = worker.await.expect("NAR worker panicked");
+    if let Some(e) = read_err {
+        return Err(e);
+    }
+    let (out, nar_bytes) = worker_result?;
+    Ok((
+        out,
+        ReadSummary {
+            nar_bytes,
+            stored_bytes: stored,
+        },
+    ))
+}

@@ -1,0 +1,236 @@
+//! Feeds on disk: one hypercore per directory `feeds/<hex public key>/`.
+//!
+//! The store knows nothing of peers; it creates, opens and lists feeds and
+//! reads their records.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use hypercore::{Hypercore, HypercoreBuilder, HypercoreError, PartialKeypair, Storage};
+
+use crate::format::record::{FeedHeader, Record, RecordError};
+
+/// Errors from the feed store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("feed store at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("hypercore {feed}: {source}")]
+    Hypercore {
+        feed: String,
+        #[source]
+        source: HypercoreError,
+    },
+    #[error("feed {feed} block {index}: {source}")]
+    Record {
+        feed: String,
+        index: u64,
+        #[source]
+        source: RecordError,
+    },
+    #[error("feed {feed} block {index} is not stored locally")]
+    MissingBlock { feed: String, index: u64 },
+    #[error("feed {feed} has no hypernar header in block 0")]
+    NoHeader { feed: String },
+    #[error("feed {feed} on disk has public key {found}, expected it from its directory name")]
+    KeyMismatch { feed: String, found: String },
+}
+
+/// A directory of feeds.
+#[derive(Debug, Clone)]
+pub struct FeedStore {
+    root: PathBuf,
+}
+
+impl FeedStore {
+    /// Opens (creating if needed) the feed store under `data_dir/feeds`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let root = data_dir.join("feeds");
+        std::fs::create_dir_all(&root).map_err(|source| StoreError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        Ok(FeedStore { root })
+    }
+
+    fn feed_dir(&self, key: &VerifyingKey) -> PathBuf {
+        self.root.join(hex::encode(key.as_bytes()))
+    }
+
+    /// Public keys of every feed in the store.
+    pub fn list(&self) -> Result<Vec<VerifyingKey>, StoreError> {
+        let io = |source| StoreError::Io {
+            path: self.root.clone(),
+            source,
+        };
+        let mut keys = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            let Some(bytes) = name.to_str().and_then(|n| hex::decode(n).ok()) else {
+                continue;
+            };
+            let Ok(bytes) = <[u8; 32]>::try_from(bytes) else {
+                continue;
+            };
+            if let Ok(key) = VerifyingKey::from_bytes(&bytes) {
+                if has_oplog(&entry.path()) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort_by_key(|k| k.to_bytes());
+        Ok(keys)
+    }
+
+    /// Opens the writable feed of `signing_key`, creating it if it does not exist.
+    pub async fn open_writable(&self, signing_key: &SigningKey) -> Result<Feed, StoreError> {
+        let public = signing_key.verifying_key();
+        let dir = self.feed_dir(&public);
+        if has_oplog(&dir) {
+            return self.open_dir(dir, public).await;
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = hex::encode(public.as_bytes());
+        let hc = |source| StoreError::Hypercore {
+            feed: name.clone(),
+            source,
+        };
+        let storage = Storage::new_disk(&dir, true).await.map_err(hc)?;
+        let core = HypercoreBuilder::new(storage)
+            .key_pair(PartialKeypair {
+                public,
+                secret: Some(signing_key.clone()),
+            })
+            .build()
+            .await
+            .map_err(hc)?;
+        Ok(Feed { core, public, name })
+    }
+
+    /// Opens an existing feed, if the store has it.
+    pub async fn open_existing(&self, public: &VerifyingKey) -> Result<Option<Feed>, StoreError> {
+        let dir = self.feed_dir(public);
+        if !has_oplog(&dir) {
+            return Ok(None);
+        }
+        self.open_dir(dir, *public).await.map(Some)
+    }
+
+    async fn open_dir(&self, dir: PathBuf, public: VerifyingKey) -> Result<Feed, StoreError> {
+        let name = hex::encode(public.as_bytes());
+        let hc = |source| StoreError::Hypercore {
+            feed: name.clone(),
+            source,
+        };
+        let storage = Storage::new_disk(&dir, false).await.map_err(hc)?;
+        let core = HypercoreBuilder::new(storage)
+            .open(true)
+            .build()
+            .await
+            .map_err(hc)?;
+        if core.key_pair().public != public {
+            return Err(StoreError::KeyMismatch {
+                feed: name,
+                found: hex::encode(core.key_pair().public.as_bytes()),
+            });
+        }
+        Ok(Feed { core, public, name })
+    }
+}
+
+/// A feed exists once its oplog has its header; a directory left by a crash
+/// before that is treated as absent and created afresh.
+fn has_oplog(dir: &Path) -> bool {
+    std::fs::metadata(dir.join("oplog")).is_ok_and(|m| m.len() > 0)
+}
+
+/// One open hypercore.
+#[derive(Debug)]
+pub struct Feed {
+    core: Hypercore,
+    public: VerifyingKey,
+    name: String,
+}
+
+impl Feed {
+    /// The feed's public key.
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.public
+    }
+
+    /// Hex of the public key, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of blocks.
+    pub fn len(&self) -> u64 {
+        self.core.info().length
+    }
+
+    /// Whether the feed has no blocks.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn hc(&self, source: HypercoreError) -> StoreError {
+        StoreError::Hypercore {
+            feed: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Appends blocks atomically (one oplog entry).
+    pub async fn append_batch(&mut self, blocks: &[Vec<u8>]) -> Result<(), StoreError> {
+        self.core
+            .append_batch(blocks)
+            .await
+            .map(drop)
+            .map_err(|e| self.hc(e))
+    }
+
+    /// Reads block `index`; an error if it is not stored locally.
+    pub async fn get(&mut self, index: u64) -> Result<Vec<u8>, StoreError> {
+        match self.core.get(index).await {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(StoreError::MissingBlock {
+                feed: self.name.clone(),
+                index,
+            }),
+            Err(e) => Err(self.hc(e)),
+        }
+    }
+
+    /// Reads and decodes the record in block `index`.
+    pub async fn record(&mut self, index: u64) -> Result<Record, StoreError> {
+        let block = self.get(index).await?;
+        Record::decode(&block).map_err(|source| StoreError::Record {
+            feed: self.name.clone(),
+            index,
+            source,
+        })
+    }
+
+    /// The feed header in block 0, if the feed has one.
+    pub async fn header(&mut self) -> Result<FeedHeader, StoreError> {
+        if self.is_empty() {
+            return Err(StoreError::NoHeader {
+                feed: self.name.clone(),
+            });
+        }
+        match self.record(0).await? {
+            Record::Header(h) => Ok(h),
+            _ => Err(StoreError::NoHeader {
+                feed: self.name.clone(),
+            }),
+        }
+    }
+}
