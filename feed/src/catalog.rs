@@ -78,7 +78,9 @@ pub enum CatalogError {
     Store(#[from] StoreError),
     #[error("{0} is not published by any publisher in this data directory")]
     UnknownPath(StorePath),
-    #[error("no key has been released for {0} (publish with key release, or run `hypernar release`)")]
+    #[error(
+        "no key has been released for {0} (publish with key release, or run `hypernar release`)"
+    )]
     NoKey(StorePath),
     #[error("data feed {feed} of {path} is not in this data directory")]
     NoDataFeed { path: StorePath, feed: String },
@@ -136,7 +138,11 @@ impl Catalog {
         Ok(catalog)
     }
 
-    async fn read_key_feed(&mut self, publisher: [u8; 32], feed: &mut Feed) -> Result<(), StoreError> {
+    async fn read_key_feed(
+        &mut self,
+        publisher: [u8; 32],
+        feed: &mut Feed,
+    ) -> Result<(), StoreError> {
         let Some(index) = self.publishers.get(&publisher) else {
             return Ok(());
         };
@@ -193,12 +199,11 @@ impl Catalog {
         record: &PathRecord,
     ) -> Result<Feed, CatalogError> {
         let decl = &publisher.feeds[&record.data_feed];
-        let key = VerifyingKey::from_bytes(&decl.public_key).map_err(|_| {
-            CatalogError::NoDataFeed {
+        let key =
+            VerifyingKey::from_bytes(&decl.public_key).map_err(|_| CatalogError::NoDataFeed {
                 path: record.store_path.clone(),
                 feed: hex::encode(decl.public_key),
-            }
-        })?;
+            })?;
         self.store
             .open_existing(&key)
             .await?

@@ -147,3 +147,33 @@ pub async fn write_nar<W: Write + Send + 'static>(
         },
     ))
 }
+
+/// Why `cat` failed: the path could not be found or unlocked, or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatError {
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// Finds `path` in the catalog and writes its verified NAR to `out`. The key
+/// comes from a key feed, or, for the publisher itself, from unwrapping the
+/// index record with `wrap_key`.
+pub async fn cat<W: Write + Send + 'static>(
+    catalog: &crate::catalog::Catalog,
+    path: &StorePath,
+    wrap_key: Option<&[u8; 32]>,
+    out: W,
+) -> Result<(W, ReadSummary), CatError> {
+    use crate::catalog::CatalogError;
+    let (publisher, record) = catalog.find(path)?;
+    let key = match catalog.key(&publisher.identity, path) {
+        Some(k) => k.clone(),
+        None => wrap_key
+            .and_then(|w| crate::format::record::unwrap_path_key(w, path, &record.wrapped_key))
+            .ok_or_else(|| CatalogError::NoKey(path.clone()))?,
+    };
+    let mut data = catalog.data_feed(publisher, record).await?;
+    Ok(write_nar(&mut data, record, &key, out).await?)
+}

@@ -3,7 +3,9 @@
 //! The store knows nothing of peers; it creates, opens and lists feeds and
 //! reads their records.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use hypercore::{Hypercore, HypercoreBuilder, HypercoreError, PartialKeypair, Storage};
@@ -36,25 +38,44 @@ pub enum StoreError {
     MissingBlock { feed: String, index: u64 },
     #[error("feed {feed} has no hypernar header in block 0")]
     NoHeader { feed: String },
+    #[error("{} is in use by another hypernar process (it holds the lock on {})", .0.display(), .0.join("lock").display())]
+    Locked(PathBuf),
     #[error("feed {feed} on disk has public key {found}, expected it from its directory name")]
     KeyMismatch { feed: String, found: String },
 }
 
-/// A directory of feeds.
+/// A directory of feeds, held by one process at a time: hypercore's files
+/// are not safe to open from two processes, so the store takes an exclusive
+/// lock on `data_dir/lock` for as long as any clone of it lives.
 #[derive(Debug, Clone)]
 pub struct FeedStore {
     root: PathBuf,
+    _lock: Arc<File>,
 }
 
 impl FeedStore {
     /// Opens (creating if needed) the feed store under `data_dir/feeds`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let root = data_dir.join("feeds");
-        std::fs::create_dir_all(&root).map_err(|source| StoreError::Io {
-            path: root.clone(),
-            source,
-        })?;
-        Ok(FeedStore { root })
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        let lock_path = data_dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(data_dir.to_owned()));
+        }
+        Ok(FeedStore {
+            root,
+            _lock: Arc::new(lock),
+        })
     }
 
     fn feed_dir(&self, key: &VerifyingKey) -> PathBuf {

@@ -1,1 +1,24 @@
+//! hypernar-publisher: turns a Nix binary cache into signed, encrypted feeds.
+//!
+//! For each store path: fetch the narinfo and NAR from the upstream cache
+//! ([`source`]), check NarHash and NarSize while cutting, compressing and
+//! sealing the NAR into a spool file ([`spool`]), then commit: append the
+//! blocks to the data feed, the path record to the index feed and the key
+//! to the public key feed, under a journal ([`journal`]) that lets a killed
+//! run be finished by the next one ([`publisher`]).
+//!
+//! Modules: [`source`], [`spool`], [`journal`], [`publisher`], [`error`].
 
+pub mod error;
+pub mod journal;
+pub mod publisher;
+pub mod source;
+pub mod spool;
+
+pub use error::PublishError;
+pub use publisher::{
+    NoProgress, Outcome, Progress, PublishOptions, PublishSummary, Publisher, ReleaseSummary,
+};
+pub use source::{Source, SourceError};
+pub use spool::SealSettings;
+pub mod sample;

@@ -145,7 +145,11 @@ impl PublisherSecret {
 
 impl fmt::Debug for PublisherSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublisherSecret(<redacted>, identity {})", self.identity())
+        write!(
+            f,
+            "PublisherSecret(<redacted>, identity {})",
+            self.identity()
+        )
     }
 }
 
@@ -225,7 +229,10 @@ mod tests {
         let b = secret.feed_signing_key(PUBLIC_KEYS_FEED).verifying_key();
         assert_ne!(a, b);
         assert_eq!(a, secret.feed_signing_key(DATA_FEED_0).verifying_key());
-        assert_ne!(secret.wrap_key(), secret.feed_signing_key(INDEX_FEED).to_bytes());
+        assert_ne!(
+            secret.wrap_key(),
+            secret.feed_signing_key(INDEX_FEED).to_bytes()
+        );
         // Pinned vector: a change here breaks every published identity.
         assert_eq!(
             hex::encode(secret.feed_signing_key(INDEX_FEED).to_bytes()),

@@ -158,7 +158,10 @@ impl NarInfo {
             }
             Ok(())
         }
-        let size = |v: &str| v.parse::<u64>().map_err(|_| NarInfoError::Size(v.to_owned()));
+        let size = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| NarInfoError::Size(v.to_owned()))
+        };
 
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -299,7 +302,8 @@ Sig: test1:ZtvryDxbqhxp3t5JOJj/T3W7/E7TatJwdDzDbhL/ApbeN6bO4ynvL9FkYhMZ6aHa0NrC6
 
     #[test]
     fn hash_forms_agree() {
-        let a = NarHash::parse("sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0").unwrap();
+        let a =
+            NarHash::parse("sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0").unwrap();
         let hex_form = format!("sha256:{}", hex::encode(a.0));
         let sri = format!(
             "sha256-{}",
@@ -332,6 +336,9 @@ Sig: test1:ZtvryDxbqhxp3t5JOJj/T3W7/E7TatJwdDzDbhL/ApbeN6bO4ynvL9FkYhMZ6aHa0NrC6
             NarInfo::parse(&vec![b'a'; MAX_NARINFO_LEN + 1]),
             Err(NarInfoError::TooLarge(_))
         ));
-        assert!(matches!(NarInfo::parse(&[0xff, 0xfe]), Err(NarInfoError::NotUtf8)));
+        assert!(matches!(
+            NarInfo::parse(&[0xff, 0xfe]),
+            Err(NarInfoError::NotUtf8)
+        ));
     }
 }

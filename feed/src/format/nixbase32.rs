@@ -90,7 +90,8 @@ mod tests {
             encode(&empty_sha256),
             "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"
         );
-        let back: [u8; 32] = decode("0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73").unwrap();
+        let back: [u8; 32] =
+            decode("0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73").unwrap();
         assert_eq!(back.as_slice(), empty_sha256.as_slice());
     }
 

@@ -310,8 +310,14 @@ mod tests {
     #[test]
     fn refuses_bad_blocks() {
         assert!(matches!(Record::decode(&[]), Err(RecordError::Short)));
-        assert!(matches!(Record::decode(&[2, 0]), Err(RecordError::Version(2))));
-        assert!(matches!(Record::decode(&[1, 99, 1, 2]).unwrap(), Record::Unknown(99)));
+        assert!(matches!(
+            Record::decode(&[2, 0]),
+            Err(RecordError::Version(2))
+        ));
+        assert!(matches!(
+            Record::decode(&[1, 99, 1, 2]).unwrap(),
+            Record::Unknown(99)
+        ));
         assert!(matches!(
             Record::decode(&vec![1; MAX_RECORD_LEN + 1]),
             Err(RecordError::TooLarge(_))
@@ -335,8 +341,14 @@ mod tests {
     #[test]
     fn wrapped_keys_open_only_for_their_path_and_wrap_key() {
         let p = sample_path(1);
-        assert_eq!(unwrap_path_key(&[9; 32], &p.store_path, &p.wrapped_key), Some(PathKey([3; 32])));
-        assert_eq!(unwrap_path_key(&[8; 32], &p.store_path, &p.wrapped_key), None);
+        assert_eq!(
+            unwrap_path_key(&[9; 32], &p.store_path, &p.wrapped_key),
+            Some(PathKey([3; 32]))
+        );
+        assert_eq!(
+            unwrap_path_key(&[8; 32], &p.store_path, &p.wrapped_key),
+            None
+        );
         let other = StorePath::parse("/nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-b").unwrap();
         assert_eq!(unwrap_path_key(&[9; 32], &other, &p.wrapped_key), None);
     }

@@ -51,7 +51,9 @@ pub enum SegmentError {
     Version(u8),
     #[error("block of {0} bytes is too short to be a segment")]
     Short(usize),
-    #[error("segment {index} failed authentication: the block was altered, moved, or the key is wrong")]
+    #[error(
+        "segment {index} failed authentication: the block was altered, moved, or the key is wrong"
+    )]
     Authentication { index: u64 },
     #[error("segment {index} names an unknown codec {codec}")]
     Codec { index: u64, codec: u8 },
@@ -188,7 +190,9 @@ pub struct Sealer {
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sealer").field("layout", &self.layout).finish()
+        f.debug_struct("Sealer")
+            .field("layout", &self.layout)
+            .finish()
     }
 }
 
@@ -253,7 +257,9 @@ pub struct Opener {
 
 impl fmt::Debug for Opener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Opener").field("layout", &self.layout).finish()
+        f.debug_struct("Opener")
+            .field("layout", &self.layout)
+            .finish()
     }
 }
 
@@ -356,7 +362,9 @@ mod tests {
         let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         (0..len)
             .map(|i| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 if (i / 1000) % 2 == 0 {
                     b"nix store "[i % 10]
                 } else {
@@ -376,7 +384,11 @@ mod tests {
             .collect()
     }
 
-    fn open_all(layout: &Layout, key: &PathKey, blocks: &[Vec<u8>]) -> Result<Vec<u8>, SegmentError> {
+    fn open_all(
+        layout: &Layout,
+        key: &PathKey,
+        blocks: &[Vec<u8>],
+    ) -> Result<Vec<u8>, SegmentError> {
         let mut o = Opener::new(layout.clone(), key)?;
         let mut out = Vec::new();
         for (i, b) in blocks.iter().enumerate() {
@@ -386,7 +398,14 @@ mod tests {
     }
 
     /// Boundary sizes: 0, 1, segment−1, segment, segment+1, many segments.
-    const SIZES: &[usize] = &[0, 1, SEG as usize - 1, SEG as usize, SEG as usize + 1, SEG as usize * 7 + 13];
+    const SIZES: &[usize] = &[
+        0,
+        1,
+        SEG as usize - 1,
+        SEG as usize,
+        SEG as usize + 1,
+        SEG as usize * 7 + 13,
+    ];
 
     #[test]
     fn boundary_sizes_round_trip() {
@@ -397,7 +416,11 @@ mod tests {
             let data = nar(size, size as u64);
             let blocks = seal_all(&layout, &key, &data);
             assert!(blocks.iter().all(|b| b.len() <= layout.max_block_len()));
-            assert_eq!(open_all(&layout, &key, &blocks).unwrap(), data, "size {size}");
+            assert_eq!(
+                open_all(&layout, &key, &blocks).unwrap(),
+                data,
+                "size {size}"
+            );
         }
     }
 
@@ -433,7 +456,10 @@ mod tests {
 
         let mut swapped = blocks.clone();
         swapped.swap(0, 1);
-        assert!(matches!(open_all(&layout, &key, &swapped), Err(SegmentError::Authentication { index: 0 })));
+        assert!(matches!(
+            open_all(&layout, &key, &swapped),
+            Err(SegmentError::Authentication { index: 0 })
+        ));
 
         assert!(matches!(
             open_all(&layout, &PathKey::generate(), &blocks),
@@ -442,18 +468,30 @@ mod tests {
 
         // The same blocks read as a shorter path (truncation) or another path.
         let shorter = Layout::new(path("p"), (SEG * 2) as u64, SEG).unwrap();
-        assert!(matches!(open_all(&shorter, &key, &blocks[..2]), Err(SegmentError::Authentication { .. })));
+        assert!(matches!(
+            open_all(&shorter, &key, &blocks[..2]),
+            Err(SegmentError::Authentication { .. })
+        ));
         let other = Layout::new(path("q"), size as u64, SEG).unwrap();
-        assert!(matches!(open_all(&other, &key, &blocks), Err(SegmentError::Authentication { .. })));
+        assert!(matches!(
+            open_all(&other, &key, &blocks),
+            Err(SegmentError::Authentication { .. })
+        ));
 
         let mut cut = blocks[0].clone();
         cut.truncate(10);
         assert!(matches!(
-            Opener::new(layout.clone(), &key).unwrap().open_into(0, &mut cut, &mut Vec::new()),
+            Opener::new(layout.clone(), &key)
+                .unwrap()
+                .open_into(0, &mut cut, &mut Vec::new()),
             Err(SegmentError::Short(10))
         ));
         assert!(matches!(
-            Opener::new(layout.clone(), &key).unwrap().open_into(3, &mut blocks[0].clone(), &mut Vec::new()),
+            Opener::new(layout.clone(), &key).unwrap().open_into(
+                3,
+                &mut blocks[0].clone(),
+                &mut Vec::new()
+            ),
             Err(SegmentError::OutOfRange { index: 3, count: 3 })
         ));
     }
@@ -462,7 +500,9 @@ mod tests {
     fn incompressible_segments_are_stored_raw_and_compressible_ones_shrink() {
         let layout = Layout::new(path("p"), SEG as u64, SEG).unwrap();
         let key = PathKey::generate();
-        let noise: Vec<u8> = (0..SEG).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..SEG)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let zeros = vec![0u8; SEG as usize];
         let mut s = Sealer::new(layout, &key, 3).unwrap();
         assert!(s.seal(0, &zeros).unwrap().len() < 100);

@@ -138,7 +138,10 @@ mod tests {
         ] {
             assert!(StorePath::parse(bad).is_err(), "{bad} accepted");
         }
-        let long = format!("/nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-{}", "a".repeat(212));
+        let long = format!(
+            "/nix/store/dvy33zhzyzyqssgblsj9zn6xikj3y7w8-{}",
+            "a".repeat(212)
+        );
         assert!(StorePath::parse(&long).is_err());
     }
 }

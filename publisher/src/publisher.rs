@@ -1,0 +1,644 @@
+//! The publisher: owns a data directory, its feeds and its commit journal.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hypernar_feed::format::identity::{
+    feed_key_text, Identity, PublisherSecret, AUDIENCE_KEYS_PREFIX, DATA_FEED_0, INDEX_FEED,
+    PUBLIC_KEYS_FEED,
+};
+use hypernar_feed::format::narinfo::NarInfo;
+use hypernar_feed::format::record::{
+    unwrap_path_key, wrap_path_key, FeedDecl, FeedHeader, FeedRole, KeyRelease, PathRecord, Record,
+};
+use hypernar_feed::format::segment::{ENVELOPE_OVERHEAD, MAX_SEGMENT_SIZE};
+use hypernar_feed::format::storepath::StorePath;
+use hypernar_feed::store::{Feed, FeedStore, StoreError};
+use hypernar_feed::PublisherIndex;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::error::PublishError;
+use crate::journal::{self, Pending};
+use crate::source::{Source, SourceError};
+use crate::spool::{self, PrepareError, Prepared, SealSettings, SpoolReader};
+
+/// Most bytes appended to the data feed in one hypercore batch.
+const BATCH_BYTES: usize = 8 << 20;
+/// Narinfos fetched at once while walking a closure.
+const NARINFO_CONCURRENCY: usize = 16;
+
+/// What to publish and how.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// Follow `References:` from the named paths.
+    pub closure: bool,
+    /// Publish every narinfo of a `file://` cache.
+    pub all: bool,
+    /// Release keys to the public key feed as paths are published.
+    pub release: bool,
+    /// Paths prepared (downloaded, compressed, sealed) at once.
+    pub jobs: usize,
+    pub seal: SealSettings,
+}
+
+/// Receives progress; the CLI draws it, tests ignore it.
+pub trait Progress: Send + Sync {
+    /// The plan is known: how many paths and NAR bytes will be prepared.
+    fn planned(&self, _paths: u64, _nar_bytes: u64) {}
+    /// NAR bytes read and sealed.
+    fn nar_bytes(&self, _n: u64) {}
+    /// A path was committed, skipped or failed.
+    fn path_done(&self, _path: &StorePath, _outcome: &Outcome) {}
+}
+
+/// No progress output.
+#[derive(Debug)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What happened to one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Published { stored_bytes: u64 },
+    AlreadyPublished,
+    Failed(String),
+}
+
+/// What a publish run did.
+#[derive(Debug, Default)]
+pub struct PublishSummary {
+    pub published: u64,
+    pub already: u64,
+    pub released: u64,
+    pub failed: Vec<String>,
+    pub nar_bytes: u64,
+    pub stored_bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// What a release run did.
+#[derive(Debug)]
+pub struct ReleaseSummary {
+    pub released: u64,
+    pub already: u64,
+    /// The key feed's public key in text form: the token an audience needs.
+    pub feed_token: String,
+    pub feed_name: String,
+}
+
+/// A publisher with its data directory open and locked.
+#[derive(Debug)]
+pub struct Publisher {
+    secret: PublisherSecret,
+    dir: PathBuf,
+    staging: PathBuf,
+    store: FeedStore,
+    index_feed: Feed,
+    data: Feed,
+    public_keys: Feed,
+    index: PublisherIndex,
+    by_hash: HashMap<String, StorePath>,
+    released: HashSet<StorePath>,
+    data_id: u32,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PublishError + '_ {
+    move |source| PublishError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Publisher {
+    /// Opens (creating if needed) the publisher's data directory, takes its
+    /// lock, makes sure every feed has its header and declaration, and
+    /// finishes any commit a previous run was killed in the middle of.
+    pub async fn open(dir: &Path, secret: PublisherSecret) -> Result<Self, PublishError> {
+        let staging = dir.join("staging");
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&staging)
+            .map_err(io_err(&staging))?;
+        let store = FeedStore::open(dir)?;
+        let identity = secret.identity();
+        let me = identity.to_bytes();
+        let mut index_feed = store
+            .open_writable(&secret.feed_signing_key(INDEX_FEED))
+            .await?;
+        let mut data = store
+            .open_writable(&secret.feed_signing_key(DATA_FEED_0))
+            .await?;
+        let mut public_keys = store
+            .open_writable(&secret.feed_signing_key(PUBLIC_KEYS_FEED))
+            .await?;
+        ensure_header(&mut index_feed, FeedRole::Index, me, INDEX_FEED).await?;
+        ensure_header(&mut data, FeedRole::Data, me, DATA_FEED_0).await?;
+        ensure_header(&mut public_keys, FeedRole::Keys, me, PUBLIC_KEYS_FEED).await?;
+
+        let mut index = PublisherIndex::new(identity);
+        index.catch_up(&mut index_feed).await?;
+        for (role, name, feed) in [
+            (FeedRole::Data, DATA_FEED_0, &data),
+            (FeedRole::Keys, PUBLIC_KEYS_FEED, &public_keys),
+        ] {
+            if index.feed_named(role, name).is_none() {
+                let decl = FeedDecl {
+                    id: index.feeds.keys().max().map_or(0, |m| m + 1),
+                    role,
+                    name: name.to_owned(),
+                    public_key: feed.public_key().to_bytes(),
+                };
+                index_feed
+                    .append_batch(&[Record::Feed(decl).encode()])
+                    .await?;
+                index.catch_up(&mut index_feed).await?;
+            }
+        }
+        let data_id = index
+            .feed_named(FeedRole::Data, DATA_FEED_0)
+            .expect("declared above")
+            .id;
+        let released = releases_in(&mut public_keys).await?;
+        let by_hash = index
+            .paths
+            .keys()
+            .map(|p| (p.hash_part().to_owned(), p.clone()))
+            .collect();
+        let mut publisher = Publisher {
+            secret,
+            dir: dir.to_owned(),
+            staging,
+            store,
+            index_feed,
+            data,
+            public_keys,
+            index,
+            by_hash,
+            released,
+            data_id,
+        };
+        publisher.recover().await?;
+        Ok(publisher)
+    }
+
+    /// The publisher identity.
+    pub fn identity(&self) -> Identity {
+        self.index.identity
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Paths in the index.
+    pub fn published(&self) -> impl Iterator<Item = &PathRecord> {
+        self.index.paths.values().map(|(_, r)| r)
+    }
+
+    async fn recover(&mut self) -> Result<(), PublishError> {
+        let pending = journal::read(&self.staging).map_err(io_err(&self.staging))?;
+        if let Some(pending) = pending {
+            info!(path = %pending.record.store_path, "finishing a commit interrupted by an earlier run");
+            self.finish(pending).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes `roots` (hash parts) from `source`.
+    pub async fn publish(
+        &mut self,
+        source: Arc<Source>,
+        roots: Vec<String>,
+        opts: &PublishOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PublishSummary, PublishError> {
+        let started = Instant::now();
+        let check = source.clone();
+        tokio::task::spawn_blocking(move || check.check_cache_info())
+            .await
+            .expect("cache info task")
+            .map_err(|source| PublishError::Cache {
+                url: check_url(&source),
+                source,
+            })?;
+        let mut roots = roots;
+        if opts.all {
+            let lister = source.clone();
+            roots.extend(
+                tokio::task::spawn_blocking(move || lister.list())
+                    .await
+                    .expect("list task")
+                    .map_err(|e| PublishError::Cache {
+                        url: source.describe(),
+                        source: e,
+                    })?,
+            );
+        }
+        let mut summary = PublishSummary::default();
+        let plan = self
+            .plan(&source, roots, opts.closure, &mut summary, &*progress)
+            .await;
+        let nar_total: u64 = plan.iter().map(|i| i.nar_size).sum();
+        progress.planned(plan.len() as u64, nar_total);
+
+        // Prepare up to `jobs` paths at once; commit each as it is ready.
+        let mut queue: VecDeque<NarInfo> = plan.into();
+        let mut running: JoinSet<Result<Prepared, PrepareError>> = JoinSet::new();
+        loop {
+            while running.len() < opts.jobs.max(1) {
+                let Some(info) = queue.pop_front() else { break };
+                let (source, staging, seal, progress) = (
+                    source.clone(),
+                    self.staging.clone(),
+                    opts.seal,
+                    progress.clone(),
+                );
+                running.spawn_blocking(move || {
+                    spool::prepare(&source, info, seal, &staging, &|n| progress.nar_bytes(n))
+                });
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            match done.expect("prepare task panicked") {
+                Ok(prepared) => {
+                    let path = prepared.info.store_path.clone();
+                    let (nar, stored) = (prepared.info.nar_size, prepared.stored_bytes);
+                    self.commit(prepared, opts.release).await?;
+                    summary.published += 1;
+                    summary.released += opts.release as u64;
+                    summary.nar_bytes += nar;
+                    summary.stored_bytes += stored;
+                    progress.path_done(
+                        &path,
+                        &Outcome::Published {
+                            stored_bytes: stored,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let path = prepare_error_path(&e).clone();
+                    info!(%e, "path not published");
+                    progress.path_done(&path, &Outcome::Failed(e.to_string()));
+                    summary.failed.push(e.to_string());
+                }
+            }
+        }
+        summary.elapsed = started.elapsed();
+        Ok(summary)
+    }
+
+    /// Resolves roots (and their closure) to the narinfos still to publish.
+    /// Paths already in the index are counted and skipped; failures are
+    /// recorded in `summary` and do not stop the others.
+    async fn plan(
+        &mut self,
+        source: &Arc<Source>,
+        roots: Vec<String>,
+        closure: bool,
+        summary: &mut PublishSummary,
+        progress: &dyn Progress,
+    ) -> Vec<NarInfo> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut frontier: Vec<(String, Option<StorePath>)> =
+            roots.into_iter().map(|h| (h, None)).collect();
+        let mut plan = Vec::new();
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            let mut fetches = JoinSet::new();
+            for (hash, referrer) in frontier.drain(..) {
+                if !seen.insert(hash.clone()) {
+                    continue;
+                }
+                if let Some(path) = self.by_hash.get(&hash) {
+                    summary.already += 1;
+                    progress.path_done(path, &Outcome::AlreadyPublished);
+                    if closure {
+                        let refs = &self.index.paths[path].1.references;
+                        next.extend(
+                            refs.iter()
+                                .map(|r| (r.hash_part().to_owned(), Some(path.clone()))),
+                        );
+                    }
+                    continue;
+                }
+                let source = source.clone();
+                fetches.spawn_blocking(move || {
+                    let r = source.narinfo(&hash);
+                    (hash, referrer, r)
+                });
+                if fetches.len() >= NARINFO_CONCURRENCY {
+                    let done = fetches
+                        .join_next()
+                        .await
+                        .expect("non-empty")
+                        .expect("narinfo task");
+                    self.planned(done, closure, &mut plan, &mut next, summary);
+                }
+            }
+            while let Some(done) = fetches.join_next().await {
+                self.planned(
+                    done.expect("narinfo task"),
+                    closure,
+                    &mut plan,
+                    &mut next,
+                    summary,
+                );
+            }
+            frontier = next;
+        }
+        plan
+    }
+
+    fn planned(
+        &self,
+        (hash, referrer, result): (String, Option<StorePath>, Result<NarInfo, SourceError>),
+        closure: bool,
+        plan: &mut Vec<NarInfo>,
+        next: &mut Vec<(String, Option<StorePath>)>,
+        summary: &mut PublishSummary,
+    ) {
+        match result {
+            Ok(info) if info.store_path.hash_part() != hash => summary.failed.push(format!(
+                "{hash}.narinfo describes {} instead",
+                info.store_path
+            )),
+            Ok(info) => {
+                if closure {
+                    next.extend(
+                        info.references
+                            .iter()
+                            .map(|r| (r.hash_part().to_owned(), Some(info.store_path.clone()))),
+                    );
+                }
+                plan.push(info);
+            }
+            Err(e) => {
+                let msg = match referrer {
+                    Some(by) => format!("{hash} (a reference of {by}): {e}"),
+                    None => format!("{hash}: {e}"),
+                };
+                info!("{msg}");
+                summary.failed.push(msg);
+            }
+        }
+    }
+
+    async fn commit(&mut self, prepared: Prepared, release: bool) -> Result<(), PublishError> {
+        let info = &prepared.info;
+        let path = info.store_path.clone();
+        let record = PathRecord {
+            store_path: path.clone(),
+            nar_hash: info.nar_hash,
+            nar_size: info.nar_size,
+            references: info.references.clone(),
+            deriver: info.deriver.clone(),
+            ca: info.ca.clone(),
+            sigs: info.sigs.clone(),
+            data_feed: self.data_id,
+            first_block: self.data.len(),
+            block_count: prepared.block_count,
+            segment_size: prepared.segment_size,
+            key_check: prepared.key.check(),
+            wrapped_key: wrap_path_key(&self.secret.wrap_key(), &path, &prepared.key),
+        };
+        let spool_name = prepared
+            .spool
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("spool names are ASCII")
+            .to_owned();
+        let pending = Pending::new(record, release, spool_name);
+        journal::write(&self.staging, &pending).map_err(io_err(&self.staging))?;
+        self.finish(pending).await
+    }
+
+    /// Carries a journaled commit to its end; safe to run again at any point.
+    async fn finish(&mut self, pending: Pending) -> Result<(), PublishError> {
+        let rec = &pending.record;
+        let end = rec.first_block + rec.block_count;
+        let have = self.data.len();
+        if have < rec.first_block || have > end {
+            return Err(PublishError::Inconsistent(format!(
+                "journal for {} expects data blocks {}..{end}, data feed has {have}",
+                rec.store_path, rec.first_block
+            )));
+        }
+        let spool = self.staging.join(&pending.spool);
+        if have < end {
+            let max = MAX_SEGMENT_SIZE as usize + ENVELOPE_OVERHEAD;
+            let mut reader = SpoolReader::open(&spool, max).map_err(io_err(&spool))?;
+            let mut skip = have - rec.first_block;
+            let mut batch: Vec<Vec<u8>> = Vec::new();
+            let mut batch_bytes = 0;
+            while let Some(block) = reader.next_block().map_err(io_err(&spool))? {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                batch_bytes += block.len();
+                batch.push(block);
+                if batch_bytes >= BATCH_BYTES {
+                    self.data.append_batch(&batch).await?;
+                    batch.clear();
+                    batch_bytes = 0;
+                }
+            }
+            if !batch.is_empty() {
+                self.data.append_batch(&batch).await?;
+            }
+            if self.data.len() != end {
+                return Err(PublishError::Inconsistent(format!(
+                    "spool {} held {} blocks for {}, expected {}",
+                    spool.display(),
+                    self.data.len() - rec.first_block,
+                    rec.store_path,
+                    rec.block_count
+                )));
+            }
+        }
+        if !self.index.paths.contains_key(&rec.store_path) {
+            self.index_feed
+                .append_batch(&[Record::Path(Box::new(rec.clone())).encode()])
+                .await?;
+            self.index.catch_up(&mut self.index_feed).await?;
+            self.by_hash.insert(
+                rec.store_path.hash_part().to_owned(),
+                rec.store_path.clone(),
+            );
+        }
+        if pending.release && !self.released.contains(&rec.store_path) {
+            let release = self.key_release(&rec.store_path)?;
+            self.public_keys
+                .append_batch(&[Record::Key(release).encode()])
+                .await?;
+            self.released.insert(rec.store_path.clone());
+        }
+        journal::clear(&self.staging).map_err(io_err(&self.staging))?;
+        match std::fs::remove_file(&spool) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                warn!(spool = %spool.display(), %e, "could not remove spool")
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn key_release(&self, path: &StorePath) -> Result<KeyRelease, PublishError> {
+        let (seq, rec) = &self.index.paths[path];
+        let key = unwrap_path_key(&self.secret.wrap_key(), path, &rec.wrapped_key)
+            .ok_or_else(|| PublishError::Unwrap(path.clone()))?;
+        Ok(KeyRelease {
+            index_seq: *seq,
+            store_path: path.clone(),
+            key: key.0,
+        })
+    }
+
+    /// Releases keys of published paths (all of them, or `only`) to the
+    /// public key feed, or to the key feed of `audience`.
+    pub async fn release(
+        &mut self,
+        only: Option<Vec<String>>,
+        audience: Option<&str>,
+    ) -> Result<ReleaseSummary, PublishError> {
+        let paths: Vec<StorePath> = match only {
+            None => {
+                let mut all: Vec<_> = self.index.paths.keys().cloned().collect();
+                all.sort();
+                all
+            }
+            Some(hashes) => hashes
+                .iter()
+                .map(|h| {
+                    self.by_hash
+                        .get(h)
+                        .cloned()
+                        .ok_or_else(|| PublishError::NotPublished(h.clone()))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut audience_feed;
+        let (feed, released, name) = match audience {
+            None => (
+                &mut self.public_keys,
+                self.released.clone(),
+                PUBLIC_KEYS_FEED.to_owned(),
+            ),
+            Some(a) => {
+                let name = audience_feed_name(a)?;
+                audience_feed = self
+                    .store
+                    .open_writable(&self.secret.feed_signing_key(&name))
+                    .await?;
+                let me = self.index.identity.to_bytes();
+                ensure_header(&mut audience_feed, FeedRole::Keys, me, &name).await?;
+                let released = releases_in(&mut audience_feed).await?;
+                (&mut audience_feed, released, name)
+            }
+        };
+        let mut batch = Vec::new();
+        let mut already = 0;
+        let mut newly = Vec::new();
+        for p in &paths {
+            if released.contains(p) {
+                already += 1;
+                continue;
+            }
+            let (seq, rec) = &self.index.paths[p];
+            let key = unwrap_path_key(&self.secret.wrap_key(), p, &rec.wrapped_key)
+                .ok_or_else(|| PublishError::Unwrap(p.clone()))?;
+            batch.push(
+                Record::Key(KeyRelease {
+                    index_seq: *seq,
+                    store_path: p.clone(),
+                    key: key.0,
+                })
+                .encode(),
+            );
+            newly.push(p.clone());
+        }
+        for chunk in batch.chunks(1024) {
+            feed.append_batch(chunk).await?;
+        }
+        let token = feed_key_text(feed.public_key());
+        if audience.is_none() {
+            self.released.extend(newly.iter().cloned());
+        }
+        Ok(ReleaseSummary {
+            released: newly.len() as u64,
+            already,
+            feed_token: token,
+            feed_name: name,
+        })
+    }
+}
+
+fn check_url(e: &SourceError) -> String {
+    match e {
+        SourceError::Http { url, .. } | SourceError::Status { url, .. } => url.clone(),
+        _ => String::from("the cache"),
+    }
+}
+
+fn prepare_error_path(e: &PrepareError) -> &StorePath {
+    match e {
+        PrepareError::Source { path, .. }
+        | PrepareError::Archive { path, .. }
+        | PrepareError::NarSize { path, .. }
+        | PrepareError::NarHash { path, .. }
+        | PrepareError::Segment { path, .. }
+        | PrepareError::Spool { path, .. } => path,
+    }
+}
+
+/// `keys/audience/<name>`, after checking the name.
+pub fn audience_feed_name(audience: &str) -> Result<String, PublishError> {
+    let ok = !audience.is_empty()
+        && audience.len() <= 64
+        && audience
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-_.".contains(&c));
+    if !ok {
+        return Err(PublishError::Audience(audience.to_owned()));
+    }
+    Ok(format!("{AUDIENCE_KEYS_PREFIX}{audience}"))
+}
+
+async fn ensure_header(
+    feed: &mut Feed,
+    role: FeedRole,
+    publisher: [u8; 32],
+    name: &str,
+) -> Result<(), PublishError> {
+    let want = FeedHeader::new(role, publisher, name);
+    if feed.is_empty() {
+        feed.append_batch(&[Record::Header(want).encode()]).await?;
+        return Ok(());
+    }
+    let have = feed.header().await?;
+    if have != want {
+        return Err(PublishError::Inconsistent(format!(
+            "feed {} has header {have:?}, expected {want:?}",
+            feed.name()
+        )));
+    }
+    Ok(())
+}
+
+async fn releases_in(feed: &mut Feed) -> Result<HashSet<StorePath>, StoreError> {
+    let mut out = HashSet::new();
+    for seq in 1..feed.len() {
+        if let Record::Key(k) = feed.record(seq).await? {
+            out.insert(k.store_path);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,230 @@
+//! Reading an upstream Nix binary cache: `file:///dir` or `http(s)://host/…`.
+//!
+//! Everything read here is untrusted: sizes are bounded before allocation,
+//! the decompressed NAR is cut off one byte past its declared NarSize, and
+//! the caller checks NarHash before anything is stored.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hypernar_feed::format::narinfo::{Compression, NarInfo, NarInfoError, MAX_NARINFO_LEN};
+use hypernar_feed::format::storepath::{is_hash_part, STORE_DIR};
+
+/// Errors reading a binary cache.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: server answered {status}")]
+    Status { url: String, status: u16 },
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}: not found in the cache")]
+    NotFound(String),
+    #[error("{url}: response is over the {limit}-byte limit")]
+    TooLarge { url: String, limit: usize },
+    #[error("{url}: {source}")]
+    NarInfo {
+        url: String,
+        #[source]
+        source: NarInfoError,
+    },
+    #[error("cache serves store dir {0:?}; hypernar publishes only {STORE_DIR}")]
+    StoreDir(String),
+    #[error("unsupported cache URL {0:?} (use file:///dir, http:// or https://)")]
+    Url(String),
+    #[error("--all needs a file:// cache: an HTTP cache cannot be listed")]
+    NotListable,
+}
+
+/// A binary cache to publish from.
+#[derive(Debug)]
+pub enum Source {
+    File(PathBuf),
+    Http {
+        base: String,
+        client: reqwest::blocking::Client,
+    },
+}
+
+impl Source {
+    /// Parses `file:///dir`, a plain directory path, or an `http(s)://` URL.
+    pub fn new(url: &str) -> Result<Self, SourceError> {
+        if let Some(path) = url.strip_prefix("file://") {
+            let path = path.split('?').next().unwrap_or(path);
+            return Ok(Source::File(PathBuf::from(path)));
+        }
+        if url.starts_with("http://") || url.starts_with("https://") {
+            let client = reqwest::blocking::Client::builder()
+                .user_agent(concat!("hypernar/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+                .timeout(None)
+                .build()
+                .map_err(|source| SourceError::Http {
+                    url: url.to_owned(),
+                    source,
+                })?;
+            return Ok(Source::Http {
+                base: url.trim_end_matches('/').to_owned(),
+                client,
+            });
+        }
+        if url.starts_with('/') {
+            return Ok(Source::File(PathBuf::from(url)));
+        }
+        Err(SourceError::Url(url.to_owned()))
+    }
+
+    /// Where the source is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::File(p) => format!("file://{}", p.display()),
+            Source::Http { base, .. } => base.clone(),
+        }
+    }
+
+    fn open(&self, rel: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+        match self {
+            Source::File(dir) => {
+                let path = dir.join(rel);
+                match File::open(&path) {
+                    Ok(f) => Ok(Box::new(BufReader::with_capacity(1 << 20, f))),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        Err(SourceError::NotFound(path.display().to_string()))
+                    }
+                    Err(source) => Err(SourceError::File { path, source }),
+                }
+            }
+            Source::Http { base, client } => {
+                let url = format!("{base}/{rel}");
+                let resp = client
+                    .get(&url)
+                    .send()
+                    .map_err(|source| SourceError::Http {
+                        url: url.clone(),
+                        source,
+                    })?;
+                match resp.status().as_u16() {
+                    200 => Ok(Box::new(HttpBody { url, resp })),
+                    404 | 410 => Err(SourceError::NotFound(url)),
+                    status => Err(SourceError::Status { url, status }),
+                }
+            }
+        }
+    }
+
+    fn read_small(&self, rel: &str, limit: usize) -> Result<Vec<u8>, SourceError> {
+        let mut buf = Vec::new();
+        let url = format!("{}/{rel}", self.describe());
+        self.open(rel)?
+            .take(limit as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|source| SourceError::File {
+                path: PathBuf::from(&url),
+                source,
+            })?;
+        if buf.len() > limit {
+            return Err(SourceError::TooLarge { url, limit });
+        }
+        Ok(buf)
+    }
+
+    /// Checks `nix-cache-info` (when the cache has one) names `/nix/store`.
+    pub fn check_cache_info(&self) -> Result<(), SourceError> {
+        let text = match self.read_small("nix-cache-info", 64 << 10) {
+            Ok(t) => t,
+            Err(SourceError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for line in String::from_utf8_lossy(&text).lines() {
+            if let Some(dir) = line.strip_prefix("StoreDir:") {
+                let dir = dir.trim();
+                if dir != STORE_DIR {
+                    return Err(SourceError::StoreDir(dir.to_owned()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches and parses `<hash>.narinfo`.
+    pub fn narinfo(&self, hash_part: &str) -> Result<NarInfo, SourceError> {
+        let rel = format!("{hash_part}.narinfo");
+        let bytes = self.read_small(&rel, MAX_NARINFO_LEN)?;
+        NarInfo::parse(&bytes).map_err(|source| SourceError::NarInfo {
+            url: format!("{}/{rel}", self.describe()),
+            source,
+        })
+    }
+
+    /// Opens the NAR file a narinfo points at, still compressed.
+    pub fn nar_file(&self, info: &NarInfo) -> Result<Box<dyn Read + Send>, SourceError> {
+        self.open(&info.url)
+    }
+
+    /// Hash parts of every narinfo in a `file://` cache.
+    pub fn list(&self) -> Result<Vec<String>, SourceError> {
+        let Source::File(dir) = self else {
+            return Err(SourceError::NotListable);
+        };
+        let io = |source| SourceError::File {
+            path: dir.clone(),
+            source,
+        };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let name = entry.map_err(io)?.file_name();
+            if let Some(hash) = name.to_str().and_then(|n| n.strip_suffix(".narinfo")) {
+                if is_hash_part(hash) {
+                    out.push(hash.to_owned());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The directory of a file cache.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Source::File(d) => Some(d),
+            Source::Http { .. } => None,
+        }
+    }
+}
+
+struct HttpBody {
+    url: String,
+    resp: reqwest::blocking::Response,
+}
+
+impl Read for HttpBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.resp
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.url)))
+    }
+}
+
+/// Wraps a compressed NAR file in its decompressor.
+pub fn decompress(
+    compression: Compression,
+    file: Box<dyn Read + Send>,
+) -> io::Result<Box<dyn Read + Send>> {
+    Ok(match compression {
+        Compression::None => file,
+        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(file)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file)?),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(file)),
+    })
+}
