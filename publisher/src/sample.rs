@@ -26,11 +26,21 @@ pub enum Node {
     Dir(Vec<(String, Node)>),
 }
 
+/// What a sample path holds.
+#[derive(Debug, Clone)]
+pub enum Contents {
+    /// A file tree, packed as a NAR.
+    Tree(Node),
+    /// Bytes used as the NAR as they are (the publisher does not parse NARs),
+    /// for tests that need exact sizes.
+    RawNar(Vec<u8>),
+}
+
 /// A path to put in the sample cache.
 #[derive(Debug, Clone)]
 pub struct SamplePath {
     pub name: String,
-    pub root: Node,
+    pub contents: Contents,
     /// Names of other sample paths this one references.
     pub references: Vec<String>,
     pub compression: Compression,
@@ -154,7 +164,10 @@ pub fn write_cache(
     )?;
     let mut written: Vec<WrittenPath> = Vec::new();
     for p in paths {
-        let nar = nar_of(&p.root)?;
+        let nar = match &p.contents {
+            Contents::Tree(node) => nar_of(node)?,
+            Contents::RawNar(bytes) => bytes.clone(),
+        };
         let nar_hash = NarHash(Sha256::digest(&nar).into());
         let mut h = Sha256::new();
         h.update(p.name.as_bytes());
@@ -234,19 +247,19 @@ pub fn demo_paths() -> Vec<SamplePath> {
     vec![
         SamplePath {
             name: "libdemo-1.0".into(),
-            root: Dir(vec![(
+            contents: Contents::Tree(Dir(vec![(
                 "lib".into(),
                 Dir(vec![
                     ("libdemo.so.1".into(), file(filler(96 << 10, 1))),
                     ("libdemo.so".into(), Symlink("libdemo.so.1".into())),
                 ]),
-            )]),
+            )])),
             references: vec![],
             compression: Compression::Xz,
         },
         SamplePath {
             name: "hello-2.12".into(),
-            root: Dir(vec![
+            contents: Contents::Tree(Dir(vec![
                 (
                     "bin".into(),
                     Dir(vec![(
@@ -267,22 +280,22 @@ pub fn demo_paths() -> Vec<SamplePath> {
                         ]),
                     )]),
                 ),
-            ]),
+            ])),
             references: vec!["libdemo-1.0".into()],
             compression: Compression::Zstd,
         },
         SamplePath {
             name: "demo-dataset".into(),
-            root: Dir(vec![
+            contents: Contents::Tree(Dir(vec![
                 ("big.dat".into(), file(filler(1_300_000, 7))),
                 ("small.dat".into(), file(filler(1000, 3))),
-            ]),
+            ])),
             references: vec!["hello-2.12".into(), "libdemo-1.0".into()],
             compression: Compression::Xz,
         },
         SamplePath {
             name: "empty-file".into(),
-            root: file(Vec::new()),
+            contents: Contents::Tree(file(Vec::new())),
             references: vec![],
             compression: Compression::None,
         },

@@ -11,7 +11,7 @@ use hypernar_feed::format::narinfo::Compression;
 use hypernar_feed::format::segment::DEFAULT_SEGMENT_SIZE;
 use hypernar_feed::reader::{self, CatError};
 use hypernar_feed::{Catalog, FeedStore};
-use hypernar_publisher::sample::{self, NixSigningKey, Node, SamplePath};
+use hypernar_publisher::sample::{self, Contents, NixSigningKey, Node, SamplePath};
 use hypernar_publisher::{NoProgress, PublishOptions, Publisher, SealSettings, Source};
 
 use super::human_bytes;
@@ -54,10 +54,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut paths = sample::demo_paths();
     paths.push(SamplePath {
         name: "private-notes".into(),
-        root: Node::File {
+        contents: Contents::Tree(Node::File {
             contents: b"only for those who hold the key\n".to_vec(),
             executable: false,
-        },
+        }),
         references: vec![],
         compression: Compression::Zstd,
     });

@@ -101,8 +101,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub fn summary_line(s: &PublishSummary, release: bool) -> String {
     let secs = s.elapsed.as_secs_f64().max(1e-6);
     format!(
-        "published {} paths ({} already published, {} failed){}: {} NAR in, {} stored, {:.1} MB/s",
+        "published {} path{} ({} already published, {} failed){}: {} NAR in, {} stored, {:.1} MB/s",
         s.published,
+        if s.published == 1 { "" } else { "s" },
         s.already,
         s.failed.len(),
         if release {

@@ -1,0 +1,209 @@
+//! The command line on sample caches written by hypernar itself (no Nix).
+
+use std::os::unix::fs::PermissionsExt;
+
+use hypernar_feed::format::identity::{Identity, DATA_FEED_0};
+use hypernar_feed::format::narinfo::Compression;
+use hypernar_publisher::sample::{demo_paths, filler};
+
+use crate::util::*;
+
+#[test]
+fn demo_runs_and_verifies_everything() {
+    let out = ok(&["demo"]);
+    assert!(out.contains("demo ok"), "{out}");
+    assert_eq!(out.matches("NarHash verified").count(), 4, "{out}");
+    assert!(out.contains("key not released: unreadable"), "{out}");
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_prints_the_identity_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("k");
+    let out = ok(&["keygen", "--out", s(&key)]);
+    let last = out.lines().last().unwrap();
+    let id: Identity = last.parse().expect("last line is the identity");
+    let secret = hypernar_feed::format::identity::PublisherSecret::from_key_file(
+        &std::fs::read_to_string(&key).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(secret.identity(), id);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let before = std::fs::read(&key).unwrap();
+    let err = fails(&["keygen", "--out", s(&key)]);
+    assert!(err.contains("never overwrites"), "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), before, "key file was changed");
+}
+
+/// NAR sizes around the segment boundary, through the whole pipeline.
+#[test]
+fn boundary_sizes_round_trip_through_publish_and_cat_nar() {
+    let seg = 4096usize;
+    let sizes = [0, 1, seg - 1, seg, seg + 1, seg * 9 + 5];
+    let codecs = [
+        Compression::None,
+        Compression::Xz,
+        Compression::Zstd,
+        Compression::Bzip2,
+    ];
+    let paths: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            raw(
+                &format!("size-{n}"),
+                filler(n, i as u64),
+                codecs[i % 4],
+                &[],
+            )
+        })
+        .collect();
+    let w = World::new(&paths);
+    let out = w.publish_ok(&["--all", "--segment-size", "4096"]);
+    assert!(
+        out.contains(&format!("published {} paths", sizes.len())),
+        "{out}"
+    );
+    for n in sizes {
+        w.assert_reads_back(&format!("size-{n}"));
+    }
+    w.check_consistent();
+}
+
+#[test]
+fn closure_follows_references_and_publish_is_idempotent() {
+    let w = World::new(&demo_paths());
+    // Without --closure only the named path.
+    w.publish_ok(&[&w.store_path("hello-2.12")]);
+    assert_eq!(w.check_consistent().len(), 1);
+    let out = fails(&[
+        "cat-nar",
+        "--data",
+        s(&w.data),
+        &w.store_path("libdemo-1.0"),
+    ]);
+    assert!(out.contains("is not published"), "{out}");
+    // With it, the dataset brings hello (already there) and libdemo.
+    let out = w.publish_ok(&["--closure", &w.store_path("demo-dataset")]);
+    assert!(
+        out.contains("published 2 paths (1 already published, 0 failed)"),
+        "{out}"
+    );
+    let before = w.check_consistent();
+    assert_eq!(before.len(), 3);
+    let data_file = w.feed_dir(DATA_FEED_0).join("data");
+    let size_before = std::fs::metadata(&data_file).unwrap().len();
+    let out = w.publish_ok(&["--closure", &w.store_path("demo-dataset")]);
+    assert!(
+        out.contains("published 0 paths (3 already published"),
+        "{out}"
+    );
+    assert_eq!(w.check_consistent(), before);
+    assert_eq!(std::fs::metadata(&data_file).unwrap().len(), size_before);
+    for name in ["hello-2.12", "libdemo-1.0", "demo-dataset"] {
+        w.assert_reads_back(name);
+    }
+    // Store path arguments in all three accepted forms.
+    let p = &w.path("empty-file").info.store_path;
+    w.publish_ok(&[p.hash_part()]);
+    w.publish_ok(&[p.base_name()]);
+    assert_eq!(w.check_consistent().len(), 4);
+}
+
+#[test]
+fn held_back_keys_are_unreadable_until_released() {
+    let w = World::new(&demo_paths());
+    w.publish_ok(&["--all", "--no-release"]);
+    let hello = w.store_path("hello-2.12");
+    let err = failed(&w.cat_nar(&hello));
+    assert!(err.contains("no key has been released"), "{err}");
+    // The publisher itself can read with its key file.
+    let out = ok(&["cat-nar", "--data", s(&w.data), "--key", s(&w.key), &hello]);
+    assert_eq!(sha256(out.as_bytes()), sha256(&w.path("hello-2.12").nar));
+
+    // An audience release goes to an unlisted feed and prints its token.
+    let out = ok(&[
+        "release",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "--audience",
+        "lab",
+        &hello,
+    ]);
+    assert!(
+        out.contains("released 1 keys to keys/audience/lab"),
+        "{out}"
+    );
+    assert!(
+        out.lines().last().unwrap().starts_with("hypernar-feed1:"),
+        "{out}"
+    );
+    w.assert_reads_back("hello-2.12");
+    let err = failed(&w.cat_nar(&w.store_path("libdemo-1.0")));
+    assert!(err.contains("no key has been released"), "{err}");
+
+    let out = ok(&["release", "--key", s(&w.key), "--data", s(&w.data)]);
+    assert!(out.contains("released 4 keys to keys/public"), "{out}");
+    let out = ok(&["release", "--key", s(&w.key), "--data", s(&w.data)]);
+    assert!(
+        out.contains("released 0 keys to keys/public (4 were already released)"),
+        "{out}"
+    );
+    for p in demo_paths() {
+        w.assert_reads_back(&p.name);
+    }
+    let err = fails(&[
+        "release",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "--audience",
+        "Bad Name",
+    ]);
+    assert!(err.contains("audience name"), "{err}");
+}
+
+#[test]
+fn cat_nar_fails_clearly_on_unknown_paths_and_tampered_blocks() {
+    let big = filler(3 << 20, 5);
+    let w = World::new(&[raw("big", big, Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    w.assert_reads_back("big");
+
+    let err = failed(&w.cat_nar("/nix/store/00000000000000000000000000000000-nothing"));
+    assert!(err.contains("is not published by any publisher"), "{err}");
+    let err = failed(&w.cat_nar("not-a-path"));
+    assert!(err.contains("is not a store path"), "{err}");
+
+    // Flip one bit in the middle of the data feed's block storage.
+    let data_file = w.feed_dir(DATA_FEED_0).join("data");
+    let mut bytes = std::fs::read(&data_file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&data_file, &bytes).unwrap();
+    let out = w.cat_nar(&w.store_path("big"));
+    let err = failed(&out);
+    assert!(err.contains("failed authentication"), "{err}");
+    assert!(
+        err.contains(&w.store_path("big")),
+        "error names the path: {err}"
+    );
+    assert!(
+        out.stdout.len() < 3 << 20,
+        "no bytes past the tampered block were written"
+    );
+}
+
+#[test]
+fn help_teaches_each_command() {
+    for cmd in ["publish", "release", "cat-nar", "keygen", "demo"] {
+        let out = ok(&[cmd, "--help"]);
+        assert!(out.len() > 300, "{cmd} --help is thin: {out}");
+    }
+    let out = ok(&["--help"]);
+    assert!(out.contains("hypernar demo"), "{out}");
+}

@@ -1,0 +1,244 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hypernar_feed::format::identity::{PublisherSecret, DATA_FEED_0, INDEX_FEED, PUBLIC_KEYS_FEED};
+use hypernar_feed::format::narinfo::Compression;
+use hypernar_feed::{Catalog, FeedStore};
+use hypernar_publisher::sample::{self, Contents, NixSigningKey, Node, SamplePath, WrittenPath};
+use sha2::{Digest, Sha256};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hypernar")
+}
+
+/// Runs `hypernar` with `args`; returns its output.
+pub fn hypernar(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("HYPERNAR_DATA")
+        .env_remove("HYPERNAR_KEY")
+        .output()
+        .expect("run hypernar")
+}
+
+/// Runs `hypernar` and asserts it succeeded; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = hypernar(args);
+    assert!(
+        out.status.success(),
+        "hypernar {args:?} failed: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Combined stdout and stderr of a run that must have failed.
+pub fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "command unexpectedly succeeded");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `hypernar`, asserts it failed; returns stdout + stderr.
+pub fn fails(args: &[&str]) -> String {
+    failed(&hypernar(args))
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A test world: a publisher key, a data dir and a sample cache.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub key: PathBuf,
+    pub data: PathBuf,
+    pub cache: PathBuf,
+    pub written: Vec<WrittenPath>,
+}
+
+impl World {
+    pub fn new(paths: &[SamplePath]) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("hypernar-test-")
+            .tempdir()
+            .unwrap();
+        let key = tmp.path().join("pub.key");
+        ok(&["keygen", "--out", s(&key)]);
+        let cache = tmp.path().join("cache");
+        let nix_key = NixSigningKey::from_seed("test-cache-1", [1; 32]);
+        let written = sample::write_cache(&cache, paths, &nix_key).unwrap();
+        World {
+            key,
+            data: tmp.path().join("data"),
+            cache,
+            written,
+            tmp,
+        }
+    }
+
+    pub fn from_url(&self) -> String {
+        format!("file://{}", self.cache.display())
+    }
+
+    pub fn path(&self, name: &str) -> &WrittenPath {
+        self.written
+            .iter()
+            .find(|w| w.info.store_path.name() == name)
+            .unwrap_or_else(|| panic!("no sample path {name}"))
+    }
+
+    pub fn store_path(&self, name: &str) -> String {
+        self.path(name).info.store_path.to_string()
+    }
+
+    pub fn narinfo_file(&self, name: &str) -> PathBuf {
+        let hash = self.path(name).info.store_path.hash_part().to_owned();
+        self.cache.join(format!("{hash}.narinfo"))
+    }
+
+    pub fn nar_file(&self, name: &str) -> PathBuf {
+        self.cache.join(&self.path(name).info.url)
+    }
+
+    /// `hypernar publish --from <this cache>` with extra args.
+    pub fn publish(&self, extra: &[&str]) -> Output {
+        let from = self.from_url();
+        let mut args = vec![
+            "publish",
+            "--key",
+            s(&self.key),
+            "--data",
+            s(&self.data),
+            "--from",
+            &from,
+        ];
+        args.extend_from_slice(extra);
+        hypernar(&args)
+    }
+
+    pub fn publish_ok(&self, extra: &[&str]) -> String {
+        let out = self.publish(extra);
+        assert!(
+            out.status.success(),
+            "publish {extra:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn cat_nar(&self, store_path: &str) -> Output {
+        hypernar(&["cat-nar", "--data", s(&self.data), store_path])
+    }
+
+    /// Asserts `cat-nar` gives back exactly the original NAR.
+    pub fn assert_reads_back(&self, name: &str) {
+        let out = self.cat_nar(&self.store_path(name));
+        assert!(
+            out.status.success(),
+            "cat-nar {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            sha256(&out.stdout),
+            sha256(&self.path(name).nar),
+            "{name} read back differs"
+        );
+    }
+
+    pub fn secret(&self) -> PublisherSecret {
+        PublisherSecret::from_key_file(&std::fs::read_to_string(&self.key).unwrap()).unwrap()
+    }
+
+    /// Directory of one of this publisher's feeds.
+    pub fn feed_dir(&self, name: &str) -> PathBuf {
+        let key = self.secret().feed_signing_key(name).verifying_key();
+        self.data.join("feeds").join(hex::encode(key.as_bytes()))
+    }
+
+    /// Checks the invariants a killed or failed run must keep: every data
+    /// block belongs to exactly one path record, no path is recorded twice,
+    /// every record's blocks are present. Returns the paths recorded.
+    pub fn check_consistent(&self) -> Vec<String> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = FeedStore::open(&self.data).unwrap();
+            let secret = self.secret();
+            let data_key = secret.feed_signing_key(DATA_FEED_0).verifying_key();
+            let index_key = secret.feed_signing_key(INDEX_FEED).verifying_key();
+            let keys_key = secret.feed_signing_key(PUBLIC_KEYS_FEED).verifying_key();
+            let data_len = store.open_existing(&data_key).await.unwrap().unwrap().len();
+            let index_len = store
+                .open_existing(&index_key)
+                .await
+                .unwrap()
+                .unwrap()
+                .len();
+            assert!(store.open_existing(&keys_key).await.unwrap().is_some());
+            let catalog = Catalog::load(store).await.unwrap();
+            let publisher = catalog.publishers().next().expect("one publisher");
+            // Header, two feed declarations, then one record per path.
+            assert_eq!(
+                index_len,
+                3 + publisher.paths.len() as u64,
+                "duplicate or stray index records"
+            );
+            let mut ranges: Vec<(u64, u64)> = publisher
+                .paths
+                .values()
+                .map(|(_, r)| (r.first_block, r.block_count))
+                .collect();
+            ranges.sort();
+            let mut next = 1; // block 0 is the header
+            for (first, count) in ranges {
+                assert_eq!(
+                    first, next,
+                    "data blocks without a record, or overlapping records"
+                );
+                next = first + count;
+            }
+            assert_eq!(next, data_len, "data blocks past the last record");
+            let mut names: Vec<String> = publisher.paths.keys().map(|p| p.to_string()).collect();
+            names.sort();
+            names
+        })
+    }
+}
+
+pub fn tree_file(contents: Vec<u8>, executable: bool) -> Node {
+    Node::File {
+        contents,
+        executable,
+    }
+}
+
+pub fn raw(name: &str, nar: Vec<u8>, compression: Compression, refs: &[&str]) -> SamplePath {
+    SamplePath {
+        name: name.into(),
+        contents: Contents::RawNar(nar),
+        references: refs.iter().map(|r| r.to_string()).collect(),
+        compression,
+    }
+}
+
+/// Loudly reports a test that cannot run here; fails under CI instead, so a
+/// missing install step is never hidden.
+pub fn skip_or_fail(what: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is missing on a CI machine: .ci/run must install it");
+    }
+    eprintln!("\n*** SKIPPED: {what} is not available on this machine ***\n");
+}
