@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", cli::error_chain(&e));
             }
             std::process::ExitCode::from(1)
         }

@@ -1,1 +1,291 @@
-//! placeholder
+//! Hostile and broken input, concurrent use, and kill -9 at any instant.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hypernar_feed::format::narinfo::Compression;
+use hypernar_feed::FeedStore;
+use hypernar_publisher::sample::filler;
+
+use crate::util::*;
+
+fn replace_line(file: &std::path::Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let new: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&format!("{key}:")) {
+                format!("{key}: {value}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(file, new.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn bad_input_names_the_path_and_keeps_published_paths_intact() {
+    let names = [
+        "good",
+        "hash-mismatch",
+        "truncated-xz",
+        "bad-narinfo",
+        "too-long",
+        "too-short",
+        "no-nar",
+        "corrupt-zstd",
+    ];
+    let paths: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let c = if *n == "corrupt-zstd" {
+                Compression::Zstd
+            } else {
+                Compression::Xz
+            };
+            raw(n, filler(200_000 + i * 1000, i as u64), c, &[])
+        })
+        .collect();
+    let w = World::new(&paths);
+    w.publish_ok(&[&w.store_path("good")]);
+    let good_state = w.check_consistent();
+
+    let other_hash = w.path("good").info.nar_hash.to_string();
+    replace_line(&w.narinfo_file("hash-mismatch"), "NarHash", &other_hash);
+    let nar = w.nar_file("truncated-xz");
+    let len = std::fs::metadata(&nar).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&nar)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    std::fs::write(
+        w.narinfo_file("bad-narinfo"),
+        "StorePath: nonsense\nthis is not a narinfo\n",
+    )
+    .unwrap();
+    let size = w.path("too-long").info.nar_size;
+    replace_line(
+        &w.narinfo_file("too-long"),
+        "NarSize",
+        &(size - 10).to_string(),
+    );
+    let size = w.path("too-short").info.nar_size;
+    replace_line(
+        &w.narinfo_file("too-short"),
+        "NarSize",
+        &(size + 10).to_string(),
+    );
+    std::fs::remove_file(w.nar_file("no-nar")).unwrap();
+    let nar = w.nar_file("corrupt-zstd");
+    let mut bytes = std::fs::read(&nar).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    bytes[n / 2 + 1] ^= 0xff;
+    std::fs::write(&nar, bytes).unwrap();
+
+    let expect = [
+        ("hash-mismatch", "NAR hash mismatch"),
+        ("truncated-xz", "corrupt or truncated"),
+        ("bad-narinfo", "narinfo"),
+        ("too-long", "NarSize"),
+        ("too-short", "NarSize"),
+        ("no-nar", "not found"),
+        ("corrupt-zstd", "corrupt or truncated"),
+    ];
+    for (name, reason) in expect {
+        let store_path = w.store_path(name);
+        let out = failed(&w.publish(&[&store_path]));
+        let hash = w.path(name).info.store_path.hash_part().to_owned();
+        assert!(
+            out.contains(&hash),
+            "{name}: error does not name the path: {out}"
+        );
+        assert!(
+            out.contains(reason),
+            "{name}: expected {reason:?} in: {out}"
+        );
+        assert_eq!(
+            w.check_consistent(),
+            good_state,
+            "{name} left something behind"
+        );
+        w.assert_reads_back("good");
+    }
+    // All of them at once: the bad ones fail, nothing else changes.
+    let out = failed(&w.publish(&["--all"]));
+    assert!(
+        out.contains("published 0 paths (1 already published, 7 failed)"),
+        "{out}"
+    );
+    assert_eq!(w.check_consistent(), good_state);
+    let staging: Vec<_> = std::fs::read_dir(w.data.join("staging")).unwrap().collect();
+    assert!(staging.is_empty(), "spools left behind: {staging:?}");
+
+    // Unknown path, unreachable cache, unsupported URL.
+    let out = failed(&w.publish(&["/nix/store/00000000000000000000000000000000-ghost"]));
+    assert!(
+        out.contains("00000000000000000000000000000000") && out.contains("not found"),
+        "{out}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}");
+    let out = fails(&[
+        "publish",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "--from",
+        &url,
+        "--all",
+    ]);
+    assert!(out.contains("--all needs a file:// cache"), "{out}");
+    let out = fails(&[
+        "publish",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "--from",
+        &url,
+        &w.store_path("good"),
+    ]);
+    assert!(
+        out.contains("cannot read the binary cache") && out.contains(&url),
+        "{out}"
+    );
+    let out = fails(&[
+        "publish",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "--from",
+        "ftp://x",
+        "--all",
+    ]);
+    assert!(out.contains("unsupported cache URL"), "{out}");
+    let out = fails(&[
+        "publish",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "--from",
+        &w.from_url(),
+    ]);
+    assert!(out.contains("--all"), "{out}");
+    assert_eq!(w.check_consistent(), good_state);
+}
+
+#[test]
+fn a_data_directory_is_used_by_one_process_at_a_time() {
+    let w = World::new(&[raw("a", filler(1000, 1), Compression::None, &[])]);
+    w.publish_ok(&["--all"]);
+    let held = FeedStore::open(&w.data).unwrap();
+    let out = failed(&w.publish(&["--all"]));
+    assert!(out.contains("in use by another hypernar process"), "{out}");
+    let out = failed(&w.cat_nar(&w.store_path("a")));
+    assert!(out.contains("in use by another hypernar process"), "{out}");
+    drop(held);
+    w.assert_reads_back("a");
+}
+
+/// Kill -9 the publisher at random instants, many times over; a final run
+/// must finish the job with every path intact, none twice, and no data
+/// block without its record.
+#[test]
+fn kill_9_at_any_instant_then_rerun_finishes_the_job() {
+    let mut paths = vec![raw("big", filler(96 << 20, 99), Compression::Zstd, &[])];
+    for i in 0..12 {
+        paths.push(raw(
+            &format!("small-{i}"),
+            filler(300_000 + i * 7000, i as u64),
+            Compression::Xz,
+            &[],
+        ));
+    }
+    let w = World::new(&paths);
+    let from = w.from_url();
+    let args = [
+        "publish",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "--from",
+        &from,
+        "--all",
+        "--jobs",
+        "2",
+    ];
+
+    // Time one undisturbed run of the same work in a scratch copy, so the
+    // kill points spread over the whole run whatever this machine's speed.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill -9 test seed {seed}");
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let scratch = w.tmp.path().join("scratch");
+    let t0 = Instant::now();
+    ok(&[
+        "publish",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&scratch),
+        "--from",
+        &from,
+        "--all",
+    ]);
+    let full = t0.elapsed().as_millis().max(50) as u64;
+
+    // Each round starts from an empty data directory and kills runs at
+    // random instants until one finishes on its own.
+    let mut kills = 0;
+    for round in 0..3 {
+        let _ = std::fs::remove_dir_all(&w.data);
+        for _ in 0..40 {
+            let mut child = Command::new(bin())
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(next() % (full * 2 / 3)));
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            kills += 1;
+        }
+        eprintln!("round {round}: {kills} kills so far");
+    }
+    eprintln!("killed {kills} runs (a full run takes {full} ms)");
+    assert!(
+        kills >= 6,
+        "too few runs were killed mid-way to test anything"
+    );
+    w.publish_ok(&["--all"]);
+    let names = w.check_consistent();
+    assert_eq!(names.len(), paths.len());
+    for p in &paths {
+        w.assert_reads_back(&p.name);
+    }
+}

@@ -220,13 +220,19 @@ impl Publisher {
         progress: Arc<dyn Progress>,
     ) -> Result<PublishSummary, PublishError> {
         let started = Instant::now();
+        if opts.all && source.dir().is_none() {
+            return Err(PublishError::Cache {
+                url: source.describe(),
+                source: SourceError::NotListable,
+            });
+        }
         let check = source.clone();
         tokio::task::spawn_blocking(move || check.check_cache_info())
             .await
             .expect("cache info task")
-            .map_err(|source| PublishError::Cache {
-                url: check_url(&source),
-                source,
+            .map_err(|e| PublishError::Cache {
+                url: source.describe(),
+                source: e,
             })?;
         let mut roots = roots;
         if opts.all {
@@ -578,13 +584,6 @@ impl Publisher {
             feed_token: token,
             feed_name: name,
         })
-    }
-}
-
-fn check_url(e: &SourceError) -> String {
-    match e {
-        SourceError::Http { url, .. } | SourceError::Status { url, .. } => url.clone(),
-        _ => String::from("the cache"),
     }
 }
 

@@ -47,13 +47,15 @@ pub enum SourceError {
     NotListable,
 }
 
-/// A binary cache to publish from.
+/// A binary cache to publish from. Its methods block: call them from a
+/// blocking thread (`spawn_blocking`) of a tokio runtime, as the publisher
+/// does; HTTP requests run on that runtime.
 #[derive(Debug)]
 pub enum Source {
     File(PathBuf),
     Http {
         base: String,
-        client: reqwest::blocking::Client,
+        client: reqwest::Client,
     },
 }
 
@@ -65,10 +67,10 @@ impl Source {
             return Ok(Source::File(PathBuf::from(path)));
         }
         if url.starts_with("http://") || url.starts_with("https://") {
-            let client = reqwest::blocking::Client::builder()
+            let client = reqwest::Client::builder()
                 .user_agent(concat!("hypernar/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(15))
-                .timeout(None)
+                .read_timeout(Duration::from_secs(60))
                 .build()
                 .map_err(|source| SourceError::Http {
                     url: url.to_owned(),
@@ -107,15 +109,20 @@ impl Source {
             }
             Source::Http { base, client } => {
                 let url = format!("{base}/{rel}");
-                let resp = client
-                    .get(&url)
-                    .send()
-                    .map_err(|source| SourceError::Http {
+                let handle = tokio::runtime::Handle::current();
+                let resp = handle.block_on(client.get(&url).send()).map_err(|source| {
+                    SourceError::Http {
                         url: url.clone(),
-                        source,
-                    })?;
+                        source: source.without_url(),
+                    }
+                })?;
                 match resp.status().as_u16() {
-                    200 => Ok(Box::new(HttpBody { url, resp })),
+                    200 => Ok(Box::new(HttpBody {
+                        url,
+                        resp,
+                        handle,
+                        chunk: bytes::Bytes::new(),
+                    })),
                     404 | 410 => Err(SourceError::NotFound(url)),
                     status => Err(SourceError::Status { url, status }),
                 }
@@ -203,16 +210,27 @@ impl Source {
     }
 }
 
+/// An HTTP response body read synchronously, chunk by chunk.
 struct HttpBody {
     url: String,
-    resp: reqwest::blocking::Response,
+    resp: reqwest::Response,
+    handle: tokio::runtime::Handle,
+    chunk: bytes::Bytes,
 }
 
 impl Read for HttpBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.resp
-            .read(buf)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.url)))
+        while self.chunk.is_empty() {
+            match self.handle.block_on(self.resp.chunk()) {
+                Ok(Some(c)) => self.chunk = c,
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(io::Error::other(format!("{}: {e}", self.url))),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
     }
 }
 
