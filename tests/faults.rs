@@ -179,7 +179,7 @@ fn bad_input_names_the_path_and_keeps_published_paths_intact() {
         "--data",
         s(&w.data),
         "--from",
-        &w.from_url(),
+        &w.cache_url(),
     ]);
     assert!(out.contains("--all"), "{out}");
     assert_eq!(w.check_consistent(), good_state);
@@ -198,13 +198,19 @@ fn a_data_directory_is_used_by_one_process_at_a_time() {
     w.assert_reads_back("a");
 }
 
-/// Kill -9 the publisher at random instants, many times over; a final run
-/// must finish the job with every path intact, none twice, and no data
-/// block without its record.
-#[test]
-fn kill_9_at_any_instant_then_rerun_finishes_the_job() {
-    let mut paths = vec![raw("big", filler(96 << 20, 99), Compression::Zstd, &[])];
-    for i in 0..12 {
+fn crash_world() -> World {
+    // The big path is half noise so its stored form spans several 8 MiB
+    // append batches.
+    let mut big = filler(40 << 20, 99);
+    let mut x = 7u64;
+    for b in big.iter_mut().step_by(2) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let mut paths = vec![raw("big", big, Compression::Zstd, &[])];
+    for i in 0..6 {
         paths.push(raw(
             &format!("small-{i}"),
             filler(300_000 + i * 7000, i as u64),
@@ -212,8 +218,60 @@ fn kill_9_at_any_instant_then_rerun_finishes_the_job() {
             &[],
         ));
     }
-    let w = World::new(&paths);
-    let from = w.from_url();
+    World::new(&paths)
+}
+
+fn assert_finished(w: &World) {
+    w.publish_ok(&["--all"]);
+    let names = w.check_consistent();
+    assert_eq!(names.len(), w.written.len());
+    for p in &w.written {
+        w.assert_reads_back(p.info.store_path.name());
+    }
+    let staging: Vec<_> = std::fs::read_dir(w.data.join("staging")).unwrap().collect();
+    assert!(staging.is_empty(), "staging not cleaned: {staging:?}");
+}
+
+/// Abort at each step of a commit; the next run must finish the job.
+#[test]
+fn a_crash_at_each_commit_step_is_finished_by_the_next_run() {
+    let w = crash_world();
+    let from = w.cache_url();
+    for point in ["data-batch", "data", "index", "release"] {
+        let _ = std::fs::remove_dir_all(&w.data);
+        let out = Command::new(bin())
+            .args([
+                "publish",
+                "--key",
+                s(&w.key),
+                "--data",
+                s(&w.data),
+                "--from",
+                &from,
+                "--all",
+            ])
+            .env("HYPERNAR_FAULT_ABORT_AT", point)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code().is_none(),
+            "{point}: the run did not abort"
+        );
+        assert!(
+            w.data.join("staging/commit.journal").exists(),
+            "{point}: no journal left by the crash"
+        );
+        assert_finished(&w);
+    }
+}
+
+/// Kill -9 the publisher at random instants, many times over; a final run
+/// must finish the job with every path intact, none twice, and no data
+/// block without its record.
+#[test]
+fn kill_9_at_random_instants_then_rerun_finishes_the_job() {
+    let w = crash_world();
+    let from = w.cache_url();
     let args = [
         "publish",
         "--key",
@@ -223,12 +281,7 @@ fn kill_9_at_any_instant_then_rerun_finishes_the_job() {
         "--from",
         &from,
         "--all",
-        "--jobs",
-        "2",
     ];
-
-    // Time one undisturbed run of the same work in a scratch copy, so the
-    // kill points spread over the whole run whatever this machine's speed.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -241,6 +294,8 @@ fn kill_9_at_any_instant_then_rerun_finishes_the_job() {
         rng ^= rng << 17;
         rng
     };
+    // Time one undisturbed run, so kill points spread over a whole run
+    // whatever this machine's speed.
     let scratch = w.tmp.path().join("scratch");
     let t0 = Instant::now();
     ok(&[
@@ -255,37 +310,35 @@ fn kill_9_at_any_instant_then_rerun_finishes_the_job() {
     ]);
     let full = t0.elapsed().as_millis().max(50) as u64;
 
-    // Each round starts from an empty data directory and kills runs at
-    // random instants until one finishes on its own.
-    let mut kills = 0;
-    for round in 0..3 {
-        let _ = std::fs::remove_dir_all(&w.data);
-        for _ in 0..40 {
-            let mut child = Command::new(bin())
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(next() % (full * 2 / 3)));
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            kills += 1;
+    // Every attempt has work to do: a data directory whose publish ran to
+    // completion is checked and started afresh.
+    let (mut kills, mut mid_commit, mut completed) = (0, 0, 0);
+    for _ in 0..18 {
+        let mut child = Command::new(bin())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(next() % full));
+        if child.try_wait().unwrap().is_some() {
+            completed += 1;
+            assert_finished(&w);
+            std::fs::remove_dir_all(&w.data).unwrap();
+            continue;
         }
-        eprintln!("round {round}: {kills} kills so far");
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        mid_commit += w.data.join("staging/commit.journal").exists() as u32;
     }
-    eprintln!("killed {kills} runs (a full run takes {full} ms)");
+    assert_finished(&w);
+    eprintln!(
+        "killed {kills} runs, {mid_commit} in the middle of a commit; {completed} ran to the end \
+         (a full run takes {full} ms)"
+    );
     assert!(
         kills >= 6,
         "too few runs were killed mid-way to test anything"
     );
-    w.publish_ok(&["--all"]);
-    let names = w.check_consistent();
-    assert_eq!(names.len(), paths.len());
-    for p in &paths {
-        w.assert_reads_back(&p.name);
-    }
 }

@@ -1,6 +1,8 @@
 //! Integration and end-to-end tests, built as one binary. They run the real
 //! `hypernar` binary as a separate process; the Nix tests drive real Nix.
 
+#![allow(clippy::print_stderr, clippy::print_stdout)]
+
 mod util;
 
 mod cli;

@@ -10,6 +10,8 @@
 //! - [`format`]: pure formats (no I/O): store paths, narinfo, nix32,
 //!   identities and key derivation, records, the segment envelope.
 //! - [`store`]: hypercores on disk, one directory per feed.
+//! - [`oplog`]: works around two crash-safety bugs in hypercore 0.16's
+//!   operation log.
 //! - [`catalog`]: a store read back as publishers, paths and released keys.
 //! - [`reader`]: streaming a path's NAR out of its blocks, verified.
 //! - [`error`]: the error types in one place.
@@ -19,6 +21,7 @@
 pub mod catalog;
 pub mod error;
 pub mod format;
+pub mod oplog;
 pub mod reader;
 pub mod store;
 

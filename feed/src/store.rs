@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use hypercore::{Hypercore, HypercoreBuilder, HypercoreError, PartialKeypair, Storage};
+use hypercore::{
+    Hypercore, HypercoreBuilder, HypercoreError, PartialKeypair, Storage, StorageTraits, Store,
+};
+use random_access_disk::RandomAccessDisk;
+
+use crate::oplog::OplogGuard;
 
 use crate::format::record::{FeedHeader, Record, RecordError};
 
@@ -124,7 +129,7 @@ impl FeedStore {
             feed: name.clone(),
             source,
         };
-        let storage = Storage::new_disk(&dir, true).await.map_err(hc)?;
+        let storage = disk_storage(&dir, true).await.map_err(hc)?;
         let core = HypercoreBuilder::new(storage)
             .key_pair(PartialKeypair {
                 public,
@@ -147,11 +152,18 @@ impl FeedStore {
 
     async fn open_dir(&self, dir: PathBuf, public: VerifyingKey) -> Result<Feed, StoreError> {
         let name = hex::encode(public.as_bytes());
+        let dropped = crate::oplog::repair(&dir).map_err(|source| StoreError::Io {
+            path: dir.join("oplog"),
+            source,
+        })?;
+        if dropped > 0 {
+            tracing::warn!(feed = %name, dropped, "dropped stale oplog entries left by an interrupted flush");
+        }
         let hc = |source| StoreError::Hypercore {
             feed: name.clone(),
             source,
         };
-        let storage = Storage::new_disk(&dir, false).await.map_err(hc)?;
+        let storage = disk_storage(&dir, false).await.map_err(hc)?;
         let core = HypercoreBuilder::new(storage)
             .open(true)
             .build()
@@ -165,6 +177,30 @@ impl FeedStore {
         }
         Ok(Feed { core, public, name })
     }
+}
+
+/// hypercore's disk storage, with the oplog behind [`OplogGuard`]
+/// (what `Storage::new_disk` builds, plus the guard).
+async fn disk_storage(dir: &Path, overwrite: bool) -> Result<Storage, HypercoreError> {
+    let dir = dir.to_owned();
+    let create = move |store: Store| {
+        let dir = dir.clone();
+        Box::pin(async move {
+            let name = match store {
+                Store::Tree => "tree",
+                Store::Data => "data",
+                Store::Bitfield => "bitfield",
+                Store::Oplog => "oplog",
+            };
+            let disk = RandomAccessDisk::open(dir.join(name)).await?;
+            let boxed: Box<dyn StorageTraits + Send> = match store {
+                Store::Oplog => Box::new(OplogGuard::new(disk).await?),
+                _ => Box::new(disk),
+            };
+            Ok(boxed)
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+    };
+    Storage::open(create, overwrite).await
 }
 
 /// A feed exists once its oplog has its header; a directory left by a crash

@@ -453,6 +453,7 @@ impl Publisher {
                 batch.push(block);
                 if batch_bytes >= BATCH_BYTES {
                     self.data.append_batch(&batch).await?;
+                    fault_point("data-batch");
                     batch.clear();
                     batch_bytes = 0;
                 }
@@ -460,6 +461,7 @@ impl Publisher {
             if !batch.is_empty() {
                 self.data.append_batch(&batch).await?;
             }
+            fault_point("data");
             if self.data.len() != end {
                 return Err(PublishError::Inconsistent(format!(
                     "spool {} held {} blocks for {}, expected {}",
@@ -479,6 +481,7 @@ impl Publisher {
                 rec.store_path.hash_part().to_owned(),
                 rec.store_path.clone(),
             );
+            fault_point("index");
         }
         if pending.release && !self.released.contains(&rec.store_path) {
             let release = self.key_release(&rec.store_path)?;
@@ -486,6 +489,7 @@ impl Publisher {
                 .append_batch(&[Record::Key(release).encode()])
                 .await?;
             self.released.insert(rec.store_path.clone());
+            fault_point("release");
         }
         journal::clear(&self.staging).map_err(io_err(&self.staging))?;
         match std::fs::remove_file(&spool) {
@@ -595,6 +599,18 @@ fn prepare_error_path(e: &PrepareError) -> &StorePath {
         | PrepareError::NarHash { path, .. }
         | PrepareError::Segment { path, .. }
         | PrepareError::Spool { path, .. } => path,
+    }
+}
+
+/// Test-only crash switch: with `HYPERNAR_FAULT_ABORT_AT=<point>` in the
+/// environment the process aborts (no unwinding, no cleanup, like kill -9)
+/// when it reaches that point of a commit. Off unless that variable is set
+/// by whoever starts the process; nothing from the network or the cache
+/// can turn it on. The crash-recovery tests use it to hit each step.
+fn fault_point(point: &str) {
+    if std::env::var_os("HYPERNAR_FAULT_ABORT_AT").is_some_and(|v| v == point) {
+        tracing::error!(point, "HYPERNAR_FAULT_ABORT_AT: aborting on purpose");
+        std::process::abort();
     }
 }
 

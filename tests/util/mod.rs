@@ -89,7 +89,7 @@ impl World {
         }
     }
 
-    pub fn from_url(&self) -> String {
+    pub fn cache_url(&self) -> String {
         format!("file://{}", self.cache.display())
     }
 
@@ -115,7 +115,7 @@ impl World {
 
     /// `hypernar publish --from <this cache>` with extra args.
     pub fn publish(&self, extra: &[&str]) -> Output {
-        let from = self.from_url();
+        let from = self.cache_url();
         let mut args = vec![
             "publish",
             "--key",

@@ -315,7 +315,8 @@ Sig: test1:ZtvryDxbqhxp3t5JOJj/T3W7/E7TatJwdDzDbhL/ApbeN6bO4ynvL9FkYhMZ6aHa0NrC6
 
     #[test]
     fn refuses_malformed() {
-        let cases: &[(&str, fn(&NarInfoError) -> bool)] = &[
+        type Check = fn(&NarInfoError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("URL: x\n", |e| matches!(e, NarInfoError::Missing("StorePath"))),
             ("garbage line\n", |e| matches!(e, NarInfoError::Line(1))),
             (
