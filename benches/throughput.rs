@@ -1,0 +1,233 @@
+//! Publish and cat-nar throughput on a ~1 GiB binary cache made from this
+//! machine's /usr, each compared with the single-core cost of the
+//! primitives that path runs, measured over the same bytes in the same run.
+//!
+//!   cargo bench --bench throughput
+//!
+//! HYPERNAR_BENCH_MIB (default 1024) sets the cache size,
+//! HYPERNAR_BENCH_SEGMENT (bytes, default 256 KiB) the segment size.
+//!
+//! Ratios, not absolute times, are the result: these machines are noisy.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use blake2::{Blake2b512, Digest as _};
+use hypernar_feed::format::narinfo::Compression;
+use hypernar_feed::format::segment::{Layout, Opener, PathKey, Sealer, DEFAULT_SEGMENT_SIZE};
+use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, SamplePath};
+use sha2::Sha256;
+
+fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if *budget == 0 {
+            return;
+        }
+        let Ok(meta) = e.path().symlink_metadata() else { continue };
+        let name = e.file_name().to_string_lossy().into_owned();
+        if meta.is_file() && meta.len() > 0 {
+            if let Ok(bytes) = std::fs::read(e.path()) {
+                *budget = budget.saturating_sub(bytes.len() as u64);
+                let executable = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
+                out.push((name, Node::File { contents: bytes, executable }));
+            }
+        } else if meta.is_dir() {
+            let mut sub = Vec::new();
+            collect(&e.path(), budget, &mut sub);
+            if !sub.is_empty() {
+                out.push((name, Node::Dir(sub)));
+            }
+        }
+    }
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let v = f();
+    (v, t.elapsed())
+}
+
+/// CPU seconds (user + system) of finished child processes.
+fn children_cpu() -> f64 {
+    let mut ru: libc::rusage = unsafe_zeroed();
+    #[allow(unsafe_code)]
+    // SAFETY: `ru` is a valid, writable rusage struct.
+    unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+    }
+    ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6 + ru.ru_stime.tv_sec as f64
+        + ru.ru_stime.tv_usec as f64 / 1e6
+}
+
+#[allow(unsafe_code)]
+fn unsafe_zeroed() -> libc::rusage {
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+fn main() {
+    let mib: u64 = std::env::var("HYPERNAR_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let bin = env!("CARGO_BIN_EXE_hypernar");
+    let tmp = tempfile::Builder::new().prefix("hypernar-bench-").tempdir().unwrap();
+    let root = tmp.path();
+
+    // 1. A binary cache of real files: /usr cut into paths of ~64 MiB.
+    let mut budget = mib << 20;
+    let mut paths = Vec::new();
+    let mut i = 0;
+    for top in ["/usr/lib", "/usr/bin", "/usr/share", "/usr/libexec", "/usr/local"] {
+        let mut files = Vec::new();
+        collect(Path::new(top), &mut budget, &mut files);
+        // Group top-level entries into ~64 MiB paths.
+        let mut group = Vec::new();
+        let mut group_bytes = 0u64;
+        for (name, node) in files {
+            group_bytes += node_size(&node);
+            group.push((name, node));
+            if group_bytes > 64 << 20 {
+                paths.push(sample(&mut i, std::mem::take(&mut group)));
+                group_bytes = 0;
+            }
+        }
+        if !group.is_empty() {
+            paths.push(sample(&mut i, group));
+        }
+    }
+    let cache = root.join("cache");
+    let key = NixSigningKey::from_seed("bench-1", [3; 32]);
+    let (written, t_cache) = time(|| write_cache(&cache, &paths, &key).unwrap());
+    let nar_bytes: u64 = written.iter().map(|w| w.nar.len() as u64).sum();
+    println!("cache: {} paths, {:.1} MiB of NARs from /usr (zstd-3 files), made in {:.1?}", written.len(), nar_bytes as f64 / 1048576.0, t_cache);
+
+    // 2. Primitives, one core, over the same NAR bytes.
+    let seg_size: u32 = std::env::var("HYPERNAR_BENCH_SEGMENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SEGMENT_SIZE);
+    let seg = seg_size as usize;
+    println!("segment size {} KiB", seg / 1024);
+    let mut t = Primitives::default();
+    let mut stored = 0u64;
+    for w in &written {
+        let nar = &w.nar;
+        let layout = Layout::new(w.info.store_path.clone(), nar.len() as u64, seg_size).unwrap();
+        let key = PathKey::generate();
+        let mut sealer = Sealer::new(layout.clone(), &key, 3).unwrap();
+        let mut opener = Opener::new(layout.clone(), &key).unwrap();
+        // The source decompression publish does (zstd files here).
+        let file = zstd::encode_all(&nar[..], 3).unwrap();
+        t.src_decompress += time(|| zstd::decode_all(&file[..]).unwrap()).1;
+        t.sha256 += time(|| Sha256::digest(nar)).1;
+        let mut blocks = Vec::new();
+        let (_, d) = time(|| {
+            for (j, chunk) in nar.chunks(seg).enumerate() {
+                blocks.push(sealer.seal(j as u64, chunk).unwrap());
+            }
+        });
+        t.seal += d;
+        stored += blocks.iter().map(|b| b.len() as u64).sum::<u64>();
+        t.blake2b += time(|| {
+            for b in &blocks {
+                Blake2b512::digest(b);
+            }
+        })
+        .1;
+        let mut out = Vec::with_capacity(seg);
+        t.open += time(|| {
+            for (j, b) in blocks.iter_mut().enumerate() {
+                out.clear();
+                opener.open_into(j as u64, b, &mut out).unwrap();
+            }
+        })
+        .1;
+        t.zstd_compress += time(|| {
+            for chunk in nar.chunks(seg) {
+                zstd::bulk::compress(chunk, 3).unwrap();
+            }
+        })
+        .1;
+    }
+    let rate = |d: Duration| nar_bytes as f64 / d.as_secs_f64() / 1e6;
+    println!("primitives, one core, MB/s of NAR: zstd-3 compress {:.0}, seal (zstd+AEAD) {:.0}, open (AEAD+unzstd) {:.0}, SHA-256 {:.0}, BLAKE2b {:.0} (of stored bytes), source unzstd {:.0}",
+        rate(t.zstd_compress), rate(t.seal), rate(t.open), rate(t.sha256), stored as f64 / t.blake2b.as_secs_f64() / 1e6, rate(t.src_decompress));
+    let publish_limit = t.src_decompress + t.sha256 + t.seal + t.blake2b;
+    let cat_limit = t.open + t.sha256;
+
+    // 3. hypernar publish, a real process.
+    let pubkey = root.join("pub.key");
+    assert!(Command::new(bin).args(["keygen", "--out"]).arg(&pubkey).output().unwrap().status.success());
+    let data = root.join("data");
+    let cpu0 = children_cpu();
+    let (out, t_publish) = time(|| {
+        Command::new(bin)
+            .args(["publish", "--all", "--segment-size", &seg_size.to_string(), "--key"])
+            .arg(&pubkey)
+            .arg("--data")
+            .arg(&data)
+            .arg("--from")
+            .arg(format!("file://{}", cache.display()))
+            .output()
+            .unwrap()
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cpu_publish = children_cpu() - cpu0;
+    println!("publish: {}", String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or(""));
+
+    // 4. cat-nar of every path, to /dev/null.
+    let cpu0 = children_cpu();
+    let (_, t_cat) = time(|| {
+        for w in &written {
+            let st = Command::new(bin)
+                .args(["cat-nar", "--data"])
+                .arg(&data)
+                .arg(w.info.store_path.as_str())
+                .stdout(std::fs::File::create("/dev/null").unwrap())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    });
+    let cpu_cat = children_cpu() - cpu0;
+
+    println!();
+    println!("| step | MB/s (NAR) | CPU s/GiB | single-core primitive limit MB/s | ratio to limit |");
+    println!("|---|---|---|---|---|");
+    let gib = nar_bytes as f64 / (1u64 << 30) as f64;
+    println!("| publish | {:.0} | {:.2} | {:.0} | {:.2} |", rate(t_publish), cpu_publish / gib, rate(publish_limit), publish_limit.as_secs_f64() / t_publish.as_secs_f64());
+    println!("| cat-nar | {:.0} | {:.2} | {:.0} | {:.2} |", rate(t_cat), cpu_cat / gib, rate(cat_limit), cat_limit.as_secs_f64() / t_cat.as_secs_f64());
+    println!("stored/NAR = {:.3}; machine: {} cores", stored as f64 / nar_bytes as f64, std::thread::available_parallelism().map_or(1, |n| n.get()));
+}
+
+#[derive(Default)]
+struct Primitives {
+    src_decompress: Duration,
+    sha256: Duration,
+    seal: Duration,
+    zstd_compress: Duration,
+    blake2b: Duration,
+    open: Duration,
+}
+
+fn node_size(n: &Node) -> u64 {
+    match n {
+        Node::File { contents, .. } => contents.len() as u64,
+        Node::Symlink(_) => 0,
+        Node::Dir(e) => e.iter().map(|(_, n)| node_size(n)).sum(),
+    }
+}
+
+fn sample(i: &mut usize, entries: Vec<(String, Node)>) -> SamplePath {
+    *i += 1;
+    SamplePath {
+        name: format!("usr-part-{i}"),
+        contents: Contents::Tree(Node::Dir(entries)),
+        references: vec![],
+        compression: Compression::Zstd,
+    }
+}

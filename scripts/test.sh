@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite: system packages the tests drive (installed when
+# missing and we are root), formatting, lints, then every test.
+#
+#   ./scripts/test.sh
+#
+# Tests that need Nix fail under CI=true when Nix is missing and are
+# skipped (loudly) elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the end-to-end tests use:
+#   nix-bin   real Nix client (builds, signs, nix copy, nix-store --dump)
+#   fuse3     fusermount3 for the FUSE view
+#   xz-utils, zstd, bzip2   compressors Nix and the tests call
+#   python3   a real HTTP server (http.server) for http:// cache tests
+packages=(nix-bin fuse3 xz-utils zstd bzip2 python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+# python3 may come from elsewhere (pyenv); only a missing command counts.
+if command -v python3 >/dev/null 2>&1; then
+  missing=("${missing[@]/python3}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "warning: missing packages ${missing[*]} (run as root to install them)" >&2
+  fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
