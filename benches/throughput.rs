@@ -22,20 +22,31 @@ use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, Sam
 use sha2::Sha256;
 
 fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = entries.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         if *budget == 0 {
             return;
         }
-        let Ok(meta) = e.path().symlink_metadata() else { continue };
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
         let name = e.file_name().to_string_lossy().into_owned();
         if meta.is_file() && meta.len() > 0 {
             if let Ok(bytes) = std::fs::read(e.path()) {
                 *budget = budget.saturating_sub(bytes.len() as u64);
-                let executable = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
-                out.push((name, Node::File { contents: bytes, executable }));
+                let executable =
+                    std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
+                out.push((
+                    name,
+                    Node::File {
+                        contents: bytes,
+                        executable,
+                    },
+                ));
             }
         } else if meta.is_dir() {
             let mut sub = Vec::new();
@@ -61,7 +72,9 @@ fn children_cpu() -> f64 {
     unsafe {
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
     }
-    ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6 + ru.ru_stime.tv_sec as f64
+    ru.ru_utime.tv_sec as f64
+        + ru.ru_utime.tv_usec as f64 / 1e6
+        + ru.ru_stime.tv_sec as f64
         + ru.ru_stime.tv_usec as f64 / 1e6
 }
 
@@ -72,16 +85,28 @@ fn unsafe_zeroed() -> libc::rusage {
 }
 
 fn main() {
-    let mib: u64 = std::env::var("HYPERNAR_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: u64 = std::env::var("HYPERNAR_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let bin = env!("CARGO_BIN_EXE_hypernar");
-    let tmp = tempfile::Builder::new().prefix("hypernar-bench-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("hypernar-bench-")
+        .tempdir()
+        .unwrap();
     let root = tmp.path();
 
     // 1. A binary cache of real files: /usr cut into paths of ~64 MiB.
     let mut budget = mib << 20;
     let mut paths = Vec::new();
     let mut i = 0;
-    for top in ["/usr/lib", "/usr/bin", "/usr/share", "/usr/libexec", "/usr/local"] {
+    for top in [
+        "/usr/lib",
+        "/usr/bin",
+        "/usr/share",
+        "/usr/libexec",
+        "/usr/local",
+    ] {
         let mut files = Vec::new();
         collect(Path::new(top), &mut budget, &mut files);
         // Group top-level entries into ~64 MiB paths.
@@ -103,7 +128,12 @@ fn main() {
     let key = NixSigningKey::from_seed("bench-1", [3; 32]);
     let (written, t_cache) = time(|| write_cache(&cache, &paths, &key).unwrap());
     let nar_bytes: u64 = written.iter().map(|w| w.nar.len() as u64).sum();
-    println!("cache: {} paths, {:.1} MiB of NARs from /usr (zstd-3 files), made in {:.1?}", written.len(), nar_bytes as f64 / 1048576.0, t_cache);
+    println!(
+        "cache: {} paths, {:.1} MiB of NARs from /usr (zstd-3 files), made in {:.1?}",
+        written.len(),
+        nar_bytes as f64 / 1048576.0,
+        t_cache
+    );
 
     // 2. Primitives, one core, over the same NAR bytes.
     let seg_size: u32 = std::env::var("HYPERNAR_BENCH_SEGMENT")
@@ -161,12 +191,24 @@ fn main() {
 
     // 3. hypernar publish, a real process.
     let pubkey = root.join("pub.key");
-    assert!(Command::new(bin).args(["keygen", "--out"]).arg(&pubkey).output().unwrap().status.success());
+    assert!(Command::new(bin)
+        .args(["keygen", "--out"])
+        .arg(&pubkey)
+        .output()
+        .unwrap()
+        .status
+        .success());
     let data = root.join("data");
     let cpu0 = children_cpu();
     let (out, t_publish) = time(|| {
         Command::new(bin)
-            .args(["publish", "--all", "--segment-size", &seg_size.to_string(), "--key"])
+            .args([
+                "publish",
+                "--all",
+                "--segment-size",
+                &seg_size.to_string(),
+                "--key",
+            ])
             .arg(&pubkey)
             .arg("--data")
             .arg(&data)
@@ -175,9 +217,19 @@ fn main() {
             .output()
             .unwrap()
     });
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cpu_publish = children_cpu() - cpu0;
-    println!("publish: {}", String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or(""));
+    println!(
+        "publish: {}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+    );
 
     // 4. cat-nar of every path, to /dev/null.
     let cpu0 = children_cpu();
@@ -196,12 +248,30 @@ fn main() {
     let cpu_cat = children_cpu() - cpu0;
 
     println!();
-    println!("| step | MB/s (NAR) | CPU s/GiB | single-core primitive limit MB/s | ratio to limit |");
+    println!(
+        "| step | MB/s (NAR) | CPU s/GiB | single-core primitive limit MB/s | ratio to limit |"
+    );
     println!("|---|---|---|---|---|");
     let gib = nar_bytes as f64 / (1u64 << 30) as f64;
-    println!("| publish | {:.0} | {:.2} | {:.0} | {:.2} |", rate(t_publish), cpu_publish / gib, rate(publish_limit), publish_limit.as_secs_f64() / t_publish.as_secs_f64());
-    println!("| cat-nar | {:.0} | {:.2} | {:.0} | {:.2} |", rate(t_cat), cpu_cat / gib, rate(cat_limit), cat_limit.as_secs_f64() / t_cat.as_secs_f64());
-    println!("stored/NAR = {:.3}; machine: {} cores", stored as f64 / nar_bytes as f64, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "| publish | {:.0} | {:.2} | {:.0} | {:.2} |",
+        rate(t_publish),
+        cpu_publish / gib,
+        rate(publish_limit),
+        publish_limit.as_secs_f64() / t_publish.as_secs_f64()
+    );
+    println!(
+        "| cat-nar | {:.0} | {:.2} | {:.0} | {:.2} |",
+        rate(t_cat),
+        cpu_cat / gib,
+        rate(cat_limit),
+        cat_limit.as_secs_f64() / t_cat.as_secs_f64()
+    );
+    println!(
+        "stored/NAR = {:.3}; machine: {} cores",
+        stored as f64 / nar_bytes as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
 }
 
 #[derive(Default)]

@@ -342,3 +342,16 @@ fn kill_9_at_random_instants_then_rerun_finishes_the_job() {
         "too few runs were killed mid-way to test anything"
     );
 }
+
+#[test]
+fn spools_left_by_a_killed_prepare_are_removed() {
+    let w = World::new(&[raw("a", filler(1000, 1), Compression::None, &[])]);
+    w.publish_ok(&["--all"]);
+    let stale = w
+        .data
+        .join("staging/0000000000000000000000000000000a.spool");
+    std::fs::write(&stale, b"left by a run killed while preparing").unwrap();
+    w.publish_ok(&["--all"]);
+    assert!(!stale.exists(), "stale spool was kept");
+    w.check_consistent();
+}

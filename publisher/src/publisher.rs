@@ -208,6 +208,13 @@ impl Publisher {
             info!(path = %pending.record.store_path, "finishing a commit interrupted by an earlier run");
             self.finish(pending).await?;
         }
+        // Spools of runs killed while preparing: no journal names them.
+        let entries = std::fs::read_dir(&self.staging).map_err(io_err(&self.staging))?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".spool") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(())
     }
 
