@@ -8,3 +8,4 @@ mod util;
 mod cli;
 mod faults;
 mod nix;
+mod swarm;

@@ -42,17 +42,7 @@ impl PublisherIndex {
         while self.len < feed.len() {
             let seq = self.len;
             match feed.record(seq).await {
-                Ok(Record::Feed(decl)) => {
-                    self.feeds.insert(decl.id, decl);
-                }
-                Ok(Record::Path(p)) => {
-                    if self.feeds.contains_key(&p.data_feed) {
-                        self.paths.insert(p.store_path.clone(), (seq, *p));
-                    } else {
-                        warn!(seq, path = %p.store_path, "index record names an undeclared data feed; skipped");
-                    }
-                }
-                Ok(Record::Header(_)) | Ok(Record::Unknown(_)) | Ok(Record::Key(_)) => {}
+                Ok(record) => self.apply(seq, record),
                 Err(StoreError::Record { source, .. }) => {
                     warn!(seq, %source, "malformed index record skipped");
                 }
@@ -61,6 +51,24 @@ impl PublisherIndex {
             self.len = seq + 1;
         }
         Ok(())
+    }
+
+    /// Takes in index record `seq` (records are applied in order).
+    pub fn apply(&mut self, seq: u64, record: Record) {
+        match record {
+            Record::Feed(decl) => {
+                self.feeds.insert(decl.id, decl);
+            }
+            Record::Path(p) => {
+                if self.feeds.contains_key(&p.data_feed) {
+                    self.paths.insert(p.store_path.clone(), (seq, *p));
+                } else {
+                    warn!(seq, path = %p.store_path, "index record names an undeclared data feed; skipped");
+                }
+            }
+            Record::Header(_) | Record::Unknown(_) | Record::Key(_) => {}
+        }
+        self.len = self.len.max(seq + 1);
     }
 
     /// The declared feed with `role` named `name`.
@@ -108,7 +116,7 @@ impl Catalog {
             let header = match feed.header().await {
                 Ok(h) => h,
                 Err(e) => {
-                    warn!(feed = feed.name(), %e, "feed without a usable header ignored");
+                    tracing::debug!(feed = feed.name(), %e, "feed without a usable header (a sparse replica?) not listed");
                     continue;
                 }
             };

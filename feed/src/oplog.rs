@@ -33,7 +33,19 @@
 //! entries one after the other and replays them in order, as it does for
 //! any run of entries between flushes.
 //!
-//! Both read hypercore 0.16's on-disk layout: two 4 KiB header slots, then
+//! **3. Entries the 0.16 decoder misreads.** `Entry::decode` tests the
+//! tree-nodes flag where it means the upgrade and bitfield flags, so an
+//! entry with nodes but without both an upgrade and a bitfield update (what
+//! a replica writes for every verified block or upgrade) does not decode:
+//! a replica with such entries pending cannot be opened ("Could not parse
+//! changeset signature"). [`Feed::verify_and_apply`](crate::store::Feed)
+//! therefore makes hypercore flush right after each such entry (with empty
+//! proofs, which write empty entries that decode fine), and [`repair`]
+//! truncates at the first misreadable entry a crash may have left in that
+//! short window. Dropping it and what follows only forgets blocks or an
+//! upgrade that are fetched again.
+//!
+//! All three read hypercore 0.16's on-disk layout: two 4 KiB header slots, then
 //! entries; each record has an 8-byte leader
 //! `crc32 (u32le) || len << 2 | partial << 1 | header_bit (u32le)` with the
 //! CRC over the second word and the payload. A hypercore upgrade must
@@ -89,11 +101,25 @@ pub fn valid_len(oplog: &[u8]) -> Option<usize> {
     let mut at = ENTRIES;
     while at < oplog.len() {
         match leader(&oplog[at..]) {
-            Some(l) if l.header_bit == current => at += LEADER + l.len,
+            Some(l) if l.header_bit == current && decodes(oplog[at + LEADER]) => {
+                at += LEADER + l.len
+            }
             _ => return Some(at),
         }
     }
     None
+}
+
+/// Whether hypercore 0.16's `Entry::decode` reads an entry with these flags
+/// (1 user data, 2 tree nodes, 4 tree upgrade, 8 bitfield) as written.
+pub fn decodes(flags: u8) -> bool {
+    let parts = flags & 0b1110;
+    parts == 0 || parts == 0b1110
+}
+
+/// Whether the oplog in `dir` holds entries not yet flushed.
+pub fn has_entries(dir: &Path) -> bool {
+    std::fs::metadata(dir.join("oplog")).is_ok_and(|m| m.len() > ENTRIES as u64)
 }
 
 /// Truncates stale or torn entries from `dir/oplog`; returns the bytes dropped.
@@ -215,11 +241,14 @@ mod tests {
     fn keeps_entries_of_the_current_header() {
         // Only the first slot written: entries carry bit false.
         assert_eq!(
-            valid_len(&oplog(true, None, &[(b"a", false), (b"bb", false)])),
+            valid_len(&oplog(true, None, &[(b"\x0ea", false), (b"\x00b", false)])),
             None
         );
         // Slots differ: second is current, entries carry bit true.
-        assert_eq!(valid_len(&oplog(true, Some(false), &[(b"a", true)])), None);
+        assert_eq!(
+            valid_len(&oplog(true, Some(false), &[(b"\x0ea", true)])),
+            None
+        );
         assert_eq!(valid_len(&oplog(false, Some(false), &[])), None);
     }
 
@@ -233,8 +262,27 @@ mod tests {
     }
 
     #[test]
+    fn drops_entries_hypercore_0_16_would_misread() {
+        let nodes_and_bitfield = [0b1010u8, 1, 2, 3];
+        let all = [0b1110u8, 1, 2, 3];
+        let empty = [0u8];
+        let log = oplog(
+            true,
+            None,
+            &[(&all, false), (&empty, false), (&nodes_and_bitfield, false)],
+        );
+        assert_eq!(valid_len(&log), Some(ENTRIES + 2 * LEADER + 4 + 1));
+        assert!(decodes(0) && decodes(0b1110) && decodes(0b1111));
+        assert!(!decodes(0b0010) && !decodes(0b0110) && !decodes(0b1010) && !decodes(0b1000));
+    }
+
+    #[test]
     fn drops_a_torn_tail() {
-        let mut log = oplog(true, None, &[(b"good", false), (b"torn entry", false)]);
+        let mut log = oplog(
+            true,
+            None,
+            &[(b"\x0eood", false), (b"\x0eorn entry", false)],
+        );
         let n = log.len();
         log[n - 2] ^= 0xff;
         assert_eq!(valid_len(&log), Some(ENTRIES + LEADER + 4));
@@ -244,12 +292,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_guard_appends_after_entries_left_at_open_until_a_flush() {
-        let mut log = oplog(true, None, &[(b"pending", false)]);
+        let mut log = oplog(true, None, &[(b"\x0eending", false)]);
         let disk_len = log.len() as u64;
         let mut mem = random_access_memory_like(log.clone());
         let mut guard = OplogGuard::new(&mut mem).await.unwrap();
         // hypercore thinks the entry area is empty and writes at its start.
-        let entry = record(b"next", false);
+        let entry = record(b"\x0eext", false);
         guard.write(ENTRIES as u64, &entry).await.unwrap();
         log.extend_from_slice(&entry);
         assert_eq!(guard.inner.bytes, log, "the pending entry was overwritten");

@@ -14,19 +14,39 @@ use crate::format::narinfo::NarHash;
 use crate::format::record::PathRecord;
 use crate::format::segment::{Opener, PathKey, SegmentError};
 use crate::format::storepath::StorePath;
-use crate::store::{Feed, StoreError};
+use crate::store::Feed;
 
 /// Blocks read ahead of the decrypting thread.
 const READ_AHEAD: usize = 8;
+
+/// Where a reader gets a path's blocks: the local feed store, or (in the
+/// fetcher) peers behind a feed's hub. Implementations return each block
+/// only once it is verified against the publisher's signed tree.
+pub trait BlockSource: Send {
+    /// Block `index` of the feed, verified.
+    fn block(
+        &mut self,
+        index: u64,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, BoxError>> + Send;
+}
+
+/// A boxed error from a block source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl BlockSource for Feed {
+    async fn block(&mut self, index: u64) -> Result<Vec<u8>, BoxError> {
+        Ok(self.get(index).await?)
+    }
+}
 
 /// Why a NAR could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("{path}: {source}")]
-    Store {
+    Source {
         path: StorePath,
         #[source]
-        source: StoreError,
+        source: BoxError,
     },
     #[error("{path}: {source}")]
     Segment {
@@ -58,8 +78,8 @@ pub struct ReadSummary {
 }
 
 /// Writes the NAR of `record` from `data` to `out`, verifying as it goes.
-pub async fn write_nar<W: Write + Send + 'static>(
-    data: &mut Feed,
+pub async fn write_nar<W: Write + Send + 'static, S: BlockSource>(
+    data: &mut S,
     record: &PathRecord,
     key: &PathKey,
     out: W,
@@ -117,7 +137,7 @@ pub async fn write_nar<W: Write + Send + 'static>(
     let mut stored = 0u64;
     let mut read_err = None;
     for i in 0..record.block_count {
-        match data.get(record.first_block + i).await {
+        match data.block(record.first_block + i).await {
             Ok(block) => {
                 stored += block.len() as u64;
                 if tx.send((i, block)).await.is_err() {
@@ -125,7 +145,7 @@ pub async fn write_nar<W: Write + Send + 'static>(
                 }
             }
             Err(source) => {
-                read_err = Some(ReadError::Store {
+                read_err = Some(ReadError::Source {
                     path: path.clone(),
                     source,
                 });

@@ -11,6 +11,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use hypercore::{
     Hypercore, HypercoreBuilder, HypercoreError, PartialKeypair, Storage, StorageTraits, Store,
 };
+use hypercore_schema::{Proof, RequestBlock, RequestSeek, RequestUpgrade};
 use random_access_disk::RandomAccessDisk;
 
 use crate::oplog::OplogGuard;
@@ -138,7 +139,59 @@ impl FeedStore {
             .build()
             .await
             .map_err(hc)?;
-        Ok(Feed { core, public, name })
+        Ok(Feed {
+            core,
+            public,
+            name,
+            dir,
+        })
+    }
+
+    /// Opens a feed by its public key, creating an empty replica (no secret
+    /// key: it can only store blocks verified against the writer's signed
+    /// tree) if the store does not have it yet.
+    pub async fn open_replica(&self, public: &VerifyingKey) -> Result<Feed, StoreError> {
+        if let Some(feed) = self.open_existing(public).await? {
+            return Ok(feed);
+        }
+        let dir = self.feed_dir(public);
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = hex::encode(public.as_bytes());
+        let hc = |source| StoreError::Hypercore {
+            feed: name.clone(),
+            source,
+        };
+        let storage = disk_storage(&dir, true).await.map_err(hc)?;
+        let core = HypercoreBuilder::new(storage)
+            .key_pair(PartialKeypair {
+                public: *public,
+                secret: None,
+            })
+            .build()
+            .await
+            .map_err(hc)?;
+        Ok(Feed {
+            core,
+            public: *public,
+            name,
+            dir,
+        })
+    }
+
+    /// Deletes a replica's local copy and starts it afresh. For a replica
+    /// whose files a crash left unusable: everything in it was a verified
+    /// copy of the writer's feed and is fetched again from peers.
+    pub async fn reset_replica(&self, public: &VerifyingKey) -> Result<Feed, StoreError> {
+        let dir = self.feed_dir(public);
+        if let Err(source) = std::fs::remove_dir_all(&dir) {
+            if source.kind() != std::io::ErrorKind::NotFound {
+                return Err(StoreError::Io { path: dir, source });
+            }
+        }
+        self.open_replica(public).await
     }
 
     /// Opens an existing feed, if the store has it.
@@ -157,7 +210,7 @@ impl FeedStore {
             source,
         })?;
         if dropped > 0 {
-            tracing::warn!(feed = %name, dropped, "dropped stale oplog entries left by an interrupted flush");
+            tracing::warn!(feed = %name, dropped, "dropped oplog entries a crash left stale or unreadable (see feed/src/oplog.rs)");
         }
         let hc = |source| StoreError::Hypercore {
             feed: name.clone(),
@@ -175,7 +228,12 @@ impl FeedStore {
                 found: hex::encode(core.key_pair().public.as_bytes()),
             });
         }
-        Ok(Feed { core, public, name })
+        Ok(Feed {
+            core,
+            public,
+            name,
+            dir,
+        })
     }
 }
 
@@ -215,6 +273,7 @@ pub struct Feed {
     core: Hypercore,
     public: VerifyingKey,
     name: String,
+    dir: PathBuf,
 }
 
 impl Feed {
@@ -243,6 +302,91 @@ impl Feed {
             feed: self.name.clone(),
             source,
         }
+    }
+
+    /// Whether `e` says a peer's proof is bad (as opposed to a local problem).
+    pub fn is_bad_proof(e: &StoreError) -> bool {
+        matches!(
+            e,
+            StoreError::Hypercore {
+                source: HypercoreError::InvalidSignature { .. }
+                    | HypercoreError::InvalidChecksum { .. }
+                    | HypercoreError::BadArgument { .. },
+                ..
+            }
+        )
+    }
+
+    /// Whether this process holds the feed's secret key.
+    pub fn writable(&self) -> bool {
+        self.core.info().writeable
+    }
+
+    /// Hypercore's view of the feed (length, fork, contiguous length).
+    pub fn info(&self) -> hypercore::Info {
+        self.core.info()
+    }
+
+    /// Whether block `index` is stored locally.
+    pub fn has(&self, index: u64) -> bool {
+        self.core.has(index)
+    }
+
+    /// Builds the proof a peer asked for; `None` if the block is not here.
+    pub async fn create_proof(
+        &mut self,
+        block: Option<RequestBlock>,
+        hash: Option<RequestBlock>,
+        seek: Option<RequestSeek>,
+        upgrade: Option<RequestUpgrade>,
+    ) -> Result<Option<Proof>, StoreError> {
+        self.core
+            .create_proof(block, hash, seek, upgrade)
+            .await
+            .map_err(|e| self.hc(e))
+    }
+
+    /// Verifies a proof from a peer against the signed tree and stores what
+    /// it carries. `Ok(false)`: not applicable (another fork); `Err`: the
+    /// proof does not verify.
+    pub async fn verify_and_apply(&mut self, proof: &Proof) -> Result<bool, StoreError> {
+        let applied = self
+            .core
+            .verify_and_apply_proof(proof)
+            .await
+            .map_err(|e| self.hc(e))?;
+        self.flush_oplog().await?;
+        Ok(applied)
+    }
+
+    /// Makes hypercore flush the entries a verified proof left in its oplog:
+    /// 0.16 cannot read them back after a restart (see `oplog.rs`, bug 3).
+    /// An empty proof writes an empty entry and counts towards hypercore's
+    /// flush cycle (one flush every four operations), so at most four of
+    /// them flush it.
+    async fn flush_oplog(&mut self) -> Result<(), StoreError> {
+        for _ in 0..4 {
+            if !crate::oplog::has_entries(&self.dir) {
+                return Ok(());
+            }
+            let empty = Proof {
+                fork: self.core.info().fork,
+                block: None,
+                hash: None,
+                seek: None,
+                upgrade: None,
+            };
+            self.core
+                .verify_and_apply_proof(&empty)
+                .await
+                .map_err(|e| self.hc(e))?;
+        }
+        Ok(())
+    }
+
+    /// How many tree nodes a request for block `index` must ask for.
+    pub async fn missing_nodes(&mut self, index: u64) -> Result<u64, StoreError> {
+        self.core.missing_nodes(index).await.map_err(|e| self.hc(e))
     }
 
     /// Appends blocks atomically (one oplog entry).

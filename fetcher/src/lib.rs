@@ -1,7 +1,15 @@
-//! hypernar-fetcher: the user side of hypernar (skeleton).
+//! hypernar-fetcher: the user side of hypernar.
 //!
-//! Planned modules (issues 3 and after): the Hypercore replicator and block
-//! scheduler that fetch verified blocks from many peers, the web-seed and
-//! upstream fallbacks behind one block-source combinator, and the binary
-//! cache HTTP API that hands NARs to Nix. Today the only block source is
-//! the local feed store in `hypernar_feed`.
+//! Peers replicate publishers' feeds over the Hypercore protocol. Modules:
+//! - [`wire`]: TCP framing, Noise handshake, the Hypercore protocol.
+//!
+//! Planned: the web-seed and upstream fallbacks behind one block-source
+//! combinator, and the binary-cache HTTP API that hands NARs to Nix.
+
+pub mod fault;
+pub mod fetch;
+pub mod haves;
+pub mod hub;
+pub mod node;
+pub mod publishers;
+pub mod wire;

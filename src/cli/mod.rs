@@ -2,10 +2,12 @@
 
 mod cat_nar;
 mod demo;
+mod fetch;
 mod keygen;
 mod progress;
 mod publish;
 mod release;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +45,10 @@ pub enum Command {
     Release(release::Args),
     /// Write the NAR of a published path to stdout, verified and decrypted.
     CatNar(cat_nar::Args),
+    /// Seed this data directory's feeds and replicate trusted publishers.
+    Serve(serve::Args),
+    /// Fetch a path's NAR from peers, verified and decrypted, to stdout.
+    Fetch(fetch::Args),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -52,6 +58,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Publish(a) => publish::run(a).await,
         Command::Release(a) => release::run(a).await,
         Command::CatNar(a) => cat_nar::run(a).await,
+        Command::Serve(a) => serve::run(a).await,
+        Command::Fetch(a) => fetch::run(a).await,
     }
 }
 

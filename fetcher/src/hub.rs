@@ -1,0 +1,760 @@
+//! One actor per feed: it owns the hypercore, answers peers' requests,
+//! verifies and stores what peers send, and schedules block requests over
+//! every peer that has the blocks.
+//!
+//! Peers are thin pumps (see `node.rs`): each replication channel forwards
+//! the messages it receives to the feed's hub and sends what the hub gives
+//! it. Everything that touches the hypercore happens here, one message at a
+//! time, so nothing needs a lock.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use hypercore_protocol::schema::{Bitfield, Cancel, Data, NoData, Range, Request, Synchronize};
+use hypercore_protocol::Message;
+use hypercore_schema::{RequestBlock, RequestUpgrade};
+use hypernar_feed::store::{Feed, FeedStore, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use crate::haves::Haves;
+
+/// Requests in flight to one peer at once.
+pub const MAX_INFLIGHT_PER_PEER: usize = 16;
+/// A request not answered in this time goes to another peer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+/// Hub inbox size: a full inbox slows the peers feeding it.
+const INBOX: usize = 256;
+/// How often timeouts are checked.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A replication channel, unique for the life of the process.
+pub type PeerId = u64;
+
+/// Why a wanted block range could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("feed {feed}: {message}")]
+    Store { feed: String, message: String },
+    #[error("feed {feed}: blocks {start}..{end} are past its end ({length})")]
+    PastEnd {
+        feed: String,
+        start: u64,
+        end: u64,
+        length: u64,
+    },
+    #[error("feed {0} is closed")]
+    Closed(String),
+}
+
+/// What the hub tells the node.
+#[derive(Debug)]
+pub enum HubEvent {
+    /// The peer sent data that failed verification: disconnect and ban it.
+    Misbehaved { peer: PeerId, reason: String },
+}
+
+/// The state of a feed others can watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedState {
+    /// Tree length (verified).
+    pub length: u64,
+    /// Blocks stored locally from 0 without a gap.
+    pub contiguous: u64,
+}
+
+enum Msg {
+    Join {
+        peer: PeerId,
+        out: mpsc::Sender<Message>,
+    },
+    Leave {
+        peer: PeerId,
+    },
+    FromPeer {
+        peer: PeerId,
+        msg: Message,
+    },
+    Want {
+        start: u64,
+        end: u64,
+        reply: oneshot::Sender<Result<(), FetchError>>,
+    },
+    Get {
+        index: u64,
+        reply: oneshot::Sender<Result<Vec<u8>, FetchError>>,
+    },
+    Append {
+        blocks: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<u64, FetchError>>,
+    },
+    SetEager,
+}
+
+/// A handle to a feed's hub.
+#[derive(Debug, Clone)]
+pub struct HubHandle {
+    tx: mpsc::Sender<Msg>,
+    state: watch::Receiver<FeedState>,
+    name: String,
+}
+
+impl HubHandle {
+    fn closed(&self) -> FetchError {
+        FetchError::Closed(self.name.clone())
+    }
+
+    /// The feed's state now, and a way to wait for changes.
+    pub fn state(&self) -> watch::Receiver<FeedState> {
+        self.state.clone()
+    }
+
+    /// Hex of the feed key.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) async fn join(&self, peer: PeerId, out: mpsc::Sender<Message>) {
+        let _ = self.tx.send(Msg::Join { peer, out }).await;
+    }
+
+    pub(crate) async fn leave(&self, peer: PeerId) {
+        let _ = self.tx.send(Msg::Leave { peer }).await;
+    }
+
+    pub(crate) async fn deliver(&self, peer: PeerId, msg: Message) -> bool {
+        self.tx.send(Msg::FromPeer { peer, msg }).await.is_ok()
+    }
+
+    /// Resolves when blocks `start..end` are stored locally (verified),
+    /// fetching them from peers as needed. Dropping the future cancels the
+    /// want; wrap it in a timeout for a deadline.
+    pub async fn want(&self, start: u64, end: u64) -> Result<(), FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Want { start, end, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// A locally stored block.
+    pub async fn get(&self, index: u64) -> Result<Vec<u8>, FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Get { index, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// From now on, fetch every block peers have (index and key feeds, mirrors).
+    pub async fn set_eager(&self) {
+        let _ = self.tx.send(Msg::SetEager).await;
+    }
+
+    /// Appends blocks to a writable feed and tells every peer.
+    pub async fn append(&self, blocks: Vec<Vec<u8>>) -> Result<u64, FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Append { blocks, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+}
+
+struct Peer {
+    out: mpsc::Sender<Message>,
+    synced: bool,
+    remote_length: u64,
+    remote_fork: u64,
+    haves: Haves,
+    inflight: usize,
+    upgrading: bool,
+}
+
+struct Waiter {
+    start: u64,
+    end: u64,
+    reply: Option<oneshot::Sender<Result<(), FetchError>>>,
+}
+
+impl Waiter {
+    fn done(&self) -> bool {
+        self.reply.as_ref().is_none_or(|r| r.is_closed())
+    }
+
+    fn answer(&mut self, r: Result<(), FetchError>) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+struct Inflight {
+    peer: PeerId,
+    id: u64,
+    sent: Instant,
+}
+
+struct Hub {
+    feed: Feed,
+    store: FeedStore,
+    eager: bool,
+    peers: HashMap<PeerId, Peer>,
+    waiters: Vec<Waiter>,
+    /// Block index → request in flight.
+    inflight: HashMap<u64, Inflight>,
+    /// Request id → block index (`u64::MAX` for upgrades).
+    requests: HashMap<u64, (PeerId, u64)>,
+    /// Blocks a peer failed to deliver, not to ask it again for a while.
+    avoid: HashMap<u64, PeerId>,
+    next_id: u64,
+    state: watch::Sender<FeedState>,
+    events: mpsc::Sender<HubEvent>,
+    corrupt_uploads: bool,
+}
+
+/// Starts the hub of `feed`. With `eager`, it fetches every block any peer
+/// has; otherwise only what [`HubHandle::want`] asks for.
+pub fn spawn(
+    feed: Feed,
+    store: FeedStore,
+    eager: bool,
+    events: mpsc::Sender<HubEvent>,
+) -> HubHandle {
+    let (tx, rx) = mpsc::channel(INBOX);
+    let info = feed.info();
+    let (state, state_rx) = watch::channel(FeedState {
+        length: info.length,
+        contiguous: info.contiguous_length,
+    });
+    let name = feed.name().to_owned();
+    let hub = Hub {
+        feed,
+        store,
+        eager,
+        peers: HashMap::new(),
+        waiters: Vec::new(),
+        inflight: HashMap::new(),
+        requests: HashMap::new(),
+        avoid: HashMap::new(),
+        next_id: 1,
+        state,
+        events,
+        corrupt_uploads: crate::fault::corrupt_uploads(),
+    };
+    tokio::spawn(hub.run(rx));
+    HubHandle {
+        tx,
+        state: state_rx,
+        name,
+    }
+}
+
+fn store_err(feed: &str, e: StoreError) -> FetchError {
+    FetchError::Store {
+        feed: feed.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl Hub {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg).await;
+                }
+                _ = tick.tick() => self.expire().await,
+            }
+        }
+    }
+
+    fn publish_state(&self) {
+        let info = self.feed.info();
+        let _ = self.state.send_if_modified(|s| {
+            let new = FeedState {
+                length: info.length,
+                contiguous: info.contiguous_length,
+            };
+            let changed = *s != new;
+            *s = new;
+            changed
+        });
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Join { peer, out } => self.join(peer, out).await,
+            Msg::Leave { peer } => self.leave(peer),
+            Msg::FromPeer { peer, msg } => {
+                if self.peers.contains_key(&peer) {
+                    self.on_message(peer, msg).await;
+                }
+            }
+            Msg::Want { start, end, reply } => {
+                self.waiters.push(Waiter {
+                    start,
+                    end,
+                    reply: Some(reply),
+                });
+                self.settle_waiters();
+            }
+            Msg::Get { index, reply } => {
+                let r = self
+                    .feed
+                    .get(index)
+                    .await
+                    .map_err(|e| store_err(self.feed.name(), e));
+                let _ = reply.send(r);
+                return;
+            }
+            Msg::SetEager => self.eager = true,
+            Msg::Append { blocks, reply } => {
+                let r = self.feed.append_batch(&blocks).await;
+                let r = r
+                    .map(|()| self.feed.len())
+                    .map_err(|e| store_err(self.feed.name(), e));
+                if r.is_ok() {
+                    self.announce_length().await;
+                }
+                let _ = reply.send(r);
+            }
+        }
+        self.schedule().await;
+    }
+
+    fn sync_message(&self, peer: &Peer) -> Message {
+        let info = self.feed.info();
+        Message::Synchronize(Synchronize {
+            fork: info.fork,
+            length: info.length,
+            remote_length: if peer.remote_fork == info.fork {
+                peer.remote_length
+            } else {
+                0
+            },
+            can_upgrade: true,
+            uploading: true,
+            downloading: true,
+        })
+    }
+
+    /// Ranges of blocks stored here, for announcing to a new peer.
+    fn have_ranges(&self) -> Vec<Range> {
+        let info = self.feed.info();
+        let mut out = Vec::new();
+        if info.contiguous_length > 0 {
+            out.push(Range {
+                drop: false,
+                start: 0,
+                length: info.contiguous_length,
+            });
+        }
+        let mut i = info.contiguous_length;
+        while i < info.length {
+            if self.feed.has(i) {
+                let start = i;
+                while i < info.length && self.feed.has(i) {
+                    i += 1;
+                }
+                out.push(Range {
+                    drop: false,
+                    start,
+                    length: i - start,
+                });
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    async fn join(&mut self, id: PeerId, out: mpsc::Sender<Message>) {
+        let peer = Peer {
+            out,
+            synced: false,
+            remote_length: 0,
+            remote_fork: 0,
+            haves: Haves::default(),
+            inflight: 0,
+            upgrading: false,
+        };
+        let mut hello = vec![self.sync_message(&peer)];
+        hello.extend(self.have_ranges().into_iter().map(Message::Range));
+        for m in hello {
+            let _ = peer.out.send(m).await;
+        }
+        self.peers.insert(id, peer);
+    }
+
+    fn leave(&mut self, peer: PeerId) {
+        self.peers.remove(&peer);
+        self.inflight.retain(|_, r| r.peer != peer);
+        self.requests.retain(|_, (p, _)| *p != peer);
+    }
+
+    async fn send(&mut self, peer: PeerId, msg: Message) {
+        if let Some(p) = self.peers.get(&peer) {
+            // A peer whose queue is full is not keeping up; dropping its
+            // message is safe (requests time out and go elsewhere).
+            if p.out.try_send(msg).is_err() {
+                debug!(peer, "peer queue full; message dropped");
+            }
+        }
+    }
+
+    async fn announce_length(&mut self) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let msg = self.sync_message(&self.peers[&id]);
+            self.send(id, msg).await;
+        }
+        self.publish_state();
+    }
+
+    async fn misbehaved(&mut self, peer: PeerId, reason: String) {
+        warn!(feed = self.feed.name(), peer, %reason, "peer sent data that does not verify");
+        self.leave(peer);
+        let _ = self
+            .events
+            .send(HubEvent::Misbehaved { peer, reason })
+            .await;
+    }
+
+    /// The local replica cannot take a valid proof (its files were left
+    /// inconsistent by a crash): start it afresh and fetch again. A feed we
+    /// write is never reset.
+    async fn damaged(&mut self, e: StoreError) {
+        if self.feed.writable() {
+            warn!(feed = self.feed.name(), %e, "local feed error");
+            return;
+        }
+        warn!(feed = self.feed.name(), %e, "local replica is damaged; starting it afresh");
+        let key = *self.feed.public_key();
+        match self.store.reset_replica(&key).await {
+            Ok(feed) => self.feed = feed,
+            Err(e) => return warn!(%e, "could not reset the replica"),
+        }
+        self.inflight.clear();
+        self.requests.clear();
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.inflight = 0;
+                p.upgrading = false;
+            }
+            let msg = self.sync_message(&self.peers[&id]);
+            self.send(id, msg).await;
+            self.maybe_upgrade(id).await;
+        }
+        self.publish_state();
+    }
+
+    async fn on_message(&mut self, peer: PeerId, msg: Message) {
+        match msg {
+            Message::Synchronize(s) => {
+                let first = {
+                    let p = self.peers.get_mut(&peer).expect("checked");
+                    let first = !p.synced;
+                    p.synced = true;
+                    p.remote_length = s.length;
+                    p.remote_fork = s.fork;
+                    first
+                };
+                if first {
+                    let msg = self.sync_message(&self.peers[&peer]);
+                    self.send(peer, msg).await;
+                }
+                self.maybe_upgrade(peer).await;
+            }
+            Message::Range(r) => {
+                let p = self.peers.get_mut(&peer).expect("checked");
+                p.haves.set_range(r.start, r.length, !r.drop);
+            }
+            Message::Bitfield(Bitfield { start, bitfield }) => {
+                let p = self.peers.get_mut(&peer).expect("checked");
+                for (w, word) in bitfield.iter().enumerate() {
+                    for b in 0..32 {
+                        if word & (1 << b) != 0 {
+                            p.haves.set_range(start + (w as u64) * 32 + b, 1, true);
+                        }
+                    }
+                }
+            }
+            Message::Request(req) => self.on_request(peer, req).await,
+            Message::Data(data) => self.on_data(peer, data).await,
+            Message::NoData(NoData { request }) => {
+                if let Some((_, index)) = self.requests.remove(&request) {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.inflight = p.inflight.saturating_sub(1);
+                        if index == u64::MAX {
+                            p.upgrading = false;
+                        } else {
+                            p.haves.set_range(index, 1, false);
+                        }
+                    }
+                    self.inflight.remove(&index);
+                }
+            }
+            Message::Cancel(_) | Message::Want(_) | Message::Unwant(_) => {}
+            other => debug!(peer, ?other, "ignored message"),
+        }
+    }
+
+    async fn maybe_upgrade(&mut self, peer: PeerId) {
+        let info = self.feed.info();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.remote_fork != info.fork || p.remote_length <= info.length || p.upgrading {
+            return;
+        }
+        p.upgrading = true;
+        p.inflight += 1;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.requests.insert(id, (peer, u64::MAX));
+        let req = Request {
+            id,
+            fork: info.fork,
+            block: None,
+            hash: None,
+            seek: None,
+            upgrade: Some(RequestUpgrade {
+                start: info.length,
+                length: p.remote_length - info.length,
+            }),
+            manifest: false,
+            priority: 0,
+        };
+        self.send(peer, Message::Request(req)).await;
+    }
+
+    async fn on_request(&mut self, peer: PeerId, req: Request) {
+        let id = req.id;
+        let proof = self
+            .feed
+            .create_proof(req.block, req.hash, req.seek, req.upgrade)
+            .await;
+        let msg = match proof {
+            Ok(Some(proof)) => {
+                let mut data = Data {
+                    request: id,
+                    fork: proof.fork,
+                    hash: proof.hash,
+                    block: proof.block,
+                    seek: proof.seek,
+                    upgrade: proof.upgrade,
+                };
+                if self.corrupt_uploads {
+                    if let Some(b) = data.block.as_mut().filter(|b| !b.value.is_empty()) {
+                        let mid = b.value.len() / 2;
+                        b.value[mid] ^= 0x01;
+                    }
+                }
+                Message::Data(data)
+            }
+            Ok(None) => Message::NoData(NoData { request: id }),
+            Err(e) => {
+                debug!(feed = self.feed.name(), peer, %e, "cannot answer request");
+                Message::NoData(NoData { request: id })
+            }
+        };
+        self.send(peer, msg).await;
+    }
+
+    async fn on_data(&mut self, peer: PeerId, data: Data) {
+        let Some((_, index)) = self.requests.remove(&data.request) else {
+            // Unrequested data is dropped: we store only what we asked for.
+            return;
+        };
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.inflight = p.inflight.saturating_sub(1);
+            if index == u64::MAX {
+                p.upgrading = false;
+            }
+        }
+        if index != u64::MAX {
+            self.inflight.remove(&index);
+        }
+        let got_block = data.block.as_ref().map(|b| b.index);
+        if got_block.is_some_and(|b| b != index) {
+            return self
+                .misbehaved(
+                    peer,
+                    format!("sent block {got_block:?} for a request of {index}"),
+                )
+                .await;
+        }
+        let proof = data.into_proof();
+        let before = self.feed.info();
+        match self.feed.verify_and_apply(&proof).await {
+            Ok(_) => {}
+            Err(e) if Feed::is_bad_proof(&e) => return self.misbehaved(peer, e.to_string()).await,
+            Err(e) => return self.damaged(e).await,
+        }
+        let after = self.feed.info();
+        if after.length != before.length {
+            self.announce_length().await;
+        }
+        if let Some(b) = got_block {
+            if self.feed.has(b) {
+                let ids: Vec<PeerId> = self.peers.keys().copied().filter(|p| *p != peer).collect();
+                for id in ids {
+                    self.send(
+                        id,
+                        Message::Range(Range {
+                            drop: false,
+                            start: b,
+                            length: 1,
+                        }),
+                    )
+                    .await;
+                }
+            }
+        }
+        self.publish_state();
+        self.settle_waiters();
+    }
+
+    /// Answers waiters whose blocks are all here, or cannot be.
+    fn settle_waiters(&mut self) {
+        let feed = &self.feed;
+        for w in &mut self.waiters {
+            if !w.done() && (w.start..w.end).all(|i| feed.has(i)) {
+                w.answer(Ok(()));
+            }
+        }
+        self.waiters.retain(|w| !w.done());
+    }
+
+    /// Blocks wanted and not here, lowest first.
+    fn wanted(&self) -> BTreeSet<u64> {
+        let info = self.feed.info();
+        let mut out = BTreeSet::new();
+        for w in &self.waiters {
+            for i in w.start..w.end.min(info.length) {
+                if !self.feed.has(i) {
+                    out.insert(i);
+                }
+            }
+        }
+        if self.eager {
+            for i in info.contiguous_length..info.length {
+                if !self.feed.has(i) {
+                    out.insert(i);
+                }
+            }
+        }
+        out
+    }
+
+    async fn schedule(&mut self) {
+        let info = self.feed.info();
+        for index in self.wanted() {
+            if self.inflight.contains_key(&index) {
+                continue;
+            }
+            // Prefer a peer that did not just fail this block; fall back to
+            // it when it is the only one that has the block.
+            let avoid = self.avoid.get(&index).copied();
+            let choice = self
+                .peers
+                .iter()
+                .filter(|(_, p)| {
+                    p.inflight < MAX_INFLIGHT_PER_PEER
+                        && p.haves.has(index)
+                        && p.remote_fork == info.fork
+                })
+                .min_by_key(|(id, p)| (Some(**id) == avoid, p.inflight))
+                .map(|(id, _)| *id);
+            let Some(peer) = choice else {
+                if self
+                    .peers
+                    .values()
+                    .all(|p| p.inflight >= MAX_INFLIGHT_PER_PEER)
+                {
+                    break;
+                }
+                continue;
+            };
+            let nodes = match self.feed.missing_nodes(index).await {
+                Ok(n) => n,
+                Err(e) => {
+                    debug!(feed = self.feed.name(), index, %e, "missing_nodes failed");
+                    continue;
+                }
+            };
+            let id = self.next_id;
+            self.next_id += 1;
+            self.requests.insert(id, (peer, index));
+            self.inflight.insert(
+                index,
+                Inflight {
+                    peer,
+                    id,
+                    sent: Instant::now(),
+                },
+            );
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.inflight += 1;
+            }
+            let req = Request {
+                id,
+                fork: info.fork,
+                block: Some(RequestBlock { index, nodes }),
+                hash: None,
+                seek: None,
+                upgrade: None,
+                manifest: false,
+                priority: 0,
+            };
+            self.send(peer, Message::Request(req)).await;
+        }
+    }
+
+    /// Sends requests that timed out elsewhere; fails waiters past the end.
+    async fn expire(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<(u64, PeerId, u64)> = self
+            .inflight
+            .iter()
+            .filter(|(_, r)| now.duration_since(r.sent) > REQUEST_TIMEOUT)
+            .map(|(i, r)| (*i, r.peer, r.id))
+            .collect();
+        for (index, peer, id) in expired {
+            debug!(feed = self.feed.name(), index, peer, "request timed out");
+            self.inflight.remove(&index);
+            self.requests.remove(&id);
+            self.avoid.insert(index, peer);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.inflight = p.inflight.saturating_sub(1);
+            }
+            self.send(peer, Message::Cancel(Cancel { request: id }))
+                .await;
+        }
+        // Past the end of a feed we write, nothing will arrive.
+        let info = self.feed.info();
+        if info.writeable {
+            let name = self.feed.name().to_owned();
+            for w in &mut self.waiters {
+                if w.end > info.length {
+                    w.answer(Err(FetchError::PastEnd {
+                        feed: name.clone(),
+                        start: w.start,
+                        end: w.end,
+                        length: info.length,
+                    }));
+                }
+            }
+        }
+        self.waiters.retain(|w| !w.done());
+        self.schedule().await;
+    }
+}

@@ -1,0 +1,486 @@
+//! A node: the feeds of one data directory, each behind its hub, and the
+//! connections to peers that replicate them.
+//!
+//! Every feed in the data directory is seeded. The index feed of each
+//! trusted publisher is replicated eagerly and live; so are the key feeds
+//! its index declares. Data feeds are replicated on demand (all of them
+//! with `mirror`). Each connection runs the Hypercore protocol; each
+//! replication channel is a pump between the wire and the feed's hub.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use futures::StreamExt;
+use hypercore_protocol::{discovery_key, Channel, CommandTx, Event};
+use hypernar_feed::format::identity::Identity;
+use hypernar_feed::format::record::{FeedRole, Record};
+use hypernar_feed::store::{FeedStore, StoreError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+
+use crate::hub::{self, HubEvent, HubHandle, PeerId};
+use crate::publishers::Publishers;
+use crate::wire;
+
+/// A misbehaving peer's address is not dialled again for this long.
+pub const BAN_TIME: Duration = Duration::from_secs(600);
+/// Time allowed for a TCP connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages queued from a hub to one peer channel.
+const PEER_QUEUE: usize = 256;
+
+/// What a node serves and whom it talks to.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// Peers to dial and keep dialling (`host:port`).
+    pub peers: Vec<String>,
+    /// Publishers whose index and key feeds to replicate.
+    pub trust: Vec<Identity>,
+    /// Key feeds of audiences this node belongs to (their tokens' keys).
+    pub audience_feeds: Vec<VerifyingKey>,
+    /// Replicate every block of every trusted feed.
+    pub mirror: bool,
+}
+
+/// Errors starting a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct FeedEntry {
+    key: [u8; 32],
+    hub: HubHandle,
+}
+
+struct Conn {
+    commands: CommandTx,
+    kill: Arc<Notify>,
+    dialled: Option<String>,
+}
+
+struct Inner {
+    store: FeedStore,
+    mirror: bool,
+    feeds: Mutex<HashMap<[u8; 32], FeedEntry>>,
+    conns: Mutex<HashMap<u64, Conn>>,
+    peer_conn: Mutex<HashMap<PeerId, u64>>,
+    banned: Mutex<HashMap<String, Instant>>,
+    next_id: AtomicU64,
+    events: mpsc::Sender<HubEvent>,
+    publishers: Publishers,
+}
+
+/// A running node. Cloning shares it.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the data directory, starts a hub for every feed in it and for
+    /// every trusted publisher, and dials the configured peers. Call
+    /// [`Node::listen`] to accept connections too.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let store = FeedStore::open(&config.data_dir)?;
+        let (events, events_rx) = mpsc::channel(64);
+        let inner = Arc::new(Inner {
+            store,
+            mirror: config.mirror,
+            feeds: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            peer_conn: Mutex::new(HashMap::new()),
+            banned: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            events,
+            publishers: Publishers::default(),
+        });
+        let node = Node { inner };
+        tokio::spawn(node.clone().handle_events(events_rx));
+
+        // Seed everything already here.
+        for key in node.inner.store.list()? {
+            let eager = node.inner.mirror;
+            node.add_feed(&key, eager).await?;
+        }
+        for id in &config.trust {
+            node.trust(*id).await?;
+        }
+        for key in &config.audience_feeds {
+            node.add_feed(key, true).await?;
+        }
+        for peer in &config.peers {
+            tokio::spawn(node.clone().dial_forever(peer.clone()));
+        }
+        Ok(node)
+    }
+
+    /// Accepts peers on `listener` until the process ends.
+    pub fn listen(&self, listener: TcpListener) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, addr)) => {
+                        debug!(%addr, "peer connected");
+                        tokio::spawn(node.clone().run_conn(stream, false, None));
+                    }
+                    Err(e) => {
+                        warn!(%e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Binds `addr` and accepts peers on it; returns the bound address.
+    pub async fn listen_on(&self, addr: &str) -> Result<SocketAddr, NodeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Listen {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| NodeError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        self.listen(listener);
+        Ok(local)
+    }
+
+    /// What the node knows of its trusted publishers.
+    pub fn publishers(&self) -> &Publishers {
+        &self.inner.publishers
+    }
+
+    /// The hub of a feed, if the node has it.
+    pub fn hub(&self, key: &[u8; 32]) -> Option<HubHandle> {
+        self.inner
+            .feeds
+            .lock()
+            .expect("feeds lock")
+            .get(&discovery_key(key))
+            .map(|e| e.hub.clone())
+    }
+
+    /// Starts replicating a feed (opening or creating its local replica).
+    pub async fn add_feed(&self, key: &VerifyingKey, eager: bool) -> Result<HubHandle, NodeError> {
+        let bytes = key.to_bytes();
+        if let Some(hub) = self.hub(&bytes) {
+            if eager {
+                hub.set_eager().await;
+            }
+            return Ok(hub);
+        }
+        let feed = self.inner.store.open_replica(key).await?;
+        let hub = hub::spawn(
+            feed,
+            self.inner.store.clone(),
+            eager,
+            self.inner.events.clone(),
+        );
+        let dkey = discovery_key(&bytes);
+        let fresh = {
+            let mut feeds = self.inner.feeds.lock().expect("feeds lock");
+            match feeds.entry(dkey) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(FeedEntry {
+                        key: bytes,
+                        hub: hub.clone(),
+                    });
+                    true
+                }
+            }
+        };
+        if fresh {
+            // Offer the new feed on every open connection.
+            let commands: Vec<CommandTx> = self
+                .inner
+                .conns
+                .lock()
+                .expect("conns lock")
+                .values()
+                .map(|c| c.commands.clone())
+                .collect();
+            for c in commands {
+                let _ = c.open(bytes).await;
+            }
+        }
+        Ok(self.hub(&bytes).expect("just added"))
+    }
+
+    /// Replicates a publisher: its index eagerly, and the feeds it declares
+    /// (keys eagerly, data on demand or all with `mirror`).
+    pub async fn trust(&self, id: Identity) -> Result<(), NodeError> {
+        let index = self.add_feed(&id.0, true).await?;
+        self.inner.publishers.add(id);
+        tokio::spawn(self.clone().follow_index(id, index));
+        Ok(())
+    }
+
+    async fn follow_index(self, id: Identity, index: HubHandle) {
+        let mut state = index.state();
+        let mut next = 0u64;
+        loop {
+            let contiguous = state.borrow_and_update().contiguous;
+            while next < contiguous {
+                let block = match index.get(next).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warn!(%e, "reading index block");
+                        break;
+                    }
+                };
+                match Record::decode(&block) {
+                    Ok(Record::Feed(decl)) => {
+                        if let Ok(key) = VerifyingKey::from_bytes(&decl.public_key) {
+                            let eager = match decl.role {
+                                FeedRole::Keys => true,
+                                FeedRole::Data => self.inner.mirror,
+                                FeedRole::Index => false,
+                            };
+                            match self.add_feed(&key, eager).await {
+                                Ok(hub) if decl.role == FeedRole::Keys => {
+                                    tokio::spawn(self.clone().follow_keys(id, hub));
+                                }
+                                Ok(_) => {}
+                                Err(e) => warn!(%e, "adding a declared feed"),
+                            }
+                        }
+                        self.inner.publishers.apply(&id, next, Record::Feed(decl));
+                    }
+                    Ok(record) => self.inner.publishers.apply(&id, next, record),
+                    Err(e) => {
+                        warn!(publisher = %id, seq = next, %e, "malformed index record skipped")
+                    }
+                }
+                next += 1;
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Reads key releases from a key feed as they arrive.
+    pub(crate) async fn follow_keys(self, id: Identity, keys: HubHandle) {
+        let mut state = keys.state();
+        let mut next = 1u64; // block 0 is the header
+        loop {
+            let contiguous = state.borrow_and_update().contiguous;
+            while next < contiguous {
+                match keys.get(next).await.map(|b| Record::decode(&b)) {
+                    Ok(Ok(Record::Key(release))) => self.inner.publishers.add_key(&id, release),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => warn!(seq = next, %e, "malformed key record skipped"),
+                    Err(e) => {
+                        warn!(%e, "reading key feed");
+                        break;
+                    }
+                }
+                next += 1;
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn is_banned(&self, addr: &str) -> bool {
+        let mut banned = self.inner.banned.lock().expect("ban lock");
+        banned.retain(|_, until| *until > Instant::now());
+        banned.contains_key(addr)
+    }
+
+    async fn dial_forever(self, addr: String) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            if !self.is_banned(&addr) {
+                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+                    Ok(Ok(stream)) => {
+                        info!(peer = %addr, "connected");
+                        backoff = Duration::from_millis(250);
+                        self.clone()
+                            .run_conn(stream, true, Some(addr.clone()))
+                            .await;
+                        info!(peer = %addr, "disconnected");
+                    }
+                    Ok(Err(e)) => debug!(peer = %addr, %e, "connect failed"),
+                    Err(_) => debug!(peer = %addr, "connect timed out"),
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn run_conn(self, stream: TcpStream, initiator: bool, dialled: Option<String>) {
+        let mut protocol = match wire::protocol(stream, initiator) {
+            Ok(p) => p,
+            Err(e) => return warn!(%e, "connection setup failed"),
+        };
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let kill = Arc::new(Notify::new());
+        self.inner.conns.lock().expect("conns lock").insert(
+            id,
+            Conn {
+                commands: protocol.commands(),
+                kill: kill.clone(),
+                dialled,
+            },
+        );
+        loop {
+            let event = tokio::select! {
+                _ = kill.notified() => break,
+                ev = protocol.next() => ev,
+            };
+            match event {
+                None => break,
+                Some(Err(e)) => {
+                    debug!(conn = id, %e, "connection closed");
+                    break;
+                }
+                Some(Ok(Event::Handshake(_))) => {
+                    let keys: Vec<[u8; 32]> = self
+                        .inner
+                        .feeds
+                        .lock()
+                        .expect("feeds lock")
+                        .values()
+                        .map(|e| e.key)
+                        .collect();
+                    for key in keys {
+                        if protocol.open(key).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(Event::DiscoveryKey(dkey))) => {
+                    // The peer offers a feed: join in if we know its key.
+                    let key = self
+                        .inner
+                        .feeds
+                        .lock()
+                        .expect("feeds lock")
+                        .get(&dkey)
+                        .map(|e| e.key);
+                    if let Some(key) = key {
+                        let _ = protocol.open(key).await;
+                    }
+                }
+                Some(Ok(Event::Channel(channel))) => {
+                    let hub = self
+                        .inner
+                        .feeds
+                        .lock()
+                        .expect("feeds lock")
+                        .get(channel.discovery_key())
+                        .map(|e| e.hub.clone());
+                    if let Some(hub) = hub {
+                        let peer = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                        self.inner
+                            .peer_conn
+                            .lock()
+                            .expect("peer lock")
+                            .insert(peer, id);
+                        tokio::spawn(pump(channel, hub, peer));
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        self.inner.conns.lock().expect("conns lock").remove(&id);
+        self.inner
+            .peer_conn
+            .lock()
+            .expect("peer lock")
+            .retain(|_, c| *c != id);
+    }
+
+    async fn handle_events(self, mut rx: mpsc::Receiver<HubEvent>) {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                HubEvent::Misbehaved { peer, reason } => {
+                    let conn = self
+                        .inner
+                        .peer_conn
+                        .lock()
+                        .expect("peer lock")
+                        .get(&peer)
+                        .copied();
+                    let Some(conn) = conn else { continue };
+                    let found = self
+                        .inner
+                        .conns
+                        .lock()
+                        .expect("conns lock")
+                        .get(&conn)
+                        .map(|c| (c.kill.clone(), c.dialled.clone()));
+                    if let Some((kill, dialled)) = found {
+                        warn!(conn, peer_addr = ?dialled, %reason, "disconnecting a peer that sent bad data");
+                        if let Some(addr) = dialled {
+                            self.inner
+                                .banned
+                                .lock()
+                                .expect("ban lock")
+                                .insert(addr, Instant::now() + BAN_TIME);
+                        }
+                        kill.notify_one();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Moves messages between one replication channel and its feed's hub.
+async fn pump(mut channel: Channel, hub: HubHandle, peer: PeerId) {
+    let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
+    hub.join(peer, tx).await;
+    loop {
+        tokio::select! {
+            msg = channel.next() => match msg {
+                Some(msg) => {
+                    if !hub.deliver(peer, msg).await {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            out = rx.recv() => match out {
+                Some(msg) => {
+                    if channel.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                // The hub dropped this peer.
+                None => break,
+            },
+        }
+    }
+    hub.leave(peer).await;
+    let _ = channel.close().await;
+}

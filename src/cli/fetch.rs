@@ -1,0 +1,85 @@
+//! `hypernar fetch`.
+
+use std::io::BufWriter;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hypernar_feed::format::identity::Identity;
+use hypernar_feed::format::storepath::StorePath;
+use hypernar_fetcher::node::{Node, NodeConfig};
+
+use super::DataDir;
+
+/// Fetch a path's NAR from peers and write it to stdout.
+///
+/// Starts a node on the data directory, connects to the given peers, waits
+/// for the trusted publishers' index to name the path, then fetches its
+/// blocks from whichever peers have them, verifying each against the
+/// publisher's signed tree, and writes the decrypted NAR, checked against
+/// its NarHash. The blocks stay in the data directory, so a later
+/// `hypernar serve` on it seeds them to others.
+///
+/// Example:  hypernar fetch --trust hypernar1:… --peer 10.0.0.5:7469 /nix/store/…-hello > hello.nar
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    #[command(flatten)]
+    data: DataDir,
+    /// Publisher identity to trust (repeatable)
+    #[arg(
+        long,
+        value_name = "ID",
+        required = true,
+        env = "HYPERNAR_TRUST",
+        value_delimiter = ','
+    )]
+    trust: Vec<Identity>,
+    /// Peer to fetch from (HOST:PORT, repeatable)
+    #[arg(long, value_name = "HOST:PORT", required = true)]
+    peer: Vec<String>,
+    /// Store path to fetch
+    store_path: String,
+    /// Give up if the path is not known, or a block does not arrive, in this many seconds
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    timeout: u64,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let path = StorePath::parse(args.store_path.trim_end_matches('/'))
+        .with_context(|| format!("{:?} is not a store path", args.store_path))?;
+    let data_dir = args.data.path()?;
+    let node = Node::start(NodeConfig {
+        data_dir: data_dir.clone(),
+        peers: args.peer.clone(),
+        trust: args.trust.clone(),
+        audience_feeds: Vec::new(),
+        mirror: false,
+    })
+    .await
+    .with_context(|| format!("starting a node on {}", data_dir.display()))?;
+    let deadline = Duration::from_secs(args.timeout);
+    let started = Instant::now();
+    while node.publishers().find(&path).is_none()
+        || node
+            .publishers()
+            .key(&node.publishers().find(&path).expect("found").0, &path)
+            .is_none()
+    {
+        if started.elapsed() > deadline {
+            if node.publishers().find(&path).is_some() {
+                bail!("no key has been released for {path} by its publisher");
+            }
+            bail!(
+                "{path} was not found in the index of any trusted publisher within {}s \
+                 ({} paths known)",
+                args.timeout,
+                node.publishers().path_count()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
+    node.fetch_nar(&path, out, deadline).await?;
+    Ok(ExitCode::SUCCESS)
+}

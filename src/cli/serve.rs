@@ -1,0 +1,90 @@
+//! `hypernar serve`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use hypernar_feed::format::identity::{parse_feed_key_text, Identity};
+use hypernar_fetcher::node::{Node, NodeConfig};
+
+use super::DataDir;
+
+/// Port `hypernar serve` listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7469;
+
+/// Seed feeds to peers and replicate trusted publishers.
+///
+/// Seeds every feed in the data directory (a publisher's own feeds, and the
+/// blocks this node has fetched) to every peer that knows a feed's key.
+/// For each --trust publisher it replicates the index and key feeds eagerly
+/// and live, and data feeds on demand (all of them with --mirror). Runs
+/// until interrupted.
+///
+/// Examples:
+///   hypernar serve --data /srv/hypernar                       (a publisher's seed)
+///   hypernar serve --trust hypernar1:… --peer seed.example.org:7469
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    #[command(flatten)]
+    data: DataDir,
+    /// Publisher identity to replicate (repeatable)
+    #[arg(long, value_name = "ID", env = "HYPERNAR_TRUST", value_delimiter = ',')]
+    trust: Vec<Identity>,
+    /// Address to accept peers on
+    #[arg(long, value_name = "ADDR", default_value_t = format!("0.0.0.0:{DEFAULT_PORT}"))]
+    listen: String,
+    /// Peer to connect to and keep connected (HOST:PORT, repeatable)
+    #[arg(long, value_name = "HOST:PORT")]
+    peer: Vec<String>,
+    /// Replicate every block of every trusted feed, to serve others
+    #[arg(long)]
+    mirror: bool,
+    /// Token of an audience key feed to follow (hypernar-feed1:…, repeatable)
+    #[arg(long, value_name = "TOKEN")]
+    audience_key: Vec<String>,
+}
+
+/// Prints a status line; a closed stdout must not stop a long-running node.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let audience_feeds = args
+        .audience_key
+        .iter()
+        .map(|t| parse_feed_key_text(t).with_context(|| format!("{t:?} is not a key feed token")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let data_dir = args.data.path()?;
+    let node = Node::start(NodeConfig {
+        data_dir: data_dir.clone(),
+        peers: args.peer.clone(),
+        trust: args.trust.clone(),
+        audience_feeds,
+        mirror: args.mirror,
+    })
+    .await
+    .with_context(|| format!("starting a node on {}", data_dir.display()))?;
+    let addr = node.listen_on(&args.listen).await?;
+    say(&format!(
+        "hypernar serve: listening on {addr}, data in {}",
+        data_dir.display()
+    ));
+    for id in &args.trust {
+        say(&format!("trusting {id}"));
+    }
+    shutdown_signal().await;
+    say("hypernar serve: shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

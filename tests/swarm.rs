@@ -1,0 +1,301 @@
+//! Replication between real `hypernar` processes on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hypernar_feed::format::narinfo::Compression;
+use hypernar_publisher::sample::{demo_paths, filler};
+
+use crate::util::*;
+
+/// A `hypernar serve` process, killed when dropped.
+struct Serve {
+    child: Child,
+    addr: String,
+    log: std::path::PathBuf,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+    let log = data.with_extension("log");
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--data", s(data), "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "hypernar_fetcher=info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .trim_end_matches(',')
+        .to_owned();
+    Serve {
+        child,
+        addr,
+        log,
+        _stdout: stdout,
+    }
+}
+
+fn identity(w: &World) -> String {
+    w.secret().identity().to_string()
+}
+
+fn fetch(data: &Path, id: &str, peers: &[&str], path: &str) -> std::process::Output {
+    let mut args = vec!["fetch", "--data", s(data), "--trust", id, "--timeout", "20"];
+    for p in peers {
+        args.extend(["--peer", p]);
+    }
+    args.push(path);
+    hypernar(&args)
+}
+
+fn assert_fetched(out: &std::process::Output, w: &World, name: &str) {
+    assert!(
+        out.status.success(),
+        "fetch {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sha256(&out.stdout),
+        sha256(&w.path(name).nar),
+        "{name} fetched differs"
+    );
+}
+
+#[test]
+fn a_path_spreads_publisher_to_b_to_c_after_the_publisher_leaves() {
+    let w = World::new(&demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    let b_data = w.tmp.path().join("b");
+    let c_data = w.tmp.path().join("c");
+    let path = w.store_path("demo-dataset");
+
+    let out = fetch(&b_data, &id, &[&a.addr], &path);
+    assert_fetched(&out, &w, "demo-dataset");
+    drop(a); // the publisher goes offline
+
+    let b = serve(&b_data, &["--trust", &id], &[]);
+    let out = fetch(&c_data, &id, &[&b.addr], &path);
+    assert_fetched(&out, &w, "demo-dataset");
+
+    // B never fetched hello's blocks: C cannot get them from B alone.
+    let out = hypernar(&[
+        "fetch",
+        "--data",
+        s(&c_data),
+        "--trust",
+        &id,
+        "--peer",
+        &b.addr,
+        "--timeout",
+        "3",
+        &w.store_path("hello-2.12"),
+    ]);
+    let err = failed(&out);
+    assert!(err.contains("did not arrive"), "{err}");
+}
+
+#[test]
+fn a_corrupting_peer_is_banned_and_the_fetch_completes_from_an_honest_one() {
+    let w = World::new(&[raw("big", filler(6 << 20, 1), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all", "--segment-size", "65536"]);
+    let id = identity(&w);
+    let path = w.store_path("big");
+    // A mirror that has everything, then a corrupting copy of it.
+    let seed = serve(&w.data, &[], &[]);
+    let m_data = w.tmp.path().join("mirror");
+    assert_fetched(&fetch(&m_data, &id, &[&seed.addr], &path), &w, "big");
+    drop(seed);
+    let bad_data = w.tmp.path().join("bad");
+    copy_dir(&m_data, &bad_data);
+    let honest = serve(&m_data, &["--trust", &id], &[]);
+    let bad = serve(
+        &bad_data,
+        &["--trust", &id],
+        &[("HYPERNAR_FAULT_CORRUPT_UPLOADS", "1")],
+    );
+
+    let f_data = w.tmp.path().join("f");
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "fetch",
+        "--data",
+        s(&f_data),
+        "--trust",
+        &id,
+        "--timeout",
+        "20",
+    ])
+    .args(["--peer", &bad.addr, "--peer", &honest.addr, &path])
+    .env(
+        "RUST_LOG",
+        std::env::var("TEST_FETCH_LOG").unwrap_or("hypernar_fetcher=warn".into()),
+    );
+    let out = cmd.output().unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "honest peer log:\n{}",
+            std::fs::read_to_string(&honest.log).unwrap_or_default()
+        );
+    }
+    assert_fetched(&out, &w, "big");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("disconnecting a peer that sent bad data"),
+        "corruption not detected: {log}"
+    );
+    assert!(
+        log.contains(&bad.addr),
+        "the bad peer was not the one banned: {log}"
+    );
+    let _ = std::fs::read_to_string(&honest.log);
+}
+
+#[test]
+fn kill_9_mid_transfer_then_resume_gives_identical_data() {
+    let w = World::new(&[raw("big", filler(24 << 20, 2), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all", "--segment-size", "65536"]);
+    let id = identity(&w);
+    let path = w.store_path("big");
+    let a = serve(&w.data, &[], &[]);
+    let b_data = w.tmp.path().join("b");
+    for ms in [150, 300, 600] {
+        let mut child = Command::new(bin())
+            .args([
+                "fetch",
+                "--data",
+                s(&b_data),
+                "--trust",
+                &id,
+                "--peer",
+                &a.addr,
+                &path,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_fetched(&fetch(&b_data, &id, &[&a.addr], &path), &w, "big");
+    drop(a);
+    // Everything is local now: cat-nar reads it without any peer.
+    w.assert_reads_back("big");
+    let out = hypernar(&["cat-nar", "--data", s(&b_data), &path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha256(&out.stdout), sha256(&w.path("big").nar));
+}
+
+#[test]
+fn garbage_and_oversized_frames_close_only_their_connection() {
+    let w = World::new(&demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    // Garbage.
+    let mut g = TcpStream::connect(&a.addr).unwrap();
+    g.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n not a noise handshake at all")
+        .unwrap();
+    // A frame header announcing 16 MiB.
+    let mut big = TcpStream::connect(&a.addr).unwrap();
+    big.write_all(&[0xff, 0xff, 0xff, 0, 1, 2]).unwrap();
+    for mut c in [g, big] {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        // The server closes the connection (EOF) or resets it.
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+    // The node still serves others.
+    let out = fetch(
+        &w.tmp.path().join("b"),
+        &id,
+        &[&a.addr],
+        &w.store_path("hello-2.12"),
+    );
+    assert_fetched(&out, &w, "hello-2.12");
+}
+
+#[test]
+fn a_node_that_does_not_trust_the_publisher_gets_nothing() {
+    let w = World::new(&demo_paths());
+    w.publish_ok(&["--all"]);
+    let a = serve(&w.data, &[], &[]);
+    let other = tempfile::tempdir().unwrap();
+    let key = other.path().join("k");
+    let other_id = ok(&["keygen", "--out", s(&key)])
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let b_data = w.tmp.path().join("b");
+    let out = hypernar(&[
+        "fetch",
+        "--data",
+        s(&b_data),
+        "--trust",
+        &other_id,
+        "--peer",
+        &a.addr,
+        "--timeout",
+        "3",
+        &w.store_path("hello-2.12"),
+    ]);
+    let err = failed(&out);
+    assert!(
+        err.contains("was not found in the index of any trusted publisher"),
+        "{err}"
+    );
+    // Nothing of the publisher's reached B's store.
+    let feeds: Vec<_> = std::fs::read_dir(b_data.join("feeds"))
+        .unwrap()
+        .flatten()
+        .collect();
+    let publisher_index = hex::encode(w.secret().identity().to_bytes());
+    assert!(feeds
+        .iter()
+        .all(|f| f.file_name().to_string_lossy() != publisher_index));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
