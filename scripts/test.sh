@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 #   fuse3     fusermount3 for the FUSE view
 #   xz-utils, zstd, bzip2   compressors Nix and the tests call
 #   python3   a real HTTP server (http.server) for http:// cache tests
+# and npm packages (tests/js/package-lock.json): hypercore 10.31.12 and
+# 11.35.1, the JavaScript reference the interop tests replicate with.
 packages=(nix-bin fuse3 xz-utils zstd bzip2 python3)
 missing=()
 for p in "${packages[@]}"; do
@@ -33,6 +35,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   else
     echo "warning: missing packages ${missing[*]} (run as root to install them)" >&2
   fi
+fi
+
+# The JavaScript hypercore reference for the interop tests (tests/js).
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+else
+  echo "warning: npm is missing: the JavaScript interop tests cannot run" >&2
 fi
 
 cargo fmt --all -- --check

@@ -1,85 +1,15 @@
 //! Replication between real `hypernar` processes on loopback.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hypernar_feed::format::narinfo::Compression;
 use hypernar_publisher::sample::{demo_paths, filler};
 
 use crate::util::*;
-
-/// A `hypernar serve` process, killed when dropped.
-struct Serve {
-    child: Child,
-    addr: String,
-    log: std::path::PathBuf,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-    let log = data.with_extension("log");
-    let mut cmd = Command::new(bin());
-    cmd.args(["serve", "--data", s(data), "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "hypernar_fetcher=info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .trim_end_matches(',')
-        .to_owned();
-    Serve {
-        child,
-        addr,
-        log,
-        _stdout: stdout,
-    }
-}
-
-fn identity(w: &World) -> String {
-    w.secret().identity().to_string()
-}
-
-fn fetch(data: &Path, id: &str, peers: &[&str], path: &str) -> std::process::Output {
-    let mut args = vec!["fetch", "--data", s(data), "--trust", id, "--timeout", "20"];
-    for p in peers {
-        args.extend(["--peer", p]);
-    }
-    args.push(path);
-    hypernar(&args)
-}
-
-fn assert_fetched(out: &std::process::Output, w: &World, name: &str) {
-    assert!(
-        out.status.success(),
-        "fetch {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        sha256(&out.stdout),
-        sha256(&w.path(name).nar),
-        "{name} fetched differs"
-    );
-}
 
 #[test]
 fn a_path_spreads_publisher_to_b_to_c_after_the_publisher_leaves() {

@@ -9,3 +9,4 @@ mod cli;
 mod faults;
 mod nix;
 mod swarm;
+mod interop;

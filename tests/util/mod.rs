@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use hypernar_feed::format::identity::{PublisherSecret, DATA_FEED_0, INDEX_FEED, PUBLIC_KEYS_FEED};
 use hypernar_feed::format::narinfo::Compression;
@@ -242,3 +243,74 @@ pub fn skip_or_fail(what: &str) {
     }
     eprintln!("\n*** SKIPPED: {what} is not available on this machine ***\n");
 }
+
+/// A `hypernar serve` process, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    pub addr: String,
+    pub log: std::path::PathBuf,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+    let log = data.with_extension("log");
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--data", s(data), "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "hypernar_fetcher=info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .trim_end_matches(',')
+        .to_owned();
+    Serve {
+        child,
+        addr,
+        log,
+        _stdout: stdout,
+    }
+}
+
+pub fn identity(w: &World) -> String {
+    w.secret().identity().to_string()
+}
+
+pub fn fetch(data: &Path, id: &str, peers: &[&str], path: &str) -> std::process::Output {
+    let mut args = vec!["fetch", "--data", s(data), "--trust", id, "--timeout", "20"];
+    for p in peers {
+        args.extend(["--peer", p]);
+    }
+    args.push(path);
+    hypernar(&args)
+}
+
+pub fn assert_fetched(out: &std::process::Output, w: &World, name: &str) {
+    assert!(
+        out.status.success(),
+        "fetch {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sha256(&out.stdout),
+        sha256(&w.path(name).nar),
+        "{name} fetched differs"
+    );
+}
+
