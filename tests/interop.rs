@@ -18,7 +18,10 @@ fn js_dir() -> PathBuf {
 }
 
 fn js_ready() -> bool {
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     node && js_dir().join("node_modules/hypercore10").is_dir()
         && js_dir().join("node_modules/hypercore11").is_dir()
 }
@@ -46,7 +49,14 @@ fn interop(version: &str) {
     let js_store = w.tmp.path().join(format!("js{version}"));
     let mut child = Command::new("node")
         .current_dir(js_dir())
-        .args(["interop.mjs", version, &a.addr, s(&js_store), &keys, &key(DATA_FEED_0)])
+        .args([
+            "interop.mjs",
+            version,
+            &a.addr,
+            s(&js_store),
+            &keys,
+            &key(DATA_FEED_0),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -55,7 +65,10 @@ fn interop(version: &str) {
     let js = Js(child);
     let report = lines.next().expect("JS report").unwrap();
     let listening = lines.next().expect("JS listening line").unwrap();
-    let port = listening.strip_prefix("listening ").expect("listening line").to_owned();
+    let port = listening
+        .strip_prefix("listening ")
+        .expect("listening line")
+        .to_owned();
     drop(a); // only the JS peer has the feeds now
 
     // JS read the same blocks the publisher wrote.
@@ -81,11 +94,19 @@ fn interop(version: &str) {
         .split(',')
         .map(|h| h.trim_matches('"').to_owned())
         .collect();
-    assert_eq!(hashes, want, "JS hypercore {version} read different data blocks");
+    assert_eq!(
+        hashes, want,
+        "JS hypercore {version} read different data blocks"
+    );
 
     // hypernar fetches from the JS peer alone.
     let path = w.store_path("demo-dataset");
-    let out = fetch(&w.tmp.path().join("c"), &id, &[&format!("127.0.0.1:{port}")], &path);
+    let out = fetch(
+        &w.tmp.path().join("c"),
+        &id,
+        &[&format!("127.0.0.1:{port}")],
+        &path,
+    );
     assert_fetched(&out, &w, "demo-dataset");
     drop(js);
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use hypernar_feed::format::identity::{DATA_FEED_0, PUBLIC_KEYS_FEED};
 use hypernar_feed::format::narinfo::Compression;
 use hypernar_publisher::sample::{demo_paths, filler};
 
@@ -228,4 +229,80 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), dst).unwrap();
         }
     }
+}
+
+fn feed_hex(w: &World, name: &str) -> String {
+    hex::encode(w.secret().feed_signing_key(name).verifying_key().as_bytes())
+}
+
+#[test]
+fn a_mirror_replicates_everything_and_serves_it_when_the_publisher_is_gone() {
+    let w = World::new(&demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    let b = serve(
+        &w.tmp.path().join("b"),
+        &["--trust", &id, "--mirror", "--peer", &a.addr],
+        &[],
+    );
+    wait_for_log(
+        &b,
+        &format!("feed complete feed=\"{}\"", feed_hex(&w, DATA_FEED_0)),
+        30,
+    );
+    drop(a);
+    for p in demo_paths() {
+        let out = fetch(
+            &w.tmp.path().join("c"),
+            &id,
+            &[&b.addr],
+            &w.store_path(&p.name),
+        );
+        assert_fetched(&out, &w, &p.name);
+    }
+}
+
+#[test]
+fn a_blind_mirror_serves_blocks_it_cannot_read() {
+    let w = World::new(&demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    let token = hypernar_feed::format::identity::feed_key_text(
+        &w.secret().feed_signing_key(DATA_FEED_0).verifying_key(),
+    );
+    let m_data = w.tmp.path().join("blind");
+    let m = serve(&m_data, &["--feed", &token, "--peer", &a.addr], &[]);
+    let k = serve(
+        &w.tmp.path().join("k"),
+        &["--trust", &id, "--peer", &a.addr],
+        &[],
+    );
+    wait_for_log(
+        &m,
+        &format!("feed complete feed=\"{}\"", feed_hex(&w, DATA_FEED_0)),
+        30,
+    );
+    wait_for_log(
+        &k,
+        &format!("feed complete feed=\"{}\"", feed_hex(&w, PUBLIC_KEYS_FEED)),
+        30,
+    );
+    drop(a);
+    // The reader gets index and keys from K, the data only from M.
+    let path = w.store_path("demo-dataset");
+    let out = fetch(&w.tmp.path().join("c"), &id, &[&k.addr, &m.addr], &path);
+    assert_fetched(&out, &w, "demo-dataset");
+    drop(m);
+    // M holds only ciphertext: without the index and keys it can read nothing.
+    let err = failed(&hypernar(&["cat-nar", "--data", s(&m_data), &path]));
+    assert!(err.contains("is not published by any publisher"), "{err}");
+    let feeds = ok(&["feeds", "--data", s(&m_data)]);
+    assert_eq!(
+        feeds.lines().count(),
+        1,
+        "the blind mirror holds one feed: {feeds}"
+    );
+    assert!(feeds.contains("data/0"), "{feeds}");
 }

@@ -7,6 +7,6 @@ mod util;
 
 mod cli;
 mod faults;
+mod interop;
 mod nix;
 mod swarm;
-mod interop;

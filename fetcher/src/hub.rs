@@ -15,7 +15,7 @@ use hypercore_protocol::Message;
 use hypercore_schema::{RequestBlock, RequestUpgrade};
 use hypernar_feed::store::{Feed, FeedStore, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::haves::Haves;
 
@@ -277,6 +277,18 @@ impl Hub {
 
     fn publish_state(&self) {
         let info = self.feed.info();
+        let was = *self.state.borrow();
+        if self.eager
+            && info.length > 0
+            && info.contiguous_length == info.length
+            && was.contiguous < info.length
+        {
+            info!(
+                feed = self.feed.name(),
+                blocks = info.length,
+                "feed complete"
+            );
+        }
         let _ = self.state.send_if_modified(|s| {
             let new = FeedState {
                 length: info.length,

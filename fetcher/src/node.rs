@@ -43,8 +43,9 @@ pub struct NodeConfig {
     pub peers: Vec<String>,
     /// Publishers whose index and key feeds to replicate.
     pub trust: Vec<Identity>,
-    /// Key feeds of audiences this node belongs to (their tokens' keys).
-    pub audience_feeds: Vec<VerifyingKey>,
+    /// Feeds to replicate in full by key, whoever wrote them: audience key
+    /// feeds (their tokens), or data feeds for a blind mirror.
+    pub feeds: Vec<VerifyingKey>,
     /// Replicate every block of every trusted feed.
     pub mirror: bool,
 }
@@ -126,8 +127,9 @@ impl Node {
         for id in &config.trust {
             node.trust(*id).await?;
         }
-        for key in &config.audience_feeds {
-            node.add_feed(key, true).await?;
+        for key in &config.feeds {
+            let hub = node.add_feed(key, true).await?;
+            tokio::spawn(node.clone().follow_if_keys(hub));
         }
         for peer in &config.peers {
             tokio::spawn(node.clone().dial_forever(peer.clone()));
@@ -282,6 +284,26 @@ impl Node {
             if state.changed().await.is_err() {
                 return;
             }
+        }
+    }
+
+    /// A feed given by key alone: once its header arrives, follow its key
+    /// releases if it is a key feed of a trusted publisher.
+    async fn follow_if_keys(self, hub: HubHandle) {
+        if hub.want(0, 1).await.is_err() {
+            return;
+        }
+        let Ok(Ok(Record::Header(h))) = hub.get(0).await.map(|b| Record::decode(&b)) else {
+            return;
+        };
+        if h.role != FeedRole::Keys {
+            return;
+        }
+        match Identity::from_bytes(&h.publisher) {
+            Ok(id) if self.inner.publishers.is_trusted(&id) => {
+                self.follow_keys(id, hub).await;
+            }
+            _ => {}
         }
     }
 

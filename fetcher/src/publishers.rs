@@ -76,6 +76,14 @@ impl Publishers {
         (key.check() == rec.key_check).then(|| key.clone())
     }
 
+    /// Whether `id` is trusted by this node.
+    pub fn is_trusted(&self, id: &Identity) -> bool {
+        self.by_id
+            .lock()
+            .expect("publishers lock")
+            .contains_key(&id.to_bytes())
+    }
+
     /// Number of paths known across publishers.
     pub fn path_count(&self) -> usize {
         let by_id = self.by_id.lock().expect("publishers lock");

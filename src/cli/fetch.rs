@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         data_dir: data_dir.clone(),
         peers: args.peer.clone(),
         trust: args.trust.clone(),
-        audience_feeds: Vec::new(),
+        feeds: Vec::new(),
         mirror: false,
     })
     .await

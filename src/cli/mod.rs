@@ -2,6 +2,7 @@
 
 mod cat_nar;
 mod demo;
+mod feeds;
 mod fetch;
 mod keygen;
 mod progress;
@@ -49,6 +50,8 @@ pub enum Command {
     Serve(serve::Args),
     /// Fetch a path's NAR from peers, verified and decrypted, to stdout.
     Fetch(fetch::Args),
+    /// List the feeds in a data directory with their tokens.
+    Feeds(feeds::Args),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -60,6 +63,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::CatNar(a) => cat_nar::run(a).await,
         Command::Serve(a) => serve::run(a).await,
         Command::Fetch(a) => fetch::run(a).await,
+        Command::Feeds(a) => feeds::run(a).await,
     }
 }
 
@@ -71,9 +75,11 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -39,9 +39,10 @@ pub struct Args {
     /// Replicate every block of every trusted feed, to serve others
     #[arg(long)]
     mirror: bool,
-    /// Token of an audience key feed to follow (hypernar-feed1:…, repeatable)
+    /// Replicate this feed in full, by its token (hypernar-feed1:…, repeatable):
+    /// an audience's key feed, or a data feed to mirror blind (without its keys)
     #[arg(long, value_name = "TOKEN")]
-    audience_key: Vec<String>,
+    feed: Vec<String>,
 }
 
 /// Prints a status line; a closed stdout must not stop a long-running node.
@@ -52,8 +53,8 @@ fn say(line: &str) {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let audience_feeds = args
-        .audience_key
+    let feeds = args
+        .feed
         .iter()
         .map(|t| parse_feed_key_text(t).with_context(|| format!("{t:?} is not a key feed token")))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -62,7 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         data_dir: data_dir.clone(),
         peers: args.peer.clone(),
         trust: args.trust.clone(),
-        audience_feeds,
+        feeds,
         mirror: args.mirror,
     })
     .await

@@ -314,3 +314,19 @@ pub fn assert_fetched(out: &std::process::Output, w: &World, name: &str) {
     );
 }
 
+/// Waits until `serve`'s log has `needle`, or panics after `secs` seconds.
+pub fn wait_for_log(serve: &Serve, needle: &str, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        if log.contains(needle) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} not in {} after {secs}s:\n{log}",
+            serve.log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
