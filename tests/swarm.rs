@@ -306,3 +306,52 @@ fn a_blind_mirror_serves_blocks_it_cannot_read() {
     );
     assert!(feeds.contains("data/0"), "{feeds}");
 }
+
+#[test]
+fn publishing_while_serving_reaches_connected_peers_without_restart() {
+    let w = World::new(&demo_paths());
+    w.publish_ok(&[&w.store_path("libdemo-1.0")]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    let b = serve(
+        &w.tmp.path().join("b"),
+        &["--trust", &id, "--mirror", "--peer", &a.addr],
+        &[],
+    );
+    wait_for_log(
+        &b,
+        &format!("feed complete feed=\"{}\"", feed_hex(&w, DATA_FEED_0)),
+        30,
+    );
+
+    // The directory is held by the running serve: publish goes through it.
+    let out = w.publish_ok(&["--all"]);
+    assert!(
+        out.contains("published 3 paths (1 already published, 0 failed)"),
+        "{out}"
+    );
+    // B has it within seconds, without a restart: C gets the new path from B alone.
+    let started = std::time::Instant::now();
+    let out = hypernar(&[
+        "fetch",
+        "--data",
+        s(&w.tmp.path().join("c")),
+        "--trust",
+        &id,
+        "--peer",
+        &b.addr,
+        "--timeout",
+        "10",
+        &w.store_path("demo-dataset"),
+    ]);
+    assert_fetched(&out, &w, "demo-dataset");
+    eprintln!(
+        "new path fetched through B {:?} after publishing",
+        started.elapsed()
+    );
+
+    // Publishing errors come back through the socket too.
+    let out = failed(&w.publish(&["/nix/store/00000000000000000000000000000000-ghost"]));
+    assert!(out.contains("not found"), "{out}");
+    drop(a);
+}

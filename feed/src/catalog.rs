@@ -10,6 +10,7 @@ use crate::format::identity::Identity;
 use crate::format::record::{FeedDecl, FeedRole, PathRecord, Record};
 use crate::format::segment::PathKey;
 use crate::format::storepath::StorePath;
+use crate::io::{FeedIo, FeedIoError};
 use crate::store::{Feed, FeedStore, StoreError};
 
 /// One publisher's index, as far as the local copy goes.
@@ -38,12 +39,12 @@ impl PublisherIndex {
     /// Reads the index feed from where this copy stopped to its end.
     /// Malformed or unknown records are logged and skipped, never fatal: one
     /// bad record must not hide the rest of a publisher's paths.
-    pub async fn catch_up(&mut self, feed: &mut Feed) -> Result<(), StoreError> {
-        while self.len < feed.len() {
+    pub async fn catch_up<F: FeedIo>(&mut self, feed: &mut F) -> Result<(), FeedIoError> {
+        while self.len < feed.length() {
             let seq = self.len;
-            match feed.record(seq).await {
+            match feed.read_record(seq).await {
                 Ok(record) => self.apply(seq, record),
-                Err(StoreError::Record { source, .. }) => {
+                Err(FeedIoError::Record { source, .. }) => {
                     warn!(seq, %source, "malformed index record skipped");
                 }
                 Err(e) => return Err(e),
@@ -132,7 +133,10 @@ impl Catalog {
                 continue;
             };
             let mut index = PublisherIndex::new(identity);
-            index.catch_up(&mut feed).await?;
+            index.catch_up(&mut feed).await.map_err(|e| match e {
+                FeedIoError::Store(e) => e,
+                other => StoreError::Other(other.to_string()),
+            })?;
             publishers.insert(identity.to_bytes(), index);
         }
         let mut catalog = Catalog {

@@ -12,6 +12,7 @@
 //! - [`store`]: hypercores on disk, one directory per feed.
 //! - [`oplog`]: works around two crash-safety bugs in hypercore 0.16's
 //!   operation log.
+//! - [`io`]: reading and appending a feed through whoever owns it.
 //! - [`catalog`]: a store read back as publishers, paths and released keys.
 //! - [`reader`]: streaming a path's NAR out of its blocks, verified.
 //! - [`error`]: the error types in one place.
@@ -21,6 +22,7 @@
 pub mod catalog;
 pub mod error;
 pub mod format;
+pub mod io;
 pub mod oplog;
 pub mod reader;
 pub mod store;

@@ -307,6 +307,11 @@ impl Hub {
             Msg::FromPeer { peer, msg } => {
                 if self.peers.contains_key(&peer) {
                     self.on_message(peer, msg).await;
+                } else {
+                    debug!(
+                        feed = self.feed.name(),
+                        peer, "message from a peer that left"
+                    );
                 }
             }
             Msg::Want { start, end, reply } => {
@@ -328,12 +333,23 @@ impl Hub {
             }
             Msg::SetEager => self.eager = true,
             Msg::Append { blocks, reply } => {
+                let start = self.feed.len();
                 let r = self.feed.append_batch(&blocks).await;
                 let r = r
                     .map(|()| self.feed.len())
                     .map_err(|e| store_err(self.feed.name(), e));
                 if r.is_ok() {
                     self.announce_length().await;
+                    // Tell peers we have the new blocks, not only the new length.
+                    let range = Range {
+                        drop: false,
+                        start,
+                        length: blocks.len() as u64,
+                    };
+                    let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+                    for id in ids {
+                        self.send(id, Message::Range(range.clone())).await;
+                    }
                 }
                 let _ = reply.send(r);
             }
@@ -423,6 +439,12 @@ impl Hub {
 
     async fn announce_length(&mut self) {
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        debug!(
+            feed = self.feed.name(),
+            length = self.feed.len(),
+            peers = ids.len(),
+            "announcing length"
+        );
         for id in ids {
             let msg = self.sync_message(&self.peers[&id]);
             self.send(id, msg).await;
@@ -471,6 +493,13 @@ impl Hub {
     async fn on_message(&mut self, peer: PeerId, msg: Message) {
         match msg {
             Message::Synchronize(s) => {
+                debug!(
+                    feed = self.feed.name(),
+                    peer,
+                    length = s.length,
+                    ours = self.feed.len(),
+                    "synchronize"
+                );
                 let first = {
                     let p = self.peers.get_mut(&peer).expect("checked");
                     let first = !p.synced;

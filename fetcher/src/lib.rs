@@ -13,3 +13,4 @@ pub mod hub;
 pub mod node;
 pub mod publishers;
 pub mod wire;
+pub mod writer;

@@ -84,6 +84,9 @@ struct Inner {
     next_id: AtomicU64,
     events: mpsc::Sender<HubEvent>,
     publishers: Publishers,
+    /// Held while a feed is opened and its hub registered, so one feed is
+    /// never opened twice.
+    opening: tokio::sync::Mutex<()>,
 }
 
 /// A running node. Cloning shares it.
@@ -115,6 +118,7 @@ impl Node {
             next_id: AtomicU64::new(1),
             events,
             publishers: Publishers::default(),
+            opening: tokio::sync::Mutex::new(()),
         });
         let node = Node { inner };
         tokio::spawn(node.clone().handle_events(events_rx));
@@ -189,6 +193,7 @@ impl Node {
 
     /// Starts replicating a feed (opening or creating its local replica).
     pub async fn add_feed(&self, key: &VerifyingKey, eager: bool) -> Result<HubHandle, NodeError> {
+        let _opening = self.inner.opening.lock().await;
         let bytes = key.to_bytes();
         if let Some(hub) = self.hub(&bytes) {
             if eager {
@@ -203,14 +208,24 @@ impl Node {
             eager,
             self.inner.events.clone(),
         );
-        let dkey = discovery_key(&bytes);
+        Ok(self.add_hub(hub).await)
+    }
+
+    /// Registers a hub (unless one for the same feed won a race) and offers
+    /// its feed on every open connection. Returns the registered hub.
+    pub(crate) async fn add_hub(&self, hub: HubHandle) -> HubHandle {
+        let key: [u8; 32] = hex::decode(hub.name())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .expect("hub names are hex keys");
+        let dkey = discovery_key(&key);
         let fresh = {
             let mut feeds = self.inner.feeds.lock().expect("feeds lock");
             match feeds.entry(dkey) {
                 std::collections::hash_map::Entry::Occupied(_) => false,
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(FeedEntry {
-                        key: bytes,
+                        key,
                         hub: hub.clone(),
                     });
                     true
@@ -218,7 +233,6 @@ impl Node {
             }
         };
         if fresh {
-            // Offer the new feed on every open connection.
             let commands: Vec<CommandTx> = self
                 .inner
                 .conns
@@ -228,10 +242,34 @@ impl Node {
                 .map(|c| c.commands.clone())
                 .collect();
             for c in commands {
-                let _ = c.open(bytes).await;
+                let _ = c.open(key).await;
             }
         }
-        Ok(self.hub(&bytes).expect("just added"))
+        self.hub(&key).expect("just added")
+    }
+
+    /// The node's feed store.
+    pub fn store(&self) -> &FeedStore {
+        &self.inner.store
+    }
+
+    /// The hub of a writable feed, opening it (created if new) if needed.
+    pub(crate) async fn writable_hub(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+    ) -> Result<HubHandle, StoreError> {
+        let _opening = self.inner.opening.lock().await;
+        if let Some(hub) = self.hub(&key.verifying_key().to_bytes()) {
+            return Ok(hub);
+        }
+        let feed = self.inner.store.open_writable(key).await?;
+        let hub = hub::spawn(
+            feed,
+            self.inner.store.clone(),
+            false,
+            self.inner.events.clone(),
+        );
+        Ok(self.add_hub(hub).await)
     }
 
     /// Replicates a publisher: its index eagerly, and the feeds it declares

@@ -19,6 +19,8 @@ pub enum PublishError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Feed(#[from] hypernar_feed::io::FeedIoError),
     #[error("cannot read the binary cache {url}: {source}")]
     Cache {
         url: String,

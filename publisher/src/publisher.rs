@@ -17,7 +17,8 @@ use hypernar_feed::format::record::{
 };
 use hypernar_feed::format::segment::{ENVELOPE_OVERHEAD, MAX_SEGMENT_SIZE};
 use hypernar_feed::format::storepath::StorePath;
-use hypernar_feed::store::{Feed, FeedStore, StoreError};
+use hypernar_feed::io::{ensure_header, FeedIo, FeedIoError, FeedOpener};
+use hypernar_feed::store::FeedStore;
 use hypernar_feed::PublisherIndex;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -92,15 +93,17 @@ pub struct ReleaseSummary {
 }
 
 /// A publisher with its data directory open and locked.
-#[derive(Debug)]
-pub struct Publisher {
+/// A publisher with its feeds open: on its own (`Publisher<FeedStore>`,
+/// holding the data directory's lock) or inside a running node, through
+/// the node's feed hubs.
+pub struct Publisher<O: FeedOpener = FeedStore> {
     secret: PublisherSecret,
     dir: PathBuf,
     staging: PathBuf,
-    store: FeedStore,
-    index_feed: Feed,
-    data: Feed,
-    public_keys: Feed,
+    opener: O,
+    index_feed: O::Feed,
+    data: O::Feed,
+    public_keys: O::Feed,
     index: PublisherIndex,
     by_hash: HashMap<String, StorePath>,
     released: HashSet<StorePath>,
@@ -114,32 +117,62 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PublishError + '_ {
     }
 }
 
-impl Publisher {
+impl<O: FeedOpener> std::fmt::Debug for Publisher<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("identity", &self.index.identity)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher<FeedStore> {
     /// Opens (creating if needed) the publisher's data directory, takes its
     /// lock, makes sure every feed has its header and declaration, and
     /// finishes any commit a previous run was killed in the middle of.
     pub async fn open(dir: &Path, secret: PublisherSecret) -> Result<Self, PublishError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let store = FeedStore::open(dir)?;
+        Publisher::open_with(store, dir, secret).await
+    }
+}
+
+impl<O: FeedOpener> Publisher<O> {
+    /// Like [`Publisher::open`], with feeds opened by `opener` (a running
+    /// node's hubs) in a data directory the caller already holds.
+    pub async fn open_with(
+        opener: O,
+        dir: &Path,
+        secret: PublisherSecret,
+    ) -> Result<Self, PublishError> {
         let staging = dir.join("staging");
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&staging)
             .map_err(io_err(&staging))?;
-        let store = FeedStore::open(dir)?;
         let identity = secret.identity();
         let me = identity.to_bytes();
-        let mut index_feed = store
-            .open_writable(&secret.feed_signing_key(INDEX_FEED))
+        let mut index_feed = opener
+            .writable(&secret.feed_signing_key(INDEX_FEED))
             .await?;
-        let mut data = store
-            .open_writable(&secret.feed_signing_key(DATA_FEED_0))
+        let mut data = opener
+            .writable(&secret.feed_signing_key(DATA_FEED_0))
             .await?;
-        let mut public_keys = store
-            .open_writable(&secret.feed_signing_key(PUBLIC_KEYS_FEED))
+        let mut public_keys = opener
+            .writable(&secret.feed_signing_key(PUBLIC_KEYS_FEED))
             .await?;
-        ensure_header(&mut index_feed, FeedRole::Index, me, INDEX_FEED).await?;
-        ensure_header(&mut data, FeedRole::Data, me, DATA_FEED_0).await?;
-        ensure_header(&mut public_keys, FeedRole::Keys, me, PUBLIC_KEYS_FEED).await?;
+        ensure_header(
+            &mut index_feed,
+            FeedHeader::new(FeedRole::Index, me, INDEX_FEED),
+        )
+        .await?;
+        ensure_header(&mut data, FeedHeader::new(FeedRole::Data, me, DATA_FEED_0)).await?;
+        ensure_header(
+            &mut public_keys,
+            FeedHeader::new(FeedRole::Keys, me, PUBLIC_KEYS_FEED),
+        )
+        .await?;
 
         let mut index = PublisherIndex::new(identity);
         index.catch_up(&mut index_feed).await?;
@@ -154,9 +187,7 @@ impl Publisher {
                     name: name.to_owned(),
                     public_key: feed.public_key().to_bytes(),
                 };
-                index_feed
-                    .append_batch(&[Record::Feed(decl).encode()])
-                    .await?;
+                index_feed.write(vec![Record::Feed(decl).encode()]).await?;
                 index.catch_up(&mut index_feed).await?;
             }
         }
@@ -174,7 +205,7 @@ impl Publisher {
             secret,
             dir: dir.to_owned(),
             staging,
-            store,
+            opener,
             index_feed,
             data,
             public_keys,
@@ -416,7 +447,7 @@ impl Publisher {
             ca: info.ca.clone(),
             sigs: info.sigs.clone(),
             data_feed: self.data_id,
-            first_block: self.data.len(),
+            first_block: self.data.length(),
             block_count: prepared.block_count,
             segment_size: prepared.segment_size,
             key_check: prepared.key.check(),
@@ -437,7 +468,7 @@ impl Publisher {
     async fn finish(&mut self, pending: Pending) -> Result<(), PublishError> {
         let rec = &pending.record;
         let end = rec.first_block + rec.block_count;
-        let have = self.data.len();
+        let have = self.data.length();
         if have < rec.first_block || have > end {
             return Err(PublishError::Inconsistent(format!(
                 "journal for {} expects data blocks {}..{end}, data feed has {have}",
@@ -459,21 +490,20 @@ impl Publisher {
                 batch_bytes += block.len();
                 batch.push(block);
                 if batch_bytes >= BATCH_BYTES {
-                    self.data.append_batch(&batch).await?;
+                    self.data.write(std::mem::take(&mut batch)).await?;
                     fault_point("data-batch");
-                    batch.clear();
                     batch_bytes = 0;
                 }
             }
             if !batch.is_empty() {
-                self.data.append_batch(&batch).await?;
+                self.data.write(batch).await?;
             }
             fault_point("data");
-            if self.data.len() != end {
+            if self.data.length() != end {
                 return Err(PublishError::Inconsistent(format!(
                     "spool {} held {} blocks for {}, expected {}",
                     spool.display(),
-                    self.data.len() - rec.first_block,
+                    self.data.length() - rec.first_block,
                     rec.store_path,
                     rec.block_count
                 )));
@@ -481,7 +511,7 @@ impl Publisher {
         }
         if !self.index.paths.contains_key(&rec.store_path) {
             self.index_feed
-                .append_batch(&[Record::Path(Box::new(rec.clone())).encode()])
+                .write(vec![Record::Path(Box::new(rec.clone())).encode()])
                 .await?;
             self.index.catch_up(&mut self.index_feed).await?;
             self.by_hash.insert(
@@ -493,7 +523,7 @@ impl Publisher {
         if pending.release && !self.released.contains(&rec.store_path) {
             let release = self.key_release(&rec.store_path)?;
             self.public_keys
-                .append_batch(&[Record::Key(release).encode()])
+                .write(vec![Record::Key(release).encode()])
                 .await?;
             self.released.insert(rec.store_path.clone());
             fault_point("release");
@@ -552,11 +582,15 @@ impl Publisher {
             Some(a) => {
                 let name = audience_feed_name(a)?;
                 audience_feed = self
-                    .store
-                    .open_writable(&self.secret.feed_signing_key(&name))
+                    .opener
+                    .writable(&self.secret.feed_signing_key(&name))
                     .await?;
                 let me = self.index.identity.to_bytes();
-                ensure_header(&mut audience_feed, FeedRole::Keys, me, &name).await?;
+                ensure_header(
+                    &mut audience_feed,
+                    FeedHeader::new(FeedRole::Keys, me, &name),
+                )
+                .await?;
                 let released = releases_in(&mut audience_feed).await?;
                 (&mut audience_feed, released, name)
             }
@@ -583,9 +617,9 @@ impl Publisher {
             newly.push(p.clone());
         }
         for chunk in batch.chunks(1024) {
-            feed.append_batch(chunk).await?;
+            feed.write(chunk.to_vec()).await?;
         }
-        let token = feed_key_text(feed.public_key());
+        let token = feed_key_text(&feed.public_key());
         if audience.is_none() {
             self.released.extend(newly.iter().cloned());
         }
@@ -634,31 +668,10 @@ pub fn audience_feed_name(audience: &str) -> Result<String, PublishError> {
     Ok(format!("{AUDIENCE_KEYS_PREFIX}{audience}"))
 }
 
-async fn ensure_header(
-    feed: &mut Feed,
-    role: FeedRole,
-    publisher: [u8; 32],
-    name: &str,
-) -> Result<(), PublishError> {
-    let want = FeedHeader::new(role, publisher, name);
-    if feed.is_empty() {
-        feed.append_batch(&[Record::Header(want).encode()]).await?;
-        return Ok(());
-    }
-    let have = feed.header().await?;
-    if have != want {
-        return Err(PublishError::Inconsistent(format!(
-            "feed {} has header {have:?}, expected {want:?}",
-            feed.name()
-        )));
-    }
-    Ok(())
-}
-
-async fn releases_in(feed: &mut Feed) -> Result<HashSet<StorePath>, StoreError> {
+async fn releases_in<F: FeedIo>(feed: &mut F) -> Result<HashSet<StorePath>, FeedIoError> {
     let mut out = HashSet::new();
-    for seq in 1..feed.len() {
-        if let Record::Key(k) = feed.record(seq).await? {
+    for seq in 1..feed.length() {
+        if let Record::Key(k) = feed.read_record(seq).await? {
             out.insert(k.store_path);
         }
     }

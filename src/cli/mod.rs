@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch. Each command lives in its own module.
 
 mod cat_nar;
+mod control;
 mod demo;
 mod feeds;
 mod fetch;

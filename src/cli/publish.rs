@@ -4,11 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use hypernar_feed::format::segment::DEFAULT_SEGMENT_SIZE;
-use hypernar_publisher::{PublishOptions, PublishSummary, Publisher, SealSettings, Source};
+use hypernar_feed::io::FeedOpener;
+use hypernar_feed::store::StoreError;
+use hypernar_publisher::{
+    Progress, PublishError, PublishOptions, PublishSummary, Publisher, SealSettings, Source,
+};
 
-use super::{hash_part_of, human_bytes, progress::Bar, read_key, DataDir};
+use super::{control, hash_part_of, human_bytes, progress::Bar, read_key, DataDir};
 
 /// Publish store paths from a Nix binary cache.
 ///
@@ -17,6 +21,8 @@ use super::{hash_part_of, human_bytes, progress::Bar, read_key, DataDir};
 /// this publisher's data feed; its narinfo (with the upstream signatures)
 /// goes to the index feed and its key to the public key feed. Publishing a
 /// path again does nothing; a run that was killed is finished by the next.
+/// While a `hypernar serve` runs on the same data directory, the publish is
+/// done by that serve process, and new paths reach its peers at once.
 ///
 /// Examples:
 ///   hypernar publish --key pub.key --from file:///srv/cache --all
@@ -26,9 +32,9 @@ use super::{hash_part_of, human_bytes, progress::Bar, read_key, DataDir};
 pub struct Args {
     /// Publisher key file (from `hypernar keygen`)
     #[arg(long, env = "HYPERNAR_KEY", value_name = "FILE")]
-    key: PathBuf,
+    pub(super) key: PathBuf,
     #[command(flatten)]
-    data: DataDir,
+    pub(super) data: DataDir,
     /// Binary cache to read: file:///dir, http://… or https://…
     #[arg(long, value_name = "SOURCE")]
     from: String,
@@ -56,46 +62,109 @@ pub struct Args {
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.paths.is_empty() && !args.all {
-        bail!("name store paths to publish, or pass --all to publish a whole file:// cache");
-    }
-    let roots = args
-        .paths
-        .iter()
-        .map(|p| hash_part_of(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let secret = read_key(&args.key)?;
     let dir = args.data.path()?;
-    let source = Arc::new(Source::new(&args.from)?);
-    let mut publisher = Publisher::open(&dir, secret)
-        .await
-        .with_context(|| format!("opening data directory {}", dir.display()))?;
-    let opts = PublishOptions {
-        closure: args.closure,
-        all: args.all,
-        release: !args.no_release,
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        seal: SealSettings {
-            segment_size: args.segment_size,
-            zstd_level: args.zstd_level,
-        },
-    };
-    let bar = Arc::new(Bar::new());
-    let summary = publisher.publish(source, roots, &opts, bar.clone()).await;
-    bar.finish();
-    let summary = summary?;
-    println!("{}", summary_line(&summary, opts.release));
-    for f in &summary.failed {
-        println!("failed: {f}");
+    match Publisher::open(&dir, secret.clone()).await {
+        Ok(publisher) => {
+            let bar = Arc::new(Bar::new());
+            let (lines, code) = execute(publisher, &args, bar.clone()).await;
+            bar.finish();
+            for line in lines? {
+                println!("{line}");
+            }
+            Ok(ExitCode::from(code))
+        }
+        // A running `hypernar serve` holds the directory: publish through it,
+        // so new paths reach its peers at once.
+        Err(PublishError::Store(StoreError::Locked(_))) if control::socket(&dir).exists() => {
+            control::publish_via_serve(&dir, &args.to_argv()?).await
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))
+        }
     }
-    println!("publisher {}", publisher.identity());
-    Ok(if summary.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+}
+
+impl Args {
+    /// The arguments as a `hypernar publish` command line with absolute
+    /// paths, for a serve process whose working directory is not ours.
+    pub fn to_argv(&self) -> anyhow::Result<Vec<String>> {
+        let abs = |p: &std::path::Path| -> anyhow::Result<String> {
+            Ok(std::path::absolute(p)?.to_string_lossy().into_owned())
+        };
+        let mut v = vec![
+            "hypernar".into(),
+            "publish".into(),
+            "--key".into(),
+            abs(&self.key)?,
+        ];
+        v.extend(["--data".into(), abs(&self.data.path()?)?]);
+        let from = if self.from.starts_with('/') || self.from.contains("://") {
+            self.from.clone()
+        } else {
+            abs(std::path::Path::new(&self.from))?
+        };
+        v.extend(["--from".into(), from]);
+        v.extend(self.paths.iter().cloned());
+        for (on, flag) in [
+            (self.closure, "--closure"),
+            (self.all, "--all"),
+            (self.no_release, "--no-release"),
+        ] {
+            if on {
+                v.push(flag.into());
+            }
+        }
+        if let Some(j) = self.jobs {
+            v.extend(["--jobs".into(), j.to_string()]);
+        }
+        v.extend(["--segment-size".into(), self.segment_size.to_string()]);
+        v.extend(["--zstd-level".into(), self.zstd_level.to_string()]);
+        Ok(v)
+    }
+}
+
+/// Runs a publish with an open publisher; returns the lines to print and
+/// the exit code.
+pub async fn execute<O: FeedOpener>(
+    mut publisher: Publisher<O>,
+    args: &Args,
+    progress: Arc<dyn Progress>,
+) -> (anyhow::Result<Vec<String>>, u8) {
+    let result = async {
+        if args.paths.is_empty() && !args.all {
+            bail!("name store paths to publish, or pass --all to publish a whole file:// cache");
+        }
+        let roots = args
+            .paths
+            .iter()
+            .map(|p| hash_part_of(p))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let source = Arc::new(Source::new(&args.from)?);
+        let opts = PublishOptions {
+            closure: args.closure,
+            all: args.all,
+            release: !args.no_release,
+            jobs: args
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            seal: SealSettings {
+                segment_size: args.segment_size,
+                zstd_level: args.zstd_level,
+            },
+        };
+        let summary = publisher.publish(source, roots, &opts, progress).await?;
+        let mut lines = vec![summary_line(&summary, opts.release)];
+        lines.extend(summary.failed.iter().map(|f| format!("failed: {f}")));
+        lines.push(format!("publisher {}", publisher.identity()));
+        Ok((lines, summary.failed.is_empty()))
+    }
+    .await;
+    match result {
+        Ok((lines, true)) => (Ok(lines), 0),
+        Ok((lines, false)) => (Ok(lines), 1),
+        Err(e) => (Err(e), 1),
+    }
 }
 
 pub fn summary_line(s: &PublishSummary, release: bool) -> String {

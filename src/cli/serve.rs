@@ -69,6 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
     let addr = node.listen_on(&args.listen).await?;
+    super::control::listen(&data_dir, node.clone())?;
     say(&format!(
         "hypernar serve: listening on {addr}, data in {}",
         data_dir.display()

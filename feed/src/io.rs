@@ -1,0 +1,107 @@
+//! Reading and appending a feed without owning it: directly (a [`Feed`]
+//! this process opened) or through whatever owns it (in a running node,
+//! the feed's hub). The publisher writes through this trait, so it can run
+//! on its own or inside `hypernar serve`.
+
+use std::future::Future;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use crate::format::record::{FeedHeader, Record, RecordError};
+use crate::store::{Feed, FeedStore, StoreError};
+
+/// Errors of a [`FeedIo`].
+#[derive(Debug, thiserror::Error)]
+pub enum FeedIoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("feed {feed}: {message}")]
+    Other { feed: String, message: String },
+    #[error("feed {feed} block {index}: {source}")]
+    Record {
+        feed: String,
+        index: u64,
+        #[source]
+        source: RecordError,
+    },
+}
+
+/// A feed to read and (if ours) append to.
+pub trait FeedIo: Send {
+    /// The feed's public key.
+    fn public_key(&self) -> VerifyingKey;
+    /// Hex of the key, for messages.
+    fn name(&self) -> String {
+        hex::encode(self.public_key().as_bytes())
+    }
+    /// Number of blocks.
+    fn length(&self) -> u64;
+    /// Block `index`, stored locally.
+    fn read(&mut self, index: u64) -> impl Future<Output = Result<Vec<u8>, FeedIoError>> + Send;
+    /// Appends blocks atomically.
+    fn write(
+        &mut self,
+        blocks: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<(), FeedIoError>> + Send;
+
+    /// Block `index` decoded as a record.
+    fn read_record(
+        &mut self,
+        index: u64,
+    ) -> impl Future<Output = Result<Record, FeedIoError>> + Send {
+        async move {
+            let block = self.read(index).await?;
+            Record::decode(&block).map_err(|source| FeedIoError::Record {
+                feed: self.name(),
+                index,
+                source,
+            })
+        }
+    }
+}
+
+impl FeedIo for Feed {
+    fn public_key(&self) -> VerifyingKey {
+        *Feed::public_key(self)
+    }
+    fn length(&self) -> u64 {
+        self.len()
+    }
+    async fn read(&mut self, index: u64) -> Result<Vec<u8>, FeedIoError> {
+        Ok(self.get(index).await?)
+    }
+    async fn write(&mut self, blocks: Vec<Vec<u8>>) -> Result<(), FeedIoError> {
+        Ok(self.append_batch(&blocks).await?)
+    }
+}
+
+/// Opens the writable feeds of a publisher.
+pub trait FeedOpener: Send + Sync {
+    type Feed: FeedIo;
+    /// The feed of `key`, created if it does not exist.
+    fn writable(
+        &self,
+        key: &SigningKey,
+    ) -> impl Future<Output = Result<Self::Feed, FeedIoError>> + Send;
+}
+
+impl FeedOpener for FeedStore {
+    type Feed = Feed;
+    async fn writable(&self, key: &SigningKey) -> Result<Feed, FeedIoError> {
+        Ok(self.open_writable(key).await?)
+    }
+}
+
+/// Appends `want` as block 0 of an empty feed, or checks block 0 is `want`.
+pub async fn ensure_header<F: FeedIo>(feed: &mut F, want: FeedHeader) -> Result<(), FeedIoError> {
+    if feed.length() == 0 {
+        return feed.write(vec![Record::Header(want).encode()]).await;
+    }
+    match feed.read_record(0).await? {
+        Record::Header(have) if have == want => Ok(()),
+        other => Err(FeedIoError::Other {
+            feed: feed.name(),
+            message: format!("block 0 is {other:?}, expected the header {want:?}"),
+        }),
+    }
+}

@@ -1,0 +1,52 @@
+//! Writing a node's own feeds through their hubs, so a publisher can run
+//! inside `hypernar serve` and every append reaches connected peers at once.
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use hypernar_feed::io::{FeedIo, FeedIoError, FeedOpener};
+
+use crate::hub::HubHandle;
+use crate::node::Node;
+
+/// A feed written through its hub.
+#[derive(Debug, Clone)]
+pub struct HubFeed {
+    hub: HubHandle,
+    key: VerifyingKey,
+}
+
+fn other(feed: &HubHandle, e: impl std::fmt::Display) -> FeedIoError {
+    FeedIoError::Other {
+        feed: feed.name().to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl FeedIo for HubFeed {
+    fn public_key(&self) -> VerifyingKey {
+        self.key
+    }
+    fn length(&self) -> u64 {
+        self.hub.state().borrow().length
+    }
+    async fn read(&mut self, index: u64) -> Result<Vec<u8>, FeedIoError> {
+        self.hub.get(index).await.map_err(|e| other(&self.hub, e))
+    }
+    async fn write(&mut self, blocks: Vec<Vec<u8>>) -> Result<(), FeedIoError> {
+        self.hub
+            .append(blocks)
+            .await
+            .map(drop)
+            .map_err(|e| other(&self.hub, e))
+    }
+}
+
+impl FeedOpener for Node {
+    type Feed = HubFeed;
+    async fn writable(&self, key: &SigningKey) -> Result<HubFeed, FeedIoError> {
+        let hub = self.writable_hub(key).await?;
+        Ok(HubFeed {
+            hub,
+            key: key.verifying_key(),
+        })
+    }
+}
