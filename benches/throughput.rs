@@ -11,9 +11,13 @@
 
 #![allow(clippy::print_stdout)]
 
+mod common;
+
+use common::{children_cpu, time};
+
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blake2::{Blake2b512, Digest as _};
 use hypernar_feed::format::narinfo::Compression;
@@ -56,32 +60,6 @@ fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
             }
         }
     }
-}
-
-fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let t = Instant::now();
-    let v = f();
-    (v, t.elapsed())
-}
-
-/// CPU seconds (user + system) of finished child processes.
-fn children_cpu() -> f64 {
-    let mut ru: libc::rusage = unsafe_zeroed();
-    #[allow(unsafe_code)]
-    // SAFETY: `ru` is a valid, writable rusage struct.
-    unsafe {
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-    }
-    ru.ru_utime.tv_sec as f64
-        + ru.ru_utime.tv_usec as f64 / 1e6
-        + ru.ru_stime.tv_sec as f64
-        + ru.ru_stime.tv_usec as f64 / 1e6
-}
-
-#[allow(unsafe_code)]
-fn unsafe_zeroed() -> libc::rusage {
-    // SAFETY: rusage is plain old data; all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
 }
 
 fn main() {

@@ -10,6 +10,7 @@
 //! - [`format`]: pure formats (no I/O): store paths, narinfo, nix32,
 //!   identities and key derivation, records, the segment envelope.
 //! - [`store`]: hypercores on disk, one directory per feed.
+//! - [`file`]: hypercore storage files with positioned I/O.
 //! - [`oplog`]: works around two crash-safety bugs in hypercore 0.16's
 //!   operation log.
 //! - [`io`]: reading and appending a feed through whoever owns it.
@@ -21,6 +22,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod file;
 pub mod format;
 pub mod io;
 pub mod oplog;

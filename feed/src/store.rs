@@ -12,8 +12,8 @@ use hypercore::{
     Hypercore, HypercoreBuilder, HypercoreError, PartialKeypair, Storage, StorageTraits, Store,
 };
 use hypercore_schema::{Proof, RequestBlock, RequestSeek, RequestUpgrade};
-use random_access_disk::RandomAccessDisk;
 
+use crate::file::PlainFile;
 use crate::oplog::OplogGuard;
 
 use crate::format::record::{FeedHeader, Record, RecordError};
@@ -132,7 +132,7 @@ impl FeedStore {
             feed: name.clone(),
             source,
         };
-        let storage = disk_storage(&dir, true).await.map_err(hc)?;
+        let storage = disk_storage(&dir, true, true).await.map_err(hc)?;
         let core = HypercoreBuilder::new(storage)
             .key_pair(PartialKeypair {
                 public,
@@ -166,7 +166,7 @@ impl FeedStore {
             feed: name.clone(),
             source,
         };
-        let storage = disk_storage(&dir, true).await.map_err(hc)?;
+        let storage = disk_storage(&dir, true, false).await.map_err(hc)?;
         let core = HypercoreBuilder::new(storage)
             .key_pair(PartialKeypair {
                 public: *public,
@@ -218,12 +218,19 @@ impl FeedStore {
             feed: name.clone(),
             source,
         };
-        let storage = disk_storage(&dir, false).await.map_err(hc)?;
-        let core = HypercoreBuilder::new(storage)
-            .open(true)
-            .build()
-            .await
-            .map_err(hc)?;
+        let open = |sync| {
+            let dir = dir.clone();
+            async move {
+                let storage = disk_storage(&dir, false, sync).await?;
+                HypercoreBuilder::new(storage).open(true).build().await
+            }
+        };
+        let mut core = open(false).await.map_err(hc)?;
+        if core.key_pair().secret.is_some() {
+            // A feed we write: reopen with every write fsynced.
+            drop(core);
+            core = open(true).await.map_err(hc)?;
+        }
         if core.key_pair().public != public {
             return Err(StoreError::KeyMismatch {
                 feed: name,
@@ -239,9 +246,9 @@ impl FeedStore {
     }
 }
 
-/// hypercore's disk storage, with the oplog behind [`OplogGuard`]
-/// (what `Storage::new_disk` builds, plus the guard).
-async fn disk_storage(dir: &Path, overwrite: bool) -> Result<Storage, HypercoreError> {
+/// hypercore's disk storage: four [`PlainFile`]s, the oplog behind
+/// [`OplogGuard`]. `sync`: fsync every write (feeds we write).
+async fn disk_storage(dir: &Path, overwrite: bool, sync: bool) -> Result<Storage, HypercoreError> {
     let dir = dir.to_owned();
     let create = move |store: Store| {
         let dir = dir.clone();
@@ -252,10 +259,10 @@ async fn disk_storage(dir: &Path, overwrite: bool) -> Result<Storage, HypercoreE
                 Store::Bitfield => "bitfield",
                 Store::Oplog => "oplog",
             };
-            let disk = RandomAccessDisk::open(dir.join(name)).await?;
+            let file = PlainFile::open(&dir.join(name), sync)?;
             let boxed: Box<dyn StorageTraits + Send> = match store {
-                Store::Oplog => Box::new(OplogGuard::new(disk).await?),
-                _ => Box::new(disk),
+                Store::Oplog => Box::new(OplogGuard::new(file).await?),
+                _ => Box::new(file),
             };
             Ok(boxed)
         }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
