@@ -14,8 +14,9 @@ use tokio::task::JoinHandle;
 use crate::hub::HubHandle;
 use crate::node::{Node, NodeError};
 
-/// Blocks requested ahead of the one being read.
-pub const READ_AHEAD: u64 = 32;
+/// Blocks requested ahead of the one being read: wide enough (64 MiB of
+/// 256 KiB segments) that many peers can each serve a different part.
+pub const READ_AHEAD: u64 = 256;
 
 /// Why a path could not be fetched.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,8 @@ use crate::haves::Haves;
 
 /// Requests in flight to one peer at once.
 pub const MAX_INFLIGHT_PER_PEER: usize = 16;
+/// Most blocks considered in one scheduling pass.
+pub const SCHEDULE_WINDOW: usize = 1024;
 /// A request not answered in this time goes to another peer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 /// Hub inbox size: a full inbox slows the peers feeding it.
@@ -214,6 +216,15 @@ struct Hub {
     state: watch::Sender<FeedState>,
     events: mpsc::Sender<HubEvent>,
     corrupt_uploads: bool,
+    /// Random per hub: breaks ties in block order differently on each node.
+    salt: u64,
+}
+
+/// A cheap 64-bit mixer (splitmix64's finaliser) for tie-breaking.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+    x ^ (x >> 31)
 }
 
 /// Starts the hub of `feed`. With `eager`, it fetches every block any peer
@@ -244,6 +255,7 @@ pub fn spawn(
         state,
         events,
         corrupt_uploads: crate::fault::corrupt_uploads(),
+        salt: rand::random(),
     };
     tokio::spawn(hub.run(rx));
     HubHandle {
@@ -676,32 +688,43 @@ impl Hub {
     }
 
     /// Blocks wanted and not here, lowest first.
-    fn wanted(&self) -> BTreeSet<u64> {
+    /// Blocks wanted and not here or in flight: at most [`SCHEDULE_WINDOW`]
+    /// of them, lowest first, then ordered rarest first (fewest peers have
+    /// them) with a per-node random tie-break. Nodes that start together
+    /// thus ask the seed for different blocks and trade the rest among
+    /// themselves, as BitTorrent's rarest-first does.
+    fn wanted(&self) -> Vec<u64> {
         let info = self.feed.info();
-        let mut out = BTreeSet::new();
+        let mut set = BTreeSet::new();
+        let add = |i: u64, set: &mut BTreeSet<u64>| {
+            if !self.feed.has(i) && !self.inflight.contains_key(&i) {
+                set.insert(i);
+            }
+        };
         for w in &self.waiters {
             for i in w.start..w.end.min(info.length) {
-                if !self.feed.has(i) {
-                    out.insert(i);
-                }
+                add(i, &mut set);
             }
         }
         if self.eager {
             for i in info.contiguous_length..info.length {
-                if !self.feed.has(i) {
-                    out.insert(i);
+                if set.len() >= SCHEDULE_WINDOW {
+                    break;
                 }
+                add(i, &mut set);
             }
         }
+        let mut out: Vec<u64> = set.into_iter().take(SCHEDULE_WINDOW).collect();
+        out.sort_by_cached_key(|&i| {
+            let holders = self.peers.values().filter(|p| p.haves.has(i)).count();
+            (holders, mix(i ^ self.salt))
+        });
         out
     }
 
     async fn schedule(&mut self) {
         let info = self.feed.info();
         for index in self.wanted() {
-            if self.inflight.contains_key(&index) {
-                continue;
-            }
             // Prefer a peer that did not just fail this block; fall back to
             // it when it is the only one that has the block.
             let avoid = self.avoid.get(&index).copied();

@@ -43,6 +43,12 @@ pub struct Args {
     /// Give up if the path is not known, or a block does not arrive, in this many seconds
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     timeout: u64,
+    /// Also accept peers on this address while fetching (ADDR:PORT)
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// After the fetch, keep seeding for this many seconds
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    linger: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -58,6 +64,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
+    if let Some(addr) = &args.listen {
+        node.listen_on(addr).await?;
+    }
     let deadline = Duration::from_secs(args.timeout);
     let started = Instant::now();
     while node.publishers().find(&path).is_none()
@@ -80,6 +89,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-    node.fetch_nar(&path, out, deadline).await?;
+    let (_, summary) = node.fetch_nar(&path, out, deadline).await?;
+    tracing::info!(
+        path = %path,
+        nar_bytes = summary.nar_bytes,
+        secs = started.elapsed().as_secs_f64(),
+        "fetch complete"
+    );
+    if args.linger > 0 {
+        tokio::time::sleep(Duration::from_secs(args.linger)).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
