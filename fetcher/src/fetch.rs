@@ -119,7 +119,16 @@ impl Node {
         let data_key = VerifyingKey::from_bytes(&data_key)
             .map_err(|_| FetchPathError::Unknown(path.clone()))?;
         let hub = self.add_feed(&data_key, false).await?;
-        let mut source = HubSource::new(hub, record.first_block + record.block_count, deadline);
+        let end = record.first_block + record.block_count;
+        let mut source = HubSource::new(hub.clone(), end, deadline);
+        // The whole path is needed: want all of it now, so the hub can
+        // spread it over peers rarest first rather than in reading order
+        // (peers that start together then ask the seed for different
+        // blocks). The reader still consumes in order.
+        let first = record.first_block;
+        source.ahead.push(tokio::spawn(async move {
+            let _ = hub.want(first, end).await;
+        }));
         Ok(reader::write_nar(&mut source, &record, &key, out).await?)
     }
 }

@@ -1,0 +1,273 @@
+//! A swarm in network namespaces: one seed and N fetchers (default 8), each
+//! host on its own veth behind one bridge, every link shaped with `tc tbf`
+//! (default 100 Mbit/s each way), all fetchers starting together on one path
+//! of real /usr bytes (default ~500 MiB of NAR). Needs root (`ip netns`).
+//!
+//!   cargo bench --bench swarm
+//!   HYPERNAR_SWARM_PEERS=8 HYPERNAR_SWARM_MIB=500 HYPERNAR_SWARM_RATE_MBIT=100 cargo bench --bench swarm
+//!
+//! Reports the last fetcher's completion time against the ideal
+//! T_min = max(F/u_seed, F/d_min, N·F/(u_seed + Σu_peers)) (swarm
+//! efficiency = T_min / T_actual) and the seed's egress in multiples of F,
+//! where F is the bytes of the path's encrypted blocks. Test hosts use
+//! 198.18.0.0/15 inside namespaces this benchmark creates and removes.
+
+#![allow(clippy::print_stdout)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::usr_bytes;
+use hypernar_feed::format::narinfo::Compression;
+use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, SamplePath};
+
+const PREFIX: &str = "hnsw";
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(st.success(), "failed: {cmd}");
+}
+
+fn sh_quiet(cmd: &str) {
+    let _ = Command::new("sh")
+        .args(["-c", cmd])
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn ns(i: usize) -> String {
+    format!("{PREFIX}{i}")
+}
+
+fn ip(i: usize) -> String {
+    format!("198.18.0.{}", 10 + i)
+}
+
+fn cleanup(hosts: usize) {
+    for i in 0..hosts + 4 {
+        sh_quiet(&format!("ip netns del {}", ns(i)));
+    }
+    sh_quiet(&format!("ip netns del {PREFIX}br"));
+}
+
+fn tx_bytes(i: usize) -> u64 {
+    let out = Command::new("ip")
+        .args(["-n", &ns(i), "-s", "-j", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "tx":{"bytes":N,...
+    text.split("\"tx\":{\"bytes\":")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Kill(Vec<Child>);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn main() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let peers = env("HYPERNAR_SWARM_PEERS", 8);
+    let mib = env("HYPERNAR_SWARM_MIB", 500);
+    let mbit = env("HYPERNAR_SWARM_RATE_MBIT", 100);
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !is_root || Command::new("ip").arg("-V").output().is_err() {
+        println!("SKIPPED: the swarm benchmark needs root and iproute2 (ip netns, tc)");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_hypernar");
+    let tmp = tempfile::Builder::new()
+        .prefix("hypernar-swarm-")
+        .tempdir()
+        .unwrap();
+    let root = tmp.path();
+
+    // The path and its publisher.
+    let cache = root.join("cache");
+    let key = NixSigningKey::from_seed("bench-1", [3; 32]);
+    let nar = usr_bytes(&["/usr/lib", "/usr/bin", "/usr/share"], mib << 20);
+    let written = write_cache(
+        &cache,
+        &[SamplePath {
+            name: "swarm-path".into(),
+            contents: Contents::RawNar(nar),
+            references: vec![],
+            compression: Compression::Zstd,
+        }],
+        &key,
+    )
+    .unwrap();
+    let store_path = written[0].info.store_path.to_string();
+    let pubkey = root.join("pub.key");
+    let out = Command::new(bin)
+        .args(["keygen", "--out"])
+        .arg(&pubkey)
+        .output()
+        .unwrap();
+    let id = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let seed_dir = root.join("seed");
+    let st = Command::new(bin)
+        .args(["publish", "--all", "--key"])
+        .arg(&pubkey)
+        .arg("--data")
+        .arg(&seed_dir)
+        .arg("--from")
+        .arg(format!("file://{}", cache.display()))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let f_bytes: u64 = std::fs::read_dir(seed_dir.join("feeds"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::metadata(e.path().join("data")).map_or(0, |m| m.len()))
+        .max()
+        .unwrap_or(0);
+
+    // The network: hosts 0 (seed) ..= peers, one bridge, shaped links.
+    cleanup(peers);
+    sh(&format!("ip netns add {PREFIX}br && ip -n {PREFIX}br link add br0 type bridge && ip -n {PREFIX}br link set br0 up"));
+    for i in 0..=peers {
+        let n = ns(i);
+        sh(&format!(
+            "ip netns add {n} && ip link add eth0 netns {n} type veth peer name vb{i} netns {PREFIX}br && \
+             ip -n {n} addr add {}/24 dev eth0 && ip -n {n} link set eth0 up && ip -n {n} link set lo up && \
+             ip -n {PREFIX}br link set vb{i} master br0 up && \
+             ip netns exec {n} tc qdisc add dev eth0 root tbf rate {mbit}mbit burst 256kb latency 100ms && \
+             ip netns exec {PREFIX}br tc qdisc add dev vb{i} root tbf rate {mbit}mbit burst 256kb latency 100ms",
+            ip(i)
+        ));
+    }
+
+    let mut procs = Kill(Vec::new());
+    let mut seed = Command::new("ip")
+        .args(["netns", "exec", &ns(0), bin, "serve", "--data"])
+        .arg(&seed_dir)
+        .args(["--listen", &format!("{}:7469", ip(0))])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(seed.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    procs.0.push(seed);
+    let tx0 = tx_bytes(0);
+
+    let started = Instant::now();
+    let mut logs = Vec::new();
+    for i in 1..=peers {
+        let log = root.join(format!("fetch{i}.log"));
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &ns(i),
+            bin,
+            "fetch",
+            "--trust",
+            &id,
+            "--linger",
+            "600",
+        ])
+        .arg("--data")
+        .arg(root.join(format!("f{i}")))
+        .args(["--listen", &format!("{}:7469", ip(i))]);
+        for j in 0..=peers {
+            if j != i {
+                cmd.args(["--peer", &format!("{}:7469", ip(j))]);
+            }
+        }
+        cmd.arg(&store_path)
+            .env("RUST_LOG", "hypernar=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        procs.0.push(cmd.spawn().unwrap());
+        logs.push(log);
+    }
+    let u = mbit as f64 * 1e6 / 8.0; // bytes per second
+    let f = f_bytes as f64;
+    let t_min = (f / u)
+        .max(f / u)
+        .max(peers as f64 * f / (u * (peers + 1) as f64));
+    let mut done = vec![None; peers];
+    let limit = Duration::from_secs_f64(t_min * 6.0 + 60.0);
+    while done.iter().any(Option::is_none) && started.elapsed() < limit {
+        for (i, log) in logs.iter().enumerate() {
+            if done[i].is_none() {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                if let Some(l) = text.lines().find(|l| l.contains("fetch complete")) {
+                    let secs = l
+                        .split("secs=")
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                        .and_then(|s| s.parse::<f64>().ok());
+                    done[i] = Some(secs.unwrap_or(started.elapsed().as_secs_f64()));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let egress = tx_bytes(0) - tx0;
+    drop(procs);
+    cleanup(peers);
+
+    let finished: Vec<f64> = done.iter().flatten().copied().collect();
+    println!(
+        "swarm: 1 seed + {peers} fetchers, {mbit} Mbit/s links each way, F = {:.1} MiB of encrypted blocks ({:.1} MiB NAR)",
+        f / 1048576.0,
+        written[0].nar.len() as f64 / 1048576.0
+    );
+    println!(
+        "completion times (s): {:?}",
+        finished
+            .iter()
+            .map(|t| (t * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    );
+    if finished.len() < peers {
+        println!(
+            "{} of {peers} fetchers did not finish within {limit:?}",
+            peers - finished.len()
+        );
+        std::process::exit(1);
+    }
+    let t_actual = finished.iter().copied().fold(0.0, f64::max);
+    println!();
+    println!("| T_min (s) | T_actual (s) | swarm efficiency T_min/T_actual | seed egress / F |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {:.1} | {:.1} | {:.2} | {:.2} |",
+        t_min,
+        t_actual,
+        t_min / t_actual,
+        egress as f64 / f
+    );
+}
