@@ -14,9 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 
-use common::{children_cpu, time, usr_bytes};
-use hypernar_feed::format::narinfo::Compression;
-use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, SamplePath};
+use common::{children_cpu, env_num, publish_one, time, usr_bytes};
 
 fn raw_tcp(bytes: usize) -> f64 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -45,10 +43,7 @@ fn raw_tcp(bytes: usize) -> f64 {
 }
 
 fn main() {
-    let mib: usize = std::env::var("HYPERNAR_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let mib = env_num("HYPERNAR_BENCH_MIB", 1024);
     let bin = env!("CARGO_BIN_EXE_hypernar");
     let tmp = tempfile::Builder::new()
         .prefix("hypernar-bench-")
@@ -57,48 +52,10 @@ fn main() {
     let root = tmp.path();
 
     let nar = usr_bytes(&["/usr/lib", "/usr/bin", "/usr/share"], mib << 20);
-    let cache = root.join("cache");
-    let key = NixSigningKey::from_seed("bench-1", [3; 32]);
-    let path = SamplePath {
-        name: "usr-big".into(),
-        contents: Contents::RawNar(nar),
-        references: vec![],
-        compression: Compression::Zstd,
-    };
-    let written = write_cache(&cache, &[path], &key).unwrap();
-    let w = &written[0];
+    let (w, id, a, stored) = publish_one(bin, root, "a", "usr-big", nar);
+    let w = &w;
     let nar_bytes = w.nar.len() as f64;
     println!("path: {:.1} MiB NAR from /usr", nar_bytes / 1048576.0);
-
-    let pubkey = root.join("pub.key");
-    let out = Command::new(bin)
-        .args(["keygen", "--out"])
-        .arg(&pubkey)
-        .output()
-        .unwrap();
-    let id = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
-    let a = root.join("a");
-    let st = Command::new(bin)
-        .args(["publish", "--all", "--key"])
-        .arg(&pubkey)
-        .arg("--data")
-        .arg(&a)
-        .arg("--from")
-        .arg(format!("file://{}", cache.display()))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let stored: u64 = std::fs::read_dir(a.join("feeds"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::metadata(e.path().join("data")).map_or(0, |m| m.len()))
-        .sum();
 
     let mut serve = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])

@@ -20,9 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::usr_bytes;
-use hypernar_feed::format::narinfo::Compression;
-use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, SamplePath};
+use common::{env_num, publish_one, usr_bytes};
 
 const PREFIX: &str = "hnsw";
 
@@ -78,15 +76,9 @@ impl Drop for Kill {
 }
 
 fn main() {
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let peers = env("HYPERNAR_SWARM_PEERS", 8);
-    let mib = env("HYPERNAR_SWARM_MIB", 500);
-    let mbit = env("HYPERNAR_SWARM_RATE_MBIT", 100);
+    let peers = env_num("HYPERNAR_SWARM_PEERS", 8);
+    let mib = env_num("HYPERNAR_SWARM_MIB", 500);
+    let mbit = env_num("HYPERNAR_SWARM_RATE_MBIT", 100);
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -104,51 +96,9 @@ fn main() {
     let root = tmp.path();
 
     // The path and its publisher.
-    let cache = root.join("cache");
-    let key = NixSigningKey::from_seed("bench-1", [3; 32]);
     let nar = usr_bytes(&["/usr/lib", "/usr/bin", "/usr/share"], mib << 20);
-    let written = write_cache(
-        &cache,
-        &[SamplePath {
-            name: "swarm-path".into(),
-            contents: Contents::RawNar(nar),
-            references: vec![],
-            compression: Compression::Zstd,
-        }],
-        &key,
-    )
-    .unwrap();
-    let store_path = written[0].info.store_path.to_string();
-    let pubkey = root.join("pub.key");
-    let out = Command::new(bin)
-        .args(["keygen", "--out"])
-        .arg(&pubkey)
-        .output()
-        .unwrap();
-    let id = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
-    let seed_dir = root.join("seed");
-    let st = Command::new(bin)
-        .args(["publish", "--all", "--key"])
-        .arg(&pubkey)
-        .arg("--data")
-        .arg(&seed_dir)
-        .arg("--from")
-        .arg(format!("file://{}", cache.display()))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let f_bytes: u64 = std::fs::read_dir(seed_dir.join("feeds"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::metadata(e.path().join("data")).map_or(0, |m| m.len()))
-        .max()
-        .unwrap_or(0);
+    let (written, id, seed_dir, f_bytes) = publish_one(bin, root, "seed", "swarm-path", nar);
+    let store_path = written.info.store_path.to_string();
 
     // The network: hosts 0 (seed) ..= peers, one bridge, shaped links.
     cleanup(peers);
@@ -243,7 +193,7 @@ fn main() {
     println!(
         "swarm: 1 seed + {peers} fetchers, {mbit} Mbit/s links each way, F = {:.1} MiB of encrypted blocks ({:.1} MiB NAR)",
         f / 1048576.0,
-        written[0].nar.len() as f64 / 1048576.0
+        written.nar.len() as f64 / 1048576.0
     );
     println!(
         "completion times (s): {:?}",

@@ -63,10 +63,7 @@ fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
 }
 
 fn main() {
-    let mib: u64 = std::env::var("HYPERNAR_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let mib = common::env_num("HYPERNAR_BENCH_MIB", 1024) as u64;
     let bin = env!("CARGO_BIN_EXE_hypernar");
     let tmp = tempfile::Builder::new()
         .prefix("hypernar-bench-")

@@ -59,3 +59,73 @@ pub fn children_cpu() -> f64 {
         + ru.ru_stime.tv_sec as f64
         + ru.ru_stime.tv_usec as f64 / 1e6
 }
+
+/// A number from the environment, or `default`.
+pub fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Writes a one-path binary cache of `nar` under `root/cache`, makes a
+/// publisher key and publishes the cache into `root/<data>` with the release
+/// binary. Returns the path's written form, the identity, the data
+/// directory and the bytes of its data feed's blocks.
+pub fn publish_one(
+    bin: &str,
+    root: &Path,
+    data: &str,
+    name: &str,
+    nar: Vec<u8>,
+) -> (
+    hypernar_publisher::sample::WrittenPath,
+    String,
+    std::path::PathBuf,
+    u64,
+) {
+    use hypernar_feed::format::narinfo::Compression;
+    use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, SamplePath};
+    use std::process::{Command, Stdio};
+
+    let cache = root.join("cache");
+    let key = NixSigningKey::from_seed("bench-1", [3; 32]);
+    let path = SamplePath {
+        name: name.into(),
+        contents: Contents::RawNar(nar),
+        references: vec![],
+        compression: Compression::Zstd,
+    };
+    let written = write_cache(&cache, &[path], &key).unwrap().remove(0);
+    let pubkey = root.join("pub.key");
+    let out = Command::new(bin)
+        .args(["keygen", "--out"])
+        .arg(&pubkey)
+        .output()
+        .unwrap();
+    let id = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let dir = root.join(data);
+    let st = Command::new(bin)
+        .args(["publish", "--all", "--key"])
+        .arg(&pubkey)
+        .arg("--data")
+        .arg(&dir)
+        .arg("--from")
+        .arg(format!("file://{}", cache.display()))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "publish failed");
+    let stored = std::fs::read_dir(dir.join("feeds"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::metadata(e.path().join("data")).map_or(0, |m| m.len()))
+        .max()
+        .unwrap_or(0);
+    (written, id, dir, stored)
+}

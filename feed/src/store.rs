@@ -123,30 +123,11 @@ impl FeedStore {
         if has_oplog(&dir) {
             return self.open_dir(dir, public).await;
         }
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let name = hex::encode(public.as_bytes());
-        let hc = |source| StoreError::Hypercore {
-            feed: name.clone(),
-            source,
-        };
-        let storage = disk_storage(&dir, true, true).await.map_err(hc)?;
-        let core = HypercoreBuilder::new(storage)
-            .key_pair(PartialKeypair {
-                public,
-                secret: Some(signing_key.clone()),
-            })
-            .build()
-            .await
-            .map_err(hc)?;
-        Ok(Feed {
-            core,
+        self.create(PartialKeypair {
             public,
-            name,
-            dir,
+            secret: Some(signing_key.clone()),
         })
+        .await
     }
 
     /// Opens a feed by its public key, creating an empty replica (no secret
@@ -156,7 +137,17 @@ impl FeedStore {
         if let Some(feed) = self.open_existing(public).await? {
             return Ok(feed);
         }
-        let dir = self.feed_dir(public);
+        self.create(PartialKeypair {
+            public: *public,
+            secret: None,
+        })
+        .await
+    }
+
+    /// Creates a new, empty feed; fsynced if we hold its secret key.
+    async fn create(&self, key_pair: PartialKeypair) -> Result<Feed, StoreError> {
+        let public = key_pair.public;
+        let dir = self.feed_dir(&public);
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
             path: dir.clone(),
             source,
@@ -166,18 +157,16 @@ impl FeedStore {
             feed: name.clone(),
             source,
         };
-        let storage = disk_storage(&dir, true, false).await.map_err(hc)?;
+        let sync = key_pair.secret.is_some();
+        let storage = disk_storage(&dir, true, sync).await.map_err(hc)?;
         let core = HypercoreBuilder::new(storage)
-            .key_pair(PartialKeypair {
-                public: *public,
-                secret: None,
-            })
+            .key_pair(key_pair)
             .build()
             .await
             .map_err(hc)?;
         Ok(Feed {
             core,
-            public: *public,
+            public,
             name,
             dir,
         })
