@@ -133,6 +133,17 @@ fn kill_9_mid_transfer_then_resume_gives_identical_data() {
     }
     assert_fetched(&fetch(&b_data, &id, &[&a.addr], &path), &w, "big");
     drop(a);
+    // Nothing is fetched again: with every peer gone, fetch still completes
+    // from the blocks already stored.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert_fetched(
+        &fetch(&b_data, &id, &[&closed.to_string()], &path),
+        &w,
+        "big",
+    );
     // Everything is local now: cat-nar reads it without any peer.
     w.assert_reads_back("big");
     let out = hypernar(&["cat-nar", "--data", s(&b_data), &path]);
@@ -354,4 +365,34 @@ fn publishing_while_serving_reaches_connected_peers_without_restart() {
     let out = failed(&w.publish(&["/nix/store/00000000000000000000000000000000-ghost"]));
     assert!(out.contains("not found"), "{out}");
     drop(a);
+}
+
+#[test]
+fn requests_to_a_silent_peer_time_out_and_go_to_another() {
+    let w = World::new(&[raw("big", filler(4 << 20, 3), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all", "--segment-size", "65536"]);
+    let id = identity(&w);
+    let path = w.store_path("big");
+    let seed = serve(&w.data, &[], &[]);
+    let m_data = w.tmp.path().join("mirror");
+    assert_fetched(&fetch(&m_data, &id, &[&seed.addr], &path), &w, "big");
+    drop(seed);
+    let silent_data = w.tmp.path().join("silent");
+    copy_dir(&m_data, &silent_data);
+    let silent = serve(
+        &silent_data,
+        &["--trust", &id],
+        &[("HYPERNAR_FAULT_SILENT_UPLOADS", "1")],
+    );
+    let honest = serve(&m_data, &["--trust", &id], &[]);
+    let started = std::time::Instant::now();
+    let out = fetch(
+        &w.tmp.path().join("f"),
+        &id,
+        &[&silent.addr, &honest.addr],
+        &path,
+    );
+    assert_fetched(&out, &w, "big");
+    // Some requests went to the silent peer first and had to time out.
+    eprintln!("fetched around a silent peer in {:?}", started.elapsed());
 }

@@ -174,6 +174,19 @@ struct Peer {
     haves: Haves,
     inflight: usize,
     upgrading: bool,
+    /// Requests that timed out since this peer last delivered: a struck
+    /// peer gets one request at a time and comes after the others.
+    strikes: u32,
+}
+
+impl Peer {
+    fn window(&self) -> usize {
+        if self.strikes > 0 {
+            1
+        } else {
+            MAX_INFLIGHT_PER_PEER
+        }
+    }
 }
 
 struct Waiter {
@@ -216,6 +229,7 @@ struct Hub {
     state: watch::Sender<FeedState>,
     events: mpsc::Sender<HubEvent>,
     corrupt_uploads: bool,
+    silent_uploads: bool,
     /// Random per hub: breaks ties in block order differently on each node.
     salt: u64,
 }
@@ -255,6 +269,7 @@ pub fn spawn(
         state,
         events,
         corrupt_uploads: crate::fault::corrupt_uploads(),
+        silent_uploads: crate::fault::silent_uploads(),
         salt: rand::random(),
     };
     tokio::spawn(hub.run(rx));
@@ -424,6 +439,7 @@ impl Hub {
             haves: Haves::default(),
             inflight: 0,
             upgrading: false,
+            strikes: 0,
         };
         let mut hello = vec![self.sync_message(&peer)];
         hello.extend(self.have_ranges().into_iter().map(Message::Range));
@@ -590,6 +606,9 @@ impl Hub {
     }
 
     async fn on_request(&mut self, peer: PeerId, req: Request) {
+        if self.silent_uploads && req.block.is_some() {
+            return;
+        }
         let id = req.id;
         let proof = self
             .feed
@@ -629,6 +648,7 @@ impl Hub {
         };
         if let Some(p) = self.peers.get_mut(&peer) {
             p.inflight = p.inflight.saturating_sub(1);
+            p.strikes = 0;
             if index == u64::MAX {
                 p.upgrading = false;
             }
@@ -728,15 +748,17 @@ impl Hub {
             // Prefer a peer that did not just fail this block; fall back to
             // it when it is the only one that has the block.
             let avoid = self.avoid.get(&index).copied();
-            let choice = self
-                .peers
-                .iter()
-                .filter(|(_, p)| {
-                    p.inflight < MAX_INFLIGHT_PER_PEER
-                        && p.haves.has(index)
-                        && p.remote_fork == info.fork
-                })
-                .min_by_key(|(id, p)| (Some(**id) == avoid, p.inflight))
+            // A peer whose requests timed out is asked only for blocks no
+            // other peer has.
+            let holders = || {
+                self.peers
+                    .iter()
+                    .filter(|(_, p)| p.haves.has(index) && p.remote_fork == info.fork)
+            };
+            let healthy_holder = holders().any(|(_, p)| p.strikes == 0);
+            let choice = holders()
+                .filter(|(_, p)| p.inflight < p.window() && (p.strikes == 0 || !healthy_holder))
+                .min_by_key(|(id, p)| (Some(**id) == avoid, p.strikes, p.inflight))
                 .map(|(id, _)| *id);
             let Some(peer) = choice else {
                 if self
