@@ -49,24 +49,8 @@ fn a_path_spreads_publisher_to_b_to_c_after_the_publisher_leaves() {
 
 #[test]
 fn a_corrupting_peer_is_banned_and_the_fetch_completes_from_an_honest_one() {
-    let w = World::new(&[raw("big", filler(6 << 20, 1), Compression::Zstd, &[])]);
-    w.publish_ok(&["--all", "--segment-size", "65536"]);
-    let id = identity(&w);
-    let path = w.store_path("big");
-    // A mirror that has everything, then a corrupting copy of it.
-    let seed = serve(&w.data, &[], &[]);
-    let m_data = w.tmp.path().join("mirror");
-    assert_fetched(&fetch(&m_data, &id, &[&seed.addr], &path), &w, "big");
-    drop(seed);
-    let bad_data = w.tmp.path().join("bad");
-    copy_dir(&m_data, &bad_data);
-    let honest = serve(&m_data, &["--trust", &id], &[]);
-    let bad = serve(
-        &bad_data,
-        &["--trust", &id],
-        &[("HYPERNAR_FAULT_CORRUPT_UPLOADS", "1")],
-    );
-
+    let (w, id, path, honest, bad) =
+        honest_and_faulty(6 << 20, ("HYPERNAR_FAULT_CORRUPT_UPLOADS", "1"));
     let f_data = w.tmp.path().join("f");
     let mut cmd = Command::new(bin());
     cmd.args([
@@ -230,6 +214,29 @@ fn a_node_that_does_not_trust_the_publisher_gets_nothing() {
         .all(|f| f.file_name().to_string_lossy() != publisher_index));
 }
 
+/// A published path of `size` bytes held by two serving mirrors: an honest
+/// one, and a copy running with the fault switch `fault` set.
+fn honest_and_faulty(size: usize, fault: (&str, &str)) -> (World, String, String, Serve, Serve) {
+    let w = World::new(&[raw(
+        "big",
+        filler(size, size as u64),
+        Compression::Zstd,
+        &[],
+    )]);
+    w.publish_ok(&["--all", "--segment-size", "65536"]);
+    let id = identity(&w);
+    let path = w.store_path("big");
+    let seed = serve(&w.data, &[], &[]);
+    let m_data = w.tmp.path().join("mirror");
+    assert_fetched(&fetch(&m_data, &id, &[&seed.addr], &path), &w, "big");
+    drop(seed);
+    let faulty_data = w.tmp.path().join("faulty");
+    copy_dir(&m_data, &faulty_data);
+    let honest = serve(&m_data, &["--trust", &id], &[]);
+    let faulty = serve(&faulty_data, &["--trust", &id], &[fault]);
+    (w, id, path, honest, faulty)
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
@@ -369,22 +376,8 @@ fn publishing_while_serving_reaches_connected_peers_without_restart() {
 
 #[test]
 fn requests_to_a_silent_peer_time_out_and_go_to_another() {
-    let w = World::new(&[raw("big", filler(4 << 20, 3), Compression::Zstd, &[])]);
-    w.publish_ok(&["--all", "--segment-size", "65536"]);
-    let id = identity(&w);
-    let path = w.store_path("big");
-    let seed = serve(&w.data, &[], &[]);
-    let m_data = w.tmp.path().join("mirror");
-    assert_fetched(&fetch(&m_data, &id, &[&seed.addr], &path), &w, "big");
-    drop(seed);
-    let silent_data = w.tmp.path().join("silent");
-    copy_dir(&m_data, &silent_data);
-    let silent = serve(
-        &silent_data,
-        &["--trust", &id],
-        &[("HYPERNAR_FAULT_SILENT_UPLOADS", "1")],
-    );
-    let honest = serve(&m_data, &["--trust", &id], &[]);
+    let (w, id, path, honest, silent) =
+        honest_and_faulty(4 << 20, ("HYPERNAR_FAULT_SILENT_UPLOADS", "1"));
     let started = std::time::Instant::now();
     let out = fetch(
         &w.tmp.path().join("f"),
