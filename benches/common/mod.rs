@@ -70,7 +70,7 @@ pub fn env_num(name: &str, default: usize) -> usize {
 
 /// Writes a one-path binary cache of `nar` under `root/cache`, makes a
 /// publisher key and publishes the cache into `root/<data>` with the release
-/// binary. Returns the path's written form, the identity, the data
+/// binary (segment size from `HYPERNAR_BENCH_SEGMENT`, default 256 KiB). Returns the path's written form, the identity, the data
 /// directory and the bytes of its data feed's blocks.
 pub fn publish_one(
     bin: &str,
@@ -110,8 +110,9 @@ pub fn publish_one(
         .unwrap()
         .to_owned();
     let dir = root.join(data);
+    let segment = env_num("HYPERNAR_BENCH_SEGMENT", 256 << 10).to_string();
     let st = Command::new(bin)
-        .args(["publish", "--all", "--key"])
+        .args(["publish", "--all", "--segment-size", &segment, "--key"])
         .arg(&pubkey)
         .arg("--data")
         .arg(&dir)

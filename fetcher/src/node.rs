@@ -32,8 +32,10 @@ use crate::wire;
 pub const BAN_TIME: Duration = Duration::from_secs(600);
 /// Time allowed for a TCP connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages queued from a hub to one peer channel.
-const PEER_QUEUE: usize = 256;
+/// Messages queued from a hub to one peer channel (see `Hub::send`): with
+/// at most 16 requests in flight each way, a block answer is never the one
+/// dropped unless a peer floods us with requests.
+pub const PEER_QUEUE: usize = 1024;
 
 /// What a node serves and whom it talks to.
 #[derive(Debug, Clone)]

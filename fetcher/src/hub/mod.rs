@@ -457,10 +457,14 @@ impl Hub {
         self.requests.retain(|_, (p, _)| *p != peer);
     }
 
+    /// Queues a message for a peer without waiting: one slow peer must not
+    /// stall the feed for all. The queue holds [`crate::node::PEER_QUEUE`]
+    /// messages; past that the message is dropped, which is safe: a dropped
+    /// request or block times out and is asked of another peer, a dropped
+    /// announcement only makes us look less useful. Memory stays bounded
+    /// (at most that many blocks per peer).
     async fn send(&mut self, peer: PeerId, msg: Message) {
         if let Some(p) = self.peers.get(&peer) {
-            // A peer whose queue is full is not keeping up; dropping its
-            // message is safe (requests time out and go elsewhere).
             if p.out.try_send(msg).is_err() {
                 debug!(peer, "peer queue full; message dropped");
             }

@@ -46,6 +46,11 @@ impl Hub {
     }
 
     pub(super) async fn schedule(&mut self) {
+        // Most calls come while every peer's window is full (a Range or a
+        // Synchronize arriving): then there is nothing to decide.
+        if !self.peers.values().any(|p| p.inflight < p.window()) {
+            return;
+        }
         let info = self.feed.info();
         for index in self.wanted() {
             // Prefer a peer that did not just fail this block; fall back to
