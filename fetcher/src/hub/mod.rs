@@ -195,6 +195,7 @@ struct Waiter {
     start: u64,
     end: u64,
     reply: Option<oneshot::Sender<Result<(), FetchError>>>,
+    since: Instant,
 }
 
 impl Waiter {
@@ -348,6 +349,7 @@ impl Hub {
                     start,
                     end,
                     reply: Some(reply),
+                    since: Instant::now(),
                 });
                 self.settle_waiters();
             }

@@ -1,7 +1,7 @@
 //! Which blocks to ask for, from whom, and what to do when a peer is slow.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hypercore_protocol::schema::{Cancel, Request};
 use hypercore_protocol::Message;
@@ -9,6 +9,9 @@ use hypercore_schema::RequestBlock;
 use tracing::debug;
 
 use super::{mix, FetchError, Hub, Inflight, PeerId, REQUEST_TIMEOUT, SCHEDULE_WINDOW};
+
+/// How long a reader waits on one block before it jumps the rarest-first queue.
+const URGENT_AFTER: Duration = Duration::from_secs(10);
 
 impl Hub {
     /// Blocks wanted and not here or in flight: at most [`SCHEDULE_WINDOW`]
@@ -38,9 +41,20 @@ impl Hub {
             }
         }
         let mut out: Vec<u64> = set.into_iter().take(SCHEDULE_WINDOW).collect();
+        // A block a reader has waited on alone for a while goes first, or a
+        // block many peers have could wait behind rarer ones past the
+        // reader's deadline. Not at once: at the start every fetcher would
+        // ask the seed for the same first blocks.
+        let now = Instant::now();
+        let urgent: BTreeSet<u64> = self
+            .waiters
+            .iter()
+            .filter(|w| w.end - w.start == 1 && now.duration_since(w.since) > URGENT_AFTER)
+            .map(|w| w.start)
+            .collect();
         out.sort_by_cached_key(|&i| {
             let holders = self.peers.values().filter(|p| p.haves.has(i)).count();
-            (holders, mix(i ^ self.salt))
+            (!urgent.contains(&i), holders, mix(i ^ self.salt))
         });
         out
     }
