@@ -136,51 +136,16 @@ fn bad_input_names_the_path_and_keeps_published_paths_intact() {
         .local_addr()
         .unwrap();
     let url = format!("http://{closed}");
-    let out = fails(&[
-        "publish",
-        "--key",
-        s(&w.key),
-        "--data",
-        s(&w.data),
-        "--from",
-        &url,
-        "--all",
-    ]);
+    let out = failed(&w.publish_from(&url, &["--all"]));
     assert!(out.contains("--all needs a file:// cache"), "{out}");
-    let out = fails(&[
-        "publish",
-        "--key",
-        s(&w.key),
-        "--data",
-        s(&w.data),
-        "--from",
-        &url,
-        &w.store_path("good"),
-    ]);
+    let out = failed(&w.publish_from(&url, &[&w.store_path("good")]));
     assert!(
         out.contains("cannot read the binary cache") && out.contains(&url),
         "{out}"
     );
-    let out = fails(&[
-        "publish",
-        "--key",
-        s(&w.key),
-        "--data",
-        s(&w.data),
-        "--from",
-        "ftp://x",
-        "--all",
-    ]);
+    let out = failed(&w.publish_from("ftp://x", &["--all"]));
     assert!(out.contains("unsupported cache URL"), "{out}");
-    let out = fails(&[
-        "publish",
-        "--key",
-        s(&w.key),
-        "--data",
-        s(&w.data),
-        "--from",
-        &w.cache_url(),
-    ]);
+    let out = failed(&w.publish_from(&w.cache_url(), &[]));
     assert!(out.contains("--all"), "{out}");
     assert_eq!(w.check_consistent(), good_state);
 }

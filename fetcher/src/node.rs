@@ -204,13 +204,18 @@ impl Node {
             return Ok(hub);
         }
         let feed = self.inner.store.open_replica(key).await?;
+        Ok(self.spawn_hub(feed, eager).await)
+    }
+
+    /// Starts the hub of an opened feed and registers it.
+    async fn spawn_hub(&self, feed: hypernar_feed::Feed, eager: bool) -> HubHandle {
         let hub = hub::spawn(
             feed,
             self.inner.store.clone(),
             eager,
             self.inner.events.clone(),
         );
-        Ok(self.add_hub(hub).await)
+        self.add_hub(hub).await
     }
 
     /// Registers a hub (unless one for the same feed won a race) and offers
@@ -265,13 +270,7 @@ impl Node {
             return Ok(hub);
         }
         let feed = self.inner.store.open_writable(key).await?;
-        let hub = hub::spawn(
-            feed,
-            self.inner.store.clone(),
-            false,
-            self.inner.events.clone(),
-        );
-        Ok(self.add_hub(hub).await)
+        Ok(self.spawn_hub(feed, false).await)
     }
 
     /// Replicates a publisher: its index eagerly, and the feeds it declares

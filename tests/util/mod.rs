@@ -116,7 +116,11 @@ impl World {
 
     /// `hypernar publish --from <this cache>` with extra args.
     pub fn publish(&self, extra: &[&str]) -> Output {
-        let from = self.cache_url();
+        self.publish_from(&self.cache_url(), extra)
+    }
+
+    /// `hypernar publish --from <from>` into this world's data directory.
+    pub fn publish_from(&self, from: &str, extra: &[&str]) -> Output {
         let mut args = vec![
             "publish",
             "--key",
@@ -124,7 +128,7 @@ impl World {
             "--data",
             s(&self.data),
             "--from",
-            &from,
+            from,
         ];
         args.extend_from_slice(extra);
         hypernar(&args)
