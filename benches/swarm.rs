@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{env_num, publish_one, usr_bytes};
+use common::{children_cpu, env_num, publish_one, usr_bytes};
 
 const PREFIX: &str = "hnsw";
 
@@ -34,6 +34,10 @@ fn sh_quiet(cmd: &str) {
         .args(["-c", cmd])
         .stderr(Stdio::null())
         .status();
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn ns(i: usize) -> String {
@@ -115,6 +119,7 @@ fn main() {
         ));
     }
 
+    let cpu0 = children_cpu();
     let mut procs = Kill(Vec::new());
     let mut seed = Command::new("ip")
         .args(["netns", "exec", &ns(0), bin, "serve", "--data"])
@@ -131,6 +136,15 @@ fn main() {
     procs.0.push(seed);
     let tx0 = tx_bytes(0);
 
+    // HYPERNAR_SWARM_PERF=FILE: a system-wide `perf record` of the run.
+    let perf = std::env::var_os("HYPERNAR_SWARM_PERF").map(|out| {
+        Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", "499", "-a", "-g", "-o"])
+            .arg(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
     let started = Instant::now();
     let mut logs = Vec::new();
     for i in 1..=peers {
@@ -186,7 +200,15 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let egress = tx_bytes(0) - tx0;
+    let wall = started.elapsed().as_secs_f64();
+    if let Some(mut perf) = perf {
+        let _ = Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
+    }
     drop(procs);
+    let cpu = children_cpu() - cpu0;
     cleanup(peers);
 
     let finished: Vec<f64> = done.iter().flatten().copied().collect();
@@ -210,6 +232,12 @@ fn main() {
         std::process::exit(1);
     }
     let t_actual = finished.iter().copied().fold(0.0, f64::max);
+    println!(
+        "CPU of all {} nodes: {cpu:.1} s over {wall:.1} s of wall time ({:.2} of the machine's {} cores)",
+        peers + 1,
+        cpu / wall / cores() as f64,
+        cores()
+    );
     println!();
     println!("| T_min (s) | T_actual (s) | swarm efficiency T_min/T_actual | seed egress / F |");
     println!("|---|---|---|---|");

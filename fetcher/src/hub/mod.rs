@@ -235,6 +235,11 @@ struct Hub {
     silent_uploads: bool,
     /// Random per hub: breaks ties in block order differently on each node.
     salt: u64,
+    /// Wanted blocks, best first, as last ranked (see `schedule.rs`).
+    order: Vec<u64>,
+    order_built: Instant,
+    /// The wants changed since `order` was ranked.
+    order_dirty: bool,
 }
 
 /// A cheap 64-bit mixer (splitmix64's finaliser) for tie-breaking.
@@ -274,6 +279,9 @@ pub fn spawn(
         corrupt_uploads: crate::fault::corrupt_uploads(),
         silent_uploads: crate::fault::silent_uploads(),
         salt: rand::random(),
+        order: Vec::new(),
+        order_built: Instant::now(),
+        order_dirty: true,
     };
     tokio::spawn(hub.run(rx));
     HubHandle {
@@ -332,8 +340,13 @@ impl Hub {
 
     async fn handle(&mut self, msg: Msg) {
         match msg {
+            // A new peer has announced nothing yet: nothing to ask it.
             Msg::Join { peer, out } => self.join(peer, out).await,
-            Msg::Leave { peer } => self.leave(peer),
+            Msg::Leave { peer } => {
+                self.leave(peer);
+                self.order_dirty = true;
+                self.schedule().await;
+            }
             Msg::FromPeer { peer, msg } => {
                 if self.peers.contains_key(&peer) {
                     self.on_message(peer, msg).await;
@@ -352,6 +365,8 @@ impl Hub {
                     since: Instant::now(),
                 });
                 self.settle_waiters();
+                self.order_dirty = true;
+                self.schedule().await;
             }
             Msg::Get { index, reply } => {
                 let r = self
@@ -360,9 +375,12 @@ impl Hub {
                     .await
                     .map_err(|e| store_err(self.feed.name(), e));
                 let _ = reply.send(r);
-                return;
             }
-            Msg::SetEager => self.eager = true,
+            Msg::SetEager => {
+                self.eager = true;
+                self.order_dirty = true;
+                self.schedule().await;
+            }
             Msg::Append { blocks, reply } => {
                 let start = self.feed.len();
                 let r = self.feed.append_batch(&blocks).await;
@@ -385,7 +403,6 @@ impl Hub {
                 let _ = reply.send(r);
             }
         }
-        self.schedule().await;
     }
 
     fn sync_message(&self, peer: &Peer) -> Message {
@@ -495,6 +512,8 @@ impl Hub {
             .events
             .send(HubEvent::Misbehaved { peer, reason })
             .await;
+        self.order_dirty = true;
+        self.schedule().await;
     }
 
     /// The local replica cannot take a valid proof (its files were left
@@ -524,6 +543,8 @@ impl Hub {
             self.maybe_upgrade(id).await;
         }
         self.publish_state();
+        self.order_dirty = true;
+        self.schedule().await;
     }
 
     async fn on_message(&mut self, peer: PeerId, msg: Message) {
@@ -549,10 +570,12 @@ impl Hub {
                     self.send(peer, msg).await;
                 }
                 self.maybe_upgrade(peer).await;
+                self.fill(peer).await;
             }
             Message::Range(r) => {
                 let p = self.peers.get_mut(&peer).expect("checked");
                 p.haves.set_range(r.start, r.length, !r.drop);
+                self.fill(peer).await;
             }
             Message::Bitfield(Bitfield { start, bitfield }) => {
                 let p = self.peers.get_mut(&peer).expect("checked");
@@ -563,6 +586,7 @@ impl Hub {
                         }
                     }
                 }
+                self.fill(peer).await;
             }
             Message::Request(req) => self.on_request(peer, req).await,
             Message::Data(data) => self.on_data(peer, data).await,
@@ -577,6 +601,7 @@ impl Hub {
                         }
                     }
                     self.inflight.remove(&index);
+                    self.schedule().await;
                 }
             }
             Message::Cancel(_) | Message::Want(_) | Message::Unwant(_) => {}
@@ -702,6 +727,13 @@ impl Hub {
         }
         self.publish_state();
         self.settle_waiters();
+        if after.length != before.length {
+            // Blocks past the old length may be wanted now.
+            self.order_dirty = true;
+            self.schedule().await;
+        } else {
+            self.fill(peer).await;
+        }
     }
 
     /// Answers waiters whose blocks are all here, or cannot be.

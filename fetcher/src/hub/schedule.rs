@@ -12,6 +12,8 @@ use super::{mix, FetchError, Hub, Inflight, PeerId, REQUEST_TIMEOUT, SCHEDULE_WI
 
 /// How long a reader waits on one block before it jumps the rarest-first queue.
 const URGENT_AFTER: Duration = Duration::from_secs(10);
+/// How long a computed block order is used before it is ranked again.
+const ORDER_TTL: Duration = Duration::from_millis(100);
 
 impl Hub {
     /// Blocks wanted and not here or in flight: at most [`SCHEDULE_WINDOW`]
@@ -59,68 +61,125 @@ impl Hub {
         out
     }
 
+    /// The cached [`Self::wanted`] order, rebuilt when wants changed or it
+    /// is older than [`ORDER_TTL`] (peers' announcements shift rarity).
+    fn refresh_order(&mut self) {
+        if self.order_dirty || self.order_built.elapsed() > ORDER_TTL {
+            self.order = self.wanted();
+            self.order_built = Instant::now();
+            self.order_dirty = false;
+        }
+    }
+
+    /// Fills every peer's free request slots, least loaded peers first.
     pub(super) async fn schedule(&mut self) {
-        // Most calls come while every peer's window is full (a Range or a
-        // Synchronize arriving): then there is nothing to decide.
-        if !self.peers.values().any(|p| p.inflight < p.window()) {
+        let mut ids: Vec<(u32, usize, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.inflight < p.window())
+            .map(|(id, p)| (p.strikes, p.inflight, *id))
+            .collect();
+        ids.sort_unstable();
+        for (_, _, id) in ids {
+            self.fill(id).await;
+        }
+    }
+
+    /// Fills `peer`'s free request slots with the best wanted blocks it
+    /// has. Called when a slot frees (data, no-data, a timeout) or the peer
+    /// announces blocks, so each call walks the cached order once instead
+    /// of re-ranking every wanted block.
+    pub(super) async fn fill(&mut self, peer: PeerId) {
+        let info = self.feed.info();
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        if p.inflight >= p.window() || p.remote_fork != info.fork {
             return;
         }
-        let info = self.feed.info();
-        for index in self.wanted() {
-            // Prefer a peer that did not just fail this block; fall back to
-            // it when it is the only one that has the block.
-            let avoid = self.avoid.get(&index).copied();
-            // A peer whose requests timed out is asked only for blocks no
-            // other peer has.
-            let holders = || {
-                self.peers
-                    .iter()
-                    .filter(|(_, p)| p.haves.has(index) && p.remote_fork == info.fork)
-            };
-            let healthy_holder = holders().any(|(_, p)| p.strikes == 0);
-            let choice = holders()
-                .filter(|(_, p)| p.inflight < p.window() && (p.strikes == 0 || !healthy_holder))
-                .min_by_key(|(id, p)| (Some(**id) == avoid, p.strikes, p.inflight))
-                .map(|(id, _)| *id);
-            let Some(peer) = choice else {
-                if self.peers.values().all(|p| p.inflight >= p.window()) {
-                    break;
-                }
+        let free = p.window() - p.inflight;
+        let mut picks = Vec::new();
+        // Twice at most: once more when everything in the cached order is
+        // here or asked for, as more may be wanted past it (it holds at
+        // most SCHEDULE_WINDOW blocks).
+        for _ in 0..2 {
+            self.refresh_order();
+            let open = self.pick(peer, free, info.fork, &mut picks);
+            if open > 0 || self.order.len() < SCHEDULE_WINDOW {
+                break;
+            }
+            self.order_dirty = true;
+        }
+        for index in picks {
+            self.request(peer, index, info.fork).await;
+        }
+    }
+
+    /// Walks the cached order for up to `free` blocks `peer` should be
+    /// asked for; returns how many blocks in the order are still open
+    /// (neither here nor asked for), counting up to the last one looked at.
+    fn pick(&self, peer: PeerId, free: usize, fork: u64, picks: &mut Vec<u64>) -> usize {
+        let p = &self.peers[&peer];
+        let mut open = 0;
+        for &index in &self.order {
+            if self.feed.has(index) || self.inflight.contains_key(&index) {
                 continue;
-            };
-            let nodes = match self.feed.missing_nodes(index).await {
-                Ok(n) => n,
-                Err(e) => {
-                    debug!(feed = self.feed.name(), index, %e, "missing_nodes failed");
+            }
+            open += 1;
+            if picks.len() == free {
+                break;
+            }
+            if !p.haves.has(index) {
+                continue;
+            }
+            // A peer that just failed this block, or whose requests time
+            // out, is asked only when no healthy peer has the block.
+            if p.strikes > 0 || self.avoid.get(&index) == Some(&peer) {
+                let other = self.peers.iter().any(|(id, q)| {
+                    *id != peer && q.strikes == 0 && q.remote_fork == fork && q.haves.has(index)
+                });
+                if other {
                     continue;
                 }
-            };
-            let id = self.next_id;
-            self.next_id += 1;
-            self.requests.insert(id, (peer, index));
-            self.inflight.insert(
-                index,
-                Inflight {
-                    peer,
-                    id,
-                    sent: Instant::now(),
-                },
-            );
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.inflight += 1;
             }
-            let req = Request {
-                id,
-                fork: info.fork,
-                block: Some(RequestBlock { index, nodes }),
-                hash: None,
-                seek: None,
-                upgrade: None,
-                manifest: false,
-                priority: 0,
-            };
-            self.send(peer, Message::Request(req)).await;
+            picks.push(index);
         }
+        open
+    }
+
+    async fn request(&mut self, peer: PeerId, index: u64, fork: u64) {
+        let nodes = match self.feed.missing_nodes(index).await {
+            Ok(n) => n,
+            Err(e) => {
+                debug!(feed = self.feed.name(), index, %e, "missing_nodes failed");
+                return;
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.requests.insert(id, (peer, index));
+        self.inflight.insert(
+            index,
+            Inflight {
+                peer,
+                id,
+                sent: Instant::now(),
+            },
+        );
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.inflight += 1;
+        }
+        let req = Request {
+            id,
+            fork,
+            block: Some(RequestBlock { index, nodes }),
+            hash: None,
+            seek: None,
+            upgrade: None,
+            manifest: false,
+            priority: 0,
+        };
+        self.send(peer, Message::Request(req)).await;
     }
 
     /// Sends requests that timed out elsewhere; fails waiters past the end.
@@ -159,6 +218,7 @@ impl Hub {
             }
         }
         self.waiters.retain(|w| !w.done());
+        self.order_dirty = true;
         self.schedule().await;
     }
 }
