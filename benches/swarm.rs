@@ -69,6 +69,20 @@ fn tx_bytes(i: usize) -> u64 {
         .unwrap_or(0)
 }
 
+enum Kept {
+    Temp(tempfile::TempDir),
+    Path(std::path::PathBuf),
+}
+
+impl Kept {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Kept::Temp(t) => t.path(),
+            Kept::Path(p) => p,
+        }
+    }
+}
+
 struct Kill(Vec<Child>);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -97,6 +111,14 @@ fn main() {
         .prefix("hypernar-swarm-")
         .tempdir()
         .unwrap();
+    // HYPERNAR_SWARM_KEEP=1: keep the data and logs (the path is printed).
+    let tmp = if std::env::var_os("HYPERNAR_SWARM_KEEP").is_some() {
+        let kept = tmp.keep();
+        println!("keeping {}", kept.display());
+        Kept::Path(kept)
+    } else {
+        Kept::Temp(tmp)
+    };
     let root = tmp.path();
 
     // The path and its publisher.
@@ -183,7 +205,24 @@ fn main() {
         .max(peers as f64 * f / (u * (peers + 1) as f64));
     let mut done = vec![None; peers];
     let limit = Duration::from_secs_f64(t_min * 6.0 + 60.0);
+    // HYPERNAR_SWARM_TIMELINE=1: the seed's and the fetchers' upload rates
+    // each second, to see where a run loses time.
+    let timeline = std::env::var_os("HYPERNAR_SWARM_TIMELINE").is_some();
+    let fetchers_tx = || (1..=peers).map(tx_bytes).sum::<u64>();
+    let (mut last_tick, mut last_seed, mut last_peers) = (Instant::now(), tx0, fetchers_tx());
     while done.iter().any(Option::is_none) && started.elapsed() < limit {
+        if timeline && last_tick.elapsed() >= Duration::from_secs(1) {
+            let (seed_now, peers_now) = (tx_bytes(0), fetchers_tx());
+            let dt = last_tick.elapsed().as_secs_f64();
+            println!(
+                "t={:5.1}s seed up {:5.1} Mbit/s, fetchers up {:6.1} Mbit/s in all, {} done",
+                started.elapsed().as_secs_f64(),
+                (seed_now - last_seed) as f64 * 8.0 / dt / 1e6,
+                (peers_now - last_peers) as f64 * 8.0 / dt / 1e6,
+                done.iter().flatten().count()
+            );
+            (last_tick, last_seed, last_peers) = (Instant::now(), seed_now, peers_now);
+        }
         for (i, log) in logs.iter().enumerate() {
             if done[i].is_none() {
                 let text = std::fs::read_to_string(log).unwrap_or_default();

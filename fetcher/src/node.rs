@@ -7,7 +7,7 @@
 //! with `mirror`). Each connection runs the Hypercore protocol; each
 //! replication channel is a pump between the wire and the feed's hub.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +74,16 @@ struct Conn {
     commands: CommandTx,
     kill: Arc<Notify>,
     dialled: Option<String>,
+    /// Discovery keys of the feeds opened on this connection. hypercore-
+    /// protocol makes a second channel when a key is opened twice (say,
+    /// once as the remote offers it and once as a new feed is added here),
+    /// which would make the same remote two peers of one hub.
+    opened: Arc<Mutex<HashSet<[u8; 32]>>>,
+}
+
+/// Marks `dkey` opened in `opened`; false if it already was.
+fn claim(opened: &Mutex<HashSet<[u8; 32]>>, dkey: [u8; 32]) -> bool {
+    opened.lock().expect("opened lock").insert(dkey)
 }
 
 struct Inner {
@@ -246,6 +256,7 @@ impl Node {
                 .lock()
                 .expect("conns lock")
                 .values()
+                .filter(|c| claim(&c.opened, dkey))
                 .map(|c| c.commands.clone())
                 .collect();
             for c in commands {
@@ -405,12 +416,15 @@ impl Node {
         };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let kill = Arc::new(Notify::new());
+        let opened = Arc::new(Mutex::new(HashSet::new()));
+        let mut pumped = HashSet::new();
         self.inner.conns.lock().expect("conns lock").insert(
             id,
             Conn {
                 commands: protocol.commands(),
                 kill: kill.clone(),
                 dialled,
+                opened: opened.clone(),
             },
         );
         loop {
@@ -430,8 +444,9 @@ impl Node {
                         .feeds
                         .lock()
                         .expect("feeds lock")
-                        .values()
-                        .map(|e| e.key)
+                        .iter()
+                        .filter(|(dkey, _)| claim(&opened, **dkey))
+                        .map(|(_, e)| e.key)
                         .collect();
                     for key in keys {
                         if protocol.open(key).await.is_err() {
@@ -448,11 +463,15 @@ impl Node {
                         .expect("feeds lock")
                         .get(&dkey)
                         .map(|e| e.key);
-                    if let Some(key) = key {
+                    if let Some(key) = key.filter(|_| claim(&opened, dkey)) {
                         let _ = protocol.open(key).await;
                     }
                 }
                 Some(Ok(Event::Channel(channel))) => {
+                    if !pumped.insert(*channel.discovery_key()) {
+                        debug!(conn = id, "second channel for one feed ignored");
+                        continue;
+                    }
                     let hub = self
                         .inner
                         .feeds
@@ -469,6 +488,10 @@ impl Node {
                             .insert(peer, id);
                         tokio::spawn(pump(channel, hub, peer));
                     }
+                }
+                Some(Ok(Event::Close(dkey))) => {
+                    pumped.remove(&dkey);
+                    opened.lock().expect("opened lock").remove(&dkey);
                 }
                 Some(Ok(_)) => {}
             }

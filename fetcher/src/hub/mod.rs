@@ -18,11 +18,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 mod schedule;
+mod window;
 
 use crate::haves::Haves;
 
-/// Requests in flight to one peer at once.
-pub const MAX_INFLIGHT_PER_PEER: usize = 16;
+pub use window::MAX_WINDOW;
 /// Most blocks considered in one scheduling pass.
 pub const SCHEDULE_WINDOW: usize = 1024;
 /// A request not answered in this time goes to another peer.
@@ -179,6 +179,8 @@ struct Peer {
     /// Requests that timed out since this peer last delivered: a struck
     /// peer gets one request at a time and comes after the others.
     strikes: u32,
+    /// How many requests it may have in flight (see `window.rs`).
+    window: window::Window,
 }
 
 impl Peer {
@@ -186,7 +188,7 @@ impl Peer {
         if self.strikes > 0 {
             1
         } else {
-            MAX_INFLIGHT_PER_PEER
+            self.window.get()
         }
     }
 }
@@ -233,20 +235,11 @@ struct Hub {
     events: mpsc::Sender<HubEvent>,
     corrupt_uploads: bool,
     silent_uploads: bool,
-    /// Random per hub: breaks ties in block order differently on each node.
-    salt: u64,
     /// Wanted blocks, best first, as last ranked (see `schedule.rs`).
     order: Vec<u64>,
     order_built: Instant,
     /// The wants changed since `order` was ranked.
     order_dirty: bool,
-}
-
-/// A cheap 64-bit mixer (splitmix64's finaliser) for tie-breaking.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
-    x ^ (x >> 31)
 }
 
 /// Starts the hub of `feed`. With `eager`, it fetches every block any peer
@@ -278,7 +271,6 @@ pub fn spawn(
         events,
         corrupt_uploads: crate::fault::corrupt_uploads(),
         silent_uploads: crate::fault::silent_uploads(),
-        salt: rand::random(),
         order: Vec::new(),
         order_built: Instant::now(),
         order_dirty: true,
@@ -461,6 +453,7 @@ impl Hub {
             inflight: 0,
             upgrading: false,
             strikes: 0,
+            window: window::Window::default(),
         };
         let mut hello = vec![self.sync_message(&peer)];
         hello.extend(self.have_ranges().into_iter().map(Message::Range));
@@ -679,15 +672,20 @@ impl Hub {
             // Unrequested data is dropped: we store only what we asked for.
             return;
         };
+        let sent = if index == u64::MAX {
+            None
+        } else {
+            self.inflight.remove(&index).map(|r| r.sent)
+        };
         if let Some(p) = self.peers.get_mut(&peer) {
+            if let Some(sent) = sent {
+                p.window.delivered(sent.elapsed(), p.inflight);
+            }
             p.inflight = p.inflight.saturating_sub(1);
             p.strikes = 0;
             if index == u64::MAX {
                 p.upgrading = false;
             }
-        }
-        if index != u64::MAX {
-            self.inflight.remove(&index);
         }
         let got_block = data.block.as_ref().map(|b| b.index);
         if got_block.is_some_and(|b| b != index) {
