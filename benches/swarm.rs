@@ -148,7 +148,8 @@ fn main() {
         .arg(&seed_dir)
         .args(["--listen", &format!("{}:7469", ip(0))])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .env("RUST_LOG", "hypernar_fetcher=info")
+        .stderr(std::fs::File::create(root.join("seed.log")).unwrap())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -192,7 +193,7 @@ fn main() {
             }
         }
         cmd.arg(&store_path)
-            .env("RUST_LOG", "hypernar=info")
+            .env("RUST_LOG", "hypernar=info,hypernar_fetcher::fetch=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         procs.0.push(cmd.spawn().unwrap());

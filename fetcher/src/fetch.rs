@@ -87,6 +87,7 @@ impl BlockSource for HubSource {
                 self.requested_until = until;
             }
         }
+        let asked = std::time::Instant::now();
         tokio::time::timeout(self.deadline, self.hub.want(index, index + 1))
             .await
             .map_err(|_| Timeout {
@@ -94,6 +95,9 @@ impl BlockSource for HubSource {
                 index,
                 deadline: self.deadline,
             })??;
+        if asked.elapsed() > Duration::from_millis(1) {
+            tracing::debug!(feed = self.hub.name(), index, waited = ?asked.elapsed(), "block arrived");
+        }
         Ok(self.hub.get(index).await?)
     }
 }

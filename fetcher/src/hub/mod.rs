@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hypercore_protocol::schema::{Bitfield, Data, NoData, Range, Request, Synchronize};
+use hypercore_protocol::schema::{Bitfield, Cancel, Data, NoData, Range, Request, Synchronize};
 use hypercore_protocol::Message;
 use hypercore_schema::RequestUpgrade;
 use hypernar_feed::store::{Feed, FeedStore, StoreError};
@@ -18,11 +18,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 mod schedule;
+mod upload;
 mod window;
 
 use crate::haves::Haves;
 
 pub use window::MAX_WINDOW;
+/// Announcements this short may cancel a duplicate request (see `hedge`).
+const HEDGE_RANGE: u64 = 16;
 /// Most blocks considered in one scheduling pass.
 pub const SCHEDULE_WINDOW: usize = 1024;
 /// A request not answered in this time goes to another peer.
@@ -30,7 +33,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 /// Hub inbox size: a full inbox slows the peers feeding it.
 const INBOX: usize = 256;
 /// How often timeouts are checked.
-const TICK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(100);
 
 /// A replication channel, unique for the life of the process.
 pub type PeerId = u64;
@@ -181,6 +184,8 @@ struct Peer {
     strikes: u32,
     /// How many requests it may have in flight (see `window.rs`).
     window: window::Window,
+    /// It announced every block of the feed: a seed.
+    complete: bool,
 }
 
 impl Peer {
@@ -237,6 +242,8 @@ struct Hub {
     silent_uploads: bool,
     /// Wanted blocks, best first, as last ranked (see `schedule.rs`).
     order: Vec<u64>,
+    /// Duplicate uploads held back (see `upload.rs`).
+    uploads: upload::Uploads,
     order_built: Instant,
     /// The wants changed since `order` was ranked.
     order_dirty: bool,
@@ -272,6 +279,7 @@ pub fn spawn(
         corrupt_uploads: crate::fault::corrupt_uploads(),
         silent_uploads: crate::fault::silent_uploads(),
         order: Vec::new(),
+        uploads: upload::Uploads::default(),
         order_built: Instant::now(),
         order_dirty: true,
     };
@@ -350,15 +358,27 @@ impl Hub {
                 }
             }
             Msg::Want { start, end, reply } => {
+                // A reader asks for every block in turn, most of them here
+                // already or wanted by a wider want: only a want that adds
+                // blocks to fetch changes the schedule.
+                if (start..end).all(|i| self.feed.has(i)) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let covered = self
+                    .waiters
+                    .iter()
+                    .any(|w| !w.done() && w.start <= start && end <= w.end);
                 self.waiters.push(Waiter {
                     start,
                     end,
                     reply: Some(reply),
                     since: Instant::now(),
                 });
-                self.settle_waiters();
-                self.order_dirty = true;
-                self.schedule().await;
+                if !covered {
+                    self.order_dirty = true;
+                    self.schedule().await;
+                }
             }
             Msg::Get { index, reply } => {
                 let r = self
@@ -454,6 +474,7 @@ impl Hub {
             upgrading: false,
             strikes: 0,
             window: window::Window::default(),
+            complete: false,
         };
         let mut hello = vec![self.sync_message(&peer)];
         hello.extend(self.have_ranges().into_iter().map(Message::Range));
@@ -465,6 +486,7 @@ impl Hub {
 
     fn leave(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
+        self.uploads.forget(peer);
         self.inflight.retain(|_, r| r.peer != peer);
         self.requests.retain(|_, (p, _)| *p != peer);
     }
@@ -568,6 +590,17 @@ impl Hub {
             Message::Range(r) => {
                 let p = self.peers.get_mut(&peer).expect("checked");
                 p.haves.set_range(r.start, r.length, !r.drop);
+                if r.drop {
+                    p.complete = false;
+                } else if r.start == 0 && r.length > 0 && r.length >= p.remote_length {
+                    p.complete = true;
+                }
+                // A single block announced: someone just got it.
+                if !r.drop && r.length <= HEDGE_RANGE {
+                    for index in r.start..r.start + r.length {
+                        self.hedge(index, peer).await;
+                    }
+                }
                 self.fill(peer).await;
             }
             Message::Bitfield(Bitfield { start, bitfield }) => {
@@ -597,9 +630,41 @@ impl Hub {
                     self.schedule().await;
                 }
             }
-            Message::Cancel(_) | Message::Want(_) | Message::Unwant(_) => {}
+            Message::Cancel(c) => {
+                if self.uploads.cancel(peer, c.request) {
+                    debug!(
+                        feed = self.feed.name(),
+                        peer, "held duplicate upload cancelled"
+                    );
+                }
+            }
+            Message::Want(_) | Message::Unwant(_) => {}
             other => debug!(peer, ?other, "ignored message"),
         }
+    }
+
+    /// `index` is in flight at a seed and `holder` just announced it: the
+    /// seed most likely sent it to `holder` a moment ago and is holding our
+    /// request as a duplicate (see `upload.rs`). Cancel it there, so the
+    /// seed's upload goes to a block nobody has yet; [`Self::fill`] then
+    /// asks `holder`. Only young requests: an old one is on its way.
+    async fn hedge(&mut self, index: u64, holder: PeerId) {
+        let Some(r) = self.inflight.get(&index) else {
+            return;
+        };
+        let (at, id) = (r.peer, r.id);
+        if at == holder
+            || r.sent.elapsed() > upload::DUP_WINDOW
+            || !self.peers.get(&at).is_some_and(|p| p.complete)
+        {
+            return;
+        }
+        self.inflight.remove(&index);
+        self.requests.remove(&id);
+        if let Some(p) = self.peers.get_mut(&at) {
+            p.inflight = p.inflight.saturating_sub(1);
+        }
+        self.send(at, Message::Cancel(Cancel { request: id })).await;
     }
 
     async fn maybe_upgrade(&mut self, peer: PeerId) {
@@ -631,10 +696,28 @@ impl Hub {
         self.send(peer, Message::Request(req)).await;
     }
 
+    /// Whether this node seeds the feed: it writes it or has all of it.
+    fn seeding(&self) -> bool {
+        let info = self.feed.info();
+        info.writeable || (info.length > 0 && info.contiguous_length == info.length)
+    }
+
     async fn on_request(&mut self, peer: PeerId, req: Request) {
         if self.silent_uploads && req.block.is_some() {
             return;
         }
+        let req = if self.seeding() {
+            match self.uploads.admit(peer, req, Instant::now()) {
+                Some(req) => req,
+                None => return,
+            }
+        } else {
+            req
+        };
+        self.answer(peer, req).await;
+    }
+
+    async fn answer(&mut self, peer: PeerId, req: Request) {
         let id = req.id;
         let proof = self
             .feed

@@ -1,0 +1,162 @@
+//! Holding back a seed's duplicate uploads.
+//!
+//! When fetchers start together, two of them sometimes ask a seed for the
+//! same block within a few milliseconds: neither can know the other asked.
+//! The first gets it at once. The second is held for [`HOLD`]: by then the
+//! first has stored the block and announced it, and the second, seeing that
+//! announcement, cancels its request at the seed (hypercore's `Cancel`) and
+//! asks the first instead (see `on_range` in `mod.rs`). A held request that
+//! is not cancelled is answered when its time is up, so a requester that
+//! cannot reach the first recipient only waits a little longer.
+//!
+//! Only a node seeding the feed holds (it wrote the feed, or has all of
+//! it): a fetcher passing on a block it just got is *meant* to send it to
+//! every neighbour, and holding those would slow the swarm down.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hypercore_protocol::schema::Request;
+
+use super::PeerId;
+
+/// A second request for a block sent to another peer this recently is held.
+pub const DUP_WINDOW: Duration = Duration::from_secs(1);
+/// How long a held request waits for a cancel before it is answered.
+pub const HOLD: Duration = Duration::from_millis(150);
+/// Requests held for one peer at most; past that they are answered at once.
+pub const MAX_HELD_PER_PEER: usize = 32;
+
+#[derive(Debug, Default)]
+pub struct Uploads {
+    /// Block index → the peer it was last sent to, and when.
+    recent: HashMap<u64, (PeerId, Instant)>,
+    held: Vec<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    peer: PeerId,
+    req: Request,
+    since: Instant,
+}
+
+impl Uploads {
+    /// Whether to answer `peer`'s request now (and note the upload), or to
+    /// hold it: held requests come back from [`Uploads::due`].
+    pub fn admit(&mut self, peer: PeerId, req: Request, now: Instant) -> Option<Request> {
+        let Some(index) = req.block.as_ref().map(|b| b.index) else {
+            return Some(req);
+        };
+        let duplicate = self
+            .recent
+            .get(&index)
+            .is_some_and(|&(to, at)| to != peer && now.duration_since(at) < DUP_WINDOW);
+        let room = self.held.iter().filter(|h| h.peer == peer).count() < MAX_HELD_PER_PEER;
+        if duplicate && room {
+            self.held.push(Held {
+                peer,
+                req,
+                since: now,
+            });
+            return None;
+        }
+        self.recent.insert(index, (peer, now));
+        Some(req)
+    }
+
+    /// `peer` no longer wants request `id`: true if it was held (and is
+    /// now dropped).
+    pub fn cancel(&mut self, peer: PeerId, id: u64) -> bool {
+        let before = self.held.len();
+        self.held.retain(|h| !(h.peer == peer && h.req.id == id));
+        self.held.len() != before
+    }
+
+    /// Drops everything held for a peer that left.
+    pub fn forget(&mut self, peer: PeerId) {
+        self.held.retain(|h| h.peer != peer);
+    }
+
+    /// Held requests whose time is up, to answer now; also forgets uploads
+    /// older than [`DUP_WINDOW`].
+    pub fn due(&mut self, now: Instant) -> Vec<(PeerId, Request)> {
+        self.recent
+            .retain(|_, (_, at)| now.duration_since(*at) < DUP_WINDOW);
+        let (due, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| now.duration_since(h.since) >= HOLD);
+        self.held = keep;
+        due.into_iter().map(|h| (h.peer, h.req)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypercore_schema::RequestBlock;
+
+    fn req(id: u64, index: u64) -> Request {
+        Request {
+            id,
+            fork: 0,
+            block: Some(RequestBlock { index, nodes: 0 }),
+            hash: None,
+            seek: None,
+            upgrade: None,
+            manifest: false,
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn a_second_peer_asking_for_a_block_just_sent_is_held_then_answered() {
+        let mut u = Uploads::default();
+        let t = Instant::now();
+        assert!(u.admit(1, req(10, 5), t).is_some());
+        assert!(u.admit(2, req(20, 5), t).is_none(), "held");
+        assert!(u.due(t + HOLD / 2).is_empty());
+        let due = u.due(t + HOLD);
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].0, due[0].1.id), (2, 20));
+    }
+
+    #[test]
+    fn a_cancelled_held_request_is_never_answered() {
+        let mut u = Uploads::default();
+        let t = Instant::now();
+        u.admit(1, req(10, 5), t);
+        assert!(u.admit(2, req(20, 5), t).is_none());
+        assert!(!u.cancel(2, 99));
+        assert!(u.cancel(2, 20));
+        assert!(u.due(t + HOLD * 2).is_empty());
+    }
+
+    #[test]
+    fn the_same_peer_again_or_an_old_upload_is_answered_at_once() {
+        let mut u = Uploads::default();
+        let t = Instant::now();
+        u.admit(1, req(10, 5), t);
+        assert!(u.admit(1, req(11, 5), t).is_some(), "same peer");
+        assert!(
+            u.admit(2, req(20, 5), t + DUP_WINDOW).is_some(),
+            "old upload"
+        );
+        assert!(u.admit(3, req(30, 6), t).is_some(), "other block");
+    }
+
+    #[test]
+    fn holding_is_bounded_per_peer_and_dropped_when_it_leaves() {
+        let mut u = Uploads::default();
+        let t = Instant::now();
+        for i in 0..(MAX_HELD_PER_PEER as u64 + 5) {
+            u.admit(1, req(i, i), t);
+        }
+        let held = (0..(MAX_HELD_PER_PEER as u64 + 5))
+            .filter(|&i| u.admit(2, req(100 + i, i), t).is_none())
+            .count();
+        assert_eq!(held, MAX_HELD_PER_PEER);
+        u.forget(2);
+        assert!(u.due(t + HOLD).is_empty());
+    }
+}
