@@ -1,5 +1,6 @@
 //! Replication between real `hypernar` processes on loopback.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -95,30 +96,54 @@ fn kill_9_mid_transfer_then_resume_gives_identical_data() {
     let path = w.store_path("big");
     let a = serve(&w.data, &[], &[]);
     let b_data = w.tmp.path().join("b");
-    for ms in [150, 300, 600] {
-        let mut child = Command::new(bin())
-            .args([
-                "fetch",
-                "--data",
-                s(&b_data),
-                "--trust",
-                &id,
-                "--peer",
-                &a.addr,
-                &path,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+    // Every run logs the blocks it requests and the blocks it has verified
+    // and stored; a block stored by an earlier run is never asked for again.
+    let run = |log: &std::path::Path| {
+        Command::new(bin())
+            .args(["fetch", "--data", s(&b_data), "--trust", &id])
+            .args(["--peer", &a.addr, "--timeout", "20", &path])
+            .env("RUST_LOG", "hypernar_fetcher::hub=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(ms));
+            .unwrap()
+    };
+    let logs = w.tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut stored = BTreeSet::new();
+    // Killed three times, each after it has stored 60 more blocks (of the
+    // path's 384), so every run is cut mid-transfer.
+    for round in 0..3 {
+        let log = logs.join(format!("killed-{round}.log"));
+        let mut child = run(&log);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.matches("block stored").count() >= 60 || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let _ = child.kill();
         let _ = child.wait();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let requested = blocks_logged(&text, "block requested");
+        let again: Vec<_> = requested.intersection(&stored).collect();
+        assert!(again.is_empty(), "fetched again after kill -9: {again:?}");
+        stored.extend(blocks_logged(&text, "block stored"));
     }
-    assert_fetched(&fetch(&b_data, &id, &[&a.addr], &path), &w, "big");
+    assert!(!stored.is_empty(), "no block was stored before the kills");
+    let log = logs.join("resumed.log");
+    let out = run(&log).wait_with_output().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "resumed fetch: {text}");
+    assert_eq!(sha256(&out.stdout), sha256(&w.path("big").nar));
+    let requested = blocks_logged(&text, "block requested");
+    assert!(!requested.is_empty(), "the kills left nothing to resume");
+    let again: Vec<_> = requested.intersection(&stored).collect();
+    assert!(again.is_empty(), "fetched again after kill -9: {again:?}");
     drop(a);
-    // Nothing is fetched again: with every peer gone, fetch still completes
-    // from the blocks already stored.
+    // With every peer gone, fetch still completes from the blocks stored.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -137,6 +162,23 @@ fn kill_9_mid_transfer_then_resume_gives_identical_data() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(sha256(&out.stdout), sha256(&w.path("big").nar));
+}
+
+/// (feed, block) pairs of the hub's debug lines with `message` in a log.
+fn blocks_logged(log: &str, message: &str) -> BTreeSet<(String, u64)> {
+    let field = |line: &str, name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .map(|v| v.trim_matches('"').to_owned())
+    };
+    log.lines()
+        .filter(|l| l.contains(message))
+        .filter_map(|l| {
+            let feed = field(l, "feed=")?;
+            let index = field(l, "index=")?.parse().ok()?;
+            Some((feed, index))
+        })
+        .collect()
 }
 
 #[test]

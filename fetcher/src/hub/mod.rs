@@ -786,6 +786,9 @@ impl Hub {
             Err(e) if Feed::is_bad_proof(&e) => return self.misbehaved(peer, e.to_string()).await,
             Err(e) => return self.damaged(e).await,
         }
+        if let Some(index) = got_block {
+            debug!(feed = self.feed.name(), index, peer, "block stored");
+        }
         let after = self.feed.info();
         if after.length != before.length {
             self.announce_length().await;

@@ -161,6 +161,7 @@ impl Hub {
         };
         let id = self.next_id;
         self.next_id += 1;
+        debug!(feed = self.feed.name(), index, peer, "block requested");
         self.requests.insert(id, (peer, index));
         self.inflight.insert(
             index,
