@@ -164,6 +164,108 @@ fn kill_9_mid_transfer_then_resume_gives_identical_data() {
     assert_eq!(sha256(&out.stdout), sha256(&w.path("big").nar));
 }
 
+#[test]
+fn a_peer_that_asks_for_blocks_and_reads_none_cannot_fill_our_memory() {
+    use futures::StreamExt;
+    use hypercore_protocol::schema::Request;
+    use hypercore_protocol::{Event, Message};
+    use hypercore_schema::RequestBlock;
+
+    // 8 MiB that does not compress: 32 blocks of 256 KiB.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let w = World::new(&[raw("noise", noise, Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    let a = serve(&w.data, &[], &[]);
+    let key = w
+        .secret()
+        .feed_signing_key(DATA_FEED_0)
+        .verifying_key()
+        .to_bytes();
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            * 1024
+    };
+    let before = rss(a.child.id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // 4000 requests (1 GiB of answers) on one channel, then no more reading.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = a.addr.clone();
+    let stop2 = stop.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let holder = rt.spawn(async move {
+        let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut protocol, _) = hypernar_fetcher::wire::protocol(stream, true).unwrap();
+        protocol.open(key).await.unwrap();
+        let mut tx = Some(tx);
+        loop {
+            if stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                // Hold the connection open and never read it again.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            let ev = tokio::time::timeout(Duration::from_millis(20), protocol.next()).await;
+            if let Ok(Some(Ok(Event::Channel(channel)))) = ev {
+                if let Some(tx) = tx.take() {
+                    tokio::spawn(async move {
+                        for id in 1..=4000u64 {
+                            let req = Request {
+                                id,
+                                fork: 0,
+                                block: Some(RequestBlock {
+                                    index: 1 + id % 32,
+                                    nodes: 0,
+                                }),
+                                hash: None,
+                                seek: None,
+                                upgrade: None,
+                                manifest: false,
+                                priority: 0,
+                            };
+                            channel.send(Message::Request(req)).await.unwrap();
+                        }
+                        let _ = tx.send(channel);
+                    });
+                }
+            }
+        }
+    });
+    let _channel = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("requests sent");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The node has read the requests; give it time to answer what it will.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss(a.child.id());
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown < 160 << 20,
+        "the node grew by {} MiB for a peer that reads nothing",
+        grown >> 20
+    );
+    // It still serves everyone else.
+    let id = identity(&w);
+    let out = fetch(
+        &w.tmp.path().join("b"),
+        &id,
+        &[&a.addr],
+        &w.store_path("noise"),
+    );
+    assert_fetched(&out, &w, "noise");
+    holder.abort();
+}
+
 /// (feed, block) pairs of the hub's debug lines with `message` in a log.
 fn blocks_logged(log: &str, message: &str) -> BTreeSet<(String, u64)> {
     let field = |line: &str, name: &str| {

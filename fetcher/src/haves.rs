@@ -25,15 +25,24 @@ impl Haves {
                 self.words.resize(need, 0);
             }
         }
-        for i in start..end {
+        // A word at a time: a peer announcing 2^27 blocks costs 2^21 words.
+        let mut i = start;
+        while i < end {
             let (w, b) = ((i / 64) as usize, i % 64);
+            let n = (64 - b).min(end - i);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << b
+            };
             if let Some(word) = self.words.get_mut(w) {
                 if present {
-                    *word |= 1 << b;
+                    *word |= mask;
                 } else {
-                    *word &= !(1 << b);
+                    *word &= !mask;
                 }
             }
+            i += n;
         }
     }
 
@@ -58,5 +67,34 @@ mod tests {
         h.set_range(u64::MAX - 5, 10, true);
         assert!(!h.has(u64::MAX - 1));
         assert!(h.words.len() <= 2);
+    }
+
+    #[test]
+    fn word_boundaries_match_a_bit_by_bit_model() {
+        let mut h = Haves::default();
+        let mut model = vec![false; 300];
+        let ops = [
+            (0, 64, true),
+            (63, 2, false),
+            (100, 150, true),
+            (128, 64, false),
+            (5, 1, true),
+            (191, 1, true),
+            (250, 40, true),
+            (0, 0, true),
+        ];
+        for (start, len, present) in ops {
+            h.set_range(start, len, present);
+            for i in start..start + len {
+                model[i as usize] = present;
+            }
+            for (i, &m) in model.iter().enumerate() {
+                assert_eq!(
+                    h.has(i as u64),
+                    m,
+                    "block {i} after {start}+{len}={present}"
+                );
+            }
+        }
     }
 }

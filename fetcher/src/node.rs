@@ -10,13 +10,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
-use hypercore_protocol::{discovery_key, Channel, CommandTx, Event};
+use hypercore_protocol::{discovery_key, Channel, CommandTx, Event, Message};
 use hypernar_feed::format::identity::Identity;
 use hypernar_feed::format::record::{FeedRole, Record};
 use hypernar_feed::store::{FeedStore, StoreError};
@@ -36,6 +36,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// at most 16 requests in flight each way, a block answer is never the one
 /// dropped unless a peer floods us with requests.
 pub const PEER_QUEUE: usize = 1024;
+/// A peer whose connection has not taken a byte for this long is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// What a node serves and whom it talks to.
 #[derive(Debug, Clone)]
@@ -410,7 +412,7 @@ impl Node {
     }
 
     async fn run_conn(self, stream: TcpStream, initiator: bool, dialled: Option<String>) {
-        let mut protocol = match wire::protocol(stream, initiator) {
+        let (mut protocol, load) = match wire::protocol(stream, initiator) {
             Ok(p) => p,
             Err(e) => return warn!(%e, "connection setup failed"),
         };
@@ -486,7 +488,7 @@ impl Node {
                             .lock()
                             .expect("peer lock")
                             .insert(peer, id);
-                        tokio::spawn(pump(channel, hub, peer));
+                        tokio::spawn(pump(channel, hub, peer, load.clone()));
                     }
                 }
                 Some(Ok(Event::Close(dkey))) => {
@@ -541,9 +543,13 @@ impl Node {
 }
 
 /// Moves messages between one replication channel and its feed's hub.
-async fn pump(mut channel: Channel, hub: HubHandle, peer: PeerId) {
+/// Before passing on a block, it waits while the connection has more than
+/// [`wire::MAX_UNSENT`] bytes it could not write yet; a peer that reads
+/// nothing for [`WRITE_STALL`] is dropped.
+async fn pump(mut channel: Channel, hub: HubHandle, peer: PeerId, load: Arc<wire::Load>) {
     let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
-    hub.join(peer, tx).await;
+    let answers = Arc::new(AtomicUsize::new(0));
+    hub.join(peer, tx, answers.clone()).await;
     loop {
         tokio::select! {
             msg = channel.next() => match msg {
@@ -556,6 +562,21 @@ async fn pump(mut channel: Channel, hub: HubHandle, peer: PeerId) {
             },
             out = rx.recv() => match out {
                 Some(msg) => {
+                    if let Message::Data(d) = &msg {
+                        answers.fetch_sub(1, Ordering::Relaxed);
+                        let stalled = Instant::now();
+                        while load.unsent() > wire::MAX_UNSENT {
+                            if stalled.elapsed() > WRITE_STALL {
+                                warn!(peer, "peer reads nothing; disconnecting");
+                                hub.leave(peer).await;
+                                let _ = channel.close().await;
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        let bytes = d.block.as_ref().map_or(0, |b| b.value.len());
+                        load.queue(bytes as u64 + 64);
+                    }
                     if channel.send(msg).await.is_err() {
                         break;
                     }

@@ -9,6 +9,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -34,10 +36,40 @@ pub enum WireError {
 #[derive(Debug)]
 pub struct FramedTcp {
     inner: Framed<TcpStream, LengthDelimitedCodec>,
+    /// Bytes handed to the socket so far (see [`Load`]).
+    sent: Arc<AtomicU64>,
+}
+
+/// How far a connection's writer is behind: hypercore-protocol moves every
+/// message it is given into an unbounded write queue, so a peer that asks
+/// for blocks and does not read them would grow it without end. The pumps
+/// count what they hand to the protocol, the socket what it writes; a pump
+/// waits while the difference is over [`MAX_UNSENT`].
+#[derive(Debug, Default)]
+pub struct Load {
+    queued: AtomicU64,
+    sent: Arc<AtomicU64>,
+}
+
+/// Bytes a connection may have queued and not yet written.
+pub const MAX_UNSENT: u64 = 8 << 20;
+
+impl Load {
+    pub fn queue(&self, bytes: u64) {
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes queued and not written yet (an underestimate: what is written
+    /// includes framing and encryption).
+    pub fn unsent(&self) -> u64 {
+        self.queued
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.sent.load(Ordering::Relaxed))
+    }
 }
 
 impl FramedTcp {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: TcpStream, sent: Arc<AtomicU64>) -> Self {
         let codec = LengthDelimitedCodec::builder()
             .length_field_length(3)
             .little_endian()
@@ -45,6 +77,7 @@ impl FramedTcp {
             .new_codec();
         FramedTcp {
             inner: Framed::new(stream, codec),
+            sent,
         }
     }
 }
@@ -64,6 +97,7 @@ impl Sink<Vec<u8>> for FramedTcp {
         Pin::new(&mut self.inner).poll_ready(cx)
     }
     fn start_send(mut self: Pin<&mut Self>, item: Vec<u8>) -> io::Result<()> {
+        self.sent.fetch_add(item.len() as u64, Ordering::Relaxed);
         Pin::new(&mut self.inner).start_send(Bytes::from(item))
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -76,9 +110,11 @@ impl Sink<Vec<u8>> for FramedTcp {
 
 /// Wraps a connected TCP stream in the Hypercore protocol. The dialling
 /// side is the Noise initiator.
-pub fn protocol(stream: TcpStream, initiator: bool) -> Result<Protocol, WireError> {
+/// The replication protocol over `stream`, and the connection's [`Load`].
+pub fn protocol(stream: TcpStream, initiator: bool) -> Result<(Protocol, Arc<Load>), WireError> {
     let _ = stream.set_nodelay(true);
-    let framed = Box::new(FramedTcp::new(stream));
+    let load = Arc::new(Load::default());
+    let framed = Box::new(FramedTcp::new(stream, load.sent.clone()));
     let cipher = if initiator {
         let ss = SecStream::new_initiator_xx(&[])?;
         Cipher::new(Some(framed), ss.into())
@@ -87,5 +123,5 @@ pub fn protocol(stream: TcpStream, initiator: bool) -> Result<Protocol, WireErro
         let ss = SecStream::new_responder_xx(&keypair, &[])?;
         Cipher::new(Some(framed), ss.into())
     };
-    Ok(Protocol::new(Box::new(cipher)))
+    Ok((Protocol::new(Box::new(cipher)), load))
 }

@@ -8,6 +8,8 @@
 //! time, so nothing needs a lock.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hypercore_protocol::schema::{Bitfield, Cancel, Data, NoData, Range, Request, Synchronize};
@@ -24,6 +26,8 @@ mod window;
 use crate::haves::Haves;
 
 pub use window::MAX_WINDOW;
+/// Blocks waiting for one peer past which its requests are dropped.
+const MAX_QUEUED_ANSWERS: usize = 64;
 /// Announcements this short may cancel a duplicate request (see `hedge`).
 const HEDGE_RANGE: u64 = 16;
 /// Most blocks considered in one scheduling pass.
@@ -74,6 +78,7 @@ enum Msg {
     Join {
         peer: PeerId,
         out: mpsc::Sender<Message>,
+        answers: Arc<AtomicUsize>,
     },
     Leave {
         peer: PeerId,
@@ -121,8 +126,15 @@ impl HubHandle {
         &self.name
     }
 
-    pub(crate) async fn join(&self, peer: PeerId, out: mpsc::Sender<Message>) {
-        let _ = self.tx.send(Msg::Join { peer, out }).await;
+    /// A peer joins: its messages go to `out`; `answers` counts the blocks
+    /// queued there, which its pump takes off as it sends them.
+    pub(crate) async fn join(
+        &self,
+        peer: PeerId,
+        out: mpsc::Sender<Message>,
+        answers: Arc<AtomicUsize>,
+    ) {
+        let _ = self.tx.send(Msg::Join { peer, out, answers }).await;
     }
 
     pub(crate) async fn leave(&self, peer: PeerId) {
@@ -173,6 +185,8 @@ impl HubHandle {
 
 struct Peer {
     out: mpsc::Sender<Message>,
+    /// Blocks queued in `out`, not yet taken by the pump.
+    answers: Arc<AtomicUsize>,
     synced: bool,
     remote_length: u64,
     remote_fork: u64,
@@ -341,7 +355,7 @@ impl Hub {
     async fn handle(&mut self, msg: Msg) {
         match msg {
             // A new peer has announced nothing yet: nothing to ask it.
-            Msg::Join { peer, out } => self.join(peer, out).await,
+            Msg::Join { peer, out, answers } => self.join(peer, out, answers).await,
             Msg::Leave { peer } => {
                 self.leave(peer);
                 self.order_dirty = true;
@@ -463,9 +477,10 @@ impl Hub {
         out
     }
 
-    async fn join(&mut self, id: PeerId, out: mpsc::Sender<Message>) {
+    async fn join(&mut self, id: PeerId, out: mpsc::Sender<Message>, answers: Arc<AtomicUsize>) {
         let peer = Peer {
             out,
+            answers,
             synced: false,
             remote_length: 0,
             remote_fork: 0,
@@ -706,6 +721,21 @@ impl Hub {
         if self.silent_uploads && req.block.is_some() {
             return;
         }
+        // Answers wait in the peer's queue until its connection takes them:
+        // a peer that asks for more than it reads gets no more, so one
+        // cannot make us hold more than MAX_QUEUED_ANSWERS blocks for it.
+        // An honest peer keeps at most MAX_WINDOW requests in flight.
+        if self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.answers.load(Ordering::Relaxed) >= MAX_QUEUED_ANSWERS)
+        {
+            debug!(
+                feed = self.feed.name(),
+                peer, "peer's queue is full; request dropped"
+            );
+            return;
+        }
         let req = if self.seeding() {
             match self.uploads.admit(peer, req, Instant::now()) {
                 Some(req) => req,
@@ -747,7 +777,21 @@ impl Hub {
                 Message::NoData(NoData { request: id })
             }
         };
-        self.send(peer, msg).await;
+        // Counted before it is queued (the pump counts it off when it takes
+        // it), uncounted if the queue refuses it.
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let data = matches!(msg, Message::Data(_));
+        if data {
+            p.answers.fetch_add(1, Ordering::Relaxed);
+        }
+        if p.out.try_send(msg).is_err() {
+            debug!(peer, "peer queue full; answer dropped");
+            if data {
+                p.answers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     async fn on_data(&mut self, peer: PeerId, data: Data) {
