@@ -32,9 +32,9 @@ use crate::wire;
 pub const BAN_TIME: Duration = Duration::from_secs(600);
 /// Time allowed for a TCP connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages queued from a hub to one peer channel (see `Hub::send`): with
-/// at most 16 requests in flight each way, a block answer is never the one
-/// dropped unless a peer floods us with requests.
+/// Messages queued from a hub to one peer channel (see `Hub::send`): room
+/// for announcements besides the at most 64 block answers a hub queues for
+/// one peer (an honest peer keeps at most 32 requests in flight).
 pub const PEER_QUEUE: usize = 1024;
 /// A peer whose connection has not taken a byte for this long is dropped.
 const WRITE_STALL: Duration = Duration::from_secs(60);

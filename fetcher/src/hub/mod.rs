@@ -510,8 +510,8 @@ impl Hub {
     /// stall the feed for all. The queue holds [`crate::node::PEER_QUEUE`]
     /// messages; past that the message is dropped, which is safe: a dropped
     /// request or block times out and is asked of another peer, a dropped
-    /// announcement only makes us look less useful. Memory stays bounded
-    /// (at most that many blocks per peer).
+    /// announcement only makes us look less useful. Block answers go
+    /// through `answer`, which keeps at most MAX_QUEUED_ANSWERS per peer.
     async fn send(&mut self, peer: PeerId, msg: Message) {
         if let Some(p) = self.peers.get(&peer) {
             if p.out.try_send(msg).is_err() {
