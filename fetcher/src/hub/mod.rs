@@ -832,6 +832,7 @@ impl Hub {
         }
         if let Some(index) = got_block {
             debug!(feed = self.feed.name(), index, peer, "block stored");
+            self.avoid.remove(&index);
         }
         let after = self.feed.info();
         if after.length != before.length {
