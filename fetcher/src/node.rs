@@ -36,7 +36,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// for announcements besides the at most 64 block answers a hub queues for
 /// one peer (an honest peer keeps at most 32 requests in flight).
 pub const PEER_QUEUE: usize = 1024;
-/// A peer whose connection has not taken a byte for this long is dropped.
+/// A channel waiting this long on a connection that writes nothing is closed.
 const WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// What a node serves and whom it talks to.
@@ -544,8 +544,8 @@ impl Node {
 
 /// Moves messages between one replication channel and its feed's hub.
 /// Before passing on a block, it waits while the connection has more than
-/// [`wire::MAX_UNSENT`] bytes it could not write yet; a peer that reads
-/// nothing for [`WRITE_STALL`] is dropped.
+/// [`wire::MAX_UNSENT`] bytes it could not write yet; if the connection
+/// writes nothing for [`WRITE_STALL`] meanwhile, the channel is closed.
 async fn pump(mut channel: Channel, hub: HubHandle, peer: PeerId, load: Arc<wire::Load>) {
     let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
     let answers = Arc::new(AtomicUsize::new(0));
@@ -564,10 +564,12 @@ async fn pump(mut channel: Channel, hub: HubHandle, peer: PeerId, load: Arc<wire
                 Some(msg) => {
                     if let Message::Data(d) = &msg {
                         answers.fetch_sub(1, Ordering::Relaxed);
-                        let stalled = Instant::now();
+                        let (mut progress, mut sent) = (Instant::now(), load.sent());
                         while load.unsent() > wire::MAX_UNSENT {
-                            if stalled.elapsed() > WRITE_STALL {
-                                warn!(peer, "peer reads nothing; disconnecting");
+                            if load.sent() != sent {
+                                (progress, sent) = (Instant::now(), load.sent());
+                            } else if progress.elapsed() > WRITE_STALL {
+                                warn!(peer, "peer has read nothing for a minute; closing its channel");
                                 hub.leave(peer).await;
                                 let _ = channel.close().await;
                                 return;

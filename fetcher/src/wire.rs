@@ -59,6 +59,11 @@ impl Load {
         self.queued.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Bytes written so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     /// Bytes queued and not written yet (an underestimate: what is written
     /// includes framing and encryption).
     pub fn unsent(&self) -> u64 {
