@@ -8,11 +8,11 @@
 //! time, so nothing needs a lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hypercore_protocol::schema::{Bitfield, Cancel, Data, NoData, Range, Request, Synchronize};
+use hypercore_protocol::schema::{Bitfield, Data, NoData, Range, Request, Synchronize};
 use hypercore_protocol::Message;
 use hypercore_schema::RequestUpgrade;
 use hypernar_feed::store::{Feed, FeedStore, StoreError};
@@ -358,8 +358,7 @@ impl Hub {
             Msg::Join { peer, out, answers } => self.join(peer, out, answers).await,
             Msg::Leave { peer } => {
                 self.leave(peer);
-                self.order_dirty = true;
-                self.schedule().await;
+                self.reschedule().await;
             }
             Msg::FromPeer { peer, msg } => {
                 if self.peers.contains_key(&peer) {
@@ -390,8 +389,7 @@ impl Hub {
                     since: Instant::now(),
                 });
                 if !covered {
-                    self.order_dirty = true;
-                    self.schedule().await;
+                    self.reschedule().await;
                 }
             }
             Msg::Get { index, reply } => {
@@ -404,8 +402,7 @@ impl Hub {
             }
             Msg::SetEager => {
                 self.eager = true;
-                self.order_dirty = true;
-                self.schedule().await;
+                self.reschedule().await;
             }
             Msg::Append { blocks, reply } => {
                 let start = self.feed.len();
@@ -542,8 +539,7 @@ impl Hub {
             .events
             .send(HubEvent::Misbehaved { peer, reason })
             .await;
-        self.order_dirty = true;
-        self.schedule().await;
+        self.reschedule().await;
     }
 
     /// The local replica cannot take a valid proof (its files were left
@@ -573,8 +569,7 @@ impl Hub {
             self.maybe_upgrade(id).await;
         }
         self.publish_state();
-        self.order_dirty = true;
-        self.schedule().await;
+        self.reschedule().await;
     }
 
     async fn on_message(&mut self, peer: PeerId, msg: Message) {
@@ -658,30 +653,6 @@ impl Hub {
         }
     }
 
-    /// `index` is in flight at a seed and `holder` just announced it: the
-    /// seed most likely sent it to `holder` a moment ago and is holding our
-    /// request as a duplicate (see `upload.rs`). Cancel it there, so the
-    /// seed's upload goes to a block nobody has yet; [`Self::fill`] then
-    /// asks `holder`. Only young requests: an old one is on its way.
-    async fn hedge(&mut self, index: u64, holder: PeerId) {
-        let Some(r) = self.inflight.get(&index) else {
-            return;
-        };
-        let (at, id) = (r.peer, r.id);
-        if at == holder
-            || r.sent.elapsed() > upload::DUP_WINDOW
-            || !self.peers.get(&at).is_some_and(|p| p.complete)
-        {
-            return;
-        }
-        self.inflight.remove(&index);
-        self.requests.remove(&id);
-        if let Some(p) = self.peers.get_mut(&at) {
-            p.inflight = p.inflight.saturating_sub(1);
-        }
-        self.send(at, Message::Cancel(Cancel { request: id })).await;
-    }
-
     async fn maybe_upgrade(&mut self, peer: PeerId) {
         let info = self.feed.info();
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -709,89 +680,6 @@ impl Hub {
             priority: 0,
         };
         self.send(peer, Message::Request(req)).await;
-    }
-
-    /// Whether this node seeds the feed: it writes it or has all of it.
-    fn seeding(&self) -> bool {
-        let info = self.feed.info();
-        info.writeable || (info.length > 0 && info.contiguous_length == info.length)
-    }
-
-    async fn on_request(&mut self, peer: PeerId, req: Request) {
-        if self.silent_uploads && req.block.is_some() {
-            return;
-        }
-        // Answers wait in the peer's queue until its connection takes them:
-        // a peer that asks for more than it reads gets no more, so one
-        // cannot make us hold more than MAX_QUEUED_ANSWERS blocks for it.
-        // An honest peer keeps at most MAX_WINDOW requests in flight.
-        if self
-            .peers
-            .get(&peer)
-            .is_some_and(|p| p.answers.load(Ordering::Relaxed) >= MAX_QUEUED_ANSWERS)
-        {
-            debug!(
-                feed = self.feed.name(),
-                peer, "peer's queue is full; request dropped"
-            );
-            return;
-        }
-        let req = if self.seeding() {
-            match self.uploads.admit(peer, req, Instant::now()) {
-                Some(req) => req,
-                None => return,
-            }
-        } else {
-            req
-        };
-        self.answer(peer, req).await;
-    }
-
-    async fn answer(&mut self, peer: PeerId, req: Request) {
-        let id = req.id;
-        let proof = self
-            .feed
-            .create_proof(req.block, req.hash, req.seek, req.upgrade)
-            .await;
-        let msg = match proof {
-            Ok(Some(proof)) => {
-                let mut data = Data {
-                    request: id,
-                    fork: proof.fork,
-                    hash: proof.hash,
-                    block: proof.block,
-                    seek: proof.seek,
-                    upgrade: proof.upgrade,
-                };
-                if self.corrupt_uploads {
-                    if let Some(b) = data.block.as_mut().filter(|b| !b.value.is_empty()) {
-                        let mid = b.value.len() / 2;
-                        b.value[mid] ^= 0x01;
-                    }
-                }
-                Message::Data(data)
-            }
-            Ok(None) => Message::NoData(NoData { request: id }),
-            Err(e) => {
-                debug!(feed = self.feed.name(), peer, %e, "cannot answer request");
-                Message::NoData(NoData { request: id })
-            }
-        };
-        // Counted before it is queued (the pump counts it off when it takes
-        // it), uncounted if the queue refuses it.
-        let Some(p) = self.peers.get(&peer) else {
-            return;
-        };
-        let data = matches!(msg, Message::Data(_));
-        if data {
-            p.answers.fetch_add(1, Ordering::Relaxed);
-        }
-        if p.out.try_send(msg).is_err() {
-            debug!(peer, "peer queue full; answer dropped");
-            if data {
-                p.answers.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
     }
 
     async fn on_data(&mut self, peer: PeerId, data: Data) {
@@ -858,8 +746,7 @@ impl Hub {
         self.settle_waiters();
         if after.length != before.length {
             // Blocks past the old length may be wanted now.
-            self.order_dirty = true;
-            self.schedule().await;
+            self.reschedule().await;
         } else {
             self.fill(peer).await;
         }

@@ -82,6 +82,13 @@ impl Hub {
         }
     }
 
+    /// The wants, the peers or the feed changed: rank again, then fill
+    /// every peer's free slots.
+    pub(super) async fn reschedule(&mut self) {
+        self.order_dirty = true;
+        self.schedule().await;
+    }
+
     /// Fills every peer's free request slots, least loaded peers first.
     pub(super) async fn schedule(&mut self) {
         let mut ids: Vec<(u32, usize, PeerId)> = self
@@ -149,6 +156,30 @@ impl Hub {
             .into_iter()
             .map(|k| candidates[k])
             .collect()
+    }
+
+    /// `index` is in flight at a seed and `holder` just announced it: the
+    /// seed most likely sent it to `holder` a moment ago and is holding our
+    /// request as a duplicate (see `upload.rs`). Cancel it there, so the
+    /// seed's upload goes to a block nobody has yet; [`Self::fill`] then
+    /// asks `holder`. Only young requests: an old one is on its way.
+    pub(super) async fn hedge(&mut self, index: u64, holder: PeerId) {
+        let Some(r) = self.inflight.get(&index) else {
+            return;
+        };
+        let (at, id) = (r.peer, r.id);
+        if at == holder
+            || r.sent.elapsed() > super::upload::DUP_WINDOW
+            || !self.peers.get(&at).is_some_and(|p| p.complete)
+        {
+            return;
+        }
+        self.inflight.remove(&index);
+        self.requests.remove(&id);
+        if let Some(p) = self.peers.get_mut(&at) {
+            p.inflight = p.inflight.saturating_sub(1);
+        }
+        self.send(at, Message::Cancel(Cancel { request: id })).await;
     }
 
     async fn request(&mut self, peer: PeerId, index: u64, fork: u64) {
@@ -230,7 +261,6 @@ impl Hub {
             }
         }
         self.waiters.retain(|w| !w.done());
-        self.order_dirty = true;
-        self.schedule().await;
+        self.reschedule().await;
     }
 }

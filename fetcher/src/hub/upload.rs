@@ -1,11 +1,12 @@
-//! Holding back a seed's duplicate uploads.
+//! The uploading side of a hub: answering peers' requests, and holding
+//! back a seed's duplicate uploads.
 //!
 //! When fetchers start together, two of them sometimes ask a seed for the
 //! same block within a few milliseconds: neither can know the other asked.
 //! The first gets it at once. The second is held for [`HOLD`]: by then the
 //! first has stored the block and announced it, and the second, seeing that
 //! announcement, cancels its request at the seed (hypercore's `Cancel`) and
-//! asks the first instead (see `on_range` in `mod.rs`). A held request that
+//! asks the first instead (`Hub::hedge` in `schedule.rs`). A held request that
 //! is not cancelled is answered when its time is up, so a requester that
 //! cannot reach the first recipient only waits a little longer.
 //!
@@ -14,11 +15,14 @@
 //! every neighbour, and holding those would slow the swarm down.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hypercore_protocol::schema::Request;
+use hypercore_protocol::schema::{Data, NoData, Request};
+use hypercore_protocol::Message;
+use tracing::debug;
 
-use super::PeerId;
+use super::{Hub, PeerId, MAX_QUEUED_ANSWERS};
 
 /// A second request for a block sent to another peer this recently is held.
 pub const DUP_WINDOW: Duration = Duration::from_secs(1);
@@ -52,8 +56,7 @@ impl Uploads {
             .recent
             .get(&index)
             .is_some_and(|&(to, at)| to != peer && now.duration_since(at) < DUP_WINDOW);
-        let room = self.held.iter().filter(|h| h.peer == peer).count() < MAX_HELD_PER_PEER;
-        if duplicate && room {
+        if duplicate && self.held.iter().filter(|h| h.peer == peer).count() < MAX_HELD_PER_PEER {
             self.held.push(Held {
                 peer,
                 req,
@@ -88,6 +91,91 @@ impl Uploads {
             .partition(|h| now.duration_since(h.since) >= HOLD);
         self.held = keep;
         due.into_iter().map(|h| (h.peer, h.req)).collect()
+    }
+}
+
+impl Hub {
+    /// Whether this node seeds the feed: it writes it or has all of it.
+    fn seeding(&self) -> bool {
+        let info = self.feed.info();
+        info.writeable || (info.length > 0 && info.contiguous_length == info.length)
+    }
+
+    pub(super) async fn on_request(&mut self, peer: PeerId, req: Request) {
+        if self.silent_uploads && req.block.is_some() {
+            return;
+        }
+        // Answers wait in the peer's queue until its connection takes them:
+        // a peer that asks for more than it reads gets no more, so one
+        // cannot make us hold more than MAX_QUEUED_ANSWERS blocks for it.
+        // An honest peer keeps at most MAX_WINDOW requests in flight.
+        if self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.answers.load(Ordering::Relaxed) >= MAX_QUEUED_ANSWERS)
+        {
+            debug!(
+                feed = self.feed.name(),
+                peer, "peer's queue is full; request dropped"
+            );
+            return;
+        }
+        let req = if self.seeding() {
+            match self.uploads.admit(peer, req, Instant::now()) {
+                Some(req) => req,
+                None => return,
+            }
+        } else {
+            req
+        };
+        self.answer(peer, req).await;
+    }
+
+    pub(super) async fn answer(&mut self, peer: PeerId, req: Request) {
+        let id = req.id;
+        let proof = self
+            .feed
+            .create_proof(req.block, req.hash, req.seek, req.upgrade)
+            .await;
+        let msg = match proof {
+            Ok(Some(proof)) => {
+                let mut data = Data {
+                    request: id,
+                    fork: proof.fork,
+                    hash: proof.hash,
+                    block: proof.block,
+                    seek: proof.seek,
+                    upgrade: proof.upgrade,
+                };
+                if self.corrupt_uploads {
+                    if let Some(b) = data.block.as_mut().filter(|b| !b.value.is_empty()) {
+                        let mid = b.value.len() / 2;
+                        b.value[mid] ^= 0x01;
+                    }
+                }
+                Message::Data(data)
+            }
+            Ok(None) => Message::NoData(NoData { request: id }),
+            Err(e) => {
+                debug!(feed = self.feed.name(), peer, %e, "cannot answer request");
+                Message::NoData(NoData { request: id })
+            }
+        };
+        // Counted before it is queued (the pump counts it off when it takes
+        // it), uncounted if the queue refuses it.
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let data = matches!(msg, Message::Data(_));
+        if data {
+            p.answers.fetch_add(1, Ordering::Relaxed);
+        }
+        if p.out.try_send(msg).is_err() {
+            debug!(peer, "peer queue full; answer dropped");
+            if data {
+                p.answers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
