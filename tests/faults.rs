@@ -205,16 +205,8 @@ fn a_crash_at_each_commit_step_is_finished_by_the_next_run() {
     for point in ["data-batch", "data", "index", "release"] {
         let _ = std::fs::remove_dir_all(&w.data);
         let out = Command::new(bin())
-            .args([
-                "publish",
-                "--key",
-                s(&w.key),
-                "--data",
-                s(&w.data),
-                "--from",
-                &from,
-                "--all",
-            ])
+            .args(w.publish_args(&from))
+            .arg("--all")
             .env("HYPERNAR_FAULT_ABORT_AT", point)
             .output()
             .unwrap();
@@ -237,16 +229,8 @@ fn a_crash_at_each_commit_step_is_finished_by_the_next_run() {
 fn kill_9_at_random_instants_then_rerun_finishes_the_job() {
     let w = crash_world();
     let from = w.cache_url();
-    let args = [
-        "publish",
-        "--key",
-        s(&w.key),
-        "--data",
-        s(&w.data),
-        "--from",
-        &from,
-        "--all",
-    ];
+    let mut args = w.publish_args(&from);
+    args.push("--all");
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -280,7 +264,7 @@ fn kill_9_at_random_instants_then_rerun_finishes_the_job() {
     let (mut kills, mut mid_commit, mut completed) = (0, 0, 0);
     for _ in 0..18 {
         let mut child = Command::new(bin())
-            .args(args)
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -393,6 +393,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A `--mirror` node peered with `a`, once it holds all of data/0.
+fn mirror_of(w: &World, id: &str, a: &Serve) -> Serve {
+    let b = serve(
+        &w.tmp.path().join("b"),
+        &["--trust", id, "--mirror", "--peer", &a.addr],
+        &[],
+    );
+    wait_for_log(
+        &b,
+        &format!("feed complete feed=\"{}\"", feed_hex(w, DATA_FEED_0)),
+        30,
+    );
+    b
+}
+
 fn feed_hex(w: &World, name: &str) -> String {
     hex::encode(w.secret().feed_signing_key(name).verifying_key().as_bytes())
 }
@@ -403,16 +418,7 @@ fn a_mirror_replicates_everything_and_serves_it_when_the_publisher_is_gone() {
     w.publish_ok(&["--all"]);
     let id = identity(&w);
     let a = serve(&w.data, &[], &[]);
-    let b = serve(
-        &w.tmp.path().join("b"),
-        &["--trust", &id, "--mirror", "--peer", &a.addr],
-        &[],
-    );
-    wait_for_log(
-        &b,
-        &format!("feed complete feed=\"{}\"", feed_hex(&w, DATA_FEED_0)),
-        30,
-    );
+    let b = mirror_of(&w, &id, &a);
     drop(a);
     for p in demo_paths() {
         let out = fetch(
@@ -475,16 +481,7 @@ fn publishing_while_serving_reaches_connected_peers_without_restart() {
     w.publish_ok(&[&w.store_path("libdemo-1.0")]);
     let id = identity(&w);
     let a = serve(&w.data, &[], &[]);
-    let b = serve(
-        &w.tmp.path().join("b"),
-        &["--trust", &id, "--mirror", "--peer", &a.addr],
-        &[],
-    );
-    wait_for_log(
-        &b,
-        &format!("feed complete feed=\"{}\"", feed_hex(&w, DATA_FEED_0)),
-        30,
-    );
+    let b = mirror_of(&w, &id, &a);
 
     // The directory is held by the running serve: publish goes through it.
     let out = w.publish_ok(&["--all"]);

@@ -121,7 +121,14 @@ impl World {
 
     /// `hypernar publish --from <from>` into this world's data directory.
     pub fn publish_from(&self, from: &str, extra: &[&str]) -> Output {
-        let mut args = vec![
+        let mut args = self.publish_args(from);
+        args.extend_from_slice(extra);
+        hypernar(&args)
+    }
+
+    /// The arguments of `hypernar publish --from <from>` into this world.
+    pub fn publish_args<'a>(&'a self, from: &'a str) -> Vec<&'a str> {
+        vec![
             "publish",
             "--key",
             s(&self.key),
@@ -129,9 +136,7 @@ impl World {
             s(&self.data),
             "--from",
             from,
-        ];
-        args.extend_from_slice(extra);
-        hypernar(&args)
+        ]
     }
 
     pub fn publish_ok(&self, extra: &[&str]) -> String {
