@@ -7,6 +7,7 @@ mod util;
 
 mod cli;
 mod faults;
+mod hostile;
 mod interop;
 mod nix;
 mod swarm;

@@ -46,6 +46,32 @@ impl Haves {
         }
     }
 
+    /// Marks the set bits of a Bitfield message: bit `b` of `words[w]` is
+    /// block `start + 32 w + b`. Blocks past [`MAX_TRACKED_BLOCKS`] (or past
+    /// `u64::MAX`) are ignored; the work is one step per run of set bits.
+    pub fn set_words(&mut self, start: u64, words: &[u32]) {
+        for (w, &word) in words.iter().enumerate() {
+            let Some(base) = (w as u64)
+                .checked_mul(32)
+                .and_then(|o| start.checked_add(o))
+                .filter(|&b| b < MAX_TRACKED_BLOCKS)
+            else {
+                return;
+            };
+            let mut rest = word;
+            while rest != 0 {
+                let lo = rest.trailing_zeros();
+                let run = (rest >> lo).trailing_ones();
+                self.set_range(base + u64::from(lo), u64::from(run), true);
+                rest = if lo + run >= 32 {
+                    0
+                } else {
+                    rest & !(((1u32 << run) - 1) << lo)
+                };
+            }
+        }
+    }
+
     pub fn has(&self, i: u64) -> bool {
         self.words
             .get((i / 64) as usize)
@@ -67,6 +93,23 @@ mod tests {
         h.set_range(u64::MAX - 5, 10, true);
         assert!(!h.has(u64::MAX - 1));
         assert!(h.words.len() <= 2);
+    }
+
+    #[test]
+    fn bitfield_words_set_the_right_blocks_and_ignore_absurd_offsets() {
+        let mut h = Haves::default();
+        h.set_words(30, &[0b1011, 0, u32::MAX, 1 << 31]);
+        let set: Vec<u64> = (0..200).filter(|&i| h.has(i)).collect();
+        let mut want = vec![30, 31, 33];
+        want.extend(94..126);
+        want.push(157);
+        assert_eq!(set, want);
+        // Offsets a hostile peer picks: no overflow, no allocation.
+        let mut h = Haves::default();
+        h.set_words(u64::MAX - 40, &[u32::MAX; 4]);
+        h.set_words(MAX_TRACKED_BLOCKS - 16, &[u32::MAX; 1000]);
+        assert!(h.has(MAX_TRACKED_BLOCKS - 1) && !h.has(MAX_TRACKED_BLOCKS));
+        assert!(h.words.len() as u64 <= MAX_TRACKED_BLOCKS / 64);
     }
 
     #[test]

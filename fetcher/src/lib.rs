@@ -12,5 +12,6 @@ pub mod haves;
 pub mod hub;
 pub mod node;
 pub mod publishers;
+pub mod pump;
 pub mod wire;
 pub mod writer;

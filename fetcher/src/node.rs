@@ -8,15 +8,15 @@
 //! replication channel is a pump between the wire and the feed's hub.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
-use hypercore_protocol::{discovery_key, Channel, CommandTx, Event, Message};
+use hypercore_protocol::{discovery_key, CommandTx, Event};
 use hypernar_feed::format::identity::Identity;
 use hypernar_feed::format::record::{FeedRole, Record};
 use hypernar_feed::store::{FeedStore, StoreError};
@@ -32,12 +32,33 @@ use crate::wire;
 pub const BAN_TIME: Duration = Duration::from_secs(600);
 /// Time allowed for a TCP connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages queued from a hub to one peer channel (see `Hub::send`): room
-/// for announcements besides the at most 64 block answers a hub queues for
-/// one peer (an honest peer keeps at most 32 requests in flight).
-pub const PEER_QUEUE: usize = 1024;
-/// A channel waiting this long on a connection that writes nothing is closed.
-const WRITE_STALL: Duration = Duration::from_secs(60);
+/// A connection whose Noise handshake is not done by then is closed.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no frame either way for this long is closed (a
+/// dialled peer is dialled again).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How many connections a node accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Accepted connections at once, from anywhere.
+    pub max_connections: usize,
+    /// Accepted connections at once from one IP address.
+    pub max_per_ip: usize,
+}
+
+impl Default for Limits {
+    /// Each connection costs tens of KiB at rest and at most
+    /// [`wire::MAX_BACKLOG_BYTES`] plus a frame under load (see
+    /// docs/threat-model.md): 512 connections stay well under a GiB even
+    /// if every one of them is busy at once, which they cannot all be.
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            max_per_ip: 32,
+        }
+    }
+}
 
 /// What a node serves and whom it talks to.
 #[derive(Debug, Clone)]
@@ -52,6 +73,8 @@ pub struct NodeConfig {
     pub feeds: Vec<VerifyingKey>,
     /// Replicate every block of every trusted feed.
     pub mirror: bool,
+    /// Caps on accepted connections.
+    pub limits: Limits,
 }
 
 /// Errors starting a node.
@@ -98,9 +121,30 @@ struct Inner {
     next_id: AtomicU64,
     events: mpsc::Sender<HubEvent>,
     publishers: Publishers,
+    limits: Limits,
+    /// Accepted connections open now, by remote IP.
+    accepted: Mutex<HashMap<IpAddr, usize>>,
     /// Held while a feed is opened and its hub registered, so one feed is
     /// never opened twice.
     opening: tokio::sync::Mutex<()>,
+}
+
+/// An accepted connection's place within the [`Limits`].
+struct Slot {
+    node: Arc<Inner>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut accepted = self.node.accepted.lock().expect("accepted lock");
+        if let Some(n) = accepted.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                accepted.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// A running node. Cloning shares it.
@@ -132,6 +176,8 @@ impl Node {
             next_id: AtomicU64::new(1),
             events,
             publishers: Publishers::default(),
+            limits: config.limits,
+            accepted: Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
         });
         let node = Node { inner };
@@ -155,23 +201,56 @@ impl Node {
         Ok(node)
     }
 
-    /// Accepts peers on `listener` until the process ends.
+    /// Accepts peers on `listener` until the process ends, within the
+    /// node's [`Limits`]: a connection over a cap is closed at once.
     pub fn listen(&self, listener: TcpListener) {
         let node = self.clone();
         tokio::spawn(async move {
+            let mut failures = 0u32;
             loop {
                 match listener.accept().await {
                     Ok((stream, addr)) => {
+                        failures = 0;
+                        let Some(slot) = node.admit(addr.ip()) else {
+                            debug!(%addr, "connection refused: over the connection limit");
+                            continue;
+                        };
                         debug!(%addr, "peer connected");
-                        tokio::spawn(node.clone().run_conn(stream, false, None));
+                        let node = node.clone();
+                        tokio::spawn(async move {
+                            node.run_conn(stream, false, None).await;
+                            drop(slot);
+                        });
                     }
                     Err(e) => {
-                        warn!(%e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // Out of file descriptors, say: back off, and say so
+                        // once in a while rather than on every try.
+                        failures += 1;
+                        if failures.is_power_of_two() {
+                            warn!(%e, failures, "accepting connections fails");
+                        }
+                        let wait = Duration::from_millis(100) * failures.min(50);
+                        tokio::time::sleep(wait).await;
                     }
                 }
             }
         });
+    }
+
+    /// A place for one more accepted connection from `ip`, if the limits
+    /// allow it; the place is given back when the slot is dropped.
+    fn admit(&self, ip: IpAddr) -> Option<Slot> {
+        let mut accepted = self.inner.accepted.lock().expect("accepted lock");
+        let total: usize = accepted.values().sum();
+        let here = accepted.get(&ip).copied().unwrap_or(0);
+        if total >= self.inner.limits.max_connections || here >= self.inner.limits.max_per_ip {
+            return None;
+        }
+        *accepted.entry(ip).or_default() += 1;
+        Some(Slot {
+            node: self.inner.clone(),
+            ip,
+        })
     }
 
     /// Binds `addr` and accepts peers on it; returns the bound address.
@@ -429,9 +508,28 @@ impl Node {
                 opened: opened.clone(),
             },
         );
+        let mut handshaken = false;
+        let started = Instant::now();
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
                 _ = kill.notified() => break,
+                _ = load.wait_ended() => {
+                    debug!(conn = id, why = ?load.ended(), "connection ended");
+                    break;
+                }
+                _ = check.tick() => {
+                    if !handshaken && started.elapsed() > HANDSHAKE_TIMEOUT {
+                        debug!(conn = id, "no handshake in time; closing");
+                        break;
+                    }
+                    if load.idle() > IDLE_TIMEOUT {
+                        debug!(conn = id, "idle; closing");
+                        break;
+                    }
+                    continue;
+                }
                 ev = protocol.next() => ev,
             };
             match event {
@@ -441,6 +539,7 @@ impl Node {
                     break;
                 }
                 Some(Ok(Event::Handshake(_))) => {
+                    handshaken = true;
                     let keys: Vec<[u8; 32]> = self
                         .inner
                         .feeds
@@ -488,7 +587,13 @@ impl Node {
                             .lock()
                             .expect("peer lock")
                             .insert(peer, id);
-                        tokio::spawn(pump(channel, hub, peer, load.clone()));
+                        tokio::spawn(crate::pump::run(
+                            channel,
+                            hub,
+                            peer,
+                            load.clone(),
+                            kill.clone(),
+                        ));
                     }
                 }
                 Some(Ok(Event::Close(dkey))) => {
@@ -540,54 +645,4 @@ impl Node {
             }
         }
     }
-}
-
-/// Moves messages between one replication channel and its feed's hub.
-/// Before passing on a block, it waits while the connection has more than
-/// [`wire::MAX_UNSENT`] bytes it could not write yet; if the connection
-/// writes nothing for [`WRITE_STALL`] meanwhile, the channel is closed.
-async fn pump(mut channel: Channel, hub: HubHandle, peer: PeerId, load: Arc<wire::Load>) {
-    let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
-    let answers = Arc::new(AtomicUsize::new(0));
-    hub.join(peer, tx, answers.clone()).await;
-    loop {
-        tokio::select! {
-            msg = channel.next() => match msg {
-                Some(msg) => {
-                    if !hub.deliver(peer, msg).await {
-                        break;
-                    }
-                }
-                None => break,
-            },
-            out = rx.recv() => match out {
-                Some(msg) => {
-                    if let Message::Data(d) = &msg {
-                        answers.fetch_sub(1, Ordering::Relaxed);
-                        let (mut progress, mut sent) = (Instant::now(), load.sent());
-                        while load.unsent() > wire::MAX_UNSENT {
-                            if load.sent() != sent {
-                                (progress, sent) = (Instant::now(), load.sent());
-                            } else if progress.elapsed() > WRITE_STALL {
-                                warn!(peer, "peer has read nothing for a minute; closing its channel");
-                                hub.leave(peer).await;
-                                let _ = channel.close().await;
-                                return;
-                            }
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        let bytes = d.block.as_ref().map_or(0, |b| b.value.len());
-                        load.queue(bytes as u64 + 64);
-                    }
-                    if channel.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-                // The hub dropped this peer.
-                None => break,
-            },
-        }
-    }
-    hub.leave(peer).await;
-    let _ = channel.close().await;
 }

@@ -56,6 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{:?} is not a store path", args.store_path))?;
     let data_dir = args.data.path()?;
     let node = Node::start(NodeConfig {
+        limits: Default::default(),
         data_dir: data_dir.clone(),
         peers: args.peer.clone(),
         trust: args.trust.clone(),

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hypernar_feed::format::identity::{parse_feed_key_text, Identity};
-use hypernar_fetcher::node::{Node, NodeConfig};
+use hypernar_fetcher::node::{Limits, Node, NodeConfig};
 
 use super::DataDir;
 
@@ -43,6 +43,13 @@ pub struct Args {
     /// an audience's key feed, or a data feed to mirror blind (without its keys)
     #[arg(long, value_name = "TOKEN")]
     feed: Vec<String>,
+    /// Most peer connections accepted at once; more are closed on arrival
+    /// (connections this node dials do not count)
+    #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Most peer connections accepted at once from one IP address
+    #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
+    max_connections_per_ip: usize,
 }
 
 /// Prints a status line; a closed stdout must not stop a long-running node.
@@ -60,6 +67,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let data_dir = args.data.path()?;
     let node = Node::start(NodeConfig {
+        limits: Limits {
+            max_connections: args.max_connections,
+            max_per_ip: args.max_connections_per_ip,
+        },
         data_dir: data_dir.clone(),
         peers: args.peer.clone(),
         trust: args.trust.clone(),

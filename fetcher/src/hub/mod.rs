@@ -19,15 +19,19 @@ use hypernar_feed::store::{Feed, FeedStore, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+mod downloads;
 mod schedule;
 mod upload;
 mod window;
 
 use crate::haves::Haves;
+use downloads::{Answer, Downloads, Pending};
 
 pub use window::MAX_WINDOW;
 /// Blocks waiting for one peer past which its requests are dropped.
 const MAX_QUEUED_ANSWERS: usize = 64;
+/// Replies matching no request we sent a peer, past which it is dropped.
+const MAX_VIOLATIONS: u32 = 4;
 /// Announcements this short may cancel a duplicate request (see `hedge`).
 const HEDGE_RANGE: u64 = 16;
 /// Most blocks considered in one scheduling pass.
@@ -141,8 +145,10 @@ impl HubHandle {
         let _ = self.tx.send(Msg::Leave { peer }).await;
     }
 
-    pub(crate) async fn deliver(&self, peer: PeerId, msg: Message) -> bool {
-        self.tx.send(Msg::FromPeer { peer, msg }).await.is_ok()
+    /// Room in the hub's inbox for one message from a peer; `None` once
+    /// the hub has ended.
+    pub(crate) async fn delivery(&self) -> Option<Delivery<'_>> {
+        self.tx.reserve().await.ok().map(Delivery)
     }
 
     /// Resolves when blocks `start..end` are stored locally (verified),
@@ -183,6 +189,15 @@ impl HubHandle {
     }
 }
 
+/// A reserved place in a hub's inbox (see [`HubHandle::delivery`]).
+pub(crate) struct Delivery<'a>(mpsc::Permit<'a, Msg>);
+
+impl Delivery<'_> {
+    pub(crate) fn send(self, peer: PeerId, msg: Message) {
+        self.0.send(Msg::FromPeer { peer, msg });
+    }
+}
+
 struct Peer {
     out: mpsc::Sender<Message>,
     /// Blocks queued in `out`, not yet taken by the pump.
@@ -191,8 +206,6 @@ struct Peer {
     remote_length: u64,
     remote_fork: u64,
     haves: Haves,
-    inflight: usize,
-    upgrading: bool,
     /// Requests that timed out since this peer last delivered: a struck
     /// peer gets one request at a time and comes after the others.
     strikes: u32,
@@ -200,6 +213,8 @@ struct Peer {
     window: window::Window,
     /// It announced every block of the feed: a seed.
     complete: bool,
+    /// Replies that matched nothing we asked it (see [`Self::violation`]).
+    violations: u32,
 }
 
 impl Peer {
@@ -231,25 +246,16 @@ impl Waiter {
     }
 }
 
-struct Inflight {
-    peer: PeerId,
-    id: u64,
-    sent: Instant,
-}
-
 struct Hub {
     feed: Feed,
     store: FeedStore,
     eager: bool,
     peers: HashMap<PeerId, Peer>,
     waiters: Vec<Waiter>,
-    /// Block index → request in flight.
-    inflight: HashMap<u64, Inflight>,
-    /// Request id → block index (`u64::MAX` for upgrades).
-    requests: HashMap<u64, (PeerId, u64)>,
+    /// Requests out to peers (see `downloads.rs`).
+    downloads: Downloads,
     /// Blocks a peer failed to deliver, not to ask it again for a while.
     avoid: HashMap<u64, PeerId>,
-    next_id: u64,
     state: watch::Sender<FeedState>,
     events: mpsc::Sender<HubEvent>,
     corrupt_uploads: bool,
@@ -284,10 +290,8 @@ pub fn spawn(
         eager,
         peers: HashMap::new(),
         waiters: Vec::new(),
-        inflight: HashMap::new(),
-        requests: HashMap::new(),
+        downloads: Downloads::default(),
         avoid: HashMap::new(),
-        next_id: 1,
         state,
         events,
         corrupt_uploads: crate::fault::corrupt_uploads(),
@@ -482,11 +486,10 @@ impl Hub {
             remote_length: 0,
             remote_fork: 0,
             haves: Haves::default(),
-            inflight: 0,
-            upgrading: false,
             strikes: 0,
             window: window::Window::default(),
             complete: false,
+            violations: 0,
         };
         let mut hello = vec![self.sync_message(&peer)];
         hello.extend(self.have_ranges().into_iter().map(Message::Range));
@@ -499,12 +502,11 @@ impl Hub {
     fn leave(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
         self.uploads.forget(peer);
-        self.inflight.retain(|_, r| r.peer != peer);
-        self.requests.retain(|_, (p, _)| *p != peer);
+        self.downloads.forget(peer);
     }
 
     /// Queues a message for a peer without waiting: one slow peer must not
-    /// stall the feed for all. The queue holds [`crate::node::PEER_QUEUE`]
+    /// stall the feed for all. The queue holds [`crate::pump::PEER_QUEUE`]
     /// messages; past that the message is dropped, which is safe: a dropped
     /// request or block times out and is asked of another peer, a dropped
     /// announcement only makes us look less useful. Block answers go
@@ -532,8 +534,29 @@ impl Hub {
         self.publish_state();
     }
 
+    /// A reply that matches nothing we asked this peer (an id we never
+    /// sent it, or an answer it already gave): tolerated a few times, since
+    /// a reply and our cancel can cross, then the peer is dropped.
+    async fn violation(&mut self, peer: PeerId, what: &str) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.violations += 1;
+        debug!(
+            feed = self.feed.name(),
+            peer,
+            violations = p.violations,
+            what,
+            "protocol violation"
+        );
+        if p.violations >= MAX_VIOLATIONS {
+            let reason = format!("{} protocol violations, the last: {what}", p.violations);
+            self.misbehaved(peer, reason).await;
+        }
+    }
+
     async fn misbehaved(&mut self, peer: PeerId, reason: String) {
-        warn!(feed = self.feed.name(), peer, %reason, "peer sent data that does not verify");
+        warn!(feed = self.feed.name(), peer, %reason, "peer misbehaved");
         self.leave(peer);
         let _ = self
             .events
@@ -556,14 +579,9 @@ impl Hub {
             Ok(feed) => self.feed = feed,
             Err(e) => return warn!(%e, "could not reset the replica"),
         }
-        self.inflight.clear();
-        self.requests.clear();
+        self.downloads.abandon_all(Instant::now());
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
-            if let Some(p) = self.peers.get_mut(&id) {
-                p.inflight = 0;
-                p.upgrading = false;
-            }
             let msg = self.sync_message(&self.peers[&id]);
             self.send(id, msg).await;
             self.maybe_upgrade(id).await;
@@ -605,9 +623,10 @@ impl Hub {
                 } else if r.start == 0 && r.length > 0 && r.length >= p.remote_length {
                     p.complete = true;
                 }
-                // A single block announced: someone just got it.
+                // A single block announced: someone just got it. The peer
+                // picks both numbers: the end is computed without overflow.
                 if !r.drop && r.length <= HEDGE_RANGE {
-                    for index in r.start..r.start + r.length {
+                    for index in r.start..r.start.saturating_add(r.length) {
                         self.hedge(index, peer).await;
                     }
                 }
@@ -615,29 +634,25 @@ impl Hub {
             }
             Message::Bitfield(Bitfield { start, bitfield }) => {
                 let p = self.peers.get_mut(&peer).expect("checked");
-                for (w, word) in bitfield.iter().enumerate() {
-                    for b in 0..32 {
-                        if word & (1 << b) != 0 {
-                            p.haves.set_range(start + (w as u64) * 32 + b, 1, true);
-                        }
-                    }
-                }
+                p.haves.set_words(start, &bitfield);
                 self.fill(peer).await;
             }
             Message::Request(req) => self.on_request(peer, req).await,
             Message::Data(data) => self.on_data(peer, data).await,
             Message::NoData(NoData { request }) => {
-                if let Some((_, index)) = self.requests.remove(&request) {
-                    if let Some(p) = self.peers.get_mut(&peer) {
-                        p.inflight = p.inflight.saturating_sub(1);
-                        if index == u64::MAX {
-                            p.upgrading = false;
-                        } else {
+                match self.downloads.answered(peer, request, Instant::now()) {
+                    Answer::Expected { what, .. } => {
+                        if let (Pending::Block(index), Some(p)) = (what, self.peers.get_mut(&peer))
+                        {
                             p.haves.set_range(index, 1, false);
                         }
+                        self.schedule().await;
                     }
-                    self.inflight.remove(&index);
-                    self.schedule().await;
+                    Answer::Late => {}
+                    Answer::Unsolicited => {
+                        self.violation(peer, "a NoData for a request it was not sent")
+                            .await
+                    }
                 }
             }
             Message::Cancel(c) => {
@@ -658,14 +673,13 @@ impl Hub {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        if p.remote_fork != info.fork || p.remote_length <= info.length || p.upgrading {
+        if p.remote_fork != info.fork || p.remote_length <= info.length {
             return;
         }
-        p.upgrading = true;
-        p.inflight += 1;
-        let id = self.next_id;
-        self.next_id += 1;
-        self.requests.insert(id, (peer, u64::MAX));
+        let length = p.remote_length - info.length;
+        let Some(id) = self.downloads.upgrade(peer, Instant::now()) else {
+            return;
+        };
         let req = Request {
             id,
             fork: info.fork,
@@ -674,7 +688,7 @@ impl Hub {
             seek: None,
             upgrade: Some(RequestUpgrade {
                 start: info.length,
-                length: p.remote_length - info.length,
+                length,
             }),
             manifest: false,
             priority: 0,
@@ -683,31 +697,35 @@ impl Hub {
     }
 
     async fn on_data(&mut self, peer: PeerId, data: Data) {
-        let Some((_, index)) = self.requests.remove(&data.request) else {
-            // Unrequested data is dropped: we store only what we asked for.
-            return;
-        };
-        let sent = if index == u64::MAX {
-            None
-        } else {
-            self.inflight.remove(&index).map(|r| r.sent)
-        };
-        if let Some(p) = self.peers.get_mut(&peer) {
-            if let Some(sent) = sent {
-                p.window.delivered(sent.elapsed(), p.inflight);
+        let what = match self.downloads.answered(peer, data.request, Instant::now()) {
+            Answer::Expected { what, rtt } => {
+                let in_flight = self.downloads.count(peer) + 1;
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if matches!(what, Pending::Block(_)) {
+                        p.window.delivered(rtt, in_flight);
+                    }
+                    p.strikes = 0;
+                }
+                what
             }
-            p.inflight = p.inflight.saturating_sub(1);
-            p.strikes = 0;
-            if index == u64::MAX {
-                p.upgrading = false;
+            // Asked for, then given up on: another peer has it or will.
+            Answer::Late => return,
+            Answer::Unsolicited => {
+                return self
+                    .violation(peer, "a Data for a request it was not sent")
+                    .await
             }
-        }
+        };
         let got_block = data.block.as_ref().map(|b| b.index);
-        if got_block.is_some_and(|b| b != index) {
+        let fits = match what {
+            Pending::Block(index) => got_block == Some(index),
+            Pending::Upgrade => got_block.is_none() && data.upgrade.is_some(),
+        };
+        if !fits {
             return self
                 .misbehaved(
                     peer,
-                    format!("sent block {got_block:?} for a request of {index}"),
+                    format!("answered a request for {what:?} with block {got_block:?}"),
                 )
                 .await;
         }

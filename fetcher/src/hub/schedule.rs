@@ -8,7 +8,8 @@ use hypercore_protocol::Message;
 use hypercore_schema::RequestBlock;
 use tracing::debug;
 
-use super::{FetchError, Hub, Inflight, PeerId, REQUEST_TIMEOUT, SCHEDULE_WINDOW};
+use super::downloads::Pending;
+use super::{FetchError, Hub, PeerId, REQUEST_TIMEOUT, SCHEDULE_WINDOW};
 
 /// How long a reader waits on one block before it jumps the rarest-first queue.
 const URGENT_AFTER: Duration = Duration::from_secs(10);
@@ -36,7 +37,7 @@ impl Hub {
         let info = self.feed.info();
         let mut set = BTreeSet::new();
         let add = |i: u64, set: &mut BTreeSet<u64>| {
-            if !self.feed.has(i) && !self.inflight.contains_key(&i) {
+            if !self.feed.has(i) && !self.downloads.in_flight(i) {
                 set.insert(i);
             }
         };
@@ -94,8 +95,9 @@ impl Hub {
         let mut ids: Vec<(u32, usize, PeerId)> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.inflight < p.window())
-            .map(|(id, p)| (p.strikes, p.inflight, *id))
+            .map(|(id, p)| (p.strikes, self.downloads.count(*id), p.window(), *id))
+            .filter(|&(_, inflight, window, _)| inflight < window)
+            .map(|(strikes, inflight, _, id)| (strikes, inflight, id))
             .collect();
         ids.sort_unstable();
         for (_, _, id) in ids {
@@ -112,10 +114,11 @@ impl Hub {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
-        if p.inflight >= p.window() || p.remote_fork != info.fork {
+        let inflight = self.downloads.count(peer);
+        if inflight >= p.window() || p.remote_fork != info.fork {
             return;
         }
-        let free = p.window() - p.inflight;
+        let free = p.window() - inflight;
         // An order whose blocks are all here or asked for is ranked again
         // after ORDER_TTL at the latest, and at once when wants change.
         self.refresh_order();
@@ -135,7 +138,7 @@ impl Hub {
             if candidates.len() == SPREAD.max(free) {
                 break;
             }
-            if !p.haves.has(index) || self.feed.has(index) || self.inflight.contains_key(&index) {
+            if !p.haves.has(index) || self.feed.has(index) || self.downloads.in_flight(index) {
                 continue;
             }
             // A peer that just failed this block, or whose requests time
@@ -164,21 +167,18 @@ impl Hub {
     /// seed's upload goes to a block nobody has yet; [`Self::fill`] then
     /// asks `holder`. Only young requests: an old one is on its way.
     pub(super) async fn hedge(&mut self, index: u64, holder: PeerId) {
-        let Some(r) = self.inflight.get(&index) else {
+        let Some((at, _, sent)) = self.downloads.holder(index) else {
             return;
         };
-        let (at, id) = (r.peer, r.id);
         if at == holder
-            || r.sent.elapsed() > super::upload::DUP_WINDOW
+            || sent.elapsed() > super::upload::DUP_WINDOW
             || !self.peers.get(&at).is_some_and(|p| p.complete)
         {
             return;
         }
-        self.inflight.remove(&index);
-        self.requests.remove(&id);
-        if let Some(p) = self.peers.get_mut(&at) {
-            p.inflight = p.inflight.saturating_sub(1);
-        }
+        let Some((at, id)) = self.downloads.cancel_block(index, Instant::now()) else {
+            return;
+        };
         self.send(at, Message::Cancel(Cancel { request: id })).await;
     }
 
@@ -190,21 +190,10 @@ impl Hub {
                 return;
             }
         };
-        let id = self.next_id;
-        self.next_id += 1;
+        let Some(id) = self.downloads.block(peer, index, Instant::now()) else {
+            return;
+        };
         debug!(feed = self.feed.name(), index, peer, "block requested");
-        self.requests.insert(id, (peer, index));
-        self.inflight.insert(
-            index,
-            Inflight {
-                peer,
-                id,
-                sent: Instant::now(),
-            },
-        );
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.inflight += 1;
-        }
         let req = Request {
             id,
             fork,
@@ -226,24 +215,20 @@ impl Hub {
                 self.answer(peer, req).await;
             }
         }
-        let expired: Vec<(u64, PeerId, u64)> = self
-            .inflight
-            .iter()
-            .filter(|(_, r)| now.duration_since(r.sent) > REQUEST_TIMEOUT)
-            .map(|(i, r)| (*i, r.peer, r.id))
-            .collect();
-        for (index, peer, id) in expired {
-            debug!(feed = self.feed.name(), index, peer, "request timed out");
-            self.inflight.remove(&index);
-            self.requests.remove(&id);
-            self.avoid.insert(index, peer);
+        for (peer, id, what) in self.downloads.expire(now, REQUEST_TIMEOUT) {
+            debug!(feed = self.feed.name(), ?what, peer, "request timed out");
+            if let Pending::Block(index) = what {
+                self.avoid.insert(index, peer);
+            }
             if let Some(p) = self.peers.get_mut(&peer) {
-                p.inflight = p.inflight.saturating_sub(1);
                 p.strikes += 1;
                 p.window.timed_out();
             }
             self.send(peer, Message::Cancel(Cancel { request: id }))
                 .await;
+            if what == Pending::Upgrade {
+                self.maybe_upgrade(peer).await;
+            }
         }
         // Past the end of a feed we write, nothing will arrive.
         let info = self.feed.info();

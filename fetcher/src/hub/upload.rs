@@ -94,6 +94,40 @@ impl Uploads {
     }
 }
 
+/// Tree nodes a request may say it already has: a tree of 2^64 blocks is
+/// 64 levels, so anything above this is made up.
+const MAX_NODES: u64 = 128;
+
+/// Why a peer's request is not passed to hypercore (it is answered
+/// `NoData`). Every number in a request is the peer's choice, and
+/// hypercore 0.16 does tree arithmetic on them unchecked; only requests
+/// within the feed as we hold it reach it.
+pub fn out_of_bounds(req: &Request, length: u64, byte_length: u64) -> Option<&'static str> {
+    let nodes_ok = |n: u64| n <= MAX_NODES;
+    if let Some(b) = &req.block {
+        if b.index >= length || !nodes_ok(b.nodes) {
+            return Some("block past the feed");
+        }
+    }
+    if let Some(h) = &req.hash {
+        // Tree node indexes of a feed of `length` blocks stay below 2 length.
+        if h.index >= length.saturating_mul(2) || !nodes_ok(h.nodes) {
+            return Some("tree node past the feed");
+        }
+    }
+    if let Some(s) = &req.seek {
+        if s.bytes >= byte_length {
+            return Some("seek past the feed");
+        }
+    }
+    if let Some(u) = &req.upgrade {
+        if u.length == 0 || u.start.checked_add(u.length).is_none_or(|end| end > length) {
+            return Some("upgrade past the feed");
+        }
+    }
+    None
+}
+
 impl Hub {
     /// Whether this node seeds the feed: it writes it or has all of it.
     fn seeding(&self) -> bool {
@@ -133,6 +167,11 @@ impl Hub {
 
     pub(super) async fn answer(&mut self, peer: PeerId, req: Request) {
         let id = req.id;
+        let info = self.feed.info();
+        if let Some(why) = out_of_bounds(&req, info.length, info.byte_length) {
+            debug!(feed = self.feed.name(), peer, why, "request not answerable");
+            return self.queue_answer(peer, Message::NoData(NoData { request: id }));
+        }
         let proof = self
             .feed
             .create_proof(req.block, req.hash, req.seek, req.upgrade)
@@ -161,8 +200,13 @@ impl Hub {
                 Message::NoData(NoData { request: id })
             }
         };
-        // Counted before it is queued (the pump counts it off when it takes
-        // it), uncounted if the queue refuses it.
+        self.queue_answer(peer, msg);
+    }
+
+    /// Queues an answer for `peer`. A block is counted before it is queued
+    /// (the pump counts it off when it takes it), uncounted if the queue
+    /// refuses it.
+    fn queue_answer(&self, peer: PeerId, msg: Message) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
@@ -195,6 +239,43 @@ mod tests {
             manifest: false,
             priority: 0,
         }
+    }
+
+    #[test]
+    fn requests_outside_the_feed_are_refused_before_hypercore_sees_them() {
+        use hypercore_schema::{RequestSeek, RequestUpgrade};
+        let (len, bytes) = (10, 1000);
+        let ok = |r: &Request| out_of_bounds(r, len, bytes).is_none();
+        assert!(ok(&req(1, 0)) && ok(&req(1, 9)));
+        for index in [10, 11, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+            assert!(!ok(&req(1, index)), "block {index}");
+        }
+        let mut r = req(1, 3);
+        r.block.as_mut().unwrap().nodes = u64::MAX;
+        assert!(!ok(&r));
+        let hash = |index| Request {
+            block: None,
+            hash: Some(RequestBlock { index, nodes: 0 }),
+            ..req(1, 0)
+        };
+        assert!(ok(&hash(19)) && !ok(&hash(20)) && !ok(&hash(u64::MAX)));
+        let seek = |bytes| Request {
+            block: None,
+            seek: Some(RequestSeek { bytes }),
+            ..req(1, 0)
+        };
+        assert!(ok(&seek(999)) && !ok(&seek(1000)) && !ok(&seek(u64::MAX)));
+        let up = |start, length| Request {
+            block: None,
+            upgrade: Some(RequestUpgrade { start, length }),
+            ..req(1, 0)
+        };
+        assert!(ok(&up(0, 10)) && ok(&up(4, 6)));
+        for (s, l) in [(0, 0), (4, 7), (10, 1), (u64::MAX - 1, 5), (5, u64::MAX)] {
+            assert!(!ok(&up(s, l)), "upgrade {s}+{l}");
+        }
+        // An empty feed answers nothing.
+        assert!(out_of_bounds(&req(1, 0), 0, 0).is_some());
     }
 
     #[test]

@@ -1,0 +1,471 @@
+//! The hostile peer, played by the test: a Hypercore peer built on
+//! hypercore-protocol that sends what an attacker would, next to an honest
+//! seed of the same feed.
+
+use std::net::TcpStream as StdTcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hypercore_protocol::schema::{Bitfield, Data, NoData, Range, Request, Synchronize};
+use hypercore_protocol::{Channel, Event, Message};
+use hypercore_schema::{DataBlock, RequestBlock, RequestUpgrade};
+use hypernar_feed::format::identity::DATA_FEED_0;
+use hypernar_feed::format::narinfo::Compression;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::util::*;
+
+/// Bytes that do not compress.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn demo_paths_small() -> Vec<hypernar_publisher::sample::SamplePath> {
+    vec![raw("tiny", noise(1000, 9), Compression::Zstd, &[])]
+}
+
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+fn request(id: u64, block: Option<RequestBlock>, upgrade: Option<RequestUpgrade>) -> Request {
+    Request {
+        id,
+        fork: 0,
+        block,
+        hash: None,
+        seek: None,
+        upgrade,
+        manifest: false,
+        priority: 0,
+    }
+}
+
+/// Everything an attacker can put in numbers and ids, sent on one channel:
+/// it claims every block, announces at absurd offsets, asks for blocks and
+/// upgrades past any feed, and answers requests (its own and, by guessing
+/// sequential ids, the honest seed's) with NoData and empty or wrong Data.
+async fn play_hostile(mut channel: Channel, answered: Arc<AtomicU64>) {
+    let opening = vec![
+        Message::Synchronize(Synchronize {
+            fork: 0,
+            length: 0,
+            remote_length: 0,
+            can_upgrade: true,
+            uploading: true,
+            downloading: true,
+        }),
+        Message::Range(Range {
+            drop: false,
+            start: 0,
+            length: 1 << 20,
+        }),
+        Message::Range(Range {
+            drop: false,
+            start: u64::MAX - 1,
+            length: 5,
+        }),
+        Message::Bitfield(Bitfield {
+            start: u64::MAX - 40,
+            bitfield: vec![u32::MAX; 4],
+        }),
+        Message::Bitfield(Bitfield {
+            start: 1 << 40,
+            bitfield: vec![u32::MAX; 1000],
+        }),
+        Message::Request(request(
+            1,
+            Some(RequestBlock {
+                index: u64::MAX,
+                nodes: u64::MAX,
+            }),
+            None,
+        )),
+        Message::Request(request(
+            2,
+            None,
+            Some(RequestUpgrade {
+                start: u64::MAX - 1,
+                length: 5,
+            }),
+        )),
+        Message::Request(request(
+            3,
+            Some(RequestBlock {
+                index: 1 << 40,
+                nodes: 0,
+            }),
+            None,
+        )),
+    ];
+    for m in opening {
+        if channel.send(m).await.is_err() {
+            return;
+        }
+    }
+    while let Some(msg) = channel.next().await {
+        let Message::Request(req) = msg else { continue };
+        let id = req.id;
+        let index = req.block.as_ref().map_or(0, |b| b.index);
+        answered.fetch_add(1, Ordering::Relaxed);
+        let forged = [
+            // Ids of requests sent to the honest seed, guessed.
+            Message::NoData(NoData {
+                request: id.wrapping_sub(1),
+            }),
+            Message::NoData(NoData { request: id + 1 }),
+            // No block at all, then the wrong block.
+            Message::Data(Data {
+                request: id,
+                fork: 0,
+                hash: None,
+                block: None,
+                seek: None,
+                upgrade: None,
+            }),
+            Message::Data(Data {
+                request: id,
+                fork: 0,
+                hash: None,
+                block: Some(DataBlock {
+                    index: index ^ 1,
+                    value: vec![0; 1000],
+                    nodes: vec![],
+                }),
+                seek: None,
+                upgrade: None,
+            }),
+        ];
+        for m in forged {
+            if channel.send(m).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` and plays the hostile peer on the
+/// channel of feed `key`; `closed` is set when a connection it served ends.
+async fn hostile_listener(
+    listener: TcpListener,
+    key: [u8; 32],
+    answered: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (answered, closed) = (answered.clone(), closed.clone());
+        tokio::spawn(async move {
+            let (mut protocol, load) = hypernar_fetcher::wire::protocol(stream, false).unwrap();
+            loop {
+                // The socket's end shows in the connection's Load (see wire.rs).
+                let ev = tokio::select! {
+                    ev = protocol.next() => ev,
+                    _ = load.wait_ended() => None,
+                };
+                let Some(ev) = ev else { break };
+                match ev {
+                    Ok(Event::Handshake(_)) => {
+                        let _ = protocol.open(key).await;
+                    }
+                    Ok(Event::Channel(ch)) if ch.key() == &key => {
+                        tokio::spawn(play_hostile(ch, answered.clone()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            closed.store(true, Ordering::Relaxed);
+        });
+    }
+}
+
+fn fetch_logged(
+    data: &std::path::Path,
+    id: &str,
+    peers: &[&str],
+    path: &str,
+) -> (std::process::Output, Duration) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["fetch", "--data", s(data), "--trust", id, "--timeout", "30"]);
+    for p in peers {
+        cmd.args(["--peer", p]);
+    }
+    cmd.arg(path)
+        .env("RUST_LOG", "hypernar_fetcher=info")
+        .stdin(Stdio::null());
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    (out, t.elapsed())
+}
+
+#[test]
+fn a_hostile_peer_is_dropped_and_the_honest_fetch_completes() {
+    // 32 MiB: 128 blocks, so the fetcher asks the hostile peer for some.
+    let w = World::new(&[raw("noise", noise(32 << 20, 7), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    let path = w.store_path("noise");
+    let key = w
+        .secret()
+        .feed_signing_key(DATA_FEED_0)
+        .verifying_key()
+        .to_bytes();
+
+    // Without the attacker, for comparison.
+    let (out, alone) = fetch_logged(&w.tmp.path().join("alone"), &id, &[&a.addr], &path);
+    assert_fetched(&out, &w, "noise");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let h_addr = listener.local_addr().unwrap().to_string();
+    let answered = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicBool::new(false));
+    rt.spawn(hostile_listener(
+        listener,
+        key,
+        answered.clone(),
+        closed.clone(),
+    ));
+
+    let (out, with) = fetch_logged(&w.tmp.path().join("b"), &id, &[&a.addr, &h_addr], &path);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "fetch alone {alone:?}, beside the hostile peer {with:?}; it asked the hostile peer {} times",
+        answered.load(Ordering::Relaxed)
+    );
+    assert_fetched(&out, &w, "noise");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        answered.load(Ordering::Relaxed) > 0,
+        "the fetcher never asked the hostile peer: the test proves nothing"
+    );
+    assert!(
+        log.contains("disconnecting a peer that sent bad data"),
+        "the hostile peer was not dropped:\n{log}"
+    );
+    assert!(
+        closed.load(Ordering::Relaxed),
+        "the hostile connection is still open"
+    );
+    // About the time it takes alone: the attacker costs one bad answer and
+    // at most one request timeout, not a stall.
+    assert!(
+        with < alone * 4 + Duration::from_secs(10),
+        "beside the attacker the fetch took {with:?}, alone {alone:?}"
+    );
+    // The seed was not disturbed either.
+    assert!(
+        a.child.id() > 0
+            && !std::fs::read_to_string(&a.log)
+                .unwrap()
+                .contains("panicked")
+    );
+}
+
+/// Dials `addr`, opens feed `key` and sends `per_sec` tiny messages a
+/// second for at most `secs`; returns how many it sent before the node
+/// closed the connection, and whether it did.
+async fn flood(addr: String, key: [u8; 32], per_sec: u64, secs: u64) -> (u64, bool) {
+    let stream = TcpStream::connect(&addr).await.unwrap();
+    let (mut protocol, _) = hypernar_fetcher::wire::protocol(stream, true).unwrap();
+    protocol.open(key).await.unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut flooder = None;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_millis(50), protocol.next()).await;
+        match ev {
+            Ok(Some(Ok(Event::Channel(ch)))) if flooder.is_none() => {
+                let sent = sent.clone();
+                flooder = Some(tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while start.elapsed() < Duration::from_secs(secs) {
+                        for _ in 0..per_sec / 100 {
+                            let m = Message::Range(Range {
+                                drop: false,
+                                start: i % 4096,
+                                length: 1,
+                            });
+                            if ch.send(m).await.is_err() {
+                                return;
+                            }
+                            i += 1;
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }));
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(None) | Ok(Some(Err(_))) => return (sent.load(Ordering::Relaxed), true),
+            Err(_) => {}
+        }
+        if start.elapsed() > Duration::from_secs(secs + 5) {
+            return (sent.load(Ordering::Relaxed), false);
+        }
+    }
+}
+
+#[test]
+fn a_flooding_peer_is_dropped_and_memory_stays_bounded() {
+    let w = World::new(&[raw("noise", noise(4 << 20, 3), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    let key = w
+        .secret()
+        .feed_signing_key(DATA_FEED_0)
+        .verifying_key()
+        .to_bytes();
+    let before = rss(a.child.id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // 100 000 messages a second for up to 10 s.
+    let (sent, dropped) = rt.block_on(flood(a.addr.clone(), key, 100_000, 10));
+    let after = rss(a.child.id());
+    eprintln!(
+        "flood: {sent} messages sent before the node closed the connection; RSS {} -> {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    assert!(
+        dropped,
+        "the node kept a peer sending 100 000 messages a second"
+    );
+    wait_for_log(&a, "messages a second; closing its connection", 10);
+    assert!(
+        after.saturating_sub(before) < 64 << 20,
+        "the node grew by {} MiB under a message flood",
+        after.saturating_sub(before) >> 20
+    );
+    let out = fetch(
+        &w.tmp.path().join("b"),
+        &id,
+        &[&a.addr],
+        &w.store_path("noise"),
+    );
+    assert_fetched(&out, &w, "noise");
+}
+
+#[test]
+fn idle_and_garbage_connections_are_capped_and_cost_bounded_memory() {
+    let w = World::new(&[raw("noise", noise(2 << 20, 5), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(
+        &w.data,
+        &[
+            "--max-connections",
+            "1000",
+            "--max-connections-per-ip",
+            "1000",
+        ],
+        &[],
+    );
+    let before = rss(a.child.id());
+    // 400 connections that never speak, and 50 that send noise as fast as
+    // the node reads it, for 3 s.
+    let idle: Vec<StdTcpStream> = (0..400)
+        .filter_map(|_| StdTcpStream::connect(&a.addr).ok())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let noisy: Vec<_> = (0..50u64)
+        .map(|k| {
+            let (addr, stop) = (a.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let junk = noise(64 << 10, k + 11);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut c) = StdTcpStream::connect(&addr) else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    while c.write_all(&junk).is_ok() && !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rss(a.child.id()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let writes: u64 = noisy.into_iter().map(|t| t.join().unwrap()).sum();
+    eprintln!(
+        "{} idle connections, 50 noisy ones ({writes} writes of 64 KiB): RSS {} -> peak {} MiB",
+        idle.len(),
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak.saturating_sub(before) < 64 << 20,
+        "idle and garbage connections grew the node by {} MiB",
+        peak.saturating_sub(before) >> 20
+    );
+    // A connection that never completes the handshake is closed.
+    let mut first = &idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let t = Instant::now();
+    let n = std::io::Read::read(&mut first, &mut buf);
+    assert!(
+        matches!(n, Ok(0)) || n.is_err() && t.elapsed() < Duration::from_secs(19),
+        "an idle connection was not closed: {n:?} after {:?}",
+        t.elapsed()
+    );
+    let out = fetch(
+        &w.tmp.path().join("b"),
+        &id,
+        &[&a.addr],
+        &w.store_path("noise"),
+    );
+    assert_fetched(&out, &w, "noise");
+}
+
+#[test]
+fn connections_over_the_per_ip_cap_are_closed_on_arrival() {
+    let w = World::new(&demo_paths_small());
+    let a = serve(&w.data, &["--max-connections-per-ip", "3"], &[]);
+    let conns: Vec<StdTcpStream> = (0..5)
+        .map(|_| StdTcpStream::connect(&a.addr).unwrap())
+        .collect();
+    let closed: Vec<bool> = conns
+        .iter()
+        .map(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 64];
+            // The node speaks first only as the dialler: an open connection
+            // stays silent, a refused one reads as closed.
+            matches!(std::io::Read::read(&mut c, &mut buf), Ok(0))
+        })
+        .collect();
+    assert_eq!(closed, [false, false, false, true, true]);
+    drop(conns);
+}
