@@ -6,6 +6,7 @@
 mod util;
 
 mod cli;
+mod disk;
 mod faults;
 mod hostile;
 mod interop;

@@ -52,6 +52,15 @@ pub enum StoreError {
     KeyMismatch { feed: String, found: String },
 }
 
+impl StoreError {
+    /// The operating system's error behind this one, if any: a full disk,
+    /// a read-only file system, a failing device. Such an error says
+    /// nothing about the data already stored.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        crate::error::io_cause(self)
+    }
+}
+
 /// A directory of feeds, held by one process at a time: hypercore's files
 /// are not safe to open from two processes, so the store takes an exclusive
 /// lock on `data_dir/lock` for as long as any clone of it lives.

@@ -327,6 +327,14 @@ impl<O: FeedOpener> Publisher<O> {
                         },
                     );
                 }
+                // A local write error is no fault of the path: stop, keeping
+                // every path committed so far; a later run goes on from there.
+                Err(PrepareError::Spool { spool, source, .. }) => {
+                    return Err(PublishError::Io {
+                        path: spool,
+                        source,
+                    })
+                }
                 Err(e) => {
                     let path = prepare_error_path(&e).clone();
                     info!(%e, "path not published");

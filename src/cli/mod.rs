@@ -74,6 +74,9 @@ pub fn init_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
+    // hypercore logs every error it returns (`#[instrument(err)]`); we
+    // report them ourselves, with context, so its own lines stay off.
+    let default = format!("{default},hypercore=off");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
@@ -152,7 +155,13 @@ pub fn human_bytes(n: u64) -> String {
 /// An error and its causes on one line, leaving out causes whose text the
 /// message already includes (library errors often embed their source).
 pub fn error_chain(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
+    // A full disk and its kin first, in plain words: the operator's fix.
+    let mut msg = e
+        .chain()
+        .find_map(hypernar_feed::error::local_condition)
+        .map(|c| format!("{c}: "))
+        .unwrap_or_default();
+    msg.push_str(&e.to_string());
     for cause in e.chain().skip(1) {
         let text = cause.to_string();
         if !msg.contains(&text) {

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 mod downloads;
 mod schedule;
+mod storage;
 mod upload;
 mod window;
 
@@ -49,8 +50,22 @@ pub type PeerId = u64;
 /// Why a wanted block range could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
-    #[error("feed {feed}: {message}")]
-    Store { feed: String, message: String },
+    /// Reading or writing the local feed failed.
+    #[error("feed {feed}: {source}")]
+    Store {
+        feed: String,
+        #[source]
+        source: Arc<StoreError>,
+    },
+    /// Blocks cannot be stored here now (see `storage.rs`); what is stored
+    /// is kept.
+    #[error("feed {feed}: cannot store blocks: {reason}")]
+    Storage {
+        feed: String,
+        reason: String,
+        #[source]
+        source: Arc<StoreError>,
+    },
     #[error("feed {feed}: blocks {start}..{end} are past its end ({length})")]
     PastEnd {
         feed: String,
@@ -262,6 +277,9 @@ struct Hub {
     silent_uploads: bool,
     /// Wanted blocks, best first, as last ranked (see `schedule.rs`).
     order: Vec<u64>,
+    /// Whether storing works (see `storage.rs`), and why not.
+    health: storage::Health,
+    storage_error: Option<FetchError>,
     /// Duplicate uploads held back (see `upload.rs`).
     uploads: upload::Uploads,
     order_built: Instant,
@@ -298,6 +316,8 @@ pub fn spawn(
         silent_uploads: crate::fault::silent_uploads(),
         order: Vec::new(),
         uploads: upload::Uploads::default(),
+        health: storage::Health::default(),
+        storage_error: None,
         order_built: Instant::now(),
         order_dirty: true,
     };
@@ -312,7 +332,7 @@ pub fn spawn(
 fn store_err(feed: &str, e: StoreError) -> FetchError {
     FetchError::Store {
         feed: feed.to_owned(),
-        message: e.to_string(),
+        source: Arc::new(e),
     }
 }
 
@@ -380,6 +400,14 @@ impl Hub {
                 // blocks to fetch changes the schedule.
                 if (start..end).all(|i| self.feed.has(i)) {
                     let _ = reply.send(Ok(()));
+                    return;
+                }
+                if let Some(e) = self
+                    .storage_error
+                    .as_ref()
+                    .filter(|_| self.health.stalled())
+                {
+                    let _ = reply.send(Err(e.clone()));
                     return;
                 }
                 let covered = self
@@ -565,31 +593,6 @@ impl Hub {
         self.reschedule().await;
     }
 
-    /// The local replica cannot take a valid proof (its files were left
-    /// inconsistent by a crash): start it afresh and fetch again. A feed we
-    /// write is never reset.
-    async fn damaged(&mut self, e: StoreError) {
-        if self.feed.writable() {
-            warn!(feed = self.feed.name(), %e, "local feed error");
-            return;
-        }
-        warn!(feed = self.feed.name(), %e, "local replica is damaged; starting it afresh");
-        let key = *self.feed.public_key();
-        match self.store.reset_replica(&key).await {
-            Ok(feed) => self.feed = feed,
-            Err(e) => return warn!(%e, "could not reset the replica"),
-        }
-        self.downloads.abandon_all(Instant::now());
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
-        for id in ids {
-            let msg = self.sync_message(&self.peers[&id]);
-            self.send(id, msg).await;
-            self.maybe_upgrade(id).await;
-        }
-        self.publish_state();
-        self.reschedule().await;
-    }
-
     async fn on_message(&mut self, peer: PeerId, msg: Message) {
         match msg {
             Message::Synchronize(s) => {
@@ -734,8 +737,9 @@ impl Hub {
         match self.feed.verify_and_apply(&proof).await {
             Ok(_) => {}
             Err(e) if Feed::is_bad_proof(&e) => return self.misbehaved(peer, e.to_string()).await,
-            Err(e) => return self.damaged(e).await,
+            Err(e) => return self.local_failure(e).await,
         }
+        self.storage_works();
         if let Some(index) = got_block {
             debug!(feed = self.feed.name(), index, peer, "block stored");
             self.avoid.remove(&index);

@@ -118,6 +118,9 @@ impl Hub {
         if inflight >= p.window() || p.remote_fork != info.fork {
             return;
         }
+        if self.health.stalled() {
+            return;
+        }
         let free = p.window() - inflight;
         // An order whose blocks are all here or asked for is ranked again
         // after ORDER_TTL at the latest, and at once when wants change.
@@ -209,6 +212,7 @@ impl Hub {
 
     /// Sends requests that timed out elsewhere; fails waiters past the end.
     pub(super) async fn expire(&mut self) {
+        self.retry_storage().await;
         let now = Instant::now();
         for (peer, req) in self.uploads.due(now) {
             if self.peers.contains_key(&peer) {
