@@ -11,7 +11,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(cli::run(args.command)) {
+    match runtime.block_on(cli::run(args.command, args.verbose)) {
         Ok(code) => code,
         Err(e) => {
             #[allow(clippy::print_stderr)]

@@ -9,6 +9,7 @@
 //!
 //! Modules: [`source`], [`spool`], [`journal`], [`publisher`], [`error`].
 
+pub mod control;
 pub mod error;
 pub mod journal;
 pub mod publisher;

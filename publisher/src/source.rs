@@ -31,6 +31,8 @@ pub enum SourceError {
     },
     #[error("{0}: not found in the cache")]
     NotFound(String),
+    #[error("not a binary cache: {0} does not exist")]
+    NotACache(String),
     #[error("{url}: response is over the {limit}-byte limit")]
     TooLarge { url: String, limit: usize },
     #[error("{url}: {source}")]
@@ -146,11 +148,12 @@ impl Source {
         Ok(buf)
     }
 
-    /// Checks `nix-cache-info` (when the cache has one) names `/nix/store`.
+    /// Checks the source is a binary cache (it has `nix-cache-info`, as
+    /// Nix itself requires) for `/nix/store`.
     pub fn check_cache_info(&self) -> Result<(), SourceError> {
         let text = match self.read_small("nix-cache-info", 64 << 10) {
             Ok(t) => t,
-            Err(SourceError::NotFound(_)) => return Ok(()),
+            Err(SourceError::NotFound(url)) => return Err(SourceError::NotACache(url)),
             Err(e) => return Err(e),
         };
         for line in String::from_utf8_lossy(&text).lines() {

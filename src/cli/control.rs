@@ -3,34 +3,35 @@
 //! publish into a data directory a running serve holds, through the
 //! serve's feed hubs, so new paths reach connected peers at once.
 //!
-//! Protocol: the client sends a `hypernar publish …` command line, one
-//! argument per line, then shuts down its write side; the server answers
-//! with the lines the command prints, then `exit <code>`. Requests are
-//! served one at a time; a request is at most 64 KiB.
+//! The messages are typed and versioned (`hypernar_publisher::control`):
+//! the client sends one publish job, the server streams back lines for
+//! stdout and stderr and then the exit code. Jobs run one at a time.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use hypernar_feed::format::storepath::StorePath;
 use hypernar_fetcher::node::Node;
-use hypernar_publisher::{NoProgress, Publisher};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use hypernar_publisher::control::{self, PublishJob, Reply, Request, VERSION};
+use hypernar_publisher::{Outcome, Progress, Publisher};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{error_chain, publish, read_key, Cli, Command};
-
-const MAX_REQUEST: u64 = 64 << 10;
+use super::publish::{self, Line};
+use super::{error_chain, read_key};
 
 /// Where a data directory's control socket lives.
 pub fn socket(dir: &Path) -> PathBuf {
     dir.join("control.sock")
 }
 
-/// Serves publish requests on the data directory's control socket.
+/// Serves publish jobs on the data directory's control socket.
 pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
     let path = socket(dir);
     // We hold the directory's lock: a socket file here is a leftover.
@@ -41,9 +42,22 @@ pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
     let dir = dir.to_owned();
     let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
     tokio::spawn(async move {
+        let mut failures = 0u32;
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => {
+                    failures = 0;
+                    stream
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: back off, log rarely.
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        warn!(%e, failures, "control socket: accepting fails");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100) * failures.min(50)).await;
+                    continue;
+                }
             };
             let (node, dir, lock) = (node.clone(), dir.clone(), one_at_a_time.clone());
             tokio::spawn(async move {
@@ -56,43 +70,86 @@ pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, control::FrameError> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header).await?;
+    let mut body = vec![0u8; control::frame_len(header)?];
+    r.read_exact(&mut body).await?;
+    Ok(body)
+}
+
 async fn serve_one(
     stream: UnixStream,
     node: Node,
     dir: &Path,
     lock: Arc<tokio::sync::Mutex<()>>,
 ) -> anyhow::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut request = String::new();
-    read.take(MAX_REQUEST).read_to_string(&mut request).await?;
-    let argv: Vec<&str> = request.lines().collect();
-    let (lines, code) = match Cli::try_parse_from(&argv) {
-        Ok(Cli {
-            command: Command::Publish(args),
-            ..
-        }) => {
-            let _one = lock.lock().await;
-            info!(?argv, "publishing for a control client");
-            run_publish(node, dir, &args).await
+    let (mut read, mut write) = stream.into_split();
+    let request = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut read))
+        .await
+        .context("no request within 10 s")?;
+    let (tx, mut rx) = mpsc::channel(64);
+    let answer = async move {
+        match request.and_then(|b| control::decode::<Request>(&b)) {
+            Ok(req) => {
+                let _one = lock.lock().await;
+                handle(node, dir, req, tx).await
+            }
+            Err(e) => {
+                let _ = tx.send(Reply::Err(format!("error: {e}"))).await;
+                let _ = tx.send(Reply::Exit(2)).await;
+            }
         }
-        Ok(_) => (
-            vec!["error: the control socket takes only `publish`".into()],
-            2,
-        ),
-        Err(e) => (vec![e.to_string()], 2),
     };
-    for line in lines {
-        write.write_all(line.as_bytes()).await?;
-        write.write_all(b"\n").await?;
-    }
-    write.write_all(format!("exit {code}\n").as_bytes()).await?;
-    Ok(())
+    let send = async {
+        while let Some(reply) = rx.recv().await {
+            write.write_all(&control::encode(&reply)).await?;
+        }
+        anyhow::Ok(())
+    };
+    let ((), sent) = tokio::join!(answer, send);
+    sent
 }
 
-async fn run_publish(node: Node, dir: &Path, args: &publish::Args) -> (Vec<String>, u8) {
+/// Runs one control request and sends its replies, the exit code last.
+pub async fn handle(node: Node, dir: &Path, req: Request, out: mpsc::Sender<Reply>) {
+    let code = if req.version != VERSION {
+        let _ = out
+            .send(Reply::Err(format!(
+                "error: this hypernar serve speaks control version {VERSION}, the client {}: run the same hypernar for both",
+                req.version
+            )))
+            .await;
+        2
+    } else {
+        info!(job = ?req.job, "publishing for a control client");
+        run_publish(node, dir, &req.job, out.clone()).await
+    };
+    let _ = out.send(Reply::Exit(code)).await;
+}
+
+/// Streams per-path progress to the client as it happens (with `-v`);
+/// failures come with the summary.
+struct Remote {
+    out: mpsc::Sender<Reply>,
+    verbose: bool,
+}
+
+impl Progress for Remote {
+    fn path_done(&self, path: &StorePath, outcome: &Outcome) {
+        let line = match outcome {
+            Outcome::Published { .. } if self.verbose => format!("published {path}"),
+            _ => return,
+        };
+        // Progress is best effort: a slow client loses lines, not the job.
+        let _ = self.out.try_send(Reply::Err(line));
+    }
+}
+
+async fn run_publish(node: Node, dir: &Path, job: &PublishJob, out: mpsc::Sender<Reply>) -> u8 {
     let opened = async {
-        let secret = read_key(&args.key)?;
-        let asked = std::fs::canonicalize(args.data.path()?)?;
+        let secret = read_key(&job.key_file)?;
+        let asked = std::fs::canonicalize(&job.data_dir)?;
         if asked != std::fs::canonicalize(dir)? {
             bail!(
                 "this serve holds {}, not {}",
@@ -105,38 +162,150 @@ async fn run_publish(node: Node, dir: &Path, args: &publish::Args) -> (Vec<Strin
     .await;
     let publisher = match opened {
         Ok(p) => p,
-        Err(e) => return (vec![format!("error: {}", error_chain(&e))], 1),
+        Err(e) => {
+            let _ = out
+                .send(Reply::Err(format!("error: {}", error_chain(&e))))
+                .await;
+            return 1;
+        }
     };
-    match publish::execute(publisher, args, Arc::new(NoProgress)).await {
-        (Ok(lines), code) => (lines, code),
-        (Err(e), code) => (vec![format!("error: {}", error_chain(&e))], code),
+    let progress = Arc::new(Remote {
+        out: out.clone(),
+        verbose: job.verbose > 0,
+    });
+    let (lines, code) = publish::execute(publisher, job, progress).await;
+    match lines {
+        Ok(lines) => {
+            for line in lines {
+                let reply = match line {
+                    Line::Err(l) => Reply::Err(l),
+                    Line::Out(l) => Reply::Out(l),
+                };
+                let _ = out.send(reply).await;
+            }
+        }
+        Err(e) => {
+            let _ = out
+                .send(Reply::Err(format!("error: {}", error_chain(&e))))
+                .await;
+        }
     }
+    code
 }
 
-/// Sends a publish to the serve holding `dir`; prints what it answers.
-#[allow(clippy::print_stdout)]
-pub async fn publish_via_serve(dir: &Path, argv: &[String]) -> anyhow::Result<ExitCode> {
-    let path = socket(dir);
+/// Sends a publish job to the serve holding its data directory; prints
+/// what it answers.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub async fn publish_via_serve(job: &PublishJob) -> anyhow::Result<ExitCode> {
+    let path = socket(&job.data_dir);
     let stream = UnixStream::connect(&path).await.with_context(|| {
         format!(
             "{} is held by a running hypernar serve, and its control socket {} does not answer",
-            dir.display(),
+            job.data_dir.display(),
             path.display()
         )
     })?;
-    let (read, mut write) = stream.into_split();
-    write.write_all(argv.join("\n").as_bytes()).await?;
-    write.shutdown().await?;
-    let mut lines = BufReader::new(read).lines();
-    let mut code = None;
-    while let Some(line) = lines.next_line().await? {
-        match line.strip_prefix("exit ") {
-            Some(c) => code = c.parse::<u8>().ok(),
-            None => println!("{line}"),
+    let (mut read, mut write) = stream.into_split();
+    let req = Request {
+        version: VERSION,
+        job: job.clone(),
+    };
+    write.write_all(&control::encode(&req)).await?;
+    loop {
+        let body = match read_frame(&mut read).await {
+            Ok(b) => b,
+            Err(control::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                bail!("the serve process closed the control socket without an answer")
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match control::decode::<Reply>(&body)? {
+            Reply::Out(l) => println!("{l}"),
+            Reply::Err(l) => eprintln!("{l}"),
+            Reply::Exit(code) => return Ok(ExitCode::from(code)),
         }
     }
-    match code {
-        Some(c) => Ok(ExitCode::from(c)),
-        None => bail!("the serve process closed the control socket without an answer"),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypernar_fetcher::node::NodeConfig;
+    use hypernar_publisher::sample::{self, NixSigningKey};
+
+    async fn replies(node: Node, dir: &Path, req: Request) -> Vec<Reply> {
+        let (tx, mut rx) = mpsc::channel(64);
+        handle(node, dir, req, tx).await;
+        let mut got = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            got.push(r);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_through_the_node_without_a_socket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        let paths = sample::demo_paths();
+        sample::write_cache(&cache, &paths, &NixSigningKey::from_seed("t-1", [3; 32])).unwrap();
+        let key_file = tmp.path().join("pub.key");
+        let secret = hypernar_feed::format::identity::PublisherSecret::generate();
+        std::fs::write(&key_file, secret.to_key_file()).unwrap();
+        let data = tmp.path().join("data");
+        let node = Node::start(NodeConfig {
+            data_dir: data.clone(),
+            peers: vec![],
+            trust: vec![],
+            feeds: vec![],
+            mirror: false,
+            limits: Default::default(),
+        })
+        .await
+        .unwrap();
+        let job = PublishJob {
+            key_file,
+            data_dir: data.clone(),
+            from: format!("file://{}", cache.display()),
+            paths: vec![],
+            closure: false,
+            all: true,
+            release: true,
+            jobs: Some(1),
+            segment_size: 1 << 18,
+            zstd_level: 3,
+            verbose: 1,
+        };
+        // Another version is refused, saying why.
+        let got = replies(
+            node.clone(),
+            &data,
+            Request {
+                version: VERSION + 1,
+                job: job.clone(),
+            },
+        )
+        .await;
+        assert!(matches!(&got[0], Reply::Err(e) if e.contains("control version")));
+        assert_eq!(got.last(), Some(&Reply::Exit(2)));
+        // The job: one line per path with -v, the summary, exit 0.
+        let got = replies(
+            node,
+            &data,
+            Request {
+                version: VERSION,
+                job,
+            },
+        )
+        .await;
+        let published = got
+            .iter()
+            .filter(|r| matches!(r, Reply::Err(l) if l.starts_with("published ")))
+            .count();
+        assert_eq!(published, paths.len(), "{got:?}");
+        assert!(got
+            .iter()
+            .any(|r| matches!(r, Reply::Out(l) if l.starts_with(&format!("published {} paths", paths.len())))));
+        assert_eq!(got.last(), Some(&Reply::Exit(0)));
     }
 }

@@ -55,11 +55,11 @@ pub enum Command {
     Feeds(feeds::Args),
 }
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(a) => demo::run(a).await,
         Command::Keygen(a) => keygen::run(a),
-        Command::Publish(a) => publish::run(a).await,
+        Command::Publish(a) => publish::run(a, verbose).await,
         Command::Release(a) => release::run(a).await,
         Command::CatNar(a) => cat_nar::run(a).await,
         Command::Serve(a) => serve::run(a).await,

@@ -8,6 +8,7 @@ use anyhow::bail;
 use hypernar_feed::format::segment::DEFAULT_SEGMENT_SIZE;
 use hypernar_feed::io::FeedOpener;
 use hypernar_feed::store::StoreError;
+use hypernar_publisher::control::PublishJob;
 use hypernar_publisher::{
     Progress, PublishError, PublishOptions, PublishSummary, Publisher, SealSettings, Source,
 };
@@ -60,24 +61,36 @@ pub struct Args {
     zstd_level: i32,
 }
 
-#[allow(clippy::print_stdout)]
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let secret = read_key(&args.key)?;
-    let dir = args.data.path()?;
-    match Publisher::open(&dir, secret.clone()).await {
+/// Where a publish's lines go: stdout for what it produces, stderr for
+/// errors and per-path failures.
+#[derive(Debug)]
+pub enum Line {
+    Out(String),
+    Err(String),
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub async fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
+    let job = args.to_job(verbose)?;
+    let secret = read_key(&job.key_file)?;
+    let dir = &job.data_dir;
+    match Publisher::open(dir, secret).await {
         Ok(publisher) => {
             let bar = Arc::new(Bar::new());
-            let (lines, code) = execute(publisher, &args, bar.clone()).await;
+            let (lines, code) = execute(publisher, &job, bar.clone()).await;
             bar.finish();
             for line in lines? {
-                println!("{line}");
+                match line {
+                    Line::Out(l) => println!("{l}"),
+                    Line::Err(l) => eprintln!("{l}"),
+                }
             }
             Ok(ExitCode::from(code))
         }
         // A running `hypernar serve` holds the directory: publish through it,
         // so new paths reach its peers at once.
-        Err(PublishError::Store(StoreError::Locked(_))) if control::socket(&dir).exists() => {
-            control::publish_via_serve(&dir, &args.to_argv()?).await
+        Err(PublishError::Store(StoreError::Locked(_))) if control::socket(dir).exists() => {
+            control::publish_via_serve(&job).await
         }
         Err(e) => {
             Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))
@@ -86,77 +99,71 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 impl Args {
-    /// The arguments as a `hypernar publish` command line with absolute
-    /// paths, for a serve process whose working directory is not ours.
-    pub fn to_argv(&self) -> anyhow::Result<Vec<String>> {
-        let abs = |p: &std::path::Path| -> anyhow::Result<String> {
-            Ok(std::path::absolute(p)?.to_string_lossy().into_owned())
-        };
-        let mut v = vec![
-            "hypernar".into(),
-            "publish".into(),
-            "--key".into(),
-            abs(&self.key)?,
-        ];
-        v.extend(["--data".into(), abs(&self.data.path()?)?]);
+    /// The job these arguments describe, with absolute paths, so a serve
+    /// process whose working directory is not ours can run it.
+    pub fn to_job(&self, verbose: u8) -> anyhow::Result<PublishJob> {
+        let abs = |p: &std::path::Path| std::path::absolute(p);
         let from = if self.from.starts_with('/') || self.from.contains("://") {
             self.from.clone()
         } else {
             abs(std::path::Path::new(&self.from))?
+                .to_string_lossy()
+                .into_owned()
         };
-        v.extend(["--from".into(), from]);
-        v.extend(self.paths.iter().cloned());
-        for (on, flag) in [
-            (self.closure, "--closure"),
-            (self.all, "--all"),
-            (self.no_release, "--no-release"),
-        ] {
-            if on {
-                v.push(flag.into());
-            }
-        }
-        if let Some(j) = self.jobs {
-            v.extend(["--jobs".into(), j.to_string()]);
-        }
-        v.extend(["--segment-size".into(), self.segment_size.to_string()]);
-        v.extend(["--zstd-level".into(), self.zstd_level.to_string()]);
-        Ok(v)
+        Ok(PublishJob {
+            key_file: abs(&self.key)?,
+            data_dir: abs(&self.data.path()?)?,
+            from,
+            paths: self.paths.clone(),
+            closure: self.closure,
+            all: self.all,
+            release: !self.no_release,
+            jobs: self.jobs.map(|j| j.min(u32::MAX as usize) as u32),
+            segment_size: self.segment_size,
+            zstd_level: self.zstd_level,
+            verbose,
+        })
     }
 }
 
-/// Runs a publish with an open publisher; returns the lines to print and
-/// the exit code.
+/// Runs a publish job with an open publisher; returns the lines to print
+/// and the exit code.
 pub async fn execute<O: FeedOpener>(
     mut publisher: Publisher<O>,
-    args: &Args,
+    job: &PublishJob,
     progress: Arc<dyn Progress>,
-) -> (anyhow::Result<Vec<String>>, u8) {
+) -> (anyhow::Result<Vec<Line>>, u8) {
     let result = async {
-        if args.paths.is_empty() && !args.all {
+        if job.paths.is_empty() && !job.all {
             bail!("name store paths to publish, or pass --all to publish a whole file:// cache");
         }
-        let roots = args
+        let roots = job
             .paths
             .iter()
             .map(|p| hash_part_of(p))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let source = Arc::new(Source::new(&args.from)?);
+        let source = Arc::new(Source::new(&job.from)?);
         let opts = PublishOptions {
-            closure: args.closure,
-            all: args.all,
-            release: !args.no_release,
-            jobs: args
-                .jobs
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            closure: job.closure,
+            all: job.all,
+            release: job.release,
+            jobs: job.jobs.map_or_else(
+                || std::thread::available_parallelism().map_or(2, |n| n.get()),
+                |j| j as usize,
+            ),
             seal: SealSettings {
-                segment_size: args.segment_size,
-                zstd_level: args.zstd_level,
+                segment_size: job.segment_size,
+                zstd_level: job.zstd_level,
             },
         };
         let summary = publisher.publish(source, roots, &opts, progress).await?;
-        let mut lines = vec![summary_line(&summary, opts.release)];
-        lines.extend(summary.failed.iter().map(|f| format!("failed: {f}")));
-        lines.push(format!("publisher {}", publisher.identity()));
+        let mut lines: Vec<Line> = summary
+            .failed
+            .iter()
+            .map(|f| Line::Err(format!("failed: {f}")))
+            .collect();
+        lines.push(Line::Out(summary_line(&summary, opts.release)));
+        lines.push(Line::Out(format!("publisher {}", publisher.identity())));
         Ok((lines, summary.failed.is_empty()))
     }
     .await;

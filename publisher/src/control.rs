@@ -1,0 +1,159 @@
+//! The control message: a publish job handed from `hypernar publish` to the
+//! `hypernar serve` that holds the data directory, and what comes back.
+//!
+//! The wire is a stream of frames, each `u32le(length) || postcard(body)`,
+//! a body at most [`MAX_FRAME`] bytes (checked before allocation). The
+//! client sends one [`Request`]; the server answers with [`Reply`] frames,
+//! the last of which is [`Reply::Exit`]. Every request carries
+//! [`VERSION`]; a server that speaks another version answers with an error
+//! saying so instead of guessing.
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the control messages this build speaks.
+pub const VERSION: u16 = 1;
+/// Largest frame either side accepts.
+pub const MAX_FRAME: usize = 64 << 10;
+
+/// A publish job: every `hypernar publish` flag, with paths made absolute
+/// (the serve runs in another working directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishJob {
+    pub key_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub from: String,
+    pub paths: Vec<String>,
+    pub closure: bool,
+    pub all: bool,
+    pub release: bool,
+    pub jobs: Option<u32>,
+    pub segment_size: u32,
+    pub zstd_level: i32,
+    /// `-v` count: 1 adds a line per path published.
+    pub verbose: u8,
+}
+
+/// What the client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub version: u16,
+    pub job: PublishJob,
+}
+
+/// What the server answers, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// A line for the client's standard output (what the command produces).
+    Out(String),
+    /// A line for the client's standard error (errors, per-path failures).
+    Err(String),
+    /// The command's exit code; the last frame.
+    Exit(u8),
+}
+
+/// Errors reading a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("control frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    TooLarge(u64),
+    #[error("malformed control message: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("control socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Encodes one message as a frame.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let body = postcard::to_stdvec(msg).expect("control messages serialize");
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// The body length a frame header announces, checked against the limit.
+pub fn frame_len(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_le_bytes(header) as u64;
+    if len > MAX_FRAME as u64 {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len as usize)
+}
+
+/// Decodes a frame body.
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
+    Ok(postcard::from_bytes(body)?)
+}
+
+/// Decodes a whole frame (header and body), as a fuzz target would see
+/// bytes from the socket: the request, or why not.
+pub fn decode_request_frame(bytes: &[u8]) -> Result<Request, FrameError> {
+    let header: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| FrameError::Io(io::ErrorKind::UnexpectedEof.into()))?;
+    let len = frame_len(header)?;
+    let body = bytes
+        .get(4..4 + len)
+        .ok_or_else(|| FrameError::Io(io::ErrorKind::UnexpectedEof.into()))?;
+    decode(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> PublishJob {
+        PublishJob {
+            key_file: "/k".into(),
+            data_dir: "/d".into(),
+            from: "file:///c".into(),
+            paths: vec!["abc".into()],
+            closure: true,
+            all: false,
+            release: true,
+            jobs: Some(3),
+            segment_size: 1 << 18,
+            zstd_level: 3,
+            verbose: 2,
+        }
+    }
+
+    #[test]
+    fn every_field_round_trips() {
+        let req = Request {
+            version: VERSION,
+            job: job(),
+        };
+        assert_eq!(decode_request_frame(&encode(&req)).unwrap(), req);
+        for reply in [
+            Reply::Out("x".into()),
+            Reply::Err("y".into()),
+            Reply::Exit(7),
+        ] {
+            let frame = encode(&reply);
+            let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+            assert_eq!(decode::<Reply>(&frame[4..4 + len]).unwrap(), reply);
+        }
+    }
+
+    #[test]
+    fn oversized_truncated_and_garbage_frames_are_errors() {
+        assert!(matches!(
+            frame_len(u32::MAX.to_le_bytes()),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert!(frame_len((MAX_FRAME as u32).to_le_bytes()).is_ok());
+        let frame = encode(&Request {
+            version: VERSION,
+            job: job(),
+        });
+        for cut in 0..frame.len() {
+            assert!(decode_request_frame(&frame[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(decode_request_frame(&[3, 0, 0, 0, 0xff, 0xff, 0xff]).is_err());
+    }
+}
