@@ -52,7 +52,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+# fault-injection: the test-only fault switches the fault tests drive
+# (docs/DEVELOPMENT.md); release builds leave them out.
+cargo test --workspace --locked --features fault-injection 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary (cargo prints one per binary).

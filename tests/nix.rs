@@ -4,10 +4,8 @@
 //! read every path back with `cat-nar`: it must equal `nix-store --dump`.
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use hypernar_feed::format::narinfo::NarInfo;
 use hypernar_feed::format::storepath::StorePath;
@@ -229,31 +227,36 @@ fn nix_built_paths_round_trip_from_an_http_cache() {
     }
     let b = build_and_copy(&[("cache-xz", "")]);
     let cache = b.tmp.path().join("cache-xz");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-                s(&cache),
-            ])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 http.server"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "HTTP server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Port 0: the server picks a free port and says which (picking one by
+    // binding and releasing it here would race with other tests).
+    let mut child = Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            s(&cache),
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let _server = Server(child);
+    // "Serving HTTP on 127.0.0.1 port 41235 (http://127.0.0.1:41235/) ..."
+    let port: u16 = first
+        .split_whitespace()
+        .skip_while(|w| *w != "port")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
     publish_and_check(&b, &format!("http://127.0.0.1:{port}"), &cache, "http");
 }

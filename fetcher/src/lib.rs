@@ -6,7 +6,7 @@
 //! Planned: the web-seed and upstream fallbacks behind one block-source
 //! combinator, and the binary-cache HTTP API that hands NARs to Nix.
 
-pub mod fault;
+mod fault;
 pub mod fetch;
 pub mod haves;
 pub mod hub;

@@ -22,4 +22,5 @@ pub use publisher::{
 };
 pub use source::{Source, SourceError};
 pub use spool::SealSettings;
+#[cfg(feature = "sample")]
 pub mod sample;

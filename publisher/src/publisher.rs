@@ -657,7 +657,10 @@ fn prepare_error_path(e: &PrepareError) -> &StorePath {
 /// by whoever starts the process; nothing from the network or the cache
 /// can turn it on. The crash-recovery tests use it to hit each step.
 fn fault_point(point: &str) {
-    if std::env::var_os("HYPERNAR_FAULT_ABORT_AT").is_some_and(|v| v == point) {
+    // Only in a build with the `fault-injection` feature (the test command's).
+    if cfg!(feature = "fault-injection")
+        && std::env::var_os("HYPERNAR_FAULT_ABORT_AT").is_some_and(|v| v == point)
+    {
         tracing::error!(point, "HYPERNAR_FAULT_ABORT_AT: aborting on purpose");
         std::process::abort();
     }

@@ -119,12 +119,18 @@ impl Source {
                     }
                 })?;
                 match resp.status().as_u16() {
-                    200 => Ok(Box::new(HttpBody {
-                        url,
-                        resp,
-                        handle,
-                        chunk: bytes::Bytes::new(),
-                    })),
+                    // The body as a blocking reader (this runs on a blocking
+                    // thread); a transfer error names the URL.
+                    200 => {
+                        use futures::TryStreamExt;
+                        let body = resp
+                            .bytes_stream()
+                            .map_err(move |e| io::Error::other(format!("{url}: {e}")));
+                        let reader = tokio_util::io::StreamReader::new(body);
+                        Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+                            reader, handle,
+                        )))
+                    }
                     404 | 410 => Err(SourceError::NotFound(url)),
                     status => Err(SourceError::Status { url, status }),
                 }
@@ -210,30 +216,6 @@ impl Source {
             Source::File(d) => Some(d),
             Source::Http { .. } => None,
         }
-    }
-}
-
-/// An HTTP response body read synchronously, chunk by chunk.
-struct HttpBody {
-    url: String,
-    resp: reqwest::Response,
-    handle: tokio::runtime::Handle,
-    chunk: bytes::Bytes,
-}
-
-impl Read for HttpBody {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.handle.block_on(self.resp.chunk()) {
-                Ok(Some(c)) => self.chunk = c,
-                Ok(None) => return Ok(0),
-                Err(e) => return Err(io::Error::other(format!("{}: {e}", self.url))),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
-        self.chunk = self.chunk.slice(n..);
-        Ok(n)
     }
 }
 

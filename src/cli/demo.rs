@@ -14,8 +14,8 @@ use hypernar_feed::{Catalog, FeedStore};
 use hypernar_publisher::sample::{self, Contents, NixSigningKey, Node, SamplePath};
 use hypernar_publisher::{NoProgress, PublishOptions, Publisher, SealSettings, Source};
 
-use super::human_bytes;
 use super::publish::summary_line;
+use indicatif::HumanBytes;
 
 /// Run the publish → read-back pipeline on built-in sample data.
 ///
@@ -66,7 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "1. made a binary cache of {} paths ({} of NARs, xz/zstd/none, narinfos signed by {})",
         written.len(),
-        human_bytes(nar_total),
+        HumanBytes(nar_total),
         nix_key.name
     );
     println!("   in {}", cache_dir.display());
@@ -144,10 +144,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let (_, rec) = catalog.find(path)?;
                 println!(
                     "   ok  {path}  {} NAR, {} block{}, {} stored, NarHash verified",
-                    human_bytes(summary.nar_bytes),
+                    HumanBytes(summary.nar_bytes),
                     rec.block_count,
                     if rec.block_count == 1 { "" } else { "s" },
-                    human_bytes(summary.stored_bytes),
+                    HumanBytes(summary.stored_bytes),
                 );
             }
             Err(CatError::Catalog(CatalogError::NoKey(p))) if p == private => {

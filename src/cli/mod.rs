@@ -136,22 +136,6 @@ pub fn hash_part_of(arg: &str) -> anyhow::Result<String> {
     }
 }
 
-/// Formats a byte count for people.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// An error and its causes on one line, leaving out causes whose text the
 /// message already includes (library errors often embed their source).
 pub fn error_chain(e: &anyhow::Error) -> String {

@@ -13,7 +13,9 @@ use hypernar_publisher::{
     Progress, PublishError, PublishOptions, PublishSummary, Publisher, SealSettings, Source,
 };
 
-use super::{control, hash_part_of, human_bytes, progress::Bar, read_key, DataDir};
+use indicatif::HumanBytes;
+
+use super::{control, hash_part_of, progress::Bar, read_key, DataDir};
 
 /// Publish store paths from a Nix binary cache.
 ///
@@ -187,8 +189,8 @@ pub fn summary_line(s: &PublishSummary, release: bool) -> String {
         } else {
             ", keys held back"
         },
-        human_bytes(s.nar_bytes),
-        human_bytes(s.stored_bytes),
+        HumanBytes(s.nar_bytes),
+        HumanBytes(s.stored_bytes),
         s.nar_bytes as f64 / secs / 1e6,
     )
 }

@@ -339,3 +339,26 @@ pub fn wait_for_log(serve: &Serve, needle: &str, secs: u64) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// An address nothing listens on: port 1 (tcpmux) is not served on these
+/// machines. Picking a free port by binding and releasing it would race
+/// with anything else that binds meanwhile.
+pub fn closed_addr() -> String {
+    let addr = "127.0.0.1:1";
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "something listens on {addr}; the tests need it closed"
+    );
+    addr.to_owned()
+}
+
+/// Whether the `hypernar` binary under test has the fault switches
+/// (`--features fault-injection`, as the test command builds it); reports
+/// loudly, or fails under CI, when it does not.
+pub fn faults_built_in() -> bool {
+    if cfg!(feature = "fault-injection") {
+        return true;
+    }
+    skip_or_fail("a hypernar binary built with --features fault-injection");
+    false
+}

@@ -342,4 +342,112 @@ Sig: test1:ZtvryDxbqhxp3t5JOJj/T3W7/E7TatJwdDzDbhL/ApbeN6bO4ynvL9FkYhMZ6aHa0NrC6
             Err(NarInfoError::NotUtf8)
         ));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn store_path() -> impl Strategy<Value = StorePath> {
+            (
+                proptest::array::uniform20(any::<u8>()),
+                "[a-zA-Z0-9+_?=][a-zA-Z0-9+._?=-]{0,40}",
+            )
+                .prop_map(|(h, name)| {
+                    StorePath::from_base_name(&format!("{}-{name}", nixbase32::encode(&h)))
+                        .expect("generated paths are valid")
+                })
+        }
+
+        fn hash() -> impl Strategy<Value = NarHash> {
+            proptest::array::uniform32(any::<u8>()).prop_map(NarHash)
+        }
+
+        /// A value as it stands after `Key: ` on a line: printable, no
+        /// line break, no surrounding blanks.
+        fn value() -> impl Strategy<Value = String> {
+            "[!-~]([ -~]{0,60}[!-~])?"
+        }
+
+        fn narinfo() -> impl Strategy<Value = NarInfo> {
+            let compression = prop_oneof![
+                Just(Compression::None),
+                Just(Compression::Xz),
+                Just(Compression::Zstd),
+                Just(Compression::Bzip2),
+            ];
+            let url = "nar/[a-z0-9]{1,52}\\.nar(\\.xz|\\.zst)?";
+            (
+                (store_path(), url, compression, proptest::option::of(hash())),
+                (
+                    proptest::option::of(any::<u64>()),
+                    hash(),
+                    any::<u64>(),
+                    proptest::collection::vec(store_path(), 0..5),
+                ),
+                (
+                    proptest::option::of(
+                        value().prop_filter("Nix's placeholder", |d| d != "unknown-deriver"),
+                    ),
+                    proptest::collection::vec(value(), 0..4),
+                    proptest::option::of(value()),
+                ),
+            )
+                .prop_map(
+                    |(
+                        (store_path, url, compression, file_hash),
+                        (file_size, nar_hash, nar_size, references),
+                        (deriver, sigs, ca),
+                    )| NarInfo {
+                        store_path,
+                        url,
+                        compression,
+                        file_hash,
+                        file_size,
+                        nar_hash,
+                        nar_size,
+                        references,
+                        deriver,
+                        sigs,
+                        ca,
+                    },
+                )
+        }
+
+        proptest! {
+            #[test]
+            fn render_then_parse_gives_back_every_field(info in narinfo()) {
+                let text = info.render();
+                prop_assert_eq!(NarInfo::parse(text.as_bytes()).unwrap(), info);
+            }
+
+            #[test]
+            fn arbitrary_bytes_give_a_narinfo_or_an_error_never_a_panic(
+                bytes in proptest::collection::vec(any::<u8>(), 0..2048)
+            ) {
+                let _ = NarInfo::parse(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_key_value_lines_give_a_narinfo_or_an_error(
+                lines in proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("StorePath"), Just("URL"), Just("Compression"),
+                            Just("FileHash"), Just("FileSize"), Just("NarHash"),
+                            Just("NarSize"), Just("References"), Just("Deriver"),
+                            Just("Sig"), Just("CA"), Just("Other"),
+                        ],
+                        "[ -~]{0,80}",
+                    ),
+                    0..16,
+                )
+            ) {
+                let text: String = lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+                if let Ok(info) = NarInfo::parse(text.as_bytes()) {
+                    // Whatever parses renders to something that parses the same.
+                    prop_assert_eq!(NarInfo::parse(info.render().as_bytes()).unwrap(), info);
+                }
+            }
+        }
+    }
 }

@@ -23,6 +23,7 @@ mod downloads;
 mod schedule;
 mod storage;
 mod upload;
+pub mod wants;
 mod window;
 
 use crate::haves::Haves;
@@ -243,8 +244,7 @@ impl Peer {
 }
 
 struct Waiter {
-    start: u64,
-    end: u64,
+    want: wants::Want,
     reply: Option<oneshot::Sender<Result<(), FetchError>>>,
     since: Instant,
 }
@@ -398,7 +398,8 @@ impl Hub {
                 // A reader asks for every block in turn, most of them here
                 // already or wanted by a wider want: only a want that adds
                 // blocks to fetch changes the schedule.
-                if (start..end).all(|i| self.feed.has(i)) {
+                let mut want = wants::Want::new(start, end);
+                if want.advance(|i| self.feed.has(i)) {
                     let _ = reply.send(Ok(()));
                     return;
                 }
@@ -413,10 +414,9 @@ impl Hub {
                 let covered = self
                     .waiters
                     .iter()
-                    .any(|w| !w.done() && w.start <= start && end <= w.end);
+                    .any(|w| !w.done() && w.want.start <= start && end <= w.want.end);
                 self.waiters.push(Waiter {
-                    start,
-                    end,
+                    want,
                     reply: Some(reply),
                     since: Instant::now(),
                 });
@@ -778,7 +778,7 @@ impl Hub {
     fn settle_waiters(&mut self) {
         let feed = &self.feed;
         for w in &mut self.waiters {
-            if !w.done() && (w.start..w.end).all(|i| feed.has(i)) {
+            if !w.done() && w.want.advance(|i| feed.has(i)) {
                 w.answer(Ok(()));
             }
         }

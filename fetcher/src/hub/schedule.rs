@@ -9,6 +9,7 @@ use hypercore_schema::RequestBlock;
 use tracing::debug;
 
 use super::downloads::Pending;
+use super::wants;
 use super::{FetchError, Hub, PeerId, REQUEST_TIMEOUT, SCHEDULE_WINDOW};
 
 /// How long a reader waits on one block before it jumps the rarest-first queue.
@@ -36,23 +37,14 @@ impl Hub {
     fn wanted(&self) -> Vec<u64> {
         let info = self.feed.info();
         let mut set = BTreeSet::new();
-        let add = |i: u64, set: &mut BTreeSet<u64>| {
-            if !self.feed.has(i) && !self.downloads.in_flight(i) {
-                set.insert(i);
-            }
-        };
-        for w in &self.waiters {
-            for i in w.start..w.end.min(info.length) {
-                add(i, &mut set);
-            }
+        let has = |i| self.feed.has(i);
+        let asked = |i| self.downloads.in_flight(i);
+        for w in self.waiters.iter().filter(|w| !w.done()) {
+            wants::collect(&w.want, info.length, has, asked, SCHEDULE_WINDOW, &mut set);
         }
         if self.eager {
-            for i in info.contiguous_length..info.length {
-                if set.len() >= SCHEDULE_WINDOW {
-                    break;
-                }
-                add(i, &mut set);
-            }
+            let all = wants::Want::new(info.contiguous_length, info.length);
+            wants::collect(&all, info.length, has, asked, SCHEDULE_WINDOW, &mut set);
         }
         let mut out: Vec<u64> = set.into_iter().take(SCHEDULE_WINDOW).collect();
         // A block a reader has waited on alone for a while goes first, or a
@@ -63,8 +55,10 @@ impl Hub {
         let urgent: BTreeSet<u64> = self
             .waiters
             .iter()
-            .filter(|w| w.end - w.start == 1 && now.duration_since(w.since) > URGENT_AFTER)
-            .map(|w| w.start)
+            .filter(|w| {
+                w.want.end - w.want.start == 1 && now.duration_since(w.since) > URGENT_AFTER
+            })
+            .map(|w| w.want.start)
             .collect();
         out.sort_by_cached_key(|&i| {
             let holders = self.peers.values().filter(|p| p.haves.has(i)).count();
@@ -239,11 +233,11 @@ impl Hub {
         if info.writeable {
             let name = self.feed.name().to_owned();
             for w in &mut self.waiters {
-                if w.end > info.length {
+                if w.want.end > info.length {
                     w.answer(Err(FetchError::PastEnd {
                         feed: name.clone(),
-                        start: w.start,
-                        end: w.end,
+                        start: w.want.start,
+                        end: w.want.end,
                         length: info.length,
                     }));
                 }

@@ -269,7 +269,14 @@ impl Hub {
             self.store.open_replica(&key).await
         };
         match opened {
-            Ok(feed) => self.feed = feed,
+            Ok(feed) => {
+                self.feed = feed;
+                if reset {
+                    for w in &mut self.waiters {
+                        w.want.rewind();
+                    }
+                }
+            }
             Err(e) => {
                 warn!(
                     feed = self.feed.name(),
