@@ -339,7 +339,7 @@ fn a_node_that_does_not_trust_the_publisher_gets_nothing() {
     ]);
     let err = failed(&out);
     assert!(
-        err.contains("was not found in the index of any trusted publisher"),
+        err.contains("is not in the index of any trusted publisher"),
         "{err}"
     );
     // Nothing of the publisher's reached B's store.

@@ -10,5 +10,6 @@ mod disk;
 mod faults;
 mod hostile;
 mod interop;
+mod lifecycle;
 mod nix;
 mod swarm;

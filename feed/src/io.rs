@@ -70,7 +70,17 @@ impl FeedIo for Feed {
     async fn read(&mut self, index: u64) -> Result<Vec<u8>, FeedIoError> {
         Ok(self.get(index).await?)
     }
+    /// A feed we write fsyncs every append: on a multi-threaded runtime
+    /// the worker tells tokio it blocks (`block_in_place`), so the
+    /// runtime's other tasks move to another thread meanwhile.
     async fn write(&mut self, blocks: Vec<Vec<u8>>) -> Result<(), FeedIoError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let handle = Handle::try_current().ok();
+        if let Some(h) = handle.filter(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+            return Ok(tokio::task::block_in_place(|| {
+                h.block_on(self.append_batch(&blocks))
+            })?);
+        }
         Ok(self.append_batch(&blocks).await?)
     }
 }

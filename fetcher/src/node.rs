@@ -22,6 +22,8 @@ use hypernar_feed::format::record::{FeedRole, Record};
 use hypernar_feed::store::{FeedStore, StoreError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{self, HubEvent, HubHandle, PeerId};
@@ -32,6 +34,8 @@ use crate::wire;
 pub const BAN_TIME: Duration = Duration::from_secs(600);
 /// Time allowed for a TCP connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Node::shutdown`] waits for tasks and hubs to end.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// A connection whose Noise handshake is not done by then is closed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no frame either way for this long is closed (a
@@ -124,6 +128,12 @@ struct Inner {
     limits: Limits,
     /// Accepted connections open now, by remote IP.
     accepted: Mutex<HashMap<IpAddr, usize>>,
+    /// Cancelled by [`Node::shutdown`]: every task and hub ends.
+    cancel: CancellationToken,
+    /// The node's tasks (connections, pumps, dialers, followers).
+    tasks: Mutex<JoinSet<()>>,
+    /// The hubs' threads (see `hub::spawn`).
+    hub_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Held while a feed is opened and its hub registered, so one feed is
     /// never opened twice.
     opening: tokio::sync::Mutex<()>,
@@ -178,10 +188,13 @@ impl Node {
             publishers: Publishers::default(),
             limits: config.limits,
             accepted: Mutex::new(HashMap::new()),
+            cancel: CancellationToken::new(),
+            tasks: Mutex::new(JoinSet::new()),
+            hub_threads: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(()),
         });
         let node = Node { inner };
-        tokio::spawn(node.clone().handle_events(events_rx));
+        node.spawn(node.clone().handle_events(events_rx));
 
         // Seed everything already here.
         for key in node.inner.store.list()? {
@@ -193,10 +206,10 @@ impl Node {
         }
         for key in &config.feeds {
             let hub = node.add_feed(key, true).await?;
-            tokio::spawn(node.clone().follow_if_keys(hub));
+            node.spawn(node.clone().follow_if_keys(hub));
         }
         for peer in &config.peers {
-            tokio::spawn(node.clone().dial_forever(peer.clone()));
+            node.spawn(node.clone().dial_forever(peer.clone()));
         }
         Ok(node)
     }
@@ -205,7 +218,7 @@ impl Node {
     /// node's [`Limits`]: a connection over a cap is closed at once.
     pub fn listen(&self, listener: TcpListener) {
         let node = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let mut failures = 0u32;
             loop {
                 match listener.accept().await {
@@ -216,9 +229,9 @@ impl Node {
                             continue;
                         };
                         debug!(%addr, "peer connected");
-                        let node = node.clone();
-                        tokio::spawn(async move {
-                            node.run_conn(stream, false, None).await;
+                        let conn = node.clone();
+                        node.spawn(async move {
+                            conn.run_conn(stream, false, None).await;
                             drop(slot);
                         });
                     }
@@ -300,13 +313,65 @@ impl Node {
 
     /// Starts the hub of an opened feed and registers it.
     async fn spawn_hub(&self, feed: hypernar_feed::Feed, eager: bool) -> HubHandle {
-        let hub = hub::spawn(
+        let (hub, thread) = hub::spawn(
             feed,
             self.inner.store.clone(),
             eager,
             self.inner.events.clone(),
+            self.inner.cancel.clone(),
         );
+        self.inner
+            .hub_threads
+            .lock()
+            .expect("hub threads lock")
+            .push(thread);
         self.add_hub(hub).await
+    }
+
+    /// Runs `task` as one of the node's tasks: [`Node::shutdown`] ends it
+    /// (at its next await) and waits for it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let cancel = self.inner.cancel.clone();
+        let mut tasks = self.inner.tasks.lock().expect("tasks lock");
+        // Finished tasks leave their results behind until collected.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = task => {}
+            }
+        });
+    }
+
+    /// Ends the node: stops accepting, closes every connection, lets each
+    /// hub finish the message it is on and close its feed, and waits for
+    /// all of it (at most [`SHUTDOWN_WAIT`]; what is still running then is
+    /// left to the process exit). Stored blocks are already on disk.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
+        let threads =
+            std::mem::take(&mut *self.inner.hub_threads.lock().expect("hub threads lock"));
+        let all = async {
+            while tasks.join_next().await.is_some() {}
+            let _ = tokio::task::spawn_blocking(move || {
+                for t in threads {
+                    let _ = t.join();
+                }
+            })
+            .await;
+        };
+        if tokio::time::timeout(SHUTDOWN_WAIT, all).await.is_err() {
+            warn!("shutdown: some tasks did not end within {SHUTDOWN_WAIT:?}");
+        }
+    }
+
+    /// Whether [`Node::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.cancel.is_cancelled()
     }
 
     /// Registers a hub (unless one for the same feed won a race) and offers
@@ -370,7 +435,7 @@ impl Node {
     pub async fn trust(&self, id: Identity) -> Result<(), NodeError> {
         let index = self.add_feed(&id.0, true).await?;
         self.inner.publishers.add(id);
-        tokio::spawn(self.clone().follow_index(id, index));
+        self.spawn(self.clone().follow_index(id, index));
         Ok(())
     }
 
@@ -397,7 +462,7 @@ impl Node {
                             };
                             match self.add_feed(&key, eager).await {
                                 Ok(hub) if decl.role == FeedRole::Keys => {
-                                    tokio::spawn(self.clone().follow_keys(id, hub));
+                                    self.spawn(self.clone().follow_keys(id, hub));
                                 }
                                 Ok(_) => {}
                                 Err(e) => warn!(%e, "adding a declared feed"),
@@ -587,7 +652,7 @@ impl Node {
                             .lock()
                             .expect("peer lock")
                             .insert(peer, id);
-                        tokio::spawn(crate::pump::run(
+                        self.spawn(crate::pump::run(
                             channel,
                             hub,
                             peer,

@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use hypernar_feed::format::identity::Identity;
 use hypernar_feed::format::record::{KeyRelease, PathRecord, Record};
@@ -17,12 +20,83 @@ struct Known {
 }
 
 /// Trusted publishers' indexes and released keys.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Publishers {
     by_id: Mutex<HashMap<[u8; 32], Known>>,
+    /// Bumped on every record and key applied, for [`Publishers::wait`].
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Publishers {
+    fn default() -> Self {
+        Publishers {
+            by_id: Mutex::new(HashMap::new()),
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+/// A path ready to fetch: its publisher, record, data feed and key.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub publisher: Identity,
+    pub record: PathRecord,
+    pub data_feed: [u8; 32],
+    pub key: PathKey,
+}
+
+/// Why a path is not ready to fetch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFound {
+    #[error("{path} is not in the index of any trusted publisher ({known} paths known)")]
+    Unknown { path: StorePath, known: usize },
+    #[error("no key has been released for {0} by its publisher")]
+    NoKey(StorePath),
 }
 
 impl Publishers {
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// The path with its released key, or why not (now).
+    pub fn lookup(&self, path: &StorePath) -> Result<Found, NotFound> {
+        let Some((publisher, record, data_feed)) = self.find(path) else {
+            return Err(NotFound::Unknown {
+                path: path.clone(),
+                known: self.path_count(),
+            });
+        };
+        let key = self
+            .key(&publisher, path)
+            .ok_or_else(|| NotFound::NoKey(path.clone()))?;
+        Ok(Found {
+            publisher,
+            record,
+            data_feed,
+            key,
+        })
+    }
+
+    /// Waits until `path` is known with its key (as index and key feeds
+    /// replicate), or `deadline` passes; then says why not.
+    pub async fn wait(&self, path: &StorePath, deadline: Duration) -> Result<Found, NotFound> {
+        let mut changed = self.changed.subscribe();
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            changed.mark_unchanged();
+            match self.lookup(path) {
+                Ok(found) => return Ok(found),
+                Err(why) => {
+                    let wait = tokio::time::timeout_at(until, changed.changed()).await;
+                    if !matches!(wait, Ok(Ok(()))) {
+                        return self.lookup(path).or(Err(why));
+                    }
+                }
+            }
+        }
+    }
+
     pub(crate) fn add(&self, id: Identity) {
         self.by_id
             .lock()
@@ -43,6 +117,7 @@ impl Publishers {
         {
             k.index.apply(seq, record);
         }
+        self.bump();
     }
 
     pub(crate) fn add_key(&self, id: &Identity, release: KeyRelease) {
@@ -54,6 +129,7 @@ impl Publishers {
         {
             k.releases.insert(release.store_path, PathKey(release.key));
         }
+        self.bump();
     }
 
     /// The publisher, record and data-feed key of a published path.

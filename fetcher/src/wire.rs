@@ -195,13 +195,18 @@ impl Load {
     }
 }
 
+/// The frame codec: `u24le(length) || bytes`, at most `max` bytes a frame.
+pub fn codec(max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(3)
+        .little_endian()
+        .max_frame_length(max)
+        .new_codec()
+}
+
 impl FramedTcp {
     pub fn new(stream: TcpStream, load: Arc<Load>, initiator: bool) -> Self {
-        let codec = LengthDelimitedCodec::builder()
-            .length_field_length(3)
-            .little_endian()
-            .max_frame_length(MAX_HANDSHAKE_FRAME)
-            .new_codec();
+        let codec = codec(MAX_HANDSHAKE_FRAME);
         FramedTcp {
             inner: Framed::new(stream, codec),
             load,

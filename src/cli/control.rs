@@ -41,7 +41,8 @@ pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let dir = dir.to_owned();
     let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
-    tokio::spawn(async move {
+    let tasks = node.clone();
+    tasks.spawn(async move {
         let mut failures = 0u32;
         loop {
             let stream = match listener.accept().await {
@@ -60,7 +61,7 @@ pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
                 }
             };
             let (node, dir, lock) = (node.clone(), dir.clone(), one_at_a_time.clone());
-            tokio::spawn(async move {
+            node.clone().spawn(async move {
                 if let Err(e) = serve_one(stream, node, &dir, lock).await {
                     warn!(%e, "control request failed");
                 }

@@ -4,7 +4,7 @@ use std::io::BufWriter;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use hypernar_feed::format::identity::Identity;
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_fetcher::node::{Node, NodeConfig};
@@ -70,25 +70,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let deadline = Duration::from_secs(args.timeout);
     let started = Instant::now();
-    while node.publishers().find(&path).is_none()
-        || node
-            .publishers()
-            .key(&node.publishers().find(&path).expect("found").0, &path)
-            .is_none()
-    {
-        if started.elapsed() > deadline {
-            if node.publishers().find(&path).is_some() {
-                bail!("no key has been released for {path} by its publisher");
-            }
-            bail!(
-                "{path} was not found in the index of any trusted publisher within {}s \
-                 ({} paths known)",
-                args.timeout,
-                node.publishers().path_count()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Index and key feeds replicate as the node connects: wait for the path.
+    node.publishers()
+        .wait(&path, deadline)
+        .await
+        .with_context(|| format!("after waiting {}s for the index and keys", args.timeout))?;
     let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
     let (_, summary) = node.fetch_nar(&path, out, deadline).await?;
     tracing::info!(
@@ -100,5 +86,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.linger > 0 {
         tokio::time::sleep(Duration::from_secs(args.linger)).await;
     }
+    node.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

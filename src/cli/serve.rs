@@ -90,6 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     shutdown_signal().await;
     say("hypernar serve: shutting down");
+    node.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -235,6 +235,11 @@ impl Sealer {
                 block.extend_from_slice(plaintext);
             }
         }
+        Ok(self.seal_block(index, block))
+    }
+
+    /// Seals `[version] || body` in place and appends the tag.
+    fn seal_block(&self, index: u64, mut block: Vec<u8>) -> Vec<u8> {
         let tag = self
             .key
             .seal_in_place_separate_tag(
@@ -244,7 +249,18 @@ impl Sealer {
             )
             .expect("ChaCha20-Poly1305 seals any length we produce");
         block.extend_from_slice(tag.as_ref());
-        Ok(block)
+        block
+    }
+
+    /// Seals an envelope body (codec byte and payload) exactly as given,
+    /// with no check that it decodes: what a publisher that holds the key
+    /// but means harm could produce. For fuzzing and tests of the opener.
+    #[doc(hidden)]
+    pub fn seal_body_as_is(&self, index: u64, body: &[u8]) -> Vec<u8> {
+        let mut block = Vec::with_capacity(1 + body.len() + ENVELOPE_OVERHEAD);
+        block.push(ENVELOPE_VERSION);
+        block.extend_from_slice(body);
+        self.seal_block(index, block)
     }
 }
 

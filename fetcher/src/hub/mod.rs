@@ -17,6 +17,7 @@ use hypercore_protocol::Message;
 use hypercore_schema::RequestUpgrade;
 use hypernar_feed::store::{Feed, FeedStore, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod downloads;
@@ -29,6 +30,7 @@ mod window;
 use crate::haves::Haves;
 use downloads::{Answer, Downloads, Pending};
 
+pub use upload::out_of_bounds;
 pub use window::MAX_WINDOW;
 /// Blocks waiting for one peer past which its requests are dropped.
 const MAX_QUEUED_ANSWERS: usize = 64;
@@ -287,14 +289,22 @@ struct Hub {
     order_dirty: bool,
 }
 
-/// Starts the hub of `feed`. With `eager`, it fetches every block any peer
-/// has; otherwise only what [`HubHandle::want`] asks for.
+/// Starts the hub of `feed` on a thread of its own, which ends when
+/// `cancel` is cancelled (between two messages, never inside one) or every
+/// handle is dropped. With `eager`, it fetches every block any peer has;
+/// otherwise only what [`HubHandle::want`] asks for.
+///
+/// A thread per hub, with a single-threaded runtime, keeps hypercore's
+/// file I/O (a write and, for feeds we write, an fsync per append) off the
+/// node's async workers, where it would stall every connection; each feed
+/// still has exactly one owner, so nothing needs a lock.
 pub fn spawn(
     feed: Feed,
     store: FeedStore,
     eager: bool,
     events: mpsc::Sender<HubEvent>,
-) -> HubHandle {
+    cancel: CancellationToken,
+) -> (HubHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INBOX);
     let info = feed.info();
     let (state, state_rx) = watch::channel(FeedState {
@@ -321,12 +331,22 @@ pub fn spawn(
         order_built: Instant::now(),
         order_dirty: true,
     };
-    tokio::spawn(hub.run(rx));
-    HubHandle {
+    let thread = std::thread::Builder::new()
+        .name(format!("hub-{}", &name[..8.min(name.len())]))
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a hub's runtime");
+            rt.block_on(hub.run(rx, cancel));
+        })
+        .expect("a hub's thread");
+    let handle = HubHandle {
         tx,
         state: state_rx,
         name,
-    }
+    };
+    (handle, thread)
 }
 
 fn store_err(feed: &str, e: StoreError) -> FetchError {
@@ -337,11 +357,13 @@ fn store_err(feed: &str, e: StoreError) -> FetchError {
 }
 
 impl Hub {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     self.handle(msg).await;
