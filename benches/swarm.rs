@@ -36,6 +36,16 @@ fn sh_quiet(cmd: &str) {
         .status();
 }
 
+/// A field of /proc/PID/status in KiB (VmRSS: now, VmHWM: the peak).
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -156,7 +166,10 @@ fn main() {
     BufReader::new(seed.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    let seed_pid = seed.id();
     procs.0.push(seed);
+    // `ip netns exec` execs the serve: this is its pid.
+    let seed_idle_rss = proc_status_kib(seed_pid, "VmRSS:");
     let tx0 = tx_bytes(0);
 
     // HYPERNAR_SWARM_PERF=FILE: a system-wide `perf record` of the run.
@@ -241,6 +254,7 @@ fn main() {
     }
     let egress = tx_bytes(0) - tx0;
     let wall = started.elapsed().as_secs_f64();
+    let seed_peak_rss = proc_status_kib(seed_pid, "VmHWM:");
     if let Some(mut perf) = perf {
         let _ = Command::new("kill")
             .args(["-INT", &perf.id().to_string()])
@@ -272,6 +286,11 @@ fn main() {
         std::process::exit(1);
     }
     let t_actual = finished.iter().copied().fold(0.0, f64::max);
+    println!(
+        "seed RSS: {:.1} MiB idle before the fetchers start, {:.1} MiB at its peak while seeding (targets: 64 and 128 MiB)",
+        seed_idle_rss as f64 / 1024.0,
+        seed_peak_rss as f64 / 1024.0
+    );
     println!(
         "CPU of all {} nodes: {cpu:.1} s over {wall:.1} s of wall time ({:.2} of the machine's {} cores)",
         peers + 1,

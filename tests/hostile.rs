@@ -264,6 +264,10 @@ fn a_hostile_peer_is_dropped_and_the_honest_fetch_completes() {
         log.contains("disconnecting a peer that sent bad data"),
         "the hostile peer was not dropped:\n{log}"
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !closed.load(Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         closed.load(Ordering::Relaxed),
         "the hostile connection is still open"
@@ -338,16 +342,25 @@ fn a_flooding_peer_is_dropped_and_memory_stays_bounded() {
         .feed_signing_key(DATA_FEED_0)
         .verifying_key()
         .to_bytes();
+    // The honest fetch alone, for comparison.
+    let path = w.store_path("noise");
+    let (out, alone) = fetch_logged(&w.tmp.path().join("alone"), &id, &[&a.addr], &path);
+    assert_fetched(&out, &w, "noise");
     let before = rss(a.child.id());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    // 100 000 messages a second for up to 10 s.
-    let (sent, dropped) = rt.block_on(flood(a.addr.clone(), key, 100_000, 10));
+    // 100 000 messages a second for up to 10 s, and the same fetch meanwhile.
+    let flooding = rt.spawn(flood(a.addr.clone(), key, 100_000, 10));
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, during) = fetch_logged(&w.tmp.path().join("b"), &id, &[&a.addr], &path);
+    let (sent, dropped) = rt.block_on(flooding).unwrap();
     let after = rss(a.child.id());
     eprintln!(
-        "flood: {sent} messages sent before the node closed the connection; RSS {} -> {} MiB",
+        "flood: {sent} messages sent before the node closed the connection; RSS {} -> {} MiB; \
+         the honest fetch took {during:?} during the flood, {alone:?} alone",
         before >> 20,
         after >> 20
     );
+    assert_fetched(&out, &w, "noise");
     assert!(
         dropped,
         "the node kept a peer sending 100 000 messages a second"
@@ -358,13 +371,10 @@ fn a_flooding_peer_is_dropped_and_memory_stays_bounded() {
         "the node grew by {} MiB under a message flood",
         after.saturating_sub(before) >> 20
     );
-    let out = fetch(
-        &w.tmp.path().join("b"),
-        &id,
-        &[&a.addr],
-        &w.store_path("noise"),
+    assert!(
+        during < alone * 4 + Duration::from_secs(10),
+        "during the flood the fetch took {during:?}, alone {alone:?}"
     );
-    assert_fetched(&out, &w, "noise");
 }
 
 #[test]

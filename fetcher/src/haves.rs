@@ -112,6 +112,27 @@ mod tests {
         assert!(h.words.len() as u64 <= MAX_TRACKED_BLOCKS / 64);
     }
 
+    /// hypercore-protocol decodes every message with compact-encoding, whose
+    /// 2.2.0 release reserved a vector's declared length before reading it:
+    /// a 7-byte Bitfield from any peer reserved gigabytes, a longer length
+    /// aborted the process. Fixed by the patched copy in vendor/ (see
+    /// vendor/compact-encoding/HYPERNAR-PATCH.md); without it this panics.
+    #[test]
+    fn wire_vectors_with_lying_lengths_reserve_nothing() {
+        use compact_encoding::CompactEncoding;
+        use hypercore_protocol::schema::{Bitfield, Data};
+        // start 0, then "2^62 words" and none of them.
+        let mut lying = vec![0u8, 0xff];
+        lying.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        assert!(Bitfield::decode(&lying).is_err());
+        // What the fuzz target found (after its message-kind byte).
+        assert!(Bitfield::decode(&[41, 254, 146, 146, 146, 41]).is_err());
+        // Data carries a vector of tree nodes: the same lie there.
+        let mut data = vec![0u8; 40];
+        data.extend_from_slice(&lying);
+        let _ = Data::decode(&data);
+    }
+
     #[test]
     fn word_boundaries_match_a_bit_by_bit_model() {
         let mut h = Haves::default();

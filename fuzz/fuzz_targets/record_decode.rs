@@ -5,6 +5,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = Record::decode(data) {
+        // Unknown kinds are skipped by readers and never written back.
+        if matches!(record, Record::Unknown(_)) {
+            return;
+        }
         // What decodes encodes to something that decodes the same.
         let again = Record::decode(&record.encode()).expect("re-encoded record decodes");
         assert_eq!(format!("{again:?}"), format!("{record:?}"));
