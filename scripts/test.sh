@@ -47,6 +47,22 @@ else
   echo "warning: npm is missing: the JavaScript interop tests cannot run" >&2
 fi
 
+# cargo-fuzz for the fuzz smoke run (the nightly toolchain is on these
+# machines; rustup cannot fetch one here).
+fuzz=1
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  fuzz=0
+elif ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install cargo-fuzz --version 0.13.2 --locked || fuzz=0
+fi
+if [ "$fuzz" = 0 ]; then
+  if [ -n "${CI:-}" ]; then
+    echo "error: the fuzz smoke run needs the nightly toolchain and cargo-fuzz" >&2
+    exit 1
+  fi
+  echo "warning: SKIPPING the fuzz smoke run: no nightly toolchain or cargo-fuzz" >&2
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
@@ -56,7 +72,14 @@ set +e
 # (docs/DEVELOPMENT.md); release builds leave them out.
 cargo test --workspace --locked --features fault-injection 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# Every fuzz target for 30 s over its committed corpus (scripts/fuzz.sh).
+if [ "$fuzz" = 1 ]; then
+  ./scripts/fuzz.sh 30 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
 set -e
-# One closing line over every test binary (cargo prints one per binary).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# One closing line over every test binary and fuzz target (cargo prints one
+# per binary, the fuzz script one for all targets).
+awk '/^test result:/ { p += $4; f += $6 } /^fuzz: [0-9]+ passed/ { p += $2; f += $4 }
+  END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
