@@ -44,18 +44,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Bytes stored under `dir`, counted by blocks in use (what `du` says).
 fn du(dir: &Path) -> u64 {
     let out = Command::new("du")

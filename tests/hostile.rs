@@ -18,31 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::util::*;
 
-/// Bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn demo_paths_small() -> Vec<hypernar_publisher::sample::SamplePath> {
     vec![raw("tiny", noise(1000, 9), Compression::Zstd, &[])]
-}
-
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
 }
 
 fn request(id: u64, block: Option<RequestBlock>, upgrade: Option<RequestUpgrade>) -> Request {

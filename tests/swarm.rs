@@ -167,16 +167,12 @@ fn a_peer_that_asks_for_blocks_and_reads_none_cannot_fill_our_memory() {
     use hypercore_schema::RequestBlock;
 
     // 8 MiB that does not compress: 32 blocks of 256 KiB.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..8 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let w = World::new(&[raw("noise", noise, Compression::Zstd, &[])]);
+    let w = World::new(&[raw(
+        "noise",
+        noise(8 << 20, 0x9e37_79b9_7f4a_7c15),
+        Compression::Zstd,
+        &[],
+    )]);
     w.publish_ok(&["--all"]);
     let a = serve(&w.data, &[], &[]);
     let key = w
@@ -184,15 +180,6 @@ fn a_peer_that_asks_for_blocks_and_reads_none_cannot_fill_our_memory() {
         .feed_signing_key(DATA_FEED_0)
         .verifying_key()
         .to_bytes();
-    let rss = |pid: u32| -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap()
-            * 1024
-    };
     let before = rss(a.child.id());
     let rt = tokio::runtime::Runtime::new().unwrap();
     // 4000 requests (1 GiB of answers) on one channel, then no more reading.
