@@ -135,7 +135,16 @@ impl Catalog {
             let mut index = PublisherIndex::new(identity);
             index.catch_up(&mut feed).await.map_err(|e| match e {
                 FeedIoError::Store(e) => e,
-                other => StoreError::Other(other.to_string()),
+                FeedIoError::Record {
+                    feed,
+                    index,
+                    source,
+                } => StoreError::Record {
+                    feed,
+                    index,
+                    source,
+                },
+                other => StoreError::FeedIo(Box::new(other)),
             })?;
             publishers.insert(identity.to_bytes(), index);
         }

@@ -15,8 +15,19 @@ use crate::store::{Feed, FeedStore, StoreError};
 pub enum FeedIoError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("feed {feed}: {message}")]
-    Other { feed: String, message: String },
+    /// The process or actor that owns the feed (a node's hub) failed.
+    #[error("feed {feed}: {source}")]
+    Owner {
+        feed: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("feed {feed}: block 0 is {found}, expected the header {expected}")]
+    WrongHeader {
+        feed: String,
+        found: String,
+        expected: String,
+    },
     #[error("feed {feed} block {index}: {source}")]
     Record {
         feed: String,
@@ -109,9 +120,10 @@ pub async fn ensure_header<F: FeedIo>(feed: &mut F, want: FeedHeader) -> Result<
     }
     match feed.read_record(0).await? {
         Record::Header(have) if have == want => Ok(()),
-        other => Err(FeedIoError::Other {
+        other => Err(FeedIoError::WrongHeader {
             feed: feed.name(),
-            message: format!("block 0 is {other:?}, expected the header {want:?}"),
+            found: format!("{other:?}"),
+            expected: format!("{want:?}"),
         }),
     }
 }

@@ -46,8 +46,9 @@ pub enum StoreError {
     NoHeader { feed: String },
     #[error("{} is in use by another hypernar process (it holds the lock on {})", .0.display(), .0.join("lock").display())]
     Locked(PathBuf),
-    #[error("{0}")]
-    Other(String),
+    /// Reading a feed through [`crate::io::FeedIo`] failed.
+    #[error(transparent)]
+    FeedIo(Box<crate::io::FeedIoError>),
     #[error("feed {feed} on disk has public key {found}, expected it from its directory name")]
     KeyMismatch { feed: String, found: String },
 }

@@ -52,10 +52,12 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// Each connection costs tens of KiB at rest and at most
-    /// [`wire::MAX_BACKLOG_BYTES`] plus a frame under load (see
-    /// docs/threat-model.md): 512 connections stay well under a GiB even
-    /// if every one of them is busy at once, which they cannot all be.
+    /// A connection costs tens of KiB at rest. Its worst case is about
+    /// 32 MiB (a full read backlog, [`wire::MAX_BACKLOG_BYTES`]; a frame
+    /// being read, [`wire::MAX_FRAME`]; a full write queue,
+    /// [`wire::MAX_UNSENT`]), reached only while our hubs or the peer
+    /// stall; measured figures are in docs/benchmarks.md. The per-IP cap
+    /// keeps one host from taking every place.
     fn default() -> Self {
         Limits {
             max_connections: 512,
@@ -214,7 +216,7 @@ impl Node {
         Ok(node)
     }
 
-    /// Accepts peers on `listener` until the process ends, within the
+    /// Accepts peers on `listener` until [`Node::shutdown`], within the
     /// node's [`Limits`]: a connection over a cap is closed at once.
     pub fn listen(&self, listener: TcpListener) {
         let node = self.clone();

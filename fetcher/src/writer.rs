@@ -14,10 +14,10 @@ pub struct HubFeed {
     key: VerifyingKey,
 }
 
-fn other(feed: &HubHandle, e: impl std::fmt::Display) -> FeedIoError {
-    FeedIoError::Other {
+fn other(feed: &HubHandle, e: crate::hub::FetchError) -> FeedIoError {
+    FeedIoError::Owner {
         feed: feed.name().to_owned(),
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 

@@ -63,11 +63,15 @@ pub struct NoProgress;
 impl Progress for NoProgress {}
 
 /// What happened to one path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
-    Published { stored_bytes: u64 },
+    Published {
+        stored_bytes: u64,
+    },
     AlreadyPublished,
-    Failed(String),
+    /// The path was refused (its NAR did not match its narinfo, its source
+    /// failed, …); the run goes on with the others.
+    Failed(Arc<PrepareError>),
 }
 
 /// What a publish run did.
@@ -338,8 +342,8 @@ impl<O: FeedOpener> Publisher<O> {
                 Err(e) => {
                     let path = prepare_error_path(&e).clone();
                     info!(%e, "path not published");
-                    progress.path_done(&path, &Outcome::Failed(e.to_string()));
                     summary.failed.push(e.to_string());
+                    progress.path_done(&path, &Outcome::Failed(Arc::new(e)));
                 }
             }
         }
