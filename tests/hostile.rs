@@ -456,3 +456,125 @@ fn connections_over_the_per_ip_cap_are_closed_on_arrival() {
     assert_eq!(closed, [false, false, false, true, true]);
     drop(conns);
 }
+
+/// Forwards a TCP connection both ways until `mute` is set, then stops
+/// reading what the node sends (so the node's writes stall), while still
+/// forwarding what the attacker sends.
+async fn muting_proxy(node: String, mute: Arc<AtomicBool>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = TcpStream::connect(&node).await.unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        });
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            if mute.load(Ordering::Relaxed) {
+                // Never read the node again; hold the socket open.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            match tokio::time::timeout(Duration::from_millis(20), sr.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => {
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_peer_that_stops_reading_and_keeps_sending_cannot_fill_our_memory() {
+    // 16 MiB: 64 blocks, more than the 8 MiB a connection may leave unwritten.
+    let w = World::new(&[raw("noise", noise(16 << 20, 17), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    let key = w
+        .secret()
+        .feed_signing_key(DATA_FEED_0)
+        .verifying_key()
+        .to_bytes();
+    let before = rss(a.child.id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mute = Arc::new(AtomicBool::new(false));
+    let proxy = rt.block_on(muting_proxy(a.addr.clone(), mute.clone()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let (mute2, sent2) = (mute.clone(), sent.clone());
+    let attacker = rt.spawn(async move {
+        let stream = TcpStream::connect(&proxy).await.unwrap();
+        let (mut protocol, _) = hypernar_fetcher::wire::protocol(stream, true).unwrap();
+        protocol.open(key).await.unwrap();
+        let started = Instant::now();
+        let mut task = None;
+        while started.elapsed() < Duration::from_secs(12) {
+            let ev = tokio::time::timeout(Duration::from_millis(20), protocol.next()).await;
+            if let Ok(Some(Ok(Event::Channel(ch)))) = ev {
+                let (mute, sent) = (mute2.clone(), sent2.clone());
+                task = Some(tokio::spawn(async move {
+                    // Ask for every block (16 MiB of answers), stop reading,
+                    // then send 10 000 bitfields of 4 KiB a second for 8 s.
+                    for id in 1..=64u64 {
+                        let block = Some(RequestBlock {
+                            index: id,
+                            nodes: 0,
+                        });
+                        let _ = ch.send(Message::Request(request(id, block, None))).await;
+                    }
+                    mute.store(true, Ordering::Relaxed);
+                    let t = Instant::now();
+                    let mut n = 0u64;
+                    while t.elapsed() < Duration::from_secs(8) {
+                        for _ in 0..100 {
+                            let m = Message::Bitfield(Bitfield {
+                                start: (n % 1024) * 32_000,
+                                bitfield: vec![0x5555_5555; 1000],
+                            });
+                            if ch.send(m).await.is_err() {
+                                return;
+                            }
+                            n += 1;
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }));
+            }
+        }
+        drop(task);
+    });
+    let mut peak = 0;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rss(a.child.id()));
+    }
+    rt.block_on(attacker).unwrap();
+    eprintln!(
+        "a peer that stopped reading sent {} bitfields of 4 KiB; the node's RSS went {} -> peak {} MiB",
+        sent.load(Ordering::Relaxed),
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak.saturating_sub(before) < 96 << 20,
+        "the node grew by {} MiB for a peer that sends and does not read",
+        peak.saturating_sub(before) >> 20
+    );
+    // It still serves everyone else.
+    let out = fetch(
+        &w.tmp.path().join("b"),
+        &id,
+        &[&a.addr],
+        &w.store_path("noise"),
+    );
+    assert_fetched(&out, &w, "noise");
+}

@@ -110,6 +110,10 @@ type Wait = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// Runs the pump until the channel or the hub ends; `kill` closes the
 /// whole connection (a flooding peer).
+///
+/// Inbound is read from the channel's receiver, taken out of it, so that a
+/// send waiting for room in the protocol's outbound queue (a peer that does
+/// not read) never stops the pump from draining what the peer sends.
 pub async fn run(
     mut channel: Channel,
     hub: HubHandle,
@@ -117,6 +121,11 @@ pub async fn run(
     load: Arc<Load>,
     kill: Arc<Notify>,
 ) {
+    let Some(mut inbound) = channel.take_receiver() else {
+        warn!(peer, "a channel without its receiver; closing it");
+        let _ = channel.close().await;
+        return;
+    };
     let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
     let answers = Arc::new(AtomicUsize::new(0));
     hub.join(peer, tx, answers.clone()).await;
@@ -124,10 +133,12 @@ pub async fn run(
     let mut bucket = Bucket::new(Instant::now());
     // A block waiting for the connection to write what it has.
     let mut held: Option<(Message, Wait)> = None;
+    // A message on its way into the protocol's outbound queue.
+    let mut sending: Option<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = None;
     let mut open = true;
     while open || !backlog.is_empty() {
         tokio::select! {
-            msg = channel.next(), if open => match msg {
+            msg = inbound.next(), if open => match msg {
                 Some(msg) => {
                     if !bucket.allow(Instant::now()) {
                         warn!(peer, "peer sends more than {FLOOD_RATE} messages a second; closing its connection");
@@ -146,17 +157,23 @@ pub async fn run(
                 load.handed(bytes);
                 permit.send(peer, msg);
             }
-            ok = async { held.as_mut().expect("held").1.as_mut().await }, if held.is_some() => {
+            ok = async { sending.as_mut().expect("sending").await }, if sending.is_some() => {
+                sending = None;
+                if !ok {
+                    break;
+                }
+            }
+            ok = async { held.as_mut().expect("held").1.as_mut().await },
+                if held.is_some() && sending.is_none() =>
+            {
                 let (msg, _) = held.take().expect("held");
                 if !ok {
                     warn!(peer, "peer has read nothing for a minute; closing its channel");
                     break;
                 }
-                if !send(&mut channel, &load, msg).await {
-                    break;
-                }
+                sending = Some(Box::pin(send(&channel, &load, msg)));
             }
-            out = rx.recv(), if held.is_none() && open => match out {
+            out = rx.recv(), if held.is_none() && sending.is_none() && open => match out {
                 Some(msg) => {
                     if let Message::Data(_) = &msg {
                         answers.fetch_sub(1, Ordering::Relaxed);
@@ -165,15 +182,14 @@ pub async fn run(
                             continue;
                         }
                     }
-                    if !send(&mut channel, &load, msg).await {
-                        break;
-                    }
+                    sending = Some(Box::pin(send(&channel, &load, msg)));
                 }
                 // The hub dropped this peer.
                 None => break,
             },
         }
     }
+    drop(sending);
     for (_, bytes) in backlog {
         load.handed(bytes);
     }
@@ -183,7 +199,7 @@ pub async fn run(
 }
 
 /// Sends one message, counting a block's bytes as queued on the connection.
-async fn send(channel: &mut Channel, load: &Load, msg: Message) -> bool {
+async fn send(channel: &Channel, load: &Load, msg: Message) -> bool {
     if let Message::Data(d) = &msg {
         let bytes = d.block.as_ref().map_or(0, |b| b.value.len());
         load.queue(bytes as u64 + 64);
