@@ -18,6 +18,21 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::util::*;
 
+/// A published path `noise` of `len` bytes that do not compress, a serve
+/// seeding it, the publisher's identity and its data feed's key.
+fn seeded_noise(len: usize, seed: u64) -> (World, String, Serve, [u8; 32]) {
+    let w = World::new(&[raw("noise", noise(len, seed), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let a = serve(&w.data, &[], &[]);
+    let key = w
+        .secret()
+        .feed_signing_key(DATA_FEED_0)
+        .verifying_key()
+        .to_bytes();
+    (w, id, a, key)
+}
+
 fn demo_paths_small() -> Vec<hypernar_publisher::sample::SamplePath> {
     vec![raw("tiny", noise(1000, 9), Compression::Zstd, &[])]
 }
@@ -198,16 +213,8 @@ fn fetch_logged(
 #[test]
 fn a_hostile_peer_is_dropped_and_the_honest_fetch_completes() {
     // 32 MiB: 128 blocks, so the fetcher asks the hostile peer for some.
-    let w = World::new(&[raw("noise", noise(32 << 20, 7), Compression::Zstd, &[])]);
-    w.publish_ok(&["--all"]);
-    let id = identity(&w);
-    let a = serve(&w.data, &[], &[]);
+    let (w, id, a, key) = seeded_noise(32 << 20, 7);
     let path = w.store_path("noise");
-    let key = w
-        .secret()
-        .feed_signing_key(DATA_FEED_0)
-        .verifying_key()
-        .to_bytes();
 
     // Without the attacker, for comparison.
     let (out, alone) = fetch_logged(&w.tmp.path().join("alone"), &id, &[&a.addr], &path);
@@ -310,15 +317,7 @@ async fn flood(addr: String, key: [u8; 32], per_sec: u64, secs: u64) -> (u64, bo
 
 #[test]
 fn a_flooding_peer_is_dropped_and_memory_stays_bounded() {
-    let w = World::new(&[raw("noise", noise(4 << 20, 3), Compression::Zstd, &[])]);
-    w.publish_ok(&["--all"]);
-    let id = identity(&w);
-    let a = serve(&w.data, &[], &[]);
-    let key = w
-        .secret()
-        .feed_signing_key(DATA_FEED_0)
-        .verifying_key()
-        .to_bytes();
+    let (w, id, a, key) = seeded_noise(4 << 20, 3);
     // The honest fetch alone, for comparison.
     let path = w.store_path("noise");
     let (out, alone) = fetch_logged(&w.tmp.path().join("alone"), &id, &[&a.addr], &path);
@@ -495,15 +494,7 @@ async fn muting_proxy(node: String, mute: Arc<AtomicBool>) -> String {
 #[test]
 fn a_peer_that_stops_reading_and_keeps_sending_cannot_fill_our_memory() {
     // 16 MiB: 64 blocks, more than the 8 MiB a connection may leave unwritten.
-    let w = World::new(&[raw("noise", noise(16 << 20, 17), Compression::Zstd, &[])]);
-    w.publish_ok(&["--all"]);
-    let id = identity(&w);
-    let a = serve(&w.data, &[], &[]);
-    let key = w
-        .secret()
-        .feed_signing_key(DATA_FEED_0)
-        .verifying_key()
-        .to_bytes();
+    let (w, id, a, key) = seeded_noise(16 << 20, 17);
     let before = rss(a.child.id());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mute = Arc::new(AtomicBool::new(false));

@@ -2,25 +2,32 @@
 //! verifies and stores what peers send, and schedules block requests over
 //! every peer that has the blocks.
 //!
-//! Peers are thin pumps (see `node.rs`): each replication channel forwards
+//! Peers are thin pumps (see `pump.rs`): each replication channel forwards
 //! the messages it receives to the feed's hub and sends what the hub gives
 //! it. Everything that touches the hypercore happens here, one message at a
 //! time, so nothing needs a lock.
+//!
+//! - `inbound.rs`: what peers send (announcements, data, violations);
+//! - `upload.rs`: answering requests; a seed holds duplicates;
+//! - `downloads.rs`: our requests out, keyed by (peer, id);
+//! - `schedule.rs`, `wants.rs`, `window.rs`: which block next, from whom,
+//!   how many in flight;
+//! - `storage.rs`: what a failing disk does to a hub.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hypercore_protocol::schema::{Bitfield, Data, NoData, Range, Request, Synchronize};
+use hypercore_protocol::schema::{Range, Synchronize};
 use hypercore_protocol::Message;
-use hypercore_schema::RequestUpgrade;
 use hypernar_feed::store::{Feed, FeedStore, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 mod downloads;
+mod inbound;
 mod schedule;
 mod storage;
 mod upload;
@@ -28,7 +35,7 @@ pub mod wants;
 mod window;
 
 use crate::haves::Haves;
-use downloads::{Answer, Downloads, Pending};
+use downloads::Downloads;
 
 pub use upload::out_of_bounds;
 pub use window::MAX_WINDOW;
@@ -582,218 +589,6 @@ impl Hub {
             self.send(id, msg).await;
         }
         self.publish_state();
-    }
-
-    /// A reply that matches nothing we asked this peer (an id we never
-    /// sent it, or an answer it already gave): tolerated a few times, since
-    /// a reply and our cancel can cross, then the peer is dropped.
-    async fn violation(&mut self, peer: PeerId, what: &str) {
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        p.violations += 1;
-        debug!(
-            feed = self.feed.name(),
-            peer,
-            violations = p.violations,
-            what,
-            "protocol violation"
-        );
-        if p.violations >= MAX_VIOLATIONS {
-            let reason = format!("{} protocol violations, the last: {what}", p.violations);
-            self.misbehaved(peer, reason).await;
-        }
-    }
-
-    async fn misbehaved(&mut self, peer: PeerId, reason: String) {
-        warn!(feed = self.feed.name(), peer, %reason, "peer misbehaved");
-        self.leave(peer);
-        let _ = self
-            .events
-            .send(HubEvent::Misbehaved { peer, reason })
-            .await;
-        self.reschedule().await;
-    }
-
-    async fn on_message(&mut self, peer: PeerId, msg: Message) {
-        match msg {
-            Message::Synchronize(s) => {
-                debug!(
-                    feed = self.feed.name(),
-                    peer,
-                    length = s.length,
-                    ours = self.feed.len(),
-                    "synchronize"
-                );
-                let first = {
-                    let p = self.peers.get_mut(&peer).expect("checked");
-                    let first = !p.synced;
-                    p.synced = true;
-                    p.remote_length = s.length;
-                    p.remote_fork = s.fork;
-                    first
-                };
-                if first {
-                    let msg = self.sync_message(&self.peers[&peer]);
-                    self.send(peer, msg).await;
-                }
-                self.maybe_upgrade(peer).await;
-                self.fill(peer).await;
-            }
-            Message::Range(r) => {
-                let p = self.peers.get_mut(&peer).expect("checked");
-                p.haves.set_range(r.start, r.length, !r.drop);
-                if r.drop {
-                    p.complete = false;
-                } else if r.start == 0 && r.length > 0 && r.length >= p.remote_length {
-                    p.complete = true;
-                }
-                // A single block announced: someone just got it. The peer
-                // picks both numbers: the end is computed without overflow.
-                if !r.drop && r.length <= HEDGE_RANGE {
-                    for index in r.start..r.start.saturating_add(r.length) {
-                        self.hedge(index, peer).await;
-                    }
-                }
-                self.fill(peer).await;
-            }
-            Message::Bitfield(Bitfield { start, bitfield }) => {
-                let p = self.peers.get_mut(&peer).expect("checked");
-                p.haves.set_words(start, &bitfield);
-                self.fill(peer).await;
-            }
-            Message::Request(req) => self.on_request(peer, req).await,
-            Message::Data(data) => self.on_data(peer, data).await,
-            Message::NoData(NoData { request }) => {
-                match self.downloads.answered(peer, request, Instant::now()) {
-                    Answer::Expected { what, .. } => {
-                        if let (Pending::Block(index), Some(p)) = (what, self.peers.get_mut(&peer))
-                        {
-                            p.haves.set_range(index, 1, false);
-                        }
-                        self.schedule().await;
-                    }
-                    Answer::Late => {}
-                    Answer::Unsolicited => {
-                        self.violation(peer, "a NoData for a request it was not sent")
-                            .await
-                    }
-                }
-            }
-            Message::Cancel(c) => {
-                if self.uploads.cancel(peer, c.request) {
-                    debug!(
-                        feed = self.feed.name(),
-                        peer, "held duplicate upload cancelled"
-                    );
-                }
-            }
-            Message::Want(_) | Message::Unwant(_) => {}
-            other => debug!(peer, ?other, "ignored message"),
-        }
-    }
-
-    async fn maybe_upgrade(&mut self, peer: PeerId) {
-        let info = self.feed.info();
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        if p.remote_fork != info.fork || p.remote_length <= info.length {
-            return;
-        }
-        let length = p.remote_length - info.length;
-        let Some(id) = self.downloads.upgrade(peer, Instant::now()) else {
-            return;
-        };
-        let req = Request {
-            id,
-            fork: info.fork,
-            block: None,
-            hash: None,
-            seek: None,
-            upgrade: Some(RequestUpgrade {
-                start: info.length,
-                length,
-            }),
-            manifest: false,
-            priority: 0,
-        };
-        self.send(peer, Message::Request(req)).await;
-    }
-
-    async fn on_data(&mut self, peer: PeerId, data: Data) {
-        let what = match self.downloads.answered(peer, data.request, Instant::now()) {
-            Answer::Expected { what, rtt } => {
-                let in_flight = self.downloads.count(peer) + 1;
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    if matches!(what, Pending::Block(_)) {
-                        p.window.delivered(rtt, in_flight);
-                    }
-                    p.strikes = 0;
-                }
-                what
-            }
-            // Asked for, then given up on: another peer has it or will.
-            Answer::Late => return,
-            Answer::Unsolicited => {
-                return self
-                    .violation(peer, "a Data for a request it was not sent")
-                    .await
-            }
-        };
-        let got_block = data.block.as_ref().map(|b| b.index);
-        let fits = match what {
-            Pending::Block(index) => got_block == Some(index),
-            Pending::Upgrade => got_block.is_none() && data.upgrade.is_some(),
-        };
-        if !fits {
-            return self
-                .misbehaved(
-                    peer,
-                    format!("answered a request for {what:?} with block {got_block:?}"),
-                )
-                .await;
-        }
-        let proof = data.into_proof();
-        let before = self.feed.info();
-        match self.feed.verify_and_apply(&proof).await {
-            Ok(_) => {}
-            Err(e) if Feed::is_bad_proof(&e) => return self.misbehaved(peer, e.to_string()).await,
-            Err(e) => return self.local_failure(e).await,
-        }
-        self.storage_works();
-        if let Some(index) = got_block {
-            debug!(feed = self.feed.name(), index, peer, "block stored");
-            self.avoid.remove(&index);
-        }
-        let after = self.feed.info();
-        if after.length != before.length {
-            self.announce_length().await;
-        }
-        if let Some(b) = got_block {
-            if self.feed.has(b) {
-                let ids: Vec<PeerId> = self.peers.keys().copied().filter(|p| *p != peer).collect();
-                for id in ids {
-                    self.send(
-                        id,
-                        Message::Range(Range {
-                            drop: false,
-                            start: b,
-                            length: 1,
-                        }),
-                    )
-                    .await;
-                }
-            }
-        }
-        self.publish_state();
-        self.settle_waiters();
-        if after.length != before.length {
-            // Blocks past the old length may be wanted now.
-            self.reschedule().await;
-        } else {
-            self.fill(peer).await;
-        }
     }
 
     /// Answers waiters whose blocks are all here, or cannot be.
