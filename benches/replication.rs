@@ -58,7 +58,14 @@ fn main() {
     println!("path: {:.1} MiB NAR from /usr", nar_bytes / 1048576.0);
 
     let mut serve = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--http",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(&a)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -5,6 +5,7 @@
 #   ./scripts/fuzz.sh            30 s each: the smoke run of the test command
 #   ./scripts/fuzz.sh 1800       a campaign (docs/DEVELOPMENT.md records figures)
 #   RUNS=10000000 ./scripts/fuzz.sh 1800   stop each at 10 million executions
+#   TARGETS="segment_open peer_message" ./scripts/fuzz.sh 1800   only those
 #
 # Needs the nightly toolchain and cargo-fuzz (scripts/test.sh installs
 # cargo-fuzz). Prints one line per target: executions, and ok or FAILED;
@@ -17,7 +18,7 @@ runs=${RUNS:--1}
 failed=0
 passed=0
 cargo +nightly fuzz build -O >/dev/null 2>&1 || cargo +nightly fuzz build -O || exit 1
-for t in $(cargo +nightly fuzz list); do
+for t in ${TARGETS:-$(cargo +nightly fuzz list)}; do
   mkdir -p "fuzz/corpus/$t"
   log=$(mktemp)
   # -rss_limit_mb: an input that makes a parser reserve gigabytes is a bug.

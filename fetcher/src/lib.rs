@@ -2,13 +2,15 @@
 //!
 //! Peers replicate publishers' feeds over the Hypercore protocol. Modules:
 //! - [`wire`]: TCP framing, Noise handshake, the Hypercore protocol.
+//! - [`http`]: the binary-cache HTTP API that hands NARs to Nix.
 //!
 //! Planned: the web-seed and upstream fallbacks behind one block-source
-//! combinator, and the binary-cache HTTP API that hands NARs to Nix.
+//! combinator.
 
 mod fault;
 pub mod fetch;
 pub mod haves;
+pub mod http;
 pub mod hub;
 pub mod node;
 pub mod publishers;

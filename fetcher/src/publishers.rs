@@ -23,6 +23,9 @@ struct Known {
 #[derive(Debug)]
 pub struct Publishers {
     by_id: Mutex<HashMap<[u8; 32], Known>>,
+    /// Store paths by their hash part, for narinfo and NAR requests (which
+    /// name only the hash).
+    by_hash: Mutex<HashMap<String, StorePath>>,
     /// Bumped on every record and key applied, for [`Publishers::wait`].
     changed: watch::Sender<u64>,
 }
@@ -31,6 +34,7 @@ impl Default for Publishers {
     fn default() -> Self {
         Publishers {
             by_id: Mutex::new(HashMap::new()),
+            by_hash: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
         }
     }
@@ -78,6 +82,16 @@ impl Publishers {
         })
     }
 
+    /// The store path whose hash part is `hash`, if a trusted publisher's
+    /// index lists it.
+    pub fn path_by_hash(&self, hash: &str) -> Option<StorePath> {
+        self.by_hash
+            .lock()
+            .expect("by_hash lock")
+            .get(hash)
+            .cloned()
+    }
+
     /// Waits until `path` is known with its key (as index and key feeds
     /// replicate), or `deadline` passes; then says why not.
     pub async fn wait(&self, path: &StorePath, deadline: Duration) -> Result<Found, NotFound> {
@@ -109,6 +123,12 @@ impl Publishers {
     }
 
     pub(crate) fn apply(&self, id: &Identity, seq: u64, record: Record) {
+        if let Record::Path(p) = &record {
+            self.by_hash
+                .lock()
+                .expect("by_hash lock")
+                .insert(p.store_path.hash_part().to_owned(), p.store_path.clone());
+        }
         if let Some(k) = self
             .by_id
             .lock()

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hypernar_feed::format::identity::{parse_feed_key_text, Identity};
+use hypernar_fetcher::http::{self, Allow, HttpLimits, DEFAULT_HTTP_PORT};
 use hypernar_fetcher::node::{Limits, Node, NodeConfig};
 
 use super::DataDir;
@@ -11,16 +12,20 @@ use super::DataDir;
 /// Port `hypernar serve` listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7469;
 
-/// Seed feeds to peers and replicate trusted publishers.
+/// Seed feeds to peers, replicate trusted publishers, and serve Nix.
 ///
 /// Seeds every feed in the data directory (a publisher's own feeds, and the
 /// blocks this node has fetched) to every peer that knows a feed's key.
 /// For each --trust publisher it replicates the index and key feeds eagerly
-/// and live, and data feeds on demand (all of them with --mirror). Runs
+/// and live, and data feeds on demand (all of them with --mirror).
+///
+/// Nix substitutes from it through the binary-cache HTTP API, by default at
+/// http://127.0.0.1:7470: add that URL to `substituters` in nix.conf, and
+/// the publisher's original Nix signing key to `trusted-public-keys`. Runs
 /// until interrupted.
 ///
 /// Examples:
-///   hypernar serve --data /srv/hypernar                       (a publisher's seed)
+///   hypernar serve --data /srv/hypernar --http none           (a publisher's seed)
 ///   hypernar serve --trust hypernar1:… --peer seed.example.org:7469
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -43,6 +48,17 @@ pub struct Args {
     /// an audience's key feed, or a data feed to mirror blind (without its keys)
     #[arg(long, value_name = "TOKEN")]
     feed: Vec<String>,
+    /// Address of the binary-cache HTTP API for Nix, or `none`. Anything but
+    /// loopback needs --http-allow: whoever reaches the port can read every
+    /// path this node can decrypt
+    #[arg(long, value_name = "ADDR|none", default_value_t = format!("127.0.0.1:{DEFAULT_HTTP_PORT}"))]
+    http: String,
+    /// Clients allowed to use the HTTP API besides loopback (CIDR, repeatable)
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    http_allow: Vec<ipnet::IpNet>,
+    /// Most HTTP connections open at once; more are closed on arrival
+    #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections)]
+    http_max_connections: usize,
     /// Most peer connections accepted at once; more are closed on arrival
     /// (connections this node dials do not count)
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
@@ -66,6 +82,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|t| parse_feed_key_text(t).with_context(|| format!("{t:?} is not a key feed token")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let data_dir = args.data.path()?;
+    let http_addr: Option<std::net::SocketAddr> = match args.http.as_str() {
+        "none" => None,
+        a => Some(a.parse().with_context(|| {
+            format!(
+                "--http {a:?}: expected an address such as 127.0.0.1:{DEFAULT_HTTP_PORT}, or none"
+            )
+        })?),
+    };
+    let allow = Allow(args.http_allow.clone());
+    // Bind before starting the node, so a refused address fails at once.
+    let http_listener = match http_addr {
+        Some(a) => Some(http::bind(a, &allow).await?),
+        None => None,
+    };
     let node = Node::start(NodeConfig {
         limits: Limits {
             max_connections: args.max_connections,
@@ -85,6 +115,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "hypernar serve: listening on {addr}, data in {}",
         data_dir.display()
     ));
+    if let Some(listener) = http_listener {
+        let at = listener.local_addr()?;
+        http::serve(
+            node.clone(),
+            listener,
+            allow,
+            HttpLimits {
+                max_connections: args.http_max_connections,
+                ..HttpLimits::default()
+            },
+        );
+        say(&format!(
+            "hypernar serve: binary cache for Nix at http://{at}"
+        ));
+    }
     for id in &args.trust {
         say(&format!("trusting {id}"));
     }

@@ -257,6 +257,9 @@ pub fn skip_or_fail(what: &str) {
 pub struct Serve {
     pub child: Child,
     pub addr: String,
+    /// `http://127.0.0.1:PORT` of its binary-cache API, unless started
+    /// with `--http none`.
+    pub http: Option<String>,
     pub log: std::path::PathBuf,
     _stdout: BufReader<std::process::ChildStdout>,
 }
@@ -271,8 +274,11 @@ impl Drop for Serve {
 pub fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
     let log = data.with_extension("log");
     let mut cmd = Command::new(bin());
-    cmd.args(["serve", "--data", s(data), "--listen", "127.0.0.1:0"])
-        .args(extra)
+    cmd.args(["serve", "--data", s(data), "--listen", "127.0.0.1:0"]);
+    if !extra.contains(&"--http") {
+        cmd.args(["--http", "127.0.0.1:0"]);
+    }
+    cmd.args(extra)
         .env("RUST_LOG", "hypernar_fetcher=info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap());
@@ -289,9 +295,18 @@ pub fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .trim_end_matches(',')
         .to_owned();
+    let http = (!extra.windows(2).any(|w| w == ["--http", "none"])).then(|| {
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        line.split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no HTTP address in {line:?}"))
+            .to_owned()
+    });
     Serve {
         child,
         addr,
+        http,
         log,
         _stdout: stdout,
     }

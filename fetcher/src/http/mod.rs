@@ -1,0 +1,338 @@
+//! The binary-cache HTTP API Nix substitutes from (docs/protocol.md, "HTTP
+//! API"): `nix-cache-info`, narinfos from the replicated index, NARs
+//! streamed from verified blocks, a status page.
+//!
+//! - [`route`]: what a request asks for (pure, unit-tested).
+//! - [`nar`]: a NAR or a range of it as a body, block by block.
+//!
+//! The accept loop is ours (hyper's connection builder, not a framework's
+//! server) so its limits are explicit: at most [`HttpLimits::max_connections`]
+//! connections (more are closed on arrival), request heads of at most
+//! [`HttpLimits::max_head_bytes`] read within [`HttpLimits::head_timeout`]
+//! (an idle keep-alive connection is closed after it too), and only clients
+//! in the allow list.
+
+pub mod nar;
+pub mod route;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::node::Node;
+use route::{parse_range, ByteRange, RangeAsk, Route};
+
+/// Port of the binary-cache API unless told otherwise (`serve --http`).
+pub const DEFAULT_HTTP_PORT: u16 = 7470;
+
+/// Priority in `nix-cache-info`: below cache.nixos.org's 40, so Nix asks
+/// hypernar first.
+pub const PRIORITY: u32 = 30;
+
+/// Limits of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Connections open at once; more are closed on arrival.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers): hyper answers 431
+    /// above it.
+    pub max_head_bytes: usize,
+    /// Time to read a request head, and the longest a keep-alive
+    /// connection may sit idle.
+    pub head_timeout: Duration,
+    /// Longest wait for one block of a NAR being sent.
+    pub block_deadline: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 1024,
+            max_head_bytes: 16 << 10,
+            head_timeout: Duration::from_secs(30),
+            block_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Who may use the API, beyond loopback (always allowed).
+#[derive(Debug, Clone, Default)]
+pub struct Allow(pub Vec<IpNet>);
+
+impl Allow {
+    /// Whether a client at `ip` may use the API.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        ip.is_loopback() || self.0.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Why the HTTP API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(
+        "refusing to serve the binary-cache API on {0}, which is not a loopback address: \
+         whoever reaches it can read every path this node can decrypt. \
+         Say who may with --http-allow CIDR (e.g. --http-allow 192.168.1.0/24)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds the API's listener on `addr`. An address other than loopback
+/// needs a non-empty allow list.
+pub async fn bind(addr: SocketAddr, allow: &Allow) -> Result<TcpListener, HttpError> {
+    if !addr.ip().is_loopback() && allow.0.is_empty() {
+        return Err(HttpError::NotLoopback(addr));
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })
+}
+
+#[derive(Debug)]
+struct Server {
+    node: Node,
+    limits: HttpLimits,
+}
+
+/// Serves the API on `listener` until the node shuts down.
+pub fn serve(node: Node, listener: TcpListener, allow: Allow, limits: HttpLimits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let server = Arc::new(Server {
+        node: node.clone(),
+        limits,
+    });
+    let spawner = node.clone();
+    node.spawn(async move {
+        let mut refused_since_log = 0u64;
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: do not spin.
+                    warn!("HTTP accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if !allow.permits(peer.ip()) {
+                debug!(%peer, "HTTP client not in --http-allow; closed");
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                refused_since_log += 1;
+                if refused_since_log == 1 || refused_since_log.is_multiple_of(1000) {
+                    warn!(
+                        refused = refused_since_log,
+                        "HTTP connections at their cap ({}); closing new ones",
+                        server.limits.max_connections
+                    );
+                }
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let server = server.clone();
+            spawner.spawn(async move {
+                let _permit = permit;
+                let limits = server.limits.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.head_timeout)
+                    .max_buf_size(limits.max_head_bytes.max(8192))
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    debug!(%peer, "HTTP connection ended: {e}");
+                }
+            });
+        }
+    });
+    info!("binary-cache API ready");
+}
+
+type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let body: Bytes = body.into();
+    let mut res = Response::new(
+        Full::new(body)
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    full(status, "text/plain; charset=utf-8", format!("{msg}\n"))
+}
+
+impl Server {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let head = req.method() == http::Method::HEAD;
+        let mut res = match route::route(req.method(), req.uri().path()) {
+            Route::CacheInfo => full(
+                StatusCode::OK,
+                "text/x-nix-cache-info",
+                format!("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: {PRIORITY}\n"),
+            ),
+            Route::NarInfo(hash) => self.narinfo(&hash),
+            Route::Nar { hash, nar_hash } => self.nar(&req, &hash, &nar_hash, head),
+            Route::Status => self.status(),
+            Route::Metrics => text(StatusCode::NOT_FOUND, "no metrics yet"),
+            Route::NotHere | Route::Unknown => text(StatusCode::NOT_FOUND, "not here"),
+            Route::Bad(why) => text(StatusCode::BAD_REQUEST, why),
+            Route::Method => {
+                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                r
+            }
+        };
+        if head {
+            // Keep the headers, with the Content-Length a GET would have,
+            // and drop the body.
+            use http_body::Body as _;
+            if let Some(len) = res.body().size_hint().exact() {
+                res.headers_mut()
+                    .entry(header::CONTENT_LENGTH)
+                    .or_insert(HeaderValue::from(len));
+            }
+            let (parts, _) = res.into_parts();
+            res = Response::from_parts(
+                parts,
+                Full::new(Bytes::new())
+                    .map_err(|never: Infallible| match never {})
+                    .boxed(),
+            );
+        }
+        res
+    }
+
+    /// From memory: the replicated index and the released keys. A path
+    /// listed without a released key is "not here" (nothing could decrypt
+    /// it); so is an unknown one.
+    fn narinfo(&self, hash: &str) -> Response<Body> {
+        let publishers = self.node.publishers();
+        let Some(path) = publishers.path_by_hash(hash) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "no trusted publisher lists this path",
+            );
+        };
+        match publishers.lookup(&path) {
+            Ok(found) => {
+                let url = route::nar_url(hash, &found.record.nar_hash);
+                full(
+                    StatusCode::OK,
+                    "text/x-nix-narinfo",
+                    found.record.narinfo(url).render(),
+                )
+            }
+            Err(why) => text(StatusCode::NOT_FOUND, &why.to_string()),
+        }
+    }
+
+    fn nar(
+        &self,
+        req: &Request<Incoming>,
+        hash: &str,
+        nar_hash: &hypernar_feed::format::narinfo::NarHash,
+        head: bool,
+    ) -> Response<Body> {
+        let publishers = self.node.publishers();
+        let Some(found) = publishers
+            .path_by_hash(hash)
+            .and_then(|p| publishers.lookup(&p).ok())
+        else {
+            return text(StatusCode::NOT_FOUND, "no released path with this hash");
+        };
+        if found.record.nar_hash != *nar_hash {
+            return text(StatusCode::NOT_FOUND, "this path's NAR has changed since");
+        }
+        let len = found.record.nar_size;
+        let ask = parse_range(req.headers().get(header::RANGE).map(|v| v.as_bytes()), len);
+        let (status, range) = match ask {
+            RangeAsk::Whole => (StatusCode::OK, ByteRange { start: 0, end: len }),
+            RangeAsk::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
+            RangeAsk::Unsatisfiable => {
+                let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                r.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"),
+                );
+                return r;
+            }
+        };
+        let body: Body = if head || range.start == range.end {
+            Full::new(Bytes::new())
+                .map_err(|never: Infallible| match never {})
+                .boxed()
+        } else {
+            nar::stream(self.node.clone(), found, range, self.limits.block_deadline)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .boxed()
+        };
+        let mut res = Response::new(body);
+        *res.status_mut() = status;
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-nix-nar"),
+        );
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(range.end - range.start),
+        );
+        if status == StatusCode::PARTIAL_CONTENT {
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {}-{}/{len}", range.start, range.end - 1))
+                    .expect("ascii"),
+            );
+        }
+        res
+    }
+
+    fn status(&self) -> Response<Body> {
+        let paths = self.node.publishers().path_count();
+        full(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            format!(
+                "<!doctype html><html><head><meta charset=utf-8><title>hypernar</title></head>\
+                 <body><h1>hypernar</h1><p>{paths} paths known from trusted publishers.</p>\
+                 <p>Binary cache for Nix: add this URL to <code>substituters</code>.</p></body></html>\n"
+            ),
+        )
+    }
+}

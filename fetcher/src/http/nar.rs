@@ -1,0 +1,259 @@
+//! A NAR (or a byte range of it) as an HTTP body, streamed as its blocks
+//! arrive: each block verified against the publisher's tree by the hub,
+//! then authenticated and decrypted here, then sent.
+//!
+//! Two tasks per response: one gets blocks from the feed's hub (which
+//! fetches them from peers, read-ahead over the whole range), one opens
+//! them and feeds the body. Both channels are small, so a response holds
+//! at most [`BLOCKS_AHEAD`] + [`CHUNKS_AHEAD`] + 2 segments in memory
+//! whatever the NAR's size. Dropping the body (the client went away)
+//! aborts both tasks, and with them the hub wants.
+//!
+//! When the whole NAR is sent, its SHA-256 is checked against the NarHash
+//! before the last segment goes out: a mismatch ends the response short of
+//! its `Content-Length`, so the client sees a failed transfer, never a
+//! clean one.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ed25519_dalek::VerifyingKey;
+use http_body::{Body, Frame, SizeHint};
+use hypernar_feed::format::narinfo::NarHash;
+use hypernar_feed::format::segment::{Opener, SegmentError};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use super::route::ByteRange;
+use crate::hub::{FetchError, HubHandle};
+use crate::node::{Node, NodeError};
+use crate::publishers::Found;
+
+/// Blocks got from the hub ahead of the one being decrypted.
+pub const BLOCKS_AHEAD: usize = 4;
+/// Decrypted chunks queued for the client.
+pub const CHUNKS_AHEAD: usize = 2;
+
+/// Why a NAR stream ended early. The client sees only a cut transfer;
+/// this goes to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum NarStreamError {
+    #[error("block {index} did not arrive within {deadline:?}")]
+    Deadline { index: u64, deadline: Duration },
+    #[error("fetching block {index}: {source}")]
+    Fetch {
+        index: u64,
+        #[source]
+        source: FetchError,
+    },
+    #[error("opening the data feed: {0}")]
+    Node(#[from] NodeError),
+    #[error("the index record does not match its segment layout: {0}")]
+    Layout(String),
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error("the NAR's SHA-256 is {got}, the signed index says {expected}")]
+    NarHash { expected: NarHash, got: NarHash },
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The body of a NAR response: chunks from the producer task, an error
+/// (which makes hyper cut the connection) if it failed.
+#[derive(Debug)]
+pub struct NarBody {
+    rx: mpsc::Receiver<Result<Bytes, NarStreamError>>,
+    remaining: u64,
+    _producer: AbortOnDrop,
+}
+
+impl Body for NarBody {
+    type Data = Bytes;
+    type Error = NarStreamError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, NarStreamError>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Starts streaming `range` of the NAR of `found`; each block must arrive
+/// within `deadline` of being needed.
+pub fn stream(node: Node, found: Found, range: ByteRange, deadline: Duration) -> NarBody {
+    let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+    let path = found.record.store_path.clone();
+    let producer = tokio::spawn(async move {
+        let err_tx = tx.clone();
+        if let Err(e) = produce(node, found, range, deadline, tx).await {
+            warn!(%path, "NAR transfer cut: {e}");
+            let _ = err_tx.send(Err(e)).await;
+        }
+    });
+    NarBody {
+        rx,
+        remaining: range.end - range.start,
+        _producer: AbortOnDrop(producer),
+    }
+}
+
+/// Segments `first..=last` of the path hold `range`.
+fn segments(range: ByteRange, segment_size: u64) -> (u64, u64) {
+    (range.start / segment_size, (range.end - 1) / segment_size)
+}
+
+async fn produce(
+    node: Node,
+    found: Found,
+    range: ByteRange,
+    deadline: Duration,
+    tx: mpsc::Sender<Result<Bytes, NarStreamError>>,
+) -> Result<(), NarStreamError> {
+    let record = &found.record;
+    let layout = record.layout()?;
+    if layout.count() != record.block_count {
+        return Err(NarStreamError::Layout(format!(
+            "{} bytes in segments of {} make {} blocks, the record says {}",
+            record.nar_size,
+            record.segment_size,
+            layout.count(),
+            record.block_count
+        )));
+    }
+    if range.start >= range.end || range.end > record.nar_size {
+        return Ok(());
+    }
+    let seg = u64::from(record.segment_size);
+    let (first, last) = segments(range, seg);
+    let data_key = VerifyingKey::from_bytes(&found.data_feed)
+        .map_err(|e| NarStreamError::Layout(format!("data feed key: {e}")))?;
+    let hub = node.add_feed(&data_key, false).await?;
+    let base = record.first_block;
+
+    let (btx, mut brx) = mpsc::channel(BLOCKS_AHEAD);
+    let _getter = AbortOnDrop(tokio::spawn(get_blocks(
+        hub, base, first, last, deadline, btx,
+    )));
+
+    let whole = range.start == 0 && range.end == record.nar_size;
+    let mut hasher = whole.then(Sha256::new);
+    let mut opener = Opener::new(layout, &found.key)?;
+    while let Some(got) = brx.recv().await {
+        let (s, mut block) = got?;
+        let (op, h, plain) = tokio::task::spawn_blocking(move || {
+            let mut plain = Vec::with_capacity(seg as usize);
+            let r = opener.open_into(s, &mut block, &mut plain);
+            if let (Ok(()), Some(h)) = (&r, hasher.as_mut()) {
+                h.update(&plain);
+            }
+            (opener, hasher, r.map(|()| plain))
+        })
+        .await
+        .expect("segment opener panicked");
+        opener = op;
+        hasher = h;
+        let plain = Bytes::from(plain?);
+        let seg_start = s * seg;
+        let lo = range.start.max(seg_start) - seg_start;
+        let hi = range.end.min(seg_start + plain.len() as u64) - seg_start;
+        if s == last {
+            if let Some(h) = hasher.take() {
+                let got = NarHash(h.finalize().into());
+                if got != record.nar_hash {
+                    return Err(NarStreamError::NarHash {
+                        expected: record.nar_hash,
+                        got,
+                    });
+                }
+            }
+        }
+        if tx
+            .send(Ok(plain.slice(lo as usize..hi as usize)))
+            .await
+            .is_err()
+        {
+            debug!(path = %record.store_path, "client went away");
+            return Ok(());
+        }
+        if s == last {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Gets blocks `base+first ..= base+last` in order into `out`, wanting the
+/// whole range at once so the hub can spread it over peers.
+async fn get_blocks(
+    hub: HubHandle,
+    base: u64,
+    first: u64,
+    last: u64,
+    deadline: Duration,
+    out: mpsc::Sender<Result<(u64, Vec<u8>), NarStreamError>>,
+) {
+    let ahead = {
+        let hub = hub.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let _ = hub.want(base + first, base + last + 1).await;
+        }))
+    };
+    for s in first..=last {
+        let index = base + s;
+        let got = match tokio::time::timeout(deadline, hub.want(index, index + 1)).await {
+            Err(_) => Err(NarStreamError::Deadline { index, deadline }),
+            Ok(Err(source)) => Err(NarStreamError::Fetch { index, source }),
+            Ok(Ok(())) => hub
+                .get(index)
+                .await
+                .map(|b| (s, b))
+                .map_err(|source| NarStreamError::Fetch { index, source }),
+        };
+        let failed = got.is_err();
+        if out.send(got).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(ahead);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_of_a_range() {
+        let r = |start, end| ByteRange { start, end };
+        assert_eq!(segments(r(0, 1), 100), (0, 0));
+        assert_eq!(segments(r(0, 100), 100), (0, 0));
+        assert_eq!(segments(r(0, 101), 100), (0, 1));
+        assert_eq!(segments(r(99, 101), 100), (0, 1));
+        assert_eq!(segments(r(100, 101), 100), (1, 1));
+        assert_eq!(segments(r(250, 1000), 100), (2, 9));
+    }
+}
