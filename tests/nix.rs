@@ -260,3 +260,170 @@ fn nix_built_paths_round_trip_from_an_http_cache() {
         .unwrap_or_else(|| panic!("no port in {first:?}"));
     publish_and_check(&b, &format!("http://127.0.0.1:{port}"), &cache, "http");
 }
+
+/// Runs a Nix command with a cache directory of its own (Nix remembers
+/// narinfo answers per URL) and no narinfo caching; returns its output.
+fn nix_run(args: &[&str], xdg: &Path) -> std::process::Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .args([
+            "--option",
+            "narinfo-cache-negative-ttl",
+            "0",
+            "--option",
+            "narinfo-cache-positive-ttl",
+            "0",
+        ])
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .env("XDG_CACHE_HOME", xdg)
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"))
+}
+
+fn assert_same_nars(closure: &[String], root: &Path, label: &str) {
+    for path in closure {
+        let want = stdout_sha256(Command::new("nix-store").args(["--dump", path]));
+        let copied = format!("{}{path}", root.display());
+        let got = stdout_sha256(Command::new("nix-store").args(["--dump", &copied]));
+        assert_eq!(got, want, "{label}: {path} differs from the original");
+    }
+}
+
+/// Publishes the closure of `b`'s roots from its zstd cache; returns the
+/// data directory and the publisher's identity.
+fn publish_closure(b: &Built) -> (std::path::PathBuf, String) {
+    let cache = b.tmp.path().join("cache-zstd");
+    let key = b.tmp.path().join("publisher.key");
+    let data = b.tmp.path().join("publisher-data");
+    ok(&["keygen", "--out", s(&key)]);
+    let from = format!("file://{}", cache.display());
+    let mut args = vec![
+        "publish",
+        "--key",
+        s(&key),
+        "--data",
+        s(&data),
+        "--from",
+        &from,
+        "--closure",
+    ];
+    args.extend(b.roots.iter().map(String::as_str));
+    let out = ok(&args);
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("hypernar1:"))
+        .unwrap_or_else(|| panic!("no identity in {out}"))
+        .to_owned();
+    (data, id)
+}
+
+#[test]
+fn nix_substitutes_a_closure_from_serve_over_http() {
+    if !nix_available() {
+        return skip_or_fail("Nix (Debian package nix-bin)");
+    }
+    let b = build_and_copy(&[("cache-zstd", "?compression=zstd")]);
+    let (data, id) = publish_closure(&b);
+    let seed = serve(&data, &["--http", "none"], &[]);
+    let user = b.tmp.path().join("user-data");
+    let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let base = sub.http.clone().unwrap();
+    // The index replicates; then every narinfo answers from memory.
+    for path in &b.closure {
+        let hash = StorePath::parse(path).unwrap().hash_part().to_owned();
+        let r = wait_for_status(&base, &format!("/{hash}.narinfo"), 200, 30);
+        let served = NarInfo::parse(&r.body).unwrap();
+        let upstream = NarInfo::parse(
+            &std::fs::read(
+                b.tmp
+                    .path()
+                    .join("cache-zstd")
+                    .join(format!("{hash}.narinfo")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(served.sigs, upstream.sigs, "{path}: Sig lines verbatim");
+        assert_eq!(served.nar_hash, upstream.nar_hash);
+        assert_eq!(served.references, upstream.references);
+    }
+    let pk = std::fs::read_to_string(b.tmp.path().join("nix-pk")).unwrap();
+    let xdg = b.tmp.path().join("xdg");
+
+    // A Nix that does not trust the original signing key refuses the
+    // paths, exactly as it would from the original cache.
+    let other = b.tmp.path().join("other");
+    let (osk, opk) = (other.with_extension("sk"), other.with_extension("pk"));
+    nix(&[
+        "nix-store",
+        "--generate-binary-cache-key",
+        "someone-else-1",
+        s(&osk),
+        s(&opk),
+    ]);
+    let untrusted = b.tmp.path().join("store-untrusted");
+    let opk = std::fs::read_to_string(&opk).unwrap();
+    let mut args = vec![
+        "nix",
+        "copy",
+        "--from",
+        &base,
+        "--to",
+        s(&untrusted),
+        "--option",
+        "trusted-public-keys",
+        opk.trim(),
+    ];
+    args.extend(b.roots.iter().map(String::as_str));
+    let out = nix_run(&args, &xdg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("lacks a valid signature"),
+        "nix copy with an untrusted key: {err}"
+    );
+
+    // nix copy --from hypernar, signatures checked against the original key.
+    let store = b.tmp.path().join("store-copy");
+    let mut args = vec![
+        "nix",
+        "copy",
+        "--from",
+        &base,
+        "--to",
+        s(&store),
+        "--option",
+        "trusted-public-keys",
+        pk.trim(),
+    ];
+    args.extend(b.roots.iter().map(String::as_str));
+    let out = nix_run(&args, &xdg);
+    assert!(
+        out.status.success(),
+        "nix copy --from {base} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_nars(&b.closure, &store, "nix copy");
+
+    // nix-store --realise with hypernar as the only substituter.
+    let store = b.tmp.path().join("store-realise");
+    let mut args = vec![
+        "nix-store",
+        "--store",
+        s(&store),
+        "--realise",
+        "--option",
+        "substituters",
+        &base,
+        "--option",
+        "trusted-public-keys",
+        pk.trim(),
+    ];
+    args.extend(b.roots.iter().map(String::as_str));
+    let out = nix_run(&args, &xdg);
+    assert!(
+        out.status.success(),
+        "nix-store --realise failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_nars(&b.closure, &store, "nix-store --realise");
+}

@@ -401,3 +401,78 @@ pub fn rss(pid: u32) -> u64 {
         .unwrap()
         * 1024
 }
+
+/// An HTTP response as a test reads it.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), to
+/// `base` (`http://HOST:PORT`). The test's own minimal client: it lets
+/// tests send what a real client would not.
+pub fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpReply {
+    use std::io::{Read, Write};
+    let host = base.strip_prefix("http://").expect("http:// URL");
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut all = Vec::new();
+    conn.read_to_end(&mut all).unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&all)));
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: all[split + 4..].to_vec(),
+    }
+}
+
+/// Waits until `GET base+path` answers `status` (a narinfo appears as the
+/// index replicates), at most `secs`.
+pub fn wait_for_status(base: &str, path: &str, status: u16, secs: u64) -> HttpReply {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let r = http(base, "GET", path, &[]);
+        if r.status == status || std::time::Instant::now() > until {
+            assert_eq!(
+                r.status,
+                status,
+                "GET {path}: {:?}",
+                String::from_utf8_lossy(&r.body)
+            );
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
