@@ -9,6 +9,7 @@ mod cli;
 mod disk;
 mod faults;
 mod hostile;
+mod http;
 mod interop;
 mod lifecycle;
 mod nix;

@@ -59,6 +59,10 @@ pub struct Args {
     /// Most HTTP connections open at once; more are closed on arrival
     #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections)]
     http_max_connections: usize,
+    /// Seconds a client has to send a request's head; also how long an idle
+    /// keep-alive HTTP connection stays open
+    #[arg(long, value_name = "SECS", default_value_t = HttpLimits::default().head_timeout.as_secs())]
+    http_head_timeout: u64,
     /// Most peer connections accepted at once; more are closed on arrival
     /// (connections this node dials do not count)
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
@@ -123,6 +127,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             allow,
             HttpLimits {
                 max_connections: args.http_max_connections,
+                head_timeout: std::time::Duration::from_secs(args.http_head_timeout.max(1)),
                 ..HttpLimits::default()
             },
         );
