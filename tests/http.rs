@@ -44,12 +44,21 @@ fn nar_bytes_and_ranges_equal_the_original_across_segment_boundaries() {
     assert_eq!(whole.status, 200);
     assert_eq!(whole.header("accept-ranges"), Some("bytes"));
     assert_eq!(whole.header("content-encoding"), None);
-    assert_eq!(whole.header("content-length"), Some(len.to_string().as_str()));
-    assert!(whole.body == *nar, "the whole NAR differs from the original");
+    assert_eq!(
+        whole.header("content-length"),
+        Some(len.to_string().as_str())
+    );
+    assert!(
+        whole.body == *nar,
+        "the whole NAR differs from the original"
+    );
 
     let head = http(&base, "HEAD", &url, &[]);
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length"), Some(len.to_string().as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(len.to_string().as_str())
+    );
     assert!(head.body.is_empty());
 
     let seg = 4096u64;
@@ -140,7 +149,10 @@ fn what_nix_relies_on() {
     }
     // A NAR URL whose NarHash is not the path's (a stale URL): 404.
     let url = nar_url(&base, &w, name);
-    let stale = format!("{}1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s.nar", &url[..url.len() - 56]);
+    let stale = format!(
+        "{}1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s.nar",
+        &url[..url.len() - 56]
+    );
     assert_eq!(http(&base, "GET", &stale, &[]).status, 404, "{stale}");
     // Bad requests: 4xx, never 5xx.
     for p in [
@@ -193,7 +205,10 @@ fn slow_and_idle_clients_are_closed_after_the_head_timeout() {
     read_until_closed(&mut slow, Duration::from_secs(10)).unwrap();
     let slow_closed = t.elapsed();
     eprintln!("idle closed after {idle_closed:?}, slow after {slow_closed:?} (timeout 2 s)");
-    assert!(idle_closed >= Duration::from_millis(1500), "{idle_closed:?}");
+    assert!(
+        idle_closed >= Duration::from_millis(1500),
+        "{idle_closed:?}"
+    );
 }
 
 fn raise_fd_limit(to: u64) {
@@ -239,7 +254,8 @@ fn ten_thousand_connections_are_capped_and_cost_bounded_memory() {
             Ok(mut c) => {
                 // Every tenth starts a NAR and never reads it.
                 if i % 10 == 0 {
-                    let _ = c.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+                    let _ =
+                        c.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
                 } else {
                     let _ = c.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHo");
                 }
@@ -283,9 +299,25 @@ fn the_api_listens_beyond_loopback_only_when_told_who_may_use_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--http"));
     // With an allow list it starts.
-    let srv = serve(&w.data, &["--http", "0.0.0.0:0", "--http-allow", "192.0.2.0/24"], &[]);
-    let port = srv.http.as_ref().unwrap().rsplit(':').next().unwrap().to_owned();
-    let r = http(&format!("http://127.0.0.1:{port}"), "GET", "/nix-cache-info", &[]);
+    let srv = serve(
+        &w.data,
+        &["--http", "0.0.0.0:0", "--http-allow", "192.0.2.0/24"],
+        &[],
+    );
+    let port = srv
+        .http
+        .as_ref()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = http(
+        &format!("http://127.0.0.1:{port}"),
+        "GET",
+        "/nix-cache-info",
+        &[],
+    );
     assert_eq!(r.status, 200, "loopback is always allowed");
     // From this machine's own non-loopback address (not in the list): the
     // connection is closed without an answer.
@@ -299,7 +331,10 @@ fn the_api_listens_beyond_loopback_only_when_told_who_may_use_it() {
             let mut c = TcpStream::connect((ip, port.parse::<u16>().unwrap())).unwrap();
             let _ = c.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHost: x\r\n\r\n");
             let got = read_until_closed(&mut c, Duration::from_secs(5)).unwrap_or_default();
-            assert!(got.is_empty(), "a client outside --http-allow got an answer from {ip}");
+            assert!(
+                got.is_empty(),
+                "a client outside --http-allow got an answer from {ip}"
+            );
         }
         _ => eprintln!("no non-loopback address here: the refusal is not checked"),
     }

@@ -14,3 +14,4 @@ mod interop;
 mod lifecycle;
 mod nix;
 mod swarm;
+mod upstream;

@@ -20,3 +20,16 @@ pub(crate) fn corrupt_uploads() -> bool {
 pub(crate) fn silent_uploads() -> bool {
     switch("HYPERNAR_FAULT_SILENT_UPLOADS")
 }
+
+/// `HYPERNAR_FAULT_SILENT_AFTER_BYTES=N`: answer block requests of each feed
+/// until N bytes of blocks went out, then never again (a peer that dies
+/// mid-transfer, without closing its connections).
+pub(crate) fn silent_after_bytes() -> Option<u64> {
+    if !cfg!(feature = "fault-injection") {
+        return None;
+    }
+    std::env::var("HYPERNAR_FAULT_SILENT_AFTER_BYTES")
+        .ok()?
+        .parse()
+        .ok()
+}

@@ -3,6 +3,7 @@
 //! Peers replicate publishers' feeds over the Hypercore protocol. Modules:
 //! - [`wire`]: TCP framing, Noise handshake, the Hypercore protocol.
 //! - [`http`]: the binary-cache HTTP API that hands NARs to Nix.
+//! - [`upstream`]: upstream caches, the fallback and pull-through proxy.
 //!
 //! Planned: the web-seed and upstream fallbacks behind one block-source
 //! combinator.
@@ -15,5 +16,6 @@ pub mod hub;
 pub mod node;
 pub mod publishers;
 pub mod pump;
+pub mod upstream;
 pub mod wire;
 pub mod writer;

@@ -9,7 +9,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hypernar_feed::format::narinfo::{Compression, NarInfo, NarInfoError, MAX_NARINFO_LEN};
+use hypernar_feed::format::narinfo::{NarInfo, NarInfoError, MAX_NARINFO_LEN};
 use hypernar_feed::format::storepath::{is_hash_part, STORE_DIR};
 
 /// Errors reading a binary cache.
@@ -217,17 +217,4 @@ impl Source {
             Source::Http { .. } => None,
         }
     }
-}
-
-/// Wraps a compressed NAR file in its decompressor.
-pub fn decompress(
-    compression: Compression,
-    file: Box<dyn Read + Send>,
-) -> io::Result<Box<dyn Read + Send>> {
-    Ok(match compression {
-        Compression::None => file,
-        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(file)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file)?),
-        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(file)),
-    })
 }

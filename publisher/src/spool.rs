@@ -11,7 +11,7 @@ use hypernar_feed::format::segment::{Layout, PathKey, Sealer, SegmentError};
 use hypernar_feed::format::storepath::StorePath;
 use sha2::{Digest, Sha256};
 
-use crate::source::{decompress, Source, SourceError};
+use crate::source::{Source, SourceError};
 
 /// Why a path could not be prepared. Each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +135,7 @@ fn prepare_inner(
     };
 
     let file = source.nar_file(info).map_err(src_err)?;
-    let mut nar = decompress(info.compression, file).map_err(archive_err)?;
+    let mut nar = info.compression.decoder(file).map_err(archive_err)?;
     let layout =
         Layout::new(path.clone(), info.nar_size, settings.segment_size).map_err(seg_err)?;
     let key = PathKey::generate();

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hypernar_feed::format::identity::{parse_feed_key_text, Identity};
-use hypernar_fetcher::http::{self, Allow, HttpLimits, DEFAULT_HTTP_PORT};
+use hypernar_fetcher::http::{self, Allow, HttpConfig, HttpLimits, DEFAULT_HTTP_PORT};
 use hypernar_fetcher::node::{Limits, Node, NodeConfig};
+use hypernar_fetcher::upstream::{Upstreams, DEFAULT_UPSTREAM};
 
 use super::DataDir;
 
@@ -56,6 +57,19 @@ pub struct Args {
     /// Clients allowed to use the HTTP API besides loopback (CIDR, repeatable)
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     http_allow: Vec<ipnet::IpNet>,
+    /// Upstream binary cache, asked in order (repeatable), or `none`: for a
+    /// listed path whose blocks do not arrive within --peer-deadline, and
+    /// (unless --no-proxy) for paths no trusted publisher lists
+    #[arg(long, value_name = "URL|none", default_value = DEFAULT_UPSTREAM)]
+    upstream: Vec<String>,
+    /// Do not pass requests for paths no trusted publisher lists on to the
+    /// upstreams: answer them "not here"
+    #[arg(long)]
+    no_proxy: bool,
+    /// Seconds a block of a NAR being sent to Nix may take before the rest
+    /// of that NAR comes from upstream
+    #[arg(long, value_name = "SECS", default_value_t = HttpLimits::default().block_deadline.as_secs())]
+    peer_deadline: u64,
     /// Most HTTP connections open at once; more are closed on arrival
     #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections)]
     http_max_connections: usize,
@@ -95,6 +109,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?),
     };
     let allow = Allow(args.http_allow.clone());
+    let upstreams: Vec<String> = args
+        .upstream
+        .iter()
+        .filter(|u| u.as_str() != "none")
+        .cloned()
+        .collect();
+    let upstreams =
+        std::sync::Arc::new(Upstreams::new(upstreams, !args.no_proxy).context("--upstream")?);
     // Bind before starting the node, so a refused address fails at once.
     let http_listener = match http_addr {
         Some(a) => Some(http::bind(a, &allow).await?),
@@ -121,19 +143,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     ));
     if let Some(listener) = http_listener {
         let at = listener.local_addr()?;
+        let proxy = upstreams.proxies();
+        let bases = upstreams.bases().join(", ");
         http::serve(
             node.clone(),
             listener,
-            allow,
-            HttpLimits {
-                max_connections: args.http_max_connections,
-                head_timeout: std::time::Duration::from_secs(args.http_head_timeout.max(1)),
-                ..HttpLimits::default()
+            HttpConfig {
+                allow,
+                limits: HttpLimits {
+                    max_connections: args.http_max_connections,
+                    head_timeout: std::time::Duration::from_secs(args.http_head_timeout.max(1)),
+                    block_deadline: std::time::Duration::from_secs(args.peer_deadline.max(1)),
+                    ..HttpLimits::default()
+                },
+                upstreams,
             },
         );
         say(&format!(
             "hypernar serve: binary cache for Nix at http://{at}"
         ));
+        match (bases.is_empty(), proxy) {
+            (true, _) => say("upstream: none (a path the swarm cannot deliver fails)"),
+            (false, true) => say(&format!("upstream: {bases} (fallback and pull-through)")),
+            (false, false) => say(&format!("upstream: {bases} (fallback only)")),
+        }
     }
     for id in &args.trust {
         say(&format!("trusting {id}"));

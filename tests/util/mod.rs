@@ -278,6 +278,10 @@ pub fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
     if !extra.contains(&"--http") {
         cmd.args(["--http", "127.0.0.1:0"]);
     }
+    // No test reaches cache.nixos.org; those that test upstreams name one.
+    if !extra.contains(&"--upstream") {
+        cmd.args(["--upstream", "none"]);
+    }
     cmd.args(extra)
         .env("RUST_LOG", "hypernar_fetcher=info")
         .stdout(Stdio::piped())
@@ -435,7 +439,8 @@ pub fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> H
     req.push_str("\r\n");
     conn.write_all(req.as_bytes()).unwrap();
     let mut all = Vec::new();
-    conn.read_to_end(&mut all).unwrap();
+    // A transfer the server cuts ends in a reset: keep what came.
+    let _ = conn.read_to_end(&mut all);
     let split = all
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -475,4 +480,82 @@ pub fn wait_for_status(base: &str, path: &str, status: u16, secs: u64) -> HttpRe
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Debian's nginx serving `root` as static files on 127.0.0.1 (keep-alive
+/// and ranges, as a CDN behaves), killed when dropped. `extra` goes into
+/// its `server` block (`max_ranges 0;` makes it ignore `Range`).
+pub struct Nginx {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn nginx_available() -> bool {
+    Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn nginx(root: &Path, extra: &str) -> Nginx {
+    let dir = tempfile::Builder::new()
+        .prefix("hypernar-nginx-")
+        .tempdir()
+        .unwrap();
+    // nginx cannot bind port 0 and say which it got: try ports until one
+    // binds (no bind-and-release race, a busy port just fails).
+    for attempt in 0..50u64 {
+        let port = 20_000 + (std::process::id() as u64 * 7919 + attempt * 104_729) % 40_000;
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1;\n\
+             error_log {d}/error.log; pid {d}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log {d}/access.log;\n\
+               client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
+               uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+               default_type application/octet-stream;\n\
+               server {{ listen 127.0.0.1:{port}; root {root}; {extra} }} }}\n",
+            root = root.display()
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut child = Command::new("nginx")
+            .args(["-c", s(&conf_path), "-p", s(dir.path())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (Debian package nginx)");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // did not bind: next port
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok() {
+                return Nginx {
+                    child,
+                    base: format!("http://127.0.0.1:{port}"),
+                    _dir: dir,
+                };
+            }
+            if std::time::Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    panic!(
+        "nginx did not start; see {}",
+        dir.path().join("error.log").display()
+    );
 }

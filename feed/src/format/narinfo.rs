@@ -79,6 +79,19 @@ impl Compression {
         })
     }
 
+    /// Wraps a NAR file compressed this way in its decompressor.
+    pub fn decoder<'a>(
+        self,
+        file: Box<dyn std::io::Read + Send + 'a>,
+    ) -> std::io::Result<Box<dyn std::io::Read + Send + 'a>> {
+        Ok(match self {
+            Compression::None => file,
+            Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(file)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file)?),
+            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(file)),
+        })
+    }
+
     /// The value Nix writes.
     pub fn as_str(self) -> &'static str {
         match self {

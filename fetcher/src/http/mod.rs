@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::node::Node;
+use crate::upstream::{proxied_narinfo, Upstreams};
 use route::{parse_range, ByteRange, RangeAsk, Route};
 
 /// Port of the binary-cache API unless told otherwise (`serve --http`).
@@ -63,7 +64,7 @@ impl Default for HttpLimits {
             max_connections: 1024,
             max_head_bytes: 16 << 10,
             head_timeout: Duration::from_secs(30),
-            block_deadline: Duration::from_secs(60),
+            block_deadline: Duration::from_secs(8),
         }
     }
 }
@@ -111,18 +112,34 @@ pub async fn bind(addr: SocketAddr, allow: &Allow) -> Result<TcpListener, HttpEr
         .map_err(|source| HttpError::Bind { addr, source })
 }
 
+/// How the API serves.
+#[derive(Debug)]
+pub struct HttpConfig {
+    pub allow: Allow,
+    pub limits: HttpLimits,
+    /// Fallback for listed paths, and pull-through for the rest.
+    pub upstreams: Arc<Upstreams>,
+}
+
 #[derive(Debug)]
 struct Server {
     node: Node,
     limits: HttpLimits,
+    upstreams: Arc<Upstreams>,
 }
 
 /// Serves the API on `listener` until the node shuts down.
-pub fn serve(node: Node, listener: TcpListener, allow: Allow, limits: HttpLimits) {
+pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
+    let HttpConfig {
+        allow,
+        limits,
+        upstreams,
+    } = config;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let server = Arc::new(Server {
         node: node.clone(),
         limits,
+        upstreams,
     });
     let spawner = node.clone();
     node.spawn(async move {
@@ -176,6 +193,14 @@ pub fn serve(node: Node, listener: TcpListener, allow: Allow, limits: HttpLimits
     info!("binary-cache API ready");
 }
 
+/// Where a NAR comes from.
+enum Source {
+    /// A trusted publisher lists it: blocks from peers (upstream behind).
+    Swarm(Box<crate::publishers::Found>),
+    /// Pulled through from an upstream.
+    Upstream(Box<crate::upstream::UpstreamInfo>),
+}
+
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -204,8 +229,8 @@ impl Server {
                 "text/x-nix-cache-info",
                 format!("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: {PRIORITY}\n"),
             ),
-            Route::NarInfo(hash) => self.narinfo(&hash),
-            Route::Nar { hash, nar_hash } => self.nar(&req, &hash, &nar_hash, head),
+            Route::NarInfo(hash) => self.narinfo(&hash).await,
+            Route::Nar { hash, nar_hash } => self.nar(&req, &hash, &nar_hash, head).await,
             Route::Status => self.status(),
             Route::Metrics => text(StatusCode::NOT_FOUND, "no metrics yet"),
             Route::NotHere | Route::Unknown => text(StatusCode::NOT_FOUND, "not here"),
@@ -238,30 +263,42 @@ impl Server {
     }
 
     /// From memory: the replicated index and the released keys. A path
-    /// listed without a released key is "not here" (nothing could decrypt
-    /// it); so is an unknown one.
-    fn narinfo(&self, hash: &str) -> Response<Body> {
+    /// listed with its key is always answered here, whatever the peers do.
+    /// Anything else goes to the upstreams when pull-through is on, and is
+    /// otherwise "not here" at once. Never a 5xx: Nix aborts a build on a
+    /// narinfo error.
+    async fn narinfo(&self, hash: &str) -> Response<Body> {
         let publishers = self.node.publishers();
-        let Some(path) = publishers.path_by_hash(hash) else {
+        let why = match publishers.path_by_hash(hash) {
+            Some(path) => match publishers.lookup(&path) {
+                Ok(found) => {
+                    let url = route::nar_url(hash, &found.record.nar_hash);
+                    return full(
+                        StatusCode::OK,
+                        "text/x-nix-narinfo",
+                        found.record.narinfo(url).render(),
+                    );
+                }
+                Err(why) => why.to_string(),
+            },
+            None => "no trusted publisher lists this path".to_owned(),
+        };
+        if self.upstreams.proxies() {
+            if let Some(u) = self.upstreams.narinfo(hash, |_| true).await {
+                let url = route::nar_url(hash, &u.info.nar_hash);
+                let text = proxied_narinfo(&u.text, &url);
+                self.upstreams.remember(hash, u);
+                return full(StatusCode::OK, "text/x-nix-narinfo", text);
+            }
             return text(
                 StatusCode::NOT_FOUND,
-                "no trusted publisher lists this path",
+                &format!("{why}, and no upstream has it"),
             );
-        };
-        match publishers.lookup(&path) {
-            Ok(found) => {
-                let url = route::nar_url(hash, &found.record.nar_hash);
-                full(
-                    StatusCode::OK,
-                    "text/x-nix-narinfo",
-                    found.record.narinfo(url).render(),
-                )
-            }
-            Err(why) => text(StatusCode::NOT_FOUND, &why.to_string()),
         }
+        text(StatusCode::NOT_FOUND, &why)
     }
 
-    fn nar(
+    async fn nar(
         &self,
         req: &Request<Incoming>,
         hash: &str,
@@ -269,16 +306,32 @@ impl Server {
         head: bool,
     ) -> Response<Body> {
         let publishers = self.node.publishers();
-        let Some(found) = publishers
+        let listed = publishers
             .path_by_hash(hash)
-            .and_then(|p| publishers.lookup(&p).ok())
-        else {
-            return text(StatusCode::NOT_FOUND, "no released path with this hash");
+            .and_then(|p| publishers.lookup(&p).ok());
+        let source = match listed {
+            Some(found) if found.record.nar_hash == *nar_hash => Source::Swarm(Box::new(found)),
+            Some(_) => return text(StatusCode::NOT_FOUND, "this path's NAR has changed since"),
+            None if self.upstreams.proxies() => {
+                let u = match self.upstreams.recall(hash) {
+                    Some(u) if u.info.nar_hash == *nar_hash => Some(u),
+                    _ => {
+                        self.upstreams
+                            .narinfo(hash, |i| i.nar_hash == *nar_hash)
+                            .await
+                    }
+                };
+                match u {
+                    Some(u) => Source::Upstream(Box::new(u)),
+                    None => return text(StatusCode::NOT_FOUND, "no upstream has this NAR"),
+                }
+            }
+            None => return text(StatusCode::NOT_FOUND, "no released path with this hash"),
         };
-        if found.record.nar_hash != *nar_hash {
-            return text(StatusCode::NOT_FOUND, "this path's NAR has changed since");
-        }
-        let len = found.record.nar_size;
+        let len = match &source {
+            Source::Swarm(f) => f.record.nar_size,
+            Source::Upstream(u) => u.info.nar_size,
+        };
         let ask = parse_range(req.headers().get(header::RANGE).map(|v| v.as_bytes()), len);
         let (status, range) = match ask {
             RangeAsk::Whole => (StatusCode::OK, ByteRange { start: 0, end: len }),
@@ -297,8 +350,17 @@ impl Server {
                 .map_err(|never: Infallible| match never {})
                 .boxed()
         } else {
-            nar::stream(self.node.clone(), found, range, self.limits.block_deadline)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            let body = match source {
+                Source::Swarm(found) => nar::stream(
+                    self.node.clone(),
+                    *found,
+                    range,
+                    self.limits.block_deadline,
+                    self.upstreams.clone(),
+                ),
+                Source::Upstream(u) => nar::stream_upstream(self.upstreams.clone(), *u, range),
+            };
+            body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                 .boxed()
         };
         let mut res = Response::new(body);

@@ -15,6 +15,7 @@
 //! clean one.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use super::route::ByteRange;
 use crate::hub::{FetchError, HubHandle};
 use crate::node::{Node, NodeError};
 use crate::publishers::Found;
+use crate::upstream::{UpstreamError, UpstreamInfo, Upstreams};
 
 /// Blocks got from the hub ahead of the one being decrypted.
 pub const BLOCKS_AHEAD: usize = 4;
@@ -58,6 +60,8 @@ pub enum NarStreamError {
     Segment(#[from] SegmentError),
     #[error("the NAR's SHA-256 is {got}, the signed index says {expected}")]
     NarHash { expected: NarHash, got: NarHash },
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
 }
 
 /// Aborts a task when dropped.
@@ -104,13 +108,41 @@ impl Body for NarBody {
 }
 
 /// Starts streaming `range` of the NAR of `found`; each block must arrive
-/// within `deadline` of being needed.
-pub fn stream(node: Node, found: Found, range: ByteRange, deadline: Duration) -> NarBody {
+/// within `deadline` of being needed, or the rest comes from `upstreams`
+/// (if there are any).
+pub fn stream(
+    node: Node,
+    found: Found,
+    range: ByteRange,
+    deadline: Duration,
+    upstreams: Arc<Upstreams>,
+) -> NarBody {
+    let path = found.record.store_path.to_string();
+    body(range, path, move |tx| async move {
+        produce(node, found, range, deadline, &upstreams, &tx).await
+    })
+}
+
+/// Starts streaming `range` of a pulled-through NAR from its upstream.
+pub fn stream_upstream(upstreams: Arc<Upstreams>, u: UpstreamInfo, range: ByteRange) -> NarBody {
+    let path = u.info.store_path.to_string();
+    body(range, path, move |tx| async move {
+        Ok(upstreams.stream_nar(&u, range, &tx).await?)
+    })
+}
+
+/// A body fed by `producer`; its error, if any, is logged and cuts the
+/// transfer.
+fn body<F, Fut>(range: ByteRange, path: String, producer: F) -> NarBody
+where
+    F: FnOnce(mpsc::Sender<Result<Bytes, NarStreamError>>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), NarStreamError>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
-    let path = found.record.store_path.clone();
-    let producer = tokio::spawn(async move {
-        let err_tx = tx.clone();
-        if let Err(e) = produce(node, found, range, deadline, tx).await {
+    let err_tx = tx.clone();
+    let run = producer(tx);
+    let task = tokio::spawn(async move {
+        if let Err(e) = run.await {
             warn!(%path, "NAR transfer cut: {e}");
             let _ = err_tx.send(Err(e)).await;
         }
@@ -118,7 +150,7 @@ pub fn stream(node: Node, found: Found, range: ByteRange, deadline: Duration) ->
     NarBody {
         rx,
         remaining: range.end - range.start,
-        _producer: AbortOnDrop(producer),
+        _producer: AbortOnDrop(task),
     }
 }
 
@@ -132,7 +164,8 @@ async fn produce(
     found: Found,
     range: ByteRange,
     deadline: Duration,
-    tx: mpsc::Sender<Result<Bytes, NarStreamError>>,
+    upstreams: &Upstreams,
+    tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
 ) -> Result<(), NarStreamError> {
     let record = &found.record;
     let layout = record.layout()?;
@@ -156,15 +189,36 @@ async fn produce(
     let base = record.first_block;
 
     let (btx, mut brx) = mpsc::channel(BLOCKS_AHEAD);
-    let _getter = AbortOnDrop(tokio::spawn(get_blocks(
+    let getter = AbortOnDrop(tokio::spawn(get_blocks(
         hub, base, first, last, deadline, btx,
     )));
 
     let whole = range.start == 0 && range.end == record.nar_size;
     let mut hasher = whole.then(Sha256::new);
     let mut opener = Opener::new(layout, &found.key)?;
+    let mut next = first;
     while let Some(got) = brx.recv().await {
-        let (s, mut block) = got?;
+        let (s, mut block) = match got {
+            Ok(b) => b,
+            Err(e) if !upstreams.is_empty() => {
+                drop(getter);
+                let from = range.start.max(next * seg);
+                warn!(path = %record.store_path, "{e}; the rest (from byte {from}) comes from upstream");
+                let u = upstreams
+                    .narinfo(record.store_path.hash_part(), |i| {
+                        i.nar_hash == record.nar_hash && i.nar_size == record.nar_size
+                    })
+                    .await
+                    .ok_or(UpstreamError::NoneHas)?;
+                let rest = ByteRange {
+                    start: from,
+                    end: range.end,
+                };
+                return Ok(upstreams.stream_nar(&u, rest, tx).await?);
+            }
+            Err(e) => return Err(e),
+        };
+        next = s + 1;
         let (op, h, plain) = tokio::task::spawn_blocking(move || {
             let mut plain = Vec::with_capacity(seg as usize);
             let r = opener.open_into(s, &mut block, &mut plain);

@@ -284,6 +284,10 @@ struct Hub {
     events: mpsc::Sender<HubEvent>,
     corrupt_uploads: bool,
     silent_uploads: bool,
+    /// Fault switch: bytes of blocks to upload before going silent, and
+    /// how many went out.
+    silent_after: Option<u64>,
+    uploaded: u64,
     /// Wanted blocks, best first, as last ranked (see `schedule.rs`).
     order: Vec<u64>,
     /// Whether storing works (see `storage.rs`), and why not.
@@ -331,6 +335,8 @@ pub fn spawn(
         events,
         corrupt_uploads: crate::fault::corrupt_uploads(),
         silent_uploads: crate::fault::silent_uploads(),
+        silent_after: crate::fault::silent_after_bytes(),
+        uploaded: 0,
         order: Vec::new(),
         uploads: upload::Uploads::default(),
         health: storage::Health::default(),

@@ -136,7 +136,9 @@ impl Hub {
     }
 
     pub(super) async fn on_request(&mut self, peer: PeerId, req: Request) {
-        if self.silent_uploads && req.block.is_some() {
+        if req.block.is_some()
+            && (self.silent_uploads || self.silent_after.is_some_and(|n| self.uploaded >= n))
+        {
             return;
         }
         // Answers wait in the peer's queue until its connection takes them:
@@ -186,6 +188,9 @@ impl Hub {
                     seek: proof.seek,
                     upgrade: proof.upgrade,
                 };
+                if let Some(b) = &data.block {
+                    self.uploaded += b.value.len() as u64;
+                }
                 if self.corrupt_uploads {
                     if let Some(b) = data.block.as_mut().filter(|b| !b.value.is_empty()) {
                         let mid = b.value.len() / 2;

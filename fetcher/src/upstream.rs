@@ -1,0 +1,398 @@
+//! Upstream binary caches (`serve --upstream`, cache.nixos.org unless told
+//! otherwise), the last resort behind the swarm:
+//!
+//! - **fallback**: a path a trusted publisher lists, whose blocks did not
+//!   arrive in time, continues from the upstream's NAR at the byte the swarm
+//!   stopped at. The upstream's narinfo must name the NarHash and NarSize of
+//!   the signed index; the whole NAR is hashed, and the response ends short
+//!   (a failed transfer to Nix) unless it matches.
+//! - **pull-through**: a path no trusted publisher lists is proxied, narinfo
+//!   and NAR, without storing it. The narinfo passes through verbatim
+//!   except for where the NAR is (`URL`, `Compression: none`, no
+//!   `FileHash`/`FileSize`): Nix checks its signatures as it would upstream.
+//!
+//! NARs are served decompressed, so a resumed transfer (`Range`) works the
+//! same whichever source is behind it. Everything read here is untrusted:
+//! narinfos are bounded, a NAR is cut off one byte past its NarSize, and no
+//! byte past the NarHash check's point is sent before the check.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use hypernar_feed::format::narinfo::{NarHash, NarInfo, MAX_NARINFO_LEN};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::http::nar::NarStreamError;
+use crate::http::route::ByteRange;
+
+/// Upstream unless `serve --upstream` says otherwise.
+pub const DEFAULT_UPSTREAM: &str = "https://cache.nixos.org";
+/// Time to connect to an upstream.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time for one upstream to answer a narinfo, body included.
+pub const NARINFO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a NAR body from upstream may stall.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pull-through narinfos remembered for the NAR request that follows.
+const REMEMBERED: usize = 4096;
+/// How long a remembered narinfo is used.
+const REMEMBER_FOR: Duration = Duration::from_secs(600);
+/// Plain NAR bytes read from a decompressor at a time.
+const CHUNK: usize = 256 << 10;
+
+/// Why an upstream could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: answered {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: {source}")]
+    Read {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: the NAR is longer than its NarSize {size}")]
+    TooLong { url: String, size: u64 },
+    #[error("{url}: the NAR is {got} bytes, its NarSize says {size}")]
+    Short { url: String, got: u64, size: u64 },
+    #[error("{url}: the NAR's SHA-256 is {got}, expected {expected}")]
+    NarHash {
+        url: String,
+        expected: NarHash,
+        got: NarHash,
+    },
+    #[error("no upstream has this path with the NarHash of the signed index")]
+    NoneHas,
+    #[error("upstream URL {0:?} is not http:// or https://")]
+    Url(String),
+}
+
+/// A narinfo one upstream gave.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    /// Index into the upstream list.
+    pub upstream: usize,
+    pub info: NarInfo,
+    /// The narinfo as the upstream wrote it.
+    pub text: String,
+}
+
+/// The configured upstreams, in the order they are asked.
+#[derive(Debug)]
+pub struct Upstreams {
+    bases: Vec<String>,
+    client: reqwest::Client,
+    proxy: bool,
+    remembered: Mutex<HashMap<String, (Instant, UpstreamInfo)>>,
+}
+
+impl Upstreams {
+    /// `bases` in order; `proxy` turns pull-through on.
+    pub fn new(bases: Vec<String>, proxy: bool) -> Result<Self, UpstreamError> {
+        for b in &bases {
+            if !(b.starts_with("http://") || b.starts_with("https://")) {
+                return Err(UpstreamError::Url(b.clone()));
+            }
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("hypernar/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .map_err(|source| UpstreamError::Http {
+                url: String::new(),
+                source,
+            })?;
+        Ok(Upstreams {
+            bases: bases
+                .into_iter()
+                .map(|b| b.trim_end_matches('/').to_owned())
+                .collect(),
+            client,
+            proxy,
+            remembered: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// No upstream at all.
+    pub fn none() -> Self {
+        Self::new(Vec::new(), false).expect("no URLs to check")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bases.is_empty()
+    }
+
+    /// Whether paths no trusted publisher lists are proxied.
+    pub fn proxies(&self) -> bool {
+        self.proxy && !self.bases.is_empty()
+    }
+
+    /// The base URLs, in order.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
+    async fn narinfo_from(&self, i: usize, hash: &str) -> Result<UpstreamInfo, UpstreamError> {
+        let url = format!("{}/{hash}.narinfo", self.bases[i]);
+        let http = |source: reqwest::Error| UpstreamError::Http {
+            url: url.clone(),
+            source: source.without_url(),
+        };
+        let get = async {
+            let mut resp = self.client.get(&url).send().await.map_err(http)?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(UpstreamError::Status {
+                    url: url.clone(),
+                    status,
+                });
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(http)? {
+                if body.len() + chunk.len() > MAX_NARINFO_LEN {
+                    return Err(UpstreamError::TooLong {
+                        url: url.clone(),
+                        size: MAX_NARINFO_LEN as u64,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let info = NarInfo::parse(&body).map_err(|e| UpstreamError::Read {
+                url: url.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            let text = String::from_utf8(body).expect("NarInfo::parse checked UTF-8");
+            Ok(UpstreamInfo {
+                upstream: i,
+                info,
+                text,
+            })
+        };
+        match tokio::time::timeout(NARINFO_TIMEOUT, get).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Read {
+                url: url.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no narinfo within {NARINFO_TIMEOUT:?}"),
+                ),
+            }),
+        }
+    }
+
+    /// The narinfo of `hash` from the first upstream that has one `accept`
+    /// takes. Unreachable or failing upstreams count as not having it.
+    pub async fn narinfo(
+        &self,
+        hash: &str,
+        accept: impl Fn(&NarInfo) -> bool,
+    ) -> Option<UpstreamInfo> {
+        for i in 0..self.bases.len() {
+            match self.narinfo_from(i, hash).await {
+                Ok(u) if u.info.store_path.hash_part() == hash && accept(&u.info) => {
+                    return Some(u)
+                }
+                Ok(_) => debug!(upstream = %self.bases[i], hash, "upstream narinfo not usable"),
+                Err(e) => debug!("upstream narinfo: {e}"),
+            }
+        }
+        None
+    }
+
+    /// Remembers a pull-through narinfo for the NAR request that follows.
+    pub fn remember(&self, hash: &str, u: UpstreamInfo) {
+        let mut m = self.remembered.lock().expect("remembered lock");
+        if m.len() >= REMEMBERED {
+            let now = Instant::now();
+            m.retain(|_, (at, _)| now.duration_since(*at) < REMEMBER_FOR);
+            if m.len() >= REMEMBERED {
+                m.clear();
+            }
+        }
+        m.insert(hash.to_owned(), (Instant::now(), u));
+    }
+
+    /// A narinfo remembered by [`Upstreams::remember`], if recent.
+    pub fn recall(&self, hash: &str) -> Option<UpstreamInfo> {
+        let m = self.remembered.lock().expect("remembered lock");
+        let (at, u) = m.get(hash)?;
+        (at.elapsed() < REMEMBER_FOR).then(|| u.clone())
+    }
+
+    /// Streams `range` of the plain NAR that `u` describes into `tx`,
+    /// reading the whole NAR from its start: its size and SHA-256 are
+    /// checked before the last chunk is sent. Returns when done, when the
+    /// client is gone, or with what went wrong.
+    pub async fn stream_nar(
+        &self,
+        u: &UpstreamInfo,
+        range: ByteRange,
+        tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
+    ) -> Result<(), UpstreamError> {
+        let url = format!("{}/{}", self.bases[u.upstream], u.info.url);
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| UpstreamError::Http {
+                url: url.clone(),
+                source: source.without_url(),
+            })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(UpstreamError::Status { url, status });
+        }
+        let body_url = url.clone();
+        let body = resp
+            .bytes_stream()
+            .map_err(move |e| std::io::Error::other(format!("{body_url}: {e}")));
+        let reader = tokio_util::io::StreamReader::new(body);
+        let handle = tokio::runtime::Handle::current();
+        let (compression, size, expected) = (u.info.compression, u.info.nar_size, u.info.nar_hash);
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let read_err = |source| UpstreamError::Read {
+                url: url.clone(),
+                source,
+            };
+            let bridge = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle);
+            let mut nar = compression
+                .decoder(Box::new(bridge))
+                .map_err(read_err)?
+                .take(size.saturating_add(1));
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; CHUNK];
+            let mut pos = 0u64;
+            let mut pending: Option<Bytes> = None;
+            loop {
+                let n = match nar.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(read_err(e)),
+                };
+                hasher.update(&buf[..n]);
+                let (lo, hi) = (pos, pos + n as u64);
+                pos = hi;
+                if pos > size {
+                    return Err(UpstreamError::TooLong { url, size });
+                }
+                let (a, b) = (lo.max(range.start), hi.min(range.end));
+                if a < b {
+                    let chunk = Bytes::copy_from_slice(&buf[(a - lo) as usize..(b - lo) as usize]);
+                    if let Some(p) = pending.replace(chunk) {
+                        if tx.blocking_send(Ok(p)).is_err() {
+                            return Ok(()); // the client went away
+                        }
+                    }
+                }
+            }
+            if pos != size {
+                return Err(UpstreamError::Short {
+                    url,
+                    got: pos,
+                    size,
+                });
+            }
+            let got = NarHash(hasher.finalize().into());
+            if got != expected {
+                return Err(UpstreamError::NarHash { url, expected, got });
+            }
+            if let Some(p) = pending {
+                let _ = tx.blocking_send(Ok(p));
+            }
+            Ok(())
+        })
+        .await
+        .expect("upstream NAR reader panicked")
+    }
+}
+
+/// The narinfo text Nix gets for a pulled-through path: the upstream's,
+/// verbatim, but for where the NAR is and how it is compressed.
+pub fn proxied_narinfo(text: &str, url: &str) -> String {
+    let mut out = String::with_capacity(text.len() + url.len());
+    let mut placed = false;
+    for line in text.lines() {
+        let key = line.split_once(':').map(|(k, _)| k.trim());
+        if matches!(key, Some("URL" | "Compression" | "FileHash" | "FileSize")) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if !placed && key == Some("StorePath") {
+            out.push_str(&format!("URL: {url}\nCompression: none\n"));
+            placed = true;
+        }
+    }
+    if !placed {
+        out.push_str(&format!("URL: {url}\nCompression: none\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPSTREAM: &str = "StorePath: /nix/store/0c6kzph7l0dcbyxf0q1vn8ak8g2x2b9b-hello-2.12\n\
+URL: nar/1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s.nar.xz\n\
+Compression: xz\n\
+FileHash: sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s\n\
+FileSize: 50000\n\
+NarHash: sha256:1rxipg5fwldkhma92zpzlhllcq6i3qaxbbc8gf05c65f9yg020xm\n\
+NarSize: 226560\n\
+References: 0c6kzph7l0dcbyxf0q1vn8ak8g2x2b9b-hello-2.12\n\
+Deriver: 5ddyzazcij3gaz63rd10r44vjbhdp3qc-hello-2.12.drv\n\
+System: x86_64-linux\n\
+Sig: cache.nixos.org-1:abc==\n\
+Sig: other-1:def==\n";
+
+    #[test]
+    fn a_proxied_narinfo_keeps_everything_but_the_nar_location() {
+        let out = proxied_narinfo(UPSTREAM, "nar/x.nar");
+        let kept: Vec<&str> = UPSTREAM
+            .lines()
+            .filter(|l| {
+                !["URL:", "Compression:", "FileHash:", "FileSize:"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .collect();
+        let got: Vec<&str> = out
+            .lines()
+            .filter(|l| *l != "URL: nar/x.nar" && *l != "Compression: none")
+            .collect();
+        assert_eq!(got, kept);
+        assert_eq!(out.lines().nth(1), Some("URL: nar/x.nar"));
+        assert_eq!(out.lines().nth(2), Some("Compression: none"));
+        let parsed = NarInfo::parse(out.as_bytes()).unwrap();
+        assert_eq!(parsed.url, "nar/x.nar");
+        assert_eq!(parsed.file_hash, None);
+        assert_eq!(parsed.sigs.len(), 2);
+    }
+
+    #[test]
+    fn upstream_urls_must_be_http() {
+        assert!(Upstreams::new(vec!["ftp://x".into()], true).is_err());
+        assert!(Upstreams::new(vec!["file:///x".into()], true).is_err());
+        let u = Upstreams::new(vec!["https://cache.example.org/".into()], true).unwrap();
+        assert_eq!(u.bases(), ["https://cache.example.org"]);
+        assert!(u.proxies());
+        assert!(!Upstreams::none().proxies());
+    }
+}
