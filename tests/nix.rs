@@ -427,3 +427,123 @@ fn nix_substitutes_a_closure_from_serve_over_http() {
     );
     assert_same_nars(&b.closure, &store, "nix-store --realise");
 }
+
+/// Runs `args` like [`nix_run`], killing it after `secs` (then it hung).
+fn nix_run_within(args: &[&str], xdg: &Path, secs: u64) -> (std::process::Output, bool) {
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .args([
+            "--option",
+            "narinfo-cache-negative-ttl",
+            "0",
+            "--option",
+            "narinfo-cache-positive-ttl",
+            "0",
+        ])
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .env("XDG_CACHE_HOME", xdg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut hung = false;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            hung = true;
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (child.wait_with_output().unwrap(), hung)
+}
+
+#[test]
+fn nix_gets_its_paths_when_the_only_peer_dies_and_fails_cleanly_when_everything_does() {
+    if !nix_available() {
+        return skip_or_fail("Nix (Debian package nix-bin)");
+    }
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    let b = build_and_copy(&[("cache-zstd", "?compression=zstd")]);
+    let (data, id) = publish_closure(&b);
+    // The only peer sends 4 MiB of blocks, then goes silent with its
+    // connections open (a peer that died mid-NAR).
+    let seed = serve(
+        &data,
+        &["--http", "none"],
+        &[("HYPERNAR_FAULT_SILENT_AFTER_BYTES", "4194304")],
+    );
+    let mut up = Some(nginx(&b.tmp.path().join("cache-zstd"), ""));
+    let user = b.tmp.path().join("user-data");
+    let upstream = up.as_ref().unwrap().base.clone();
+    let sub = serve(
+        &user,
+        &[
+            "--trust",
+            &id,
+            "--peer",
+            &seed.addr,
+            "--upstream",
+            &upstream,
+            "--no-proxy",
+            "--peer-deadline",
+            "2",
+        ],
+        &[],
+    );
+    let base = sub.http.clone().unwrap();
+    for path in &b.closure {
+        let hash = StorePath::parse(path).unwrap().hash_part().to_owned();
+        wait_for_status(&base, &format!("/{hash}.narinfo"), 200, 30);
+    }
+    let pk = std::fs::read_to_string(b.tmp.path().join("nix-pk")).unwrap();
+    let xdg = b.tmp.path().join("xdg");
+    let copy = |to: &Path| -> (std::process::Output, bool) {
+        let mut args = vec![
+            "nix",
+            "copy",
+            "--from",
+            &base,
+            "--to",
+            s(to),
+            "--option",
+            "trusted-public-keys",
+            pk.trim(),
+        ];
+        args.extend(b.roots.iter().map(String::as_str));
+        nix_run_within(&args, &xdg, 300)
+    };
+    let store = b.tmp.path().join("store-fallback");
+    let (out, hung) = copy(&store);
+    assert!(
+        !hung && out.status.success(),
+        "nix copy with the peer silent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_nars(&b.closure, &store, "peer silent, upstream behind");
+    let log = std::fs::read_to_string(&sub.log).unwrap();
+    assert!(
+        log.contains("comes from upstream"),
+        "no fallback taken: {log}"
+    );
+
+    // Everything gone: the upstream too. Nix fails, cleanly and without
+    // hanging; nothing half-copied is valid in its store.
+    up.take();
+    let store = b.tmp.path().join("store-nothing");
+    let t = std::time::Instant::now();
+    let (out, hung) = copy(&store);
+    eprintln!(
+        "nix copy with no source left: exit {:?} after {:?}",
+        out.status.code(),
+        t.elapsed()
+    );
+    assert!(!hung, "nix copy hung with every source gone");
+    assert!(!out.status.success(), "nix copy succeeded with no source?");
+}
