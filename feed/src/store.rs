@@ -72,6 +72,11 @@ pub struct FeedStore {
 }
 
 impl FeedStore {
+    /// The directory the feeds live in (`data_dir/feeds`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Opens (creating if needed) the feed store under `data_dir/feeds`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let root = data_dir.join("feeds");

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod haves;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod node;
 pub mod publishers;
 pub mod pump;

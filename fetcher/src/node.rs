@@ -102,6 +102,9 @@ struct FeedEntry {
 }
 
 struct Conn {
+    /// The remote's address.
+    addr: Option<SocketAddr>,
+    traffic: crate::pump::Traffic,
     commands: CommandTx,
     kill: Arc<Notify>,
     dialled: Option<String>,
@@ -127,6 +130,7 @@ struct Inner {
     next_id: AtomicU64,
     events: mpsc::Sender<HubEvent>,
     publishers: Publishers,
+    metrics: Arc<crate::metrics::Metrics>,
     limits: Limits,
     /// Accepted connections open now, by remote IP.
     accepted: Mutex<HashMap<IpAddr, usize>>,
@@ -159,6 +163,17 @@ impl Drop for Slot {
     }
 }
 
+/// A connected peer, for the status page.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: Option<SocketAddr>,
+    /// This node dialled it (a `--peer`), rather than accepted it.
+    pub dialled: bool,
+    /// Block bytes received from it and uploaded to it.
+    pub received: u64,
+    pub uploaded: u64,
+}
+
 /// A running node. Cloning shares it.
 #[derive(Clone)]
 pub struct Node {
@@ -188,6 +203,7 @@ impl Node {
             next_id: AtomicU64::new(1),
             events,
             publishers: Publishers::default(),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
             limits: config.limits,
             accepted: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
@@ -376,6 +392,32 @@ impl Node {
         self.inner.cancel.is_cancelled()
     }
 
+    /// The node's counters.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The peers connected now, with what they moved.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let conns = self.inner.conns.lock().expect("conns lock");
+        let mut out: Vec<PeerInfo> = conns
+            .values()
+            .map(|c| PeerInfo {
+                addr: c.addr,
+                dialled: c.dialled.is_some(),
+                received: c.traffic.received.get(),
+                uploaded: c.traffic.uploaded.get(),
+            })
+            .collect();
+        out.sort_by_key(|p| p.addr);
+        out
+    }
+
+    /// Where the feeds are stored (`DATA/feeds`).
+    pub fn feeds_dir(&self) -> &std::path::Path {
+        self.inner.store.root()
+    }
+
     /// Registers a hub (unless one for the same feed won a race) and offers
     /// its feed on every open connection. Returns the registered hub.
     pub(crate) async fn add_hub(&self, hub: HubHandle) -> HubHandle {
@@ -558,6 +600,27 @@ impl Node {
     }
 
     async fn run_conn(self, stream: TcpStream, initiator: bool, dialled: Option<String>) {
+        let addr = stream.peer_addr().ok();
+        let label = crate::metrics::PeerLabel {
+            peer: addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
+        };
+        let metrics = self.inner.metrics.clone();
+        let traffic = crate::pump::Traffic {
+            received: metrics.peer_received.get_or_create(&label).clone(),
+            uploaded: metrics.peer_uploaded.get_or_create(&label).clone(),
+            metrics: metrics.clone(),
+        };
+        metrics.connections.inc();
+        // Removes this peer's series when the connection ends, however.
+        struct Series(Arc<crate::metrics::Metrics>, crate::metrics::PeerLabel);
+        impl Drop for Series {
+            fn drop(&mut self) {
+                self.0.peer_received.remove(&self.1);
+                self.0.peer_uploaded.remove(&self.1);
+                self.0.connections.dec();
+            }
+        }
+        let _series = Series(metrics, label);
         let (mut protocol, load) = match wire::protocol(stream, initiator) {
             Ok(p) => p,
             Err(e) => return warn!(%e, "connection setup failed"),
@@ -569,6 +632,8 @@ impl Node {
         self.inner.conns.lock().expect("conns lock").insert(
             id,
             Conn {
+                addr,
+                traffic: traffic.clone(),
                 commands: protocol.commands(),
                 kill: kill.clone(),
                 dialled,
@@ -660,6 +725,7 @@ impl Node {
                             peer,
                             load.clone(),
                             kill.clone(),
+                            traffic.clone(),
                         ));
                     }
                 }
@@ -682,6 +748,11 @@ impl Node {
         while let Some(ev) = rx.recv().await {
             match ev {
                 HubEvent::Misbehaved { peer, reason } => {
+                    self.inner
+                        .metrics
+                        .verification_failures
+                        .get_or_create(&crate::metrics::PEER)
+                        .inc();
                     let conn = self
                         .inner
                         .peer_conn

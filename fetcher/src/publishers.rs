@@ -180,6 +180,17 @@ impl Publishers {
             .contains_key(&id.to_bytes())
     }
 
+    /// Each trusted publisher: its identity, paths listed, keys released.
+    pub fn summary(&self) -> Vec<(Identity, usize, usize)> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        let mut out: Vec<_> = by_id
+            .values()
+            .map(|k| (k.index.identity, k.index.paths.len(), k.releases.len()))
+            .collect();
+        out.sort_by_key(|(id, _, _)| id.to_string());
+        out
+    }
+
     /// Number of paths known across publishers.
     pub fn path_count(&self) -> usize {
         let by_id = self.by_id.lock().expect("publishers lock");

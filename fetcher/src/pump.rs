@@ -29,7 +29,42 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
 use crate::hub::{HubHandle, PeerId};
+use crate::metrics::{Metrics, PEER};
 use crate::wire::{Load, MAX_UNSENT};
+
+/// The block bytes one connection moves, counted for metrics and the
+/// status page.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    pub received: prometheus_client::metrics::counter::Counter,
+    pub uploaded: prometheus_client::metrics::counter::Counter,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Traffic {
+    fn block_bytes(msg: &Message) -> u64 {
+        match msg {
+            Message::Data(d) => d.block.as_ref().map_or(0, |b| b.value.len() as u64),
+            _ => 0,
+        }
+    }
+
+    fn inbound(&self, msg: &Message) {
+        let n = Self::block_bytes(msg);
+        if n > 0 {
+            self.received.inc_by(n);
+            self.metrics.received.get_or_create(&PEER).inc_by(n);
+        }
+    }
+
+    fn outbound(&self, msg: &Message) {
+        let n = Self::block_bytes(msg);
+        if n > 0 {
+            self.uploaded.inc_by(n);
+            self.metrics.uploaded.inc_by(n);
+        }
+    }
+}
 
 /// Messages queued from a hub to one peer channel (see `Hub::send`): room
 /// for announcements besides the at most 64 block answers a hub queues for
@@ -120,6 +155,7 @@ pub async fn run(
     peer: PeerId,
     load: Arc<Load>,
     kill: Arc<Notify>,
+    traffic: Traffic,
 ) {
     let Some(mut inbound) = channel.take_receiver() else {
         warn!(peer, "a channel without its receiver; closing it");
@@ -146,6 +182,7 @@ pub async fn run(
                         break;
                     }
                     let bytes = message_bytes(&msg);
+                    traffic.inbound(&msg);
                     load.take(bytes);
                     backlog.push_back((msg, bytes));
                 }
@@ -175,6 +212,7 @@ pub async fn run(
             }
             out = rx.recv(), if held.is_none() && sending.is_none() && open => match out {
                 Some(msg) => {
+                    traffic.outbound(&msg);
                     if let Message::Data(_) = &msg {
                         answers.fetch_sub(1, Ordering::Relaxed);
                         if load.unsent() > MAX_UNSENT {

@@ -30,6 +30,7 @@ use tracing::debug;
 
 use crate::http::nar::NarStreamError;
 use crate::http::route::ByteRange;
+use crate::metrics::{Metrics, UPSTREAM};
 
 /// Upstream unless `serve --upstream` says otherwise.
 pub const DEFAULT_UPSTREAM: &str = "https://cache.nixos.org";
@@ -241,6 +242,26 @@ impl Upstreams {
         u: &UpstreamInfo,
         range: ByteRange,
         tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
+        metrics: &Metrics,
+    ) -> Result<(), UpstreamError> {
+        let r = self.stream_nar_inner(u, range, tx, metrics).await;
+        if matches!(
+            r,
+            Err(UpstreamError::NarHash { .. }
+                | UpstreamError::TooLong { .. }
+                | UpstreamError::Short { .. })
+        ) {
+            metrics.verification_failures.get_or_create(&UPSTREAM).inc();
+        }
+        r
+    }
+
+    async fn stream_nar_inner(
+        &self,
+        u: &UpstreamInfo,
+        range: ByteRange,
+        tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
+        metrics: &Metrics,
     ) -> Result<(), UpstreamError> {
         let url = format!("{}/{}", self.bases[u.upstream], u.info.url);
         let resp = self
@@ -257,8 +278,13 @@ impl Upstreams {
             return Err(UpstreamError::Status { url, status });
         }
         let body_url = url.clone();
+        let received = metrics.received.get_or_create(&UPSTREAM).clone();
         let body = resp
             .bytes_stream()
+            .map_ok(move |b| {
+                received.inc_by(b.len() as u64);
+                b
+            })
             .map_err(move |e| std::io::Error::other(format!("{body_url}: {e}")));
         let reader = tokio_util::io::StreamReader::new(body);
         let handle = tokio::runtime::Handle::current();

@@ -14,6 +14,7 @@
 
 pub mod nar;
 pub mod route;
+pub mod status;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -126,6 +127,8 @@ struct Server {
     node: Node,
     limits: HttpLimits,
     upstreams: Arc<Upstreams>,
+    /// `http://ADDR`, for the status page.
+    base: String,
 }
 
 /// Serves the API on `listener` until the node shuts down.
@@ -136,10 +139,14 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
         upstreams,
     } = config;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let base = listener
+        .local_addr()
+        .map_or_else(|_| "http://127.0.0.1".to_owned(), |a| format!("http://{a}"));
     let server = Arc::new(Server {
         node: node.clone(),
         limits,
         upstreams,
+        base,
     });
     let spawner = node.clone();
     node.spawn(async move {
@@ -231,8 +238,19 @@ impl Server {
             ),
             Route::NarInfo(hash) => self.narinfo(&hash).await,
             Route::Nar { hash, nar_hash } => self.nar(&req, &hash, &nar_hash, head).await,
-            Route::Status => self.status(),
-            Route::Metrics => text(StatusCode::NOT_FOUND, "no metrics yet"),
+            Route::Status => full(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status::render(
+                    &status::Snapshot::take(&self.node, &self.upstreams),
+                    &self.base,
+                ),
+            ),
+            Route::Metrics => full(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.node.metrics().encode(),
+            ),
             Route::NotHere | Route::Unknown => text(StatusCode::NOT_FOUND, "not here"),
             Route::Bad(why) => text(StatusCode::BAD_REQUEST, why),
             Route::Method => {
@@ -268,15 +286,28 @@ impl Server {
     /// otherwise "not here" at once. Never a 5xx: Nix aborts a build on a
     /// narinfo error.
     async fn narinfo(&self, hash: &str) -> Response<Body> {
+        let (answer, res) = self.narinfo_answer(hash).await;
+        self.node
+            .metrics()
+            .narinfo
+            .get_or_create(&crate::metrics::AnswerLabel { answer })
+            .inc();
+        res
+    }
+
+    async fn narinfo_answer(&self, hash: &str) -> (&'static str, Response<Body>) {
         let publishers = self.node.publishers();
         let why = match publishers.path_by_hash(hash) {
             Some(path) => match publishers.lookup(&path) {
                 Ok(found) => {
                     let url = route::nar_url(hash, &found.record.nar_hash);
-                    return full(
-                        StatusCode::OK,
-                        "text/x-nix-narinfo",
-                        found.record.narinfo(url).render(),
+                    return (
+                        "hit",
+                        full(
+                            StatusCode::OK,
+                            "text/x-nix-narinfo",
+                            found.record.narinfo(url).render(),
+                        ),
                     );
                 }
                 Err(why) => why.to_string(),
@@ -288,14 +319,17 @@ impl Server {
                 let url = route::nar_url(hash, &u.info.nar_hash);
                 let text = proxied_narinfo(&u.text, &url);
                 self.upstreams.remember(hash, u);
-                return full(StatusCode::OK, "text/x-nix-narinfo", text);
+                return ("proxied", full(StatusCode::OK, "text/x-nix-narinfo", text));
             }
-            return text(
-                StatusCode::NOT_FOUND,
-                &format!("{why}, and no upstream has it"),
+            return (
+                "miss",
+                text(
+                    StatusCode::NOT_FOUND,
+                    &format!("{why}, and no upstream has it"),
+                ),
             );
         }
-        text(StatusCode::NOT_FOUND, &why)
+        ("miss", text(StatusCode::NOT_FOUND, &why))
     }
 
     async fn nar(
@@ -358,7 +392,9 @@ impl Server {
                     self.limits.block_deadline,
                     self.upstreams.clone(),
                 ),
-                Source::Upstream(u) => nar::stream_upstream(self.upstreams.clone(), *u, range),
+                Source::Upstream(u) => {
+                    nar::stream_upstream(&self.node, self.upstreams.clone(), *u, range)
+                }
             };
             body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                 .boxed()
@@ -383,18 +419,5 @@ impl Server {
             );
         }
         res
-    }
-
-    fn status(&self) -> Response<Body> {
-        let paths = self.node.publishers().path_count();
-        full(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            format!(
-                "<!doctype html><html><head><meta charset=utf-8><title>hypernar</title></head>\
-                 <body><h1>hypernar</h1><p>{paths} paths known from trusted publishers.</p>\
-                 <p>Binary cache for Nix: add this URL to <code>substituters</code>.</p></body></html>\n"
-            ),
-        )
     }
 }

@@ -79,6 +79,7 @@ impl Drop for AbortOnDrop {
 #[derive(Debug)]
 pub struct NarBody {
     rx: mpsc::Receiver<Result<Bytes, NarStreamError>>,
+    served: prometheus_client::metrics::counter::Counter,
     remaining: u64,
     _producer: AbortOnDrop,
 }
@@ -93,6 +94,7 @@ impl Body for NarBody {
     ) -> Poll<Option<Result<Frame<Bytes>, NarStreamError>>> {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
+                self.served.inc_by(chunk.len() as u64);
                 self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
@@ -118,22 +120,34 @@ pub fn stream(
     upstreams: Arc<Upstreams>,
 ) -> NarBody {
     let path = found.record.store_path.to_string();
-    body(range, path, move |tx| async move {
+    let served = node.metrics().served.clone();
+    body(range, path, served, move |tx| async move {
         produce(node, found, range, deadline, &upstreams, &tx).await
     })
 }
 
 /// Starts streaming `range` of a pulled-through NAR from its upstream.
-pub fn stream_upstream(upstreams: Arc<Upstreams>, u: UpstreamInfo, range: ByteRange) -> NarBody {
+pub fn stream_upstream(
+    node: &Node,
+    upstreams: Arc<Upstreams>,
+    u: UpstreamInfo,
+    range: ByteRange,
+) -> NarBody {
     let path = u.info.store_path.to_string();
-    body(range, path, move |tx| async move {
-        Ok(upstreams.stream_nar(&u, range, &tx).await?)
+    let metrics = node.metrics().clone();
+    body(range, path, metrics.served.clone(), move |tx| async move {
+        Ok(upstreams.stream_nar(&u, range, &tx, &metrics).await?)
     })
 }
 
 /// A body fed by `producer`; its error, if any, is logged and cuts the
 /// transfer.
-fn body<F, Fut>(range: ByteRange, path: String, producer: F) -> NarBody
+fn body<F, Fut>(
+    range: ByteRange,
+    path: String,
+    served: prometheus_client::metrics::counter::Counter,
+    producer: F,
+) -> NarBody
 where
     F: FnOnce(mpsc::Sender<Result<Bytes, NarStreamError>>) -> Fut,
     Fut: std::future::Future<Output = Result<(), NarStreamError>> + Send + 'static,
@@ -149,6 +163,7 @@ where
     });
     NarBody {
         rx,
+        served,
         remaining: range.end - range.start,
         _producer: AbortOnDrop(task),
     }
@@ -214,7 +229,11 @@ async fn produce(
                     start: from,
                     end: range.end,
                 };
-                return Ok(upstreams.stream_nar(&u, rest, tx).await?);
+                node.metrics()
+                    .fallbacks
+                    .get_or_create(&crate::metrics::UPSTREAM)
+                    .inc();
+                return Ok(upstreams.stream_nar(&u, rest, tx, node.metrics()).await?);
             }
             Err(e) => return Err(e),
         };

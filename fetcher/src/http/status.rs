@@ -1,0 +1,261 @@
+//! The status page (`GET /`): what a person running a node wants to see at
+//! a glance. A snapshot is taken, then rendered by a pure function.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::metrics::{AnswerLabel, Metrics, PEER, UPSTREAM};
+use crate::node::{Node, PeerInfo};
+
+/// What the page shows.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub peers: Vec<PeerInfo>,
+    /// Identity, paths listed, keys released.
+    pub publishers: Vec<(String, usize, usize)>,
+    pub upstreams: Vec<String>,
+    pub proxy: bool,
+    pub served: u64,
+    pub from_peers: u64,
+    pub from_upstream: u64,
+    pub uploaded: u64,
+    pub narinfo_hits: u64,
+    pub narinfo_proxied: u64,
+    pub narinfo_misses: u64,
+    pub fallbacks: u64,
+    pub verification_failures: u64,
+    pub disk_bytes: u64,
+    pub data_dir: String,
+}
+
+impl Snapshot {
+    /// Reads the node's state now.
+    pub fn take(node: &Node, upstreams: &crate::upstream::Upstreams) -> Self {
+        let m: &Metrics = node.metrics();
+        let answer = |a| m.narinfo.get_or_create(&AnswerLabel { answer: a }).get();
+        Snapshot {
+            peers: node.peers(),
+            publishers: node
+                .publishers()
+                .summary()
+                .into_iter()
+                .map(|(id, p, k)| (id.to_string(), p, k))
+                .collect(),
+            upstreams: upstreams.bases().to_vec(),
+            proxy: upstreams.proxies(),
+            served: m.served.get(),
+            from_peers: Metrics::total(&m.received, &PEER),
+            from_upstream: Metrics::total(&m.received, &UPSTREAM),
+            uploaded: m.uploaded.get(),
+            narinfo_hits: answer("hit"),
+            narinfo_proxied: answer("proxied"),
+            narinfo_misses: answer("miss"),
+            fallbacks: Metrics::total(&m.fallbacks, &UPSTREAM),
+            verification_failures: Metrics::total(&m.verification_failures, &PEER)
+                + Metrics::total(&m.verification_failures, &UPSTREAM),
+            disk_bytes: disk_usage(node.feeds_dir()),
+            data_dir: node
+                .feeds_dir()
+                .parent()
+                .unwrap_or(node.feeds_dir())
+                .display()
+                .to_string(),
+        }
+    }
+}
+
+/// Bytes the files under `dir` occupy on disk (allocated blocks, so sparse
+/// replicas count what they hold).
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+/// `1.5 MiB`.
+fn human(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page. `base` is the URL Nix should use (for the nix.conf lines).
+pub fn render(s: &Snapshot, base: &str) -> String {
+    let mut h = String::new();
+    let total_in = s.from_peers + s.from_upstream;
+    let share = |n: u64| {
+        if total_in == 0 {
+            "—".to_owned()
+        } else {
+            format!("{:.0} %", 100.0 * n as f64 / total_in as f64)
+        }
+    };
+    let _ = write!(
+        h,
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="5">
+<title>hypernar</title>
+<style>
+body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #1d232a; }}
+h1 {{ font-size: 1.6rem; margin-bottom: .2rem; }}
+h2 {{ font-size: 1.1rem; margin-top: 2rem; border-bottom: 1px solid #d5dbe1; padding-bottom: .2rem; }}
+.sub {{ color: #5a6570; margin-top: 0; }}
+.cards {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(11rem, 1fr)); gap: .8rem; }}
+.card {{ background: #f3f6f9; border-radius: .5rem; padding: .7rem .9rem; }}
+.card b {{ display: block; font-size: 1.35rem; }}
+.card span {{ color: #5a6570; font-size: .85rem; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ text-align: left; padding: .3rem .5rem; border-bottom: 1px solid #e6eaee; }}
+td.n, th.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
+code, pre {{ font-family: ui-monospace, monospace; font-size: .85rem; }}
+pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: auto; }}
+.empty {{ color: #5a6570; font-style: italic; }}
+</style></head><body>
+<h1>hypernar</h1>
+<p class="sub">Peer-to-peer binary cache for Nix · data in <code>{dir}</code> · {disk} on disk</p>
+<div class="cards">
+<div class="card" id="served"><b>{served}</b><span>sent to Nix</span></div>
+<div class="card" id="from-peers"><b>{peers_in}</b><span>from peers ({peers_share})</span></div>
+<div class="card" id="from-upstream"><b>{up_in}</b><span>from upstream ({up_share})</span></div>
+<div class="card" id="uploaded"><b>{uploaded}</b><span>uploaded to peers</span></div>
+<div class="card"><b>{hits} / {proxied} / {misses}</b><span>narinfos: swarm / upstream / not here</span></div>
+<div class="card"><b>{fallbacks} · {failures}</b><span>fallbacks · verification failures</span></div>
+</div>
+"#,
+        dir = esc(&s.data_dir),
+        disk = human(s.disk_bytes),
+        served = human(s.served),
+        peers_in = human(s.from_peers),
+        peers_share = share(s.from_peers),
+        up_in = human(s.from_upstream),
+        up_share = share(s.from_upstream),
+        uploaded = human(s.uploaded),
+        hits = s.narinfo_hits,
+        proxied = s.narinfo_proxied,
+        misses = s.narinfo_misses,
+        fallbacks = s.fallbacks,
+        failures = s.verification_failures,
+    );
+    let _ = writeln!(h, "<h2>Peers ({})</h2>", s.peers.len());
+    if s.peers.is_empty() {
+        h.push_str("<p class=\"empty\">No peer connected.</p>\n");
+    } else {
+        h.push_str("<table id=\"peers\"><tr><th>address</th><th>direction</th><th class=\"n\">received</th><th class=\"n\">uploaded</th></tr>\n");
+        for p in &s.peers {
+            let _ = writeln!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                p.addr.map_or_else(|| "?".to_owned(), |a| a.to_string()),
+                if p.dialled { "dialled" } else { "accepted" },
+                human(p.received),
+                human(p.uploaded)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    let _ = writeln!(h, "<h2>Trusted publishers ({})</h2>", s.publishers.len());
+    if s.publishers.is_empty() {
+        h.push_str("<p class=\"empty\">None: start with <code>--trust hypernar1:…</code>.</p>\n");
+    } else {
+        h.push_str("<table id=\"publishers\"><tr><th>identity</th><th class=\"n\">paths</th><th class=\"n\">keys released</th></tr>\n");
+        for (id, paths, keys) in &s.publishers {
+            let _ = writeln!(
+                h,
+                "<tr><td><code>{}</code></td><td class=\"n\">{paths}</td><td class=\"n\">{keys}</td></tr>",
+                esc(id)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Upstream</h2>\n");
+    if s.upstreams.is_empty() {
+        h.push_str("<p class=\"empty\">None: a path the swarm cannot deliver fails.</p>\n");
+    } else {
+        let _ = writeln!(
+            h,
+            "<p>{} ({})</p>",
+            s.upstreams
+                .iter()
+                .map(|u| format!("<code>{}</code>", esc(u)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if s.proxy {
+                "fallback and pull-through"
+            } else {
+                "fallback only"
+            }
+        );
+    }
+    let _ = write!(
+        h,
+        "<h2>Use it</h2>\n<p>In <code>nix.conf</code>, with the key that signed the original cache:</p>\n\
+         <pre>substituters = {base} https://cache.nixos.org\ntrusted-public-keys = &lt;the original cache's key&gt;</pre>\n\
+         <p><a href=\"/metrics\">Metrics</a> (Prometheus text)</p>\n</body></html>\n",
+        base = esc(base)
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_shows_what_it_was_given_and_escapes_it() {
+        let s = Snapshot {
+            peers: vec![PeerInfo {
+                addr: Some("10.0.0.5:7469".parse().unwrap()),
+                dialled: true,
+                received: 3 << 20,
+                uploaded: 0,
+            }],
+            publishers: vec![("hypernar1:<script>".into(), 12, 11)],
+            upstreams: vec!["https://cache.nixos.org".into()],
+            proxy: true,
+            served: 5 << 20,
+            from_peers: 3 << 20,
+            from_upstream: 1 << 20,
+            ..Snapshot::default()
+        };
+        let page = render(&s, "http://127.0.0.1:7470");
+        assert!(page.contains("10.0.0.5:7469"));
+        assert!(page.contains("hypernar1:&lt;script&gt;"));
+        assert!(!page.contains("<script>"));
+        assert!(page.contains("75 %"), "share from peers");
+        assert!(page.contains("fallback and pull-through"));
+        assert!(page.contains("substituters = http://127.0.0.1:7470"));
+        let empty = render(&Snapshot::default(), "http://x");
+        assert!(empty.contains("No peer connected."));
+        assert!(empty.contains("None: a path the swarm cannot deliver fails."));
+    }
+}

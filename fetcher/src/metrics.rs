@@ -1,0 +1,168 @@
+//! What a node counts, for `GET /metrics` (Prometheus/OpenMetrics text,
+//! by prometheus-client) and the status page.
+//!
+//! Per-peer series exist while the peer is connected (removed when its
+//! connection closes), so their number is bounded by the connection caps.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Where bytes came from.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
+}
+
+/// A narinfo answer: `hit` (a trusted publisher lists it), `proxied` (an
+/// upstream had it), `miss` (404).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnswerLabel {
+    pub answer: &'static str,
+}
+
+/// A connected peer, by its address.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+/// Byte sources.
+pub const PEER: SourceLabel = SourceLabel { source: "peer" };
+pub const UPSTREAM: SourceLabel = SourceLabel { source: "upstream" };
+
+/// The node's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// NAR bytes sent to HTTP clients (Nix).
+    pub served: Counter,
+    /// Block or NAR bytes received, by source.
+    pub received: Family<SourceLabel, Counter>,
+    /// Block bytes uploaded to peers.
+    pub uploaded: Counter,
+    /// Narinfo requests by answer.
+    pub narinfo: Family<AnswerLabel, Counter>,
+    /// Block bytes received from / uploaded to each connected peer.
+    pub peer_received: Family<PeerLabel, Counter>,
+    pub peer_uploaded: Family<PeerLabel, Counter>,
+    /// Bytes that failed verification, by source (a peer is dropped, an
+    /// upstream transfer cut).
+    pub verification_failures: Family<SourceLabel, Counter>,
+    /// NAR responses that went on from another source than peers.
+    pub fallbacks: Family<SourceLabel, Counter>,
+    /// Peer connections open now.
+    pub connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hypernar");
+        let m = Metrics {
+            served: Counter::default(),
+            received: Family::default(),
+            uploaded: Counter::default(),
+            narinfo: Family::default(),
+            peer_received: Family::default(),
+            peer_uploaded: Family::default(),
+            verification_failures: Family::default(),
+            fallbacks: Family::default(),
+            connections: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "served_bytes",
+            "NAR bytes sent to Nix over HTTP",
+            m.served.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "Bytes received, by source (peer blocks, upstream NARs)",
+            m.received.clone(),
+        );
+        registry.register(
+            "uploaded_bytes",
+            "Block bytes uploaded to peers",
+            m.uploaded.clone(),
+        );
+        registry.register(
+            "narinfo_requests",
+            "Narinfo requests by answer (hit, proxied, miss)",
+            m.narinfo.clone(),
+        );
+        registry.register(
+            "peer_received_bytes",
+            "Block bytes received from a connected peer",
+            m.peer_received.clone(),
+        );
+        registry.register(
+            "peer_uploaded_bytes",
+            "Block bytes uploaded to a connected peer",
+            m.peer_uploaded.clone(),
+        );
+        registry.register(
+            "verification_failures",
+            "Data that failed verification, by source",
+            m.verification_failures.clone(),
+        );
+        registry.register(
+            "fallbacks",
+            "NAR responses continued from another source than peers",
+            m.fallbacks.clone(),
+        );
+        registry.register(
+            "peer_connections",
+            "Peer connections open",
+            m.connections.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text of every counter.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Sum of a family over its label sets.
+    pub fn total(family: &Family<SourceLabel, Counter>, label: &SourceLabel) -> u64 {
+        family.get_or_create(label).get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_in_the_text_and_peers_go_away() {
+        let m = Metrics::default();
+        m.served.inc_by(1000);
+        m.received.get_or_create(&PEER).inc_by(7);
+        m.narinfo
+            .get_or_create(&AnswerLabel { answer: "hit" })
+            .inc();
+        let peer = PeerLabel {
+            peer: "127.0.0.1:7469".into(),
+        };
+        m.peer_received.get_or_create(&peer).inc_by(5);
+        let text = m.encode();
+        for line in [
+            "hypernar_served_bytes_total 1000",
+            "hypernar_received_bytes_total{source=\"peer\"} 7",
+            "hypernar_narinfo_requests_total{answer=\"hit\"} 1",
+            "hypernar_peer_received_bytes_total{peer=\"127.0.0.1:7469\"} 5",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert!(m.peer_received.remove(&peer));
+        assert!(!m.encode().contains("127.0.0.1:7469"));
+    }
+}
