@@ -1,6 +1,7 @@
 //! The command line on sample caches written by hypernar itself (no Nix).
 
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 use hypernar_feed::format::identity::{Identity, DATA_FEED_0};
 use hypernar_feed::format::narinfo::Compression;
@@ -14,6 +15,17 @@ fn demo_runs_and_verifies_everything() {
     assert!(out.contains("demo ok"), "{out}");
     assert_eq!(out.matches("NarHash verified").count(), 4, "{out}");
     assert!(out.contains("key not released: unreadable"), "{out}");
+    // The network: every path over HTTP, from both peers.
+    assert_eq!(out.matches("and its NAR").count(), 5, "{out}");
+    // Which peer each block comes from is the scheduler's (random) pick.
+    assert!(out.contains("of blocks came from the"), "{out}");
+    assert!(
+        out.contains("trusted-public-keys = hypernar-demo-1:"),
+        "{out}"
+    );
+    if Command::new("nix").arg("--version").output().is_ok() {
+        assert!(out.contains("Nix copied all 5 paths"), "{out}");
+    }
 }
 
 #[test]
