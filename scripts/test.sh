@@ -14,9 +14,11 @@ cd "$(dirname "$0")/.."
 #   fuse3     fusermount3 for the FUSE view
 #   xz-utils, zstd, bzip2   compressors Nix and the tests call
 #   python3   a real HTTP server (http.server) for http:// cache tests
+#   nginx     the upstream cache (and web seed) as a CDN serves it
+#   chromium  renders the status page (headless) in a test
 # and npm packages (tests/js/package-lock.json): hypercore 10.31.12 and
 # 11.35.1, the JavaScript reference the interop tests replicate with.
-packages=(nix-bin fuse3 xz-utils zstd bzip2 python3)
+packages=(nix-bin fuse3 xz-utils zstd bzip2 python3 nginx chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

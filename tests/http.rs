@@ -339,3 +339,104 @@ fn the_api_listens_beyond_loopback_only_when_told_who_may_use_it() {
         _ => eprintln!("no non-loopback address here: the refusal is not checked"),
     }
 }
+
+fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
+    std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium")
+}
+
+#[test]
+fn the_status_page_renders_in_a_browser_and_metrics_count() {
+    if std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip_or_fail("chromium (Debian package chromium)");
+    }
+    let w = World::new(&demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let user = w.tmp.path().join("user");
+    let srv = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let base = srv.http.clone().unwrap();
+    let url = nar_url(&base, &w, "demo-dataset");
+    let nar = http(&base, "GET", &url, &[]);
+    assert!(nar.body == w.path("demo-dataset").nar);
+    http(
+        &base,
+        "GET",
+        "/00000000000000000000000000000000.narinfo",
+        &[],
+    );
+
+    let metrics = String::from_utf8(http(&base, "GET", "/metrics", &[]).body).unwrap();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{metrics}"))
+    };
+    let len = w.path("demo-dataset").nar.len() as u64;
+    assert_eq!(value("hypernar_served_bytes_total"), len);
+    assert!(value("hypernar_received_bytes_total{source=\"peer\"}") > 0);
+    assert!(value("hypernar_narinfo_requests_total{answer=\"hit\"}") >= 1);
+    // Misses: the unknown hash, and the polls before the index replicated.
+    assert!(value("hypernar_narinfo_requests_total{answer=\"miss\"}") >= 1);
+    assert!(
+        value(&format!(
+            "hypernar_peer_received_bytes_total{{peer=\"{}\"}}",
+            seed.addr
+        )) > 0
+    );
+    assert!(metrics.trim_end().ends_with("# EOF"));
+
+    // The page as a browser renders it: the DOM after load, and a picture.
+    let profile = w.tmp.path().join("chromium");
+    let dom = chromium(&["--dump-dom", &format!("{base}/")], &profile);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("<h1>hypernar</h1>"), "{dom}");
+    assert!(dom.contains(&seed.addr), "the peer is listed: {dom}");
+    assert!(dom.contains(&id), "the publisher is listed: {dom}");
+    assert!(dom.contains("sent to Nix"), "{dom}");
+    let shot = w.tmp.path().join("status.png");
+    let out = chromium(
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1100,1000",
+            &format!("{base}/"),
+        ],
+        &profile,
+    );
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    // Kept for a person to look at.
+    let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    std::fs::write(&keep, &png).unwrap();
+    eprintln!("status page screenshot: {}", keep.display());
+}
