@@ -28,6 +28,7 @@ pub mod io;
 pub mod oplog;
 pub mod reader;
 pub mod store;
+pub mod webseed;
 
 pub use catalog::{Catalog, PublisherIndex};
 pub use store::{Feed, FeedStore};

@@ -372,6 +372,17 @@ impl Feed {
         Ok(applied)
     }
 
+    /// Writes everything hypercore holds in its log to the tree, bitfield
+    /// and data files (the web seed copies those files).
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        self.flush_oplog().await
+    }
+
+    /// The feed's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Makes hypercore flush the entries a verified proof left in its oplog:
     /// 0.16 cannot read them back after a restart (see `oplog.rs`, bug 3).
     /// An empty proof writes an empty entry and counts towards hypercore's
