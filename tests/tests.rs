@@ -15,3 +15,4 @@ mod lifecycle;
 mod nix;
 mod swarm;
 mod upstream;
+mod webseed;

@@ -55,6 +55,13 @@ pub trait FeedIo: Send {
         blocks: Vec<Vec<u8>>,
     ) -> impl Future<Output = Result<(), FeedIoError>> + Send;
 
+    /// Brings this feed's web-seed copy under `root` up to date
+    /// ([`crate::webseed::sync`]); `None` for an empty feed.
+    fn sync_web_seed(
+        &mut self,
+        root: &std::path::Path,
+    ) -> impl Future<Output = Result<Option<crate::webseed::Head>, FeedIoError>> + Send;
+
     /// Block `index` decoded as a record.
     fn read_record(
         &mut self,
@@ -93,6 +100,12 @@ impl FeedIo for Feed {
             })?);
         }
         Ok(self.append_batch(&blocks).await?)
+    }
+    async fn sync_web_seed(
+        &mut self,
+        root: &std::path::Path,
+    ) -> Result<Option<crate::webseed::Head>, FeedIoError> {
+        Ok(crate::webseed::sync(self, root).await?)
     }
 }
 

@@ -290,7 +290,11 @@ pub async fn sync(feed: &mut Feed, root: &Path) -> Result<Option<Head>, StoreErr
         source,
     };
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    copy_prefix(&feed.dir().join("data"), &dir.join("data"), head.byte_length)?;
+    copy_prefix(
+        &feed.dir().join("data"),
+        &dir.join("data"),
+        head.byte_length,
+    )?;
     copy_prefix(&feed.dir().join("tree"), &dir.join("tree"), head.tree_len())?;
     let tmp = dir.join("head.tmp");
     let path = dir.join("head");
@@ -358,10 +362,19 @@ mod tests {
             (text.replace("length: 9\n", ""), "missing"),
             (text.replace("length: 9", "length: -9"), "negative"),
             (text.replace("length: 9", "length: 9x"), "trailing"),
-            (text.replace("length: 9", "length: 99999999999999999999999"), "overflow"),
+            (
+                text.replace("length: 9", "length: 99999999999999999999999"),
+                "overflow",
+            ),
             (text.replace("fork: 0\n", "fork: 0\nfork: 1\n"), "repeated"),
-            (text.replace("hypernar-web-seed: 1", "hypernar-web-seed: 2"), "version"),
-            (text.replace("signature: 07", "signature: 0"), "short signature"),
+            (
+                text.replace("hypernar-web-seed: 1", "hypernar-web-seed: 2"),
+                "version",
+            ),
+            (
+                text.replace("signature: 07", "signature: 0"),
+                "short signature",
+            ),
             (format!("{text}extra: 1\n"), "unknown key"),
             (text.replace(": ", ":"), "no space"),
             ("x".repeat(2000), "long"),
@@ -435,7 +448,10 @@ mod tests {
         };
         let offset: u64 = offset_nodes(7).into_iter().map(|i| node(i).length).sum();
         let len = node(14).length;
-        assert_eq!(&data[offset as usize..(offset + len) as usize], &vec![8u8; 24][..]);
+        assert_eq!(
+            &data[offset as usize..(offset + len) as usize],
+            &vec![8u8; 24][..]
+        );
         // A second sync appends nothing and keeps the files.
         feed.append_batch(&[b"more".to_vec()]).await.unwrap();
         let head2 = sync(&mut feed, &seed).await.unwrap().unwrap();

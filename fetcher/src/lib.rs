@@ -4,6 +4,7 @@
 //! - [`wire`]: TCP framing, Noise handshake, the Hypercore protocol.
 //! - [`http`]: the binary-cache HTTP API that hands NARs to Nix.
 //! - [`upstream`]: upstream caches, the fallback and pull-through proxy.
+//! - [`webseed`]: static HTTP copies of feeds, read with range requests.
 //!
 //! Planned: the web-seed and upstream fallbacks behind one block-source
 //! combinator.
@@ -18,5 +19,6 @@ pub mod node;
 pub mod publishers;
 pub mod pump;
 pub mod upstream;
+pub mod webseed;
 pub mod wire;
 pub mod writer;

@@ -38,6 +38,15 @@ impl FeedIo for HubFeed {
             .map(drop)
             .map_err(|e| other(&self.hub, e))
     }
+    async fn sync_web_seed(
+        &mut self,
+        root: &std::path::Path,
+    ) -> Result<Option<hypernar_feed::webseed::Head>, FeedIoError> {
+        self.hub
+            .sync_web_seed(root.to_owned())
+            .await
+            .map_err(|e| other(&self.hub, e))
+    }
 }
 
 impl FeedOpener for Node {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The version of the control messages this build speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 10;
 
@@ -34,6 +34,8 @@ pub struct PublishJob {
     pub zstd_level: i32,
     /// `-v` count: 1 adds a line per path published.
     pub verbose: u8,
+    /// Keep a web-seed copy of the feeds in this directory (absolute).
+    pub web_seed: Option<PathBuf>,
 }
 
 /// What the client sends.
@@ -119,6 +121,7 @@ mod tests {
             segment_size: 1 << 18,
             zstd_level: 3,
             verbose: 2,
+            web_seed: None,
         }
     }
 

@@ -223,6 +223,19 @@ impl<O: FeedOpener> Publisher<O> {
     }
 
     /// The publisher identity.
+    /// Brings the web-seed copy under `root` of the index, data and public
+    /// key feeds up to date (never an audience's key feed: its blocks are
+    /// for that audience only). Returns each feed's new length.
+    pub async fn sync_web_seed(&mut self, root: &Path) -> Result<Vec<u64>, PublishError> {
+        let mut out = Vec::new();
+        for feed in [&mut self.index_feed, &mut self.data, &mut self.public_keys] {
+            if let Some(head) = feed.sync_web_seed(root).await? {
+                out.push(head.length);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn identity(&self) -> Identity {
         self.index.identity
     }

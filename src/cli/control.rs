@@ -276,6 +276,7 @@ mod tests {
             segment_size: 1 << 18,
             zstd_level: 3,
             verbose: 1,
+            web_seed: None,
         };
         // Another version is refused, saying why.
         let got = replies(

@@ -236,6 +236,7 @@ async fn network(
             allow: Allow::default(),
             limits: HttpLimits::default(),
             upstreams: Arc::new(Upstreams::none()),
+            web_seeds: Arc::default(),
         },
     );
     println!(

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use hypernar_feed::format::segment::DEFAULT_SEGMENT_SIZE;
 use hypernar_feed::io::FeedOpener;
 use hypernar_feed::store::StoreError;
@@ -61,6 +61,12 @@ pub struct Args {
     /// zstd level for segments (1-19)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     zstd_level: i32,
+    /// Also keep a static copy of the feeds in DIR for any HTTP server or
+    /// CDN to host: fetchers read blocks from it with range requests when
+    /// peers are absent or slow (`serve --web-seed URL`). Audience key
+    /// feeds are never copied
+    #[arg(long, value_name = "DIR")]
+    web_seed: Option<PathBuf>,
 }
 
 /// Where a publish's lines go: stdout for what it produces, stderr for
@@ -124,6 +130,7 @@ impl Args {
             segment_size: self.segment_size,
             zstd_level: self.zstd_level,
             verbose,
+            web_seed: self.web_seed.as_deref().map(abs).transpose()?,
         })
     }
 }
@@ -165,6 +172,18 @@ pub async fn execute<O: FeedOpener>(
             .map(|f| Line::Err(format!("failed: {f}")))
             .collect();
         lines.push(Line::Out(summary_line(&summary, opts.release)));
+        if let Some(root) = &job.web_seed {
+            let lengths = publisher
+                .sync_web_seed(root)
+                .await
+                .with_context(|| format!("updating the web seed in {}", root.display()))?;
+            lines.push(Line::Out(format!(
+                "web seed {} up to date: {} feeds, {} blocks",
+                root.display(),
+                lengths.len(),
+                lengths.iter().sum::<u64>()
+            )));
+        }
         lines.push(Line::Out(format!("publisher {}", publisher.identity())));
         Ok((lines, summary.failed.is_empty()))
     }

@@ -26,6 +26,9 @@ pub struct Args {
     /// Release to this audience's private key feed instead of everyone
     #[arg(long, value_name = "NAME")]
     audience: Option<String>,
+    /// Update the web-seed copy of the feeds in DIR (see `publish --web-seed`)
+    #[arg(long, value_name = "DIR")]
+    web_seed: Option<PathBuf>,
 }
 
 #[allow(clippy::print_stdout)]
@@ -50,6 +53,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "released {} keys to {} ({} were already released)",
         s.released, s.feed_name, s.already
     );
+    if let Some(root) = &args.web_seed {
+        publisher
+            .sync_web_seed(root)
+            .await
+            .with_context(|| format!("updating the web seed in {}", root.display()))?;
+        println!("web seed {} up to date", root.display());
+    }
     println!("{}", s.feed_token);
     Ok(ExitCode::SUCCESS)
 }

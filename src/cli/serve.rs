@@ -62,6 +62,11 @@ pub struct Args {
     /// (unless --no-proxy) for paths no trusted publisher lists
     #[arg(long, value_name = "URL|none", default_value = DEFAULT_UPSTREAM)]
     upstream: Vec<String>,
+    /// Web seed: a static copy of a publisher's feeds (`publish --web-seed`)
+    /// on any HTTP server, asked for blocks that peers do not deliver within
+    /// a second (repeatable, asked in order)
+    #[arg(long, value_name = "URL")]
+    web_seed: Vec<String>,
     /// Do not pass requests for paths no trusted publisher lists on to the
     /// upstreams: answer them "not here"
     #[arg(long)]
@@ -117,6 +122,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let upstreams =
         std::sync::Arc::new(Upstreams::new(upstreams, !args.no_proxy).context("--upstream")?);
+    let web_seeds = std::sync::Arc::new(
+        hypernar_fetcher::webseed::WebSeeds::new(&args.web_seed).context("--web-seed")?,
+    );
     // Bind before starting the node, so a refused address fails at once.
     let http_listener = match http_addr {
         Some(a) => Some(http::bind(a, &allow).await?),
@@ -157,6 +165,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ..HttpLimits::default()
                 },
                 upstreams,
+                web_seeds: web_seeds.clone(),
             },
         );
         say(&format!(

@@ -512,8 +512,13 @@ pub fn nginx(root: &Path, extra: &str) -> Nginx {
         .unwrap();
     // nginx cannot bind port 0 and say which it got: try ports until one
     // binds (no bind-and-release race, a busy port just fails).
-    for attempt in 0..50u64 {
-        let port = 20_000 + (std::process::id() as u64 * 7919 + attempt * 104_729) % 40_000;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..50 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (std::process::id() as u64 * 7919 + n * 104_729) % 40_000;
+        if std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok() {
+            continue; // taken
+        }
         let d = dir.path().display();
         let conf = format!(
             "daemon off; master_process off; worker_processes 1;\n\
@@ -540,6 +545,12 @@ pub fn nginx(root: &Path, extra: &str) -> Nginx {
                 break; // did not bind: next port
             }
             if std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok() {
+                // Ours, not another server that took the port meanwhile:
+                // nginx exits at once when it cannot bind.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
                 return Nginx {
                     child,
                     base: format!("http://127.0.0.1:{port}"),

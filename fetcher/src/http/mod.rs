@@ -35,6 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::node::Node;
 use crate::upstream::{proxied_narinfo, Upstreams};
+use crate::webseed::WebSeeds;
 use route::{parse_range, ByteRange, RangeAsk, Route};
 
 /// Port of the binary-cache API unless told otherwise (`serve --http`).
@@ -55,8 +56,11 @@ pub struct HttpLimits {
     /// Time to read a request head, and the longest a keep-alive
     /// connection may sit idle.
     pub head_timeout: Duration,
-    /// Longest wait for one block of a NAR being sent.
+    /// Longest wait for one block of a NAR being sent, before the rest
+    /// comes from upstream.
     pub block_deadline: Duration,
+    /// How long a block may take from peers before web seeds are asked too.
+    pub web_seed_after: Duration,
 }
 
 impl Default for HttpLimits {
@@ -66,6 +70,7 @@ impl Default for HttpLimits {
             max_head_bytes: 16 << 10,
             head_timeout: Duration::from_secs(30),
             block_deadline: Duration::from_secs(8),
+            web_seed_after: Duration::from_secs(1),
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct HttpConfig {
     pub limits: HttpLimits,
     /// Fallback for listed paths, and pull-through for the rest.
     pub upstreams: Arc<Upstreams>,
+    /// Static copies of feeds, asked when peers are slow.
+    pub web_seeds: Arc<WebSeeds>,
 }
 
 #[derive(Debug)]
@@ -127,6 +134,7 @@ struct Server {
     node: Node,
     limits: HttpLimits,
     upstreams: Arc<Upstreams>,
+    web_seeds: Arc<WebSeeds>,
     /// `http://ADDR`, for the status page.
     base: String,
 }
@@ -137,6 +145,7 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
         allow,
         limits,
         upstreams,
+        web_seeds,
     } = config;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let base = listener
@@ -146,6 +155,7 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
         node: node.clone(),
         limits,
         upstreams,
+        web_seeds,
         base,
     });
     let spawner = node.clone();
@@ -390,6 +400,11 @@ impl Server {
                     *found,
                     range,
                     self.limits.block_deadline,
+                    nar::Behind {
+                        web_seeds: self.web_seeds.clone(),
+                        metrics: self.node.metrics().clone(),
+                        web_after: self.limits.web_seed_after,
+                    },
                     self.upstreams.clone(),
                 ),
                 Source::Upstream(u) => {

@@ -31,9 +31,11 @@ use tracing::{debug, warn};
 
 use super::route::ByteRange;
 use crate::hub::{FetchError, HubHandle};
+use crate::metrics::Metrics;
 use crate::node::{Node, NodeError};
 use crate::publishers::Found;
 use crate::upstream::{UpstreamError, UpstreamInfo, Upstreams};
+use crate::webseed::{WebSeeds, BLOCKS_PER_REQUEST};
 
 /// Blocks got from the hub ahead of the one being decrypted.
 pub const BLOCKS_AHEAD: usize = 4;
@@ -110,19 +112,20 @@ impl Body for NarBody {
 }
 
 /// Starts streaming `range` of the NAR of `found`; each block must arrive
-/// within `deadline` of being needed, or the rest comes from `upstreams`
-/// (if there are any).
+/// within `deadline` of being needed (from peers, or web seeds behind
+/// them), or the rest comes from `upstreams` (if there are any).
 pub fn stream(
     node: Node,
     found: Found,
     range: ByteRange,
     deadline: Duration,
+    behind: Behind,
     upstreams: Arc<Upstreams>,
 ) -> NarBody {
     let path = found.record.store_path.to_string();
     let served = node.metrics().served.clone();
     body(range, path, served, move |tx| async move {
-        produce(node, found, range, deadline, &upstreams, &tx).await
+        produce(node, found, range, deadline, behind, &upstreams, &tx).await
     })
 }
 
@@ -179,6 +182,7 @@ async fn produce(
     found: Found,
     range: ByteRange,
     deadline: Duration,
+    behind: Behind,
     upstreams: &Upstreams,
     tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
 ) -> Result<(), NarStreamError> {
@@ -205,7 +209,13 @@ async fn produce(
 
     let (btx, mut brx) = mpsc::channel(BLOCKS_AHEAD);
     let getter = AbortOnDrop(tokio::spawn(get_blocks(
-        hub, base, first, last, deadline, btx,
+        hub,
+        found.data_feed,
+        base,
+        first..=last,
+        deadline,
+        behind,
+        btx,
     )));
 
     let whole = range.start == 0 && range.end == record.nar_size;
@@ -280,38 +290,109 @@ async fn produce(
     Ok(())
 }
 
-/// Gets blocks `base+first ..= base+last` in order into `out`, wanting the
-/// whole range at once so the hub can spread it over peers.
+/// What stands behind the peers for one stream's blocks.
+#[derive(Debug, Clone)]
+pub struct Behind {
+    pub web_seeds: Arc<WebSeeds>,
+    pub metrics: Arc<Metrics>,
+    /// How long a block may take from peers before web seeds are asked too.
+    pub web_after: Duration,
+}
+
+/// After the first block a stream had to ask a web seed for, later ones
+/// are asked of it this soon: the peers have shown they are slow.
+const WEB_AGAIN_AFTER: Duration = Duration::from_millis(100);
+
+/// Gets blocks `base + segments` in order into `out`, wanting the
+/// whole range at once so the hub can spread it over peers. A block that
+/// takes longer than `behind.web_after` is also asked of the web seeds (a
+/// hedge: whichever verifies first is stored); past `deadline` the stream
+/// fails over to upstream.
 async fn get_blocks(
     hub: HubHandle,
+    key: [u8; 32],
     base: u64,
-    first: u64,
-    last: u64,
+    segments: std::ops::RangeInclusive<u64>,
     deadline: Duration,
+    behind: Behind,
     out: mpsc::Sender<Result<(u64, Vec<u8>), NarStreamError>>,
 ) {
+    let (first, last) = (*segments.start(), *segments.end());
     let ahead = {
         let hub = hub.clone();
         AbortOnDrop(tokio::spawn(async move {
             let _ = hub.want(base + first, base + last + 1).await;
         }))
     };
+    let web = !behind.web_seeds.is_empty();
+    let mut web_after = behind.web_after;
+    let mut hedge: Option<AbortOnDrop> = None;
+    let end = base + last + 1;
     for s in first..=last {
         let index = base + s;
-        let got = match tokio::time::timeout(deadline, hub.want(index, index + 1)).await {
-            Err(_) => Err(NarStreamError::Deadline { index, deadline }),
-            Ok(Err(source)) => Err(NarStreamError::Fetch { index, source }),
-            Ok(Ok(())) => hub
-                .get(index)
-                .await
-                .map(|b| (s, b))
-                .map_err(|source| NarStreamError::Fetch { index, source }),
+        let started = tokio::time::Instant::now();
+        let until = started + deadline;
+        let mut hedged = false;
+        let got = loop {
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                break Err(NarStreamError::Deadline { index, deadline });
+            }
+            let wait_until = if web && !hedged {
+                (started + web_after).min(until)
+            } else {
+                until
+            };
+            match tokio::time::timeout_at(wait_until, hub.want(index, index + 1)).await {
+                Ok(Ok(())) => {
+                    break hub
+                        .get(index)
+                        .await
+                        .map(|b| (s, b))
+                        .map_err(|source| NarStreamError::Fetch { index, source })
+                }
+                // The hub does not know the feed that far (no peer told
+                // it): a web seed can upgrade it.
+                Ok(Err(FetchError::PastEnd { .. })) if web && !hedged => {
+                    hedged = true;
+                    let to = (index + BLOCKS_PER_REQUEST).min(end);
+                    let r = tokio::time::timeout_at(
+                        until,
+                        behind
+                            .web_seeds
+                            .fetch(&hub, &key, index, to, &behind.metrics),
+                    )
+                    .await;
+                    if let Ok(Err(e)) = r {
+                        debug!(index, "web seed: {e}");
+                    }
+                }
+                Ok(Err(source)) => break Err(NarStreamError::Fetch { index, source }),
+                Err(_) if web && !hedged => {
+                    hedged = true;
+                    web_after = WEB_AGAIN_AFTER;
+                    let (hub, key, seeds, metrics) = (
+                        hub.clone(),
+                        key,
+                        behind.web_seeds.clone(),
+                        behind.metrics.clone(),
+                    );
+                    let to = (index + BLOCKS_PER_REQUEST).min(end);
+                    hedge = Some(AbortOnDrop(tokio::spawn(async move {
+                        if let Err(e) = seeds.fetch(&hub, &key, index, to, &metrics).await {
+                            debug!(index, "web seed: {e}");
+                        }
+                    })));
+                }
+                Err(_) => {}
+            }
         };
         let failed = got.is_err();
         if out.send(got).await.is_err() || failed {
             break;
         }
     }
+    drop(hedge);
     drop(ahead);
 }
 

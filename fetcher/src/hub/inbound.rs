@@ -191,18 +191,64 @@ impl Hub {
             Err(e) if Feed::is_bad_proof(&e) => return self.misbehaved(peer, e.to_string()).await,
             Err(e) => return self.local_failure(e).await,
         }
+        self.stored(got_block, before.length, Some(peer)).await;
+    }
+
+    /// A proof from outside the swarm (a web seed): verified and stored
+    /// exactly as a peer's, then announced to every peer.
+    pub(super) async fn on_outside_proof(
+        &mut self,
+        proof: hypercore_schema::Proof,
+    ) -> Result<bool, super::FetchError> {
+        let got_block = proof.block.as_ref().map(|b| b.index);
+        if got_block.is_some_and(|b| self.feed.has(b)) && proof.upgrade.is_none() {
+            return Ok(false);
+        }
+        let before = self.feed.info().length;
+        match self.feed.verify_and_apply(&proof).await {
+            Ok(_) => {}
+            Err(e) if Feed::is_bad_proof(&e) => {
+                return Err(super::FetchError::Rejected {
+                    feed: self.feed.name().to_owned(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => {
+                // Not the source's fault: the caller must not drop it.
+                let closed = super::FetchError::Closed(self.feed.name().to_owned());
+                self.local_failure(e).await;
+                return Err(self.storage_error.clone().unwrap_or(closed));
+            }
+        }
+        self.stored(got_block, before, None).await;
+        Ok(true)
+    }
+
+    /// After a verified proof was stored: tell peers (all but `from`) of a
+    /// new length or block, wake readers, and ask for what is next.
+    pub(super) async fn stored(
+        &mut self,
+        got_block: Option<u64>,
+        before: u64,
+        from: Option<PeerId>,
+    ) {
         self.storage_works();
         if let Some(index) = got_block {
-            debug!(feed = self.feed.name(), index, peer, "block stored");
+            debug!(feed = self.feed.name(), index, ?from, "block stored");
             self.avoid.remove(&index);
         }
-        let after = self.feed.info();
-        if after.length != before.length {
+        let after = self.feed.info().length;
+        if after != before {
             self.announce_length().await;
         }
         if let Some(b) = got_block {
             if self.feed.has(b) {
-                let ids: Vec<PeerId> = self.peers.keys().copied().filter(|p| *p != peer).collect();
+                let ids: Vec<PeerId> = self
+                    .peers
+                    .keys()
+                    .copied()
+                    .filter(|p| Some(*p) != from)
+                    .collect();
                 for id in ids {
                     self.send(
                         id,
@@ -218,11 +264,10 @@ impl Hub {
         }
         self.publish_state();
         self.settle_waiters();
-        if after.length != before.length {
+        match from {
+            Some(peer) if after == before => self.fill(peer).await,
             // Blocks past the old length may be wanted now.
-            self.reschedule().await;
-        } else {
-            self.fill(peer).await;
+            _ => self.reschedule().await,
         }
     }
 }

@@ -85,6 +85,9 @@ pub enum FetchError {
     },
     #[error("feed {0} is closed")]
     Closed(String),
+    /// A proof from outside the swarm (a web seed) did not verify.
+    #[error("feed {feed}: {reason}")]
+    Rejected { feed: String, reason: String },
 }
 
 /// What the hub tells the node.
@@ -130,6 +133,21 @@ enum Msg {
         reply: oneshot::Sender<Result<u64, FetchError>>,
     },
     SetEager,
+    Tree {
+        reply: oneshot::Sender<(u64, u64)>,
+    },
+    MissingNodes {
+        index: u64,
+        reply: oneshot::Sender<Result<u64, FetchError>>,
+    },
+    Proof {
+        proof: Box<hypercore_schema::Proof>,
+        reply: oneshot::Sender<Result<bool, FetchError>>,
+    },
+    WebSeedSync {
+        root: std::path::PathBuf,
+        reply: oneshot::Sender<Result<Option<hypernar_feed::webseed::Head>, FetchError>>,
+    },
 }
 
 /// A handle to a feed's hub.
@@ -193,6 +211,54 @@ impl HubHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Get { index, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// The feed's verified length and fork.
+    pub async fn tree(&self) -> Result<(u64, u64), FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Tree { reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())
+    }
+
+    /// How many tree nodes a proof of block `index` must carry here.
+    pub async fn missing_nodes(&self, index: u64) -> Result<u64, FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::MissingNodes { index, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Verifies a proof from outside the swarm (a web seed) against the
+    /// signed tree and stores what it carries, as one from a peer; `false`
+    /// if there was nothing new in it.
+    pub async fn apply_proof(&self, proof: hypercore_schema::Proof) -> Result<bool, FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Proof {
+                proof: Box::new(proof),
+                reply,
+            })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Brings the feed's web-seed copy under `root` up to date.
+    pub async fn sync_web_seed(
+        &self,
+        root: std::path::PathBuf,
+    ) -> Result<Option<hypernar_feed::webseed::Head>, FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::WebSeedSync { root, reply })
             .await
             .map_err(|_| self.closed())?;
         rx.await.map_err(|_| self.closed())?
@@ -470,6 +536,28 @@ impl Hub {
             Msg::SetEager => {
                 self.eager = true;
                 self.reschedule().await;
+            }
+            Msg::Tree { reply } => {
+                let info = self.feed.info();
+                let _ = reply.send((info.length, info.fork));
+            }
+            Msg::MissingNodes { index, reply } => {
+                let r = self
+                    .feed
+                    .missing_nodes(index)
+                    .await
+                    .map_err(|e| store_err(self.feed.name(), e));
+                let _ = reply.send(r);
+            }
+            Msg::Proof { proof, reply } => {
+                let r = self.on_outside_proof(*proof).await;
+                let _ = reply.send(r);
+            }
+            Msg::WebSeedSync { root, reply } => {
+                let r = hypernar_feed::webseed::sync(&mut self.feed, &root)
+                    .await
+                    .map_err(|e| store_err(self.feed.name(), e));
+                let _ = reply.send(r);
             }
             Msg::Append { blocks, reply } => {
                 let start = self.feed.len();

@@ -1,0 +1,197 @@
+//! Web seeds: `publish --web-seed DIR` served by Debian's nginx, read by
+//! `serve --web-seed URL` when peers do not deliver; blocks verified like a
+//! peer's, stored and re-served; a server that ignores `Range` and a copy
+//! with a flipped byte are noticed and never reach Nix.
+
+use hypernar_feed::format::narinfo::{Compression, NarInfo};
+
+use crate::util::*;
+
+/// A 6 MiB path published with a web seed; nginx on the web seed (with
+/// `nginx_extra` in its server block) and on the original cache; a seed
+/// peer that answers 64 KiB of blocks per feed (the index and keys), then
+/// no more.
+struct Setup {
+    w: World,
+    _seed: Serve,
+    seed_addr: String,
+    web: Nginx,
+    cache: Nginx,
+    id: String,
+}
+
+fn setup(nginx_extra: &str) -> Setup {
+    let w = World::new(&[raw("big", noise(6 << 20, 11), Compression::Zstd, &[])]);
+    let dir = w.tmp.path().join("web-seed");
+    let out = w.publish_ok(&["--all", "--web-seed", s(&dir)]);
+    assert!(out.contains("web seed"), "{out}");
+    let id = identity(&w);
+    let seed = serve(
+        &w.data,
+        &["--http", "none"],
+        &[("HYPERNAR_FAULT_SILENT_AFTER_BYTES", "65536")],
+    );
+    let web = nginx(&dir, nginx_extra);
+    let cache = nginx(&w.cache, "");
+    Setup {
+        seed_addr: seed.addr.clone(),
+        _seed: seed,
+        w,
+        web,
+        cache,
+        id,
+    }
+}
+
+fn nar_of(base: &str, w: &World, name: &str) -> HttpReply {
+    let hash = w.path(name).info.store_path.hash_part().to_owned();
+    let r = wait_for_status(base, &format!("/{hash}.narinfo"), 200, 20);
+    let url = format!("/{}", NarInfo::parse(&r.body).unwrap().url);
+    http(base, "GET", &url, &[])
+}
+
+fn metric(base: &str, name: &str) -> u64 {
+    let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn blocks_come_from_the_web_seed_when_peers_are_silent_and_are_reserved() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    let st = setup("");
+    let user = st.w.tmp.path().join("user");
+    let sub = serve(
+        &user,
+        &[
+            "--trust",
+            &st.id,
+            "--peer",
+            &st.seed_addr,
+            "--web-seed",
+            &st.web.base,
+            "--upstream",
+            "none",
+        ],
+        &[],
+    );
+    let base = sub.http.clone().unwrap();
+    let nar = nar_of(&base, &st.w, "big");
+    assert_eq!(nar.status, 200);
+    assert!(nar.body == st.w.path("big").nar, "the NAR differs");
+    let from_web = metric(&base, "hypernar_received_bytes_total{source=\"web_seed\"}");
+    eprintln!("{from_web} bytes from the web seed");
+    assert!(
+        from_web > 4 << 20,
+        "only {from_web} bytes from the web seed"
+    );
+
+    // The blocks were stored: a node that only knows this one gets them.
+    let other = st.w.tmp.path().join("other");
+    let out = fetch(&other, &st.id, &[&sub.addr], &st.w.store_path("big"));
+    assert_fetched(&out, &st.w, "big");
+    drop(st.cache);
+}
+
+#[test]
+fn a_web_seed_that_ignores_ranges_is_not_asked_again() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    // max_ranges 0: nginx answers every range request with the whole file.
+    let st = setup("max_ranges 0;");
+    let user = st.w.tmp.path().join("user");
+    let sub = serve(
+        &user,
+        &[
+            "--trust",
+            &st.id,
+            "--peer",
+            &st.seed_addr,
+            "--web-seed",
+            &st.web.base,
+            "--upstream",
+            &st.cache.base,
+            "--no-proxy",
+            "--peer-deadline",
+            "3",
+        ],
+        &[],
+    );
+    let base = sub.http.clone().unwrap();
+    let nar = nar_of(&base, &st.w, "big");
+    let log = std::fs::read_to_string(&sub.log).unwrap();
+    assert!(
+        nar.body == st.w.path("big").nar,
+        "the NAR differs ({} bytes): {log}",
+        nar.body.len()
+    );
+    assert!(log.contains("ignores Range"), "{log}");
+    assert_eq!(log.matches("ignores Range").count(), 1, "said once: {log}");
+    assert!(log.contains("comes from upstream"), "{log}");
+}
+
+#[test]
+fn a_web_seed_with_a_flipped_byte_is_dropped_and_nix_never_sees_it() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    let st = setup("");
+    // Flip one byte in the middle of every data file of the copy.
+    for feed in std::fs::read_dir(st.w.tmp.path().join("web-seed/v1")).unwrap() {
+        let data = feed.unwrap().path().join("data");
+        let mut bytes = std::fs::read(&data).unwrap();
+        if bytes.len() > 1 << 20 {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x10;
+            std::fs::write(&data, bytes).unwrap();
+        }
+    }
+    let user = st.w.tmp.path().join("user");
+    let sub = serve(
+        &user,
+        &[
+            "--trust",
+            &st.id,
+            "--peer",
+            &st.seed_addr,
+            "--web-seed",
+            &st.web.base,
+            "--upstream",
+            &st.cache.base,
+            "--no-proxy",
+            "--peer-deadline",
+            "3",
+        ],
+        &[],
+    );
+    let base = sub.http.clone().unwrap();
+    let nar = nar_of(&base, &st.w, "big");
+    let log = std::fs::read_to_string(&sub.log).unwrap();
+    assert!(
+        nar.body == st.w.path("big").nar,
+        "the NAR differs ({} bytes): {log}",
+        nar.body.len()
+    );
+    assert!(
+        metric(
+            &base,
+            "hypernar_verification_failures_total{source=\"web_seed\"}"
+        ) >= 1
+    );
+    assert!(log.contains("did not verify"), "{log}");
+}
