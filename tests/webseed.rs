@@ -195,3 +195,35 @@ fn a_web_seed_with_a_flipped_byte_is_dropped_and_nix_never_sees_it() {
     );
     assert!(log.contains("did not verify"), "{log}");
 }
+
+#[test]
+fn a_node_with_no_peer_at_all_learns_its_publisher_and_fetches_from_the_web_seed() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    let st = setup("");
+    let user = st.w.tmp.path().join("user");
+    // No --peer: the index, the keys and the blocks all come from the web seed.
+    let sub = serve(
+        &user,
+        &[
+            "--trust",
+            &st.id,
+            "--web-seed",
+            &st.web.base,
+            "--upstream",
+            "none",
+        ],
+        &[],
+    );
+    let base = sub.http.clone().unwrap();
+    let nar = nar_of(&base, &st.w, "big");
+    assert!(nar.body == st.w.path("big").nar, "the NAR differs");
+    assert_eq!(
+        metric(&base, "hypernar_received_bytes_total{source=\"peer\"}"),
+        0
+    );
+}

@@ -130,6 +130,11 @@ struct Inner {
     next_id: AtomicU64,
     events: mpsc::Sender<HubEvent>,
     publishers: Publishers,
+    /// Feeds replicated in full (trusted indexes, key feeds, mirrors), for
+    /// the web seeds to keep up to date.
+    eager: Mutex<Vec<([u8; 32], HubHandle)>>,
+    /// Woken when a feed joins `eager`.
+    eager_added: Notify,
     metrics: Arc<crate::metrics::Metrics>,
     limits: Limits,
     /// Accepted connections open now, by remote IP.
@@ -162,6 +167,9 @@ impl Drop for Slot {
         }
     }
 }
+
+/// How often feeds replicated in full are checked against the web seeds.
+pub const WEB_SEED_POLL: Duration = Duration::from_secs(30);
 
 /// A connected peer, for the status page.
 #[derive(Debug, Clone)]
@@ -203,6 +211,8 @@ impl Node {
             next_id: AtomicU64::new(1),
             events,
             publishers: Publishers::default(),
+            eager: Mutex::new(Vec::new()),
+            eager_added: Notify::new(),
             metrics: Arc::new(crate::metrics::Metrics::default()),
             limits: config.limits,
             accepted: Mutex::new(HashMap::new()),
@@ -319,14 +329,61 @@ impl Node {
     pub async fn add_feed(&self, key: &VerifyingKey, eager: bool) -> Result<HubHandle, NodeError> {
         let _opening = self.inner.opening.lock().await;
         let bytes = key.to_bytes();
-        if let Some(hub) = self.hub(&bytes) {
-            if eager {
-                hub.set_eager().await;
+        let hub = match self.hub(&bytes) {
+            Some(hub) => {
+                if eager {
+                    hub.set_eager().await;
+                }
+                hub
             }
-            return Ok(hub);
+            None => {
+                let feed = self.inner.store.open_replica(key).await?;
+                self.spawn_hub(feed, eager).await
+            }
+        };
+        if eager {
+            let mut list = self.inner.eager.lock().expect("eager lock");
+            if !list.iter().any(|(k, _)| *k == bytes) {
+                list.push((bytes, hub.clone()));
+                self.inner.eager_added.notify_one();
+            }
         }
-        let feed = self.inner.store.open_replica(key).await?;
-        Ok(self.spawn_hub(feed, eager).await)
+        Ok(hub)
+    }
+
+    /// Keeps every feed this node replicates in full (trusted indexes, key
+    /// feeds, mirrored feeds) up to date from `seeds` as well as from
+    /// peers: at once, when a feed is added, and every [`WEB_SEED_POLL`].
+    /// With no peer at all, a
+    /// node still learns its publishers' paths and keys this way.
+    pub fn follow_web_seeds(&self, seeds: Arc<crate::webseed::WebSeeds>) {
+        if seeds.is_empty() {
+            return;
+        }
+        let node = self.clone();
+        self.spawn(async move {
+            loop {
+                let feeds = node.inner.eager.lock().expect("eager lock").clone();
+                for (key, hub) in feeds {
+                    loop {
+                        let have = hub.state().borrow().contiguous;
+                        let to = have + crate::webseed::BLOCKS_PER_REQUEST;
+                        match seeds.fetch(&hub, &key, have, to, &node.inner.metrics).await {
+                            Ok(n) if n > 0 => continue,
+                            Ok(_) => break,
+                            Err(e) => {
+                                debug!(feed = hub.name(), "web seed: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(WEB_SEED_POLL) => {}
+                    _ = node.inner.eager_added.notified() => {}
+                }
+            }
+        });
     }
 
     /// Starts the hub of an opened feed and registers it.

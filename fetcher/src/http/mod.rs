@@ -252,7 +252,7 @@ impl Server {
                 StatusCode::OK,
                 "text/html; charset=utf-8",
                 status::render(
-                    &status::Snapshot::take(&self.node, &self.upstreams),
+                    &status::Snapshot::take(&self.node, &self.upstreams, &self.web_seeds),
                     &self.base,
                 ),
             ),

@@ -15,6 +15,8 @@ pub struct Snapshot {
     pub publishers: Vec<(String, usize, usize)>,
     pub upstreams: Vec<String>,
     pub proxy: bool,
+    pub web_seeds: Vec<String>,
+    pub from_web_seeds: u64,
     pub served: u64,
     pub from_peers: u64,
     pub from_upstream: u64,
@@ -30,7 +32,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads the node's state now.
-    pub fn take(node: &Node, upstreams: &crate::upstream::Upstreams) -> Self {
+    pub fn take(
+        node: &Node,
+        upstreams: &crate::upstream::Upstreams,
+        web_seeds: &crate::webseed::WebSeeds,
+    ) -> Self {
         let m: &Metrics = node.metrics();
         let answer = |a| m.narinfo.get_or_create(&AnswerLabel { answer: a }).get();
         Snapshot {
@@ -43,6 +49,8 @@ impl Snapshot {
                 .collect(),
             upstreams: upstreams.bases().to_vec(),
             proxy: upstreams.proxies(),
+            web_seeds: web_seeds.0.iter().map(|w| w.base().to_owned()).collect(),
+            from_web_seeds: Metrics::total(&m.received, &crate::webseed::WEB_SEED),
             served: m.served.get(),
             from_peers: Metrics::total(&m.received, &PEER),
             from_upstream: Metrics::total(&m.received, &UPSTREAM),
@@ -52,7 +60,8 @@ impl Snapshot {
             narinfo_misses: answer("miss"),
             fallbacks: Metrics::total(&m.fallbacks, &UPSTREAM),
             verification_failures: Metrics::total(&m.verification_failures, &PEER)
-                + Metrics::total(&m.verification_failures, &UPSTREAM),
+                + Metrics::total(&m.verification_failures, &UPSTREAM)
+                + Metrics::total(&m.verification_failures, &crate::webseed::WEB_SEED),
             disk_bytes: disk_usage(node.feeds_dir()),
             data_dir: node
                 .feeds_dir()
@@ -110,7 +119,7 @@ fn esc(s: &str) -> String {
 /// The page. `base` is the URL Nix should use (for the nix.conf lines).
 pub fn render(s: &Snapshot, base: &str) -> String {
     let mut h = String::new();
-    let total_in = s.from_peers + s.from_upstream;
+    let total_in = s.from_peers + s.from_upstream + s.from_web_seeds;
     let share = |n: u64| {
         if total_in == 0 {
             "—".to_owned()
@@ -146,6 +155,7 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
 <div class="cards">
 <div class="card" id="served"><b>{served}</b><span>sent to Nix</span></div>
 <div class="card" id="from-peers"><b>{peers_in}</b><span>from peers ({peers_share})</span></div>
+<div class="card" id="from-web-seeds"><b>{web_in}</b><span>from web seeds ({web_share})</span></div>
 <div class="card" id="from-upstream"><b>{up_in}</b><span>from upstream ({up_share})</span></div>
 <div class="card" id="uploaded"><b>{uploaded}</b><span>uploaded to peers</span></div>
 <div class="card"><b>{hits} / {proxied} / {misses}</b><span>narinfos: swarm / upstream / not here</span></div>
@@ -157,6 +167,8 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
         served = human(s.served),
         peers_in = human(s.from_peers),
         peers_share = share(s.from_peers),
+        web_in = human(s.from_web_seeds),
+        web_share = share(s.from_web_seeds),
         up_in = human(s.from_upstream),
         up_share = share(s.from_upstream),
         uploaded = human(s.uploaded),
@@ -196,6 +208,20 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
             );
         }
         h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Web seeds</h2>\n");
+    if s.web_seeds.is_empty() {
+        h.push_str("<p class=\"empty\">None (<code>--web-seed URL</code>).</p>\n");
+    } else {
+        let _ = writeln!(
+            h,
+            "<p>{}</p>",
+            s.web_seeds
+                .iter()
+                .map(|u| format!("<code>{}</code>", esc(u)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     h.push_str("<h2>Upstream</h2>\n");
     if s.upstreams.is_empty() {
