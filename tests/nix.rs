@@ -291,7 +291,7 @@ fn assert_same_nars(closure: &[String], root: &Path, label: &str) {
 
 /// Publishes the closure of `b`'s roots from its zstd cache; returns the
 /// data directory and the publisher's identity.
-fn publish_closure(b: &Built) -> (std::path::PathBuf, String) {
+fn publish_closure(b: &Built, extra: &[&str]) -> (std::path::PathBuf, String) {
     let cache = b.tmp.path().join("cache-zstd");
     let key = b.tmp.path().join("publisher.key");
     let data = b.tmp.path().join("publisher-data");
@@ -308,6 +308,7 @@ fn publish_closure(b: &Built) -> (std::path::PathBuf, String) {
         "--closure",
     ];
     args.extend(b.roots.iter().map(String::as_str));
+    args.extend_from_slice(extra);
     let out = ok(&args);
     let id = out
         .split_whitespace()
@@ -323,7 +324,7 @@ fn nix_substitutes_a_closure_from_serve_over_http() {
         return skip_or_fail("Nix (Debian package nix-bin)");
     }
     let b = build_and_copy(&[("cache-zstd", "?compression=zstd")]);
-    let (data, id) = publish_closure(&b);
+    let (data, id) = publish_closure(&b, &[]);
     let seed = serve(&data, &["--http", "none"], &[]);
     let user = b.tmp.path().join("user-data");
     let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
@@ -460,7 +461,7 @@ fn nix_run_within(args: &[&str], xdg: &Path, secs: u64) -> (std::process::Output
 }
 
 #[test]
-fn nix_gets_its_paths_when_the_only_peer_dies_and_fails_cleanly_when_everything_does() {
+fn nix_gets_its_paths_from_the_web_seed_then_upstream_as_each_goes_and_fails_cleanly_at_the_end() {
     if !nix_available() {
         return skip_or_fail("Nix (Debian package nix-bin)");
     }
@@ -471,7 +472,8 @@ fn nix_gets_its_paths_when_the_only_peer_dies_and_fails_cleanly_when_everything_
         return;
     }
     let b = build_and_copy(&[("cache-zstd", "?compression=zstd")]);
-    let (data, id) = publish_closure(&b);
+    let web_dir = b.tmp.path().join("web-seed");
+    let (data, id) = publish_closure(&b, &["--web-seed", s(&web_dir)]);
     // The only peer sends 4 MiB of blocks, then goes silent with its
     // connections open (a peer that died mid-NAR).
     let seed = serve(
@@ -479,37 +481,44 @@ fn nix_gets_its_paths_when_the_only_peer_dies_and_fails_cleanly_when_everything_
         &["--http", "none"],
         &[("HYPERNAR_FAULT_SILENT_AFTER_BYTES", "4194304")],
     );
+    let mut web = Some(nginx(&web_dir, ""));
     let mut up = Some(nginx(&b.tmp.path().join("cache-zstd"), ""));
-    let user = b.tmp.path().join("user-data");
-    let upstream = up.as_ref().unwrap().base.clone();
-    let sub = serve(
-        &user,
-        &[
-            "--trust",
-            &id,
-            "--peer",
-            &seed.addr,
-            "--upstream",
-            &upstream,
-            "--no-proxy",
-            "--peer-deadline",
-            "2",
-        ],
-        &[],
-    );
-    let base = sub.http.clone().unwrap();
-    for path in &b.closure {
-        let hash = StorePath::parse(path).unwrap().hash_part().to_owned();
-        wait_for_status(&base, &format!("/{hash}.narinfo"), 200, 30);
-    }
+    let web_url = web.as_ref().unwrap().base.clone();
+    let up_url = up.as_ref().unwrap().base.clone();
     let pk = std::fs::read_to_string(b.tmp.path().join("nix-pk")).unwrap();
-    let xdg = b.tmp.path().join("xdg");
-    let copy = |to: &Path| -> (std::process::Output, bool) {
+    // A fresh substituter each time, so no block is already local.
+    let substituter = |name: &str| -> Serve {
+        let sub = serve(
+            &b.tmp.path().join(name),
+            &[
+                "--trust",
+                &id,
+                "--peer",
+                &seed.addr,
+                "--web-seed",
+                &web_url,
+                "--upstream",
+                &up_url,
+                "--no-proxy",
+                "--peer-deadline",
+                "3",
+            ],
+            &[],
+        );
+        let base = sub.http.clone().unwrap();
+        for path in &b.closure {
+            let hash = StorePath::parse(path).unwrap().hash_part().to_owned();
+            wait_for_status(&base, &format!("/{hash}.narinfo"), 200, 30);
+        }
+        sub
+    };
+    let copy = |base: &str, to: &Path| -> (std::process::Output, bool) {
+        let xdg = to.with_extension("xdg");
         let mut args = vec![
             "nix",
             "copy",
             "--from",
-            &base,
+            base,
             "--to",
             s(to),
             "--option",
@@ -519,28 +528,72 @@ fn nix_gets_its_paths_when_the_only_peer_dies_and_fails_cleanly_when_everything_
         args.extend(b.roots.iter().map(String::as_str));
         nix_run_within(&args, &xdg, 300)
     };
-    let store = b.tmp.path().join("store-fallback");
-    let (out, hung) = copy(&store);
+    let metric = |base: &str, name: &str| -> u64 {
+        let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+
+    // 1. The peer is silent mid-NAR: the web seed carries the rest.
+    let sub = substituter("user-1");
+    let base = sub.http.clone().unwrap();
+    let store = b.tmp.path().join("store-web-seed");
+    let (out, hung) = copy(&base, &store);
     assert!(
         !hung && out.status.success(),
         "nix copy with the peer silent: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_same_nars(&b.closure, &store, "peer silent, upstream behind");
+    assert_same_nars(&b.closure, &store, "peer silent, web seed behind");
+    let from_web = metric(&base, "hypernar_received_bytes_total{source=\"web_seed\"}");
+    eprintln!("1. {from_web} bytes from the web seed");
+    // The big path stores ~45 MB (40 MiB of random bytes, then numbers).
+    assert!(
+        from_web > 20 << 20,
+        "only {from_web} bytes from the web seed"
+    );
+    let log = std::fs::read_to_string(&sub.log).unwrap();
+    assert!(
+        !log.contains("comes from upstream"),
+        "upstream was needed: {log}"
+    );
+    drop(sub);
+
+    // 2. The web seed is gone too: upstream carries it.
+    web.take();
+    let sub = substituter("user-2");
+    let base = sub.http.clone().unwrap();
+    let store = b.tmp.path().join("store-upstream");
+    let (out, hung) = copy(&base, &store);
+    assert!(
+        !hung && out.status.success(),
+        "nix copy with the peer silent and no web seed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_nars(
+        &b.closure,
+        &store,
+        "peer silent, web seed gone, upstream behind",
+    );
     let log = std::fs::read_to_string(&sub.log).unwrap();
     assert!(
         log.contains("comes from upstream"),
         "no fallback taken: {log}"
     );
+    drop(sub);
 
-    // Everything gone: the upstream too. Nix fails, cleanly and without
-    // hanging; nothing half-copied is valid in its store.
+    // 3. Everything gone: Nix fails, cleanly and without hanging.
     up.take();
+    let sub = substituter("user-3");
+    let base = sub.http.clone().unwrap();
     let store = b.tmp.path().join("store-nothing");
     let t = std::time::Instant::now();
-    let (out, hung) = copy(&store);
+    let (out, hung) = copy(&base, &store);
     eprintln!(
-        "nix copy with no source left: exit {:?} after {:?}",
+        "3. nix copy with no source left: exit {:?} after {:?}",
         out.status.code(),
         t.elapsed()
     );
