@@ -34,6 +34,10 @@ use crate::store::Feed;
 pub const NODE_SIZE: u64 = 40;
 /// Largest `head` file a reader accepts.
 pub const MAX_HEAD_LEN: usize = 1024;
+/// Most blocks a head may claim (2^40): the tree math doubles lengths,
+/// and no feed comes near.
+pub const MAX_LENGTH: u64 = 1 << 40;
+
 /// Version directory of this layout.
 pub const LAYOUT: &str = "v1";
 
@@ -145,8 +149,12 @@ impl Head {
             v if v == "1" => {}
             v => return Err(HeadError::Version(v)),
         }
+        let length = length.ok_or(HeadError::Missing("length"))?;
+        if length > MAX_LENGTH {
+            return Err(HeadError::Value("length"));
+        }
         Ok(Head {
-            length: length.ok_or(HeadError::Missing("length"))?,
+            length,
             fork: fork.ok_or(HeadError::Missing("fork"))?,
             byte_length: byte_length.ok_or(HeadError::Missing("byte-length"))?,
             signature: signature.ok_or(HeadError::Missing("signature"))?,
