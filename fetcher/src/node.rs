@@ -662,11 +662,7 @@ impl Node {
             peer: addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
         };
         let metrics = self.inner.metrics.clone();
-        let traffic = crate::pump::Traffic {
-            received: metrics.peer_received.get_or_create(&label).clone(),
-            uploaded: metrics.peer_uploaded.get_or_create(&label).clone(),
-            metrics: metrics.clone(),
-        };
+        let traffic = crate::pump::Traffic::new(&metrics, &label);
         metrics.connections.inc();
         // Removes this peer's series when the connection ends, however.
         struct Series(Arc<crate::metrics::Metrics>, crate::metrics::PeerLabel);

@@ -36,9 +36,24 @@ use crate::wire::{Load, MAX_UNSENT};
 /// status page.
 #[derive(Debug, Clone)]
 pub struct Traffic {
+    /// This peer's bytes.
     pub received: prometheus_client::metrics::counter::Counter,
     pub uploaded: prometheus_client::metrics::counter::Counter,
-    pub metrics: Arc<Metrics>,
+    /// The node's totals (`received` from peers, `uploaded`).
+    pub all_received: prometheus_client::metrics::counter::Counter,
+    pub all_uploaded: prometheus_client::metrics::counter::Counter,
+}
+
+impl Traffic {
+    /// Counters for one peer's connection.
+    pub fn new(metrics: &Metrics, peer: &crate::metrics::PeerLabel) -> Self {
+        Traffic {
+            received: metrics.peer_received.get_or_create(peer).clone(),
+            uploaded: metrics.peer_uploaded.get_or_create(peer).clone(),
+            all_received: metrics.received.get_or_create(&PEER).clone(),
+            all_uploaded: metrics.uploaded.clone(),
+        }
+    }
 }
 
 impl Traffic {
@@ -53,7 +68,7 @@ impl Traffic {
         let n = Self::block_bytes(msg);
         if n > 0 {
             self.received.inc_by(n);
-            self.metrics.received.get_or_create(&PEER).inc_by(n);
+            self.all_received.inc_by(n);
         }
     }
 
@@ -61,7 +76,7 @@ impl Traffic {
         let n = Self::block_bytes(msg);
         if n > 0 {
             self.uploaded.inc_by(n);
-            self.metrics.uploaded.inc_by(n);
+            self.all_uploaded.inc_by(n);
         }
     }
 }
