@@ -4,6 +4,8 @@
 //! Per-peer series exist while the peer is connected (removed when its
 //! connection closes), so their number is bounded by the connection caps.
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -118,6 +120,43 @@ impl Default for Metrics {
             m.connections.clone(),
         );
         Metrics { registry, ..m }
+    }
+}
+
+/// A connected peer's series: counted while its connection is open,
+/// removed when this is dropped (however the connection ends).
+#[derive(Debug)]
+pub struct PeerSeries {
+    metrics: Arc<Metrics>,
+    label: PeerLabel,
+}
+
+impl PeerSeries {
+    /// Opens the series of a connection to `addr`; returns its counters.
+    pub fn open(
+        metrics: &Arc<Metrics>,
+        addr: Option<std::net::SocketAddr>,
+    ) -> (crate::pump::Traffic, PeerSeries) {
+        let label = PeerLabel {
+            peer: addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
+        };
+        metrics.connections.inc();
+        let traffic = crate::pump::Traffic::new(metrics, &label);
+        (
+            traffic,
+            PeerSeries {
+                metrics: metrics.clone(),
+                label,
+            },
+        )
+    }
+}
+
+impl Drop for PeerSeries {
+    fn drop(&mut self) {
+        self.metrics.peer_received.remove(&self.label);
+        self.metrics.peer_uploaded.remove(&self.label);
+        self.metrics.connections.dec();
     }
 }
 

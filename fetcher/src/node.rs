@@ -168,9 +168,6 @@ impl Drop for Slot {
     }
 }
 
-/// How often feeds replicated in full are checked against the web seeds.
-pub const WEB_SEED_POLL: Duration = Duration::from_secs(30);
-
 /// A connected peer, for the status page.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
@@ -351,39 +348,15 @@ impl Node {
         Ok(hub)
     }
 
-    /// Keeps every feed this node replicates in full (trusted indexes, key
-    /// feeds, mirrored feeds) up to date from `seeds` as well as from
-    /// peers: at once, when a feed is added, and every [`WEB_SEED_POLL`].
-    /// With no peer at all, a
-    /// node still learns its publishers' paths and keys this way.
-    pub fn follow_web_seeds(&self, seeds: Arc<crate::webseed::WebSeeds>) {
-        if seeds.is_empty() {
-            return;
-        }
-        let node = self.clone();
-        self.spawn(async move {
-            loop {
-                let feeds = node.inner.eager.lock().expect("eager lock").clone();
-                for (key, hub) in feeds {
-                    loop {
-                        let have = hub.state().borrow().contiguous;
-                        let to = have + crate::webseed::BLOCKS_PER_REQUEST;
-                        match seeds.fetch(&hub, &key, have, to, &node.inner.metrics).await {
-                            Ok(n) if n > 0 => continue,
-                            Ok(_) => break,
-                            Err(e) => {
-                                debug!(feed = hub.name(), "web seed: {e}");
-                                break;
-                            }
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(WEB_SEED_POLL) => {}
-                    _ = node.inner.eager_added.notified() => {}
-                }
-            }
-        });
+    /// Feeds this node replicates in full (trusted indexes, key feeds,
+    /// mirrored feeds), by key.
+    pub(crate) fn eager_feeds(&self) -> Vec<([u8; 32], HubHandle)> {
+        self.inner.eager.lock().expect("eager lock").clone()
+    }
+
+    /// Resolves when a feed joins [`Node::eager_feeds`].
+    pub(crate) async fn eager_feed_added(&self) {
+        self.inner.eager_added.notified().await
     }
 
     /// Starts the hub of an opened feed and registers it.
@@ -658,22 +631,7 @@ impl Node {
 
     async fn run_conn(self, stream: TcpStream, initiator: bool, dialled: Option<String>) {
         let addr = stream.peer_addr().ok();
-        let label = crate::metrics::PeerLabel {
-            peer: addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
-        };
-        let metrics = self.inner.metrics.clone();
-        let traffic = crate::pump::Traffic::new(&metrics, &label);
-        metrics.connections.inc();
-        // Removes this peer's series when the connection ends, however.
-        struct Series(Arc<crate::metrics::Metrics>, crate::metrics::PeerLabel);
-        impl Drop for Series {
-            fn drop(&mut self) {
-                self.0.peer_received.remove(&self.1);
-                self.0.peer_uploaded.remove(&self.1);
-                self.0.connections.dec();
-            }
-        }
-        let _series = Series(metrics, label);
+        let (traffic, _series) = crate::metrics::PeerSeries::open(&self.inner.metrics, addr);
         let (mut protocol, load) = match wire::protocol(stream, initiator) {
             Ok(p) => p,
             Err(e) => return warn!(%e, "connection setup failed"),

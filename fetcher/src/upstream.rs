@@ -107,12 +107,8 @@ impl Upstreams {
                 return Err(UpstreamError::Url(b.clone()));
             }
         }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("hypernar/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .build()
-            .map_err(|source| UpstreamError::Http {
+        let client =
+            http_client(CONNECT_TIMEOUT, READ_TIMEOUT).map_err(|source| UpstreamError::Http {
                 url: String::new(),
                 source,
             })?;
@@ -346,6 +342,16 @@ impl Upstreams {
         .await
         .expect("upstream NAR reader panicked")
     }
+}
+
+/// An HTTP client for upstreams and web seeds: our user agent, and the
+/// given connect and stall timeouts.
+pub(crate) fn http_client(connect: Duration, read: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("hypernar/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect)
+        .read_timeout(read)
+        .build()
 }
 
 /// The narinfo text Nix gets for a pulled-through path: the upstream's,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hypercore_schema::{DataBlock, DataUpgrade, Node, Proof};
+use hypercore_schema::{DataBlock, DataUpgrade, Node as TreeNode, Proof};
 use hypernar_feed::format::segment::MAX_SEGMENT_SIZE;
 use hypernar_feed::webseed::{
     block_nodes, feed_path, node_from_bytes, offset_nodes, upgrade_nodes, Head, MAX_HEAD_LEN,
@@ -25,6 +25,7 @@ use tracing::{debug, warn};
 
 use crate::hub::{FetchError, HubHandle};
 use crate::metrics::{Metrics, SourceLabel};
+use crate::node::Node;
 
 /// Time to connect to a web seed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -85,14 +86,12 @@ impl WebSeed {
                 why: "a web seed URL is http:// or https://".into(),
             });
         }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("hypernar/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .build()
-            .map_err(|source| WebSeedError::Http {
-                url: base.to_owned(),
-                source,
+        let client =
+            crate::upstream::http_client(CONNECT_TIMEOUT, READ_TIMEOUT).map_err(|source| {
+                WebSeedError::Http {
+                    url: base.to_owned(),
+                    source,
+                }
             })?;
         Ok(WebSeed {
             base: base.trim_end_matches('/').to_owned(),
@@ -212,7 +211,7 @@ impl WebSeed {
         indices: &[u64],
         length: u64,
         metrics: &Metrics,
-    ) -> Result<Vec<Node>, WebSeedError> {
+    ) -> Result<Vec<TreeNode>, WebSeedError> {
         let path = feed_path(key);
         let tree_nodes = 2 * length - 1;
         let mut out = Vec::with_capacity(indices.len());
@@ -369,6 +368,43 @@ impl WebSeed {
         }
         Ok(stored)
     }
+}
+
+/// How often feeds replicated in full are checked against the web seeds.
+pub const WEB_SEED_POLL: Duration = Duration::from_secs(30);
+
+/// Keeps every feed `node` replicates in full (trusted indexes, key
+/// feeds, mirrored feeds) up to date from `seeds` as well as from peers:
+/// at once, when a feed is added, and every [`WEB_SEED_POLL`]. With no
+/// peer at all, a node still learns its publishers' paths and keys this
+/// way.
+pub fn follow(node: &Node, seeds: Arc<WebSeeds>) {
+    if seeds.is_empty() {
+        return;
+    }
+    let n = node.clone();
+    node.spawn(async move {
+        loop {
+            for (key, hub) in n.eager_feeds() {
+                loop {
+                    let have = hub.state().borrow().contiguous;
+                    let to = have + BLOCKS_PER_REQUEST;
+                    match seeds.fetch(&hub, &key, have, to, n.metrics()).await {
+                        Ok(got) if got > 0 => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            debug!(feed = hub.name(), "web seed: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(WEB_SEED_POLL) => {}
+                _ = n.eager_feed_added() => {}
+            }
+        }
+    });
 }
 
 /// The configured web seeds, asked in order.

@@ -144,7 +144,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
     let addr = node.listen_on(&args.listen).await?;
-    node.follow_web_seeds(web_seeds.clone());
+    hypernar_fetcher::webseed::follow(&node, web_seeds.clone());
     super::control::listen(&data_dir, node.clone())?;
     say(&format!(
         "hypernar serve: listening on {addr}, data in {}",
