@@ -312,17 +312,7 @@ fn main() {
 
     // Publish the uncompressed cache; serve it with every block local.
     let pkey = root.join("pub.key");
-    let out = Command::new(bin)
-        .args(["keygen", "--out"])
-        .arg(&pkey)
-        .output()
-        .unwrap();
-    let id = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
+    let id = common::keygen(bin, &pkey);
     let data = root.join("data");
     let t = Instant::now();
     let out = Command::new(bin)

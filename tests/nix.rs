@@ -261,11 +261,11 @@ fn nix_built_paths_round_trip_from_an_http_cache() {
     publish_and_check(&b, &format!("http://127.0.0.1:{port}"), &cache, "http");
 }
 
-/// Runs a Nix command with a cache directory of its own (Nix remembers
-/// narinfo answers per URL) and no narinfo caching; returns its output.
-fn nix_run(args: &[&str], xdg: &Path) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
+/// A Nix command with a cache directory of its own (Nix remembers narinfo
+/// answers per URL) and no narinfo caching.
+fn nix_command(args: &[&str], xdg: &Path) -> Command {
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..])
         .args([
             "--option",
             "narinfo-cache-negative-ttl",
@@ -275,9 +275,32 @@ fn nix_run(args: &[&str], xdg: &Path) -> std::process::Output {
             "0",
         ])
         .env("NIX_CONFIG", NIX_CONFIG)
-        .env("XDG_CACHE_HOME", xdg)
+        .env("XDG_CACHE_HOME", xdg);
+    cmd
+}
+
+/// Runs [`nix_command`]; returns its output.
+fn nix_run(args: &[&str], xdg: &Path) -> std::process::Output {
+    nix_command(args, xdg)
         .output()
         .unwrap_or_else(|e| panic!("running {args:?}: {e}"))
+}
+
+/// `nix copy --from BASE --to TO` of `b`'s roots, trusting `key`.
+fn copy_args<'a>(b: &'a Built, base: &'a str, to: &'a Path, key: &'a str) -> Vec<&'a str> {
+    let mut args = vec![
+        "nix",
+        "copy",
+        "--from",
+        base,
+        "--to",
+        s(to),
+        "--option",
+        "trusted-public-keys",
+        key.trim(),
+    ];
+    args.extend(b.roots.iter().map(String::as_str));
+    args
 }
 
 fn assert_same_nars(closure: &[String], root: &Path, label: &str) {
@@ -364,19 +387,7 @@ fn nix_substitutes_a_closure_from_serve_over_http() {
     ]);
     let untrusted = b.tmp.path().join("store-untrusted");
     let opk = std::fs::read_to_string(&opk).unwrap();
-    let mut args = vec![
-        "nix",
-        "copy",
-        "--from",
-        &base,
-        "--to",
-        s(&untrusted),
-        "--option",
-        "trusted-public-keys",
-        opk.trim(),
-    ];
-    args.extend(b.roots.iter().map(String::as_str));
-    let out = nix_run(&args, &xdg);
+    let out = nix_run(&copy_args(&b, &base, &untrusted, &opk), &xdg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("lacks a valid signature"),
@@ -385,19 +396,7 @@ fn nix_substitutes_a_closure_from_serve_over_http() {
 
     // nix copy --from hypernar, signatures checked against the original key.
     let store = b.tmp.path().join("store-copy");
-    let mut args = vec![
-        "nix",
-        "copy",
-        "--from",
-        &base,
-        "--to",
-        s(&store),
-        "--option",
-        "trusted-public-keys",
-        pk.trim(),
-    ];
-    args.extend(b.roots.iter().map(String::as_str));
-    let out = nix_run(&args, &xdg);
+    let out = nix_run(&copy_args(&b, &base, &store, &pk), &xdg);
     assert!(
         out.status.success(),
         "nix copy --from {base} failed: {}",
@@ -431,18 +430,7 @@ fn nix_substitutes_a_closure_from_serve_over_http() {
 
 /// Runs `args` like [`nix_run`], killing it after `secs` (then it hung).
 fn nix_run_within(args: &[&str], xdg: &Path, secs: u64) -> (std::process::Output, bool) {
-    let mut child = Command::new(args[0])
-        .args(&args[1..])
-        .args([
-            "--option",
-            "narinfo-cache-negative-ttl",
-            "0",
-            "--option",
-            "narinfo-cache-positive-ttl",
-            "0",
-        ])
-        .env("NIX_CONFIG", NIX_CONFIG)
-        .env("XDG_CACHE_HOME", xdg)
+    let mut child = nix_command(args, xdg)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -514,19 +502,7 @@ fn nix_gets_its_paths_from_the_web_seed_then_upstream_as_each_goes_and_fails_cle
     };
     let copy = |base: &str, to: &Path| -> (std::process::Output, bool) {
         let xdg = to.with_extension("xdg");
-        let mut args = vec![
-            "nix",
-            "copy",
-            "--from",
-            base,
-            "--to",
-            s(to),
-            "--option",
-            "trusted-public-keys",
-            pk.trim(),
-        ];
-        args.extend(b.roots.iter().map(String::as_str));
-        nix_run_within(&args, &xdg, 300)
+        nix_run_within(&copy_args(&b, base, to, &pk), &xdg, 300)
     };
     let metric = |base: &str, name: &str| -> u64 {
         let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();

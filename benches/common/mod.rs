@@ -61,6 +61,21 @@ pub fn children_cpu() -> f64 {
 }
 
 /// A number from the environment, or `default`.
+/// `hypernar keygen --out KEY`; returns the publisher identity it prints.
+pub fn keygen(bin: &str, key: &std::path::Path) -> String {
+    let out = std::process::Command::new(bin)
+        .args(["keygen", "--out"])
+        .arg(key)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned()
+}
+
 pub fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -98,17 +113,7 @@ pub fn publish_one(
     };
     let written = write_cache(&cache, &[path], &key).unwrap().remove(0);
     let pubkey = root.join("pub.key");
-    let out = Command::new(bin)
-        .args(["keygen", "--out"])
-        .arg(&pubkey)
-        .output()
-        .unwrap();
-    let id = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
+    let id = keygen(bin, &pubkey);
     let dir = root.join(data);
     let segment = env_num("HYPERNAR_BENCH_SEGMENT", 256 << 10).to_string();
     let st = Command::new(bin)
