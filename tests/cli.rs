@@ -219,3 +219,37 @@ fn help_teaches_each_command() {
     let out = ok(&["--help"]);
     assert!(out.contains("hypernar demo"), "{out}");
 }
+
+#[test]
+fn web_seed_urls_are_checked_before_publishing_and_recorded_when_they_change() {
+    let w = World::new(&demo_paths());
+    let err = failed(&w.publish(&["--all", "--web-seed-url", "ftp://seed.example/"]));
+    assert!(err.contains("--web-seed-url"), "{err}");
+    assert!(err.contains("http:// or https://"), "{err}");
+    let err = failed(&w.publish(&[
+        "--all",
+        "--web-seed-url",
+        "none",
+        "--web-seed-url",
+        "https://seed.example/",
+    ]));
+    assert!(err.contains("give it alone"), "{err}");
+    // Nothing was published by the refused runs.
+    let out = w.publish_ok(&["--all", "--web-seed-url", "https://seed.example/hn/"]);
+    assert!(out.contains("(0 already published"), "{out}");
+    assert!(
+        out.contains("web seed recorded in the index: https://seed.example/hn\n"),
+        "{out}"
+    );
+    let out = w.publish_ok(&["--all", "--web-seed-url", "https://seed.example/hn"]);
+    assert!(
+        !out.contains("web seed"),
+        "the same list is not recorded twice: {out}"
+    );
+    let out = w.publish_ok(&["--all", "--web-seed-url", "none"]);
+    assert!(out.contains("web seed withdrawn from the index"), "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("publisher "),
+        "{out}"
+    );
+}

@@ -36,6 +36,7 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
             trust: vec![id],
             feeds: vec![],
             mirror: false,
+            web_seeds: Default::default(),
             limits: Default::default(),
         })
         .await

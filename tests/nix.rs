@@ -576,3 +576,113 @@ fn nix_gets_its_paths_from_the_web_seed_then_upstream_as_each_goes_and_fails_cle
     assert!(!hung, "nix copy hung with every source gone");
     assert!(!out.status.success(), "nix copy succeeded with no source?");
 }
+
+/// Copies a directory tree (a binary cache) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn unsigned_or_wrongly_signed_upstream_paths_pass_through_and_nix_refuses_them_as_without_hypernar()
+{
+    if !nix_available() {
+        return skip_or_fail("Nix (Debian package nix-bin)");
+    }
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let b = build_and_copy(&[("cache-zstd", "?compression=zstd")]);
+    let pk = std::fs::read_to_string(b.tmp.path().join("nix-pk")).unwrap();
+    let xdg = b.tmp.path().join("xdg");
+    // Each narinfo's `Sig:` lines, rewritten.
+    type Edit = fn(&str) -> String;
+    let cases: [(&str, Edit); 4] = [
+        ("as signed", |sig| sig.to_owned()),
+        ("unsigned", |_| String::new()),
+        // One character of the signature changed: it no longer verifies.
+        ("a bad signature", |sig| {
+            let (name, b64) = sig.split_once(':').unwrap();
+            let mut b64 = b64.as_bytes().to_vec();
+            let i = b64.len() / 2;
+            b64[i] = if b64[i] == b'A' { b'B' } else { b'A' };
+            format!("{name}:{}", String::from_utf8(b64).unwrap())
+        }),
+        // Signed, but by a key this Nix does not trust.
+        ("signed by another key", |sig| {
+            let (_, b64) = sig.split_once(':').unwrap();
+            format!("someone-else-1:{b64}")
+        }),
+    ];
+    for (n, (label, edit)) in cases.into_iter().enumerate() {
+        let cache = b.tmp.path().join(format!("upstream-{n}"));
+        copy_tree(&b.tmp.path().join("cache-zstd"), &cache);
+        for entry in std::fs::read_dir(&cache).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "narinfo") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let edited: String = text
+                    .lines()
+                    .filter_map(|l| match l.strip_prefix("Sig: ") {
+                        Some(sig) => {
+                            let sig = edit(sig);
+                            (!sig.is_empty()).then(|| format!("Sig: {sig}\n"))
+                        }
+                        None => Some(format!("{l}\n")),
+                    })
+                    .collect();
+                std::fs::write(&p, edited).unwrap();
+            }
+        }
+        let upstream = nginx(&cache, "");
+        // No trusted publisher: every path is pulled through.
+        let sub = serve(
+            &b.tmp.path().join(format!("user-{n}")),
+            &["--upstream", &upstream.base],
+            &[],
+        );
+        let base = sub.http.clone().unwrap();
+        let direct_store = b.tmp.path().join(format!("store-direct-{n}"));
+        let direct = nix_run(&copy_args(&b, &upstream.base, &direct_store, &pk), &xdg);
+        let through_store = b.tmp.path().join(format!("store-through-{n}"));
+        let through = nix_run(&copy_args(&b, &base, &through_store, &pk), &xdg);
+        let direct_err = String::from_utf8_lossy(&direct.stderr);
+        let through_err = String::from_utf8_lossy(&through.stderr);
+        if n == 0 {
+            assert!(direct.status.success(), "{label}, direct: {direct_err}");
+            assert!(
+                through.status.success(),
+                "{label}, through hypernar: {through_err}"
+            );
+            assert_same_nars(&b.closure, &through_store, "pulled through");
+            // They came through hypernar, not around it.
+            let metrics = String::from_utf8(http(&base, "GET", "/metrics", &[]).body).unwrap();
+            let proxied: u64 = metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("hypernar_narinfo_requests_total{answer=\"proxied\"} ")
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            assert!(proxied >= 4, "{metrics}");
+        } else {
+            for (how, ok, err) in [
+                ("directly", direct.status.success(), &direct_err),
+                ("through hypernar", through.status.success(), &through_err),
+            ] {
+                assert!(
+                    !ok && err.contains("lacks a valid signature"),
+                    "{label}, {how}: Nix accepted it or failed otherwise: {err}"
+                );
+            }
+        }
+    }
+}

@@ -23,15 +23,17 @@ struct Setup {
 fn setup(nginx_extra: &str) -> Setup {
     let w = World::new(&[raw("big", noise(6 << 20, 11), Compression::Zstd, &[])]);
     let dir = w.tmp.path().join("web-seed");
-    let out = w.publish_ok(&["--all", "--web-seed", s(&dir)]);
-    assert!(out.contains("web seed"), "{out}");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The copy's server is up before the publish, so its URL goes in the index.
+    let web = nginx(&dir, nginx_extra);
+    let out = w.publish_ok(&["--all", "--web-seed", s(&dir), "--web-seed-url", &web.base]);
+    assert!(out.contains("web seed recorded in the index"), "{out}");
     let id = identity(&w);
     let seed = serve(
         &w.data,
         &["--http", "none"],
         &[("HYPERNAR_FAULT_SILENT_AFTER_BYTES", "65536")],
     );
-    let web = nginx(&dir, nginx_extra);
     let cache = nginx(&w.cache, "");
     Setup {
         seed_addr: seed.addr.clone(),
@@ -41,6 +43,29 @@ fn setup(nginx_extra: &str) -> Setup {
         cache,
         id,
     }
+}
+
+/// A substituter that trusts the publisher, knows the silent seed peer,
+/// names the web seed by hand, and falls back to the original cache after
+/// 3 s.
+fn serve_with_fallbacks(st: &Setup) -> Serve {
+    serve(
+        &st.w.tmp.path().join("user"),
+        &[
+            "--trust",
+            &st.id,
+            "--peer",
+            &st.seed_addr,
+            "--web-seed",
+            &st.web.base,
+            "--upstream",
+            &st.cache.base,
+            "--no-proxy",
+            "--peer-deadline",
+            "3",
+        ],
+        &[],
+    )
 }
 
 fn nar_of(base: &str, w: &World, name: &str) -> HttpReply {
@@ -69,6 +94,7 @@ fn blocks_come_from_the_web_seed_when_peers_are_silent_and_are_reserved() {
     }
     let st = setup("");
     let user = st.w.tmp.path().join("user");
+    // No --web-seed: the publisher recorded it in its index.
     let sub = serve(
         &user,
         &[
@@ -76,8 +102,6 @@ fn blocks_come_from_the_web_seed_when_peers_are_silent_and_are_reserved() {
             &st.id,
             "--peer",
             &st.seed_addr,
-            "--web-seed",
-            &st.web.base,
             "--upstream",
             "none",
         ],
@@ -86,6 +110,11 @@ fn blocks_come_from_the_web_seed_when_peers_are_silent_and_are_reserved() {
     let base = sub.http.clone().unwrap();
     let nar = nar_of(&base, &st.w, "big");
     assert_eq!(nar.status, 200);
+    let log = std::fs::read_to_string(&sub.log).unwrap();
+    assert!(
+        log.contains("using a web seed recorded by a trusted publisher"),
+        "{log}"
+    );
     assert!(nar.body == st.w.path("big").nar, "the NAR differs");
     let from_web = metric(&base, "hypernar_received_bytes_total{source=\"web_seed\"}");
     eprintln!("{from_web} bytes from the web seed");
@@ -111,24 +140,7 @@ fn a_web_seed_that_ignores_ranges_is_not_asked_again() {
     }
     // max_ranges 0: nginx answers every range request with the whole file.
     let st = setup("max_ranges 0;");
-    let user = st.w.tmp.path().join("user");
-    let sub = serve(
-        &user,
-        &[
-            "--trust",
-            &st.id,
-            "--peer",
-            &st.seed_addr,
-            "--web-seed",
-            &st.web.base,
-            "--upstream",
-            &st.cache.base,
-            "--no-proxy",
-            "--peer-deadline",
-            "3",
-        ],
-        &[],
-    );
+    let sub = serve_with_fallbacks(&st);
     let base = sub.http.clone().unwrap();
     let nar = nar_of(&base, &st.w, "big");
     let log = std::fs::read_to_string(&sub.log).unwrap();
@@ -161,24 +173,7 @@ fn a_web_seed_with_a_flipped_byte_is_dropped_and_nix_never_sees_it() {
             std::fs::write(&data, bytes).unwrap();
         }
     }
-    let user = st.w.tmp.path().join("user");
-    let sub = serve(
-        &user,
-        &[
-            "--trust",
-            &st.id,
-            "--peer",
-            &st.seed_addr,
-            "--web-seed",
-            &st.web.base,
-            "--upstream",
-            &st.cache.base,
-            "--no-proxy",
-            "--peer-deadline",
-            "3",
-        ],
-        &[],
-    );
+    let sub = serve_with_fallbacks(&st);
     let base = sub.http.clone().unwrap();
     let nar = nar_of(&base, &st.w, "big");
     let log = std::fs::read_to_string(&sub.log).unwrap();
@@ -194,6 +189,47 @@ fn a_web_seed_with_a_flipped_byte_is_dropped_and_nix_never_sees_it() {
         ) >= 1
     );
     assert!(log.contains("did not verify"), "{log}");
+}
+
+#[test]
+fn a_web_seed_whose_tree_claims_absurd_sizes_is_refused_without_harm() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    let st = setup("");
+    // Every parent node of the big data feed's tree (odd index) claims
+    // u64::MAX - 1 bytes, every leaf (even index) 1 GiB, over any block's
+    // size. (Which check trips depends on the block asked; each is
+    // unit-tested in `webseed::tests`.)
+    for feed in std::fs::read_dir(st.w.tmp.path().join("web-seed/v1")).unwrap() {
+        let dir = feed.unwrap().path();
+        if std::fs::metadata(dir.join("data")).unwrap().len() < 1 << 20 {
+            continue;
+        }
+        let mut tree = std::fs::read(dir.join("tree")).unwrap();
+        for (i, node) in tree.chunks_mut(40).enumerate() {
+            let claim: u64 = if i % 2 == 1 { u64::MAX - 1 } else { 1 << 30 };
+            node[..8].copy_from_slice(&claim.to_le_bytes());
+        }
+        std::fs::write(dir.join("tree"), tree).unwrap();
+    }
+    let sub = serve_with_fallbacks(&st);
+    let base = sub.http.clone().unwrap();
+    let nar = nar_of(&base, &st.w, "big");
+    let log = std::fs::read_to_string(&sub.log).unwrap();
+    assert!(
+        nar.body == st.w.path("big").nar,
+        "the NAR differs ({} bytes): {log}",
+        nar.body.len()
+    );
+    assert!(log.contains("comes from upstream"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("its tree claims a"), "{log}");
+    // Still serving.
+    assert_eq!(http(&base, "GET", "/nix-cache-info", &[]).status, 200);
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub struct PublisherIndex {
     pub feeds: HashMap<u32, FeedDecl>,
     /// Path records with their block number in the index feed.
     pub paths: HashMap<StorePath, (u64, PathRecord)>,
+    /// Where the publisher says its web seed is hosted (its latest
+    /// [`Record::WebSeeds`]).
+    pub web_seeds: Vec<String>,
     /// Index blocks read so far.
     pub len: u64,
 }
@@ -32,6 +35,7 @@ impl PublisherIndex {
             identity,
             feeds: HashMap::new(),
             paths: HashMap::new(),
+            web_seeds: Vec::new(),
             len: 0,
         }
     }
@@ -67,6 +71,7 @@ impl PublisherIndex {
                     warn!(seq, path = %p.store_path, "index record names an undeclared data feed; skipped");
                 }
             }
+            Record::WebSeeds(w) => self.web_seeds = w.urls,
             Record::Header(_) | Record::Unknown(_) | Record::Key(_) => {}
         }
         self.len = self.len.max(seq + 1);

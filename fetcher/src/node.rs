@@ -81,6 +81,9 @@ pub struct NodeConfig {
     pub mirror: bool,
     /// Caps on accepted connections.
     pub limits: Limits,
+    /// Web seeds to ask when peers are absent or slow (and whether to use
+    /// those trusted publishers record).
+    pub web_seeds: Arc<crate::webseed::WebSeeds>,
 }
 
 /// Errors starting a node.
@@ -136,6 +139,7 @@ struct Inner {
     /// Woken when a feed joins `eager`.
     eager_added: Notify,
     metrics: Arc<crate::metrics::Metrics>,
+    web_seeds: Arc<crate::webseed::WebSeeds>,
     limits: Limits,
     /// Accepted connections open now, by remote IP.
     accepted: Mutex<HashMap<IpAddr, usize>>,
@@ -211,6 +215,7 @@ impl Node {
             eager: Mutex::new(Vec::new()),
             eager_added: Notify::new(),
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            web_seeds: config.web_seeds,
             limits: config.limits,
             accepted: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
@@ -220,6 +225,7 @@ impl Node {
         });
         let node = Node { inner };
         node.spawn(node.clone().handle_events(events_rx));
+        crate::webseed::follow(&node);
 
         // Seed everything already here.
         for key in node.inner.store.list()? {
@@ -422,6 +428,11 @@ impl Node {
         self.inner.cancel.is_cancelled()
     }
 
+    /// The web seeds this node asks.
+    pub fn web_seeds(&self) -> &Arc<crate::webseed::WebSeeds> {
+        &self.inner.web_seeds
+    }
+
     /// The node's counters.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.inner.metrics
@@ -543,6 +554,12 @@ impl Node {
                             }
                         }
                         self.inner.publishers.apply(&id, next, Record::Feed(decl));
+                    }
+                    Ok(Record::WebSeeds(list)) => {
+                        self.inner.web_seeds.learn(&id.to_bytes(), &list.urls);
+                        self.inner
+                            .publishers
+                            .apply(&id, next, Record::WebSeeds(list));
                     }
                     Ok(record) => self.inner.publishers.apply(&id, next, record),
                     Err(e) => {

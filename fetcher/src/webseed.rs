@@ -6,7 +6,9 @@
 //!
 //! A server that answers a range request with the whole file (200) does
 //! not do ranges: it is not asked for blocks again (a data file is the
-//! whole feed). A web seed whose bytes fail verification is dropped for
+//! whole feed). A web seed whose bytes fail verification, or that sends
+//! what no honest copy would (a tree claiming impossible sizes, another
+//! range than asked, more bytes than asked), is dropped for
 //! [`BAD_SEED_PAUSE`].
 
 use std::collections::HashMap;
@@ -270,10 +272,18 @@ impl WebSeed {
             return Err(WebSeedError::Paused(self.base.clone()));
         }
         let r = self.fetch_inner(hub, key, start, end, metrics).await;
-        if let Err(WebSeedError::Hub(FetchError::Rejected { reason, .. })) = &r {
-            warn!(web_seed = %self.base, "bytes from the web seed did not verify ({reason}); not asking it for {BAD_SEED_PAUSE:?}");
-            metrics.verification_failures.get_or_create(&WEB_SEED).inc();
-            self.pause();
+        match &r {
+            Err(WebSeedError::Hub(FetchError::Rejected { reason, .. })) => {
+                warn!(web_seed = %self.base, "bytes from the web seed did not verify ({reason}); not asking it for {BAD_SEED_PAUSE:?}");
+                metrics.verification_failures.get_or_create(&WEB_SEED).inc();
+                self.pause();
+            }
+            // A broken or hostile copy, not a passing network failure.
+            Err(e @ WebSeedError::Bad { .. }) => {
+                warn!(web_seed = %self.base, "{e}; not asking it for {BAD_SEED_PAUSE:?}");
+                self.pause();
+            }
+            _ => {}
         }
         r
     }
@@ -315,12 +325,13 @@ impl WebSeed {
             return Err(WebSeedError::Short(length));
         }
         let (_, fork) = hub.tree().await?;
-        let offset: u64 = self
+        let url = format!("{}/{}/data", self.base, feed_path(key));
+        let roots: Vec<u64> = self
             .nodes(key, &offset_nodes(start), length, metrics)
             .await?
             .iter()
             .map(|n| n.length)
-            .sum();
+            .collect();
         let leaves: Vec<u64> = (start..end).map(|b| 2 * b).collect();
         let sizes: Vec<u64> = self
             .nodes(key, &leaves, length, metrics)
@@ -328,17 +339,11 @@ impl WebSeed {
             .iter()
             .map(|n| n.length)
             .collect();
-        let url = format!("{}/{}/data", self.base, feed_path(key));
-        if sizes.iter().any(|&s| s > MAX_BLOCK) {
-            return Err(WebSeedError::Bad {
-                url,
-                why: format!("its tree claims a block over {MAX_BLOCK} bytes"),
-            });
-        }
-        let total: u64 = sizes.iter().sum();
-        if total == 0 {
-            return Ok(0);
-        }
+        let (offset, total) = match data_range(&roots, &sizes) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(0),
+            Err(why) => return Err(WebSeedError::Bad { url, why }),
+        };
         let data = self
             .get(&url, Some((offset, total)), total, metrics)
             .await?;
@@ -374,18 +379,21 @@ impl WebSeed {
 pub const WEB_SEED_POLL: Duration = Duration::from_secs(30);
 
 /// Keeps every feed `node` replicates in full (trusted indexes, key
-/// feeds, mirrored feeds) up to date from `seeds` as well as from peers:
+/// feeds, mirrored feeds) up to date from its web seeds as well as from peers:
 /// at once, when a feed is added, and every [`WEB_SEED_POLL`]. With no
 /// peer at all, a node still learns its publishers' paths and keys this
 /// way.
-pub fn follow(node: &Node, seeds: Arc<WebSeeds>) {
-    if seeds.is_empty() {
-        return;
-    }
+pub fn follow(node: &Node) {
     let n = node.clone();
     node.spawn(async move {
+        let seeds = n.web_seeds().clone();
+        let mut changed = seeds.subscribe();
         loop {
+            changed.mark_unchanged();
             for (key, hub) in n.eager_feeds() {
+                if seeds.is_empty() {
+                    break;
+                }
                 loop {
                     let have = hub.state().borrow().contiguous;
                     let to = have + BLOCKS_PER_REQUEST;
@@ -402,26 +410,159 @@ pub fn follow(node: &Node, seeds: Arc<WebSeeds>) {
             tokio::select! {
                 _ = tokio::time::sleep(WEB_SEED_POLL) => {}
                 _ = n.eager_feed_added() => {}
+                _ = changed.changed() => {}
             }
         }
     });
 }
 
-/// The configured web seeds, asked in order.
-#[derive(Debug, Default)]
-pub struct WebSeeds(pub Vec<Arc<WebSeed>>);
+/// Where blocks lie in a web seed's data file, from its tree: `roots` are
+/// the lengths of the roots left of the first block ([`offset_nodes`]),
+/// `sizes` the blocks' own lengths. `None` when there is nothing to fetch.
+/// The tree's lengths are not verified until the blocks are, so a hostile
+/// copy may claim anything: every sum is checked.
+fn data_range(roots: &[u64], sizes: &[u64]) -> Result<Option<(u64, u64)>, String> {
+    let over = || "its tree claims a feed over 2^64 bytes".to_owned();
+    if sizes.iter().any(|&s| s > MAX_BLOCK) {
+        return Err(format!("its tree claims a block over {MAX_BLOCK} bytes"));
+    }
+    let offset = roots
+        .iter()
+        .try_fold(0u64, |sum, &n| sum.checked_add(n))
+        .ok_or_else(over)?;
+    let total = sizes
+        .iter()
+        .try_fold(0u64, |sum, &n| sum.checked_add(n))
+        .ok_or_else(over)?;
+    if total == 0 {
+        return Ok(None);
+    }
+    offset.checked_add(total).ok_or_else(over)?;
+    Ok(Some((offset, total)))
+}
+
+/// Most web seeds learned from publishers' indexes, over all publishers.
+pub const MAX_LEARNED: usize = 64;
+
+/// The web seeds a node asks: those given by hand (`serve --web-seed`)
+/// first, then those its trusted publishers recorded in their indexes
+/// (`publish --web-seed-url`), each URL once.
+#[derive(Debug)]
+pub struct WebSeeds {
+    configured: Vec<Arc<WebSeed>>,
+    /// Whether publishers' recorded web seeds are used.
+    learn: bool,
+    /// By publisher, its latest list.
+    learned: Mutex<HashMap<[u8; 32], Vec<Arc<WebSeed>>>>,
+    /// Bumped when the set changes.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for WebSeeds {
+    /// None by hand; learned from publishers.
+    fn default() -> Self {
+        WebSeeds {
+            configured: Vec::new(),
+            learn: true,
+            learned: Mutex::new(HashMap::new()),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
 
 impl WebSeeds {
-    pub fn new(urls: &[String]) -> Result<Self, WebSeedError> {
-        Ok(WebSeeds(
-            urls.iter()
-                .map(|u| WebSeed::new(u).map(Arc::new))
-                .collect::<Result<_, _>>()?,
-        ))
+    /// `urls` given by hand; `learn`: also use those publishers record.
+    pub fn new(urls: &[String], learn: bool) -> Result<Self, WebSeedError> {
+        let mut configured: Vec<Arc<WebSeed>> = Vec::new();
+        for u in urls {
+            let seed = WebSeed::new(u)?;
+            if configured.iter().all(|c| c.base != seed.base) {
+                configured.push(Arc::new(seed));
+            }
+        }
+        Ok(WebSeeds {
+            configured,
+            learn,
+            ..WebSeeds::default()
+        })
+    }
+
+    /// Takes in `publisher`'s recorded list (replacing its earlier one).
+    /// URLs that do not parse are skipped; an index record was checked
+    /// when decoded, so that is only a scheme this build cannot use.
+    pub fn learn(&self, publisher: &[u8; 32], urls: &[String]) {
+        if !self.learn {
+            return;
+        }
+        let known = self.all();
+        let mut learned = self.learned.lock().expect("learned lock");
+        let others: usize = learned
+            .iter()
+            .filter(|(p, _)| *p != publisher)
+            .map(|(_, v)| v.len())
+            .sum();
+        let mut list: Vec<Arc<WebSeed>> = Vec::new();
+        for u in urls {
+            if others + list.len() >= MAX_LEARNED {
+                warn!(
+                    "publishers recorded more than {MAX_LEARNED} web seeds; the rest are not used"
+                );
+                break;
+            }
+            let base = u.trim_end_matches('/');
+            if let Some(seed) = known.iter().find(|s| s.base == base) {
+                list.push(seed.clone());
+                continue;
+            }
+            match WebSeed::new(u) {
+                Ok(seed) => list.push(Arc::new(seed)),
+                Err(e) => warn!("a publisher's web seed is not used: {e}"),
+            }
+        }
+        let old = learned.insert(*publisher, list.clone());
+        drop(learned);
+        let same = old.is_some_and(|o| {
+            o.len() == list.len() && o.iter().zip(&list).all(|(a, b)| a.base == b.base)
+        });
+        if !same && !list.is_empty() {
+            for seed in &list {
+                tracing::info!(web_seed = %seed.base, "using a web seed recorded by a trusted publisher");
+            }
+        }
+        if !same {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Every web seed, in the order they are asked, each URL once.
+    pub fn all(&self) -> Vec<Arc<WebSeed>> {
+        let mut out = self.configured.clone();
+        let learned = self.learned.lock().expect("learned lock");
+        let mut publishers: Vec<_> = learned.iter().collect();
+        publishers.sort_by_key(|(p, _)| **p);
+        for (_, list) in publishers {
+            for seed in list {
+                if out.iter().all(|s| s.base != seed.base) {
+                    out.push(seed.clone());
+                }
+            }
+        }
+        out
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.configured.is_empty()
+            && self
+                .learned
+                .lock()
+                .expect("learned lock")
+                .values()
+                .all(|l| l.is_empty())
+    }
+
+    /// Changes to the set (publishers recording or withdrawing seeds).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Blocks `start..end` from the first web seed that gives them.
@@ -434,7 +575,7 @@ impl WebSeeds {
         metrics: &Metrics,
     ) -> Result<u64, WebSeedError> {
         let mut last = None;
-        for seed in self.0.iter().filter(|s| s.usable()) {
+        for seed in self.all().iter().filter(|s| s.usable()) {
             match seed.fetch(hub, key, start, end, metrics).await {
                 Ok(n) => return Ok(n),
                 Err(e) => {
@@ -444,5 +585,30 @@ impl WebSeeds {
             }
         }
         Err(last.unwrap_or_else(|| WebSeedError::Paused("every web seed".into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_ranges_are_checked_whatever_the_tree_claims() {
+        assert_eq!(data_range(&[], &[10, 20]), Ok(Some((0, 30))));
+        assert_eq!(data_range(&[100, 4], &[10]), Ok(Some((104, 10))));
+        assert_eq!(data_range(&[100], &[]), Ok(None));
+        assert_eq!(data_range(&[100], &[0, 0]), Ok(None));
+        assert_eq!(data_range(&[], &[MAX_BLOCK]), Ok(Some((0, MAX_BLOCK))));
+        assert!(data_range(&[], &[MAX_BLOCK + 1]).is_err());
+        assert!(data_range(&[], &[u64::MAX]).is_err());
+        // Roots whose sum overflows.
+        assert!(data_range(&[u64::MAX, 1], &[1]).is_err());
+        assert!(data_range(&[u64::MAX - 1, 1 << 30], &[1]).is_err());
+        // An offset at the very end: offset + total overflows by one.
+        assert!(data_range(&[u64::MAX - 9], &[10]).is_err());
+        assert_eq!(
+            data_range(&[u64::MAX - 10], &[10]),
+            Ok(Some((u64::MAX - 10, 10)))
+        );
     }
 }

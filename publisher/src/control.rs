@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The version of the control messages this build speaks.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 10;
 
@@ -36,6 +36,9 @@ pub struct PublishJob {
     pub verbose: u8,
     /// Keep a web-seed copy of the feeds in this directory (absolute).
     pub web_seed: Option<PathBuf>,
+    /// Where that copy is hosted, recorded in the index (`none`: withdraw);
+    /// empty leaves the index as it is.
+    pub web_seed_urls: Vec<String>,
 }
 
 /// What the client sends.
@@ -122,6 +125,7 @@ mod tests {
             zstd_level: 3,
             verbose: 2,
             web_seed: None,
+            web_seed_urls: vec![],
         }
     }
 

@@ -37,4 +37,6 @@ pub enum PublishError {
     NotPublished(String),
     #[error("audience name {0:?} must be 1-64 characters of a-z, 0-9, '-', '_', '.'")]
     Audience(String),
+    #[error("--web-seed-url: {0}")]
+    WebSeedUrl(String),
 }

@@ -14,6 +14,7 @@ use hypernar_feed::format::identity::{
 use hypernar_feed::format::narinfo::NarInfo;
 use hypernar_feed::format::record::{
     unwrap_path_key, wrap_path_key, FeedDecl, FeedHeader, FeedRole, KeyRelease, PathRecord, Record,
+    WebSeedList,
 };
 use hypernar_feed::format::segment::{ENVELOPE_OVERHEAD, MAX_SEGMENT_SIZE};
 use hypernar_feed::format::storepath::StorePath;
@@ -222,7 +223,6 @@ impl<O: FeedOpener> Publisher<O> {
         Ok(publisher)
     }
 
-    /// The publisher identity.
     /// Brings the web-seed copy under `root` of the index, data and public
     /// key feeds up to date (never an audience's key feed: its blocks are
     /// for that audience only). Returns each feed's new length.
@@ -236,6 +236,30 @@ impl<O: FeedOpener> Publisher<O> {
         Ok(out)
     }
 
+    /// Records in the index where the web seed is hosted, so fetchers that
+    /// trust this publisher use it without configuration. Appends a record
+    /// only when `urls` differ from the last recorded list; an empty list
+    /// withdraws it. Returns whether a record was written.
+    pub async fn record_web_seed_urls(&mut self, urls: Vec<String>) -> Result<bool, PublishError> {
+        if urls == self.index.web_seeds {
+            return Ok(false);
+        }
+        let list = WebSeedList { urls };
+        list.check()
+            .map_err(|why| PublishError::WebSeedUrl(why.to_owned()))?;
+        self.index_feed
+            .write(vec![Record::WebSeeds(list).encode()])
+            .await?;
+        self.index.catch_up(&mut self.index_feed).await?;
+        Ok(true)
+    }
+
+    /// The web-seed URLs recorded in the index.
+    pub fn web_seed_urls(&self) -> &[String] {
+        &self.index.web_seeds
+    }
+
+    /// The publisher identity.
     pub fn identity(&self) -> Identity {
         self.index.identity
     }

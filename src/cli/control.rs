@@ -260,6 +260,7 @@ mod tests {
             trust: vec![],
             feeds: vec![],
             mirror: false,
+            web_seeds: Default::default(),
             limits: Default::default(),
         })
         .await
@@ -277,6 +278,7 @@ mod tests {
             zstd_level: 3,
             verbose: 1,
             web_seed: None,
+            web_seed_urls: vec![],
         };
         // Another version is refused, saying why.
         let got = replies(

@@ -212,6 +212,7 @@ async fn network(
             trust,
             feeds: vec![],
             mirror: false,
+            web_seeds: Default::default(),
             limits: Default::default(),
         })
     };
@@ -236,7 +237,6 @@ async fn network(
             allow: Allow::default(),
             limits: HttpLimits::default(),
             upstreams: Arc::new(Upstreams::none()),
-            web_seeds: Arc::default(),
         },
     );
     println!(

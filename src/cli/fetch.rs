@@ -62,6 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         trust: args.trust.clone(),
         feeds: Vec::new(),
         mirror: false,
+        web_seeds: Default::default(),
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;

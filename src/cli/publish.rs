@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use hypernar_feed::format::record::WebSeedList;
 use hypernar_feed::format::segment::DEFAULT_SEGMENT_SIZE;
 use hypernar_feed::io::FeedOpener;
 use hypernar_feed::store::StoreError;
@@ -67,6 +68,12 @@ pub struct Args {
     /// feeds are never copied
     #[arg(long, value_name = "DIR")]
     web_seed: Option<PathBuf>,
+    /// Where that copy is hosted (repeatable, up to 8): recorded in the
+    /// index, so every fetcher that trusts this publisher and reaches a
+    /// peer uses it without configuration. Kept until changed; `none`
+    /// withdraws it
+    #[arg(long, value_name = "URL")]
+    web_seed_url: Vec<String>,
 }
 
 /// Where a publish's lines go: stdout for what it produces, stderr for
@@ -131,6 +138,7 @@ impl Args {
             zstd_level: self.zstd_level,
             verbose,
             web_seed: self.web_seed.as_deref().map(abs).transpose()?,
+            web_seed_urls: self.web_seed_url.clone(),
         })
     }
 }
@@ -165,7 +173,15 @@ pub async fn execute<O: FeedOpener>(
                 zstd_level: job.zstd_level,
             },
         };
+        // Checked before the (maybe long) publish, written after it.
+        let web_seed_urls = web_seed_urls(&job.web_seed_urls)?;
         let summary = publisher.publish(source, roots, &opts, progress).await?;
+        let mut recorded = None;
+        if let Some(urls) = web_seed_urls {
+            if publisher.record_web_seed_urls(urls).await? {
+                recorded = Some(publisher.web_seed_urls().to_vec());
+            }
+        }
         let mut lines: Vec<Line> = summary
             .failed
             .iter()
@@ -184,6 +200,16 @@ pub async fn execute<O: FeedOpener>(
                 lengths.iter().sum::<u64>()
             )));
         }
+        match recorded {
+            Some(urls) if urls.is_empty() => {
+                lines.push(Line::Out("web seed withdrawn from the index".into()))
+            }
+            Some(urls) => lines.push(Line::Out(format!(
+                "web seed recorded in the index: {}",
+                urls.join(" ")
+            ))),
+            None => {}
+        }
         lines.push(Line::Out(format!("publisher {}", publisher.identity())));
         Ok((lines, summary.failed.is_empty()))
     }
@@ -193,6 +219,28 @@ pub async fn execute<O: FeedOpener>(
         Ok((lines, false)) => (Ok(lines), 1),
         Err(e) => (Err(e), 1),
     }
+}
+
+/// The web-seed URLs to record (`Some(vec![])` withdraws), checked.
+fn web_seed_urls(given: &[String]) -> anyhow::Result<Option<Vec<String>>> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    if given.iter().any(|u| u == "none") {
+        if given.len() > 1 {
+            bail!("--web-seed-url none withdraws the web seed: give it alone");
+        }
+        return Ok(Some(vec![]));
+    }
+    let list = WebSeedList {
+        urls: given
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect(),
+    };
+    list.check()
+        .map_err(|why| anyhow::anyhow!("--web-seed-url: {why}"))?;
+    Ok(Some(list.urls))
 }
 
 pub fn summary_line(s: &PublishSummary, release: bool) -> String {

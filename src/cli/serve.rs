@@ -64,8 +64,10 @@ pub struct Args {
     upstream: Vec<String>,
     /// Web seed: a static copy of a publisher's feeds (`publish --web-seed`)
     /// on any HTTP server, asked for blocks that peers do not deliver within
-    /// a second (repeatable, asked in order)
-    #[arg(long, value_name = "URL")]
+    /// a second (repeatable, asked in order). Web seeds that trusted
+    /// publishers record in their index (`publish --web-seed-url`) are
+    /// asked after these; `none` uses no web seed at all
+    #[arg(long, value_name = "URL|none")]
     web_seed: Vec<String>,
     /// Do not pass requests for paths no trusted publisher lists on to the
     /// upstreams: answer them "not here"
@@ -123,7 +125,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let upstreams =
         std::sync::Arc::new(Upstreams::new(upstreams, !args.no_proxy).context("--upstream")?);
     let web_seeds = std::sync::Arc::new(
-        hypernar_fetcher::webseed::WebSeeds::new(&args.web_seed).context("--web-seed")?,
+        hypernar_fetcher::webseed::WebSeeds::new(
+            &args
+                .web_seed
+                .iter()
+                .filter(|u| u.as_str() != "none")
+                .cloned()
+                .collect::<Vec<_>>(),
+            !args.web_seed.iter().any(|u| u == "none"),
+        )
+        .context("--web-seed")?,
     );
     // Bind before starting the node, so a refused address fails at once.
     let http_listener = match http_addr {
@@ -140,11 +151,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         trust: args.trust.clone(),
         feeds,
         mirror: args.mirror,
+        web_seeds,
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
     let addr = node.listen_on(&args.listen).await?;
-    hypernar_fetcher::webseed::follow(&node, web_seeds.clone());
     super::control::listen(&data_dir, node.clone())?;
     say(&format!(
         "hypernar serve: listening on {addr}, data in {}",
@@ -166,7 +177,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ..HttpLimits::default()
                 },
                 upstreams,
-                web_seeds: web_seeds.clone(),
             },
         );
         say(&format!(

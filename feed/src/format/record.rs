@@ -27,6 +27,12 @@ const KIND_HEADER: u8 = 0;
 const KIND_FEED: u8 = 1;
 const KIND_PATH: u8 = 2;
 const KIND_KEY: u8 = 3;
+const KIND_WEB_SEEDS: u8 = 4;
+
+/// Most web-seed URLs one index record may list.
+pub const MAX_WEB_SEED_URLS: usize = 8;
+/// Longest web-seed URL accepted.
+pub const MAX_WEB_SEED_URL_LEN: usize = 512;
 
 /// What a feed holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,6 +140,46 @@ pub struct KeyRelease {
     pub key: [u8; 32],
 }
 
+/// An index record naming where the publisher's web seed is hosted
+/// (`publish --web-seed-url`): the latest such record replaces earlier
+/// ones, and an empty list withdraws them. Fetchers that trust the
+/// publisher ask these URLs for blocks when peers are absent or slow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSeedList {
+    pub urls: Vec<String>,
+}
+
+impl WebSeedList {
+    /// Checks the list: at most [`MAX_WEB_SEED_URLS`] `http://` or
+    /// `https://` URLs of at most [`MAX_WEB_SEED_URL_LEN`] bytes, with no
+    /// whitespace or control characters, none twice.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.urls.len() > MAX_WEB_SEED_URLS {
+            return Err("more than 8 web-seed URLs");
+        }
+        for (i, url) in self.urls.iter().enumerate() {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            match rest {
+                None => return Err("a web-seed URL is not http:// or https://"),
+                Some("") => return Err("a web-seed URL has no host"),
+                Some(_) => {}
+            }
+            if url.len() > MAX_WEB_SEED_URL_LEN {
+                return Err("a web-seed URL is over 512 bytes");
+            }
+            if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err("a web-seed URL has whitespace or control characters");
+            }
+            if self.urls[..i].contains(url) {
+                return Err("a web-seed URL is listed twice");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Any record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -141,6 +187,7 @@ pub enum Record {
     Feed(FeedDecl),
     Path(Box<PathRecord>),
     Key(KeyRelease),
+    WebSeeds(WebSeedList),
     /// A kind this build does not know; readers skip it.
     Unknown(u8),
 }
@@ -168,6 +215,7 @@ impl Record {
             Record::Feed(f) => (KIND_FEED, postcard::to_stdvec(f)),
             Record::Path(p) => (KIND_PATH, postcard::to_stdvec(p)),
             Record::Key(k) => (KIND_KEY, postcard::to_stdvec(k)),
+            Record::WebSeeds(w) => (KIND_WEB_SEEDS, postcard::to_stdvec(w)),
             Record::Unknown(_) => panic!("unknown records are never written"),
         };
         let body = body.expect("records serialize");
@@ -215,6 +263,11 @@ impl Record {
                 Record::Path(Box::new(p))
             }
             KIND_KEY => Record::Key(postcard::from_bytes(body)?),
+            KIND_WEB_SEEDS => {
+                let w: WebSeedList = postcard::from_bytes(body)?;
+                w.check().map_err(RecordError::Invalid)?;
+                Record::WebSeeds(w)
+            }
             other => Record::Unknown(other),
         };
         Ok(record)
@@ -301,6 +354,13 @@ mod tests {
                 store_path: sample_path(0).store_path,
                 key: [3; 32],
             }),
+            Record::WebSeeds(WebSeedList {
+                urls: vec![
+                    "https://seed.example.org/hn".into(),
+                    "http://[::1]:80".into(),
+                ],
+            }),
+            Record::WebSeeds(WebSeedList { urls: vec![] }),
         ];
         for r in records {
             assert_eq!(Record::decode(&r.encode()).unwrap(), r);
@@ -336,6 +396,44 @@ mod tests {
             ..FeedHeader::new(FeedRole::Index, [0; 32], "index")
         };
         assert!(Record::decode(&Record::Header(bad_magic).encode()).is_err());
+    }
+
+    #[test]
+    fn web_seed_lists_are_checked() {
+        let list = |urls: &[&str]| WebSeedList {
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+        };
+        let ok = "https://a.example/x";
+        assert!(list(&[ok]).check().is_ok());
+        assert!(list(&["http://a/"]).check().is_ok());
+        let long = format!("https://{}", "a".repeat(MAX_WEB_SEED_URL_LEN - 8));
+        assert_eq!(long.len(), MAX_WEB_SEED_URL_LEN);
+        assert!(list(&[&long]).check().is_ok());
+        assert!(list(&[&format!("{long}a")]).check().is_err());
+        for bad in [
+            "ftp://a/",
+            "file:///etc",
+            "https://",
+            "https://a b",
+            "https://a\nb",
+            "/relative",
+            "",
+        ] {
+            assert!(list(&[bad]).check().is_err(), "{bad:?} accepted");
+        }
+        assert!(list(&[ok, ok]).check().is_err());
+        let many: Vec<String> = (0..=MAX_WEB_SEED_URLS)
+            .map(|i| format!("https://s{i}.example"))
+            .collect();
+        let refs: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+        assert!(list(&refs[..MAX_WEB_SEED_URLS]).check().is_ok());
+        assert!(list(&refs).check().is_err());
+        // An invalid list is refused when decoded, not just when written.
+        let block = Record::WebSeeds(list(&["ftp://a/"])).encode();
+        assert!(matches!(
+            Record::decode(&block),
+            Err(RecordError::Invalid(_))
+        ));
     }
 
     #[test]

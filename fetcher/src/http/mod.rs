@@ -35,7 +35,6 @@ use tracing::{debug, info, warn};
 
 use crate::node::Node;
 use crate::upstream::{proxied_narinfo, Upstreams};
-use crate::webseed::WebSeeds;
 use route::{parse_range, ByteRange, RangeAsk, Route};
 
 /// Port of the binary-cache API unless told otherwise (`serve --http`).
@@ -125,8 +124,6 @@ pub struct HttpConfig {
     pub limits: HttpLimits,
     /// Fallback for listed paths, and pull-through for the rest.
     pub upstreams: Arc<Upstreams>,
-    /// Static copies of feeds, asked when peers are slow.
-    pub web_seeds: Arc<WebSeeds>,
 }
 
 #[derive(Debug)]
@@ -134,7 +131,6 @@ struct Server {
     node: Node,
     limits: HttpLimits,
     upstreams: Arc<Upstreams>,
-    web_seeds: Arc<WebSeeds>,
     /// `http://ADDR`, for the status page.
     base: String,
 }
@@ -145,7 +141,6 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
         allow,
         limits,
         upstreams,
-        web_seeds,
     } = config;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let base = listener
@@ -155,7 +150,6 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
         node: node.clone(),
         limits,
         upstreams,
-        web_seeds,
         base,
     });
     let spawner = node.clone();
@@ -252,7 +246,7 @@ impl Server {
                 StatusCode::OK,
                 "text/html; charset=utf-8",
                 status::render(
-                    &status::Snapshot::take(&self.node, &self.upstreams, &self.web_seeds),
+                    &status::Snapshot::take(&self.node, &self.upstreams),
                     &self.base,
                 ),
             ),
@@ -401,7 +395,7 @@ impl Server {
                     range,
                     self.limits.block_deadline,
                     nar::Behind {
-                        web_seeds: self.web_seeds.clone(),
+                        web_seeds: self.node.web_seeds().clone(),
                         metrics: self.node.metrics().clone(),
                         web_after: self.limits.web_seed_after,
                     },

@@ -32,11 +32,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads the node's state now.
-    pub fn take(
-        node: &Node,
-        upstreams: &crate::upstream::Upstreams,
-        web_seeds: &crate::webseed::WebSeeds,
-    ) -> Self {
+    pub fn take(node: &Node, upstreams: &crate::upstream::Upstreams) -> Self {
         let m: &Metrics = node.metrics();
         let answer = |a| m.narinfo.get_or_create(&AnswerLabel { answer: a }).get();
         Snapshot {
@@ -49,7 +45,12 @@ impl Snapshot {
                 .collect(),
             upstreams: upstreams.bases().to_vec(),
             proxy: upstreams.proxies(),
-            web_seeds: web_seeds.0.iter().map(|w| w.base().to_owned()).collect(),
+            web_seeds: node
+                .web_seeds()
+                .all()
+                .iter()
+                .map(|w| w.base().to_owned())
+                .collect(),
             from_web_seeds: Metrics::total(&m.received, &crate::webseed::WEB_SEED),
             served: m.served.get(),
             from_peers: Metrics::total(&m.received, &PEER),
