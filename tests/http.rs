@@ -440,3 +440,83 @@ fn the_status_page_renders_in_a_browser_and_metrics_count() {
     std::fs::write(&keep, &png).unwrap();
     eprintln!("status page screenshot: {}", keep.display());
 }
+
+/// The `hypernar_requests_cancelled_total` counter of the API at `base`.
+fn requests_cancelled(base: &str) -> u64 {
+    let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("hypernar_requests_cancelled_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no requests_cancelled counter in {text}"))
+}
+
+#[test]
+fn a_client_that_disconnects_mid_nar_cancels_its_block_requests() {
+    if !faults_built_in() {
+        return;
+    }
+    let w = World::new(&[raw(
+        "big",
+        noise(8 << 20, 5),
+        hypernar_feed::format::narinfo::Compression::Zstd,
+        &[],
+    )]);
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    // The seed answers 64 KiB of blocks per feed (the index and the keys),
+    // then holds every request: they stay in flight.
+    let seed = serve(
+        &w.data,
+        &["--http", "none"],
+        &[("HYPERNAR_FAULT_SILENT_AFTER_BYTES", "65536")],
+    );
+    let user = w.tmp.path().join("user");
+    let sub = serve(
+        &user,
+        &[
+            "--trust",
+            &id,
+            "--peer",
+            &seed.addr,
+            "--peer-deadline",
+            "60",
+        ],
+        &[],
+    );
+    let base = sub.http.clone().unwrap();
+    let url = nar_url(&base, &w, "big");
+    let mut conn = TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    write!(conn, "GET {url} HTTP/1.1\r\nHost: hypernar\r\n\r\n").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // While the client waits, its requests stay out.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(requests_cancelled(&base), 0, "cancelled while still wanted");
+    drop(conn);
+    let start = Instant::now();
+    let mut cancelled = 0;
+    while start.elapsed() < Duration::from_secs(5) && cancelled == 0 {
+        std::thread::sleep(Duration::from_millis(100));
+        cancelled = requests_cancelled(&base);
+    }
+    let log = std::fs::read_to_string(&sub.log).unwrap();
+    assert!(
+        cancelled > 0,
+        "no request was cancelled within 5 s of the client leaving: {log}"
+    );
+    eprintln!(
+        "{cancelled} requests cancelled {:?} after the client left",
+        start.elapsed()
+    );
+}

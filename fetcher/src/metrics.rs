@@ -57,6 +57,9 @@ pub struct Metrics {
     pub fallbacks: Family<SourceLabel, Counter>,
     /// Peer connections open now.
     pub connections: Gauge,
+    /// Block requests withdrawn from peers because no reader wanted them
+    /// any more (an HTTP client went away mid-NAR).
+    pub requests_cancelled: Counter,
 }
 
 impl Default for Metrics {
@@ -72,6 +75,7 @@ impl Default for Metrics {
             verification_failures: Family::default(),
             fallbacks: Family::default(),
             connections: Gauge::default(),
+            requests_cancelled: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,6 +122,11 @@ impl Default for Metrics {
             "peer_connections",
             "Peer connections open",
             m.connections.clone(),
+        );
+        registry.register(
+            "requests_cancelled",
+            "Block requests withdrawn from peers because no reader wanted them any more",
+            m.requests_cancelled.clone(),
         );
         Metrics { registry, ..m }
     }

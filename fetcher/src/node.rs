@@ -373,6 +373,7 @@ impl Node {
             eager,
             self.inner.events.clone(),
             self.inner.cancel.clone(),
+            self.inner.metrics.requests_cancelled.clone(),
         );
         self.inner
             .hub_threads

@@ -285,6 +285,9 @@ pub struct Behind {
 /// After the first block a stream had to ask a web seed for, later ones
 /// are asked of it this soon: the peers have shown they are slow.
 const WEB_AGAIN_AFTER: Duration = Duration::from_millis(100);
+/// With no peer on the feed, a block not here within this long is asked of
+/// the web seeds (long enough for the hub to answer for a stored block).
+const WEB_WITHOUT_PEERS_AFTER: Duration = Duration::from_millis(50);
 
 /// Gets blocks `base + segments` in order into `out`, wanting the
 /// whole range at once so the hub can spread it over peers. A block that
@@ -321,8 +324,15 @@ async fn get_blocks(
             if now >= until {
                 break Err(NarStreamError::Deadline { index, deadline });
             }
+            // With no peer on the feed, nothing but the web seed will come:
+            // ask it at once (after a moment for a block stored here).
+            let after = if hub.state().borrow().peers == 0 {
+                web_after.min(WEB_WITHOUT_PEERS_AFTER)
+            } else {
+                web_after
+            };
             let wait_until = if web && !hedged {
-                (started + web_after).min(until)
+                (started + after).min(until)
             } else {
                 until
             };

@@ -179,6 +179,11 @@ impl Downloads {
         Some((peer, id, sent))
     }
 
+    /// Blocks asked of some peer now.
+    pub fn blocks_in_flight(&self) -> impl Iterator<Item = u64> + '_ {
+        self.blocks.keys().copied()
+    }
+
     /// Withdraws the request for block `index` (we will send `Cancel`);
     /// returns whom it was asked of and its id.
     pub fn cancel_block(&mut self, index: u64, now: Instant) -> Option<(PeerId, u64)> {

@@ -104,6 +104,8 @@ pub struct FeedState {
     pub length: u64,
     /// Blocks stored locally from 0 without a gap.
     pub contiguous: u64,
+    /// Peers that have this feed open now.
+    pub peers: usize,
 }
 
 enum Msg {
@@ -364,6 +366,11 @@ struct Hub {
     order_built: Instant,
     /// The wants changed since `order` was ranked.
     order_dirty: bool,
+    /// Requests withdrawn because no reader wanted their blocks any more
+    /// (the node's `requests_cancelled` metric).
+    cancelled_unwanted: prometheus_client::metrics::counter::Counter,
+    /// A reader went away since the last [`Self::cancel_unwanted`].
+    readers_left: bool,
 }
 
 /// Starts the hub of `feed` on a thread of its own, which ends when
@@ -381,12 +388,14 @@ pub fn spawn(
     eager: bool,
     events: mpsc::Sender<HubEvent>,
     cancel: CancellationToken,
+    cancelled_unwanted: prometheus_client::metrics::counter::Counter,
 ) -> (HubHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INBOX);
     let info = feed.info();
     let (state, state_rx) = watch::channel(FeedState {
         length: info.length,
         contiguous: info.contiguous_length,
+        peers: 0,
     });
     let name = feed.name().to_owned();
     let hub = Hub {
@@ -409,6 +418,8 @@ pub fn spawn(
         storage_error: None,
         order_built: Instant::now(),
         order_dirty: true,
+        cancelled_unwanted,
+        readers_left: false,
     };
     let thread = std::thread::Builder::new()
         .name(format!("hub-{}", &name[..8.min(name.len())]))
@@ -470,6 +481,7 @@ impl Hub {
             let new = FeedState {
                 length: info.length,
                 contiguous: info.contiguous_length,
+                peers: self.peers.len(),
             };
             let changed = *s != new;
             *s = new;
@@ -648,12 +660,14 @@ impl Hub {
             let _ = peer.out.send(m).await;
         }
         self.peers.insert(id, peer);
+        self.publish_state();
     }
 
     fn leave(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
         self.uploads.forget(peer);
         self.downloads.forget(peer);
+        self.publish_state();
     }
 
     /// Queues a message for a peer without waiting: one slow peer must not
@@ -692,6 +706,19 @@ impl Hub {
             if !w.done() && w.want.advance(|i| feed.has(i)) {
                 w.answer(Ok(()));
             }
+        }
+        self.prune_waiters();
+    }
+
+    /// Drops answered waiters and those whose reader went away, noting the
+    /// latter for [`Self::cancel_unwanted`].
+    fn prune_waiters(&mut self) {
+        if self
+            .waiters
+            .iter()
+            .any(|w| w.reply.as_ref().is_some_and(|r| r.is_closed()))
+        {
+            self.readers_left = true;
         }
         self.waiters.retain(|w| !w.done());
     }

@@ -243,7 +243,42 @@ impl Hub {
                 }
             }
         }
-        self.waiters.retain(|w| !w.done());
+        self.prune_waiters();
+        if std::mem::take(&mut self.readers_left) {
+            self.cancel_unwanted().await;
+        }
         self.reschedule().await;
+    }
+
+    /// Readers left (an HTTP client disconnected, a fetch was dropped):
+    /// withdraws the requests out for blocks no reader wants any more, so
+    /// peers stop sending them. Not for a feed replicated in full, which
+    /// wants every block anyway.
+    async fn cancel_unwanted(&mut self) {
+        if self.eager {
+            return;
+        }
+        let unwanted: Vec<u64> = self
+            .downloads
+            .blocks_in_flight()
+            .filter(|&i| {
+                !self
+                    .waiters
+                    .iter()
+                    .any(|w| w.want.start <= i && i < w.want.end)
+            })
+            .collect();
+        let now = Instant::now();
+        for index in unwanted {
+            if let Some((peer, id)) = self.downloads.cancel_block(index, now) {
+                debug!(
+                    feed = self.feed.name(),
+                    index, peer, "no reader wants it: request cancelled"
+                );
+                self.cancelled_unwanted.inc();
+                self.send(peer, Message::Cancel(Cancel { request: id }))
+                    .await;
+            }
+        }
     }
 }

@@ -231,7 +231,7 @@ impl Hub {
         for w in &mut self.waiters {
             w.answer(Err(error.clone()));
         }
-        self.waiters.retain(|w| !w.done());
+        self.prune_waiters();
     }
 
     /// Called on every tick: a stalled feed whose back-off is over is
