@@ -5,13 +5,21 @@
 //! the wall time of `nix copy --from` each server into a fresh store.
 //!
 //!   cargo bench --bench substituter
-//!   HYPERNAR_BENCH_MIB=1024 HYPERNAR_BENCH_PATHS=300 HYPERNAR_BENCH_XZ=1 cargo bench --bench substituter
+//!   HYPERNAR_BENCH_MIB=1024 HYPERNAR_BENCH_PATHS=300 HYPERNAR_BENCH_XZ=0 \
+//!     HYPERNAR_BENCH_WEB_MBIT=200 cargo bench --bench substituter
 //!
 //! The closure is made of this machine's files under /usr (one path per
 //! file, in a fixed order, until the budget), each a single-file NAR
-//! signed by a throwaway Nix key. hypernar serves it with every block
-//! local (the publisher's own data directory). Needs Debian's nginx, and
-//! Nix for the `nix copy` column.
+//! signed by a throwaway Nix key. Servers: hypernar with every block local
+//! (the publisher's own data directory); nginx on the caches uncompressed,
+//! zstd and xz (-6, as Nix writes it); and, as root, in network
+//! namespaces: hypernar whose blocks are on one peer in another namespace,
+//! and hypernar with no peer at all reading a web seed from nginx in
+//! another namespace over a link shaped with `tc tbf`, against downloading
+//! the same web-seed files from the same nginx directly over that link.
+//! Rows that move blocks start a fresh `serve` (an empty data directory)
+//! for each measurement. Needs Debian's nginx, Nix for the `nix copy`
+//! column, and root with iproute2 for the namespace rows.
 
 #![allow(clippy::print_stdout)]
 
@@ -103,8 +111,9 @@ impl Drop for Kill {
     }
 }
 
-/// nginx on 127.0.0.1:`port` serving `root`.
-fn nginx(root: &Path, work: &Path, port: u16) -> Kill {
+/// nginx on `ip:port` serving `root`, in network namespace `netns` if
+/// given.
+fn nginx(root: &Path, work: &Path, ip: &str, port: u16, netns: Option<&str>) -> Kill {
     std::fs::create_dir_all(work).unwrap();
     let d = work.display();
     let conf = format!(
@@ -115,25 +124,32 @@ fn nginx(root: &Path, work: &Path, port: u16) -> Kill {
            client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
            uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
            keepalive_requests 100000; default_type application/octet-stream;\n\
-           server {{ listen 127.0.0.1:{port}; root {}; }} }}\n",
+           server {{ listen {ip}:{port}; root {}; }} }}\n",
         root.display()
     );
     std::fs::write(work.join("nginx.conf"), conf).unwrap();
+    let mut cmd = match netns {
+        Some(n) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", n, "nginx"]);
+            c
+        }
+        None => Command::new("nginx"),
+    };
     let child = Kill(
-        Command::new("nginx")
-            .args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
+        cmd.args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx (Debian package nginx)"),
     );
     for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect((ip, port)).is_ok() {
             return child;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("nginx did not start on {port}");
+    panic!("nginx did not start on {ip}:{port}");
 }
 
 fn free_port() -> u16 {
@@ -184,23 +200,26 @@ async fn narinfos(client: &reqwest::Client, base: &str, paths: &[WrittenPath]) -
             .find_map(|l| l.strip_prefix("URL: "))
             .unwrap()
             .to_owned();
-        urls.push(format!("{base}/{url}"));
+        urls.push(url);
     }
     urls
 }
 
-async fn nars(client: &reqwest::Client, urls: Arc<Vec<String>>, workers: usize) -> u64 {
+/// GETs `base/url` for every one of `urls` with `workers` connections;
+/// returns the bytes received.
+async fn nars(client: &reqwest::Client, base: &str, urls: Arc<Vec<String>>, workers: usize) -> u64 {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..workers {
         let (client, urls, next) = (client.clone(), urls.clone(), next.clone());
+        let base = base.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut bytes = 0u64;
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(url) = urls.get(i) else { break };
                 let mut resp = client
-                    .get(url)
+                    .get(format!("{base}/{url}"))
                     .send()
                     .await
                     .unwrap()
@@ -224,7 +243,9 @@ fn nix_copy(base: &str, paths: &[WrittenPath], key: &str, work: &Path) -> Option
     if Command::new("nix").arg("--version").output().is_err() {
         return None;
     }
-    let store = work.join(format!("store-{}", base.rsplit(':').next().unwrap()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let store = work.join(format!("store-{n}"));
     let mut cmd = Command::new("nix");
     cmd.args(["copy", "--from", base, "--to"])
         .arg(&store)
@@ -260,16 +281,298 @@ fn nix_copy(base: &str, paths: &[WrittenPath], key: &str, work: &Path) -> Option
     Some(took)
 }
 
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(st.success(), "failed: {cmd}");
+}
+
+fn sh_quiet(cmd: &str) {
+    let _ = Command::new("sh")
+        .args(["-c", cmd])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+const NS_PEER: &str = "hnsb-peer";
+const NS_WEB: &str = "hnsb-web";
+const PEER_IP: &str = "198.18.2.2";
+const WEB_IP: &str = "198.18.3.2";
+const WEB_PORT: u16 = 8080;
+
+/// Two namespaces, each on a veth pair to this one: the peer's
+/// (unshaped) and the web seed's (shaped to `mbit` both ways with `tc
+/// tbf`, as the swarm benchmark shapes its links). Removed on drop.
+struct Namespaces;
+
+impl Namespaces {
+    fn new(mbit: usize) -> Self {
+        Self::cleanup();
+        sh(&format!(
+            "ip netns add {NS_PEER} && ip link add hnsb-p0 type veth peer name eth0 netns {NS_PEER} && \
+             ip addr add 198.18.2.1/24 dev hnsb-p0 && ip link set hnsb-p0 up && \
+             ip -n {NS_PEER} addr add {PEER_IP}/24 dev eth0 && ip -n {NS_PEER} link set eth0 up && \
+             ip -n {NS_PEER} link set lo up"
+        ));
+        sh(&format!(
+            "ip netns add {NS_WEB} && ip link add hnsb-w0 type veth peer name eth0 netns {NS_WEB} && \
+             ip addr add 198.18.3.1/24 dev hnsb-w0 && ip link set hnsb-w0 up && \
+             ip -n {NS_WEB} addr add {WEB_IP}/24 dev eth0 && ip -n {NS_WEB} link set eth0 up && \
+             ip -n {NS_WEB} link set lo up && \
+             tc qdisc add dev hnsb-w0 root tbf rate {mbit}mbit burst 256kb latency 100ms && \
+             ip netns exec {NS_WEB} tc qdisc add dev eth0 root tbf rate {mbit}mbit burst 256kb latency 100ms"
+        ));
+        Namespaces
+    }
+
+    /// Deleting a namespace deletes its end of the veth pair, and so both.
+    fn cleanup() {
+        sh_quiet(&format!("ip netns del {NS_PEER}"));
+        sh_quiet(&format!("ip netns del {NS_WEB}"));
+    }
+
+    /// Bytes received here from the web seed's namespace so far.
+    fn web_rx() -> u64 {
+        std::fs::read_to_string("/sys/class/net/hnsb-w0/statistics/rx_bytes")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        Self::cleanup();
+    }
+}
+
+/// A `hypernar serve`; its data directory is removed on drop if `scratch`.
+struct Sub {
+    base: String,
+    pid: u32,
+    kill: Option<Kill>,
+    data: PathBuf,
+    scratch: bool,
+    _stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        drop(self.kill.take());
+        if self.scratch {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
+}
+
+/// Starts `serve` on `data` (a loopback HTTP API, no upstream) with
+/// `extra`, and waits until it answers the narinfo of every path of
+/// `probe` (its index and keys have replicated).
+fn start_sub(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    data: PathBuf,
+    extra: &[&str],
+    probe: &[WrittenPath],
+) -> Sub {
+    let bin = env!("CARGO_BIN_EXE_hypernar");
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--upstream", "none", "--data"])
+        .arg(&data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let base = loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(u) = l.split_whitespace().find(|w| w.starts_with("http://")) {
+            break u.to_owned();
+        }
+    };
+    let pid = child.id();
+    let sub = Sub {
+        base,
+        pid,
+        kill: Some(Kill(child)),
+        scratch: !data.join("staging").exists(),
+        data,
+        _stdout: lines,
+    };
+    rt.block_on(async {
+        let until = Instant::now() + Duration::from_secs(120);
+        for p in probe {
+            let url = format!("{}/{}.narinfo", sub.base, p.info.store_path.hash_part());
+            while !client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                assert!(Instant::now() < until, "{url} did not answer within 120 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    sub
+}
+
+/// A server under test: one for the whole row, or a fresh substituter
+/// for each measurement that moves blocks.
+enum Server<'a> {
+    Fixed { base: String, pid: Option<u32> },
+    Fresh(Box<dyn Fn() -> Sub + 'a>),
+}
+
+struct Measured {
+    row: Row,
+    peak_rss: Option<u64>,
+    /// Bytes over the web seed's link during the 16-worker run.
+    web_bytes: u64,
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    name: &str,
+    server: &Server,
+    written: &[WrittenPath],
+    nix_key: &str,
+    work: &Path,
+) -> Measured {
+    let fresh = || match server {
+        Server::Fixed { base, pid } => (base.clone(), *pid, None),
+        Server::Fresh(start) => {
+            let sub = start();
+            (sub.base.clone(), Some(sub.pid), Some(sub))
+        }
+    };
+    let (base, _, sub) = fresh();
+    // The median of 5 rounds: one round is ~50 ms, noisy here.
+    let (narinfo, urls) = rt.block_on(async {
+        let mut times = Vec::new();
+        let mut urls = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            urls = narinfos(client, &base, written).await;
+            times.push(t.elapsed());
+        }
+        times.sort();
+        (times[2], Arc::new(urls))
+    });
+    let nar1 = rt.block_on(async {
+        let t = Instant::now();
+        nars(client, &base, urls.clone(), 1).await;
+        t.elapsed()
+    });
+    drop(sub);
+    let (base, pid, sub) = fresh();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = pid.map(|pid| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    });
+    let rx0 = Namespaces::web_rx();
+    let nar16 = rt.block_on(async {
+        let t = Instant::now();
+        nars(client, &base, urls.clone(), 16).await;
+        t.elapsed()
+    });
+    let web_bytes = Namespaces::web_rx() - rx0;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak_rss = sampler.map(|s| s.join().unwrap());
+    drop(sub);
+    let (base, _, sub) = fresh();
+    let nix_copy = nix_copy(&base, written, nix_key, work);
+    drop(sub);
+    println!(
+        "  measured {name}: narinfos {:.3} s, NARs 1 worker {:.2} s, 16 workers {:.2} s, nix copy {}, peak RSS {}, {} MiB over the web-seed link",
+        narinfo.as_secs_f64(),
+        nar1.as_secs_f64(),
+        nar16.as_secs_f64(),
+        nix_copy.map_or("—".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+        peak_rss.map_or("—".into(), |b| format!("{} MiB", b >> 20)),
+        web_bytes >> 20
+    );
+    Measured {
+        row: Row {
+            name: name.to_owned(),
+            narinfo,
+            nar1,
+            nar16,
+            nix_copy,
+        },
+        peak_rss,
+        web_bytes,
+    }
+}
+
+/// Writes `paths` (no references between them) as a cache in `dir`, with
+/// one thread per core (dealt round-robin, as the largest paths come
+/// first): xz -6 over a GiB takes minutes on one.
+fn write_cache_parallel(dir: &Path, paths: &[SamplePath], key: &NixSigningKey) -> Vec<WrittenPath> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut parts: Vec<Vec<SamplePath>> = vec![Vec::new(); threads];
+    for (i, p) in paths.iter().enumerate() {
+        parts[i % threads].push(p.clone());
+    }
+    let written: Vec<Vec<WrittenPath>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| scope.spawn(move || sample::write_cache(dir, part, key).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Back in the order of `paths`.
+    let mut iters: Vec<_> = written.into_iter().map(|w| w.into_iter()).collect();
+    (0..paths.len())
+        .map(|i| iters[i % threads].next().unwrap())
+        .collect()
+}
+
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn main() {
     let mib = env_num("HYPERNAR_BENCH_MIB", 1024) as u64;
     let max_paths = env_num("HYPERNAR_BENCH_PATHS", 300);
     let with_xz = env_num("HYPERNAR_BENCH_XZ", 1) == 1;
+    let web_mbit = env_num("HYPERNAR_BENCH_WEB_MBIT", 200);
     let bin = env!("CARGO_BIN_EXE_hypernar");
     let tmp = tempfile::Builder::new()
         .prefix("hypernar-bench-subst-")
         .tempdir()
         .unwrap();
     let root = tmp.path();
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let netns = is_root && Command::new("ip").arg("-V").output().is_ok();
 
     let files = usr_files(
         &["/usr/lib", "/usr/bin", "/usr/share"],
@@ -303,17 +606,20 @@ fn main() {
             })
             .collect();
         let t = Instant::now();
-        written = sample::write_cache(&root.join(format!("cache-{label}")), &paths, &key).unwrap();
+        written = write_cache_parallel(&root.join(format!("cache-{label}")), &paths, &key);
         println!(
             "  wrote the {label} cache in {:.1} s",
             t.elapsed().as_secs_f64()
         );
     }
+    let probe = written.clone();
 
-    // Publish the uncompressed cache; serve it with every block local.
+    // Publish the uncompressed cache, with a web seed; serve it with every
+    // block local.
     let pkey = root.join("pub.key");
     let id = common::keygen(bin, &pkey);
     let data = root.join("data");
+    let web = root.join("web");
     let t = Instant::now();
     let out = Command::new(bin)
         .args(["publish", "--all", "--key"])
@@ -322,6 +628,8 @@ fn main() {
         .arg(&data)
         .arg("--from")
         .arg(format!("file://{}", root.join("cache-none").display()))
+        .arg("--web-seed")
+        .arg(&web)
         .output()
         .unwrap();
     assert!(
@@ -330,121 +638,153 @@ fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("  published in {:.1} s", t.elapsed().as_secs_f64());
-    let mut serve = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--upstream", "none", "--trust", &id, "--data"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(serve.stdout.take().unwrap()));
-    let hypernar_base = loop {
-        let l = lines.next().unwrap().unwrap();
-        if let Some(u) = l.split_whitespace().find(|w| w.starts_with("http://")) {
-            break u.to_owned();
-        }
-    };
-    let serve_pid = serve.id();
-    let _serve = Kill(serve);
-
-    let mut servers: Vec<(String, String, Option<Kill>)> =
-        vec![("hypernar (blocks local)".into(), hypernar_base, None)];
-    for (label, _) in &caches {
-        let port = free_port();
-        let k = nginx(
-            &root.join(format!("cache-{label}")),
-            &root.join(format!("nginx-{label}")),
-            port,
-        );
-        servers.push((
-            format!("nginx, {label}"),
-            format!("http://127.0.0.1:{port}"),
-            Some(k),
-        ));
-    }
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(32)
         .build()
         .unwrap();
-    // hypernar answers narinfos as soon as its index is read.
-    rt.block_on(async {
-        let p = &written[written.len() - 1];
+    let nix_key = key.public_text();
+    let mut results = Vec::new();
+    {
+        // The publisher's own data directory (kept: it has `staging/`).
+        let local = start_sub(&rt, &client, data.clone(), &["--trust", &id], &probe);
+        let server = Server::Fixed {
+            base: local.base.clone(),
+            pid: Some(local.pid),
+        };
+        results.push(measure(
+            &rt,
+            &client,
+            "hypernar (blocks local)",
+            &server,
+            &written,
+            &nix_key,
+            root,
+        ));
+    }
+    for (label, _) in &caches {
+        let port = free_port();
+        let _nginx = nginx(
+            &root.join(format!("cache-{label}")),
+            &root.join(format!("nginx-{label}")),
+            "127.0.0.1",
+            port,
+            None,
+        );
+        let server = Server::Fixed {
+            base: format!("http://127.0.0.1:{port}"),
+            pid: None,
+        };
+        results.push(measure(
+            &rt,
+            &client,
+            &format!("nginx, {label}"),
+            &server,
+            &written,
+            &nix_key,
+            root,
+        ));
+    }
+
+    let mut direct: Option<(Duration, u64)> = None;
+    if netns {
+        let _ns = Namespaces::new(web_mbit);
+        let seed = Kill(
+            Command::new("ip")
+                .args(["netns", "exec", NS_PEER, bin, "serve", "--data"])
+                .arg(&data)
+                .args(["--listen", &format!("{PEER_IP}:7469"), "--http", "none"])
+                .args(["--upstream", "none", "--trust", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         for _ in 0..200 {
-            let r = client
-                .get(format!(
-                    "{}/{}.narinfo",
-                    servers[0].1,
-                    p.info.store_path.hash_part()
-                ))
-                .send()
-                .await
-                .unwrap();
-            if r.status() == 200 {
+            if std::net::TcpStream::connect((PEER_IP, 7469)).is_ok() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(Duration::from_millis(50));
         }
-    });
-    let mut rows = Vec::new();
-    let mut peak_rss = 0;
-    for (name, base, _) in &servers {
-        // The median of 5 rounds: one round is ~50 ms, noisy here.
-        let (narinfo, urls) = rt.block_on(async {
-            let mut times = Vec::new();
-            let mut urls = Vec::new();
-            for _ in 0..5 {
-                let t = Instant::now();
-                urls = narinfos(&client, base, &written).await;
-                times.push(t.elapsed());
-            }
-            times.sort();
-            (times[2], Arc::new(urls))
-        });
-        let nar1 = rt.block_on(async {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let fresh_dir = || {
+            root.join(format!(
+                "sub-{}",
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ))
+        };
+        let peer = format!("{PEER_IP}:7469");
+        let server = Server::Fresh(Box::new(|| {
+            start_sub(
+                &rt,
+                &client,
+                fresh_dir(),
+                &["--trust", &id, "--peer", &peer],
+                &probe,
+            )
+        }));
+        results.push(measure(
+            &rt,
+            &client,
+            "hypernar (blocks on a peer in another netns)",
+            &server,
+            &written,
+            &nix_key,
+            root,
+        ));
+        drop(seed);
+
+        let _web_nginx = nginx(
+            &web,
+            &root.join("nginx-web"),
+            WEB_IP,
+            WEB_PORT,
+            Some(NS_WEB),
+        );
+        let web_url = format!("http://{WEB_IP}:{WEB_PORT}");
+        // The baseline: every file of the web seed, one connection.
+        let files = Arc::new(files_under(&web));
+        direct = Some(rt.block_on(async {
             let t = Instant::now();
-            nars(&client, urls.clone(), 1).await;
-            t.elapsed()
-        });
-        let watching = name.starts_with("hypernar");
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sampler = watching.then(|| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut peak = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    peak = peak.max(rss(serve_pid));
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                peak
-            })
-        });
-        let nar16 = rt.block_on(async {
-            let t = Instant::now();
-            nars(&client, urls.clone(), 16).await;
-            t.elapsed()
-        });
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(s) = sampler {
-            peak_rss = s.join().unwrap();
+            let bytes = nars(&client, &web_url, files.clone(), 1).await;
+            (t.elapsed(), bytes)
+        }));
+        if let Some((d, bytes)) = direct {
+            println!(
+                "  the web seed's files directly, 1 connection: {:.2} s, {} MiB",
+                d.as_secs_f64(),
+                bytes >> 20
+            );
         }
-        let nix_copy = nix_copy(base, &written, &key.public_text(), root);
-        rows.push(Row {
-            name: name.clone(),
-            narinfo,
-            nar1,
-            nar16,
-            nix_copy,
-        });
+        let server = Server::Fresh(Box::new(|| {
+            start_sub(
+                &rt,
+                &client,
+                fresh_dir(),
+                &["--trust", &id, "--web-seed", &web_url],
+                &probe,
+            )
+        }));
+        results.push(measure(
+            &rt,
+            &client,
+            &format!("hypernar (no peer; web seed over {web_mbit} Mbit/s)"),
+            &server,
+            &written,
+            &nix_key,
+            root,
+        ));
+    } else {
+        println!("SKIPPED: the rows in network namespaces need root and iproute2 (ip netns, tc)");
     }
 
     let n = written.len() as f64;
     println!();
     println!("| server | {} narinfos, 1 connection (median of 5) | NARs, 1 worker | NARs, 16 workers | nix copy --from |", written.len());
     println!("|---|---|---|---|---|");
-    for r in &rows {
+    for m in &results {
+        let r = &m.row;
         println!(
             "| {} | {:.3} s ({:.0} µs each) | {:.2} s ({:.0} MB/s of NAR) | {:.2} s ({:.0} MB/s of NAR) | {} |",
             r.name,
@@ -458,10 +798,15 @@ fn main() {
                 .map_or("—".into(), |d| format!("{:.1} s", d.as_secs_f64())),
         );
     }
-    let find = |label: &str| rows.iter().find(|r| r.name.ends_with(label));
-    let h = &rows[0];
+    let find = |label: &str| {
+        results
+            .iter()
+            .map(|m| &m.row)
+            .find(|r| r.name.contains(label))
+    };
+    let h = &results[0].row;
     println!();
-    if let Some(none) = find(", none") {
+    if let Some(none) = find("nginx, none") {
         println!(
             "narinfo round trips: hypernar / nginx static = {:.2} (target <= 1.5)",
             h.narinfo.as_secs_f64() / none.narinfo.as_secs_f64()
@@ -473,16 +818,55 @@ fn main() {
             );
         }
     }
-    if let Some(z) = find(", zstd") {
-        if let (Some(a), Some(b)) = (h.nix_copy, z.nix_copy) {
+    for label in ["nginx, zstd", "nginx, xz"] {
+        if let Some(z) = find(label) {
+            if let (Some(a), Some(b)) = (h.nix_copy, z.nix_copy) {
+                println!(
+                    "nix copy: hypernar / {label} = {:.2}{}",
+                    a.as_secs_f64() / b.as_secs_f64(),
+                    if label.ends_with("zstd") {
+                        " (target <= 1.3)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    if let (Some(p), Some(z)) = (find("on a peer"), find("nginx, zstd")) {
+        if let (Some(a), Some(b)) = (p.nix_copy, z.nix_copy) {
             println!(
-                "nix copy: hypernar / nginx+zstd = {:.2} (target <= 1.3)",
+                "nix copy: hypernar (blocks on a peer) / nginx+zstd = {:.2}",
                 a.as_secs_f64() / b.as_secs_f64()
             );
         }
     }
-    println!(
-        "hypernar serve RSS during the 16-worker run: peak {} MiB (target <= 128)",
-        peak_rss >> 20
-    );
+    if let (Some((d, bytes)), Some(m)) = (
+        direct,
+        results.iter().find(|m| m.row.name.contains("web seed")),
+    ) {
+        println!(
+            "web seed over {web_mbit} Mbit/s: the same files from the same nginx directly, 1 connection: {:.2} s ({} MiB)",
+            d.as_secs_f64(),
+            bytes >> 20
+        );
+        println!(
+            "web seed: hypernar NARs, 16 workers / direct download = {:.2} (target <= 1.1); {} MiB over the link",
+            m.row.nar16.as_secs_f64() / d.as_secs_f64(),
+            m.web_bytes >> 20
+        );
+        println!(
+            "web seed: hypernar NARs, 1 worker / direct download = {:.2}",
+            m.row.nar1.as_secs_f64() / d.as_secs_f64()
+        );
+    }
+    for m in &results {
+        if let Some(peak) = m.peak_rss {
+            println!(
+                "{}: serve RSS during the 16-worker run: peak {} MiB (target <= 128)",
+                m.row.name,
+                peak >> 20
+            );
+        }
+    }
 }

@@ -2,7 +2,8 @@
 # Runs every cargo-fuzz target (fuzz/fuzz_targets) over its committed corpus
 # (fuzz/corpus/<target>), one after another.
 #
-#   ./scripts/fuzz.sh            30 s each: the smoke run of the test command
+#   ./scripts/fuzz.sh            30 s each
+#   ./scripts/fuzz.sh 10         10 s each: the smoke run of the test command
 #   ./scripts/fuzz.sh 1800       a campaign (docs/DEVELOPMENT.md records figures)
 #   RUNS=10000000 ./scripts/fuzz.sh 1800   stop each at 10 million executions
 #   TARGETS="segment_open peer_message" ./scripts/fuzz.sh 1800   only those

@@ -296,7 +296,7 @@ impl WebSeed {
         end: u64,
         metrics: &Metrics,
     ) -> Result<u64, WebSeedError> {
-        let (mut length, _) = hub.tree().await?;
+        let (mut length, mut fork) = hub.tree().await?;
         if end > length {
             let head = self.head(key, metrics).await?;
             if head.length > length {
@@ -317,14 +317,13 @@ impl WebSeed {
                 };
                 hub.apply_proof(proof).await?;
                 debug!(web_seed = %self.base, from = length, to = head.length, "feed upgraded from the web seed");
-                length = hub.tree().await?.0;
+                (length, fork) = hub.tree().await?;
             }
         }
         let end = end.min(length);
         if start >= end {
             return Err(WebSeedError::Short(length));
         }
-        let (_, fork) = hub.tree().await?;
         let url = format!("{}/{}/data", self.base, feed_path(key));
         let roots: Vec<u64> = self
             .nodes(key, &offset_nodes(start), length, metrics)

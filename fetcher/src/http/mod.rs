@@ -131,6 +131,7 @@ struct Server {
     node: Node,
     limits: HttpLimits,
     upstreams: Arc<Upstreams>,
+    disk: status::DiskUsage,
     /// `http://ADDR`, for the status page.
     base: String,
 }
@@ -150,6 +151,7 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
         node: node.clone(),
         limits,
         upstreams,
+        disk: status::DiskUsage::default(),
         base,
     });
     let spawner = node.clone();
@@ -246,7 +248,11 @@ impl Server {
                 StatusCode::OK,
                 "text/html; charset=utf-8",
                 status::render(
-                    &status::Snapshot::take(&self.node, &self.upstreams),
+                    &status::Snapshot::take(
+                        &self.node,
+                        &self.upstreams,
+                        self.disk.get(self.node.feeds_dir()).await,
+                    ),
                     &self.base,
                 ),
             ),

@@ -310,26 +310,67 @@ async fn get_blocks(
             let _ = hub.want(base + first, base + last + 1).await;
         }))
     };
-    let web = !behind.web_seeds.is_empty();
-    let mut web_after = behind.web_after;
-    let mut hedge: Option<AbortOnDrop> = None;
-    let end = base + last + 1;
+    let mut getter = BlockGetter::new(hub, key, base + last + 1, behind);
     for s in first..=last {
         let index = base + s;
+        let got = getter.get(index, deadline).await.map(|b| (s, b));
+        let failed = got.is_err();
+        if out.send(got).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(getter);
+    drop(ahead);
+}
+
+/// Gets verified blocks of one feed, one at a time, from peers through the
+/// hub, hedging with the web seeds when peers are slow: a block that takes
+/// longer than `behind.web_after` (50 ms when no peer has the feed open)
+/// is also asked of the web seeds with the blocks after it, up to `end`
+/// (whichever verifies first is stored).
+pub(crate) struct BlockGetter {
+    hub: HubHandle,
+    key: [u8; 32],
+    end: u64,
+    behind: Behind,
+    web_after: Duration,
+    hedge: Option<AbortOnDrop>,
+}
+
+impl BlockGetter {
+    pub(crate) fn new(hub: HubHandle, key: [u8; 32], end: u64, behind: Behind) -> Self {
+        BlockGetter {
+            web_after: behind.web_after,
+            hub,
+            key,
+            end,
+            behind,
+            hedge: None,
+        }
+    }
+
+    /// Block `index`, or an error once `deadline` has passed without it.
+    pub(crate) async fn get(
+        &mut self,
+        index: u64,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, NarStreamError> {
+        let hub = &self.hub;
+        let web = !self.behind.web_seeds.is_empty();
         let started = tokio::time::Instant::now();
         let until = started + deadline;
         let mut hedged = false;
-        let got = loop {
+        loop {
             let now = tokio::time::Instant::now();
             if now >= until {
-                break Err(NarStreamError::Deadline { index, deadline });
+                return Err(NarStreamError::Deadline { index, deadline });
             }
             // With no peer on the feed, nothing but the web seed will come:
             // ask it at once (after a moment for a block stored here).
             let after = if hub.state().borrow().peers == 0 {
-                web_after.min(WEB_WITHOUT_PEERS_AFTER)
+                self.web_after.min(WEB_WITHOUT_PEERS_AFTER)
             } else {
-                web_after
+                self.web_after
             };
             let wait_until = if web && !hedged {
                 (started + after).min(until)
@@ -338,40 +379,43 @@ async fn get_blocks(
             };
             match tokio::time::timeout_at(wait_until, hub.want(index, index + 1)).await {
                 Ok(Ok(())) => {
-                    break hub
+                    return hub
                         .get(index)
                         .await
-                        .map(|b| (s, b))
                         .map_err(|source| NarStreamError::Fetch { index, source })
                 }
                 // The hub does not know the feed that far (no peer told
                 // it): a web seed can upgrade it.
                 Ok(Err(FetchError::PastEnd { .. })) if web && !hedged => {
                     hedged = true;
-                    let to = (index + BLOCKS_PER_REQUEST).min(end);
+                    let to = (index + BLOCKS_PER_REQUEST).min(self.end);
                     let r = tokio::time::timeout_at(
                         until,
-                        behind
-                            .web_seeds
-                            .fetch(&hub, &key, index, to, &behind.metrics),
+                        self.behind.web_seeds.fetch(
+                            hub,
+                            &self.key,
+                            index,
+                            to,
+                            &self.behind.metrics,
+                        ),
                     )
                     .await;
                     if let Ok(Err(e)) = r {
                         debug!(index, "web seed: {e}");
                     }
                 }
-                Ok(Err(source)) => break Err(NarStreamError::Fetch { index, source }),
+                Ok(Err(source)) => return Err(NarStreamError::Fetch { index, source }),
                 Err(_) if web && !hedged => {
                     hedged = true;
-                    web_after = WEB_AGAIN_AFTER;
+                    self.web_after = WEB_AGAIN_AFTER;
                     let (hub, key, seeds, metrics) = (
                         hub.clone(),
-                        key,
-                        behind.web_seeds.clone(),
-                        behind.metrics.clone(),
+                        self.key,
+                        self.behind.web_seeds.clone(),
+                        self.behind.metrics.clone(),
                     );
-                    let to = (index + BLOCKS_PER_REQUEST).min(end);
-                    hedge = Some(AbortOnDrop(tokio::spawn(async move {
+                    let to = (index + BLOCKS_PER_REQUEST).min(self.end);
+                    self.hedge = Some(AbortOnDrop(tokio::spawn(async move {
                         if let Err(e) = seeds.fetch(&hub, &key, index, to, &metrics).await {
                             debug!(index, "web seed: {e}");
                         }
@@ -379,14 +423,8 @@ async fn get_blocks(
                 }
                 Err(_) => {}
             }
-        };
-        let failed = got.is_err();
-        if out.send(got).await.is_err() || failed {
-            break;
         }
     }
-    drop(hedge);
-    drop(ahead);
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads the node's state now.
-    pub fn take(node: &Node, upstreams: &crate::upstream::Upstreams) -> Self {
+    pub fn take(node: &Node, upstreams: &crate::upstream::Upstreams, disk_bytes: u64) -> Self {
         let m: &Metrics = node.metrics();
         let answer = |a| m.narinfo.get_or_create(&AnswerLabel { answer: a }).get();
         Snapshot {
@@ -63,7 +63,7 @@ impl Snapshot {
             verification_failures: Metrics::total(&m.verification_failures, &PEER)
                 + Metrics::total(&m.verification_failures, &UPSTREAM)
                 + Metrics::total(&m.verification_failures, &crate::webseed::WEB_SEED),
-            disk_bytes: disk_usage(node.feeds_dir()),
+            disk_bytes,
             data_dir: node
                 .feeds_dir()
                 .parent()
@@ -71,6 +71,32 @@ impl Snapshot {
                 .display()
                 .to_string(),
         }
+    }
+}
+
+/// How long a measured disk usage is shown before it is measured again
+/// (a walk over every feed's files; the page reloads every 5 s).
+pub const DISK_USAGE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The disk usage the status page shows, measured at most once per
+/// [`DISK_USAGE_TTL`], off the async threads.
+#[derive(Debug, Default)]
+pub struct DiskUsage(tokio::sync::Mutex<Option<(std::time::Instant, u64)>>);
+
+impl DiskUsage {
+    pub async fn get(&self, dir: &Path) -> u64 {
+        let mut cached = self.0.lock().await;
+        if let Some((at, bytes)) = *cached {
+            if at.elapsed() < DISK_USAGE_TTL {
+                return bytes;
+            }
+        }
+        let dir = dir.to_path_buf();
+        let bytes = tokio::task::spawn_blocking(move || disk_usage(&dir))
+            .await
+            .unwrap_or(0);
+        *cached = Some((std::time::Instant::now(), bytes));
+        bytes
     }
 }
 
