@@ -686,3 +686,63 @@ fn unsigned_or_wrongly_signed_upstream_paths_pass_through_and_nix_refuses_them_a
         }
     }
 }
+
+#[test]
+fn nix_substitutes_from_the_fuse_view_as_a_file_cache() {
+    if !nix_available() {
+        return skip_or_fail("Nix (Debian package nix-bin)");
+    }
+    if !crate::fuse::fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    let b = build_and_copy(&[("cache-zstd", "?compression=zstd")]);
+    let (data, id) = publish_closure(&b, &[]);
+    let seed = serve(&data, &["--http", "none"], &[]);
+    // A user node with no block of its own: every read is fetched.
+    let user = b.tmp.path().join("user-data");
+    let at = b.tmp.path().join("mnt");
+    let m = crate::fuse::Mounted::start(&user, &at, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for path in &b.closure {
+        let hash = StorePath::parse(path).unwrap().hash_part().to_owned();
+        while !at.join(format!("{hash}.narinfo")).exists() {
+            assert!(std::time::Instant::now() < until, "{path} never listed");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let pk = std::fs::read_to_string(b.tmp.path().join("nix-pk")).unwrap();
+    let xdg = b.tmp.path().join("xdg");
+    let base = format!("file://{}", at.display());
+
+    let store = b.tmp.path().join("store-copy");
+    let out = nix_run(&copy_args(&b, &base, &store, &pk), &xdg);
+    assert!(
+        out.status.success(),
+        "nix copy --from {base} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_nars(&b.closure, &store, "nix copy from the mount");
+
+    let store = b.tmp.path().join("store-realise");
+    let mut args = vec![
+        "nix-store",
+        "--store",
+        s(&store),
+        "--realise",
+        "--option",
+        "substituters",
+        &base,
+        "--option",
+        "trusted-public-keys",
+        pk.trim(),
+    ];
+    args.extend(b.roots.iter().map(String::as_str));
+    let out = nix_run(&args, &xdg);
+    assert!(
+        out.status.success(),
+        "nix-store --realise from the mount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_nars(&b.closure, &store, "nix-store --realise from the mount");
+    drop(m);
+}

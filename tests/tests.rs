@@ -8,6 +8,7 @@ mod util;
 mod cli;
 mod disk;
 mod faults;
+mod fuse;
 mod hostile;
 mod http;
 mod interop;

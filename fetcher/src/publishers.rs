@@ -191,6 +191,31 @@ impl Publishers {
         out
     }
 
+    /// Bumped on every record and key applied: a listing taken at one
+    /// generation is current until it changes.
+    pub fn generation(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
+    /// Every path whose key is released (and matches its record), with its
+    /// publisher's data-feed key: what a reader can open now.
+    pub fn ready(&self) -> Vec<(PathRecord, [u8; 32])> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        let mut out = Vec::new();
+        for k in by_id.values() {
+            for (path, (_, rec)) in &k.index.paths {
+                let keyed = k
+                    .releases
+                    .get(path)
+                    .is_some_and(|key| key.check() == rec.key_check);
+                if let (true, Some(feed)) = (keyed, k.index.feeds.get(&rec.data_feed)) {
+                    out.push((rec.clone(), feed.public_key));
+                }
+            }
+        }
+        out
+    }
+
     /// Number of paths known across publishers.
     pub fn path_count(&self) -> usize {
         let by_id = self.by_id.lock().expect("publishers lock");

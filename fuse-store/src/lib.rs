@@ -1,5 +1,487 @@
-//! hypernar-fuse-store: a read-only FUSE view of a binary cache, decrypted
-//! on the fly from encrypted blocks (skeleton).
+//! A read-only FUSE view of a Nix binary cache, decrypted on the fly.
 //!
-//! It will see blocks only through a small block-source trait, never peers
-//! or HTTP, and will never write decrypted bytes to disk.
+//! The mount is laid out as a `file://` binary cache:
+//!
+//! ```text
+//! nix-cache-info
+//! <hash>.narinfo          one per path the source lists
+//! nar/<name>.nar          the path's NAR, uncompressed
+//! log/  realisations/     empty (Nix's file:// store wants them present)
+//! ```
+//!
+//! The view knows nothing of peers, feeds or HTTP: it reads each NAR one
+//! segment at a time through a [`Source`], which hands back a segment only
+//! once it is verified and decrypted, or an error within its deadline (then
+//! the read fails with `EIO`: Nix has no timeout on `file://` caches, so a
+//! hang would be a bug). Decrypted segments are kept in a bounded memory
+//! cache ([`cache`]) and never written anywhere; the kernel's page cache
+//! keeps what it read of these immutable files (`FOPEN_KEEP_CACHE`).
+//! `stat` and `readdir` never read a segment.
+
+pub mod cache;
+pub mod table;
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen,
+    Request, SessionACL,
+};
+use tracing::{debug, warn};
+
+pub use cache::SegmentCache;
+use table::{Node, Table};
+
+/// One store path the view shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathInfo {
+    /// The store path's hash part (names `<hash>.narinfo`).
+    pub hash: String,
+    /// The file name under `nar/` (the narinfo's `URL:` is `nar/<nar_name>`).
+    pub nar_name: String,
+    /// The narinfo, as served.
+    pub narinfo: String,
+    pub nar_size: u64,
+    /// Uncompressed bytes per segment (the last may be shorter).
+    pub segment_size: u32,
+}
+
+impl PathInfo {
+    /// Segments of the NAR.
+    pub fn segments(&self) -> u64 {
+        self.nar_size.div_ceil(u64::from(self.segment_size.max(1)))
+    }
+}
+
+/// An error from a [`Source`].
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where the view's paths and bytes come from.
+pub trait Source: Send + Sync + 'static {
+    /// Bumped whenever [`Source::paths`] would answer differently (cheap;
+    /// asked before every listing and every lookup of an unknown name).
+    fn generation(&self) -> u64;
+    /// Every path the view shows now.
+    fn paths(&self) -> Vec<PathInfo>;
+    /// Segment `index` of `path`'s NAR, verified and decrypted: exactly
+    /// `segment_size` bytes (fewer for the last). Blocks until it is had
+    /// or the source's deadline passes.
+    fn segment(&self, path: &PathInfo, index: u64) -> Result<Vec<u8>, SourceError>;
+    /// A hint that segments `from..to` will be read soon; must not block.
+    fn prefetch(&self, path: &PathInfo, from: u64, to: u64);
+}
+
+/// How the view is mounted.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Let other users (the nix-daemon runs as root) read the mount:
+    /// `allow_other` (non-root needs `user_allow_other` in /etc/fuse.conf).
+    pub allow_other: bool,
+    /// Bytes of decrypted segments kept in memory.
+    pub cache_bytes: usize,
+    /// Segments fetched ahead of a sequential reader.
+    pub read_ahead: u64,
+    /// Threads answering the kernel (reads block on the network).
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allow_other: false,
+            cache_bytes: 64 << 20,
+            read_ahead: 8,
+            threads: 8,
+        }
+    }
+}
+
+/// How long the kernel may cache names and attributes. Paths only ever
+/// appear, and their files never change.
+const TTL: Duration = Duration::from_secs(60);
+/// A name that is not there now may appear when the index grows.
+const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+
+/// What `nix-cache-info` says.
+pub const CACHE_INFO: &str = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
+
+/// The filesystem.
+struct View {
+    source: Arc<dyn Source>,
+    table: Mutex<Table>,
+    cache: SegmentCache,
+    read_ahead: u64,
+    uid: u32,
+    gid: u32,
+    /// Open NAR files: where each handle's last read ended, for read-ahead.
+    handles: Mutex<std::collections::HashMap<u64, u64>>,
+    next_fh: AtomicU64,
+}
+
+impl View {
+    fn new(source: Arc<dyn Source>, opts: &Options) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::fs::metadata("/proc/self").ok();
+        View {
+            source,
+            table: Mutex::new(Table::default()),
+            cache: SegmentCache::new(opts.cache_bytes),
+            read_ahead: opts.read_ahead,
+            uid: me.as_ref().map_or(0, |m| m.uid()),
+            gid: me.as_ref().map_or(0, |m| m.gid()),
+            handles: Mutex::new(std::collections::HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    /// The table, brought up to date with the source if it changed.
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        let mut t = self.table.lock().expect("table lock");
+        let g = self.source.generation();
+        if t.generation() != Some(g) {
+            t.refresh(g, self.source.paths());
+        }
+        t
+    }
+
+    fn attr(&self, ino: u64, node: &Node) -> FileAttr {
+        let (kind, perm, size, nlink) = match node {
+            Node::Dir(_) => (FileType::Directory, 0o555, 0, 2),
+            Node::CacheInfo => (FileType::RegularFile, 0o444, CACHE_INFO.len() as u64, 1),
+            Node::NarInfo(p) => (FileType::RegularFile, 0o444, p.narinfo.len() as u64, 1),
+            Node::Nar(p) => (FileType::RegularFile, 0o444, p.nar_size, 1),
+        };
+        // A fixed time: the files never change.
+        let t = UNIX_EPOCH + Duration::from_secs(1);
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            flags: 0,
+            blksize: 64 << 10,
+        }
+    }
+
+    /// Bytes `offset..offset + size` of `path`'s NAR.
+    fn read_nar(
+        &self,
+        slot: usize,
+        path: &PathInfo,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, SourceError> {
+        let end = offset.saturating_add(u64::from(size)).min(path.nar_size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let seg = u64::from(path.segment_size.max(1));
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut at = offset;
+        while at < end {
+            let index = at / seg;
+            let plain = match self.cache.get(slot, index) {
+                Some(p) => p,
+                None => {
+                    let p = Arc::new(self.source.segment(path, index)?);
+                    let want = seg.min(path.nar_size - index * seg);
+                    if p.len() as u64 != want {
+                        return Err(format!(
+                            "segment {index} of {} has {} bytes, not {want}",
+                            path.hash,
+                            p.len()
+                        )
+                        .into());
+                    }
+                    self.cache.insert(slot, index, p.clone());
+                    p
+                }
+            };
+            let from = (at - index * seg) as usize;
+            let to = ((end - index * seg).min(seg)) as usize;
+            out.extend_from_slice(&plain[from..to]);
+            at = index * seg + to as u64;
+        }
+        Ok(out)
+    }
+}
+
+impl Filesystem for View {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let table = self.table();
+        let found = name
+            .to_str()
+            .and_then(|n| table.lookup(parent.0, n))
+            .map(|(ino, node)| self.attr(ino, &node));
+        drop(table);
+        match found {
+            Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            None => reply.entry(&NEGATIVE_TTL, &negative(), Generation(0)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let node = self.table().node(ino.0);
+        match node {
+            Some(node) => reply.attr(&TTL, &self.attr(ino.0, &node)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.table().node(ino.0) {
+            Some(Node::Dir(_)) => reply.error(Errno::EISDIR),
+            Some(_) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.handles
+                    .lock()
+                    .expect("handles lock")
+                    .insert(fh, u64::MAX);
+                // Immutable files: keep what the kernel cached.
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: fuser::ReplyEmpty,
+    ) {
+        self.handles.lock().expect("handles lock").remove(&fh.0);
+        reply.ok();
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let node = self.table().node(ino.0);
+        let small = |bytes: &[u8]| {
+            let start = (offset as usize).min(bytes.len());
+            let end = start.saturating_add(size as usize).min(bytes.len());
+            bytes[start..end].to_vec()
+        };
+        match node {
+            Some(Node::CacheInfo) => reply.data(&small(CACHE_INFO.as_bytes())),
+            Some(Node::NarInfo(p)) => reply.data(&small(p.narinfo.as_bytes())),
+            Some(Node::Nar(p)) => {
+                let slot = table::slot_of(ino.0).expect("a NAR inode has a slot");
+                // A read that starts where the handle's last one ended is
+                // sequential: fetch the next segments ahead.
+                let sequential = {
+                    let mut h = self.handles.lock().expect("handles lock");
+                    let last = h.insert(fh.0, offset.saturating_add(u64::from(size)));
+                    last == Some(offset) || offset == 0
+                };
+                if sequential && self.read_ahead > 0 {
+                    let seg = u64::from(p.segment_size.max(1));
+                    let next = offset.saturating_add(u64::from(size)).div_ceil(seg);
+                    let to = next.saturating_add(self.read_ahead).min(p.segments());
+                    if next < to {
+                        self.source.prefetch(&p, next, to);
+                    }
+                }
+                match self.read_nar(slot, &p, offset, size) {
+                    Ok(bytes) => reply.data(&bytes),
+                    Err(e) => {
+                        warn!(path = %p.hash, offset, size, "read failed: {e}");
+                        reply.error(Errno::EIO);
+                    }
+                }
+            }
+            Some(Node::Dir(_)) => reply.error(Errno::EISDIR),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let table = self.table();
+        if !table.is_dir(ino.0) {
+            drop(table);
+            reply.error(Errno::ENOTDIR);
+            return;
+        }
+        let mut i = usize::try_from(offset).unwrap_or(usize::MAX);
+        while let Some((child, is_dir, name)) = table.entry(ino.0, i) {
+            let kind = if is_dir {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
+            i += 1;
+            if reply.add(INodeNo(child), i as u64, kind, name.as_ref()) {
+                break;
+            }
+        }
+        drop(table);
+        reply.ok();
+    }
+}
+
+/// A negative entry (inode 0): the kernel caches "not there" for its TTL.
+fn negative() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        flags: 0,
+        blksize: 512,
+    }
+}
+
+/// Why the view could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{0}: the mount point is not an empty directory ({1})")]
+    MountPoint(String, String),
+    #[error(
+        "cannot mount on {at}: {source} (is FUSE available? /dev/fuse must exist, and non-root \
+         users need fusermount3 from the fuse3 package)"
+    )]
+    Fuse {
+        at: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A mounted view; unmounted when dropped.
+#[derive(Debug)]
+pub struct Mounted {
+    session: Option<fuser::BackgroundSession>,
+    at: std::path::PathBuf,
+}
+
+impl Mounted {
+    pub fn path(&self) -> &Path {
+        &self.at
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            debug!(at = %self.at.display(), "unmounting");
+            drop(s);
+        }
+    }
+}
+
+/// Clears a mount left at `at` by a process that died (its `stat` then
+/// fails with "transport endpoint is not connected"); returns whether one
+/// was there.
+pub fn clear_stale_mount(at: &Path) -> bool {
+    // The kernel may still answer `stat` from its cache; listing asks the
+    // (dead) filesystem.
+    let dead = |r: io::Result<()>| r.is_err_and(|e| e.raw_os_error() == Some(libc_enotconn()));
+    match dead(std::fs::metadata(at).map(drop)) || dead(std::fs::read_dir(at).map(drop)) {
+        true => {
+            warn!(at = %at.display(), "a stale mount from an earlier run is there; unmounting it");
+            for cmd in [
+                vec!["fusermount3", "-u", "-z"],
+                vec!["fusermount", "-u", "-z"],
+                vec!["umount", "-l"],
+            ] {
+                let ok = std::process::Command::new(cmd[0])
+                    .args(&cmd[1..])
+                    .arg(at)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    break;
+                }
+            }
+            true
+        }
+        false => false,
+    }
+}
+
+/// `ENOTCONN` on Linux.
+const fn libc_enotconn() -> i32 {
+    107
+}
+
+/// Mounts the view of `source` on `at` (an empty directory; a stale mount
+/// there is cleared first) in background threads.
+pub fn mount(source: Arc<dyn Source>, at: &Path, opts: &Options) -> Result<Mounted, MountError> {
+    clear_stale_mount(at);
+    let shown = at.display().to_string();
+    match std::fs::read_dir(at) {
+        Ok(mut d) => {
+            if d.next().is_some() {
+                return Err(MountError::MountPoint(shown, "it is not empty".into()));
+            }
+        }
+        Err(e) => return Err(MountError::MountPoint(shown, e.to_string())),
+    }
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::NoExec,
+        MountOption::NoAtime,
+        MountOption::DefaultPermissions,
+        MountOption::FSName("hypernar".into()),
+        MountOption::Subtype("hypernar".into()),
+    ];
+    if opts.allow_other {
+        config.acl = SessionACL::All;
+    }
+    config.n_threads = Some(opts.threads.max(1));
+    let view = View::new(source, opts);
+    let session = fuser::spawn_mount(view, at, &config)
+        .map_err(|source| MountError::Fuse { at: shown, source })?;
+    Ok(Mounted {
+        session: Some(session),
+        at: at.to_path_buf(),
+    })
+}

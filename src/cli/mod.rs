@@ -6,6 +6,7 @@ mod demo;
 mod feeds;
 mod fetch;
 mod keygen;
+mod mount;
 mod progress;
 mod publish;
 mod release;
@@ -49,6 +50,8 @@ pub enum Command {
     CatNar(cat_nar::Args),
     /// Seed this data directory's feeds and replicate trusted publishers.
     Serve(serve::Args),
+    /// Mount a read-only view of the binary cache (FUSE), decrypted on read.
+    Mount(mount::Args),
     /// Fetch a path's NAR from peers, verified and decrypted, to stdout.
     Fetch(fetch::Args),
     /// List the feeds in a data directory with their tokens.
@@ -63,6 +66,7 @@ pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
         Command::Release(a) => release::run(a).await,
         Command::CatNar(a) => cat_nar::run(a).await,
         Command::Serve(a) => serve::run(a).await,
+        Command::Mount(a) => mount::run(a).await,
         Command::Fetch(a) => fetch::run(a).await,
         Command::Feeds(a) => feeds::run(a).await,
     }

@@ -52,8 +52,8 @@ pub struct Args {
     /// Address of the binary-cache HTTP API for Nix, or `none`. Anything but
     /// loopback needs --http-allow: whoever reaches the port can read every
     /// path this node can decrypt
-    #[arg(long, value_name = "ADDR|none", default_value_t = format!("127.0.0.1:{DEFAULT_HTTP_PORT}"))]
-    http: String,
+    #[arg(long, value_name = "ADDR|none", default_value_t = default_http())]
+    pub(super) http: String,
     /// Clients allowed to use the HTTP API besides loopback (CIDR, repeatable)
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     http_allow: Vec<ipnet::IpNet>,
@@ -88,9 +88,27 @@ pub struct Args {
     /// (connections this node dials do not count)
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
+    /// Also mount a read-only view of the binary cache on DIR (FUSE):
+    /// nix-cache-info, <hash>.narinfo and nar/ for every path whose key
+    /// this node holds, decrypted as they are read (nothing decrypted is
+    /// written to disk). Nix reads it as `file://DIR`
+    #[arg(long, value_name = "DIR")]
+    pub(super) mount: Option<std::path::PathBuf>,
+    /// Let other users read the mount (a nix-daemon reads as root); a
+    /// non-root user needs `user_allow_other` in /etc/fuse.conf
+    #[arg(long)]
+    mount_allow_other: bool,
+    /// MiB of decrypted segments the mount keeps in memory
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    mount_cache: usize,
     /// Most peer connections accepted at once from one IP address
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
     max_connections_per_ip: usize,
+}
+
+/// The HTTP API's address unless told otherwise.
+pub fn default_http() -> String {
+    format!("127.0.0.1:{DEFAULT_HTTP_PORT}")
 }
 
 /// Prints a status line; a closed stdout must not stop a long-running node.
@@ -188,11 +206,37 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             (false, false) => say(&format!("upstream: {bases} (fallback only)")),
         }
     }
+    let mounted = match &args.mount {
+        Some(at) => {
+            let source = hypernar_fetcher::mount::NodeSource::new(
+                node.clone(),
+                tokio::runtime::Handle::current(),
+                std::time::Duration::from_secs(args.peer_deadline.max(1)),
+            );
+            let opts = hypernar_fuse_store::Options {
+                allow_other: args.mount_allow_other,
+                cache_bytes: args.mount_cache.saturating_mul(1 << 20),
+                ..Default::default()
+            };
+            let at = std::path::absolute(at)?;
+            let m = hypernar_fuse_store::mount(source, &at, &opts)?;
+            say(&format!(
+                "hypernar serve: binary cache view mounted at {} (Nix: file://{})",
+                at.display(),
+                at.display()
+            ));
+            Some(m)
+        }
+        None => None,
+    };
     for id in &args.trust {
         say(&format!("trusting {id}"));
     }
     shutdown_signal().await;
     say("hypernar serve: shutting down");
+    // Unmount first: reads in flight end (at worst at the deadline) while
+    // the node still answers them.
+    drop(mounted);
     node.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

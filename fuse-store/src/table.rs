@@ -1,0 +1,226 @@
+//! Inodes and names of the view: five fixed ones, then two per path (its
+//! narinfo and its NAR), by the order the path was first seen. Paths only
+//! ever appear, so an inode, once given, always means the same file.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::PathInfo;
+
+pub const ROOT: u64 = 1;
+pub const CACHE_INFO: u64 = 2;
+pub const NAR_DIR: u64 = 3;
+pub const LOG_DIR: u64 = 4;
+pub const REALISATIONS_DIR: u64 = 5;
+/// The narinfo of path slot `s` is `FIRST + 2s`, its NAR `FIRST + 2s + 1`.
+pub const FIRST: u64 = 16;
+
+/// Entries of the root before the narinfos: `.`, `..`, then these.
+const ROOT_FIXED: [(u64, bool, &str); 4] = [
+    (CACHE_INFO, false, "nix-cache-info"),
+    (NAR_DIR, true, "nar"),
+    (LOG_DIR, true, "log"),
+    (REALISATIONS_DIR, true, "realisations"),
+];
+
+/// What an inode is.
+#[derive(Debug, Clone)]
+pub enum Node {
+    Dir(u64),
+    CacheInfo,
+    NarInfo(Arc<PathInfo>),
+    Nar(Arc<PathInfo>),
+}
+
+/// The path slot of a narinfo or NAR inode.
+pub fn slot_of(ino: u64) -> Option<usize> {
+    ino.checked_sub(FIRST)
+        .and_then(|i| usize::try_from(i / 2).ok())
+}
+
+/// Every path the view has shown, by slot.
+#[derive(Debug, Default)]
+pub struct Table {
+    generation: Option<u64>,
+    paths: Vec<Arc<PathInfo>>,
+    by_hash: HashMap<String, usize>,
+    by_nar: HashMap<String, usize>,
+}
+
+impl Table {
+    /// The source generation this table reflects.
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
+    }
+
+    /// Takes in the source's paths at `generation`: new ones get the next
+    /// slots; known ones keep theirs.
+    pub fn refresh(&mut self, generation: u64, paths: Vec<PathInfo>) {
+        for p in paths {
+            if self.by_hash.contains_key(&p.hash) || self.by_nar.contains_key(&p.nar_name) {
+                continue;
+            }
+            let slot = self.paths.len();
+            self.by_hash.insert(p.hash.clone(), slot);
+            self.by_nar.insert(p.nar_name.clone(), slot);
+            self.paths.push(Arc::new(p));
+        }
+        self.generation = Some(generation);
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// The inode of `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &str) -> Option<(u64, Node)> {
+        let ino = match parent {
+            ROOT => match ROOT_FIXED.iter().find(|(_, _, n)| *n == name) {
+                Some((ino, _, _)) => *ino,
+                None => {
+                    let slot = *self.by_hash.get(name.strip_suffix(".narinfo")?)?;
+                    FIRST + 2 * slot as u64
+                }
+            },
+            NAR_DIR => FIRST + 2 * *self.by_nar.get(name)? as u64 + 1,
+            _ => return None,
+        };
+        Some((ino, self.node(ino)?))
+    }
+
+    /// What inode `ino` is, if it is anything.
+    pub fn node(&self, ino: u64) -> Option<Node> {
+        match ino {
+            ROOT | NAR_DIR | LOG_DIR | REALISATIONS_DIR => Some(Node::Dir(ino)),
+            CACHE_INFO => Some(Node::CacheInfo),
+            _ => {
+                let p = self.paths.get(slot_of(ino)?)?.clone();
+                Some(if (ino - FIRST).is_multiple_of(2) {
+                    Node::NarInfo(p)
+                } else {
+                    Node::Nar(p)
+                })
+            }
+        }
+    }
+
+    /// Entry `i` of directory `dir` (`.` and `..` first): its inode, whether
+    /// it is a directory, and its name; `None` past the end. `None` from
+    /// [`Self::entry_count`] means `dir` is not a directory.
+    pub fn entry(&self, dir: u64, i: usize) -> Option<(u64, bool, Cow<'_, str>)> {
+        match i {
+            0 => return Some((dir, true, ".".into())),
+            1 => return Some((ROOT, true, "..".into())),
+            _ => {}
+        }
+        let i = i - 2;
+        match dir {
+            ROOT => match ROOT_FIXED.get(i) {
+                Some(&(ino, is_dir, name)) => Some((ino, is_dir, name.into())),
+                None => {
+                    let slot = i - ROOT_FIXED.len();
+                    let p = self.paths.get(slot)?;
+                    Some((
+                        FIRST + 2 * slot as u64,
+                        false,
+                        format!("{}.narinfo", p.hash).into(),
+                    ))
+                }
+            },
+            NAR_DIR => {
+                let p = self.paths.get(i)?;
+                Some((FIRST + 2 * i as u64 + 1, false, p.nar_name.as_str().into()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `ino` is a directory.
+    pub fn is_dir(&self, ino: u64) -> bool {
+        matches!(ino, ROOT | NAR_DIR | LOG_DIR | REALISATIONS_DIR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(hash: &str, size: u64) -> PathInfo {
+        PathInfo {
+            hash: hash.into(),
+            nar_name: format!("{hash}-nar.nar"),
+            narinfo: format!("StorePath: /nix/store/{hash}-x\n"),
+            nar_size: size,
+            segment_size: 4096,
+        }
+    }
+
+    #[test]
+    fn inodes_are_stable_as_paths_appear() {
+        let mut t = Table::default();
+        t.refresh(1, vec![path("aaa", 1), path("bbb", 2)]);
+        let (a, _) = t.lookup(ROOT, "aaa.narinfo").unwrap();
+        let (b_nar, node) = t.lookup(NAR_DIR, "bbb-nar.nar").unwrap();
+        assert!(matches!(node, Node::Nar(p) if p.nar_size == 2));
+        // A new generation lists the paths in another order, plus one.
+        t.refresh(2, vec![path("ccc", 3), path("bbb", 2), path("aaa", 1)]);
+        assert_eq!(t.lookup(ROOT, "aaa.narinfo").unwrap().0, a);
+        assert_eq!(t.lookup(NAR_DIR, "bbb-nar.nar").unwrap().0, b_nar);
+        assert_eq!(t.len(), 3);
+        assert!(matches!(t.node(a), Some(Node::NarInfo(p)) if p.hash == "aaa"));
+        assert_eq!(slot_of(b_nar), Some(1));
+    }
+
+    #[test]
+    fn names_that_are_not_there() {
+        let mut t = Table::default();
+        t.refresh(1, vec![path("aaa", 1)]);
+        for (dir, name) in [
+            (ROOT, "bbb.narinfo"),
+            (ROOT, "aaa"),
+            (ROOT, "aaa-nar.nar"),
+            (NAR_DIR, "aaa.narinfo"),
+            (LOG_DIR, "aaa.narinfo"),
+            (FIRST, "x"),
+            (ROOT, ""),
+        ] {
+            assert!(t.lookup(dir, name).is_none(), "{dir} {name}");
+        }
+        assert!(t.node(FIRST + 2).is_none());
+        assert!(t.node(0).is_none());
+        assert!(t.node(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn listings_hold_every_entry_once() {
+        let mut t = Table::default();
+        t.refresh(1, (0..1000).map(|i| path(&format!("h{i}"), i)).collect());
+        let names: Vec<String> = (0..)
+            .map_while(|i| t.entry(ROOT, i))
+            .map(|(_, _, n)| n.into_owned())
+            .collect();
+        assert_eq!(names.len(), 2 + 4 + 1000);
+        assert_eq!(
+            &names[..6],
+            [".", "..", "nix-cache-info", "nar", "log", "realisations"]
+        );
+        assert_eq!(names[6], "h0.narinfo");
+        for (i, name) in names.iter().enumerate().skip(6) {
+            let (ino, _) = t.lookup(ROOT, name).unwrap();
+            assert_eq!(t.entry(ROOT, i).unwrap().0, ino);
+        }
+        let nars = (0..).map_while(|i| t.entry(NAR_DIR, i)).count();
+        assert_eq!(nars, 2 + 1000);
+        assert_eq!((0..).map_while(|i| t.entry(LOG_DIR, i)).count(), 2);
+        assert!(
+            t.entry(FIRST, 0).is_some_and(|(_, d, _)| d),
+            ". of anything"
+        );
+        assert!(t.entry(FIRST, 2).is_none());
+    }
+}

@@ -1,0 +1,424 @@
+//! The FUSE view (`serve --mount`, `hypernar mount`) on a real FUSE mount:
+//! the layout Nix's file:// store needs, NAR bytes at any offset against
+//! the original NAR, concurrent readers, EIO (not a hang) when the blocks
+//! cannot be had, a clean unmount on SIGTERM and a stale mount cleared,
+//! and no plaintext left on disk.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hypernar_feed::format::narinfo::{Compression, NarInfo};
+use hypernar_publisher::sample::demo_paths;
+
+use crate::util::*;
+
+pub(crate) fn fuse_available() -> bool {
+    Path::new("/dev/fuse").exists()
+        && (std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout == b"0\n")
+            || std::process::Command::new("fusermount3")
+                .arg("-V")
+                .output()
+                .is_ok())
+}
+
+fn is_mounted(at: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(at.to_str().unwrap()))
+}
+
+/// A `serve --mount` whose drop stops it with SIGTERM (a clean unmount),
+/// and lazily unmounts what is left if that failed.
+pub(crate) struct Mounted {
+    serve: Option<Serve>,
+    at: PathBuf,
+}
+
+impl Mounted {
+    pub(crate) fn start(data: &Path, at: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let mut args = vec!["--mount", s(at), "--http", "none"];
+        args.extend_from_slice(extra);
+        let mut env = env.to_vec();
+        env.push(("RUST_LOG", "hypernar_fetcher=info,hypernar_fuse_store=info"));
+        let serve = serve(data, &args, &env);
+        let until = Instant::now() + Duration::from_secs(20);
+        while !at.join("nix-cache-info").exists() {
+            assert!(
+                Instant::now() < until,
+                "not mounted within 20 s: {}",
+                std::fs::read_to_string(&serve.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mounted {
+            serve: Some(serve),
+            at: at.to_owned(),
+        }
+    }
+
+    /// SIGTERM, then the exit status and the time it took.
+    fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut serve = self.serve.take().unwrap();
+        let t = Instant::now();
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(serve.child.id() as i32, libc::SIGTERM);
+        }
+        let status = serve.child.wait().unwrap();
+        (status, t.elapsed())
+    }
+
+    /// Waits until every path of `w` is listed (the index and keys have
+    /// replicated).
+    pub(crate) fn wait_for(&self, w: &World) {
+        let until = Instant::now() + Duration::from_secs(20);
+        for p in &w.written {
+            let name = format!("{}.narinfo", p.info.store_path.hash_part());
+            while !self.at.join(&name).exists() {
+                assert!(
+                    Instant::now() < until,
+                    "{name} never appeared: {}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        self.serve
+            .as_ref()
+            .map(|s| std::fs::read_to_string(&s.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.serve.is_some() {
+            self.stop();
+        }
+        if is_mounted(&self.at) {
+            let _ = std::process::Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.at)
+                .status();
+        }
+    }
+}
+
+/// The demo paths, a 3 MiB path of noise and one with a marker planted,
+/// published with 4 KiB segments (reads cross many segment boundaries).
+fn world() -> World {
+    let mut paths = demo_paths();
+    paths.push(raw("noise", noise(3 << 20, 9), Compression::Zstd, &[]));
+    paths.push(raw("marked", MARKER.repeat(20_000), Compression::Zstd, &[]));
+    let w = World::new(&paths);
+    w.publish_ok(&["--all", "--segment-size", "4096"]);
+    w
+}
+
+/// Planted in the sample data; must never be found on disk in plain.
+const MARKER: &[u8] = b"hypernar-plaintext-marker-7f3a9c ";
+
+fn nar_path(at: &Path, w: &World, name: &str) -> PathBuf {
+    let hash = w.path(name).info.store_path.hash_part().to_owned();
+    let text = std::fs::read(at.join(format!("{hash}.narinfo"))).unwrap();
+    let info = NarInfo::parse(&text).unwrap();
+    assert_eq!(info.compression, Compression::None);
+    at.join(&info.url)
+}
+
+#[test]
+fn the_mount_is_a_binary_cache_whose_nars_equal_the_originals_at_any_offset() {
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    let w = world();
+    let id = identity(&w);
+    let at = w.tmp.path().join("mnt");
+    let m = Mounted::start(&w.data, &at, &["--trust", &id], &[]);
+    m.wait_for(&w);
+
+    // The layout Nix's file:// store needs, read-only.
+    let cache_info = std::fs::read_to_string(at.join("nix-cache-info")).unwrap();
+    assert!(cache_info.contains("StoreDir: /nix/store"), "{cache_info}");
+    for dir in ["nar", "log", "realisations"] {
+        assert!(at.join(dir).is_dir(), "{dir}/ is missing");
+    }
+    let err = std::fs::write(at.join("new-file"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    // Every path is listed, with the right size, without reading a NAR.
+    let names: Vec<String> = std::fs::read_dir(&at)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for p in &w.written {
+        let name = format!("{}.narinfo", p.info.store_path.hash_part());
+        assert!(names.contains(&name), "{name} not listed: {names:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(at.join("nar")).unwrap().count(),
+        w.written.len()
+    );
+    for p in &w.written {
+        let name = p.info.store_path.name();
+        let nar = nar_path(&at, &w, name);
+        assert_eq!(
+            std::fs::metadata(&nar).unwrap().len(),
+            p.nar.len() as u64,
+            "{name}"
+        );
+        // The narinfo keeps the publisher's signatures.
+        let hash = p.info.store_path.hash_part().to_owned();
+        let served =
+            NarInfo::parse(&std::fs::read(at.join(format!("{hash}.narinfo"))).unwrap()).unwrap();
+        assert_eq!(served.sigs, p.info.sigs);
+        assert_eq!(served.nar_hash, p.info.nar_hash);
+        // Whole.
+        assert!(std::fs::read(&nar).unwrap() == p.nar, "{name}: NAR differs");
+    }
+
+    // Reads at offsets around segment boundaries, and at random, on a
+    // fresh open each (no help from sequential read-ahead).
+    let original = &w.path("noise").nar;
+    let nar = nar_path(&at, &w, "noise");
+    let len = original.len() as u64;
+    let mut offsets: Vec<(u64, usize)> = Vec::new();
+    for seg in [0u64, 1, 2, 100, 767] {
+        for delta in [-1i64, 0, 1] {
+            let o = (seg * 4096).saturating_add_signed(delta);
+            for n in [1usize, 4095, 4096, 4097, 12_289] {
+                offsets.push((o, n));
+            }
+        }
+    }
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        offsets.push((x % len, (x >> 32) as usize % 70_000 + 1));
+    }
+    offsets.push((len - 1, 10));
+    offsets.push((len, 10));
+    offsets.push((len + 4096, 10));
+    for (o, n) in offsets {
+        let mut f = std::fs::File::open(&nar).unwrap();
+        f.seek(SeekFrom::Start(o)).unwrap();
+        let mut buf = Vec::new();
+        f.take(n as u64).read_to_end(&mut buf).unwrap();
+        let lo = (o as usize).min(original.len());
+        let hi = (lo + n).min(original.len());
+        assert!(buf == original[lo..hi], "bytes {o}+{n} differ");
+    }
+
+    // Many readers at once, of the same and of different files.
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let (w, at) = (&w, &at);
+            scope.spawn(move || {
+                let name = if t % 2 == 0 { "noise" } else { "marked" };
+                let original = &w.path(name).nar;
+                let nar = nar_path(at, w, name);
+                let mut f = std::fs::File::open(&nar).unwrap();
+                let mut x = t + 1;
+                for _ in 0..100 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let o = (x >> 20) % original.len() as u64;
+                    let n = ((x >> 8) % 20_000 + 1) as usize;
+                    let mut buf = vec![0; n];
+                    let got = std::os::unix::fs::FileExt::read_at(&f, &mut buf, o).unwrap();
+                    let hi = (o as usize + n).min(original.len());
+                    assert!(buf[..got] == original[o as usize..hi], "{name}: {o}+{n}");
+                    let _ = f.seek(SeekFrom::Start(0));
+                }
+            });
+        }
+    });
+    drop(m);
+}
+
+#[test]
+fn sigterm_unmounts_cleanly_and_a_stale_mount_is_cleared_at_the_next_start() {
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    let w = world();
+    let id = identity(&w);
+    let at = w.tmp.path().join("mnt");
+    let mut m = Mounted::start(&w.data, &at, &["--trust", &id], &[]);
+    assert!(is_mounted(&at));
+    let (status, took) = m.stop();
+    assert!(status.success(), "serve exited with {status}");
+    assert!(!is_mounted(&at), "still mounted after SIGTERM");
+    eprintln!("unmounted and exited {took:?} after SIGTERM");
+
+    // A crash (SIGKILL) leaves the mount behind, dead.
+    let mut crashed = Mounted::start(&w.data, &at, &["--trust", &id], &[]);
+    let mut serve = crashed.serve.take().unwrap();
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+    std::mem::forget(crashed); // no clean-up: the mount stays, stale
+    assert!(is_mounted(&at));
+    let err = std::fs::read_dir(&at).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    let next = Mounted::start(&w.data, &at, &["--trust", &id], &[]);
+    next.wait_for(&w);
+    assert!(next.log().contains("stale mount"), "{}", next.log());
+    assert!(std::fs::read(nar_path(&at, &w, "noise")).unwrap() == w.path("noise").nar);
+
+    // A busy or missing mount point is a clear error.
+    let missing = w.tmp.path().join("no-such-dir/mnt2");
+    let out = hypernar(&[
+        "serve",
+        "--data",
+        s(&w.tmp.path().join("other")),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "none",
+        "--mount",
+        s(&missing),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mount point"), "{err}");
+}
+
+#[test]
+fn a_read_whose_blocks_cannot_be_had_fails_with_eio_within_the_deadline() {
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    let w = world();
+    let id = identity(&w);
+    // The only peer answers 64 KiB of blocks per feed (the index and the
+    // keys), then nothing.
+    let seed = serve(
+        &w.data,
+        &["--http", "none"],
+        &[("HYPERNAR_FAULT_SILENT_AFTER_BYTES", "65536")],
+    );
+    let user = w.tmp.path().join("user");
+    let at = w.tmp.path().join("mnt");
+    let m = Mounted::start(
+        &user,
+        &at,
+        &["--trust", &id, "--peer", &seed.addr, "--peer-deadline", "3"],
+        &[],
+    );
+    let hash = w.path("noise").info.store_path.hash_part().to_owned();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !at.join(format!("{hash}.narinfo")).exists() {
+        assert!(
+            Instant::now() < until,
+            "narinfo never appeared: {}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let nar = nar_path(&at, &w, "noise");
+    let t = Instant::now();
+    let r = std::fs::read(&nar);
+    let took = t.elapsed();
+    let err = r.expect_err("the read succeeded without the blocks");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(took < Duration::from_secs(15), "EIO only after {took:?}");
+    eprintln!("EIO after {took:?}");
+    assert!(m.log().contains("read failed"), "{}", m.log());
+}
+
+/// Every file under `dir` (not following links) modified since `since`,
+/// skipping `except`.
+fn files(dir: &Path, except: &Path, since: std::time::SystemTime, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.starts_with(except) {
+            continue;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() => files(&p, except, since, out),
+            Ok(t)
+                if t.is_file()
+                    && e.metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|m| m >= since) =>
+            {
+                out.push(p)
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn nothing_decrypted_reaches_the_disk() {
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    let since = std::time::SystemTime::now() - Duration::from_secs(1);
+    let w = world();
+    let id = identity(&w);
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let user = w.tmp.path().join("user");
+    let at = w.tmp.path().join("mnt");
+    let m = Mounted::start(&user, &at, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let hash = w.path("marked").info.store_path.hash_part().to_owned();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !at.join(format!("{hash}.narinfo")).exists() {
+        assert!(
+            Instant::now() < until,
+            "narinfo never appeared: {}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let nar = std::fs::read(nar_path(&at, &w, "marked")).unwrap();
+    assert!(nar == w.path("marked").nar);
+    drop(m);
+    // The marker was read in plain through the mount; it must not be in
+    // any file of the node's data directory, nor in any file written to
+    // /tmp since the test began (but the sample cache, which holds it
+    // zstd-compressed, and the publisher's own data directory).
+    let mut all = Vec::new();
+    files(&user, &at, since, &mut all);
+    files(Path::new("/tmp"), &at, since, &mut all);
+    let needle = &MARKER[..MARKER.len() - 1];
+    let mut scanned = 0;
+    for f in all {
+        // Sample caches (this test's and those of tests running beside
+        // it) hold the marker as written: the first copy of it stays
+        // literal in their zstd files.
+        let sample_cache = f.components().any(|c| c.as_os_str() == "cache")
+            && f.to_string_lossy().starts_with("/tmp/hypernar-test-");
+        if sample_cache || f.starts_with(&w.data) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
+        scanned += 1;
+        assert!(
+            !bytes.windows(needle.len()).any(|win| win == needle),
+            "plaintext in {}",
+            f.display()
+        );
+    }
+    assert!(scanned > 5, "only {scanned} files scanned");
+}
