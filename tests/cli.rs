@@ -212,7 +212,11 @@ fn cat_nar_fails_clearly_on_unknown_paths_and_tampered_blocks() {
 
 #[test]
 fn help_teaches_each_command() {
-    for cmd in ["publish", "release", "cat-nar", "keygen", "demo"] {
+    // Every command, so a clap definition that only fails when built (two
+    // flattened `Args` once made `mount --help` panic) is caught here.
+    for cmd in [
+        "publish", "release", "cat-nar", "keygen", "demo", "serve", "mount", "fetch", "feeds",
+    ] {
         let out = ok(&[cmd, "--help"]);
         assert!(out.len() > 300, "{cmd} --help is thin: {out}");
     }

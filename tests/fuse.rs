@@ -422,3 +422,58 @@ fn nothing_decrypted_reaches_the_disk() {
     }
     assert!(scanned > 5, "only {scanned} files scanned");
 }
+
+#[test]
+fn hypernar_mount_is_serve_with_a_mount_and_no_http_api() {
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    let w = world();
+    let id = identity(&w);
+    let at = w.tmp.path().join("mnt");
+    std::fs::create_dir_all(&at).unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "mount",
+            s(&at),
+            "--data",
+            s(&w.data),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--upstream", "none", "--trust", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let until = Instant::now() + Duration::from_secs(20);
+    while !at
+        .join(format!(
+            "{}.narinfo",
+            w.path("noise").info.store_path.hash_part()
+        ))
+        .exists()
+    {
+        assert!(Instant::now() < until, "not mounted within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read(nar_path(&at, &w, "noise")).unwrap() == w.path("noise").nar);
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    for l in lines.by_ref() {
+        out.push_str(&l.unwrap());
+        out.push('\n');
+    }
+    assert!(out.contains("mounted at"), "{out}");
+    assert!(
+        !out.contains("binary cache for Nix at http"),
+        "an HTTP API was started: {out}"
+    );
+    assert!(!is_mounted(&at), "still mounted after SIGTERM");
+}

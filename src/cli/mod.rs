@@ -51,7 +51,7 @@ pub enum Command {
     /// Seed this data directory's feeds and replicate trusted publishers.
     Serve(serve::Args),
     /// Mount a read-only view of the binary cache (FUSE), decrypted on read.
-    Mount(mount::Args),
+    Mount(mount::MountArgs),
     /// Fetch a path's NAR from peers, verified and decrypted, to stdout.
     Fetch(fetch::Args),
     /// List the feeds in a data directory with their tokens.

@@ -24,14 +24,14 @@ use std::process::ExitCode;
 ///   nix-store --realise --option substituters file:///mnt/hypernar /nix/store/…
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
-pub struct Args {
+pub struct MountArgs {
     /// Where to mount (an empty directory)
     mountpoint: PathBuf,
     #[command(flatten)]
     serve: super::serve::Args,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     let mut serve = args.serve;
     if serve.mount.is_some() {
         anyhow::bail!(

@@ -74,7 +74,8 @@ pub struct Args {
     #[arg(long)]
     no_proxy: bool,
     /// Seconds a block of a NAR being sent to Nix may take before the rest
-    /// of that NAR comes from upstream
+    /// of that NAR comes from upstream (on the mount: before the read
+    /// fails with EIO)
     #[arg(long, value_name = "SECS", default_value_t = HttpLimits::default().block_deadline.as_secs())]
     peer_deadline: u64,
     /// Most HTTP connections open at once; more are closed on arrival
