@@ -18,13 +18,14 @@ use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use hypercore_protocol::{discovery_key, CommandTx, Event};
 use hypernar_feed::format::identity::Identity;
-use hypernar_feed::format::record::{FeedRole, Record};
 use hypernar_feed::store::{FeedStore, StoreError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+mod follow;
 
 use crate::hub::{self, HubEvent, HubHandle, PeerId};
 use crate::publishers::Publishers;
@@ -523,100 +524,6 @@ impl Node {
         self.inner.publishers.add(id);
         self.spawn(self.clone().follow_index(id, index));
         Ok(())
-    }
-
-    async fn follow_index(self, id: Identity, index: HubHandle) {
-        let mut state = index.state();
-        let mut next = 0u64;
-        loop {
-            let contiguous = state.borrow_and_update().contiguous;
-            while next < contiguous {
-                let block = match index.get(next).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        warn!(%e, "reading index block");
-                        break;
-                    }
-                };
-                match Record::decode(&block) {
-                    Ok(Record::Feed(decl)) => {
-                        if let Ok(key) = VerifyingKey::from_bytes(&decl.public_key) {
-                            let eager = match decl.role {
-                                FeedRole::Keys => true,
-                                FeedRole::Data => self.inner.mirror,
-                                FeedRole::Index => false,
-                            };
-                            match self.add_feed(&key, eager).await {
-                                Ok(hub) if decl.role == FeedRole::Keys => {
-                                    self.spawn(self.clone().follow_keys(id, hub));
-                                }
-                                Ok(_) => {}
-                                Err(e) => warn!(%e, "adding a declared feed"),
-                            }
-                        }
-                        self.inner.publishers.apply(&id, next, Record::Feed(decl));
-                    }
-                    Ok(Record::WebSeeds(list)) => {
-                        self.inner.web_seeds.learn(&id.to_bytes(), &list.urls);
-                        self.inner
-                            .publishers
-                            .apply(&id, next, Record::WebSeeds(list));
-                    }
-                    Ok(record) => self.inner.publishers.apply(&id, next, record),
-                    Err(e) => {
-                        warn!(publisher = %id, seq = next, %e, "malformed index record skipped")
-                    }
-                }
-                next += 1;
-            }
-            if state.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// A feed given by key alone: once its header arrives, follow its key
-    /// releases if it is a key feed of a trusted publisher.
-    async fn follow_if_keys(self, hub: HubHandle) {
-        if hub.want(0, 1).await.is_err() {
-            return;
-        }
-        let Ok(Ok(Record::Header(h))) = hub.get(0).await.map(|b| Record::decode(&b)) else {
-            return;
-        };
-        if h.role != FeedRole::Keys {
-            return;
-        }
-        match Identity::from_bytes(&h.publisher) {
-            Ok(id) if self.inner.publishers.is_trusted(&id) => {
-                self.follow_keys(id, hub).await;
-            }
-            _ => {}
-        }
-    }
-
-    /// Reads key releases from a key feed as they arrive.
-    pub(crate) async fn follow_keys(self, id: Identity, keys: HubHandle) {
-        let mut state = keys.state();
-        let mut next = 1u64; // block 0 is the header
-        loop {
-            let contiguous = state.borrow_and_update().contiguous;
-            while next < contiguous {
-                match keys.get(next).await.map(|b| Record::decode(&b)) {
-                    Ok(Ok(Record::Key(release))) => self.inner.publishers.add_key(&id, release),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => warn!(seq = next, %e, "malformed key record skipped"),
-                    Err(e) => {
-                        warn!(%e, "reading key feed");
-                        break;
-                    }
-                }
-                next += 1;
-            }
-            if state.changed().await.is_err() {
-                return;
-            }
-        }
     }
 
     fn is_banned(&self, addr: &str) -> bool {
