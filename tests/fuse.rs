@@ -320,16 +320,7 @@ fn a_read_whose_blocks_cannot_be_had_fails_with_eio_within_the_deadline() {
         &["--trust", &id, "--peer", &seed.addr, "--peer-deadline", "3"],
         &[],
     );
-    let hash = w.path("noise").info.store_path.hash_part().to_owned();
-    let until = Instant::now() + Duration::from_secs(20);
-    while !at.join(format!("{hash}.narinfo")).exists() {
-        assert!(
-            Instant::now() < until,
-            "narinfo never appeared: {}",
-            m.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    m.wait_for(&w);
     let nar = nar_path(&at, &w, "noise");
     let t = Instant::now();
     let r = std::fs::read(&nar);
@@ -379,16 +370,7 @@ fn nothing_decrypted_reaches_the_disk() {
     let user = w.tmp.path().join("user");
     let at = w.tmp.path().join("mnt");
     let m = Mounted::start(&user, &at, &["--trust", &id, "--peer", &seed.addr], &[]);
-    let hash = w.path("marked").info.store_path.hash_part().to_owned();
-    let until = Instant::now() + Duration::from_secs(20);
-    while !at.join(format!("{hash}.narinfo")).exists() {
-        assert!(
-            Instant::now() < until,
-            "narinfo never appeared: {}",
-            m.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    m.wait_for(&w);
     let nar = std::fs::read(nar_path(&at, &w, "marked")).unwrap();
     assert!(nar == w.path("marked").nar);
     drop(m);

@@ -312,6 +312,42 @@ fn assert_same_nars(closure: &[String], root: &Path, label: &str) {
     }
 }
 
+/// `nix copy --from base` and `nix-store --realise` with `base` as the only
+/// substituter, each into a fresh store, trusting `pk`; every path must
+/// equal the original.
+fn copy_and_realise(b: &Built, base: &str, pk: &str, xdg: &Path, label: &str) {
+    let store = b.tmp.path().join(format!("store-copy-{label}"));
+    let out = nix_run(&copy_args(b, base, &store, pk), xdg);
+    assert!(
+        out.status.success(),
+        "{label}: nix copy --from {base} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_nars(&b.closure, &store, &format!("{label}: nix copy"));
+
+    let store = b.tmp.path().join(format!("store-realise-{label}"));
+    let mut args = vec![
+        "nix-store",
+        "--store",
+        s(&store),
+        "--realise",
+        "--option",
+        "substituters",
+        base,
+        "--option",
+        "trusted-public-keys",
+        pk.trim(),
+    ];
+    args.extend(b.roots.iter().map(String::as_str));
+    let out = nix_run(&args, xdg);
+    assert!(
+        out.status.success(),
+        "{label}: nix-store --realise failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_nars(&b.closure, &store, &format!("{label}: nix-store --realise"));
+}
+
 /// Publishes the closure of `b`'s roots from its zstd cache; returns the
 /// data directory and the publisher's identity.
 fn publish_closure(b: &Built, extra: &[&str]) -> (std::path::PathBuf, String) {
@@ -394,38 +430,9 @@ fn nix_substitutes_a_closure_from_serve_over_http() {
         "nix copy with an untrusted key: {err}"
     );
 
-    // nix copy --from hypernar, signatures checked against the original key.
-    let store = b.tmp.path().join("store-copy");
-    let out = nix_run(&copy_args(&b, &base, &store, &pk), &xdg);
-    assert!(
-        out.status.success(),
-        "nix copy --from {base} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_same_nars(&b.closure, &store, "nix copy");
-
-    // nix-store --realise with hypernar as the only substituter.
-    let store = b.tmp.path().join("store-realise");
-    let mut args = vec![
-        "nix-store",
-        "--store",
-        s(&store),
-        "--realise",
-        "--option",
-        "substituters",
-        &base,
-        "--option",
-        "trusted-public-keys",
-        pk.trim(),
-    ];
-    args.extend(b.roots.iter().map(String::as_str));
-    let out = nix_run(&args, &xdg);
-    assert!(
-        out.status.success(),
-        "nix-store --realise failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_same_nars(&b.closure, &store, "nix-store --realise");
+    // nix copy --from hypernar and nix-store --realise with hypernar as
+    // the only substituter, signatures checked against the original key.
+    copy_and_realise(&b, &base, &pk, &xdg, "http");
 }
 
 /// Runs `args` like [`nix_run`], killing it after `secs` (then it hung).
@@ -714,35 +721,6 @@ fn nix_substitutes_from_the_fuse_view_as_a_file_cache() {
     let xdg = b.tmp.path().join("xdg");
     let base = format!("file://{}", at.display());
 
-    let store = b.tmp.path().join("store-copy");
-    let out = nix_run(&copy_args(&b, &base, &store, &pk), &xdg);
-    assert!(
-        out.status.success(),
-        "nix copy --from {base} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_same_nars(&b.closure, &store, "nix copy from the mount");
-
-    let store = b.tmp.path().join("store-realise");
-    let mut args = vec![
-        "nix-store",
-        "--store",
-        s(&store),
-        "--realise",
-        "--option",
-        "substituters",
-        &base,
-        "--option",
-        "trusted-public-keys",
-        pk.trim(),
-    ];
-    args.extend(b.roots.iter().map(String::as_str));
-    let out = nix_run(&args, &xdg);
-    assert!(
-        out.status.success(),
-        "nix-store --realise from the mount failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_same_nars(&b.closure, &store, "nix-store --realise from the mount");
+    copy_and_realise(&b, &base, &pk, &xdg, "mount");
     drop(m);
 }
