@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::env_num;
+use hypernar_feed::format::listing::Listing;
 use hypernar_fuse_store::{PathInfo, Source, SourceError};
 
 /// `n` made-up paths: 32-character hash parts, narinfos of a realistic
@@ -32,6 +33,9 @@ impl Source for Synthetic {
         Err("the listing benchmark reads no segment".into())
     }
     fn prefetch(&self, _path: &PathInfo, _from: u64, _to: u64) {}
+    fn listing(&self, _path: &PathInfo) -> Result<Arc<Listing>, SourceError> {
+        Err("the listing benchmark reads no NAR listing".into())
+    }
 }
 
 fn hash(i: usize) -> String {
@@ -80,6 +84,7 @@ fn main() {
                 "A".repeat(86)
             );
             PathInfo {
+                name: format!("{h}-path-{i}"),
                 hash: h,
                 nar_name,
                 narinfo,

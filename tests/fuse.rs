@@ -2,7 +2,8 @@
 //! the layout Nix's file:// store needs, NAR bytes at any offset against
 //! the original NAR, concurrent readers, EIO (not a hang) when the blocks
 //! cannot be had, a clean unmount on SIGTERM and a stale mount cleared,
-//! and no plaintext left on disk.
+//! no plaintext left on disk, and the lazy store view (`store/…`) against
+//! `nix-store --restore` of the same NARs, fetching only what it reads.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -42,7 +43,10 @@ pub(crate) struct Mounted {
 impl Mounted {
     pub(crate) fn start(data: &Path, at: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(at).unwrap();
-        let mut args = vec!["--mount", s(at), "--http", "none"];
+        let mut args = vec!["--mount", s(at)];
+        if !extra.contains(&"--http") {
+            args.extend(["--http", "none"]);
+        }
         args.extend_from_slice(extra);
         let mut env = env.to_vec();
         env.push(("RUST_LOG", "hypernar_fetcher=info,hypernar_fuse_store=info"));
@@ -458,4 +462,259 @@ fn hypernar_mount_is_serve_with_a_mount_and_no_http_api() {
         "an HTTP API was started: {out}"
     );
     assert!(!is_mounted(&at), "still mounted after SIGTERM");
+}
+
+/// Paths whose trees hold what a store view must get right: nested and
+/// empty directories, an executable, names with spaces and non-ASCII,
+/// relative, absolute and dangling symlinks, an empty file, a 1 MiB file
+/// before a small one; a path that is one executable file; one published
+/// as a build before listings would (listed by a scan of its NAR); and
+/// one whose NAR is not a NAR at all. 64 KiB segments.
+fn tree_world() -> (World, String) {
+    use hypernar_publisher::sample::{Contents, Node::*, SamplePath};
+    let f = |c: &[u8], x| tree_file(c.to_vec(), x);
+    let tricky = |extra: &str| {
+        Dir(vec![
+            (
+                "a".into(),
+                Dir(vec![(
+                    "b".into(),
+                    Dir(vec![("c".into(), f(b"deep\n", false))]),
+                )]),
+            ),
+            ("big".into(), f(&noise(1 << 20, 3), false)),
+            (
+                "bin".into(),
+                Dir(vec![
+                    ("run me".into(), f(b"#!/bin/sh\necho run\n", true)),
+                    ("ünïcødé ✓".into(), f("ü\n".as_bytes(), false)),
+                ]),
+            ),
+            ("dangling".into(), Symlink("does/not/exist".into())),
+            ("empty".into(), f(b"", false)),
+            ("empty dir".into(), Dir(vec![])),
+            (
+                "link-abs".into(),
+                Symlink("/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-x/bin".into()),
+            ),
+            ("link-rel".into(), Symlink("bin/run me".into())),
+            (
+                "small".into(),
+                f(b"a small file after a large one\n", false),
+            ),
+            (extra.into(), f(extra.as_bytes(), false)),
+        ])
+    };
+    let tree = |name: &str, node| SamplePath {
+        name: name.into(),
+        contents: Contents::Tree(node),
+        references: vec![],
+        compression: Compression::Zstd,
+    };
+    let w = World::new(&[
+        tree("tricky", tricky("new")),
+        tree("tricky-old", tricky("old")),
+        tree("single-file", f(b"#!/bin/sh\necho single\n", true)),
+        raw("opaque", noise(100_000, 4), Compression::Zstd, &[]),
+    ]);
+    let seg = ["--segment-size", "65536"];
+    let old = w.store_path("tricky-old");
+    let url = w.cache_url();
+    let mut args = w.publish_args(&url);
+    args.extend(seg);
+    args.push(&old);
+    let out = std::process::Command::new(bin())
+        .args(&args)
+        .env("HYPERNAR_FAULT_NO_LISTINGS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = w.publish(&["--all", seg[0], seg[1]]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("published without a listing"), "{log}");
+    let id = identity(&w);
+    (w, id)
+}
+
+/// Asserts the trees at `a` (restored by Nix) and `b` (the mount) hold the
+/// same names, kinds, executable bits, symlink targets and contents.
+fn same_tree(a: &Path, b: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let (ma, mb) = (
+        std::fs::symlink_metadata(a).unwrap(),
+        std::fs::symlink_metadata(b).unwrap_or_else(|e| panic!("{}: {e}", b.display())),
+    );
+    let ft = |m: &std::fs::Metadata| (m.is_dir(), m.is_file(), m.file_type().is_symlink());
+    assert_eq!(ft(&ma), ft(&mb), "{}", b.display());
+    if ma.file_type().is_symlink() {
+        assert_eq!(
+            std::fs::read_link(a).unwrap(),
+            std::fs::read_link(b).unwrap()
+        );
+    } else if ma.is_file() {
+        let x = |m: &std::fs::Metadata| m.permissions().mode() & 0o111 != 0;
+        assert_eq!(x(&ma), x(&mb), "executable bit of {}", b.display());
+        assert_eq!(ma.len(), mb.len(), "{}", b.display());
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{} differs",
+            b.display()
+        );
+    } else {
+        let names = |d: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let (na, nb) = (names(a), names(b));
+        assert_eq!(na, nb, "{}", b.display());
+        for n in na {
+            same_tree(&a.join(&n), &b.join(&n));
+        }
+    }
+}
+
+fn nix_restore(nar: &[u8], to: &Path) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nix-store")
+        .arg("--restore")
+        .arg(to)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nix-store (Debian package nix-bin)");
+    child.stdin.take().unwrap().write_all(nar).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn the_store_view_equals_nix_store_restore_of_each_nar() {
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    if std::process::Command::new("nix-store")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip_or_fail("nix-store (Debian package nix-bin)");
+    }
+    let (w, id) = tree_world();
+    let at = w.tmp.path().join("mnt");
+    let m = Mounted::start(&w.data, &at, &["--trust", &id], &[]);
+    m.wait_for(&w);
+    let store = at.join("store");
+    let mut listed: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    listed.sort();
+    let mut want: Vec<String> = w
+        .written
+        .iter()
+        .map(|p| p.info.store_path.base_name().to_owned())
+        .collect();
+    want.sort();
+    assert_eq!(listed, want);
+    for name in ["tricky", "tricky-old", "single-file"] {
+        let restored = w.tmp.path().join(format!("restored-{name}"));
+        nix_restore(&w.path(name).nar, &restored);
+        let base = w.path(name).info.store_path.base_name().to_owned();
+        same_tree(&restored, &store.join(&base));
+    }
+    let log = m.log();
+    assert!(
+        log.contains("no listing was published for this path: scanning its NAR"),
+        "{log}"
+    );
+    // Reads at any offset of a file spanning segments.
+    let big = store
+        .join(w.path("tricky").info.store_path.base_name())
+        .join("big");
+    let mut fh = std::fs::File::open(&big).unwrap();
+    let want = noise(1 << 20, 3);
+    for off in [0u64, 65_535, 65_536, 300_001, (1 << 20) - 5] {
+        let mut buf = vec![0; 9000];
+        fh.seek(SeekFrom::Start(off)).unwrap();
+        let n = fh.read(&mut buf).unwrap();
+        let end = (off as usize + 9000).min(want.len());
+        assert!(n > 0 && buf[..n] == want[off as usize..off as usize + n]);
+        assert!(off as usize + n <= end);
+    }
+    // A NAR that is not a NAR: listed, but its tree cannot be shown.
+    let opaque = store.join(w.path("opaque").info.store_path.base_name());
+    let err = std::fs::symlink_metadata(&opaque).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    // Names that are not there.
+    assert!(!store.join("0000000000000000000000000000000-x").exists());
+    let tricky = store.join(w.path("tricky").info.store_path.base_name());
+    assert!(!tricky.join("nope").exists());
+    assert!(!tricky.join("small/under-a-file").exists());
+    let err = std::fs::write(tricky.join("new"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+}
+
+/// `hypernar_received_bytes_total{source="peer"}` of a node.
+fn received_from_peers(http_base: &str) -> u64 {
+    let m = http(http_base, "GET", "/metrics", &[]);
+    String::from_utf8_lossy(&m.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("hypernar_received_bytes_total{source=\"peer\"} "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn cat_of_one_small_file_of_a_large_path_fetches_at_most_two_segments() {
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    let (w, id) = tree_world();
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let user = w.tmp.path().join("user-data");
+    let at = w.tmp.path().join("mnt");
+    let m = Mounted::start(
+        &user,
+        &at,
+        &[
+            "--trust",
+            &id,
+            "--peer",
+            &seed.addr,
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    m.wait_for(&w);
+    let api = m.serve.as_ref().unwrap().http.clone().unwrap();
+    let path = at
+        .join("store")
+        .join(w.path("tricky").info.store_path.base_name());
+    let before = received_from_peers(&api);
+    let small = std::fs::read(path.join("small")).unwrap();
+    assert_eq!(small, b"a small file after a large one\n");
+    let listing_and_small = received_from_peers(&api) - before;
+    // The listing (one block here) and the segments the file touches: at
+    // most two, each at most 64 KiB + 18 bytes sealed.
+    assert!(
+        listing_and_small <= 3 * (65_536 + 18),
+        "cat of a 31-byte file received {listing_and_small} bytes"
+    );
+    assert!(
+        listing_and_small > 0,
+        "nothing was fetched: is the metric right?"
+    );
+    // The control: the 1 MiB file before it fetches at least its 16
+    // segments (noise does not compress).
+    let before = received_from_peers(&api);
+    assert!(std::fs::read(path.join("big")).unwrap() == noise(1 << 20, 3));
+    let big = received_from_peers(&api) - before;
+    assert!(big >= 15 * 65_536, "the 1 MiB file received {big} bytes");
 }

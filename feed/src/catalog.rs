@@ -7,7 +7,7 @@ use ed25519_dalek::VerifyingKey;
 use tracing::warn;
 
 use crate::format::identity::Identity;
-use crate::format::record::{FeedDecl, FeedRole, PathRecord, Record};
+use crate::format::record::{FeedDecl, FeedRole, ListingRecord, PathRecord, Record};
 use crate::format::segment::PathKey;
 use crate::format::storepath::StorePath;
 use crate::io::{FeedIo, FeedIoError};
@@ -21,6 +21,8 @@ pub struct PublisherIndex {
     pub feeds: HashMap<u32, FeedDecl>,
     /// Path records with their block number in the index feed.
     pub paths: HashMap<StorePath, (u64, PathRecord)>,
+    /// Listing records of paths, each checked against its path's record.
+    pub listings: HashMap<StorePath, ListingRecord>,
     /// Where the publisher says its web seed is hosted (its latest
     /// [`Record::WebSeeds`]).
     pub web_seeds: Vec<String>,
@@ -35,6 +37,7 @@ impl PublisherIndex {
             identity,
             feeds: HashMap::new(),
             paths: HashMap::new(),
+            listings: HashMap::new(),
             web_seeds: Vec::new(),
             len: 0,
         }
@@ -72,6 +75,14 @@ impl PublisherIndex {
                 }
             }
             Record::WebSeeds(w) => self.web_seeds = w.urls,
+            Record::Listing(l) => match self.paths.get(&l.store_path) {
+                Some((path_seq, p)) if l.layout(p, *path_seq).is_some() => {
+                    self.listings.insert(l.store_path.clone(), l);
+                }
+                _ => {
+                    warn!(seq, path = %l.store_path, "listing record does not fit its path's record; skipped")
+                }
+            },
             Record::Header(_) | Record::Unknown(_) | Record::Key(_) => {}
         }
         self.len = self.len.max(seq + 1);

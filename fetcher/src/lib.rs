@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod haves;
 pub mod http;
 pub mod hub;
+pub mod listing;
 pub mod metrics;
 pub mod mount;
 pub mod node;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
+use hypernar_feed::format::listing::Listing;
 use hypernar_feed::format::record::PathRecord;
 use hypernar_feed::format::segment::Opener;
 use hypernar_fuse_store::{PathInfo, Source, SourceError};
@@ -21,7 +22,9 @@ use tracing::debug;
 
 use crate::http::nar::{Behind, BlockGetter};
 use crate::http::route::nar_url;
+use crate::listing::listing;
 use crate::node::Node;
+use crate::publishers::Found;
 
 /// A node seen as the FUSE view's source.
 #[derive(Debug)]
@@ -44,12 +47,16 @@ impl NodeSource {
         })
     }
 
-    fn record(&self, path: &PathInfo) -> Result<(PathRecord, [u8; 32], [u8; 32]), SourceError> {
+    fn found(&self, path: &PathInfo) -> Result<Found, SourceError> {
         let publishers = self.node.publishers();
         let store_path = publishers
             .path_by_hash(&path.hash)
             .ok_or_else(|| format!("{} is no longer listed", path.hash))?;
-        let found = publishers.lookup(&store_path)?;
+        Ok(publishers.lookup(&store_path)?)
+    }
+
+    fn record(&self, path: &PathInfo) -> Result<(PathRecord, [u8; 32], [u8; 32]), SourceError> {
+        let found = self.found(path)?;
         Ok((found.record, found.data_feed, found.key.0))
     }
 }
@@ -63,6 +70,7 @@ pub fn path_info(record: &PathRecord) -> PathInfo {
         nar_name: url.trim_start_matches("nar/").to_owned(),
         narinfo: record.narinfo(url).render(),
         hash,
+        name: record.store_path.base_name().to_owned(),
         nar_size: record.nar_size,
         segment_size: record.segment_size,
     }
@@ -93,11 +101,7 @@ impl Source for NodeSource {
             .checked_add(index)
             .ok_or("block index overflows")?;
         let end = record.first_block.saturating_add(record.block_count);
-        let behind = Behind {
-            web_seeds: self.node.web_seeds().clone(),
-            metrics: self.node.metrics().clone(),
-            web_after: self.web_after,
-        };
+        let behind = Behind::of(&self.node, self.web_after);
         let node = self.node.clone();
         let deadline = self.deadline;
         let mut block = self.rt.block_on(async move {
@@ -111,6 +115,16 @@ impl Source for NodeSource {
         let mut plain = Vec::with_capacity(record.segment_size as usize);
         opener.open_into(index, &mut block, &mut plain)?;
         Ok(plain)
+    }
+
+    fn listing(&self, path: &PathInfo) -> Result<Arc<Listing>, SourceError> {
+        let found = self.found(path)?;
+        let behind = Behind::of(&self.node, self.web_after);
+        let node = self.node.clone();
+        let deadline = self.deadline;
+        Ok(self
+            .rt
+            .block_on(async move { listing(&node, &found, deadline, behind).await })?)
     }
 
     fn prefetch(&self, path: &PathInfo, from: u64, to: u64) {

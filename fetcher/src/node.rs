@@ -141,6 +141,8 @@ struct Inner {
     eager_added: Notify,
     metrics: Arc<crate::metrics::Metrics>,
     web_seeds: Arc<crate::webseed::WebSeeds>,
+    /// Decoded NAR listings, for the store view and `.ls`.
+    listings: crate::listing::ListingCache,
     limits: Limits,
     /// Accepted connections open now, by remote IP.
     accepted: Mutex<HashMap<IpAddr, usize>>,
@@ -217,6 +219,7 @@ impl Node {
             eager_added: Notify::new(),
             metrics: Arc::new(crate::metrics::Metrics::default()),
             web_seeds: config.web_seeds,
+            listings: crate::listing::cache(),
             limits: config.limits,
             accepted: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
@@ -438,6 +441,11 @@ impl Node {
     /// The node's counters.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.inner.metrics
+    }
+
+    /// Decoded NAR listings (see [`crate::listing`]).
+    pub fn listings(&self) -> &crate::listing::ListingCache {
+        &self.inner.listings
     }
 
     /// The peers connected now, with what they moved.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use hypernar_feed::format::identity::Identity;
-use hypernar_feed::format::record::{KeyRelease, PathRecord, Record};
+use hypernar_feed::format::record::{KeyRelease, ListingRecord, PathRecord, Record};
 use hypernar_feed::format::segment::PathKey;
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::PublisherIndex;
@@ -47,6 +47,8 @@ pub struct Found {
     pub record: PathRecord,
     pub data_feed: [u8; 32],
     pub key: PathKey,
+    /// Where the path's listing is, if it was published with one.
+    pub listing: Option<ListingRecord>,
 }
 
 /// Why a path is not ready to fetch.
@@ -74,11 +76,18 @@ impl Publishers {
         let key = self
             .key(&publisher, path)
             .ok_or_else(|| NotFound::NoKey(path.clone()))?;
+        let listing = self
+            .by_id
+            .lock()
+            .expect("publishers lock")
+            .get(&publisher.to_bytes())
+            .and_then(|k| k.index.listings.get(path).cloned());
         Ok(Found {
             publisher,
             record,
             data_feed,
             key,
+            listing,
         })
     }
 

@@ -7,7 +7,14 @@
 //! <hash>.narinfo          one per path the source lists
 //! nar/<name>.nar          the path's NAR, uncompressed
 //! log/  realisations/     empty (Nix's file:// store wants them present)
+//! store/<hash>-<name>/…   the files inside each path (the lazy store view)
 //! ```
+//!
+//! The store view shows each path's tree from its NAR listing
+//! ([`hypernar_feed::format::listing`]): directories, files with their
+//! mode and size, symlinks with their targets. A file's bytes are its
+//! range of the NAR, read through the same segments as `nar/`, so `cat` of
+//! one small file of a 2 GiB path reads one or two segments.
 //!
 //! The view knows nothing of peers, feeds or HTTP: it reads each NAR one
 //! segment at a time through a [`Source`], which hands back a segment only
@@ -35,14 +42,21 @@ use fuser::{
 };
 use tracing::{debug, warn};
 
+use cache::ByteLru;
 pub use cache::SegmentCache;
+use hypernar_feed::format::listing::{Entry, Kind, Listing};
 use table::{Node, Table};
+
+/// Bytes of listings the view keeps (the source may keep more).
+const LISTING_CACHE_BYTES: usize = 16 << 20;
 
 /// One store path the view shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathInfo {
     /// The store path's hash part (names `<hash>.narinfo`).
     pub hash: String,
+    /// The store path's base name, `<hash>-<name>` (names `store/<name>`).
+    pub name: String,
     /// The file name under `nar/` (the narinfo's `URL:` is `nar/<nar_name>`).
     pub nar_name: String,
     /// The narinfo, as served.
@@ -75,6 +89,9 @@ pub trait Source: Send + Sync + 'static {
     fn segment(&self, path: &PathInfo, index: u64) -> Result<Vec<u8>, SourceError>;
     /// A hint that segments `from..to` will be read soon; must not block.
     fn prefetch(&self, path: &PathInfo, from: u64, to: u64);
+    /// The listing of `path`'s NAR, for `store/`. Blocks like
+    /// [`Source::segment`].
+    fn listing(&self, path: &PathInfo) -> Result<Arc<Listing>, SourceError>;
 }
 
 /// How the view is mounted.
@@ -120,6 +137,8 @@ struct View {
     /// When the table last took in the source's paths.
     refreshed: Mutex<Option<std::time::Instant>>,
     cache: SegmentCache,
+    /// Listings by path slot.
+    listings: ByteLru<usize, Arc<Listing>>,
     read_ahead: u64,
     uid: u32,
     gid: u32,
@@ -137,6 +156,7 @@ impl View {
             table: Mutex::new(Table::default()),
             refreshed: Mutex::new(None),
             cache: SegmentCache::new(opts.cache_bytes),
+            listings: ByteLru::new(LISTING_CACHE_BYTES),
             read_ahead: opts.read_ahead,
             uid: me.as_ref().map_or(0, |m| m.uid()),
             gid: me.as_ref().map_or(0, |m| m.gid()),
@@ -161,13 +181,81 @@ impl View {
         t
     }
 
+    /// The listing of the path in `slot`, checked against the path.
+    fn listing(&self, slot: usize, path: &PathInfo) -> Result<Arc<Listing>, SourceError> {
+        if let Some(l) = self.listings.get(&slot) {
+            return Ok(l);
+        }
+        let l = self.source.listing(path)?;
+        if l.nar_size() != path.nar_size {
+            return Err(format!(
+                "the listing of {} is of a {}-byte NAR, the path's is {}",
+                path.name,
+                l.nar_size(),
+                path.nar_size
+            )
+            .into());
+        }
+        self.listings.insert(slot, l.clone());
+        Ok(l)
+    }
+
+    /// The listing entry an inode under `store/` names.
+    fn store_entry(
+        &self,
+        path: &PathInfo,
+        slot: usize,
+        entry: u32,
+    ) -> Result<(Arc<Listing>, u32), Errno> {
+        let listing = self.listing(slot, path).map_err(|e| {
+            warn!(path = %path.name, "listing: {e}");
+            Errno::EIO
+        })?;
+        match listing.get(entry) {
+            Some(_) => Ok((listing, entry)),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Attributes of a node; for an entry under `store/`, from its listing.
+    fn node_attr(&self, ino: u64, node: &Node) -> Result<FileAttr, Errno> {
+        match node {
+            Node::Store { path, slot, entry } => {
+                let (listing, entry) = self.store_entry(path, *slot, *entry)?;
+                Ok(self.entry_attr(ino, listing.get(entry).expect("checked")))
+            }
+            _ => Ok(self.attr(ino, node)),
+        }
+    }
+
+    fn entry_attr(&self, ino: u64, e: &Entry) -> FileAttr {
+        let (kind, perm, size, nlink) = match &e.kind {
+            Kind::Directory { .. } => (FileType::Directory, 0o555, 0, 2),
+            Kind::Regular {
+                executable, size, ..
+            } => (
+                FileType::RegularFile,
+                if *executable { 0o555 } else { 0o444 },
+                *size,
+                1,
+            ),
+            Kind::Symlink { target } => (FileType::Symlink, 0o777, target.len() as u64, 1),
+        };
+        self.make_attr(ino, kind, perm, size, nlink)
+    }
+
     fn attr(&self, ino: u64, node: &Node) -> FileAttr {
         let (kind, perm, size, nlink) = match node {
             Node::Dir(_) => (FileType::Directory, 0o555, 0, 2),
             Node::CacheInfo => (FileType::RegularFile, 0o444, CACHE_INFO.len() as u64, 1),
             Node::NarInfo(p) => (FileType::RegularFile, 0o444, p.narinfo.len() as u64, 1),
             Node::Nar(p) => (FileType::RegularFile, 0o444, p.nar_size, 1),
+            Node::Store { .. } => unreachable!("store entries take their attributes from listings"),
         };
+        self.make_attr(ino, kind, perm, size, nlink)
+    }
+
+    fn make_attr(&self, ino: u64, kind: FileType, perm: u16, size: u64, nlink: u32) -> FileAttr {
         // A fixed time: the files never change.
         let t = UNIX_EPOCH + Duration::from_secs(1);
         FileAttr {
@@ -206,7 +294,7 @@ impl View {
         let mut at = offset;
         while at < end {
             let index = at / seg;
-            let plain = match self.cache.get(slot, index) {
+            let plain = match self.cache.get(&(slot, index)) {
                 Some(p) => p,
                 None => {
                     let p = Arc::new(self.source.segment(path, index)?);
@@ -219,7 +307,7 @@ impl View {
                         )
                         .into());
                     }
-                    self.cache.insert(slot, index, p.clone());
+                    self.cache.insert((slot, index), p.clone());
                     p
                 }
             };
@@ -232,42 +320,138 @@ impl View {
     }
 }
 
+impl View {
+    /// Bytes `offset..offset + size` of a file that is bytes
+    /// `base..base + len` of `path`'s NAR, fetching the next segments of
+    /// the file ahead of a sequential reader.
+    #[allow(clippy::too_many_arguments)]
+    fn read_file(
+        &self,
+        fh: u64,
+        slot: usize,
+        path: &PathInfo,
+        base: u64,
+        len: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, SourceError> {
+        let start = offset.min(len);
+        let end = offset.saturating_add(u64::from(size)).min(len);
+        // A read that starts where the handle's last one ended is
+        // sequential: fetch the next segments ahead, up to the file's end.
+        let sequential = {
+            let mut h = self.handles.lock().expect("handles lock");
+            let last = h.insert(fh, end);
+            last == Some(offset) || offset == 0
+        };
+        if sequential && self.read_ahead > 0 {
+            let seg = u64::from(path.segment_size.max(1));
+            let next = base.saturating_add(end).div_ceil(seg);
+            let last = base.saturating_add(len).div_ceil(seg).min(path.segments());
+            let to = next.saturating_add(self.read_ahead).min(last);
+            if next < to {
+                self.source.prefetch(path, next, to);
+            }
+        }
+        let n = u32::try_from(end - start).expect("at most `size`");
+        self.read_nar(slot, path, base.saturating_add(start), n)
+    }
+}
+
+/// The kind a directory listing shows for a listing entry.
+fn entry_type(e: &Entry) -> FileType {
+    match e.kind {
+        Kind::Directory { .. } => FileType::Directory,
+        Kind::Regular { .. } => FileType::RegularFile,
+        Kind::Symlink { .. } => FileType::Symlink,
+    }
+}
+
 impl Filesystem for View {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        use std::os::unix::ffi::OsStrExt;
         let table = self.table();
-        let found = name
-            .to_str()
-            .and_then(|n| table.lookup(parent.0, n))
-            .map(|(ino, node)| self.attr(ino, &node));
-        drop(table);
+        let found = match table.node(parent.0) {
+            // A name inside a path: from the path's listing.
+            Some(Node::Store { path, slot, entry }) => {
+                drop(table);
+                match self.store_entry(&path, slot, entry) {
+                    Ok((listing, dir)) => listing.lookup(dir, name.as_bytes()).map(|child| {
+                        let ino = table::store_ino(slot, child);
+                        Ok(self.entry_attr(ino, listing.get(child).expect("listed")))
+                    }),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            _ => {
+                let hit = name.to_str().and_then(|n| table.lookup(parent.0, n));
+                drop(table);
+                hit.map(|(ino, node)| self.node_attr(ino, &node))
+            }
+        };
         match found {
-            Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Some(Ok(attr)) => reply.entry(&TTL, &attr, Generation(0)),
+            Some(Err(e)) => reply.error(e),
             None => reply.entry(&NEGATIVE_TTL, &negative(), Generation(0)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let node = self.table().node(ino.0);
-        match node {
-            Some(node) => reply.attr(&TTL, &self.attr(ino.0, &node)),
+        match node.map(|n| self.node_attr(ino.0, &n)) {
+            Some(Ok(attr)) => reply.attr(&TTL, &attr),
+            Some(Err(e)) => reply.error(e),
             None => reply.error(Errno::ENOENT),
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.table().node(ino.0) {
-            Some(Node::Dir(_)) => reply.error(Errno::EISDIR),
-            Some(_) => {
-                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                self.handles
-                    .lock()
-                    .expect("handles lock")
-                    .insert(fh, u64::MAX);
-                // Immutable files: keep what the kernel cached.
-                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
-            }
-            None => reply.error(Errno::ENOENT),
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let node = self.table().node(ino.0);
+        let Some(Node::Store { path, slot, entry }) = node else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        match self.store_entry(&path, slot, entry) {
+            Ok((listing, e)) => match &listing.get(e).expect("checked").kind {
+                Kind::Symlink { target } => reply.data(target),
+                _ => reply.error(Errno::EINVAL),
+            },
+            Err(e) => reply.error(e),
         }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let node = self.table().node(ino.0);
+        let is_dir = match &node {
+            None => {
+                reply.error(Errno::ENOENT);
+                return;
+            }
+            Some(Node::Dir(_)) => true,
+            Some(Node::Store { path, slot, entry }) => {
+                match self.store_entry(path, *slot, *entry) {
+                    Ok((listing, e)) => {
+                        !matches!(listing.get(e).expect("checked").kind, Kind::Regular { .. })
+                    }
+                    Err(e) => {
+                        reply.error(e);
+                        return;
+                    }
+                }
+            }
+            Some(_) => false,
+        };
+        if is_dir {
+            reply.error(Errno::EISDIR);
+            return;
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .expect("handles lock")
+            .insert(fh, u64::MAX);
+        // Immutable files: keep what the kernel cached.
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     fn release(
@@ -301,36 +485,30 @@ impl Filesystem for View {
             let end = start.saturating_add(size as usize).min(bytes.len());
             bytes[start..end].to_vec()
         };
-        match node {
-            Some(Node::CacheInfo) => reply.data(&small(CACHE_INFO.as_bytes())),
-            Some(Node::NarInfo(p)) => reply.data(&small(p.narinfo.as_bytes())),
+        let (slot, path, base, len) = match node {
+            Some(Node::CacheInfo) => return reply.data(&small(CACHE_INFO.as_bytes())),
+            Some(Node::NarInfo(p)) => return reply.data(&small(p.narinfo.as_bytes())),
             Some(Node::Nar(p)) => {
                 let slot = table::slot_of(ino.0).expect("a NAR inode has a slot");
-                // A read that starts where the handle's last one ended is
-                // sequential: fetch the next segments ahead.
-                let sequential = {
-                    let mut h = self.handles.lock().expect("handles lock");
-                    let last = h.insert(fh.0, offset.saturating_add(u64::from(size)));
-                    last == Some(offset) || offset == 0
-                };
-                if sequential && self.read_ahead > 0 {
-                    let seg = u64::from(p.segment_size.max(1));
-                    let next = offset.saturating_add(u64::from(size)).div_ceil(seg);
-                    let to = next.saturating_add(self.read_ahead).min(p.segments());
-                    if next < to {
-                        self.source.prefetch(&p, next, to);
-                    }
-                }
-                match self.read_nar(slot, &p, offset, size) {
-                    Ok(bytes) => reply.data(&bytes),
-                    Err(e) => {
-                        warn!(path = %p.hash, offset, size, "read failed: {e}");
-                        reply.error(Errno::EIO);
-                    }
-                }
+                let len = p.nar_size;
+                (slot, p, 0, len)
             }
-            Some(Node::Dir(_)) => reply.error(Errno::EISDIR),
-            None => reply.error(Errno::ENOENT),
+            Some(Node::Store { path, slot, entry }) => match self.store_entry(&path, slot, entry) {
+                Ok((listing, e)) => match listing.get(e).expect("checked").kind {
+                    Kind::Regular { size, offset, .. } => (slot, path, offset, size),
+                    _ => return reply.error(Errno::EISDIR),
+                },
+                Err(e) => return reply.error(e),
+            },
+            Some(Node::Dir(_)) => return reply.error(Errno::EISDIR),
+            None => return reply.error(Errno::ENOENT),
+        };
+        match self.read_file(fh.0, slot, &path, base, len, offset, size) {
+            Ok(bytes) => reply.data(&bytes),
+            Err(e) => {
+                warn!(path = %path.name, offset, size, "read failed: {e}");
+                reply.error(Errno::EIO);
+            }
         }
     }
 
@@ -343,12 +521,46 @@ impl Filesystem for View {
         mut reply: ReplyDirectory,
     ) {
         let table = self.table();
+        let mut i = usize::try_from(offset).unwrap_or(usize::MAX);
+        if let Some(Node::Store { path, slot, entry }) = table.node(ino.0) {
+            drop(table);
+            let (listing, dir) = match self.store_entry(&path, slot, entry) {
+                Ok(found) => found,
+                Err(e) => return reply.error(e),
+            };
+            let e = listing.get(dir).expect("checked");
+            let Kind::Directory { children } = &e.kind else {
+                return reply.error(Errno::ENOTDIR);
+            };
+            let parent = match dir {
+                0 => table::STORE_DIR,
+                _ => table::store_ino(slot, e.parent),
+            };
+            loop {
+                let (child, kind, name): (u64, FileType, &[u8]) = match i {
+                    0 => (ino.0, FileType::Directory, b"."),
+                    1 => (parent, FileType::Directory, b".."),
+                    _ => match children.get(i - 2) {
+                        Some(&c) => {
+                            let ce = listing.get(c).expect("listed");
+                            (table::store_ino(slot, c), entry_type(ce), &ce.name)
+                        }
+                        None => break,
+                    },
+                };
+                i += 1;
+                use std::os::unix::ffi::OsStrExt;
+                if reply.add(INodeNo(child), i as u64, kind, OsStr::from_bytes(name)) {
+                    break;
+                }
+            }
+            return reply.ok();
+        }
         if !table.is_dir(ino.0) {
             drop(table);
             reply.error(Errno::ENOTDIR);
             return;
         }
-        let mut i = usize::try_from(offset).unwrap_or(usize::MAX);
         while let Some((child, is_dir, name)) = table.entry(ino.0, i) {
             let kind = if is_dir {
                 FileType::Directory

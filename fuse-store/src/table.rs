@@ -1,6 +1,8 @@
-//! Inodes and names of the view: five fixed ones, then two per path (its
-//! narinfo and its NAR), by the order the path was first seen. Paths only
-//! ever appear, so an inode, once given, always means the same file.
+//! Inodes and names of the view: six fixed ones, then two per path (its
+//! narinfo and its NAR), by the order the path was first seen, and one per
+//! entry of each path's listing under `store/` (the top bit set, the path's
+//! slot in bits 32..63, the entry's index below). Paths only ever appear,
+//! so an inode, once given, always means the same file.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,16 +15,35 @@ pub const CACHE_INFO: u64 = 2;
 pub const NAR_DIR: u64 = 3;
 pub const LOG_DIR: u64 = 4;
 pub const REALISATIONS_DIR: u64 = 5;
+pub const STORE_DIR: u64 = 6;
 /// The narinfo of path slot `s` is `FIRST + 2s`, its NAR `FIRST + 2s + 1`.
 pub const FIRST: u64 = 16;
 
 /// Entries of the root before the narinfos: `.`, `..`, then these.
-const ROOT_FIXED: [(u64, bool, &str); 4] = [
+const ROOT_FIXED: [(u64, bool, &str); 5] = [
     (CACHE_INFO, false, "nix-cache-info"),
     (NAR_DIR, true, "nar"),
     (LOG_DIR, true, "log"),
     (REALISATIONS_DIR, true, "realisations"),
+    (STORE_DIR, true, "store"),
 ];
+
+/// Set in the inodes of entries under `store/`.
+const STORE_BIT: u64 = 1 << 63;
+
+/// The inode of entry `entry` of the listing of path slot `slot`.
+pub fn store_ino(slot: usize, entry: u32) -> u64 {
+    STORE_BIT | ((slot as u64) << 32) | u64::from(entry)
+}
+
+/// The path slot and listing entry of an inode under `store/`.
+pub fn store_of(ino: u64) -> Option<(usize, u32)> {
+    if ino & STORE_BIT == 0 {
+        return None;
+    }
+    let slot = usize::try_from((ino & !STORE_BIT) >> 32).ok()?;
+    Some((slot, ino as u32))
+}
 
 /// What an inode is.
 #[derive(Debug, Clone)]
@@ -31,10 +52,20 @@ pub enum Node {
     CacheInfo,
     NarInfo(Arc<PathInfo>),
     Nar(Arc<PathInfo>),
+    /// Entry `entry` of the listing of the path in slot `slot`; what it is
+    /// only the listing says.
+    Store {
+        path: Arc<PathInfo>,
+        slot: usize,
+        entry: u32,
+    },
 }
 
 /// The path slot of a narinfo or NAR inode.
 pub fn slot_of(ino: u64) -> Option<usize> {
+    if ino & STORE_BIT != 0 {
+        return None;
+    }
     ino.checked_sub(FIRST)
         .and_then(|i| usize::try_from(i / 2).ok())
 }
@@ -58,7 +89,9 @@ impl Table {
     /// slots; known ones keep theirs.
     pub fn refresh(&mut self, generation: u64, paths: Vec<PathInfo>) {
         for p in paths {
-            if self.by_hash.contains_key(&p.hash) || self.by_nar.contains_key(&p.nar_name) {
+            // Slots must fit the 31 bits a store inode gives them.
+            let full = self.paths.len() >= 1 << 31;
+            if full || self.by_hash.contains_key(&p.hash) || self.by_nar.contains_key(&p.nar_name) {
                 continue;
             }
             let slot = self.paths.len();
@@ -77,9 +110,17 @@ impl Table {
         self.paths.is_empty()
     }
 
-    /// The inode of `name` in directory `parent`.
+    /// The inode of `name` in directory `parent` (not under a path of
+    /// `store/`: those names are in the path's listing).
     pub fn lookup(&self, parent: u64, name: &str) -> Option<(u64, Node)> {
         let ino = match parent {
+            STORE_DIR => {
+                let slot = *self.by_hash.get(name.get(..32)?)?;
+                if self.paths[slot].name != name {
+                    return None;
+                }
+                store_ino(slot, 0)
+            }
             ROOT => match ROOT_FIXED.iter().find(|(_, _, n)| *n == name) {
                 Some((ino, _, _)) => *ino,
                 None => {
@@ -95,8 +136,15 @@ impl Table {
 
     /// What inode `ino` is, if it is anything.
     pub fn node(&self, ino: u64) -> Option<Node> {
+        if let Some((slot, entry)) = store_of(ino) {
+            return Some(Node::Store {
+                path: self.paths.get(slot)?.clone(),
+                slot,
+                entry,
+            });
+        }
         match ino {
-            ROOT | NAR_DIR | LOG_DIR | REALISATIONS_DIR => Some(Node::Dir(ino)),
+            ROOT | NAR_DIR | LOG_DIR | REALISATIONS_DIR | STORE_DIR => Some(Node::Dir(ino)),
             CACHE_INFO => Some(Node::CacheInfo),
             _ => {
                 let p = self.paths.get(slot_of(ino)?)?.clone();
@@ -136,13 +184,19 @@ impl Table {
                 let p = self.paths.get(i)?;
                 Some((FIRST + 2 * i as u64 + 1, false, p.nar_name.as_str().into()))
             }
+            // Shown as directories (most are; `stat` tells exactly, from
+            // the path's listing, which a listing of store/ must not fetch).
+            STORE_DIR => {
+                let p = self.paths.get(i)?;
+                Some((store_ino(i, 0), true, p.name.as_str().into()))
+            }
             _ => None,
         }
     }
 
-    /// Whether `ino` is a directory.
+    /// Whether `ino` is one of the fixed directories.
     pub fn is_dir(&self, ino: u64) -> bool {
-        matches!(ino, ROOT | NAR_DIR | LOG_DIR | REALISATIONS_DIR)
+        matches!(ino, ROOT | NAR_DIR | LOG_DIR | REALISATIONS_DIR | STORE_DIR)
     }
 }
 
@@ -153,6 +207,7 @@ mod tests {
     fn path(hash: &str, size: u64) -> PathInfo {
         PathInfo {
             hash: hash.into(),
+            name: format!("{hash}-x"),
             nar_name: format!("{hash}-nar.nar"),
             narinfo: format!("StorePath: /nix/store/{hash}-x\n"),
             nar_size: size,
@@ -204,13 +259,21 @@ mod tests {
             .map_while(|i| t.entry(ROOT, i))
             .map(|(_, _, n)| n.into_owned())
             .collect();
-        assert_eq!(names.len(), 2 + 4 + 1000);
+        assert_eq!(names.len(), 2 + 5 + 1000);
         assert_eq!(
-            &names[..6],
-            [".", "..", "nix-cache-info", "nar", "log", "realisations"]
+            &names[..7],
+            [
+                ".",
+                "..",
+                "nix-cache-info",
+                "nar",
+                "log",
+                "realisations",
+                "store"
+            ]
         );
-        assert_eq!(names[6], "h0.narinfo");
-        for (i, name) in names.iter().enumerate().skip(6) {
+        assert_eq!(names[7], "h0.narinfo");
+        for (i, name) in names.iter().enumerate().skip(7) {
             let (ino, _) = t.lookup(ROOT, name).unwrap();
             assert_eq!(t.entry(ROOT, i).unwrap().0, ino);
         }
@@ -222,5 +285,37 @@ mod tests {
             ". of anything"
         );
         assert!(t.entry(FIRST, 2).is_none());
+        let store: Vec<_> = (2..).map_while(|i| t.entry(STORE_DIR, i)).collect();
+        assert_eq!(store.len(), 1000);
+        for (ino, is_dir, name) in store {
+            assert!(is_dir);
+            assert_eq!(t.lookup(STORE_DIR, &name).unwrap().0, ino);
+        }
+    }
+
+    #[test]
+    fn store_inodes_name_a_slot_and_an_entry() {
+        let mut t = Table::default();
+        t.refresh(1, vec![path("aaa", 1), path("bbb", 2)]);
+        let (ino, node) = t.lookup(STORE_DIR, "bbb-x").unwrap();
+        assert_eq!(store_of(ino), Some((1, 0)));
+        assert!(matches!(node, Node::Store { slot: 1, entry: 0, ref path } if path.hash == "bbb"));
+        assert!(
+            t.lookup(STORE_DIR, "bbb-y").is_none(),
+            "the hash alone is not enough"
+        );
+        assert!(t.lookup(STORE_DIR, "bbb").is_none());
+        assert!(t.lookup(STORE_DIR, "").is_none());
+        for (slot, entry) in [(0, 0), (1, 7), ((1 << 31) - 1, u32::MAX)] {
+            let ino = store_ino(slot, entry);
+            assert_eq!(store_of(ino), Some((slot, entry)));
+            assert_eq!(slot_of(ino), None);
+        }
+        assert!(matches!(
+            t.node(store_ino(1, 99)),
+            Some(Node::Store { entry: 99, .. })
+        ));
+        assert!(t.node(store_ino(2, 0)).is_none(), "no such slot");
+        assert_eq!(store_of(FIRST + 3), None);
     }
 }

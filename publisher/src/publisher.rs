@@ -13,8 +13,8 @@ use hypernar_feed::format::identity::{
 };
 use hypernar_feed::format::narinfo::NarInfo;
 use hypernar_feed::format::record::{
-    unwrap_path_key, wrap_path_key, FeedDecl, FeedHeader, FeedRole, KeyRelease, PathRecord, Record,
-    WebSeedList,
+    unwrap_path_key, wrap_path_key, FeedDecl, FeedHeader, FeedRole, KeyRelease, ListingRecord,
+    PathRecord, Record, WebSeedList,
 };
 use hypernar_feed::format::segment::{ENVELOPE_OVERHEAD, MAX_SEGMENT_SIZE};
 use hypernar_feed::format::storepath::StorePath;
@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::error::PublishError;
-use crate::journal::{self, Pending};
+use crate::journal::{self, Pending, PendingListing};
 use crate::source::{Source, SourceError};
 use crate::spool::{self, PrepareError, Prepared, SealSettings, SpoolReader};
 
@@ -508,7 +508,11 @@ impl<O: FeedOpener> Publisher<O> {
             .and_then(|n| n.to_str())
             .expect("spool names are ASCII")
             .to_owned();
-        let pending = Pending::new(record, release, spool_name);
+        let listing = prepared.listing.map(|l| PendingListing {
+            size: l.size,
+            block_count: l.block_count,
+        });
+        let pending = Pending::new(record, release, spool_name, listing);
         journal::write(&self.staging, &pending).map_err(io_err(&self.staging))?;
         self.finish(pending).await
     }
@@ -516,7 +520,7 @@ impl<O: FeedOpener> Publisher<O> {
     /// Carries a journaled commit to its end; safe to run again at any point.
     async fn finish(&mut self, pending: Pending) -> Result<(), PublishError> {
         let rec = &pending.record;
-        let end = rec.first_block + rec.block_count;
+        let end = rec.first_block + pending.blocks();
         let have = self.data.length();
         if have < rec.first_block || have > end {
             return Err(PublishError::Inconsistent(format!(
@@ -554,20 +558,42 @@ impl<O: FeedOpener> Publisher<O> {
                     spool.display(),
                     self.data.length() - rec.first_block,
                     rec.store_path,
-                    rec.block_count
+                    pending.blocks()
                 )));
             }
         }
+        let listing = |index_seq| {
+            pending.listing.map(|l| {
+                Record::Listing(ListingRecord {
+                    index_seq,
+                    store_path: rec.store_path.clone(),
+                    first_block: rec.first_block + rec.block_count,
+                    block_count: l.block_count,
+                    size: l.size,
+                })
+                .encode()
+            })
+        };
         if !self.index.paths.contains_key(&rec.store_path) {
-            self.index_feed
-                .write(vec![Record::Path(Box::new(rec.clone())).encode()])
-                .await?;
+            // The path's record and its listing's, in one append.
+            let seq = self.index_feed.length();
+            let mut records = vec![Record::Path(Box::new(rec.clone())).encode()];
+            records.extend(listing(seq));
+            self.index_feed.write(records).await?;
             self.index.catch_up(&mut self.index_feed).await?;
             self.by_hash.insert(
                 rec.store_path.hash_part().to_owned(),
                 rec.store_path.clone(),
             );
             fault_point("index");
+        } else if !self.index.listings.contains_key(&rec.store_path) {
+            // A journal of an earlier build may have left the path's record
+            // without its listing's.
+            let seq = self.index.paths[&rec.store_path].0;
+            if let Some(l) = listing(seq) {
+                self.index_feed.write(vec![l]).await?;
+                self.index.catch_up(&mut self.index_feed).await?;
+            }
         }
         if pending.release && !self.released.contains(&rec.store_path) {
             let release = self.key_release(&rec.store_path)?;

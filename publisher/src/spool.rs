@@ -1,15 +1,19 @@
 //! Preparing one path: read its NAR from the source, check it, cut, compress
 //! and seal it into a spool file of ready blocks, all before anything
-//! touches a feed. A spool is a sequence of `u32le(len) || block`.
+//! touches a feed. A spool is a sequence of `u32le(len) || block`: the
+//! NAR's segments, then its listing's (see [`hypernar_feed::format::listing`]),
+//! computed from the same bytes as they pass.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use hypernar_feed::format::listing::{NarScanner, MAX_LISTING_LEN};
 use hypernar_feed::format::narinfo::{NarHash, NarInfo};
 use hypernar_feed::format::segment::{Layout, PathKey, Sealer, SegmentError};
 use hypernar_feed::format::storepath::StorePath;
 use sha2::{Digest, Sha256};
+use tracing::warn;
 
 use crate::source::{Source, SourceError};
 
@@ -73,6 +77,17 @@ pub struct Prepared {
     pub segment_size: u32,
     /// Bytes of all blocks.
     pub stored_bytes: u64,
+    /// The listing's blocks, after the NAR's in the spool; `None` when the
+    /// NAR could not be listed (see [`prepare`]).
+    pub listing: Option<PreparedListing>,
+}
+
+/// A listing sealed into the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreparedListing {
+    /// Bytes of the encoded listing.
+    pub size: u64,
+    pub block_count: u64,
 }
 
 /// Spool file name of a path in the staging directory.
@@ -80,8 +95,13 @@ pub fn spool_path(staging: &Path, path: &StorePath) -> PathBuf {
     staging.join(format!("{}.spool", path.hash_part()))
 }
 
-/// Reads, verifies and seals the NAR of `info` into a spool file.
-/// `progress` is called with NAR bytes as they are read.
+/// Reads, verifies and seals the NAR of `info` into a spool file, then its
+/// listing. `progress` is called with NAR bytes as they are read.
+///
+/// A NAR that verifies against its narinfo but cannot be listed (it breaks
+/// the NAR grammar, or its listing is over the limits) is still published,
+/// without a listing: Nix only needs the bytes it signed. The store view
+/// then cannot show it.
 pub fn prepare(
     source: &Source,
     info: NarInfo,
@@ -92,13 +112,19 @@ pub fn prepare(
     let spool = spool_path(staging, &info.store_path);
     let result = prepare_inner(source, &info, settings, &spool, progress);
     match result {
-        Ok((key, block_count, stored_bytes)) => Ok(Prepared {
+        Ok(Spooled {
+            key,
+            block_count,
+            stored,
+            listing,
+        }) => Ok(Prepared {
             info,
             key,
             spool,
             block_count,
             segment_size: settings.segment_size,
-            stored_bytes,
+            stored_bytes: stored,
+            listing,
         }),
         Err(e) => {
             let _ = std::fs::remove_file(&spool);
@@ -107,13 +133,20 @@ pub fn prepare(
     }
 }
 
+struct Spooled {
+    key: PathKey,
+    block_count: u64,
+    stored: u64,
+    listing: Option<PreparedListing>,
+}
+
 fn prepare_inner(
     source: &Source,
     info: &NarInfo,
     settings: SealSettings,
     spool: &Path,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(PathKey, u64, u64), PrepareError> {
+) -> Result<Spooled, PrepareError> {
     let path = &info.store_path;
     let src_err = |source| PrepareError::Source {
         path: path.clone(),
@@ -145,6 +178,7 @@ fn prepare_inner(
     let mut buf = vec![0u8; settings.segment_size as usize];
     let mut stored = 0u64;
     let mut read_total = 0u64;
+    let mut scanner = NarScanner::new();
 
     for index in 0..layout.count() {
         let len = layout.len(index).map_err(seg_err)?;
@@ -158,6 +192,8 @@ fn prepare_inner(
             });
         }
         hasher.update(&buf[..len]);
+        // The first error is kept and reported below; the bytes still count.
+        let _ = scanner.feed(&buf[..len]);
         let block = sealer.seal(index, &buf[..len]).map_err(seg_err)?;
         out.write_all(&(block.len() as u32).to_le_bytes())
             .and_then(|()| out.write_all(&block))
@@ -182,9 +218,52 @@ fn prepare_inner(
             got,
         });
     }
+    // Test-only: publish as a build before listings did.
+    let no_listings = cfg!(feature = "fault-injection")
+        && std::env::var_os("HYPERNAR_FAULT_NO_LISTINGS").is_some();
+    let listing = match scanner.finish().map(|l| l.encode()) {
+        _ if no_listings => None,
+        Ok(bytes) if bytes.len() as u64 <= MAX_LISTING_LEN => Some(bytes),
+        Ok(bytes) => {
+            warn!(%path, "its listing is {} bytes, over the 64 MiB limit; published without a listing (the store view cannot show it)", bytes.len());
+            None
+        }
+        Err(e) => {
+            warn!(%path, "{e}; published without a listing (the store view cannot show it)");
+            None
+        }
+    };
+    let listing = match listing {
+        Some(bytes) => {
+            let layout = Layout::new(path.clone(), bytes.len() as u64, settings.segment_size)
+                .map_err(seg_err)?;
+            let mut sealer = Sealer::new(layout.clone(), &key.listing(), settings.zstd_level)
+                .map_err(seg_err)?;
+            let mut at = 0;
+            for index in 0..layout.count() {
+                let len = layout.len(index).map_err(seg_err)?;
+                let block = sealer.seal(index, &bytes[at..at + len]).map_err(seg_err)?;
+                at += len;
+                out.write_all(&(block.len() as u32).to_le_bytes())
+                    .and_then(|()| out.write_all(&block))
+                    .map_err(spool_err)?;
+                stored += block.len() as u64;
+            }
+            Some(PreparedListing {
+                size: bytes.len() as u64,
+                block_count: layout.count(),
+            })
+        }
+        None => None,
+    };
     let file = out.into_inner().map_err(|e| spool_err(e.into_error()))?;
     file.sync_all().map_err(spool_err)?;
-    Ok((key, layout.count(), stored))
+    Ok(Spooled {
+        key,
+        block_count: layout.count(),
+        stored,
+        listing,
+    })
 }
 
 /// Reads until `buf` is full or the stream ends; returns bytes read.

@@ -181,7 +181,8 @@ impl World {
 
     /// Checks the invariants a killed or failed run must keep: every data
     /// block belongs to exactly one path record, no path is recorded twice,
-    /// every record's blocks are present. Returns the paths recorded.
+    /// every record's blocks are present (each path's listing right after
+    /// its segments). Returns the paths recorded.
     pub fn check_consistent(&self) -> Vec<String> {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
@@ -200,17 +201,28 @@ impl World {
             assert!(store.open_existing(&keys_key).await.unwrap().is_some());
             let catalog = Catalog::load(store).await.unwrap();
             let publisher = catalog.publishers().next().expect("one publisher");
-            // Header, two feed declarations, then one record per path.
+            // Header, two feed declarations, then one record per path and
+            // one per listing.
             assert_eq!(
                 index_len,
-                3 + publisher.paths.len() as u64,
+                3 + publisher.paths.len() as u64 + publisher.listings.len() as u64,
                 "duplicate or stray index records"
             );
             let mut ranges: Vec<(u64, u64)> = publisher
                 .paths
                 .values()
                 .map(|(_, r)| (r.first_block, r.block_count))
+                .chain(
+                    publisher
+                        .listings
+                        .values()
+                        .map(|l| (l.first_block, l.block_count)),
+                )
                 .collect();
+            for (path, l) in &publisher.listings {
+                let r = &publisher.paths[path].1;
+                assert_eq!(l.first_block, r.first_block + r.block_count, "{path}");
+            }
             ranges.sort();
             let mut next = 1; // block 0 is the header
             for (first, count) in ranges {

@@ -3,6 +3,7 @@
 //! fuzz targets exercise. docs/protocol.md is the prose version.
 
 pub mod identity;
+pub mod listing;
 pub mod narinfo;
 pub mod nixbase32;
 pub mod record;
@@ -12,7 +13,8 @@ pub mod storepath;
 pub use identity::{Identity, IdentityError, PublisherSecret};
 pub use narinfo::{Compression, NarHash, NarInfo, NarInfoError};
 pub use record::{
-    FeedDecl, FeedHeader, FeedRole, KeyRelease, PathRecord, Record, RecordError, WrappedKey,
+    FeedDecl, FeedHeader, FeedRole, KeyRelease, ListingRecord, PathRecord, Record, RecordError,
+    WrappedKey,
 };
 pub use segment::{Layout, Opener, PathKey, Sealer, SegmentError};
 pub use storepath::{StorePath, StorePathError};

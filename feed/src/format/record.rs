@@ -12,6 +12,7 @@
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use serde::{Deserialize, Serialize};
 
+use super::listing::MAX_LISTING_LEN;
 use super::narinfo::{Compression, NarHash, NarInfo};
 use super::segment::{Layout, PathKey, SegmentError};
 use super::storepath::StorePath;
@@ -28,6 +29,7 @@ const KIND_FEED: u8 = 1;
 const KIND_PATH: u8 = 2;
 const KIND_KEY: u8 = 3;
 const KIND_WEB_SEEDS: u8 = 4;
+const KIND_LISTING: u8 = 5;
 
 /// Most web-seed URLs one index record may list.
 pub const MAX_WEB_SEED_URLS: usize = 8;
@@ -140,6 +142,34 @@ pub struct KeyRelease {
     pub key: [u8; 32],
 }
 
+/// Where a path's NAR listing ([`super::listing::Listing`]) is: `size`
+/// bytes, cut and sealed like a NAR of that size under the path's listing
+/// key ([`PathKey::listing`]) and segment size, in blocks
+/// `first_block .. first_block + block_count` of the path's data feed.
+/// Follows the path's record in the index; a path without one (published
+/// before listings existed) is listed by scanning its NAR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingRecord {
+    /// Block number of the path's record in the index feed.
+    pub index_seq: u64,
+    pub store_path: StorePath,
+    pub first_block: u64,
+    pub block_count: u64,
+    pub size: u64,
+}
+
+impl ListingRecord {
+    /// The listing's segment layout, given its path's record; `None` when
+    /// this record does not fit that path (another publish, a wrong count).
+    pub fn layout(&self, path: &PathRecord, path_seq: u64) -> Option<Layout> {
+        if path_seq != self.index_seq || path.store_path != self.store_path {
+            return None;
+        }
+        let layout = Layout::new(self.store_path.clone(), self.size, path.segment_size).ok()?;
+        (layout.count() == self.block_count).then_some(layout)
+    }
+}
+
 /// An index record naming where the publisher's web seed is hosted
 /// (`publish --web-seed-url`): the latest such record replaces earlier
 /// ones, and an empty list withdraws them. Fetchers that trust the
@@ -188,6 +218,7 @@ pub enum Record {
     Path(Box<PathRecord>),
     Key(KeyRelease),
     WebSeeds(WebSeedList),
+    Listing(ListingRecord),
     /// A kind this build does not know; readers skip it.
     Unknown(u8),
 }
@@ -216,6 +247,7 @@ impl Record {
             Record::Path(p) => (KIND_PATH, postcard::to_stdvec(p)),
             Record::Key(k) => (KIND_KEY, postcard::to_stdvec(k)),
             Record::WebSeeds(w) => (KIND_WEB_SEEDS, postcard::to_stdvec(w)),
+            Record::Listing(l) => (KIND_LISTING, postcard::to_stdvec(l)),
             Record::Unknown(_) => panic!("unknown records are never written"),
         };
         let body = body.expect("records serialize");
@@ -267,6 +299,16 @@ impl Record {
                 let w: WebSeedList = postcard::from_bytes(body)?;
                 w.check().map_err(RecordError::Invalid)?;
                 Record::WebSeeds(w)
+            }
+            KIND_LISTING => {
+                let l: ListingRecord = postcard::from_bytes(body)?;
+                if l.size == 0 || l.size > MAX_LISTING_LEN {
+                    return Err(RecordError::Invalid("listing size out of range"));
+                }
+                if l.first_block.checked_add(l.block_count).is_none() {
+                    return Err(RecordError::Invalid("block range overflows"));
+                }
+                Record::Listing(l)
             }
             other => Record::Unknown(other),
         };
@@ -361,9 +403,51 @@ mod tests {
                 ],
             }),
             Record::WebSeeds(WebSeedList { urls: vec![] }),
+            Record::Listing(ListingRecord {
+                index_seq: 3,
+                store_path: sample_path(0).store_path,
+                first_block: 4,
+                block_count: 1,
+                size: 100,
+            }),
         ];
         for r in records {
             assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn a_listing_record_fits_only_its_own_path_record() {
+        let path = sample_path(10_000);
+        let l = ListingRecord {
+            index_seq: 3,
+            store_path: path.store_path.clone(),
+            first_block: 4,
+            block_count: 2,
+            size: 4097,
+        };
+        assert_eq!(l.layout(&path, 3).unwrap().count(), 2);
+        assert!(l.layout(&path, 4).is_none(), "another publish");
+        let short = ListingRecord {
+            block_count: 1,
+            ..l.clone()
+        };
+        assert!(short.layout(&path, 3).is_none());
+        let mut other = path.clone();
+        other.store_path =
+            StorePath::parse("/nix/store/7vy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-b").unwrap();
+        assert!(l.layout(&other, 3).is_none());
+        for (size, first, count) in [(0, 4, 0), (MAX_LISTING_LEN + 1, 4, 1), (1, u64::MAX, 1)] {
+            let bad = Record::Listing(ListingRecord {
+                size,
+                first_block: first,
+                block_count: count,
+                ..l.clone()
+            });
+            assert!(matches!(
+                Record::decode(&bad.encode()),
+                Err(RecordError::Invalid(_))
+            ));
         }
     }
 

@@ -170,6 +170,15 @@ impl PathKey {
         out
     }
 
+    /// The key the path's NAR listing is sealed under: derived, so the
+    /// listing's nonces never meet the segments'.
+    pub fn listing(&self) -> PathKey {
+        let mut h = Blake2b::<U32>::new();
+        h.update(b"hypernar/v1/listing-key");
+        h.update(self.0);
+        PathKey(h.finalize().into())
+    }
+
     fn aead(&self) -> LessSafeKey {
         LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &self.0).expect("32-byte key"))
     }

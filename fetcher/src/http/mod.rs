@@ -261,6 +261,7 @@ impl Server {
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 self.node.metrics().encode(),
             ),
+            Route::Listing(hash) => self.listing(&hash).await,
             Route::NotHere | Route::Unknown => text(StatusCode::NOT_FOUND, "not here"),
             Route::Bad(why) => text(StatusCode::BAD_REQUEST, why),
             Route::Method => {
@@ -342,6 +343,38 @@ impl Server {
         ("miss", text(StatusCode::NOT_FOUND, &why))
     }
 
+    /// `/<hash>.ls`: the path's NAR listing as Nix writes it
+    /// (`write-nar-listing`), from the listing its publisher stored, or a
+    /// scan of its NAR. Only for paths of trusted publishers.
+    async fn listing(&self, hash: &str) -> Response<Body> {
+        let publishers = self.node.publishers();
+        let found = match publishers.path_by_hash(hash).map(|p| publishers.lookup(&p)) {
+            Some(Ok(found)) => found,
+            Some(Err(why)) => return text(StatusCode::NOT_FOUND, &why.to_string()),
+            None => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "no trusted publisher lists this path",
+                )
+            }
+        };
+        let behind = nar::Behind::of(&self.node, self.limits.web_seed_after);
+        match crate::listing::listing(&self.node, &found, self.limits.block_deadline, behind).await
+        {
+            Ok(listing) => full(StatusCode::OK, "application/json", listing.to_nix_json()),
+            Err(e) => {
+                warn!(path = %found.record.store_path, "listing: {e}");
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "the listing of {} cannot be had now: {e}",
+                        found.record.store_path
+                    ),
+                )
+            }
+        }
+    }
+
     async fn nar(
         &self,
         req: &Request<Incoming>,
@@ -400,11 +433,7 @@ impl Server {
                     *found,
                     range,
                     self.limits.block_deadline,
-                    nar::Behind {
-                        web_seeds: self.node.web_seeds().clone(),
-                        metrics: self.node.metrics().clone(),
-                        web_after: self.limits.web_seed_after,
-                    },
+                    nar::Behind::of(&self.node, self.limits.web_seed_after),
                     self.upstreams.clone(),
                 ),
                 Source::Upstream(u) => {

@@ -68,7 +68,7 @@ pub enum NarStreamError {
 
 /// Aborts a task when dropped.
 #[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -280,6 +280,17 @@ pub struct Behind {
     pub metrics: Arc<Metrics>,
     /// How long a block may take from peers before web seeds are asked too.
     pub web_after: Duration,
+}
+
+impl Behind {
+    /// What stands behind `node`'s peers: its web seeds.
+    pub fn of(node: &Node, web_after: Duration) -> Self {
+        Behind {
+            web_seeds: node.web_seeds().clone(),
+            metrics: node.metrics().clone(),
+            web_after,
+        }
+    }
 }
 
 /// After the first block a stream had to ask a web seed for, later ones

@@ -26,8 +26,10 @@ pub enum Route {
     /// as long as its NarHash is still the one named (so a resumed
     /// transfer never mixes two versions of a path).
     Nar { hash: String, nar_hash: NarHash },
+    /// `/<hash>.ls`: the NAR listing of the path with that hash.
+    Listing(String),
     /// A part of the protocol this node does not serve (logs,
-    /// realisations, listings, build traces): "not here".
+    /// realisations, build traces): "not here".
     NotHere,
     /// A path outside the protocol.
     Unknown,
@@ -86,7 +88,7 @@ pub fn route(method: &http::Method, path: &str) -> Route {
     }
     if let Some(hash) = rest.strip_suffix(".ls") {
         return if is_hash_part(hash) {
-            Route::NotHere
+            Route::Listing(hash.to_owned())
         } else {
             Route::Bad("malformed store path hash")
         };
@@ -222,8 +224,9 @@ mod tests {
             get(&format!("/nar/{H}-{N}.nar")),
             get(&format!("/{}", nar_url(H, &nar)))
         );
+        assert_eq!(get(&format!("/{H}.ls")), Route::Listing(H.into()));
+        assert_eq!(get("/xyz.ls"), Route::Bad("malformed store path hash"));
         for p in [
-            format!("/{H}.ls"),
             format!("/log/{H}-hello.drv"),
             "/realisations/sha256:abc!out.doi".replace(['!', ':'], "-"),
             "/build-trace-v2/x".into(),
