@@ -115,7 +115,7 @@ impl Table {
     pub fn lookup(&self, parent: u64, name: &str) -> Option<(u64, Node)> {
         let ino = match parent {
             STORE_DIR => {
-                let slot = *self.by_hash.get(name.get(..32)?)?;
+                let slot = *self.by_hash.get(name.split_once('-')?.0)?;
                 if self.paths[slot].name != name {
                     return None;
                 }
