@@ -18,7 +18,7 @@ const NIX_CONFIG: &str = "sandbox = false\nsubstituters =\nexperimental-features
 
 /// Derivations covering what a NAR can hold: nested directories, an
 /// executable, symlinks (relative, absolute, dangling), empty files and an
-/// empty directory, references between paths, and a file over 100 MiB.
+/// empty directory, a name with spaces and non-ASCII, references between paths, and a file over 100 MiB.
 const DERIVATIONS: &str = r#"
 let
   mk = name: script: derivation {
@@ -36,6 +36,7 @@ let
     ln -s deep/er/still/numbers $out/lib/numbers
     ln -s /nonexistent/dangling $out/lib/dangling
     touch $out/lib/empty
+    printf 'spaces and more\n' > "$out/share/name with spaces ✓ ü"
   '';
   app = mk "hn-e2e-app" ''
     mkdir -p $out/bin
@@ -723,4 +724,50 @@ fn nix_substitutes_from_the_fuse_view_as_a_file_cache() {
 
     copy_and_realise(&b, &base, &pk, &xdg, "mount");
     drop(m);
+}
+
+#[test]
+fn listings_are_the_ones_nix_writes_and_nix_store_ls_reads_the_substituter() {
+    if !nix_available() {
+        return skip_or_fail("Nix (Debian package nix-bin)");
+    }
+    // Nix writes <hash>.ls next to each narinfo: the reference.
+    let b = build_and_copy(&[("cache-zstd", "?compression=zstd&write-nar-listing=true")]);
+    let (data, id) = publish_closure(&b, &[]);
+    let seed = serve(&data, &["--http", "none"], &[]);
+    let user = b.tmp.path().join("user-data");
+    let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let base = sub.http.clone().unwrap();
+    for path in &b.closure {
+        let hash = StorePath::parse(path).unwrap().hash_part().to_owned();
+        let r = wait_for_status(&base, &format!("/{hash}.ls"), 200, 30);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let ours: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let file = b.tmp.path().join("cache-zstd").join(format!("{hash}.ls"));
+        let theirs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(ours, theirs, "{path}: listing differs from Nix's");
+    }
+    let r = http(&base, "GET", "/00000000000000000000000000000000.ls", &[]);
+    assert_eq!(r.status, 404);
+
+    // `nix store ls` against the substituter says what it says of the
+    // local store.
+    let xdg = b.tmp.path().join("xdg");
+    for path in &b.closure {
+        let ls = |store: &str| {
+            let out = nix_run(&["nix", "store", "ls", "--store", store, "-lR", path], &xdg);
+            assert!(
+                out.status.success(),
+                "nix store ls --store {store}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        assert_eq!(
+            String::from_utf8(ls(&base)).unwrap(),
+            String::from_utf8(ls("local")).unwrap(),
+            "{path}"
+        );
+    }
 }
