@@ -1,9 +1,19 @@
-//! The FUSE view's listings at scale: a mount of 100 000 paths (from an
-//! in-memory source: listings never read a segment, so the source's bytes
-//! do not matter here) against the same names as empty files in a real
-//! directory, listed the same way, in the same run.
+//! The FUSE view, in one run:
 //!
-//!   cargo bench --bench mount            # HYPERNAR_BENCH_PATHS (100000)
+//! 1. Listings at scale: a mount of 100 000 paths (from an in-memory
+//!    source: listings never read a segment, so the source's bytes do not
+//!    matter here) against the same names as empty files in a real
+//!    directory, listed the same way.
+//! 2. Reads: one path of ~1 GiB made of this machine's /usr, published
+//!    with all blocks local; its NAR read sequentially through
+//!    `hypernar mount` against `hypernar cat-nar` of the same path and
+//!    against reading the NAR as a plain file; random 4 KiB reads per
+//!    second against the same offsets of the plain file; and the bytes a
+//!    node with no blocks fetches from a peer for `cat` of one small file
+//!    of that path in the store view.
+//!
+//!   cargo bench --bench mount     # HYPERNAR_BENCH_PATHS (100000),
+//!                                 # HYPERNAR_BENCH_READ_MIB (1024)
 //!
 //! Needs /dev/fuse and root (or fusermount3).
 
@@ -65,11 +75,16 @@ fn list(dir: &std::path::Path, sample: &[String]) -> (usize, Duration, Duration)
 }
 
 fn main() {
-    let n = env_num("HYPERNAR_BENCH_PATHS", 100_000);
     if !std::path::Path::new("/dev/fuse").exists() {
         println!("SKIPPED: the mount benchmark needs /dev/fuse");
         return;
     }
+    listings();
+    reads();
+}
+
+fn listings() {
+    let n = env_num("HYPERNAR_BENCH_PATHS", 100_000);
     let paths: Vec<PathInfo> = (0..n)
         .map(|i| {
             let h = hash(i);
@@ -158,7 +173,307 @@ fn main() {
 }
 
 fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_of(std::process::id())
+}
+
+/// A `hypernar` process, stopped with SIGTERM when dropped; its stdout
+/// lines go to `lines` as they come.
+struct Proc {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hypernar"))
+            .args(args)
+            .args(["--upstream", "none"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// The first word of its output that starts with `prefix`.
+    fn word(&self, prefix: &str) -> String {
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .expect("no such output");
+            if let Some(w) = l.split_whitespace().find(|w| w.starts_with(prefix)) {
+                return w.trim_end_matches(',').to_owned();
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(file: &std::path::Path) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !file.exists() {
+        assert!(Instant::now() < until, "{} never appeared", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads `file` from start to end in 1 MiB reads; returns MB/s.
+fn sequential(file: &std::path::Path) -> f64 {
+    use std::io::Read;
+    let mut f = std::fs::File::open(file).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let t = Instant::now();
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+    }
+    n as f64 / 1e6 / t.elapsed().as_secs_f64()
+}
+
+/// 4 KiB reads at `offsets` of `file`; returns reads per second.
+fn random_reads(file: &std::path::Path, offsets: &[u64]) -> f64 {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(file).unwrap();
+    let mut buf = [0u8; 4096];
+    let t = Instant::now();
+    for &o in offsets {
+        f.read_at(&mut buf, o).unwrap();
+    }
+    offsets.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `hypernar_received_bytes_total{source="peer"}` at `base`.
+fn received(base: &str) -> u64 {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    c.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("hypernar_received_bytes_total{source=\"peer\"} "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn reads() {
+    use hypernar_feed::format::narinfo::{Compression, NarInfo};
+    use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, SamplePath};
+
+    let mib = env_num("HYPERNAR_BENCH_READ_MIB", 1024) as u64;
+    let bin = env!("CARGO_BIN_EXE_hypernar");
+    let tmp = tempfile::Builder::new()
+        .prefix("hypernar-bench-read-")
+        .tempdir()
+        .unwrap();
+    let root = tmp.path();
+    let mut budget = mib << 20;
+    let mut entries = Vec::new();
+    for top in ["/usr/lib", "/usr/bin", "/usr/share"] {
+        let mut files = Vec::new();
+        common::collect(std::path::Path::new(top), &mut budget, &mut files);
+        let name = top.trim_start_matches("/usr/").to_owned();
+        entries.push((name, Node::Dir(files)));
+    }
+    let small = b"one small file at the end of a large path\n";
+    entries.push((
+        "zz-small".into(),
+        Node::File {
+            contents: small.to_vec(),
+            executable: false,
+        },
+    ));
+    let path = SamplePath {
+        name: "usr-large".into(),
+        contents: Contents::Tree(Node::Dir(entries)),
+        references: vec![],
+        compression: Compression::None,
+    };
+    let cache = root.join("cache");
+    let written = write_cache(
+        &cache,
+        &[path],
+        &NixSigningKey::from_seed("bench-1", [3; 32]),
+    )
+    .unwrap();
+    let info = written[0].info.clone();
+    drop(written);
+    let plain = cache.join(&info.url);
+    let nar_size = info.nar_size;
+    let key = root.join("pub.key");
+    let id = common::keygen(bin, &key);
+    let data = root.join("data");
+    let from = format!("file://{}", cache.display());
+    let (out, t_publish) = common::time(|| {
+        std::process::Command::new(bin)
+            .args(["publish", "--all", "--key"])
+            .arg(&key)
+            .arg("--data")
+            .arg(&data)
+            .args(["--from", &from])
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "\none path of {:.0} MiB (NAR) from /usr, published in {:.1} s",
+        nar_size as f64 / 1048576.0,
+        t_publish.as_secs_f64()
+    );
+
+    // Sequential: each read twice, the second counted (every source is
+    // then in the page cache: the plain file, and the feeds' files).
+    sequential(&plain);
+    let plain_mbs = sequential(&plain);
+    let store_path = info.store_path.to_string();
+    let cat_nar = || {
+        let t = Instant::now();
+        let st = std::process::Command::new(bin)
+            .args(["cat-nar", "--data"])
+            .arg(&data)
+            .arg(&store_path)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        nar_size as f64 / 1e6 / t.elapsed().as_secs_f64()
+    };
+    cat_nar();
+    let cat_mbs = cat_nar();
+    let at = root.join("mnt");
+    std::fs::create_dir(&at).unwrap();
+    let hash = info.store_path.hash_part().to_owned();
+    let mount = |at: &std::path::Path, data: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["mount", at.to_str().unwrap(), "--data"];
+        args.push(data.to_str().unwrap());
+        args.extend(["--listen", "127.0.0.1:0", "--trust", &id]);
+        args.extend_from_slice(extra);
+        let p = Proc::start(&args);
+        wait_for(&at.join(format!("{hash}.narinfo")));
+        p
+    };
+    let m = mount(&at, &data, &[]);
+    let narinfo =
+        NarInfo::parse(&std::fs::read(at.join(format!("{hash}.narinfo"))).unwrap()).unwrap();
+    let nar = at.join(&narinfo.url);
+    let mount_mbs = sequential(&nar);
+    let mount_rss = rss_of(m.child.id());
+    let mount_again = sequential(&nar);
+    drop(m);
+
+    // Random 4 KiB reads on a fresh mount (no kernel cache, no segment
+    // cache), against the same offsets of the plain file.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let offsets: Vec<u64> = (0..3000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % (nar_size - 4096)) & !4095
+        })
+        .collect();
+    let plain_rps = random_reads(&plain, &offsets);
+    let m = mount(&at, &data, &[]);
+    let mount_rps = random_reads(&nar, &offsets);
+    drop(m);
+
+    // A node with no blocks, one peer holding them: stat, then cat of one
+    // small file in the store view.
+    let seed = Proc::start(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "none",
+    ]);
+    let peer = seed.word("127.0.0.1:");
+    let user = root.join("user-data");
+    let at2 = root.join("mnt2");
+    std::fs::create_dir(&at2).unwrap();
+    let m = mount(&at2, &user, &["--peer", &peer, "--http", "127.0.0.1:0"]);
+    let api = m.word("http://");
+    let dir = at2.join("store").join(info.store_path.base_name());
+    let r0 = received(&api);
+    std::fs::symlink_metadata(dir.join("zz-small")).unwrap();
+    let r1 = received(&api);
+    assert_eq!(std::fs::read(dir.join("zz-small")).unwrap(), small);
+    let r2 = received(&api);
+    drop(m);
+    drop(seed);
+
+    let seg = 256 << 10;
+    println!("| read | result | baseline | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| sequential, through the mount (first read) | {mount_mbs:.0} MB/s | cat-nar {cat_mbs:.0} MB/s | **{:.2}** |",
+        mount_mbs / cat_mbs
+    );
+    println!(
+        "| sequential, through the mount (first read) | {mount_mbs:.0} MB/s | plain file {plain_mbs:.0} MB/s | {:.2} |",
+        mount_mbs / plain_mbs
+    );
+    println!(
+        "| sequential, through the mount (second read: kernel page cache) | {mount_again:.0} MB/s | plain file {plain_mbs:.0} MB/s | {:.2} |",
+        mount_again / plain_mbs
+    );
+    println!(
+        "| random 4 KiB reads, fresh mount | {mount_rps:.0} /s | plain file {plain_rps:.0} /s | {:.3} |",
+        mount_rps / plain_rps
+    );
+    println!(
+        "| `stat` of one file in the store view, from a peer | {} bytes ({:.2} segments) | the path: {:.0} segments | |",
+        r1 - r0,
+        (r1 - r0) as f64 / seg as f64,
+        nar_size as f64 / seg as f64
+    );
+    println!(
+        "| then `cat` of that {}-byte file | {} bytes ({:.2} segments) | target ≤ 2 segments | |",
+        small.len(),
+        r2 - r1,
+        (r2 - r1) as f64 / seg as f64
+    );
+    println!(
+        "mount process RSS after the sequential read: {} MiB",
+        mount_rss >> 20
+    );
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

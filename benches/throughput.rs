@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{children_cpu, time};
+use common::{children_cpu, collect, node_size, time};
 
 use std::path::Path;
 use std::process::Command;
@@ -24,43 +24,6 @@ use hypernar_feed::format::narinfo::Compression;
 use hypernar_feed::format::segment::{Layout, Opener, PathKey, Sealer, DEFAULT_SEGMENT_SIZE};
 use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, SamplePath};
 use sha2::Sha256;
-
-fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        if *budget == 0 {
-            return;
-        }
-        let Ok(meta) = e.path().symlink_metadata() else {
-            continue;
-        };
-        let name = e.file_name().to_string_lossy().into_owned();
-        if meta.is_file() && meta.len() > 0 {
-            if let Ok(bytes) = std::fs::read(e.path()) {
-                *budget = budget.saturating_sub(bytes.len() as u64);
-                let executable =
-                    std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
-                out.push((
-                    name,
-                    Node::File {
-                        contents: bytes,
-                        executable,
-                    },
-                ));
-            }
-        } else if meta.is_dir() {
-            let mut sub = Vec::new();
-            collect(&e.path(), budget, &mut sub);
-            if !sub.is_empty() {
-                out.push((name, Node::Dir(sub)));
-            }
-        }
-    }
-}
 
 fn main() {
     let mib = common::env_num("HYPERNAR_BENCH_MIB", 1024) as u64;
@@ -257,14 +220,6 @@ struct Primitives {
     zstd_compress: Duration,
     blake2b: Duration,
     open: Duration,
-}
-
-fn node_size(n: &Node) -> u64 {
-    match n {
-        Node::File { contents, .. } => contents.len() as u64,
-        Node::Symlink(_) => 0,
-        Node::Dir(e) => e.iter().map(|(_, n)| node_size(n)).sum(),
-    }
 }
 
 fn sample(i: &mut usize, entries: Vec<(String, Node)>) -> SamplePath {

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+
+use hypernar_publisher::sample::Node;
 use std::time::{Duration, Instant};
 
 /// Concatenated contents of files under `dirs`, up to `budget` bytes:
@@ -134,4 +136,52 @@ pub fn publish_one(
         .max()
         .unwrap_or(0);
     (written, id, dir, stored)
+}
+
+/// Files under `dir` as a sample tree, until `budget` bytes are taken
+/// (empty files and directories left out).
+pub fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if *budget == 0 {
+            return;
+        }
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        let name = e.file_name().to_string_lossy().into_owned();
+        if meta.is_file() && meta.len() > 0 {
+            if let Ok(bytes) = std::fs::read(e.path()) {
+                *budget = budget.saturating_sub(bytes.len() as u64);
+                let executable =
+                    std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
+                out.push((
+                    name,
+                    Node::File {
+                        contents: bytes,
+                        executable,
+                    },
+                ));
+            }
+        } else if meta.is_dir() {
+            let mut sub = Vec::new();
+            collect(&e.path(), budget, &mut sub);
+            if !sub.is_empty() {
+                out.push((name, Node::Dir(sub)));
+            }
+        }
+    }
+}
+
+/// Bytes of file contents in a sample tree.
+pub fn node_size(n: &Node) -> u64 {
+    match n {
+        Node::File { contents, .. } => contents.len() as u64,
+        Node::Symlink(_) => 0,
+        Node::Dir(e) => e.iter().map(|(_, n)| node_size(n)).sum(),
+    }
 }
