@@ -296,7 +296,27 @@ fn sigterm_unmounts_cleanly_and_a_stale_mount_is_cleared_at_the_next_start() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mount point"), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("mkdir -p"),
+        "{err}"
+    );
+    // `at` is mounted by `next`.
+    let out = hypernar(&[
+        "serve",
+        "--data",
+        s(&w.tmp.path().join("other")),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "none",
+        "--mount",
+        s(&at),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already a mount point"), "{err}");
+    // The mount that was there is untouched.
+    assert!(std::fs::read(nar_path(&at, &w, "noise")).unwrap() == w.path("noise").nar);
 }
 
 #[test]

@@ -135,10 +135,16 @@ fn what_nix_relies_on() {
         Some(text.len().to_string().as_str())
     );
 
+    // The path's listing, as Nix writes it.
+    let ls = http(&base, "GET", &format!("/{hash}.ls"), &[]);
+    assert_eq!(ls.status, 200);
+    assert_eq!(ls.header("content-type"), Some("application/json"));
+    assert!(ls.body.starts_with(br#"{"version":1,"root":{"type":"#));
+
     // Not here: 404 (Nix reads it as "try elsewhere").
     for p in [
         "/00000000000000000000000000000000.narinfo".to_owned(),
-        format!("/{hash}.ls"),
+        "/00000000000000000000000000000000.ls".to_owned(),
         format!("/log/{hash}-x.drv"),
         "/realisations/sha256-x.doi".to_owned(),
         "/build-trace-v2/x".to_owned(),

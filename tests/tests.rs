@@ -6,6 +6,7 @@
 mod util;
 
 mod cli;
+mod discovery;
 mod disk;
 mod faults;
 mod fuse;

@@ -15,6 +15,7 @@ pub mod haves;
 pub mod http;
 pub mod hub;
 pub mod listing;
+pub mod mdns;
 pub mod metrics;
 pub mod mount;
 pub mod node;

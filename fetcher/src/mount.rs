@@ -68,7 +68,7 @@ pub fn path_info(record: &PathRecord) -> PathInfo {
     let url = nar_url(&hash, &record.nar_hash);
     PathInfo {
         nar_name: url.trim_start_matches("nar/").to_owned(),
-        narinfo: record.narinfo(url).render(),
+        narinfo_len: record.narinfo(url).render().len() as u64,
         hash,
         name: record.store_path.base_name().to_owned(),
         nar_size: record.nar_size,
@@ -79,6 +79,12 @@ pub fn path_info(record: &PathRecord) -> PathInfo {
 impl Source for NodeSource {
     fn generation(&self) -> u64 {
         self.node.publishers().generation()
+    }
+
+    fn narinfo(&self, path: &PathInfo) -> Result<String, SourceError> {
+        let (record, _, _) = self.record(path)?;
+        let url = nar_url(&path.hash, &record.nar_hash);
+        Ok(record.narinfo(url).render())
     }
 
     fn paths(&self) -> Vec<PathInfo> {

@@ -540,6 +540,11 @@ impl Node {
         banned.contains_key(addr)
     }
 
+    /// Dials `addr` and keeps it connected, like a configured peer.
+    pub fn dial(&self, addr: String) {
+        self.spawn(self.clone().dial_forever(addr));
+    }
+
     async fn dial_forever(self, addr: String) {
         let mut backoff = Duration::from_millis(250);
         loop {

@@ -59,8 +59,9 @@ pub struct PathInfo {
     pub name: String,
     /// The file name under `nar/` (the narinfo's `URL:` is `nar/<nar_name>`).
     pub nar_name: String,
-    /// The narinfo, as served.
-    pub narinfo: String,
+    /// Bytes of its narinfo ([`Source::narinfo`] renders it on read, so
+    /// the table keeps no narinfo text: most of its memory otherwise).
+    pub narinfo_len: u64,
     pub nar_size: u64,
     /// Uncompressed bytes per segment (the last may be shorter).
     pub segment_size: u32,
@@ -83,6 +84,8 @@ pub trait Source: Send + Sync + 'static {
     fn generation(&self) -> u64;
     /// Every path the view shows now.
     fn paths(&self) -> Vec<PathInfo>;
+    /// The narinfo of `path`, exactly `path.narinfo_len` bytes.
+    fn narinfo(&self, path: &PathInfo) -> Result<String, SourceError>;
     /// Segment `index` of `path`'s NAR, verified and decrypted: exactly
     /// `segment_size` bytes (fewer for the last). Blocks until it is had
     /// or the source's deadline passes.
@@ -248,7 +251,7 @@ impl View {
         let (kind, perm, size, nlink) = match node {
             Node::Dir(_) => (FileType::Directory, 0o555, 0, 2),
             Node::CacheInfo => (FileType::RegularFile, 0o444, CACHE_INFO.len() as u64, 1),
-            Node::NarInfo(p) => (FileType::RegularFile, 0o444, p.narinfo.len() as u64, 1),
+            Node::NarInfo(p) => (FileType::RegularFile, 0o444, p.narinfo_len, 1),
             Node::Nar(p) => (FileType::RegularFile, 0o444, p.nar_size, 1),
             Node::Store { .. } => unreachable!("store entries take their attributes from listings"),
         };
@@ -487,7 +490,21 @@ impl Filesystem for View {
         };
         let (slot, path, base, len) = match node {
             Some(Node::CacheInfo) => return reply.data(&small(CACHE_INFO.as_bytes())),
-            Some(Node::NarInfo(p)) => return reply.data(&small(p.narinfo.as_bytes())),
+            Some(Node::NarInfo(p)) => {
+                return match self.source.narinfo(&p) {
+                    Ok(text) if text.len() as u64 == p.narinfo_len => {
+                        reply.data(&small(text.as_bytes()))
+                    }
+                    Ok(text) => {
+                        warn!(path = %p.name, "its narinfo is now {} bytes, not {}", text.len(), p.narinfo_len);
+                        reply.error(Errno::EIO)
+                    }
+                    Err(e) => {
+                        warn!(path = %p.name, "narinfo: {e}");
+                        reply.error(Errno::EIO)
+                    }
+                };
+            }
             Some(Node::Nar(p)) => {
                 let slot = table::slot_of(ino.0).expect("a NAR inode has a slot");
                 let len = p.nar_size;
@@ -601,6 +618,15 @@ fn negative() -> FileAttr {
 /// Why the view could not be mounted.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
+    #[error(
+        "the mount point {0} does not exist: create an empty directory there first (mkdir -p {0})"
+    )]
+    Missing(String),
+    #[error(
+        "{0} is already a mount point (a running `hypernar mount`, or another file system): \
+         unmount it first (fusermount3 -u {0}) or pick another empty directory"
+    )]
+    Busy(String),
     #[error("{0}: the mount point is not an empty directory ({1})")]
     MountPoint(String, String),
     #[error(
@@ -667,6 +693,28 @@ pub fn clear_stale_mount(at: &Path) -> bool {
     }
 }
 
+/// Whether something is mounted on `at` (per /proc/self/mountinfo, whose
+/// mount points escape space, tab, newline and backslash in octal).
+fn is_mount_point(at: &Path) -> bool {
+    let Ok(at) = std::fs::canonicalize(at) else {
+        return false;
+    };
+    let mut want = String::new();
+    for c in at.to_string_lossy().chars() {
+        match c {
+            ' ' => want.push_str("\\040"),
+            '\t' => want.push_str("\\011"),
+            '\n' => want.push_str("\\012"),
+            '\\' => want.push_str("\\134"),
+            c => want.push(c),
+        }
+    }
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
 /// `ENOTCONN` on Linux.
 const fn libc_enotconn() -> i32 {
     107
@@ -677,12 +725,16 @@ const fn libc_enotconn() -> i32 {
 pub fn mount(source: Arc<dyn Source>, at: &Path, opts: &Options) -> Result<Mounted, MountError> {
     clear_stale_mount(at);
     let shown = at.display().to_string();
+    if is_mount_point(at) {
+        return Err(MountError::Busy(shown));
+    }
     match std::fs::read_dir(at) {
         Ok(mut d) => {
             if d.next().is_some() {
                 return Err(MountError::MountPoint(shown, "it is not empty".into()));
             }
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MountError::Missing(shown)),
         Err(e) => return Err(MountError::MountPoint(shown, e.to_string())),
     }
     let mut config = Config::default();

@@ -209,7 +209,7 @@ mod tests {
             hash: hash.into(),
             name: format!("{hash}-x"),
             nar_name: format!("{hash}-nar.nar"),
-            narinfo: format!("StorePath: /nix/store/{hash}-x\n"),
+            narinfo_len: 30,
             nar_size: size,
             segment_size: 4096,
         }

@@ -102,6 +102,12 @@ pub struct Args {
     /// MiB of decrypted segments the mount keeps in memory
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     mount_cache: usize,
+    /// Do not announce this node on the local network nor look for other
+    /// hypernar nodes there (mDNS). Announcing says only that a node runs
+    /// at this address and port; it is off anyway when --listen is a
+    /// loopback address
+    #[arg(long)]
+    no_mdns: bool,
     /// Most peer connections accepted at once from one IP address
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
     max_connections_per_ip: usize,
@@ -180,6 +186,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "hypernar serve: listening on {addr}, data in {}",
         data_dir.display()
     ));
+    // Peers on the LAN: only when they could reach this node.
+    let _mdns = match (args.no_mdns, addr.ip().is_loopback()) {
+        (false, false) => match hypernar_fetcher::mdns::start(&node, addr.port()) {
+            Ok(m) => {
+                say("hypernar serve: looking for peers on the local network (mDNS; --no-mdns turns it off)");
+                Some(m)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "mDNS is unavailable, so no peers on the local network will be found: {e}"
+                );
+                None
+            }
+        },
+        _ => None,
+    };
     if let Some(listener) = http_listener {
         let at = listener.local_addr()?;
         let proxy = upstreams.proxies();
