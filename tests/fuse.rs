@@ -282,38 +282,28 @@ fn sigterm_unmounts_cleanly_and_a_stale_mount_is_cleared_at_the_next_start() {
     assert!(std::fs::read(nar_path(&at, &w, "noise")).unwrap() == w.path("noise").nar);
 
     // A busy or missing mount point is a clear error.
-    let missing = w.tmp.path().join("no-such-dir/mnt2");
-    let out = hypernar(&[
-        "serve",
-        "--data",
-        s(&w.tmp.path().join("other")),
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "none",
-        "--mount",
-        s(&missing),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let mount_fails = |on: &Path| {
+        let out = hypernar(&[
+            "serve",
+            "--data",
+            s(&w.tmp.path().join("other")),
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "none",
+            "--mount",
+            s(on),
+        ]);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = mount_fails(&w.tmp.path().join("no-such-dir/mnt2"));
     assert!(
         err.contains("does not exist") && err.contains("mkdir -p"),
         "{err}"
     );
     // `at` is mounted by `next`.
-    let out = hypernar(&[
-        "serve",
-        "--data",
-        s(&w.tmp.path().join("other")),
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "none",
-        "--mount",
-        s(&at),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = mount_fails(&at);
     assert!(err.contains("already a mount point"), "{err}");
     // The mount that was there is untouched.
     assert!(std::fs::read(nar_path(&at, &w, "noise")).unwrap() == w.path("noise").nar);

@@ -378,16 +378,23 @@ fn publish_closure(b: &Built, extra: &[&str]) -> (std::path::PathBuf, String) {
     (data, id)
 }
 
+/// Publishes `b`'s closure, seeds it, and starts a substituter with no
+/// block of its own whose only peer is the seed: (seed, substituter).
+fn seed_and_substituter(b: &Built) -> (Serve, Serve) {
+    let (data, id) = publish_closure(b, &[]);
+    let seed = serve(&data, &["--http", "none"], &[]);
+    let user = b.tmp.path().join("user-data");
+    let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+    (seed, sub)
+}
+
 #[test]
 fn nix_substitutes_a_closure_from_serve_over_http() {
     if !nix_available() {
         return skip_or_fail("Nix (Debian package nix-bin)");
     }
     let b = build_and_copy(&[("cache-zstd", "?compression=zstd")]);
-    let (data, id) = publish_closure(&b, &[]);
-    let seed = serve(&data, &["--http", "none"], &[]);
-    let user = b.tmp.path().join("user-data");
-    let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let (_seed, sub) = seed_and_substituter(&b);
     let base = sub.http.clone().unwrap();
     // The index replicates; then every narinfo answers from memory.
     for path in &b.closure {
@@ -733,10 +740,7 @@ fn listings_are_the_ones_nix_writes_and_nix_store_ls_reads_the_substituter() {
     }
     // Nix writes <hash>.ls next to each narinfo: the reference.
     let b = build_and_copy(&[("cache-zstd", "?compression=zstd&write-nar-listing=true")]);
-    let (data, id) = publish_closure(&b, &[]);
-    let seed = serve(&data, &["--http", "none"], &[]);
-    let user = b.tmp.path().join("user-data");
-    let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let (_seed, sub) = seed_and_substituter(&b);
     let base = sub.http.clone().unwrap();
     for path in &b.closure {
         let hash = StorePath::parse(path).unwrap().hash_part().to_owned();
