@@ -416,6 +416,7 @@ fn reads() {
     // small file in the store view.
     let seed = Proc::start(&[
         "serve",
+        "--no-dht",
         "--data",
         data.to_str().unwrap(),
         "--listen",

@@ -60,6 +60,7 @@ fn main() {
     let mut serve = Command::new(bin)
         .args([
             "serve",
+            "--no-dht",
             "--http",
             "none",
             "--listen",

@@ -154,7 +154,7 @@ fn main() {
     let cpu0 = children_cpu();
     let mut procs = Kill(Vec::new());
     let mut seed = Command::new("ip")
-        .args(["netns", "exec", &ns(0), bin, "serve", "--data"])
+        .args(["netns", "exec", &ns(0), bin, "serve", "--no-dht", "--data"])
         .arg(&seed_dir)
         .args(["--listen", &format!("{}:7469", ip(0))])
         .stdout(Stdio::piped())

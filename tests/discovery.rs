@@ -1,7 +1,13 @@
-//! Zero-configuration peers on a LAN (mDNS): two nodes in separate
-//! network namespaces joined by a bridge (test hosts in 198.18.0.0/15),
-//! neither told of the other, the second fetching a path the first seeds.
-//! Needs root and iproute2 (`ip netns`).
+//! Zero-configuration peers.
+//!
+//! On a LAN (mDNS): two nodes in separate network namespaces joined by a
+//! bridge (test hosts in 198.18.0.0/15), neither told of the other, the
+//! second fetching a path the first seeds. Needs root and iproute2
+//! (`ip netns`).
+//!
+//! On the Mainline DHT: a local testnet of real DHT nodes (the `mainline`
+//! crate's `Testnet`, on loopback), two nodes meeting through it, and the
+//! peer remembered across a restart when the DHT is gone.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -68,7 +74,7 @@ impl NsServe {
         let log = data.with_extension("log");
         let child = Command::new("ip")
             .args(["netns", "exec", ns, bin(), "serve", "--data", s(data)])
-            .args(["--listen", "0.0.0.0:7469", "--upstream", "none"])
+            .args(["--listen", "0.0.0.0:7469", "--upstream", "none", "--no-dht"])
             .args(extra)
             .env("RUST_LOG", "hypernar_fetcher=info")
             .stdout(Stdio::null())
@@ -190,4 +196,96 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
     }
     let _ = mdns.shutdown();
     assert_eq!(seen.len(), 2, "both nodes announce themselves: {seen:?}");
+}
+
+#[test]
+fn nodes_that_know_nothing_of_each_other_meet_on_the_dht_and_remember_it() {
+    let testnet = mainline::Testnet::new(5).expect("a local DHT testnet");
+    let boot = testnet.bootstrap.join(",");
+    let w = World::new(&hypernar_publisher::sample::demo_paths());
+    let (first, second) = ("hello-2.12", "demo-dataset");
+    w.publish_ok(&[&w.store_path(first)]);
+    let id = identity(&w);
+    let hash = |name: &str| w.path(name).info.store_path.hash_part().to_owned();
+    // The seed trusts no one: it announces its own index, found on disk.
+    let seed = serve(&w.data, &["--http", "none", "--dht-bootstrap", &boot], &[]);
+
+    // Told of no peer and off the DHT, a node never hears of the path.
+    let alone = serve(&w.tmp.path().join("alone"), &["--trust", &id], &[]);
+    let api = alone.http.clone().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let r = http(&api, "GET", &format!("/{}.narinfo", hash(first)), &[]);
+    assert_eq!(r.status, 404);
+    drop(alone);
+
+    // On the DHT, it finds the seed under the index's topic and fetches.
+    let user_data = w.tmp.path().join("user");
+    let user_args = |boot: &str| {
+        let mut a = vec!["--trust".to_owned(), id.clone()];
+        a.extend(["--dht-bootstrap".to_owned(), boot.to_owned()]);
+        a
+    };
+    let args = user_args(&boot);
+    let user = serve(
+        &user_data,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    let api = user.http.clone().unwrap();
+    let t = Instant::now();
+    let fetched = |api: &str, name: &str, log: &dyn Fn() -> String| {
+        let r = wait_for_status(api, &format!("/{}.narinfo", hash(name)), 200, 30);
+        assert_eq!(r.status, 200, "{}", log());
+        let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+            .unwrap()
+            .url;
+        let nar = http(api, "GET", &format!("/{url}"), &[]);
+        assert_eq!(nar.status, 200, "{}", log());
+        assert!(nar.body == w.path(name).nar, "the NAR of {name} differs");
+    };
+    let logs = || {
+        format!(
+            "--- user:\n{}\n--- seed:\n{}",
+            std::fs::read_to_string(&user.log).unwrap_or_default(),
+            std::fs::read_to_string(&seed.log).unwrap_or_default()
+        )
+    };
+    fetched(&api, first, &logs);
+    eprintln!("met on the DHT and fetched in {:.1?}", t.elapsed());
+    assert!(logs().contains("found on the DHT"), "{}", logs());
+    // It keeps the seed's address for next time.
+    let state = user_data.join("dht-peers");
+    let until = Instant::now() + Duration::from_secs(20);
+    let line = format!("peer {}", seed.addr);
+    while !std::fs::read_to_string(&state).is_ok_and(|s| s.lines().any(|l| l == line)) {
+        assert!(Instant::now() < until, "{line:?} never saved: {}", logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(user);
+
+    // The DHT goes away; a new path is published into the running seed.
+    drop(testnet);
+    w.publish_ok(&[&w.store_path(second)]);
+    // Restarted with a bootstrap node that is not there, the user node
+    // dials the peer it saved and gets the new path from it.
+    let args = user_args(&closed_addr());
+    let user = serve(
+        &user_data,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    let api = user.http.clone().unwrap();
+    let logs = || {
+        format!(
+            "--- user:\n{}\n--- seed:\n{}",
+            std::fs::read_to_string(&user.log).unwrap_or_default(),
+            std::fs::read_to_string(&seed.log).unwrap_or_default()
+        )
+    };
+    fetched(&api, second, &logs);
+    assert!(
+        logs().contains("dialling the peers learned from the DHT last time"),
+        "{}",
+        logs()
+    );
 }

@@ -9,6 +9,7 @@
 //! Planned: the web-seed and upstream fallbacks behind one block-source
 //! combinator.
 
+pub mod dht;
 mod fault;
 pub mod fetch;
 pub mod haves;

@@ -108,6 +108,21 @@ pub struct Args {
     /// loopback address
     #[arg(long)]
     no_mdns: bool,
+    /// Do not announce this node on the BitTorrent Mainline DHT nor look
+    /// for peers there. Announcing tells whoever knows a feed's key that
+    /// this address holds it (docs/threat-model.md)
+    #[arg(long)]
+    no_dht: bool,
+    /// DHT node to join the Mainline DHT through (HOST:PORT, repeatable);
+    /// by default the well-known routers, plus the DHT nodes this data
+    /// directory saved last time
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "HYPERNAR_DHT_BOOTSTRAP",
+        value_delimiter = ','
+    )]
+    dht_bootstrap: Vec<String>,
     /// Most peer connections accepted at once from one IP address
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
     max_connections_per_ip: usize,
@@ -251,6 +266,28 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(m)
         }
         None => None,
+    };
+    // Peers anywhere, met under the topics of the feeds this node follows.
+    let _dht = if args.no_dht {
+        None
+    } else {
+        let config = hypernar_fetcher::dht::DhtConfig {
+            bootstrap: args.dht_bootstrap.clone(),
+            port: addr.port(),
+            state: data_dir.join("dht-peers"),
+        };
+        match hypernar_fetcher::dht::start(&node, config) {
+            Ok(d) => {
+                say(
+                    "hypernar serve: looking for peers on the Mainline DHT (--no-dht turns it off)",
+                );
+                Some(d)
+            }
+            Err(e) => {
+                tracing::warn!("the DHT is unavailable, so only peers given with --peer or found on the local network will be used: {e}");
+                None
+            }
+        }
     };
     for id in &args.trust {
         say(&format!("trusting {id}"));

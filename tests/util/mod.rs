@@ -294,6 +294,10 @@ pub fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
     if !extra.contains(&"--upstream") {
         cmd.args(["--upstream", "none"]);
     }
+    // Nor the Mainline DHT: the DHT tests name a local testnet.
+    if !extra.contains(&"--dht-bootstrap") {
+        cmd.arg("--no-dht");
+    }
     cmd.args(extra)
         .env("RUST_LOG", "hypernar_fetcher=info")
         .stdout(Stdio::piped())

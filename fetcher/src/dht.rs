@@ -1,0 +1,434 @@
+//! Peers anywhere: the BitTorrent Mainline DHT (BEP 5, the `mainline`
+//! crate), used as it is, with no node of our own.
+//!
+//! **Topics.** A node announces itself, and looks for peers, under one
+//! 20-byte info-hash per root feed ([`crate::node::Node::roots`]: trusted
+//! publishers' indexes, feeds replicated by token, publishers' indexes it
+//! stores):
+//!
+//! ```text
+//! topic = BLAKE2b-256("hypernar/v1/dht-topic" ‖ discovery key)[..20]
+//! ```
+//!
+//! The discovery key is itself a keyed hash of the feed's public key, so
+//! the topic is computable only by whoever knows the key; it reveals
+//! neither the key nor anything about store paths. A publisher's data and
+//! key feeds have no topic of their own: the peers met through its index
+//! are offered every feed both sides hold on the same connection. So the
+//! number of announcements grows with the number of publishers and tokens a
+//! node follows, not with its paths or feeds; at most [`MAX_TOPICS`] are
+//! announced (the first ones, trusted publishers first), each once every
+//! [`ANNOUNCE_EVERY`].
+//!
+//! **Peers.** Every address a lookup returns is dialled like a `--peer`
+//! (at most [`MAX_LEARNED`] at once), until [`GIVE_UP_AFTER`] connects in
+//! a row fail. The addresses that answered and the DHT nodes of the routing
+//! table are saved in `DATA/dht-peers` and used at the next start, so a
+//! restart neither waits for the DHT nor depends on the bootstrap nodes.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::Write;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use blake2::digest::consts::U32;
+use blake2::{Blake2b, Digest};
+use futures::StreamExt;
+use mainline::async_dht::AsyncDht;
+use mainline::Id;
+use tracing::{debug, info, warn};
+
+use crate::node::Node;
+
+/// Well-known routers of the Mainline DHT, asked first unless
+/// `--dht-bootstrap` says otherwise.
+pub const DEFAULT_BOOTSTRAP: [&str; 4] = [
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "dht.libtorrent.org:25401",
+    "router.utorrent.com:6881",
+];
+/// Most root feeds announced and looked up.
+pub const MAX_TOPICS: usize = 64;
+/// Most learned peers dialled at once, and saved.
+pub const MAX_LEARNED: usize = 64;
+/// Most DHT nodes saved for the next start.
+pub const MAX_SAVED_NODES: usize = 64;
+/// How often each topic is announced again (DHT nodes forget an
+/// announcement after about 30 minutes).
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(15 * 60);
+/// Connects in a row that may fail before a learned peer is dropped.
+pub const GIVE_UP_AFTER: u32 = 5;
+/// The first lookups come quickly (peers announce as they start), then
+/// less often, up to this.
+const LOOKUP_AT_MOST_EVERY: Duration = Duration::from_secs(5 * 60);
+const FIRST_LOOKUP_AGAIN: Duration = Duration::from_secs(1);
+/// The state file is read only up to this size.
+const MAX_STATE_FILE: u64 = 64 * 1024;
+
+/// Where and how to join the DHT.
+#[derive(Debug, Clone)]
+pub struct DhtConfig {
+    /// DHT nodes to bootstrap from (`host:port`); empty for
+    /// [`DEFAULT_BOOTSTRAP`].
+    pub bootstrap: Vec<String>,
+    /// The TCP port peers reach this node on (announced).
+    pub port: u16,
+    /// Where learned peers and DHT nodes are kept (`DATA/dht-peers`).
+    pub state: PathBuf,
+}
+
+/// The info-hash under which peers of the feed `key` meet.
+pub fn topic(key: &[u8; 32]) -> Id {
+    let dkey = hypercore_protocol::discovery_key(key);
+    let mut h = Blake2b::<U32>::new();
+    h.update(b"hypernar/v1/dht-topic");
+    h.update(dkey);
+    Id::from_bytes(&h.finalize()[..20]).expect("20 bytes make an id")
+}
+
+/// What `DATA/dht-peers` holds.
+#[derive(Debug, Default, PartialEq)]
+pub struct Saved {
+    /// Hypernar peers that answered, most recent first.
+    pub peers: Vec<SocketAddr>,
+    /// DHT nodes, to bootstrap from.
+    pub nodes: Vec<SocketAddr>,
+}
+
+impl Saved {
+    /// Parses the state file's text; lines it does not understand are
+    /// skipped, and each list is cut to its bound.
+    pub fn parse(text: &str) -> Saved {
+        let mut saved = Saved::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(kind), Some(addr), None) = (words.next(), words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(addr) = addr.parse::<SocketAddr>() else {
+                continue;
+            };
+            let list = match kind {
+                "peer" if saved.peers.len() < MAX_LEARNED => &mut saved.peers,
+                "node" if saved.nodes.len() < MAX_SAVED_NODES => &mut saved.nodes,
+                _ => continue,
+            };
+            if !list.contains(&addr) {
+                list.push(addr);
+            }
+        }
+        saved
+    }
+
+    /// The state file's text.
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# hypernar serve: peers and DHT nodes it learned; rewritten as it runs\n",
+        );
+        for p in &self.peers {
+            out.push_str(&format!("peer {p}\n"));
+        }
+        for n in &self.nodes {
+            out.push_str(&format!("node {n}\n"));
+        }
+        out
+    }
+
+    /// Reads `path`; a missing, unreadable or odd file is an empty state.
+    pub fn load(path: &Path) -> Saved {
+        use std::io::Read;
+        let mut text = String::new();
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                if let Err(e) = f.take(MAX_STATE_FILE).read_to_string(&mut text) {
+                    warn!(path = %path.display(), %e, "could not read the saved DHT peers; starting without them");
+                    return Saved::default();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(path = %path.display(), %e, "could not read the saved DHT peers; starting without them");
+            }
+        }
+        Saved::parse(&text)
+    }
+
+    /// Writes `path` whole or not at all (a temporary file, renamed).
+    pub fn store(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(self.render().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// Learned peers: those being dialled, and the recent ones to save.
+#[derive(Debug, Default)]
+struct Learned {
+    dialling: HashSet<SocketAddr>,
+    recent: VecDeque<SocketAddr>,
+}
+
+impl Learned {
+    /// Whether `addr` should be dialled now (not already, and within the
+    /// bound); marks it dialled if so.
+    fn take(&mut self, addr: SocketAddr) -> bool {
+        if self.dialling.contains(&addr) || self.dialling.len() >= MAX_LEARNED {
+            return false;
+        }
+        self.dialling.insert(addr);
+        self.remember(addr);
+        true
+    }
+
+    fn remember(&mut self, addr: SocketAddr) {
+        self.recent.retain(|a| *a != addr);
+        self.recent.push_front(addr);
+        self.recent.truncate(MAX_LEARNED);
+    }
+}
+
+/// The DHT client; it leaves the DHT when dropped.
+#[derive(Debug)]
+pub struct DhtHandle {
+    _dht: AsyncDht,
+}
+
+/// Whether `addr` (from a lookup) is this node itself.
+fn is_self(addr: SocketAddrV4, port: u16, public: Option<SocketAddrV4>) -> bool {
+    addr.port() == port
+        && (addr.ip().is_loopback()
+            || addr.ip().is_unspecified()
+            || public.is_some_and(|p| p.ip() == addr.ip()))
+}
+
+/// Joins the DHT, dials the peers saved last time, and then announces this
+/// node under every root feed's topic and dials the peers found there,
+/// for as long as the node runs.
+pub fn start(node: &Node, config: DhtConfig) -> std::io::Result<DhtHandle> {
+    let saved = Saved::load(&config.state);
+    let mut builder = mainline::Dht::builder();
+    let bootstrap: Vec<String> = if config.bootstrap.is_empty() {
+        DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect()
+    } else {
+        config.bootstrap.clone()
+    };
+    builder.bootstrap(&bootstrap);
+    builder.extra_bootstrap(&saved.nodes);
+    let dht = builder.build()?.as_async();
+    let learned = Arc::new(Mutex::new(Learned::default()));
+    for addr in saved.peers.iter().rev() {
+        learned.lock().expect("learned lock").remember(*addr);
+    }
+    for addr in &saved.peers {
+        dial(node, &learned, *addr);
+    }
+    if !saved.peers.is_empty() {
+        info!(
+            peers = saved.peers.len(),
+            "dialling the peers learned from the DHT last time"
+        );
+    }
+    node.spawn(run(node.clone(), dht.clone(), config, learned));
+    Ok(DhtHandle { _dht: dht })
+}
+
+fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr) {
+    if !learned.lock().expect("learned lock").take(addr) {
+        return;
+    }
+    let (task_node, learned) = (node.clone(), learned.clone());
+    node.spawn(async move {
+        task_node
+            .dial_while_reachable(addr.to_string(), GIVE_UP_AFTER)
+            .await;
+        let mut l = learned.lock().expect("learned lock");
+        l.dialling.remove(&addr);
+        l.recent.retain(|a| *a != addr);
+    });
+}
+
+async fn run(node: Node, dht: AsyncDht, config: DhtConfig, learned: Arc<Mutex<Learned>>) {
+    node.find_stored_indexes().await;
+    let mut told_offline = false;
+    while !dht.bootstrapped().await {
+        if !told_offline {
+            warn!("no DHT node answered (is this machine offline?); peers on the DHT will be looked for again every minute");
+            told_offline = true;
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    info!("joined the Mainline DHT");
+    let mut next_announce = Instant::now();
+    let mut wait = FIRST_LOOKUP_AGAIN;
+    let mut warned_topics = false;
+    let mut last_saved = Saved::default();
+    loop {
+        let mut roots = node.roots();
+        if roots.len() > MAX_TOPICS && !warned_topics {
+            warn!(
+                roots = roots.len(),
+                "more feeds to announce than {MAX_TOPICS}; announcing the first {MAX_TOPICS}"
+            );
+            warned_topics = true;
+        }
+        roots.truncate(MAX_TOPICS);
+        let public = dht.info().await.public_address();
+        if Instant::now() >= next_announce {
+            for key in &roots {
+                match dht.announce_peer(topic(key), Some(config.port)).await {
+                    Ok(_) => debug!(topic = %topic(key), "announced on the DHT"),
+                    Err(e) => debug!(topic = %topic(key), %e, "announcing on the DHT failed"),
+                }
+            }
+            next_announce = Instant::now() + ANNOUNCE_EVERY;
+        }
+        for key in &roots {
+            let mut found = dht.get_peers(topic(key));
+            while let Some(batch) = found.next().await {
+                for addr in batch {
+                    if is_self(addr, config.port, public) {
+                        continue;
+                    }
+                    let addr = SocketAddr::V4(addr);
+                    let known = learned
+                        .lock()
+                        .expect("learned lock")
+                        .dialling
+                        .contains(&addr);
+                    if !known {
+                        info!(peer = %addr, "found on the DHT");
+                    }
+                    dial(&node, &learned, addr);
+                }
+            }
+        }
+        let peers: Vec<SocketAddr> = {
+            let l = learned.lock().expect("learned lock");
+            l.recent.iter().copied().collect()
+        };
+        let now = Saved {
+            peers,
+            nodes: dht
+                .to_bootstrap()
+                .await
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .take(MAX_SAVED_NODES)
+                .collect(),
+        };
+        if now != last_saved {
+            match now.store(&config.state) {
+                Ok(()) => last_saved = now,
+                Err(e) => {
+                    warn!(path = %config.state.display(), %e, "could not save the peers learned from the DHT")
+                }
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(LOOKUP_AT_MOST_EVERY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_is_derived_from_the_discovery_key_not_the_key() {
+        let key = [7u8; 32];
+        let t = topic(&key);
+        assert_eq!(t, topic(&key));
+        assert_ne!(t, topic(&[8u8; 32]));
+        // Neither the key nor its discovery key shows in the topic.
+        assert_ne!(t.as_bytes()[..], key[..20]);
+        assert_ne!(
+            t.as_bytes()[..],
+            hypercore_protocol::discovery_key(&key)[..20]
+        );
+    }
+
+    #[test]
+    fn the_state_file_round_trips_and_skips_what_it_does_not_understand() {
+        let saved = Saved {
+            peers: vec![
+                "1.2.3.4:7469".parse().unwrap(),
+                "[::1]:7469".parse().unwrap(),
+            ],
+            nodes: vec!["5.6.7.8:6881".parse().unwrap()],
+        };
+        assert_eq!(Saved::parse(&saved.render()), saved);
+        let odd = "peer 1.2.3.4:7469\npeer nonsense\nnode\npeer 1.2.3.4:7469\nwho 9.9.9.9:1\npeer 2.2.2.2:1 extra\n\u{0}\u{ff}\nnode 5.6.7.8:6881";
+        assert_eq!(
+            Saved::parse(odd),
+            Saved {
+                peers: vec!["1.2.3.4:7469".parse().unwrap()],
+                nodes: vec!["5.6.7.8:6881".parse().unwrap()],
+            }
+        );
+    }
+
+    #[test]
+    fn the_state_file_keeps_at_most_its_bounds() {
+        let text: String = (0..1000u32)
+            .map(|i| {
+                format!(
+                    "peer 10.0.{}.{}:7469\nnode 10.1.{}.{}:6881\n",
+                    i / 256,
+                    i % 256,
+                    i / 256,
+                    i % 256
+                )
+            })
+            .collect();
+        let saved = Saved::parse(&text);
+        assert_eq!(saved.peers.len(), MAX_LEARNED);
+        assert_eq!(saved.nodes.len(), MAX_SAVED_NODES);
+    }
+
+    #[test]
+    fn a_missing_state_file_is_an_empty_state_and_writing_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dht-peers");
+        assert_eq!(Saved::load(&path), Saved::default());
+        let saved = Saved {
+            peers: vec!["1.2.3.4:7469".parse().unwrap()],
+            nodes: vec![],
+        };
+        saved.store(&path).unwrap();
+        assert_eq!(Saved::load(&path), saved);
+        Saved::default().store(&path).unwrap();
+        assert_eq!(Saved::load(&path), Saved::default());
+    }
+
+    #[test]
+    fn learned_peers_are_dialled_once_and_at_most_max_learned() {
+        let mut l = Learned::default();
+        let a: SocketAddr = "1.1.1.1:1".parse().unwrap();
+        assert!(l.take(a));
+        assert!(!l.take(a));
+        for i in 0..(MAX_LEARNED as u32 * 2) {
+            l.take(SocketAddr::from((
+                [10, 0, (i / 256) as u8, (i % 256) as u8],
+                1,
+            )));
+        }
+        assert_eq!(l.dialling.len(), MAX_LEARNED);
+        assert_eq!(l.recent.len(), MAX_LEARNED);
+    }
+
+    #[test]
+    fn only_this_nodes_own_address_is_itself() {
+        let port = 7469;
+        let public = Some("203.0.113.5:6881".parse().unwrap());
+        assert!(is_self("127.0.0.1:7469".parse().unwrap(), port, public));
+        assert!(is_self("203.0.113.5:7469".parse().unwrap(), port, public));
+        assert!(!is_self("203.0.113.5:7470".parse().unwrap(), port, public));
+        assert!(!is_self("203.0.113.6:7469".parse().unwrap(), port, public));
+        assert!(!is_self("127.0.0.1:7470".parse().unwrap(), port, None));
+    }
+}
