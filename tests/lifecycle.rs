@@ -37,6 +37,9 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
             feeds: vec![],
             mirror: false,
             web_seeds: Default::default(),
+            sets: vec![],
+            pins: vec![],
+            require_set: false,
             limits: Default::default(),
         })
         .await

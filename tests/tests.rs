@@ -15,6 +15,7 @@ mod http;
 mod interop;
 mod lifecycle;
 mod nix;
+mod sets;
 mod swarm;
 mod upstream;
 mod webseed;

@@ -117,12 +117,17 @@ pub trait FeedOpener: Send + Sync {
         &self,
         key: &SigningKey,
     ) -> impl Future<Output = Result<Self::Feed, FeedIoError>> + Send;
+    /// Whether the feed of `key` exists (without creating it).
+    fn exists(&self, key: &VerifyingKey) -> bool;
 }
 
 impl FeedOpener for FeedStore {
     type Feed = Feed;
     async fn writable(&self, key: &SigningKey) -> Result<Feed, FeedIoError> {
         Ok(self.open_writable(key).await?)
+    }
+    fn exists(&self, key: &VerifyingKey) -> bool {
+        self.has(key)
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`io`]: reading and appending a feed through whoever owns it.
 //! - [`catalog`]: a store read back as publishers, paths and released keys.
 //! - [`reader`]: streaming a path's NAR out of its blocks, verified.
+//! - [`set`]: a safe-path set as its entries make it.
 //! - [`error`]: the error types in one place.
 //!
 //! docs/protocol.md describes the formats in prose.
@@ -27,6 +28,7 @@ pub mod format;
 pub mod io;
 pub mod oplog;
 pub mod reader;
+pub mod set;
 pub mod store;
 pub mod webseed;
 

@@ -200,6 +200,11 @@ impl FeedStore {
         self.open_replica(public).await
     }
 
+    /// Whether the store has the feed of `public`.
+    pub fn has(&self, public: &VerifyingKey) -> bool {
+        has_oplog(&self.feed_dir(public))
+    }
+
     /// Opens an existing feed, if the store has it.
     pub async fn open_existing(&self, public: &VerifyingKey) -> Result<Option<Feed>, StoreError> {
         let dir = self.feed_dir(public);

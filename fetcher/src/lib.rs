@@ -22,6 +22,7 @@ pub mod mount;
 pub mod node;
 pub mod publishers;
 pub mod pump;
+pub mod sets;
 pub mod upstream;
 pub mod webseed;
 pub mod wire;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use hypercore_protocol::{discovery_key, CommandTx, Event};
-use hypernar_feed::format::identity::Identity;
+use hypernar_feed::format::identity::{Identity, SetId};
 use hypernar_feed::store::{FeedStore, StoreError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod follow;
+mod pin;
 
 use crate::hub::{self, HubEvent, HubHandle, PeerId};
 use crate::publishers::Publishers;
@@ -85,6 +86,12 @@ pub struct NodeConfig {
     /// Web seeds to ask when peers are absent or slow (and whether to use
     /// those trusted publishers record).
     pub web_seeds: Arc<crate::webseed::WebSeeds>,
+    /// Safe-path sets to follow (`--set`), and to follow and pin (`--pin`:
+    /// the closure of every path in them is fetched ahead and kept).
+    pub sets: Vec<SetId>,
+    pub pins: Vec<SetId>,
+    /// Serve only paths that followed sets cover (`--require-set`).
+    pub require_set: bool,
 }
 
 /// Errors starting a node.
@@ -158,6 +165,11 @@ struct Inner {
     /// Feeds whose peers are looked for on the DHT, in order of priority
     /// (see [`Node::roots`]).
     roots: Mutex<Vec<[u8; 32]>>,
+    /// The safe-path sets followed.
+    sets: crate::sets::Sets,
+    /// Pinned paths, each with the task that fetches its blocks.
+    pins:
+        Mutex<HashMap<hypernar_feed::format::storepath::StorePath, crate::http::nar::AbortOnDrop>>,
 }
 
 /// An accepted connection's place within the [`Limits`].
@@ -230,6 +242,8 @@ impl Node {
             hub_threads: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(()),
             roots: Mutex::new(Vec::new()),
+            sets: crate::sets::Sets::default(),
+            pins: Mutex::new(HashMap::new()),
         });
         let node = Node { inner };
         node.spawn(node.clone().handle_events(events_rx));
@@ -247,6 +261,23 @@ impl Node {
             node.add_root(key.to_bytes());
             let hub = node.add_feed(key, true).await?;
             node.spawn(node.clone().follow_if_keys(hub));
+        }
+        for (id, pinned) in config
+            .pins
+            .iter()
+            .map(|id| (id, true))
+            .chain(config.sets.iter().map(|id| (id, false)))
+        {
+            node.follow_set(*id, pinned).await?;
+        }
+        if !config.pins.is_empty() || !config.sets.is_empty() || config.require_set {
+            if config.require_set {
+                // Nothing is served until the sets say what may be.
+                node.inner
+                    .publishers
+                    .set_gate(Some(std::collections::HashSet::new()));
+            }
+            node.spawn(node.clone().keep_sets(config.require_set));
         }
         for peer in &config.peers {
             node.spawn(node.clone().dial_forever(peer.clone()));
@@ -325,6 +356,21 @@ impl Node {
     /// What the node knows of its trusted publishers.
     pub fn publishers(&self) -> &Publishers {
         &self.inner.publishers
+    }
+
+    /// The safe-path sets the node follows.
+    pub fn sets(&self) -> &crate::sets::Sets {
+        &self.inner.sets
+    }
+
+    /// Follows a safe-path set: its feed replicated eagerly and live, its
+    /// topic announced; pinned, the closure of its paths is kept.
+    pub async fn follow_set(&self, id: SetId, pinned: bool) -> Result<(), NodeError> {
+        let hub = self.add_feed(&id.0, true).await?;
+        self.add_root(id.to_bytes());
+        self.inner.sets.add(id, pinned);
+        self.spawn(self.clone().follow_set_feed(id, hub));
+        Ok(())
     }
 
     /// The hub of a feed, if the node has it.
@@ -616,8 +662,8 @@ impl Node {
         self.inner.roots.lock().expect("roots lock").clone()
     }
 
-    /// Index feeds among the feeds stored here whose header is already
-    /// here (never fetched for this), added to [`Node::roots`].
+    /// Index and set feeds among the feeds stored here whose header is
+    /// already here (never fetched for this), added to [`Node::roots`].
     pub async fn find_stored_indexes(&self) {
         let hubs: Vec<HubHandle> = self
             .inner
@@ -639,8 +685,9 @@ impl Node {
             {
                 let key: Option<[u8; 32]> =
                     hex::decode(hub.name()).ok().and_then(|b| b.try_into().ok());
+                use hypernar_feed::format::record::FeedRole;
                 if let Some(key) = key.filter(|k| {
-                    h.role == hypernar_feed::format::record::FeedRole::Index && *k == h.publisher
+                    (h.role == FeedRole::Index && *k == h.publisher) || h.role == FeedRole::Set
                 }) {
                     self.add_root(key);
                 }

@@ -1,8 +1,8 @@
 //! What a node knows of its trusted publishers: their index records and the
 //! keys released for their paths, as the feeds replicate.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -28,6 +28,9 @@ pub struct Publishers {
     by_hash: Mutex<HashMap<String, StorePath>>,
     /// Bumped on every record and key applied, for [`Publishers::wait`].
     changed: watch::Sender<u64>,
+    /// With `--require-set`: the only paths served (those trusted sets
+    /// cover, see [`crate::sets`]); `None` serves every listed path.
+    gate: Mutex<Option<Arc<HashSet<StorePath>>>>,
 }
 
 impl Default for Publishers {
@@ -36,9 +39,13 @@ impl Default for Publishers {
             by_id: Mutex::new(HashMap::new()),
             by_hash: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
+            gate: Mutex::new(None),
         }
     }
 }
+
+/// Blocks `start..end` of a feed.
+pub type BlockRange = (u64, u64);
 
 /// A path ready to fetch: its publisher, record, data feed and key.
 #[derive(Debug, Clone)]
@@ -58,6 +65,8 @@ pub enum NotFound {
     Unknown { path: StorePath, known: usize },
     #[error("no key has been released for {0} by its publisher")]
     NoKey(StorePath),
+    #[error("{0} is in no trusted safe-path set (this node serves only those: --require-set)")]
+    NotInSet(StorePath),
 }
 
 impl Publishers {
@@ -65,8 +74,62 @@ impl Publishers {
         self.changed.send_modify(|n| *n += 1);
     }
 
+    /// Serves only `paths` from now on (`None`: every listed path).
+    pub(crate) fn set_gate(&self, paths: Option<HashSet<StorePath>>) {
+        let mut gate = self.gate.lock().expect("gate lock");
+        if gate.as_deref() == paths.as_ref() {
+            return;
+        }
+        *gate = paths.map(Arc::new);
+        drop(gate);
+        self.bump();
+    }
+
+    /// Whether the gate lets `path` through.
+    fn admits(&self, path: &StorePath) -> bool {
+        self.gate
+            .lock()
+            .expect("gate lock")
+            .as_ref()
+            .is_none_or(|g| g.contains(path))
+    }
+
+    /// The references of `path` if `publisher` (trusted) lists it.
+    pub fn references_listed(
+        &self,
+        publisher: &[u8; 32],
+        path: &StorePath,
+    ) -> Option<Vec<StorePath>> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        let (_, rec) = by_id.get(publisher)?.index.paths.get(path)?;
+        Some(rec.references.clone())
+    }
+
+    /// The references of `path` if any trusted publisher lists it.
+    pub fn references_any(&self, path: &StorePath) -> Option<Vec<StorePath>> {
+        self.find(path).map(|(_, rec, _)| rec.references)
+    }
+
+    /// The data feed and block ranges (the NAR's, and its listing's) of a
+    /// listed path: what pinning it keeps.
+    pub fn ranges(&self, path: &StorePath) -> Option<([u8; 32], Vec<BlockRange>)> {
+        let (publisher, rec, feed) = self.find(path)?;
+        let mut ranges = vec![(rec.first_block, rec.first_block + rec.block_count)];
+        let by_id = self.by_id.lock().expect("publishers lock");
+        if let Some(l) = by_id
+            .get(&publisher.to_bytes())
+            .and_then(|k| k.index.listings.get(path))
+        {
+            ranges.push((l.first_block, l.first_block + l.block_count));
+        }
+        Some((feed, ranges))
+    }
+
     /// The path with its released key, or why not (now).
     pub fn lookup(&self, path: &StorePath) -> Result<Found, NotFound> {
+        if !self.admits(path) {
+            return Err(NotFound::NotInSet(path.clone()));
+        }
         let Some((publisher, record, data_feed)) = self.find(path) else {
             return Err(NotFound::Unknown {
                 path: path.clone(),
@@ -200,6 +263,11 @@ impl Publishers {
         out
     }
 
+    /// Resolves on the next record, key or gate change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// Bumped on every record and key applied: a listing taken at one
     /// generation is current until it changes.
     pub fn generation(&self) -> u64 {
@@ -222,6 +290,8 @@ impl Publishers {
                 }
             }
         }
+        drop(by_id);
+        out.retain(|(rec, _)| self.admits(&rec.store_path));
         out
     }
 

@@ -58,4 +58,7 @@ impl FeedOpener for Node {
             key: key.verifying_key(),
         })
     }
+    fn exists(&self, key: &VerifyingKey) -> bool {
+        self.hub(&key.to_bytes()).is_some() || self.store().has(key)
+    }
 }

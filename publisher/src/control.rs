@@ -1,5 +1,6 @@
-//! The control message: a publish job handed from `hypernar publish` to the
-//! `hypernar serve` that holds the data directory, and what comes back.
+//! The control message: a job (`hypernar publish`, `hypernar set`) handed
+//! to the `hypernar serve` that holds the data directory, and what comes
+//! back.
 //!
 //! The wire is a stream of frames, each `u32le(length) || postcard(body)`,
 //! a body at most [`MAX_FRAME`] bytes (checked before allocation). The
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The version of the control messages this build speaks.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 10;
 
@@ -41,11 +42,49 @@ pub struct PublishJob {
     pub web_seed_urls: Vec<String>,
 }
 
+/// What `hypernar set` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetAction {
+    Add,
+    Remove,
+    List,
+}
+
+/// A `hypernar set` command, with paths made absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetJob {
+    pub key_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub action: SetAction,
+    pub name: String,
+    /// `--publisher`, as given.
+    pub publisher: Option<String>,
+    /// Store paths, as given.
+    pub paths: Vec<String>,
+}
+
+/// Any job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Job {
+    Publish(PublishJob),
+    Set(SetJob),
+}
+
+impl Job {
+    /// The data directory the job is for.
+    pub fn data_dir(&self) -> &std::path::Path {
+        match self {
+            Job::Publish(j) => &j.data_dir,
+            Job::Set(j) => &j.data_dir,
+        }
+    }
+}
+
 /// What the client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub version: u16,
-    pub job: PublishJob,
+    pub job: Job,
 }
 
 /// What the server answers, in order.
@@ -133,7 +172,19 @@ mod tests {
     fn every_field_round_trips() {
         let req = Request {
             version: VERSION,
-            job: job(),
+            job: Job::Publish(job()),
+        };
+        assert_eq!(decode_request_frame(&encode(&req)).unwrap(), req);
+        let req = Request {
+            version: VERSION,
+            job: Job::Set(SetJob {
+                key_file: "/k".into(),
+                data_dir: "/d".into(),
+                action: SetAction::Remove,
+                name: "lab".into(),
+                publisher: Some("hypernar1:x".into()),
+                paths: vec!["/nix/store/a".into(), "b".into()],
+            }),
         };
         assert_eq!(decode_request_frame(&encode(&req)).unwrap(), req);
         for reply in [
@@ -156,7 +207,7 @@ mod tests {
         assert!(frame_len((MAX_FRAME as u32).to_le_bytes()).is_ok());
         let frame = encode(&Request {
             version: VERSION,
-            job: job(),
+            job: Job::Publish(job()),
         });
         for cut in 0..frame.len() {
             assert!(decode_request_frame(&frame[..cut]).is_err(), "cut at {cut}");

@@ -13,6 +13,7 @@ pub mod control;
 pub mod error;
 pub mod journal;
 pub mod publisher;
+pub mod sets;
 pub mod source;
 pub mod spool;
 

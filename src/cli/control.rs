@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_fetcher::node::Node;
-use hypernar_publisher::control::{self, PublishJob, Reply, Request, VERSION};
+use hypernar_publisher::control::{self, Job, PublishJob, Reply, Request, SetJob, VERSION};
 use hypernar_publisher::{Outcome, Progress, Publisher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -123,8 +123,16 @@ pub async fn handle(node: Node, dir: &Path, req: Request, out: mpsc::Sender<Repl
             .await;
         2
     } else {
-        info!(job = ?req.job, "publishing for a control client");
-        run_publish(node, dir, &req.job, out.clone()).await
+        match &req.job {
+            Job::Publish(job) => {
+                info!(?job, "publishing for a control client");
+                run_publish(node, dir, job, out.clone()).await
+            }
+            Job::Set(job) => {
+                info!(?job, "editing a set for a control client");
+                run_set(node, dir, job, out.clone()).await
+            }
+        }
     };
     let _ = out.send(Reply::Exit(code)).await;
 }
@@ -150,14 +158,7 @@ impl Progress for Remote {
 async fn run_publish(node: Node, dir: &Path, job: &PublishJob, out: mpsc::Sender<Reply>) -> u8 {
     let opened = async {
         let secret = read_key(&job.key_file)?;
-        let asked = std::fs::canonicalize(&job.data_dir)?;
-        if asked != std::fs::canonicalize(dir)? {
-            bail!(
-                "this serve holds {}, not {}",
-                dir.display(),
-                asked.display()
-            );
-        }
+        same_dir(&job.data_dir, dir)?;
         Ok(Publisher::open_with(node, dir, secret).await?)
     }
     .await;
@@ -194,22 +195,65 @@ async fn run_publish(node: Node, dir: &Path, job: &PublishJob, out: mpsc::Sender
     code
 }
 
-/// Sends a publish job to the serve holding its data directory; prints
-/// what it answers.
+/// Checks that the job is for the directory this serve holds.
+fn same_dir(asked: &Path, dir: &Path) -> anyhow::Result<()> {
+    let asked = std::fs::canonicalize(asked)?;
+    if asked != std::fs::canonicalize(dir)? {
+        bail!(
+            "this serve holds {}, not {}",
+            dir.display(),
+            asked.display()
+        );
+    }
+    Ok(())
+}
+
+async fn run_set(node: Node, dir: &Path, job: &SetJob, out: mpsc::Sender<Reply>) -> u8 {
+    if let Err(e) = same_dir(&job.data_dir, dir) {
+        let _ = out
+            .send(Reply::Err(format!("error: {}", error_chain(&e))))
+            .await;
+        return 1;
+    }
+    let (lines, code) = super::set::execute(&node, job).await;
+    for line in lines {
+        let reply = match line {
+            Line::Err(l) => Reply::Err(l),
+            Line::Out(l) => Reply::Out(l),
+        };
+        let _ = out.send(reply).await;
+    }
+    // A set written here is offered to peers and met under on the DHT.
+    if code == 0 && job.action != control::SetAction::List {
+        if let Ok(id) = read_key(&job.key_file)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                hypernar_publisher::sets::set_id(&s, &job.name).map_err(|e| e.to_string())
+            })
+        {
+            node.add_root(id.to_bytes());
+        }
+    }
+    code
+}
+
+/// Sends a job to the serve holding its data directory; prints what it
+/// answers.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
-pub async fn publish_via_serve(job: &PublishJob) -> anyhow::Result<ExitCode> {
-    let path = socket(&job.data_dir);
+pub async fn via_serve(job: Job) -> anyhow::Result<ExitCode> {
+    let dir = job.data_dir().to_owned();
+    let path = socket(&dir);
     let stream = UnixStream::connect(&path).await.with_context(|| {
         format!(
             "{} is held by a running hypernar serve, and its control socket {} does not answer",
-            job.data_dir.display(),
+            dir.display(),
             path.display()
         )
     })?;
     let (mut read, mut write) = stream.into_split();
     let req = Request {
         version: VERSION,
-        job: job.clone(),
+        job,
     };
     write.write_all(&control::encode(&req)).await?;
     loop {
@@ -261,6 +305,9 @@ mod tests {
             feeds: vec![],
             mirror: false,
             web_seeds: Default::default(),
+            sets: vec![],
+            pins: vec![],
+            require_set: false,
             limits: Default::default(),
         })
         .await
@@ -286,7 +333,7 @@ mod tests {
             &data,
             Request {
                 version: VERSION + 1,
-                job: job.clone(),
+                job: Job::Publish(job.clone()),
             },
         )
         .await;
@@ -298,7 +345,7 @@ mod tests {
             &data,
             Request {
                 version: VERSION,
-                job,
+                job: Job::Publish(job),
             },
         )
         .await;

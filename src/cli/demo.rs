@@ -213,6 +213,9 @@ async fn network(
             feeds: vec![],
             mirror: false,
             web_seeds: Default::default(),
+            sets: vec![],
+            pins: vec![],
+            require_set: false,
             limits: Default::default(),
         })
     };

@@ -63,6 +63,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         feeds: Vec::new(),
         mirror: false,
         web_seeds: Default::default(),
+        sets: vec![],
+        pins: vec![],
+        require_set: false,
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;

@@ -11,6 +11,7 @@ mod progress;
 mod publish;
 mod release;
 mod serve;
+mod set;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ pub enum Command {
     Fetch(fetch::Args),
     /// List the feeds in a data directory with their tokens.
     Feeds(feeds::Args),
+    /// Keep a signed set of store paths a community vouches for.
+    Set(set::Args),
 }
 
 pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
@@ -69,6 +72,7 @@ pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
         Command::Mount(a) => mount::run(a).await,
         Command::Fetch(a) => fetch::run(a).await,
         Command::Feeds(a) => feeds::run(a).await,
+        Command::Set(a) => set::run(a).await,
     }
 }
 

@@ -105,7 +105,7 @@ pub async fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         // A running `hypernar serve` holds the directory: publish through it,
         // so new paths reach its peers at once.
         Err(PublishError::Store(StoreError::Locked(_))) if control::socket(dir).exists() => {
-            control::publish_via_serve(&job).await
+            control::via_serve(hypernar_publisher::control::Job::Publish(job)).await
         }
         Err(e) => {
             Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))

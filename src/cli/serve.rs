@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hypernar_feed::format::identity::{parse_feed_key_text, Identity};
+use hypernar_feed::format::identity::{parse_feed_key_text, Identity, SetId};
 use hypernar_fetcher::http::{self, Allow, HttpConfig, HttpLimits, DEFAULT_HTTP_PORT};
 use hypernar_fetcher::node::{Limits, Node, NodeConfig};
 use hypernar_fetcher::upstream::{Upstreams, DEFAULT_UPSTREAM};
@@ -123,6 +123,19 @@ pub struct Args {
         value_delimiter = ','
     )]
     dht_bootstrap: Vec<String>,
+    /// Safe-path set to follow (hypernar-set1:…, repeatable): with
+    /// --require-set, only paths it covers are served
+    #[arg(long = "set", value_name = "SET_ID", value_delimiter = ',')]
+    sets: Vec<SetId>,
+    /// Safe-path set to follow and pin (repeatable): the closure of every
+    /// path in it is fetched ahead, as paths are added, and kept
+    #[arg(long, value_name = "SET_ID", value_delimiter = ',')]
+    pin: Vec<SetId>,
+    /// Serve Nix only paths that a followed set (--set, --pin) vouches for
+    /// or that are in the closure of one; other paths of trusted
+    /// publishers answer 404 (the upstream, if any, is still asked)
+    #[arg(long)]
+    require_set: bool,
     /// Most peer connections accepted at once from one IP address
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
     max_connections_per_ip: usize,
@@ -192,6 +205,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         feeds,
         mirror: args.mirror,
         web_seeds,
+        sets: args.sets.clone(),
+        pins: args.pin.clone(),
+        require_set: args.require_set,
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
@@ -291,6 +307,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     for id in &args.trust {
         say(&format!("trusting {id}"));
+    }
+    for id in &args.pin {
+        say(&format!("pinning set {id}"));
+    }
+    for id in &args.sets {
+        say(&format!("following set {id}"));
+    }
+    if args.require_set {
+        say("serving only paths in followed sets (--require-set)");
     }
     shutdown_signal().await;
     say("hypernar serve: shutting down");

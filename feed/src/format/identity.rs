@@ -33,6 +33,9 @@ pub const AUDIENCE_KEYS_PREFIX: &str = "keys/audience/";
 const IDENTITY_PREFIX: &str = "hypernar1:";
 const SECRET_PREFIX: &str = "hypernar-secret1:";
 const FEED_KEY_PREFIX: &str = "hypernar-feed1:";
+const SET_PREFIX: &str = "hypernar-set1:";
+/// Feed name prefix of safe-path sets (`sets/<name>`).
+pub const SETS_PREFIX: &str = "sets/";
 
 /// Errors reading identities and key files.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +193,39 @@ impl FromStr for Identity {
     }
 }
 
+/// A safe-path set: the public key of its feed (`sets/<name>` of its
+/// maintainer's key), written `hypernar-set1:…`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SetId(pub VerifyingKey);
+
+impl SetId {
+    /// Raw public key bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+}
+
+impl fmt::Display for SetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&encode_key(SET_PREFIX, &self.to_bytes()))
+    }
+}
+
+impl fmt::Debug for SetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SetId({self})")
+    }
+}
+
+impl FromStr for SetId {
+    type Err = IdentityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        VerifyingKey::from_bytes(&decode_key(SET_PREFIX, s)?)
+            .map(SetId)
+            .map_err(|_| IdentityError::NotAPoint)
+    }
+}
+
 /// Text form of any feed's public key (used for audience key-feed tokens).
 pub fn feed_key_text(key: &VerifyingKey) -> String {
     encode_key(FEED_KEY_PREFIX, &key.to_bytes())
@@ -204,6 +240,22 @@ pub fn parse_feed_key_text(text: &str) -> Result<VerifyingKey, IdentityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_ids_round_trip_and_are_not_identities() {
+        let secret = PublisherSecret::from_bytes([9; 32]);
+        let set = SetId(secret.feed_signing_key("sets/lab").verifying_key());
+        let text = set.to_string();
+        assert!(text.starts_with("hypernar-set1:"), "{text}");
+        assert_eq!(text.parse::<SetId>().unwrap(), set);
+        // The prefix is part of the checksum: one kind never reads as another.
+        assert!(text.parse::<Identity>().is_err());
+        assert!(secret.identity().to_string().parse::<SetId>().is_err());
+        let mut typo = text.clone();
+        typo.pop();
+        typo.push(if text.ends_with('0') { '1' } else { '0' });
+        assert_eq!(typo.parse::<SetId>(), Err(IdentityError::Checksum));
+    }
 
     #[test]
     fn identity_text_round_trips_and_catches_typos() {

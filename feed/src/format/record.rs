@@ -30,6 +30,7 @@ const KIND_PATH: u8 = 2;
 const KIND_KEY: u8 = 3;
 const KIND_WEB_SEEDS: u8 = 4;
 const KIND_LISTING: u8 = 5;
+const KIND_SET_ENTRY: u8 = 6;
 
 /// Most web-seed URLs one index record may list.
 pub const MAX_WEB_SEED_URLS: usize = 8;
@@ -45,6 +46,8 @@ pub enum FeedRole {
     Data,
     /// Released per-path keys.
     Keys,
+    /// A safe-path set: entries vouching for (publisher, store path).
+    Set,
 }
 
 /// Block 0 of every feed.
@@ -210,6 +213,17 @@ impl WebSeedList {
     }
 }
 
+/// A change to a safe-path set: its maintainer vouches for a store path
+/// as published by `publisher`, or withdraws that.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SetEntry {
+    /// The publisher identity whose record of the path is vouched for.
+    pub publisher: [u8; 32],
+    pub store_path: StorePath,
+    /// `true` adds the path to the set, `false` removes it.
+    pub vouched: bool,
+}
+
 /// Any record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -219,6 +233,7 @@ pub enum Record {
     Key(KeyRelease),
     WebSeeds(WebSeedList),
     Listing(ListingRecord),
+    SetEntry(SetEntry),
     /// A kind this build does not know; readers skip it.
     Unknown(u8),
 }
@@ -248,6 +263,7 @@ impl Record {
             Record::Key(k) => (KIND_KEY, postcard::to_stdvec(k)),
             Record::WebSeeds(w) => (KIND_WEB_SEEDS, postcard::to_stdvec(w)),
             Record::Listing(l) => (KIND_LISTING, postcard::to_stdvec(l)),
+            Record::SetEntry(e) => (KIND_SET_ENTRY, postcard::to_stdvec(e)),
             Record::Unknown(_) => panic!("unknown records are never written"),
         };
         let body = body.expect("records serialize");
@@ -310,6 +326,7 @@ impl Record {
                 }
                 Record::Listing(l)
             }
+            KIND_SET_ENTRY => Record::SetEntry(postcard::from_bytes(body)?),
             other => Record::Unknown(other),
         };
         Ok(record)
@@ -409,6 +426,17 @@ mod tests {
                 first_block: 4,
                 block_count: 1,
                 size: 100,
+            }),
+            Record::Header(FeedHeader::new(FeedRole::Set, [5; 32], "sets/lab")),
+            Record::SetEntry(SetEntry {
+                publisher: [8; 32],
+                store_path: sample_path(0).store_path,
+                vouched: true,
+            }),
+            Record::SetEntry(SetEntry {
+                publisher: [8; 32],
+                store_path: sample_path(0).store_path,
+                vouched: false,
             }),
         ];
         for r in records {

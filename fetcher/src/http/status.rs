@@ -28,6 +28,10 @@ pub struct Snapshot {
     pub verification_failures: u64,
     pub disk_bytes: u64,
     pub data_dir: String,
+    /// Safe-path sets followed.
+    pub sets: Vec<crate::sets::SetSummary>,
+    /// Paths pinned now (the closure of pinned sets' paths).
+    pub pinned: usize,
 }
 
 impl Snapshot {
@@ -64,6 +68,8 @@ impl Snapshot {
                 + Metrics::total(&m.verification_failures, &UPSTREAM)
                 + Metrics::total(&m.verification_failures, &crate::webseed::WEB_SEED),
             disk_bytes,
+            sets: node.sets().summary(),
+            pinned: node.pinned().len(),
             data_dir: node
                 .feeds_dir()
                 .parent()
@@ -236,6 +242,30 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
         }
         h.push_str("</table>\n");
     }
+    let _ = writeln!(h, "<h2>Safe-path sets ({})</h2>", s.sets.len());
+    if s.sets.is_empty() {
+        h.push_str("<p class=\"empty\">None (<code>--set</code>, <code>--pin hypernar-set1:…</code>).</p>\n");
+    } else {
+        let _ = writeln!(
+            h,
+            "<table id=\"sets\"><tr><th>set</th><th>kept</th><th class=\"n\">paths</th></tr>"
+        );
+        for set in &s.sets {
+            let _ = writeln!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td></tr>",
+                esc(&set.id.to_string()),
+                if set.pinned { "pinned" } else { "followed" },
+                set.entries
+            );
+        }
+        h.push_str("</table>\n");
+        let _ = writeln!(
+            h,
+            "<p id=\"pinned\">{} paths pinned (the closure of the pinned sets' paths).</p>",
+            s.pinned
+        );
+    }
     h.push_str("<h2>Web seeds</h2>\n");
     if s.web_seeds.is_empty() {
         h.push_str("<p class=\"empty\">None (<code>--web-seed URL</code>).</p>\n");
@@ -298,6 +328,14 @@ mod tests {
             served: 5 << 20,
             from_peers: 3 << 20,
             from_upstream: 1 << 20,
+            sets: vec![crate::sets::SetSummary {
+                id: hypernar_feed::format::identity::SetId(
+                    ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key(),
+                ),
+                pinned: true,
+                entries: 7,
+            }],
+            pinned: 9,
             ..Snapshot::default()
         };
         let page = render(&s, "http://127.0.0.1:7470");
@@ -307,6 +345,8 @@ mod tests {
         assert!(page.contains("75 %"), "share from peers");
         assert!(page.contains("fallback and pull-through"));
         assert!(page.contains("substituters = http://127.0.0.1:7470"));
+        assert!(page.contains("hypernar-set1:") && page.contains("pinned"));
+        assert!(page.contains("9 paths pinned"));
         let empty = render(&Snapshot::default(), "http://x");
         assert!(empty.contains("No peer connected."));
         assert!(empty.contains("None: a path the swarm cannot deliver fails."));

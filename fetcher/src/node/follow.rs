@@ -2,7 +2,7 @@
 //! records (feed declarations, paths, web seeds) and key releases.
 
 use ed25519_dalek::VerifyingKey;
-use hypernar_feed::format::identity::Identity;
+use hypernar_feed::format::identity::{Identity, SetId};
 use hypernar_feed::format::record::{FeedRole, Record};
 use tracing::warn;
 
@@ -29,7 +29,7 @@ impl Node {
                             let eager = match decl.role {
                                 FeedRole::Keys => true,
                                 FeedRole::Data => self.inner.mirror,
-                                FeedRole::Index => false,
+                                FeedRole::Index | FeedRole::Set => false,
                             };
                             match self.add_feed(&key, eager).await {
                                 Ok(hub) if decl.role == FeedRole::Keys => {
@@ -95,6 +95,45 @@ impl Node {
                         warn!(%e, "reading key feed");
                         break;
                     }
+                }
+                next += 1;
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Applies a set feed's entries as they replicate. Block 0 must be a
+    /// set header; a feed that is something else is ignored, saying so.
+    pub(super) async fn follow_set_feed(self, id: SetId, hub: HubHandle) {
+        let mut state = hub.state();
+        let mut next = 0u64;
+        loop {
+            let contiguous = state.borrow_and_update().contiguous;
+            while next < contiguous {
+                let block = match hub.get(next).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warn!(set = %id, %e, "reading a set block");
+                        break;
+                    }
+                };
+                match (next, Record::decode(&block)) {
+                    (0, Ok(Record::Header(h))) if h.role == FeedRole::Set => {}
+                    (0, _) => {
+                        warn!(set = %id, "not a safe-path set (its first block is no set header); ignored");
+                        return;
+                    }
+                    (_, Ok(Record::SetEntry(e))) => {
+                        if let Err(e) = self.inner.sets.apply(&id, &e) {
+                            warn!(set = %id, seq = next, %e, "set entry not applied");
+                        }
+                    }
+                    (_, Ok(_)) => {}
+                    (_, Err(e)) => warn!(set = %id, seq = next, %e, "malformed set entry skipped"),
                 }
                 next += 1;
             }

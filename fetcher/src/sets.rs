@@ -1,0 +1,233 @@
+//! What a node knows of the safe-path sets it follows (`serve --set`,
+//! `--pin`), as their feeds replicate, and what follows from them:
+//!
+//! - the paths the sets *cover*: every (publisher, path) pair a set vouches
+//!   for whose publisher is trusted and lists the path, and the closure of
+//!   those paths through their references (a path is of no use without its
+//!   closure); with `--require-set` only covered paths are served;
+//! - the paths *pinned*: those covered by a `--pin`ned set, fetched ahead
+//!   and kept (never evicted).
+//!
+//! The computation is pure ([`cover`]); the node recomputes it whenever a
+//! set or a publisher's index changes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+
+use hypernar_feed::format::identity::SetId;
+use hypernar_feed::format::record::SetEntry;
+use hypernar_feed::format::storepath::StorePath;
+use hypernar_feed::set::{SetError, SetState};
+use tokio::sync::watch;
+
+/// A (publisher identity, store path) pair a set vouches for.
+pub type Vouched = ([u8; 32], StorePath);
+
+#[derive(Debug)]
+struct Followed {
+    state: SetState,
+    pinned: bool,
+    /// Entries applied (the feed's blocks after its header).
+    applied: u64,
+}
+
+/// The sets a node follows.
+#[derive(Debug)]
+pub struct Sets {
+    by_id: Mutex<HashMap<[u8; 32], Followed>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Sets {
+    fn default() -> Self {
+        Sets {
+            by_id: Mutex::new(HashMap::new()),
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+/// One followed set, for the status page and `hypernar status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSummary {
+    pub id: SetId,
+    pub pinned: bool,
+    /// (publisher, path) pairs it vouches for.
+    pub entries: usize,
+}
+
+impl Sets {
+    /// Follows `id` (pinned or not; pinned wins if given both ways).
+    pub(crate) fn add(&self, id: SetId, pinned: bool) {
+        let mut by_id = self.by_id.lock().expect("sets lock");
+        let f = by_id.entry(id.to_bytes()).or_insert_with(|| Followed {
+            state: SetState::default(),
+            pinned,
+            applied: 0,
+        });
+        f.pinned |= pinned;
+        drop(by_id);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Applies the set's next entry.
+    pub(crate) fn apply(&self, id: &SetId, entry: &SetEntry) -> Result<(), SetError> {
+        let mut by_id = self.by_id.lock().expect("sets lock");
+        let Some(f) = by_id.get_mut(&id.to_bytes()) else {
+            return Ok(());
+        };
+        f.applied += 1;
+        let changed = f.state.apply(entry)?;
+        drop(by_id);
+        if changed {
+            self.changed.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    /// Waits for the next change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Whether any set is followed.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.lock().expect("sets lock").is_empty()
+    }
+
+    /// The (publisher, path) pairs of every followed set, and of the pinned
+    /// ones.
+    pub fn vouched(&self) -> (Vec<Vouched>, Vec<Vouched>) {
+        let by_id = self.by_id.lock().expect("sets lock");
+        let (mut all, mut pinned) = (Vec::new(), Vec::new());
+        for f in by_id.values() {
+            let entries = f.state.entries();
+            if f.pinned {
+                pinned.extend(entries.iter().cloned());
+            }
+            all.extend(entries);
+        }
+        (all, pinned)
+    }
+
+    /// Every followed set.
+    pub fn summary(&self) -> Vec<SetSummary> {
+        let by_id = self.by_id.lock().expect("sets lock");
+        let mut out: Vec<SetSummary> = by_id
+            .iter()
+            .filter_map(|(k, f)| {
+                Some(SetSummary {
+                    id: SetId(ed25519_dalek::VerifyingKey::from_bytes(k).ok()?),
+                    pinned: f.pinned,
+                    entries: f.state.len(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.id.to_string());
+        out
+    }
+}
+
+/// The paths covered by `vouched`: each pair whose publisher lists the
+/// path (`lists(publisher, path)` gives its references), and the closure
+/// of those through references listed by any publisher (`any(path)`).
+/// Visits each path once; at most `limit` paths (the closure stops
+/// growing there).
+pub fn cover<L, A>(vouched: &[Vouched], lists: L, any: A, limit: usize) -> HashSet<StorePath>
+where
+    L: Fn(&[u8; 32], &StorePath) -> Option<Vec<StorePath>>,
+    A: Fn(&StorePath) -> Option<Vec<StorePath>>,
+{
+    let mut covered = HashSet::new();
+    let mut queue = VecDeque::new();
+    for (publisher, path) in vouched {
+        if covered.len() >= limit {
+            break;
+        }
+        if let Some(refs) = lists(publisher, path) {
+            if covered.insert(path.clone()) {
+                queue.extend(refs);
+            }
+        }
+    }
+    while let Some(path) = queue.pop_front() {
+        if covered.len() >= limit {
+            break;
+        }
+        if covered.contains(&path) {
+            continue;
+        }
+        if let Some(refs) = any(&path) {
+            covered.insert(path);
+            queue.extend(refs);
+        }
+    }
+    covered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: &str) -> StorePath {
+        StorePath::from_base_name(&format!("{:0>32}-{n}", n.len())).unwrap()
+    }
+
+    #[test]
+    fn a_set_covers_its_vouched_paths_and_their_closure_only_as_listed() {
+        // Publisher 1 lists app -> lib -> libc (libc listed by 2 only);
+        // self-references and cycles are fine; ghost is listed by no one.
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let index: HashMap<([u8; 32], StorePath), Vec<StorePath>> = [
+            ((a, p("app")), vec![p("app"), p("lib"), p("ghost")]),
+            ((a, p("lib")), vec![p("libc")]),
+            ((b, p("libc")), vec![p("lib")]),
+            ((b, p("other")), vec![]),
+        ]
+        .into_iter()
+        .collect();
+        let lists = |pubk: &[u8; 32], path: &StorePath| index.get(&(*pubk, path.clone())).cloned();
+        let any = |path: &StorePath| {
+            index
+                .iter()
+                .find(|((_, q), _)| q == path)
+                .map(|(_, r)| r.clone())
+        };
+        let got = cover(&[(a, p("app"))], lists, any, 100);
+        let want: HashSet<StorePath> = [p("app"), p("lib"), p("libc")].into_iter().collect();
+        assert_eq!(got, want);
+        // A pair whose publisher does not list the path covers nothing.
+        assert!(cover(&[(b, p("app"))], lists, any, 100).is_empty());
+        assert!(cover(&[(a, p("other"))], lists, any, 100).is_empty());
+        // The limit holds.
+        assert_eq!(cover(&[(a, p("app"))], lists, any, 2).len(), 2);
+    }
+
+    #[test]
+    fn followed_sets_say_what_they_vouch_for_and_which_are_pinned() {
+        let sets = Sets::default();
+        let key = |n: u8| SetId(ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key());
+        let (s1, s2) = (key(1), key(2));
+        sets.add(s1, false);
+        sets.add(s2, true);
+        let mut rx = sets.subscribe();
+        rx.mark_unchanged();
+        let e = |n: &str| SetEntry {
+            publisher: [9; 32],
+            store_path: p(n),
+            vouched: true,
+        };
+        sets.apply(&s1, &e("x")).unwrap();
+        assert!(rx.has_changed().unwrap());
+        sets.apply(&s2, &e("y")).unwrap();
+        let (all, pinned) = sets.vouched();
+        assert_eq!(all.len(), 2);
+        assert_eq!(pinned, vec![([9; 32], p("y"))]);
+        let summary = sets.summary();
+        assert_eq!(summary.len(), 2);
+        assert_eq!(summary.iter().filter(|s| s.pinned).count(), 1);
+        // Pinning a followed set later pins it.
+        sets.add(s1, true);
+        assert_eq!(sets.vouched().1.len(), 2);
+    }
+}

@@ -1,0 +1,209 @@
+//! Safe-path sets: a maintainer (not the publisher) vouches for paths in a
+//! feed of its own; a node that pins the set fetches the closure of every
+//! path in it ahead, live as the set changes, and with `--require-set`
+//! serves Nix only what the set covers.
+
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn set(args: &[&str]) -> String {
+    let mut all = vec!["set"];
+    all.extend_from_slice(args);
+    ok(&all)
+}
+
+/// Waits until `log` has `needle` `n` times.
+fn wait_for_count(serve: &Serve, needle: &str, n: usize, secs: u64) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        if log.matches(needle).count() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{needle:?} not {n} times in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers() {
+    let w = World::new(&hypernar_publisher::sample::demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let hash = |name: &str| w.path(name).info.store_path.hash_part().to_owned();
+
+    // The set's maintainer has a key and a data directory of its own.
+    let lab_key = w.tmp.path().join("lab.key");
+    ok(&["keygen", "--out", s(&lab_key)]);
+    let lab = w.tmp.path().join("lab-data");
+    let common = ["--key", s(&lab_key), "--data", s(&lab)];
+    let err = fails(
+        &[
+            &["set", "add"][..],
+            &common,
+            &["lab", &w.store_path("hello-2.12")],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("--publisher"), "{err}");
+    let err = fails(&[&["set", "list"][..], &common, &["lab"]].concat());
+    assert!(err.contains("no set named \"lab\""), "{err}");
+    let out = set(&[
+        &["add"][..],
+        &common,
+        &["lab", "--publisher", &id, &w.store_path("hello-2.12")],
+    ]
+    .concat());
+    let set_id = out.lines().last().unwrap().to_owned();
+    assert!(set_id.starts_with("hypernar-set1:"), "{out}");
+    assert!(out.contains("added 1 paths to set lab"), "{out}");
+    let out = set(&[
+        &["add"][..],
+        &common,
+        &["lab", "--publisher", &id, &w.store_path("hello-2.12")],
+    ]
+    .concat());
+    assert!(
+        out.contains("added 0 paths to set lab (1 were already in it)"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last().unwrap(), set_id, "one name, one id");
+
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let user = serve(
+        &w.tmp.path().join("user"),
+        &[
+            "--trust",
+            &id,
+            "--pin",
+            &set_id,
+            "--require-set",
+            "--peer",
+            &seed.addr,
+            "--peer",
+            &lab_seed.addr,
+        ],
+        &[],
+    );
+    let api = user.http.clone().unwrap();
+    // The set covers hello and its closure (libdemo), fetched ahead.
+    for name in ["hello-2.12", "libdemo-1.0"] {
+        wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 200, 30);
+    }
+    wait_for_count(&user, "pinned path stored", 2, 30);
+    // The publisher lists the other paths too; the set does not cover
+    // them, so they are not served.
+    for name in ["demo-dataset", "empty-file"] {
+        let r = http(&api, "GET", &format!("/{}.narinfo", hash(name)), &[]);
+        assert_eq!(r.status, 404, "{name}");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("safe-path set"),
+            "{name}"
+        );
+    }
+
+    // Added while everything runs (through the maintainer's serve), a path
+    // is covered and pinned at once.
+    let out = set(&[
+        &["add"][..],
+        &common,
+        &["lab", "--publisher", &id, &w.store_path("empty-file")],
+    ]
+    .concat());
+    assert!(out.contains("added 1 paths"), "{out}");
+    wait_for_status(&api, &format!("/{}.narinfo", hash("empty-file")), 200, 30);
+    wait_for_count(&user, "pinned path stored", 3, 30);
+    let listed = set(&[&["list"][..], &common, &["lab"]].concat());
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains(&w.store_path("empty-file")) && listed.contains(&id),
+        "{listed}"
+    );
+
+    // The publisher's seed goes away: pinned paths are all here.
+    drop(seed);
+    for name in ["hello-2.12", "libdemo-1.0", "empty-file"] {
+        let r = wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 200, 10);
+        let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+            .unwrap()
+            .url;
+        let nar = http(&api, "GET", &format!("/{url}"), &[]);
+        assert_eq!(nar.status, 200, "{name}");
+        assert!(nar.body == w.path(name).nar, "{name}: NAR differs");
+    }
+
+    // Withdrawn, hello is no longer served; nor is libdemo, which only
+    // hello's closure brought in.
+    let out = set(&[
+        &["remove"][..],
+        &common,
+        &["lab", &w.store_path("hello-2.12")],
+    ]
+    .concat());
+    assert!(out.contains("removed 1 entries"), "{out}");
+    for name in ["hello-2.12", "libdemo-1.0"] {
+        wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 404, 30);
+    }
+    let r = http(
+        &api,
+        "GET",
+        &format!("/{}.narinfo", hash("empty-file")),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn without_require_set_every_trusted_path_is_served_and_a_set_id_is_checked() {
+    let w = World::new(&hypernar_publisher::sample::demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    // A set id is not a publisher id, and a typo is caught.
+    let err = fails(&["serve", "--data", s(&w.data), "--pin", &id]);
+    assert!(err.contains("hypernar-set1:"), "{err}");
+    let lab_key = w.tmp.path().join("lab.key");
+    ok(&["keygen", "--out", s(&lab_key)]);
+    let lab = w.tmp.path().join("lab-data");
+    let out = set(&[
+        "add",
+        "--key",
+        s(&lab_key),
+        "--data",
+        s(&lab),
+        "lab",
+        "--publisher",
+        &id,
+        &w.store_path("libdemo-1.0"),
+    ]);
+    let set_id = out.lines().last().unwrap().to_owned();
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let user = serve(
+        &w.tmp.path().join("user"),
+        &[
+            "--trust",
+            &id,
+            "--set",
+            &set_id,
+            "--peer",
+            &seed.addr,
+            "--peer",
+            &lab_seed.addr,
+        ],
+        &[],
+    );
+    let api = user.http.clone().unwrap();
+    let hash = |name: &str| w.path(name).info.store_path.hash_part().to_owned();
+    for name in ["hello-2.12", "libdemo-1.0", "demo-dataset"] {
+        wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 200, 30);
+    }
+    // Followed, not pinned: nothing is fetched ahead.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = std::fs::read_to_string(&user.log).unwrap();
+    assert!(!log.contains("pinned path stored"), "{log}");
+}
