@@ -40,6 +40,7 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
             sets: vec![],
             pins: vec![],
             require_set: false,
+            share: Default::default(),
             limits: Default::default(),
         })
         .await

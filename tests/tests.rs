@@ -16,6 +16,7 @@ mod interop;
 mod lifecycle;
 mod nix;
 mod sets;
+mod share;
 mod swarm;
 mod upstream;
 mod webseed;

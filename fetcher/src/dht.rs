@@ -278,7 +278,9 @@ async fn run(node: Node, dht: AsyncDht, config: DhtConfig, learned: Arc<Mutex<Le
         }
         roots.truncate(MAX_TOPICS);
         let public = dht.info().await.public_address();
-        if Instant::now() >= next_announce {
+        // `--share none`: look, never announce.
+        let announce = node.share().mode() != crate::share::ShareMode::None;
+        if announce && Instant::now() >= next_announce {
             for key in &roots {
                 match dht.announce_peer(topic(key), Some(config.port)).await {
                     Ok(_) => debug!(topic = %topic(key), "announced on the DHT"),

@@ -23,6 +23,7 @@ pub mod node;
 pub mod publishers;
 pub mod pump;
 pub mod sets;
+pub mod share;
 pub mod upstream;
 pub mod webseed;
 pub mod wire;

@@ -92,6 +92,8 @@ pub struct NodeConfig {
     pub pins: Vec<SetId>,
     /// Serve only paths that followed sets cover (`--require-set`).
     pub require_set: bool,
+    /// What of the fetched blocks to announce and serve (`--share`).
+    pub share: crate::share::ShareMode,
 }
 
 /// Errors starting a node.
@@ -167,6 +169,8 @@ struct Inner {
     roots: Mutex<Vec<[u8; 32]>>,
     /// The safe-path sets followed.
     sets: crate::sets::Sets,
+    /// What hubs may announce and serve of replicas.
+    share: Arc<crate::share::Share>,
     /// Pinned paths, each with the task that fetches its blocks.
     pins:
         Mutex<HashMap<hypernar_feed::format::storepath::StorePath, crate::http::nar::AbortOnDrop>>,
@@ -244,6 +248,7 @@ impl Node {
             roots: Mutex::new(Vec::new()),
             sets: crate::sets::Sets::default(),
             pins: Mutex::new(HashMap::new()),
+            share: Arc::new(crate::share::Share::new(config.share)),
         });
         let node = Node { inner };
         node.spawn(node.clone().handle_events(events_rx));
@@ -270,14 +275,15 @@ impl Node {
         {
             node.follow_set(*id, pinned).await?;
         }
-        if !config.pins.is_empty() || !config.sets.is_empty() || config.require_set {
+        let by_sets = config.share == crate::share::ShareMode::Sets;
+        if !config.pins.is_empty() || !config.sets.is_empty() || config.require_set || by_sets {
             if config.require_set {
                 // Nothing is served until the sets say what may be.
                 node.inner
                     .publishers
                     .set_gate(Some(std::collections::HashSet::new()));
             }
-            node.spawn(node.clone().keep_sets(config.require_set));
+            node.spawn(node.clone().keep_sets(config.require_set, by_sets));
         }
         for peer in &config.peers {
             node.spawn(node.clone().dial_forever(peer.clone()));
@@ -358,6 +364,11 @@ impl Node {
         &self.inner.publishers
     }
 
+    /// What this node shares of what it fetched (`--share`).
+    pub fn share(&self) -> &crate::share::Share {
+        &self.inner.share
+    }
+
     /// The safe-path sets the node follows.
     pub fn sets(&self) -> &crate::sets::Sets {
         &self.inner.sets
@@ -429,6 +440,7 @@ impl Node {
             self.inner.events.clone(),
             self.inner.cancel.clone(),
             self.inner.metrics.requests_cancelled.clone(),
+            self.inner.share.clone(),
         );
         self.inner
             .hub_threads

@@ -105,6 +105,24 @@ impl Publishers {
         Some(rec.references.clone())
     }
 
+    /// Every trusted publisher's index key and the feeds its index declares,
+    /// split into data feeds and the rest (index and key feeds).
+    pub fn feed_keys(&self) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
+        use hypernar_feed::format::record::FeedRole;
+        let by_id = self.by_id.lock().expect("publishers lock");
+        let (mut data, mut other) = (Vec::new(), Vec::new());
+        for (id, k) in by_id.iter() {
+            other.push(*id);
+            for decl in k.index.feeds.values() {
+                match decl.role {
+                    FeedRole::Data => data.push(decl.public_key),
+                    _ => other.push(decl.public_key),
+                }
+            }
+        }
+        (data, other)
+    }
+
     /// The references of `path` if any trusted publisher lists it.
     pub fn references_any(&self, path: &StorePath) -> Option<Vec<StorePath>> {
         self.find(path).map(|(_, rec, _)| rec.references)

@@ -308,6 +308,7 @@ mod tests {
             sets: vec![],
             pins: vec![],
             require_set: false,
+            share: Default::default(),
             limits: Default::default(),
         })
         .await

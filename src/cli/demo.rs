@@ -216,6 +216,7 @@ async fn network(
             sets: vec![],
             pins: vec![],
             require_set: false,
+            share: Default::default(),
             limits: Default::default(),
         })
     };

@@ -66,6 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         sets: vec![],
         pins: vec![],
         require_set: false,
+        share: Default::default(),
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;

@@ -136,6 +136,14 @@ pub struct Args {
     /// publishers answer 404 (the upstream, if any, is still asked)
     #[arg(long)]
     require_set: bool,
+    /// What to announce and serve to peers of what this node fetched: all
+    /// (every fetcher a seeder), sets (only paths that followed sets
+    /// cover), or none (fetch only: announce nothing, serve nothing, stay
+    /// off the DHT's announcements). Announcements tell anyone who can open
+    /// a feed which store paths this machine has (docs/threat-model.md).
+    /// A publisher's own feeds are always served
+    #[arg(long, value_name = "all|sets|none", default_value = "all")]
+    share: hypernar_fetcher::share::ShareMode,
     /// Most peer connections accepted at once from one IP address
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
     max_connections_per_ip: usize,
@@ -208,6 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         sets: args.sets.clone(),
         pins: args.pin.clone(),
         require_set: args.require_set,
+        share: args.share,
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
@@ -316,6 +325,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.require_set {
         say("serving only paths in followed sets (--require-set)");
+    }
+    match args.share {
+        hypernar_fetcher::share::ShareMode::All => {}
+        hypernar_fetcher::share::ShareMode::Sets => {
+            say("sharing with peers only what followed sets cover (--share sets)")
+        }
+        hypernar_fetcher::share::ShareMode::None => {
+            say("sharing nothing with peers (--share none)")
+        }
     }
     shutdown_signal().await;
     say("hypernar serve: shutting down");

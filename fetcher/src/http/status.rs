@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub sets: Vec<crate::sets::SetSummary>,
     /// Paths pinned now (the closure of pinned sets' paths).
     pub pinned: usize,
+    /// `--share`.
+    pub share: crate::share::ShareMode,
 }
 
 impl Snapshot {
@@ -70,6 +72,7 @@ impl Snapshot {
             disk_bytes,
             sets: node.sets().summary(),
             pinned: node.pinned().len(),
+            share: node.share().mode(),
             data_dir: node
                 .feeds_dir()
                 .parent()
@@ -211,6 +214,16 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
         fallbacks = s.fallbacks,
         failures = s.verification_failures,
     );
+    let _ = writeln!(
+        h,
+        "<p id=\"share\">Sharing with peers (<code>--share {}</code>): {}.</p>",
+        s.share,
+        match s.share {
+            crate::share::ShareMode::All => "everything fetched is announced and served",
+            crate::share::ShareMode::Sets => "only paths that followed sets cover are announced and served",
+            crate::share::ShareMode::None => "nothing fetched is announced or served, and this node does not announce itself on the DHT",
+        }
+    );
     let _ = writeln!(h, "<h2>Peers ({})</h2>", s.peers.len());
     if s.peers.is_empty() {
         h.push_str("<p class=\"empty\">No peer connected.</p>\n");
@@ -347,6 +360,15 @@ mod tests {
         assert!(page.contains("substituters = http://127.0.0.1:7470"));
         assert!(page.contains("hypernar-set1:") && page.contains("pinned"));
         assert!(page.contains("9 paths pinned"));
+        assert!(page.contains("--share all"));
+        let none = render(
+            &Snapshot {
+                share: crate::share::ShareMode::None,
+                ..Snapshot::default()
+            },
+            "http://x",
+        );
+        assert!(none.contains("--share none") && none.contains("nothing fetched is announced"));
         let empty = render(&Snapshot::default(), "http://x");
         assert!(empty.contains("No peer connected."));
         assert!(empty.contains("None: a path the swarm cannot deliver fails."));

@@ -242,7 +242,7 @@ impl Hub {
             self.announce_length().await;
         }
         if let Some(b) = got_block {
-            if self.feed.has(b) {
+            if self.feed.has(b) && self.may_share(b) {
                 let ids: Vec<PeerId> = self
                     .peers
                     .keys()

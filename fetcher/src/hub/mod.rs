@@ -371,6 +371,9 @@ struct Hub {
     cancelled_unwanted: prometheus_client::metrics::counter::Counter,
     /// A reader went away since the last [`Self::cancel_unwanted`].
     readers_left: bool,
+    /// What of a replica may be announced and served (`--share`).
+    share: Arc<crate::share::Share>,
+    key: [u8; 32],
 }
 
 /// Starts the hub of `feed` on a thread of its own, which ends when
@@ -389,6 +392,7 @@ pub fn spawn(
     events: mpsc::Sender<HubEvent>,
     cancel: CancellationToken,
     cancelled_unwanted: prometheus_client::metrics::counter::Counter,
+    share: Arc<crate::share::Share>,
 ) -> (HubHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INBOX);
     let info = feed.info();
@@ -398,6 +402,7 @@ pub fn spawn(
         peers: 0,
     });
     let name = feed.name().to_owned();
+    let feed_key = feed.public_key().to_bytes();
     let hub = Hub {
         feed,
         store,
@@ -420,6 +425,8 @@ pub fn spawn(
         order_dirty: true,
         cancelled_unwanted,
         readers_left: false,
+        share,
+        key: feed_key,
     };
     let thread = std::thread::Builder::new()
         .name(format!("hub-{}", &name[..8.min(name.len())]))
@@ -611,8 +618,43 @@ impl Hub {
         })
     }
 
-    /// Ranges of blocks stored here, for announcing to a new peer.
+    /// Whether block `index` may be announced and served: always for a
+    /// feed we write, else as `--share` says.
+    pub(super) fn may_share(&self, index: u64) -> bool {
+        self.feed.writable() || self.share.allows(&self.key, index)
+    }
+
+    /// Ranges of blocks stored here that may be shared, for announcing to
+    /// a new peer.
     fn have_ranges(&self) -> Vec<Range> {
+        let all = self.have_ranges_unfiltered();
+        if self.feed.writable() || self.share.mode() == crate::share::ShareMode::All {
+            return all;
+        }
+        let mut out = Vec::new();
+        for r in all {
+            let mut i = r.start;
+            let end = r.start.saturating_add(r.length);
+            while i < end {
+                if !self.may_share(i) {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < end && self.may_share(i) {
+                    i += 1;
+                }
+                out.push(Range {
+                    drop: false,
+                    start,
+                    length: i - start,
+                });
+            }
+        }
+        out
+    }
+
+    fn have_ranges_unfiltered(&self) -> Vec<Range> {
         let info = self.feed.info();
         let mut out = Vec::new();
         if info.contiguous_length > 0 {

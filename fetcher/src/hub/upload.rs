@@ -156,6 +156,18 @@ impl Hub {
             );
             return;
         }
+        // What --share keeps to itself is answered as not held.
+        if let Some(b) = &req.block {
+            if !self.may_share(b.index) {
+                let id = req.id;
+                debug!(
+                    feed = self.feed.name(),
+                    index = b.index,
+                    "not shared (--share)"
+                );
+                return self.queue_answer(peer, Message::NoData(NoData { request: id }));
+            }
+        }
         let req = if self.seeding() {
             match self.uploads.admit(peer, req, Instant::now()) {
                 Some(req) => req,

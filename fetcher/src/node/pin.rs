@@ -1,7 +1,7 @@
 //! Keeping up with the followed safe-path sets: what they cover (the gate
 //! of `--require-set`) and what they pin (fetched ahead, kept).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
@@ -17,7 +17,7 @@ const SETTLE: Duration = Duration::from_millis(200);
 
 impl Node {
     /// Recomputes coverage and pins whenever a set or an index changes.
-    pub(super) async fn keep_sets(self, require_set: bool) {
+    pub(super) async fn keep_sets(self, require_set: bool, by_sets: bool) {
         let mut sets_rx = self.inner.sets.subscribe();
         let mut pubs_rx = self.inner.publishers.subscribe();
         loop {
@@ -31,6 +31,9 @@ impl Node {
             if require_set {
                 p.set_gate(Some(cover(&all, lists, any, limit)));
             }
+            if by_sets {
+                self.share_covered(&cover(&all, lists, any, limit));
+            }
             let pinned = cover(&pinned, lists, any, limit);
             self.update_pins(pinned);
             tokio::select! {
@@ -39,6 +42,30 @@ impl Node {
             }
             tokio::time::sleep(SETTLE).await;
         }
+    }
+
+    /// `--share sets`: of data feeds, only the blocks of covered paths are
+    /// shared; index, key and set feeds, and `--feed` tokens, as usual.
+    fn share_covered(&self, covered: &HashSet<StorePath>) {
+        let p = &self.inner.publishers;
+        let (_, other) = p.feed_keys();
+        let mut open: HashSet<[u8; 32]> = other.into_iter().collect();
+        open.extend(self.roots());
+        let mut ranges: HashMap<[u8; 32], Vec<crate::publishers::BlockRange>> = HashMap::new();
+        for path in covered {
+            if let Some((feed, r)) = p.ranges(path) {
+                ranges.entry(feed).or_default().extend(r);
+            }
+        }
+        // A data feed given by token (a blind mirror) is open: the node
+        // cannot tell its paths, and was asked to mirror it whole.
+        debug!(
+            covered = covered.len(),
+            open = open.len(),
+            data_feeds = ranges.len(),
+            "--share sets: what may be shared recomputed"
+        );
+        self.inner.share.restrict(open, ranges);
     }
 
     /// Starts fetching newly pinned paths; stops for paths no longer pinned
