@@ -41,6 +41,7 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
             pins: vec![],
             require_set: false,
             share: Default::default(),
+            max_size: None,
             limits: Default::default(),
         })
         .await

@@ -8,6 +8,7 @@ mod util;
 mod cli;
 mod discovery;
 mod disk;
+mod evict;
 mod faults;
 mod fuse;
 mod hostile;

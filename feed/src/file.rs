@@ -78,11 +78,24 @@ impl RandomAccess for PlainFile {
         if length == 0 {
             return Ok(());
         }
-        if offset + length >= self.length {
+        if offset.saturating_add(length) >= self.length {
             return self.truncate(offset).await;
         }
-        self.file
-            .write_all_at(&vec![0u8; length as usize], offset)?;
+        // Give the space back (the size stays); a file system that cannot
+        // punch holes gets zeros, written a bounded chunk at a time.
+        use rustix::fs::{fallocate, FallocateFlags};
+        let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        if fallocate(&self.file, punch, offset, length).is_err() {
+            const CHUNK: u64 = 1 << 20;
+            let zeros = vec![0u8; CHUNK.min(length) as usize];
+            let mut at = offset;
+            let end = offset + length;
+            while at < end {
+                let n = CHUNK.min(end - at) as usize;
+                self.file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+        }
         self.synced()
     }
 
@@ -128,5 +141,27 @@ mod tests {
         assert!(f.is_empty().await.unwrap());
         let mut again = PlainFile::open(&dir.path().join("x"), true).unwrap();
         assert_eq!(again.len().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_range_gives_its_space_back() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let mut f = PlainFile::open(&path, false).unwrap();
+        f.write(0, &vec![7u8; 8 << 20]).await.unwrap();
+        f.file.sync_all().unwrap();
+        let before = std::fs::metadata(&path).unwrap().blocks() * 512;
+        f.del(1 << 20, 6 << 20).await.unwrap();
+        f.file.sync_all().unwrap();
+        let after = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert_eq!(f.len().await.unwrap(), 8 << 20, "the size stays");
+        assert_eq!(f.read((1 << 20) - 1, 2).await.unwrap(), [7, 0]);
+        assert_eq!(f.read((7 << 20) - 1, 2).await.unwrap(), [0, 7]);
+        // tmpfs, ext4, xfs and btrfs punch holes; the space comes back.
+        assert!(
+            after + (5 << 20) <= before,
+            "{before} bytes on disk before, {after} after"
+        );
     }
 }

@@ -427,6 +427,30 @@ impl Feed {
             .map_err(|e| self.hc(e))
     }
 
+    /// Drops the locally stored blocks `start..end` of a replica and gives
+    /// their disk space back (a hole in the data file); the signed tree
+    /// stays, so they can be fetched and verified again. Refused for a feed
+    /// we write: its blocks exist nowhere else.
+    pub async fn clear(&mut self, start: u64, end: u64) -> Result<(), StoreError> {
+        if self.writable() {
+            return Err(StoreError::Hypercore {
+                feed: self.name.clone(),
+                source: HypercoreError::InvalidOperation {
+                    context: "blocks of a feed we write are never cleared".into(),
+                },
+            });
+        }
+        let end = end.min(self.len());
+        self.core.clear(start, end).await.map_err(|e| self.hc(e))
+    }
+
+    /// How many of blocks `start..end` are stored locally.
+    pub fn held(&self, start: u64, end: u64) -> u64 {
+        (start..end.min(self.len()))
+            .filter(|&i| self.core.has(i))
+            .count() as u64
+    }
+
     /// Reads block `index`; an error if it is not stored locally.
     pub async fn get(&mut self, index: u64) -> Result<Vec<u8>, StoreError> {
         match self.core.get(index).await {

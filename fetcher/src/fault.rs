@@ -33,3 +33,10 @@ pub(crate) fn silent_after_bytes() -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// `HYPERNAR_FAULT_EVICT_FAST=1`: check the disk bound every half second
+/// and protect recently used paths for no time, so eviction tests need not
+/// wait out the production intervals.
+pub(crate) fn evict_fast() -> bool {
+    switch("HYPERNAR_FAULT_EVICT_FAST")
+}

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub mod evict;
 mod follow;
 mod pin;
 
@@ -94,6 +95,8 @@ pub struct NodeConfig {
     pub require_set: bool,
     /// What of the fetched blocks to announce and serve (`--share`).
     pub share: crate::share::ShareMode,
+    /// Keep the feeds under this many bytes (`--max-size`).
+    pub max_size: Option<u64>,
 }
 
 /// Errors starting a node.
@@ -284,6 +287,9 @@ impl Node {
                     .set_gate(Some(std::collections::HashSet::new()));
             }
             node.spawn(node.clone().keep_sets(config.require_set, by_sets));
+        }
+        if let Some(max) = config.max_size {
+            node.spawn(node.clone().bound_disk(max));
         }
         for peer in &config.peers {
             node.spawn(node.clone().dial_forever(peer.clone()));

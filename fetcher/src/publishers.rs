@@ -31,6 +31,9 @@ pub struct Publishers {
     /// With `--require-set`: the only paths served (those trusted sets
     /// cover, see [`crate::sets`]); `None` serves every listed path.
     gate: Mutex<Option<Arc<HashSet<StorePath>>>>,
+    /// When each path was last asked for (narinfo, NAR, listing, mount),
+    /// for evicting the least recently used first.
+    used: Mutex<HashMap<StorePath, std::time::Instant>>,
 }
 
 impl Default for Publishers {
@@ -40,6 +43,7 @@ impl Default for Publishers {
             by_hash: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
             gate: Mutex::new(None),
+            used: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -123,6 +127,20 @@ impl Publishers {
         (data, other)
     }
 
+    /// When `path` was last looked up, if since start.
+    pub fn last_used(&self, path: &StorePath) -> Option<std::time::Instant> {
+        self.used.lock().expect("used lock").get(path).copied()
+    }
+
+    /// Every path the trusted publishers list.
+    pub fn all_paths(&self) -> Vec<StorePath> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        by_id
+            .values()
+            .flat_map(|k| k.index.paths.keys().cloned())
+            .collect()
+    }
+
     /// The references of `path` if any trusted publisher lists it.
     pub fn references_any(&self, path: &StorePath) -> Option<Vec<StorePath>> {
         self.find(path).map(|(_, rec, _)| rec.references)
@@ -154,6 +172,11 @@ impl Publishers {
                 known: self.path_count(),
             });
         };
+        // Only listed paths are remembered: the map is bounded by the indexes.
+        self.used
+            .lock()
+            .expect("used lock")
+            .insert(path.clone(), std::time::Instant::now());
         let key = self
             .key(&publisher, path)
             .ok_or_else(|| NotFound::NoKey(path.clone()))?;

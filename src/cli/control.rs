@@ -309,6 +309,7 @@ mod tests {
             pins: vec![],
             require_set: false,
             share: Default::default(),
+            max_size: None,
             limits: Default::default(),
         })
         .await

@@ -217,6 +217,7 @@ async fn network(
             pins: vec![],
             require_set: false,
             share: Default::default(),
+            max_size: None,
             limits: Default::default(),
         })
     };

@@ -67,6 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pins: vec![],
         require_set: false,
         share: Default::default(),
+        max_size: None,
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;

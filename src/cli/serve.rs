@@ -144,6 +144,12 @@ pub struct Args {
     /// A publisher's own feeds are always served
     #[arg(long, value_name = "all|sets|none", default_value = "all")]
     share: hypernar_fetcher::share::ShareMode,
+    /// Keep the fetched blocks under SIZE on disk (e.g. 20G, 500M): past
+    /// it, the blocks of the least recently used paths are dropped (to be
+    /// fetched again if asked for). Pinned sets' paths and this node's own
+    /// feeds are never dropped. Unbounded if not given
+    #[arg(long, value_name = "SIZE", value_parser = hypernar_fetcher::node::evict::parse_size)]
+    max_size: Option<u64>,
     /// Most peer connections accepted at once from one IP address
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
     max_connections_per_ip: usize,
@@ -217,6 +223,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pins: args.pin.clone(),
         require_set: args.require_set,
         share: args.share,
+        max_size: args.max_size,
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;

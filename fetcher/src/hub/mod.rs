@@ -150,6 +150,17 @@ enum Msg {
         root: std::path::PathBuf,
         reply: oneshot::Sender<Result<Option<hypernar_feed::webseed::Head>, FetchError>>,
     },
+    /// Evict blocks: how many were held and are now dropped.
+    Clear {
+        start: u64,
+        end: u64,
+        reply: oneshot::Sender<Result<u64, FetchError>>,
+    },
+    Held {
+        start: u64,
+        end: u64,
+        reply: oneshot::Sender<u64>,
+    },
 }
 
 /// A handle to a feed's hub.
@@ -158,6 +169,7 @@ pub struct HubHandle {
     tx: mpsc::Sender<Msg>,
     state: watch::Receiver<FeedState>,
     name: String,
+    writable: bool,
 }
 
 impl HubHandle {
@@ -173,6 +185,11 @@ impl HubHandle {
     /// Hex of the feed key.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this node writes the feed (its blocks exist nowhere else).
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     /// A peer joins: its messages go to `out`; `answers` counts the blocks
@@ -206,6 +223,27 @@ impl HubHandle {
             .await
             .map_err(|_| self.closed())?;
         rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Drops the stored blocks `start..end` (a replica's only; the disk
+    /// space is given back) and tells peers; returns how many were held.
+    pub async fn clear(&self, start: u64, end: u64) -> Result<u64, FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Clear { start, end, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// How many of blocks `start..end` are stored here.
+    pub async fn held(&self, start: u64, end: u64) -> Result<u64, FetchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Held { start, end, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())
     }
 
     /// A locally stored block.
@@ -403,6 +441,7 @@ pub fn spawn(
     });
     let name = feed.name().to_owned();
     let feed_key = feed.public_key().to_bytes();
+    let writable = feed.writable();
     let hub = Hub {
         feed,
         store,
@@ -442,6 +481,7 @@ pub fn spawn(
         tx,
         state: state_rx,
         name,
+        writable,
     };
     (handle, thread)
 }
@@ -543,6 +583,27 @@ impl Hub {
                 if !covered {
                     self.reschedule().await;
                 }
+            }
+            Msg::Held { start, end, reply } => {
+                let _ = reply.send(self.feed.held(start, end));
+            }
+            Msg::Clear { start, end, reply } => {
+                let held = self.feed.held(start, end);
+                let r = self.feed.clear(start, end).await;
+                if r.is_ok() && held > 0 {
+                    let end = end.min(self.feed.len());
+                    let range = Range {
+                        drop: true,
+                        start,
+                        length: end.saturating_sub(start),
+                    };
+                    let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+                    for id in ids {
+                        self.send(id, Message::Range(range.clone())).await;
+                    }
+                    self.publish_state();
+                }
+                let _ = reply.send(r.map(|()| held).map_err(|e| store_err(self.feed.name(), e)));
             }
             Msg::Get { index, reply } => {
                 let r = self

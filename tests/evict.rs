@@ -1,0 +1,128 @@
+//! A bounded disk (`serve --max-size`): the least recently used paths'
+//! blocks are dropped, pinned paths and a publisher's own feeds never are.
+//! `HYPERNAR_FAULT_EVICT_FAST=1` makes the node check every half second
+//! instead of every 10 s (and protect no recent use), so the test is quick.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hypernar_feed::format::narinfo::Compression;
+
+use crate::util::*;
+
+const FAST: &[(&str, &str)] = &[("HYPERNAR_FAULT_EVICT_FAST", "1")];
+
+fn du(dir: &Path) -> u64 {
+    hypernar_fetcher::http::status::disk_usage(dir)
+}
+
+fn nar_of(api: &str, w: &World, name: &str) -> Option<Vec<u8>> {
+    let hash = w.path(name).info.store_path.hash_part().to_owned();
+    let r = http(api, "GET", &format!("/{hash}.narinfo"), &[]);
+    if r.status != 200 {
+        return None;
+    }
+    let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+        .unwrap()
+        .url;
+    let nar = http(api, "GET", &format!("/{url}"), &[]);
+    (nar.status == 200).then_some(nar.body)
+}
+
+#[test]
+fn a_bounded_node_drops_the_least_recently_used_and_keeps_pinned_paths_and_its_own_feeds() {
+    if !faults_built_in() {
+        return;
+    }
+    let names = ["p0", "p1", "p2", "p3", "p4"];
+    let w = World::new(
+        &names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| raw(n, noise(2 << 20, i as u64 + 1), Compression::Zstd, &[]))
+            .collect::<Vec<_>>(),
+    );
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let lab_key = w.tmp.path().join("lab.key");
+    ok(&["keygen", "--out", s(&lab_key)]);
+    let lab = w.tmp.path().join("lab-data");
+    let out = ok(&[
+        "set",
+        "add",
+        "--key",
+        s(&lab_key),
+        "--data",
+        s(&lab),
+        "lab",
+        "--publisher",
+        &id,
+        &w.store_path("p0"),
+    ]);
+    let set_id = out.lines().last().unwrap().to_owned();
+
+    // The publisher's own seed, bounded far below what it holds.
+    let seed = serve(&w.data, &["--http", "none", "--max-size", "1M"], FAST);
+    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let user_data = w.tmp.path().join("user");
+    let user = serve(
+        &user_data,
+        &[
+            "--trust",
+            &id,
+            "--pin",
+            &set_id,
+            "--max-size",
+            "5M",
+            "--peer-deadline",
+            "2",
+            "--peer",
+            &seed.addr,
+            "--peer",
+            &lab_seed.addr,
+        ],
+        FAST,
+    );
+    let api = user.http.clone().unwrap();
+    wait_for_log(&user, "pinned path stored", 30);
+    // Five 2 MiB paths through a 5 MiB bound, oldest use first.
+    for name in &names[1..] {
+        wait_for_status(
+            &api,
+            &format!("/{}.narinfo", w.path(name).info.store_path.hash_part()),
+            200,
+            30,
+        );
+        let nar = nar_of(&api, &w, name).unwrap();
+        assert!(nar == w.path(name).nar, "{name}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let feeds = user_data.join("feeds");
+    let until = Instant::now() + Duration::from_secs(20);
+    while du(&feeds) > 5 << 20 {
+        assert!(Instant::now() < until, "still {} bytes", du(&feeds));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_log(&user, "evicted the least recently used paths", 5);
+    eprintln!("user feeds: {} KiB under a 5 MiB bound", du(&feeds) >> 10);
+
+    // The publisher's seed kept every block of its own feeds, and says why.
+    assert!(du(&w.data.join("feeds")) > 10 << 20);
+    wait_for_log(&seed, "nothing is left to evict", 10);
+
+    // With the seed gone: the pinned path and the latest one are still
+    // here; the oldest is not.
+    drop(seed);
+    assert!(
+        nar_of(&api, &w, "p0").is_some_and(|n| n == w.path("p0").nar),
+        "pinned p0"
+    );
+    assert!(
+        nar_of(&api, &w, "p4").is_some_and(|n| n == w.path("p4").nar),
+        "latest p4"
+    );
+    assert!(
+        nar_of(&api, &w, "p1").is_none_or(|n| n != w.path("p1").nar),
+        "oldest p1 was kept"
+    );
+}
