@@ -216,9 +216,14 @@ fn help_teaches_each_command() {
     // flattened `Args` once made `mount --help` panic) is caught here.
     for cmd in [
         "publish", "release", "cat-nar", "keygen", "demo", "serve", "mount", "fetch", "feeds",
+        "set", "status",
     ] {
         let out = ok(&[cmd, "--help"]);
         assert!(out.len() > 300, "{cmd} --help is thin: {out}");
+    }
+    for sub in ["add", "remove", "list"] {
+        let out = ok(&["set", sub, "--help"]);
+        assert!(out.contains("--key") && out.contains("NAME"), "set {sub}: {out}");
     }
     let out = ok(&["--help"]);
     assert!(out.contains("hypernar demo"), "{out}");

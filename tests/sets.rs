@@ -118,6 +118,21 @@ fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers
     assert!(out.contains("added 1 paths"), "{out}");
     wait_for_status(&api, &format!("/{}.narinfo", hash("empty-file")), 200, 30);
     wait_for_count(&user, "pinned path stored", 3, 30);
+    // `hypernar status` asks the running node: publisher, set, pins.
+    let status = ok(&["status", "--data", s(&w.tmp.path().join("user"))]);
+    assert!(status.contains("running"), "{status}");
+    assert!(
+        status.contains(&format!("{id}  4 paths, 4 keys released")),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "{set_id}  pinned, 2 paths listed, 3 covered with their closures"
+        )),
+        "{status}"
+    );
+    assert!(status.contains("pinned paths: 3"), "{status}");
+    assert!(status.contains(&w.store_path("libdemo-1.0")), "{status}");
     let listed = set(&[&["list"][..], &common, &["lab"]].concat());
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(

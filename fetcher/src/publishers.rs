@@ -109,6 +109,21 @@ impl Publishers {
         Some(rec.references.clone())
     }
 
+    /// Each trusted publisher with its index key and every feed it declares.
+    pub fn feeds_of_each(&self) -> Vec<(Identity, Vec<[u8; 32]>)> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        let mut out: Vec<(Identity, Vec<[u8; 32]>)> = by_id
+            .values()
+            .map(|k| {
+                let mut feeds = vec![k.index.identity.to_bytes()];
+                feeds.extend(k.index.feeds.values().map(|d| d.public_key));
+                (k.index.identity, feeds)
+            })
+            .collect();
+        out.sort_by_key(|(id, _)| id.to_string());
+        out
+    }
+
     /// Every trusted publisher's index key and the feeds its index declares,
     /// split into data feeds and the rest (index and key feeds).
     pub fn feed_keys(&self) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {

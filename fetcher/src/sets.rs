@@ -110,6 +110,15 @@ impl Sets {
         (all, pinned)
     }
 
+    /// The pairs one followed set vouches for.
+    pub fn entries_of(&self, id: &SetId) -> Vec<Vouched> {
+        let by_id = self.by_id.lock().expect("sets lock");
+        by_id
+            .get(&id.to_bytes())
+            .map(|f| f.state.entries())
+            .unwrap_or_default()
+    }
+
     /// Every followed set.
     pub fn summary(&self) -> Vec<SetSummary> {
         let by_id = self.by_id.lock().expect("sets lock");

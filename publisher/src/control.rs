@@ -68,6 +68,10 @@ pub struct SetJob {
 pub enum Job {
     Publish(PublishJob),
     Set(SetJob),
+    /// `hypernar status`: the serve's state as text.
+    Status {
+        data_dir: PathBuf,
+    },
 }
 
 impl Job {
@@ -76,6 +80,7 @@ impl Job {
         match self {
             Job::Publish(j) => &j.data_dir,
             Job::Set(j) => &j.data_dir,
+            Job::Status { data_dir } => data_dir,
         }
     }
 }

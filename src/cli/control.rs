@@ -132,6 +132,13 @@ pub async fn handle(node: Node, dir: &Path, req: Request, out: mpsc::Sender<Repl
                 info!(?job, "editing a set for a control client");
                 run_set(node, dir, job, out.clone()).await
             }
+            Job::Status { .. } => {
+                let s = super::status::report(&node).await;
+                for line in s.lines() {
+                    let _ = out.send(Reply::Out(line.to_owned())).await;
+                }
+                0
+            }
         }
     };
     let _ = out.send(Reply::Exit(code)).await;

@@ -12,6 +12,7 @@ mod publish;
 mod release;
 mod serve;
 mod set;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,8 @@ pub enum Command {
     Feeds(feeds::Args),
     /// Keep a signed set of store paths a community vouches for.
     Set(set::Args),
+    /// Show a node's disk use per publisher and set, its peers and pins.
+    Status(status::Args),
 }
 
 pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
@@ -73,6 +76,7 @@ pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
         Command::Fetch(a) => fetch::run(a).await,
         Command::Feeds(a) => feeds::run(a).await,
         Command::Set(a) => set::run(a).await,
+        Command::Status(a) => status::run(a).await,
     }
 }
 

@@ -251,7 +251,7 @@ impl Server {
                     &status::Snapshot::take(
                         &self.node,
                         &self.upstreams,
-                        self.disk.get(self.node.feeds_dir()).await,
+                        self.disk.get(&self.node).await,
                     ),
                     &self.base,
                 ),

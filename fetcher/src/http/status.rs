@@ -34,11 +34,17 @@ pub struct Snapshot {
     pub pinned: usize,
     /// `--share`.
     pub share: crate::share::ShareMode,
+    /// Disk use per publisher and set.
+    pub usage: Usage,
 }
 
 impl Snapshot {
     /// Reads the node's state now.
-    pub fn take(node: &Node, upstreams: &crate::upstream::Upstreams, disk_bytes: u64) -> Self {
+    pub fn take(
+        node: &Node,
+        upstreams: &crate::upstream::Upstreams,
+        (disk_bytes, usage): (u64, Usage),
+    ) -> Self {
         let m: &Metrics = node.metrics();
         let answer = |a| m.narinfo.get_or_create(&AnswerLabel { answer: a }).get();
         Snapshot {
@@ -73,6 +79,7 @@ impl Snapshot {
             sets: node.sets().summary(),
             pinned: node.pinned().len(),
             share: node.share().mode(),
+            usage,
             data_dir: node
                 .feeds_dir()
                 .parent()
@@ -83,6 +90,121 @@ impl Snapshot {
     }
 }
 
+/// Disk use per trusted publisher (its feeds' files) and per followed set
+/// (the blocks held of the paths it covers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Publisher identity, bytes on disk.
+    pub publishers: Vec<(String, u64)>,
+    /// Set id, paths it covers, bytes of their blocks held here.
+    pub sets: Vec<(String, usize, u64)>,
+}
+
+/// Measures [`Usage`] now: a walk over each publisher's feed directories
+/// (off the async threads) and a count of held blocks per covered path.
+pub async fn usage(node: &Node) -> Usage {
+    let feeds_dir = node.feeds_dir().to_owned();
+    let each = node.publishers().feeds_of_each();
+    let publishers = tokio::task::spawn_blocking(move || {
+        each.into_iter()
+            .map(|(id, feeds)| {
+                let bytes = feeds
+                    .iter()
+                    .map(|k| disk_usage(&feeds_dir.join(hex::encode(k))))
+                    .sum();
+                (id.to_string(), bytes)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    let p = node.publishers();
+    let mut sets = Vec::new();
+    for s in node.sets().summary() {
+        let vouched = node.sets().entries_of(&s.id);
+        let lists = |k: &[u8; 32], path: &hypernar_feed::format::storepath::StorePath| {
+            p.references_listed(k, path)
+        };
+        let any = |path: &hypernar_feed::format::storepath::StorePath| p.references_any(path);
+        let covered = crate::sets::cover(&vouched, lists, any, p.path_count());
+        let mut bytes = 0u64;
+        for path in &covered {
+            let (Some((feed, ranges)), Some((_, rec, _))) = (p.ranges(path), p.find(path)) else {
+                continue;
+            };
+            let Some(hub) = node.hub(&feed) else { continue };
+            let mut held = 0u64;
+            for (start, end) in ranges {
+                held += hub.held(start, end).await.unwrap_or(0);
+            }
+            bytes = bytes.saturating_add(crate::node::evict::held_bytes(held, &rec));
+        }
+        sets.push((s.id.to_string(), covered.len(), bytes));
+    }
+    Usage { publishers, sets }
+}
+
+/// `hypernar status`: the node's state as text, one fact per line.
+pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "hypernar serve on {}: running", s.data_dir);
+    let _ = writeln!(
+        t,
+        "on disk: {} · sharing: {} · from peers {} · from web seeds {} · from upstream {} · uploaded {}",
+        human(s.disk_bytes),
+        s.share,
+        human(s.from_peers),
+        human(s.from_web_seeds),
+        human(s.from_upstream),
+        human(s.uploaded)
+    );
+    let _ = writeln!(t, "peers: {}", s.peers.len());
+    for p in &s.peers {
+        let _ = writeln!(
+            t,
+            "  {}  {}  received {}  uploaded {}",
+            p.addr.map_or_else(|| "?".to_owned(), |a| a.to_string()),
+            if p.dialled { "dialled" } else { "accepted" },
+            human(p.received),
+            human(p.uploaded)
+        );
+    }
+    let _ = writeln!(t, "publishers: {}", s.publishers.len());
+    for (id, paths, keys) in &s.publishers {
+        let bytes = usage
+            .publishers
+            .iter()
+            .find(|(u, _)| u == id)
+            .map_or(0, |(_, b)| *b);
+        let _ = writeln!(
+            t,
+            "  {id}  {paths} paths, {keys} keys released, {} on disk",
+            human(bytes)
+        );
+    }
+    let _ = writeln!(t, "sets: {}", s.sets.len());
+    for set in &s.sets {
+        let id = set.id.to_string();
+        let (covered, bytes) = usage
+            .sets
+            .iter()
+            .find(|(u, _, _)| *u == id)
+            .map_or((0, 0), |(_, c, b)| (*c, *b));
+        let _ = writeln!(
+            t,
+            "  {id}  {}, {} paths listed, {covered} covered with their closures, {} held",
+            if set.pinned { "pinned" } else { "followed" },
+            set.entries,
+            human(bytes)
+        );
+    }
+    let _ = writeln!(t, "pinned paths: {}", pinned.len());
+    for p in pinned {
+        let _ = writeln!(t, "  {p}");
+    }
+    t
+}
+
 /// How long a measured disk usage is shown before it is measured again
 /// (a walk over every feed's files; the page reloads every 5 s).
 pub const DISK_USAGE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -90,22 +212,24 @@ pub const DISK_USAGE_TTL: std::time::Duration = std::time::Duration::from_secs(3
 /// The disk usage the status page shows, measured at most once per
 /// [`DISK_USAGE_TTL`], off the async threads.
 #[derive(Debug, Default)]
-pub struct DiskUsage(tokio::sync::Mutex<Option<(std::time::Instant, u64)>>);
+pub struct DiskUsage(tokio::sync::Mutex<Option<(std::time::Instant, u64, Usage)>>);
 
 impl DiskUsage {
-    pub async fn get(&self, dir: &Path) -> u64 {
+    /// The feeds' total, and per publisher and set.
+    pub async fn get(&self, node: &Node) -> (u64, Usage) {
         let mut cached = self.0.lock().await;
-        if let Some((at, bytes)) = *cached {
+        if let Some((at, bytes, usage)) = &*cached {
             if at.elapsed() < DISK_USAGE_TTL {
-                return bytes;
+                return (*bytes, usage.clone());
             }
         }
-        let dir = dir.to_path_buf();
+        let dir = node.feeds_dir().to_path_buf();
         let bytes = tokio::task::spawn_blocking(move || disk_usage(&dir))
             .await
             .unwrap_or(0);
-        *cached = Some((std::time::Instant::now(), bytes));
-        bytes
+        let per = usage(node).await;
+        *cached = Some((std::time::Instant::now(), bytes, per.clone()));
+        (bytes, per)
     }
 }
 
@@ -245,12 +369,19 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
     if s.publishers.is_empty() {
         h.push_str("<p class=\"empty\">None: start with <code>--trust hypernar1:…</code>.</p>\n");
     } else {
-        h.push_str("<table id=\"publishers\"><tr><th>identity</th><th class=\"n\">paths</th><th class=\"n\">keys released</th></tr>\n");
+        h.push_str("<table id=\"publishers\"><tr><th>identity</th><th class=\"n\">paths</th><th class=\"n\">keys released</th><th class=\"n\">on disk</th></tr>\n");
         for (id, paths, keys) in &s.publishers {
+            let bytes = s
+                .usage
+                .publishers
+                .iter()
+                .find(|(u, _)| u == id)
+                .map_or(0, |(_, b)| *b);
             let _ = writeln!(
                 h,
-                "<tr><td><code>{}</code></td><td class=\"n\">{paths}</td><td class=\"n\">{keys}</td></tr>",
-                esc(id)
+                "<tr><td><code>{}</code></td><td class=\"n\">{paths}</td><td class=\"n\">{keys}</td><td class=\"n\">{}</td></tr>",
+                esc(id),
+                human(bytes)
             );
         }
         h.push_str("</table>\n");
@@ -261,15 +392,23 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
     } else {
         let _ = writeln!(
             h,
-            "<table id=\"sets\"><tr><th>set</th><th>kept</th><th class=\"n\">paths</th></tr>"
+            "<table id=\"sets\"><tr><th>set</th><th>kept</th><th class=\"n\">paths</th><th class=\"n\">covered</th><th class=\"n\">held here</th></tr>"
         );
         for set in &s.sets {
+            let id = set.id.to_string();
+            let (covered, bytes) = s
+                .usage
+                .sets
+                .iter()
+                .find(|(u, _, _)| *u == id)
+                .map_or((0, 0), |(_, c, b)| (*c, *b));
             let _ = writeln!(
                 h,
-                "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td></tr>",
-                esc(&set.id.to_string()),
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{covered}</td><td class=\"n\">{}</td></tr>",
+                esc(&id),
                 if set.pinned { "pinned" } else { "followed" },
-                set.entries
+                set.entries,
+                human(bytes)
             );
         }
         h.push_str("</table>\n");
@@ -369,6 +508,20 @@ mod tests {
             "http://x",
         );
         assert!(none.contains("--share none") && none.contains("nothing fetched is announced"));
+        let usage = Usage {
+            publishers: vec![("hypernar1:<script>".into(), 3 << 20)],
+            sets: vec![(s.sets[0].id.to_string(), 4, 1 << 20)],
+        };
+        let text = render_text(&s, &usage, &["/nix/store/x".into()]);
+        assert!(
+            text.contains("12 paths, 11 keys released, 3.00 MiB on disk"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pinned, 7 paths listed, 4 covered with their closures, 1.00 MiB held"),
+            "{text}"
+        );
+        assert!(text.contains("pinned paths: 1\n  /nix/store/x"), "{text}");
         let empty = render(&Snapshot::default(), "http://x");
         assert!(empty.contains("No peer connected."));
         assert!(empty.contains("None: a path the swarm cannot deliver fails."));

@@ -34,6 +34,15 @@ pub fn eviction_order(mut paths: Vec<(StorePath, Option<Instant>)>) -> Vec<Store
     paths.into_iter().map(|(p, _)| p).collect()
 }
 
+/// About how many bytes `held` blocks of a path take: a segment each, but
+/// no more than the NAR and one listing block (small paths have small
+/// blocks; compressed segments are smaller still).
+pub fn held_bytes(held: u64, rec: &hypernar_feed::format::record::PathRecord) -> u64 {
+    let segment = u64::from(rec.segment_size);
+    held.saturating_mul(segment)
+        .min(rec.nar_size.saturating_add(segment))
+}
+
 impl Node {
     /// Keeps the feeds directory under `max` bytes, for as long as the node
     /// runs.
@@ -101,7 +110,7 @@ impl Node {
             let Some((feed, ranges)) = p.ranges(&path) else {
                 continue;
             };
-            let Some(segment) = p.find(&path).map(|(_, rec, _)| u64::from(rec.segment_size)) else {
+            let Some((_, rec, _)) = p.find(&path) else {
                 continue;
             };
             let Some(hub) = VerifyingKey::from_bytes(&feed)
@@ -121,7 +130,7 @@ impl Node {
                 }
             }
             if dropped > 0 {
-                freed += dropped * segment;
+                freed += held_bytes(dropped, &rec);
                 paths += 1;
             }
         }

@@ -1,0 +1,73 @@
+//! `hypernar status`.
+
+use std::process::ExitCode;
+
+use hypernar_feed::error::StoreError;
+use hypernar_feed::format::identity::Identity;
+use hypernar_feed::FeedStore;
+use hypernar_fetcher::http::status;
+use hypernar_fetcher::node::Node;
+use hypernar_publisher::control::Job;
+
+use super::{control, DataDir};
+
+/// Show what a node holds and does: disk use per publisher and set, peers,
+/// what is pinned.
+///
+/// Asks the `hypernar serve` that holds the data directory (through its
+/// control socket). With no serve running, says so and lists what the
+/// directory's feeds take on disk, per publisher.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    data: DataDir,
+}
+
+/// The running node's state as text (for the control socket).
+pub async fn report(node: &Node) -> String {
+    let upstreams = hypernar_fetcher::upstream::Upstreams::new(vec![], false)
+        .expect("no upstream is always valid");
+    let disk = status::DiskUsage::default().get(node).await;
+    let snapshot = status::Snapshot::take(node, &upstreams, disk);
+    let pinned: Vec<String> = node.pinned().iter().map(|p| p.to_string()).collect();
+    status::render_text(&snapshot, &snapshot.usage, &pinned)
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let dir = std::path::absolute(args.data.path()?)?;
+    if !dir.is_dir() {
+        anyhow::bail!("there is no data directory at {} (--data)", dir.display());
+    }
+    match FeedStore::open(&dir) {
+        Ok(store) => {
+            eprintln!(
+                "no hypernar serve runs on {}; what its feeds take on disk:",
+                dir.display()
+            );
+            let mut per: std::collections::BTreeMap<String, u64> = Default::default();
+            for key in store.list()? {
+                let Some(mut feed) = store.open_existing(&key).await? else {
+                    continue;
+                };
+                let owner = match feed.header().await {
+                    Ok(h) => Identity::from_bytes(&h.publisher)
+                        .map(|i| format!("{} ({:?} feeds)", i, h.role).to_lowercase())
+                        .unwrap_or_else(|_| "unknown".into()),
+                    Err(_) => "feeds with no header yet".into(),
+                };
+                *per.entry(owner).or_default() += status::disk_usage(feed.dir());
+            }
+            for (owner, bytes) in per {
+                println!("  {owner}  {}", indicatif::HumanBytes(bytes));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(StoreError::Locked(_)) if control::socket(&dir).exists() => {
+            control::via_serve(Job::Status { data_dir: dir }).await
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))
+        }
+    }
+}
