@@ -223,7 +223,10 @@ fn help_teaches_each_command() {
     }
     for sub in ["add", "remove", "list"] {
         let out = ok(&["set", sub, "--help"]);
-        assert!(out.contains("--key") && out.contains("NAME"), "set {sub}: {out}");
+        assert!(
+            out.contains("--key") && out.contains("NAME"),
+            "set {sub}: {out}"
+        );
     }
     let out = ok(&["--help"]);
     assert!(out.contains("hypernar demo"), "{out}");

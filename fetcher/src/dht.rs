@@ -192,12 +192,6 @@ impl Learned {
     }
 }
 
-/// The DHT client; it leaves the DHT when dropped.
-#[derive(Debug)]
-pub struct DhtHandle {
-    _dht: AsyncDht,
-}
-
 /// Whether `addr` (from a lookup) is this node itself.
 fn is_self(addr: SocketAddrV4, port: u16, public: Option<SocketAddrV4>) -> bool {
     addr.port() == port
@@ -206,20 +200,12 @@ fn is_self(addr: SocketAddrV4, port: u16, public: Option<SocketAddrV4>) -> bool 
             || public.is_some_and(|p| p.ip() == addr.ip()))
 }
 
-/// Joins the DHT, dials the peers saved last time, and then announces this
+/// Dials the peers saved last time, joins the DHT, and then announces this
 /// node under every root feed's topic and dials the peers found there,
-/// for as long as the node runs.
-pub fn start(node: &Node, config: DhtConfig) -> std::io::Result<DhtHandle> {
+/// for as long as the node runs (the DHT client is one of the node's
+/// tasks: [`Node::shutdown`] ends it).
+pub fn start(node: &Node, config: DhtConfig) {
     let saved = Saved::load(&config.state);
-    let mut builder = mainline::Dht::builder();
-    let bootstrap: Vec<String> = if config.bootstrap.is_empty() {
-        DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect()
-    } else {
-        config.bootstrap.clone()
-    };
-    builder.bootstrap(&bootstrap);
-    builder.extra_bootstrap(&saved.nodes);
-    let dht = builder.build()?.as_async();
     let learned = Arc::new(Mutex::new(Learned::default()));
     for addr in saved.peers.iter().rev() {
         learned.lock().expect("learned lock").remember(*addr);
@@ -233,8 +219,20 @@ pub fn start(node: &Node, config: DhtConfig) -> std::io::Result<DhtHandle> {
             "dialling the peers learned from the DHT last time"
         );
     }
-    node.spawn(run(node.clone(), dht.clone(), config, learned));
-    Ok(DhtHandle { _dht: dht })
+    node.spawn(run(node.clone(), config, saved.nodes, learned));
+}
+
+/// A DHT client bootstrapped from `bootstrap` (names resolved now, off the
+/// async threads) and the nodes saved last time.
+async fn join(bootstrap: Vec<String>, saved: Vec<SocketAddr>) -> std::io::Result<AsyncDht> {
+    tokio::task::spawn_blocking(move || {
+        let mut builder = mainline::Dht::builder();
+        builder.bootstrap(&bootstrap);
+        builder.extra_bootstrap(&saved);
+        builder.build().map(mainline::Dht::as_async)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr) {
@@ -252,16 +250,36 @@ fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr) {
     });
 }
 
-async fn run(node: Node, dht: AsyncDht, config: DhtConfig, learned: Arc<Mutex<Learned>>) {
+async fn run(
+    node: Node,
+    config: DhtConfig,
+    saved_nodes: Vec<SocketAddr>,
+    learned: Arc<Mutex<Learned>>,
+) {
     node.find_stored_indexes().await;
+    let bootstrap: Vec<String> = if config.bootstrap.is_empty() {
+        DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect()
+    } else {
+        config.bootstrap.clone()
+    };
+    // Joined once a DHT node answers; until then tried again every minute,
+    // names resolved afresh (a laptop comes online).
     let mut told_offline = false;
-    while !dht.bootstrapped().await {
-        if !told_offline {
-            warn!("no DHT node answered (is this machine offline?); peers on the DHT will be looked for again every minute");
-            told_offline = true;
+    let dht = loop {
+        match join(bootstrap.clone(), saved_nodes.clone()).await {
+            Ok(dht) if dht.bootstrapped().await => break dht,
+            Ok(_) if !told_offline => {
+                warn!("no DHT node answered (is this machine offline?); the DHT will be tried again every minute");
+                told_offline = true;
+            }
+            Err(e) if !told_offline => {
+                warn!(%e, "cannot start the DHT client; it will be tried again every minute");
+                told_offline = true;
+            }
+            _ => {}
         }
         tokio::time::sleep(Duration::from_secs(60)).await;
-    }
+    };
     info!("joined the Mainline DHT");
     let mut next_announce = Instant::now();
     let mut wait = FIRST_LOOKUP_AGAIN;

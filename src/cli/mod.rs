@@ -87,8 +87,10 @@ pub fn init_tracing(verbose: u8) {
         _ => "debug",
     };
     // hypercore logs every error it returns (`#[instrument(err)]`); we
-    // report them ourselves, with context, so its own lines stay off.
-    let default = format!("{default},hypercore=off");
+    // report them ourselves, with context, so its own lines stay off. So
+    // does mainline (an offline machine is one warning of ours, not its
+    // ERROR lines).
+    let default = format!("{default},hypercore=off,mainline=off");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;

@@ -300,27 +300,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     // Peers anywhere, met under the topics of the feeds this node follows.
-    let _dht = if args.no_dht {
-        None
-    } else {
+    if !args.no_dht {
         let config = hypernar_fetcher::dht::DhtConfig {
             bootstrap: args.dht_bootstrap.clone(),
             port: addr.port(),
             state: data_dir.join("dht-peers"),
         };
-        match hypernar_fetcher::dht::start(&node, config) {
-            Ok(d) => {
-                say(
-                    "hypernar serve: looking for peers on the Mainline DHT (--no-dht turns it off)",
-                );
-                Some(d)
-            }
-            Err(e) => {
-                tracing::warn!("the DHT is unavailable, so only peers given with --peer or found on the local network will be used: {e}");
-                None
-            }
-        }
-    };
+        hypernar_fetcher::dht::start(&node, config);
+        say("hypernar serve: looking for peers on the Mainline DHT (--no-dht turns it off)");
+    }
     for id in &args.trust {
         say(&format!("trusting {id}"));
     }
