@@ -385,8 +385,10 @@ impl Node {
     pub async fn follow_set(&self, id: SetId, pinned: bool) -> Result<(), NodeError> {
         let hub = self.add_feed(&id.0, true).await?;
         self.add_root(id.to_bytes());
-        self.inner.sets.add(id, pinned);
-        self.spawn(self.clone().follow_set_feed(id, hub));
+        // One follower per set, however often it is named.
+        if self.inner.sets.add(id, pinned) {
+            self.spawn(self.clone().follow_set_feed(id, hub));
+        }
         Ok(())
     }
 

@@ -27,8 +27,6 @@ pub type Vouched = ([u8; 32], StorePath);
 struct Followed {
     state: SetState,
     pinned: bool,
-    /// Entries applied (the feed's blocks after its header).
-    applied: u64,
 }
 
 /// The sets a node follows.
@@ -57,17 +55,19 @@ pub struct SetSummary {
 }
 
 impl Sets {
-    /// Follows `id` (pinned or not; pinned wins if given both ways).
-    pub(crate) fn add(&self, id: SetId, pinned: bool) {
+    /// Follows `id` (pinned or not; pinned wins if given both ways);
+    /// true if it was not followed yet (its feed needs a follower).
+    pub(crate) fn add(&self, id: SetId, pinned: bool) -> bool {
         let mut by_id = self.by_id.lock().expect("sets lock");
+        let new = !by_id.contains_key(&id.to_bytes());
         let f = by_id.entry(id.to_bytes()).or_insert_with(|| Followed {
             state: SetState::default(),
             pinned,
-            applied: 0,
         });
         f.pinned |= pinned;
         drop(by_id);
         self.changed.send_modify(|n| *n += 1);
+        new
     }
 
     /// Applies the set's next entry.
@@ -76,7 +76,6 @@ impl Sets {
         let Some(f) = by_id.get_mut(&id.to_bytes()) else {
             return Ok(());
         };
-        f.applied += 1;
         let changed = f.state.apply(entry)?;
         drop(by_id);
         if changed {
@@ -217,8 +216,8 @@ mod tests {
         let sets = Sets::default();
         let key = |n: u8| SetId(ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key());
         let (s1, s2) = (key(1), key(2));
-        sets.add(s1, false);
-        sets.add(s2, true);
+        assert!(sets.add(s1, false));
+        assert!(sets.add(s2, true));
         let mut rx = sets.subscribe();
         rx.mark_unchanged();
         let e = |n: &str| SetEntry {
@@ -235,8 +234,8 @@ mod tests {
         let summary = sets.summary();
         assert_eq!(summary.len(), 2);
         assert_eq!(summary.iter().filter(|s| s.pinned).count(), 1);
-        // Pinning a followed set later pins it.
-        sets.add(s1, true);
+        // Pinning a followed set later pins it (and needs no new follower).
+        assert!(!sets.add(s1, true));
         assert_eq!(sets.vouched().1.len(), 2);
     }
 }
