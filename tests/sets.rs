@@ -222,3 +222,90 @@ fn without_require_set_every_trusted_path_is_served_and_a_set_id_is_checked() {
     let log = std::fs::read_to_string(&user.log).unwrap();
     assert!(!log.contains("pinned path stored"), "{log}");
 }
+
+#[test]
+fn one_set_vouches_for_paths_of_two_publishers_each_as_its_own_publisher_signed_it() {
+    let w1 = World::new(&[
+        raw(
+            "a1",
+            noise(3000, 1),
+            hypernar_feed::format::narinfo::Compression::Zstd,
+            &[],
+        ),
+        raw(
+            "a2",
+            noise(3000, 2),
+            hypernar_feed::format::narinfo::Compression::Zstd,
+            &[],
+        ),
+    ]);
+    let w2 = World::new(&[
+        raw(
+            "b1",
+            noise(3000, 3),
+            hypernar_feed::format::narinfo::Compression::Zstd,
+            &[],
+        ),
+        raw(
+            "b2",
+            noise(3000, 4),
+            hypernar_feed::format::narinfo::Compression::Zstd,
+            &[],
+        ),
+    ]);
+    w1.publish_ok(&["--all"]);
+    w2.publish_ok(&["--all"]);
+    let (id1, id2) = (identity(&w1), identity(&w2));
+    let lab_key = w1.tmp.path().join("lab.key");
+    ok(&["keygen", "--out", s(&lab_key)]);
+    let lab = w1.tmp.path().join("lab-data");
+    let add = |publisher: &str, path: &str| {
+        set(&[
+            "add",
+            "--key",
+            s(&lab_key),
+            "--data",
+            s(&lab),
+            "lab",
+            "--publisher",
+            publisher,
+            path,
+        ])
+    };
+    add(&id1, &w1.store_path("a1"));
+    add(&id2, &w2.store_path("b1"));
+    // Vouching for b2 as publisher 1 signed it: publisher 1 lists no b2.
+    let out = add(&id1, &w2.store_path("b2"));
+    let set_id = out.lines().last().unwrap().to_owned();
+    let seed1 = serve(&w1.data, &["--http", "none"], &[]);
+    let seed2 = serve(&w2.data, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let user = serve(
+        &w1.tmp.path().join("user"),
+        &[
+            "--trust",
+            &id1,
+            "--trust",
+            &id2,
+            "--set",
+            &set_id,
+            "--require-set",
+            "--peer",
+            &seed1.addr,
+            "--peer",
+            &seed2.addr,
+            "--peer",
+            &lab_seed.addr,
+        ],
+        &[],
+    );
+    let api = user.http.clone().unwrap();
+    let narinfo =
+        |w: &World, name: &str| format!("/{}.narinfo", w.path(name).info.store_path.hash_part());
+    wait_for_status(&api, &narinfo(&w1, "a1"), 200, 30);
+    wait_for_status(&api, &narinfo(&w2, "b1"), 200, 30);
+    for (w, name) in [(&w1, "a2"), (&w2, "b2")] {
+        let r = http(&api, "GET", &narinfo(w, name), &[]);
+        assert_eq!(r.status, 404, "{name} is not covered");
+    }
+}
