@@ -337,11 +337,24 @@ fn a_flooding_peer_is_dropped_and_memory_stays_bounded() {
         after >> 20
     );
     assert_fetched(&out, &w, "noise");
-    assert!(
-        dropped,
-        "the node kept a peer sending 100 000 messages a second"
-    );
-    wait_for_log(&a, "messages a second; closing its connection", 10);
+    // The node reads a connection no faster than it can handle it, so on a
+    // loaded machine the flooder may never get past the node's allowance
+    // (a burst, then FLOOD_RATE a second): then it is not flooding as far
+    // as the node can see, and is rightly kept.
+    use hypernar_fetcher::pump::{FLOOD_BURST, FLOOD_RATE};
+    let allowance = FLOOD_BURST + FLOOD_RATE * 10.0;
+    if !dropped && (sent as f64) < allowance {
+        eprintln!(
+            "the flooder got only {sent} messages through in 10 s here (allowance {allowance}): \
+             this machine is too loaded to play a flood; not counted"
+        );
+    } else {
+        assert!(
+            dropped,
+            "the node kept a peer that sent {sent} messages in 10 s"
+        );
+        wait_for_log(&a, "messages a second; closing its connection", 10);
+    }
     assert!(
         after.saturating_sub(before) < 64 << 20,
         "the node grew by {} MiB under a message flood",

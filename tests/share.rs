@@ -23,7 +23,8 @@ struct Seen {
     given: Vec<(u64, bool)>,
 }
 
-async fn observe(addr: &str, key: [u8; 32], ask: &[u64]) -> Seen {
+async fn observe(addr: &str, key: [u8; 32], ask: &[u64], at_least: Duration) -> Seen {
+    let started = Instant::now();
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut protocol, _) = hypernar_fetcher::wire::protocol(stream, true).unwrap();
     protocol.open(key).await.unwrap();
@@ -35,7 +36,7 @@ async fn observe(addr: &str, key: [u8; 32], ask: &[u64]) -> Seen {
     // opens), answers after: once every request is answered, all is seen.
     let until = Instant::now() + Duration::from_secs(20);
     let mut channel = None;
-    while Instant::now() < until && seen.given.len() < ask.len() {
+    while Instant::now() < until && (seen.given.len() < ask.len() || started.elapsed() < at_least) {
         let left = until.saturating_duration_since(Instant::now());
         let event = match &mut channel {
             None => match tokio::time::timeout(left, protocol.next()).await {
@@ -180,7 +181,7 @@ fn a_share_none_node_fetches_while_its_announcements_carry_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ask: Vec<u64> = ranges.iter().map(|(_, r)| r.start).collect();
     // The default: every fetched block is announced and served.
-    let seen = rt.block_on(observe(&open.addr, key, &ask));
+    let seen = rt.block_on(observe(&open.addr, key, &ask, Duration::ZERO));
     for (name, r) in &ranges {
         assert!(
             r.clone().all(|b| seen.announced.contains(&b)),
@@ -190,7 +191,7 @@ fn a_share_none_node_fetches_while_its_announcements_carry_nothing() {
     }
     assert!(seen.given.iter().all(|(_, gave)| *gave), "{:?}", seen.given);
     // --share none: the same blocks, not a word about them, not one given.
-    let seen = rt.block_on(observe(&quiet.addr, key, &ask));
+    let seen = rt.block_on(observe(&quiet.addr, key, &ask, Duration::ZERO));
     assert!(seen.announced.is_empty(), "announced {:?}", seen.announced);
     let mut none_given: Vec<(u64, bool)> = ask.iter().map(|&b| (b, false)).collect();
     none_given.sort_unstable();
@@ -248,7 +249,7 @@ fn share_sets_announces_and_serves_only_what_followed_sets_cover() {
     std::thread::sleep(Duration::from_millis(500));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ask: Vec<u64> = ranges.iter().map(|(_, r)| r.start).collect();
-    let seen = rt.block_on(observe(&node.addr, key, &ask));
+    let seen = rt.block_on(observe(&node.addr, key, &ask, Duration::ZERO));
     // ...and shares only alpha, which the set covers.
     let (alpha, beta) = (&ranges[0].1, &ranges[1].1);
     assert!(
@@ -264,4 +265,61 @@ fn share_sets_announces_and_serves_only_what_followed_sets_cover() {
     let mut want = vec![(alpha.start, true), (beta.start, false)];
     want.sort_unstable();
     assert_eq!(seen.given, want);
+}
+
+#[test]
+fn share_sets_tells_connected_peers_when_a_set_covers_more() {
+    let (w, id, key, ranges) = published();
+    let lab_key = w.tmp.path().join("lab.key");
+    ok(&["keygen", "--out", s(&lab_key)]);
+    let lab = w.tmp.path().join("lab-data");
+    let common = [
+        "--key",
+        s(&lab_key),
+        "--data",
+        s(&lab),
+        "lab",
+        "--publisher",
+        &id,
+    ];
+    // The set starts out vouching for beta only.
+    let out = ok(&[&["set", "add"][..], &common, &[&w.store_path("beta")]].concat());
+    let set_id = out.lines().last().unwrap().to_owned();
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let node = serve(
+        &w.tmp.path().join("node"),
+        &[
+            "--trust",
+            &id,
+            "--set",
+            &set_id,
+            "--share",
+            "sets",
+            "--peer",
+            &seed.addr,
+            "--peer",
+            &lab_seed.addr,
+        ],
+        &[],
+    );
+    fetch_both(node.http.as_deref().unwrap(), &w);
+    // A peer connects and stays; alpha is added to the set meanwhile.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr = node.addr.clone();
+    let watching = rt.spawn(async move { observe(&addr, key, &[], Duration::from_secs(6)).await });
+    std::thread::sleep(Duration::from_secs(1));
+    ok(&[&["set", "add"][..], &common, &[&w.store_path("alpha")]].concat());
+    let seen = rt.block_on(watching).unwrap();
+    let (alpha, beta) = (&ranges[0].1, &ranges[1].1);
+    assert!(
+        beta.clone().all(|b| seen.announced.contains(&b)),
+        "{:?}",
+        seen.announced
+    );
+    assert!(
+        alpha.clone().all(|b| seen.announced.contains(&b)),
+        "alpha was never announced to the connected peer: {:?}",
+        seen.announced
+    );
 }

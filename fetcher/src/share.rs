@@ -102,13 +102,14 @@ impl Share {
 
     /// With `sets`: replaces the feeds shared as usual (`open`) and what of
     /// each data feed may be shared (`ranges` in any order; overlaps are
-    /// merged).
+    /// merged). Returns the feeds of which more may be shared than before
+    /// (their hubs announce what they hold again).
     pub(crate) fn restrict(
         &self,
         open: HashSet<[u8; 32]>,
         feeds: HashMap<[u8; 32], Vec<BlockRange>>,
-    ) {
-        let merged = feeds
+    ) -> Vec<[u8; 32]> {
+        let merged: HashMap<[u8; 32], Vec<BlockRange>> = feeds
             .into_iter()
             .map(|(k, mut ranges)| {
                 ranges.retain(|&(s, e)| s < e);
@@ -123,10 +124,18 @@ impl Share {
                 (k, out)
             })
             .collect();
-        *self.restricted.write().expect("share lock") = Restricted {
+        let mut r = self.restricted.write().expect("share lock");
+        let widened: Vec<[u8; 32]> = merged
+            .iter()
+            .filter(|(k, ranges)| r.ranges.get(*k) != Some(*ranges) && !ranges.is_empty())
+            .map(|(k, _)| *k)
+            .chain(open.iter().filter(|k| !r.open.contains(*k)).copied())
+            .collect();
+        *r = Restricted {
             open,
             ranges: merged,
         };
+        widened
     }
 }
 
@@ -147,7 +156,7 @@ mod tests {
     fn sets_shares_only_the_ranges_of_restricted_feeds() {
         let s = Share::new(ShareMode::Sets);
         assert!(!s.allows(&[3; 32], 0), "nothing before the sets say what");
-        s.restrict(
+        let widened = s.restrict(
             [[3; 32]].into_iter().collect(),
             [
                 (
@@ -174,6 +183,18 @@ mod tests {
         assert!(!s.allows(&[2; 32], 0));
         assert!(!s.allows(&[4; 32], 0));
         assert!(s.allows(&[3; 32], 0));
+        // What was opened up is said, so hubs announce it; the same again
+        // opens nothing.
+        let mut widened = widened;
+        widened.sort_unstable();
+        assert_eq!(widened, vec![[1; 32], [3; 32]]);
+        let again = s.restrict(
+            [[3; 32]].into_iter().collect(),
+            [([1; 32], vec![(0, 2), (10, 25), (u64::MAX - 1, u64::MAX)])]
+                .into_iter()
+                .collect(),
+        );
+        assert!(again.is_empty(), "{again:?}");
     }
 
     #[test]

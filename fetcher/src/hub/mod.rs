@@ -161,6 +161,8 @@ enum Msg {
         end: u64,
         reply: oneshot::Sender<u64>,
     },
+    /// Tell every peer again what may be shared of what is held.
+    Reannounce,
 }
 
 /// A handle to a feed's hub.
@@ -234,6 +236,12 @@ impl HubHandle {
             .await
             .map_err(|_| self.closed())?;
         rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Announces again to every peer what may be shared of what is held
+    /// (after `--share sets` allows more).
+    pub async fn announce_held(&self) {
+        let _ = self.tx.send(Msg::Reannounce).await;
     }
 
     /// How many of blocks `start..end` are stored here.
@@ -582,6 +590,15 @@ impl Hub {
                 });
                 if !covered {
                     self.reschedule().await;
+                }
+            }
+            Msg::Reannounce => {
+                let ranges = self.have_ranges();
+                let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+                for id in ids {
+                    for r in &ranges {
+                        self.send(id, Message::Range(r.clone())).await;
+                    }
                 }
             }
             Msg::Held { start, end, reply } => {

@@ -32,7 +32,8 @@ impl Node {
                 p.set_gate(Some(cover(&all, lists, any, limit)));
             }
             if by_sets {
-                self.share_covered(&cover(&all, lists, any, limit));
+                let covered = cover(&all, lists, any, limit);
+                self.share_covered(&covered).await;
             }
             let pinned = cover(&pinned, lists, any, limit);
             self.update_pins(pinned);
@@ -46,7 +47,7 @@ impl Node {
 
     /// `--share sets`: of data feeds, only the blocks of covered paths are
     /// shared; index, key and set feeds, and `--feed` tokens, as usual.
-    fn share_covered(&self, covered: &HashSet<StorePath>) {
+    async fn share_covered(&self, covered: &HashSet<StorePath>) {
         let p = &self.inner.publishers;
         let (_, other) = p.feed_keys();
         let mut open: HashSet<[u8; 32]> = other.into_iter().collect();
@@ -57,15 +58,18 @@ impl Node {
                 ranges.entry(feed).or_default().extend(r);
             }
         }
-        // A data feed given by token (a blind mirror) is open: the node
-        // cannot tell its paths, and was asked to mirror it whole.
         debug!(
             covered = covered.len(),
             open = open.len(),
             data_feeds = ranges.len(),
             "--share sets: what may be shared recomputed"
         );
-        self.inner.share.restrict(open, ranges);
+        // Peers already connected learn of blocks that may now be shared.
+        for key in self.inner.share.restrict(open, ranges) {
+            if let Some(hub) = self.hub(&key) {
+                hub.announce_held().await;
+            }
+        }
     }
 
     /// Starts fetching newly pinned paths; stops for paths no longer pinned
