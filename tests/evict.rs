@@ -44,26 +44,12 @@ fn a_bounded_node_drops_the_least_recently_used_and_keeps_pinned_paths_and_its_o
     );
     w.publish_ok(&["--all"]);
     let id = identity(&w);
-    let lab_key = w.tmp.path().join("lab.key");
-    ok(&["keygen", "--out", s(&lab_key)]);
-    let lab = w.tmp.path().join("lab-data");
-    let out = ok(&[
-        "set",
-        "add",
-        "--key",
-        s(&lab_key),
-        "--data",
-        s(&lab),
-        "lab",
-        "--publisher",
-        &id,
-        &w.store_path("p0"),
-    ]);
-    let set_id = out.lines().last().unwrap().to_owned();
+    let lab = Lab::new(w.tmp.path());
+    let set_id = lab.add(&id, &w.store_path("p0"));
 
     // The publisher's own seed, bounded far below what it holds.
     let seed = serve(&w.data, &["--http", "none", "--max-size", "1M"], FAST);
-    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
     let user_data = w.tmp.path().join("user");
     let user = serve(
         &user_data,

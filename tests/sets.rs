@@ -37,10 +37,8 @@ fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers
     let hash = |name: &str| w.path(name).info.store_path.hash_part().to_owned();
 
     // The set's maintainer has a key and a data directory of its own.
-    let lab_key = w.tmp.path().join("lab.key");
-    ok(&["keygen", "--out", s(&lab_key)]);
-    let lab = w.tmp.path().join("lab-data");
-    let common = ["--key", s(&lab_key), "--data", s(&lab)];
+    let lab = Lab::new(w.tmp.path());
+    let common = ["--key", s(&lab.key), "--data", s(&lab.data)];
     let err = fails(
         &[
             &["set", "add"][..],
@@ -74,7 +72,7 @@ fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers
     assert_eq!(out.lines().last().unwrap(), set_id, "one name, one id");
 
     let seed = serve(&w.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
     let user = serve(
         &w.tmp.path().join("user"),
         &[
@@ -181,23 +179,10 @@ fn without_require_set_every_trusted_path_is_served_and_a_set_id_is_checked() {
     // A set id is not a publisher id, and a typo is caught.
     let err = fails(&["serve", "--data", s(&w.data), "--pin", &id]);
     assert!(err.contains("hypernar-set1:"), "{err}");
-    let lab_key = w.tmp.path().join("lab.key");
-    ok(&["keygen", "--out", s(&lab_key)]);
-    let lab = w.tmp.path().join("lab-data");
-    let out = set(&[
-        "add",
-        "--key",
-        s(&lab_key),
-        "--data",
-        s(&lab),
-        "lab",
-        "--publisher",
-        &id,
-        &w.store_path("libdemo-1.0"),
-    ]);
-    let set_id = out.lines().last().unwrap().to_owned();
+    let lab = Lab::new(w.tmp.path());
+    let set_id = lab.add(&id, &w.store_path("libdemo-1.0"));
     let seed = serve(&w.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
     let user = serve(
         &w.tmp.path().join("user"),
         &[
@@ -256,30 +241,14 @@ fn one_set_vouches_for_paths_of_two_publishers_each_as_its_own_publisher_signed_
     w1.publish_ok(&["--all"]);
     w2.publish_ok(&["--all"]);
     let (id1, id2) = (identity(&w1), identity(&w2));
-    let lab_key = w1.tmp.path().join("lab.key");
-    ok(&["keygen", "--out", s(&lab_key)]);
-    let lab = w1.tmp.path().join("lab-data");
-    let add = |publisher: &str, path: &str| {
-        set(&[
-            "add",
-            "--key",
-            s(&lab_key),
-            "--data",
-            s(&lab),
-            "lab",
-            "--publisher",
-            publisher,
-            path,
-        ])
-    };
-    add(&id1, &w1.store_path("a1"));
-    add(&id2, &w2.store_path("b1"));
+    let lab = Lab::new(w1.tmp.path());
+    lab.add(&id1, &w1.store_path("a1"));
+    lab.add(&id2, &w2.store_path("b1"));
     // Vouching for b2 as publisher 1 signed it: publisher 1 lists no b2.
-    let out = add(&id1, &w2.store_path("b2"));
-    let set_id = out.lines().last().unwrap().to_owned();
+    let set_id = lab.add(&id1, &w2.store_path("b2"));
     let seed1 = serve(&w1.data, &["--http", "none"], &[]);
     let seed2 = serve(&w2.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
     let user = serve(
         &w1.tmp.path().join("user"),
         &[

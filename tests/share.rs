@@ -201,24 +201,10 @@ fn a_share_none_node_fetches_while_its_announcements_carry_nothing() {
 #[test]
 fn share_sets_announces_and_serves_only_what_followed_sets_cover() {
     let (w, id, key, ranges) = published();
-    let lab_key = w.tmp.path().join("lab.key");
-    ok(&["keygen", "--out", s(&lab_key)]);
-    let lab = w.tmp.path().join("lab-data");
-    let out = ok(&[
-        "set",
-        "add",
-        "--key",
-        s(&lab_key),
-        "--data",
-        s(&lab),
-        "lab",
-        "--publisher",
-        &id,
-        &w.store_path("alpha"),
-    ]);
-    let set_id = out.lines().last().unwrap().to_owned();
+    let lab = Lab::new(w.tmp.path());
+    let set_id = lab.add(&id, &w.store_path("alpha"));
     let seed = serve(&w.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
     let node = serve(
         &w.tmp.path().join("node"),
         &[
@@ -270,23 +256,11 @@ fn share_sets_announces_and_serves_only_what_followed_sets_cover() {
 #[test]
 fn share_sets_tells_connected_peers_when_a_set_covers_more() {
     let (w, id, key, ranges) = published();
-    let lab_key = w.tmp.path().join("lab.key");
-    ok(&["keygen", "--out", s(&lab_key)]);
-    let lab = w.tmp.path().join("lab-data");
-    let common = [
-        "--key",
-        s(&lab_key),
-        "--data",
-        s(&lab),
-        "lab",
-        "--publisher",
-        &id,
-    ];
+    let lab = Lab::new(w.tmp.path());
     // The set starts out vouching for beta only.
-    let out = ok(&[&["set", "add"][..], &common, &[&w.store_path("beta")]].concat());
-    let set_id = out.lines().last().unwrap().to_owned();
+    let set_id = lab.add(&id, &w.store_path("beta"));
     let seed = serve(&w.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
     let node = serve(
         &w.tmp.path().join("node"),
         &[
@@ -309,7 +283,7 @@ fn share_sets_tells_connected_peers_when_a_set_covers_more() {
     let addr = node.addr.clone();
     let watching = rt.spawn(async move { observe(&addr, key, &[], Duration::from_secs(6)).await });
     std::thread::sleep(Duration::from_secs(1));
-    ok(&[&["set", "add"][..], &common, &[&w.store_path("alpha")]].concat());
+    lab.add(&id, &w.store_path("alpha"));
     let seen = rt.block_on(watching).unwrap();
     let (alpha, beta) = (&ranges[0].1, &ranges[1].1);
     assert!(

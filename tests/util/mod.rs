@@ -586,3 +586,39 @@ pub fn nginx(root: &Path, extra: &str) -> Nginx {
         dir.path().join("error.log").display()
     );
 }
+
+/// A safe-path set's maintainer: a fresh key file and a data directory of
+/// its own, under `dir`. Its set is called `lab`.
+pub struct Lab {
+    pub key: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Lab {
+    pub fn new(dir: &Path) -> Self {
+        let key = dir.join("lab.key");
+        ok(&["keygen", "--out", s(&key)]);
+        Lab {
+            key,
+            data: dir.join("lab-data"),
+        }
+    }
+
+    /// `hypernar set add … lab --publisher P PATH`: vouches for `path` as
+    /// `publisher` signed it; returns the set's id (printed last).
+    pub fn add(&self, publisher: &str, path: &str) -> String {
+        let out = ok(&[
+            "set",
+            "add",
+            "--key",
+            s(&self.key),
+            "--data",
+            s(&self.data),
+            "lab",
+            "--publisher",
+            publisher,
+            path,
+        ]);
+        out.lines().last().expect("a set id").to_owned()
+    }
+}
