@@ -112,3 +112,91 @@ fn a_bounded_node_drops_the_least_recently_used_and_keeps_pinned_paths_and_its_o
         "oldest p1 was kept"
     );
 }
+
+#[test]
+fn a_restarted_bounded_node_still_knows_which_paths_were_used_last() {
+    if !faults_built_in() {
+        return;
+    }
+    let w = World::new(
+        &["q1", "q2", "q3"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| raw(n, noise(2 << 20, i as u64 + 11), Compression::Zstd, &[]))
+            .collect::<Vec<_>>(),
+    );
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let user_data = w.tmp.path().join("user");
+    let args = [
+        "--trust",
+        &id,
+        "--max-size",
+        "5M",
+        "--peer-deadline",
+        "2",
+        "--peer",
+        &seed.addr,
+    ];
+    // Of q1 and q2, the one a node without memory would evict first (by
+    // name, both unused since its start) is the one used last here.
+    let base = |n: &str| w.path(n).info.store_path.base_name().to_owned();
+    let (older, newer) = if base("q1") < base("q2") {
+        ("q2", "q1")
+    } else {
+        ("q1", "q2")
+    };
+    let user = serve(&user_data, &args, FAST);
+    let api = user.http.clone().unwrap();
+    for name in [older, newer, older, newer] {
+        wait_for_status(
+            &api,
+            &format!("/{}.narinfo", w.path(name).info.store_path.hash_part()),
+            200,
+            30,
+        );
+        assert!(
+            nar_of(&api, &w, name).unwrap() == w.path(name).nar,
+            "{name}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let recent = user_data.join("recent");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&recent)
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .is_some_and(|l| l.ends_with(&base(newer)))
+    {
+        assert!(
+            Instant::now() < until,
+            "{} never says {newer} was used last",
+            recent.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(user.terminate().success());
+
+    // Restarted, a third path takes it past the bound: the older goes.
+    let user = serve(&user_data, &args, FAST);
+    let api = user.http.clone().unwrap();
+    wait_for_status(
+        &api,
+        &format!("/{}.narinfo", w.path("q3").info.store_path.hash_part()),
+        200,
+        30,
+    );
+    assert!(nar_of(&api, &w, "q3").unwrap() == w.path("q3").nar);
+    wait_for_log(&user, "evicted the least recently used paths", 20);
+    drop(seed);
+    assert!(
+        nar_of(&api, &w, newer).is_some_and(|n| n == w.path(newer).nar),
+        "{newer}, used last before the restart, was evicted"
+    );
+    assert!(
+        nar_of(&api, &w, older).is_none_or(|n| n != w.path(older).nar),
+        "{older} was kept"
+    );
+}

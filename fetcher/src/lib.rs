@@ -22,6 +22,7 @@ pub mod mount;
 pub mod node;
 pub mod publishers;
 pub mod pump;
+pub mod recent;
 pub mod sets;
 pub mod share;
 pub mod upstream;

@@ -178,6 +178,8 @@ struct Inner {
     /// Pinned paths, each with the task that fetches its blocks.
     pins:
         Mutex<HashMap<hypernar_feed::format::storepath::StorePath, crate::http::nar::AbortOnDrop>>,
+    /// `--max-size`: the disk is bounded, and uses of paths are saved.
+    bounded: bool,
 }
 
 /// An accepted connection's place within the [`Limits`].
@@ -252,6 +254,7 @@ impl Node {
             roots: Mutex::new(Vec::new()),
             sets: crate::sets::Sets::default(),
             pins: Mutex::new(HashMap::new()),
+            bounded: config.max_size.is_some(),
             share: Arc::new(crate::share::Share::new(config.share)),
         });
         let node = Node { inner };
@@ -482,6 +485,9 @@ impl Node {
     /// all of it (at most [`SHUTDOWN_WAIT`]; what is still running then is
     /// left to the process exit). Stored blocks are already on disk.
     pub async fn shutdown(&self) {
+        if self.inner.bounded && !self.is_shut_down() {
+            self.save_recent().await;
+        }
         self.inner.cancel.cancel();
         let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
         let threads =

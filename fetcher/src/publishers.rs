@@ -32,8 +32,9 @@ pub struct Publishers {
     /// cover, see [`crate::sets`]); `None` serves every listed path.
     gate: Mutex<Option<Arc<HashSet<StorePath>>>>,
     /// When each path was last asked for (narinfo, NAR, listing, mount),
-    /// for evicting the least recently used first.
-    used: Mutex<HashMap<StorePath, std::time::Instant>>,
+    /// in milliseconds since the epoch, for evicting the least recently
+    /// used first; and whether that changed since [`Publishers::recent`].
+    used: Mutex<(HashMap<StorePath, u64>, bool)>,
 }
 
 impl Default for Publishers {
@@ -43,13 +44,20 @@ impl Default for Publishers {
             by_hash: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
             gate: Mutex::new(None),
-            used: Mutex::new(HashMap::new()),
+            used: Mutex::new((HashMap::new(), false)),
         }
     }
 }
 
 /// Blocks `start..end` of a feed.
 pub type BlockRange = (u64, u64);
+
+/// Now, in milliseconds since the epoch (0 for a clock before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// A path ready to fetch: its publisher, record, data feed and key.
 #[derive(Debug, Clone)]
@@ -142,9 +150,36 @@ impl Publishers {
         (data, other)
     }
 
-    /// When `path` was last looked up, if since start.
-    pub fn last_used(&self, path: &StorePath) -> Option<std::time::Instant> {
-        self.used.lock().expect("used lock").get(path).copied()
+    /// When `path` was last looked up (milliseconds since the epoch), if
+    /// known: since start, or from the history [`Publishers::remember_used`]
+    /// was given.
+    pub fn last_used(&self, path: &StorePath) -> Option<u64> {
+        self.used.lock().expect("used lock").0.get(path).copied()
+    }
+
+    /// Takes uses from an earlier run (see [`crate::recent`]); a use since
+    /// start wins over an older one.
+    pub fn remember_used(&self, entries: Vec<crate::recent::Used>) {
+        let mut used = self.used.lock().expect("used lock");
+        for (path, at) in entries {
+            let e = used.0.entry(path).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+
+    /// The uses of listed paths, if any changed since the last call; the
+    /// map forgets paths no trusted publisher lists any more.
+    pub fn recent(&self) -> Option<Vec<crate::recent::Used>> {
+        let listed: HashSet<StorePath> = self.all_paths().into_iter().collect();
+        let mut used = self.used.lock().expect("used lock");
+        if !std::mem::take(&mut used.1) {
+            return None;
+        }
+        // Before the indexes are read, nothing is listed: keep the history.
+        if !listed.is_empty() {
+            used.0.retain(|p, _| listed.contains(p));
+        }
+        Some(used.0.iter().map(|(p, t)| (p.clone(), *t)).collect())
     }
 
     /// Every path the trusted publishers list.
@@ -188,10 +223,11 @@ impl Publishers {
             });
         };
         // Only listed paths are remembered: the map is bounded by the indexes.
-        self.used
-            .lock()
-            .expect("used lock")
-            .insert(path.clone(), std::time::Instant::now());
+        {
+            let mut used = self.used.lock().expect("used lock");
+            used.0.insert(path.clone(), now_ms());
+            used.1 = true;
+        }
         let key = self
             .key(&publisher, path)
             .ok_or_else(|| NotFound::NoKey(path.clone()))?;

@@ -276,6 +276,18 @@ pub struct Serve {
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
+impl Serve {
+    /// Stops it as an operator would (SIGTERM) and waits for its exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("waiting for serve")
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -8,7 +8,13 @@
 //! (only data-feed ranges of listed paths are ever chosen), and paths asked
 //! for within the last [`PROTECT`] (a NAR being sent). Dropped blocks stay
 //! verifiable: the signed tree is kept, and they are fetched again when
-//! asked for. Paths not used since the node started count as the oldest.
+//! asked for. When paths were last used is kept in `DATA/recent` across
+//! restarts ([`crate::recent`]); paths never asked for count as the oldest.
+//!
+//! The disk is measured every [`EVERY`], and as soon as the bytes received
+//! since the last measure could have taken it past the bound (looked at
+//! every [`LOOK`]), so a fast fetch overshoots by at most about a second of
+//! download before eviction starts.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -26,7 +32,7 @@ pub const PROTECT: Duration = Duration::from_secs(60);
 
 /// The paths to evict, oldest use first: never-used (`None`) before used,
 /// then by name for a stable order.
-pub fn eviction_order(mut paths: Vec<(StorePath, Option<Instant>)>) -> Vec<StorePath> {
+pub fn eviction_order(mut paths: Vec<(StorePath, Option<u64>)>) -> Vec<StorePath> {
     paths.sort_by(|a, b| {
         a.1.cmp(&b.1)
             .then_with(|| a.0.base_name().cmp(b.0.base_name()))
@@ -43,23 +49,91 @@ pub fn held_bytes(held: u64, rec: &hypernar_feed::format::record::PathRecord) ->
         .min(rec.nar_size.saturating_add(segment))
 }
 
+/// How often what the node received is looked at (cheap): the disk is
+/// measured when that could have taken it past the bound, and at least
+/// every [`EVERY`].
+pub const LOOK: Duration = Duration::from_secs(1);
+
+/// Whether to measure the disk now: every `every`, and sooner when the
+/// bytes received since the last measure (`grown`) could have taken it past
+/// `max`. Nothing received is no reason to measure again before `every`
+/// (a node over the bound with nothing to evict stays there quietly).
+pub fn measure_due(measured: u64, grown: u64, max: u64, since: Duration, every: Duration) -> bool {
+    since >= every || (grown > 0 && measured.saturating_add(grown) > max)
+}
+
 impl Node {
+    /// Bytes of blocks received from peers and web seeds so far (what can
+    /// grow the feeds; NARs from the upstream cache are not stored).
+    fn received_blocks(&self) -> u64 {
+        use crate::metrics::{Metrics, PEER};
+        let m = self.metrics();
+        Metrics::total(&m.received, &PEER)
+            .saturating_add(Metrics::total(&m.received, &crate::webseed::WEB_SEED))
+    }
+
+    /// `DATA/recent`, where the uses of paths are kept (see
+    /// [`crate::recent`]).
+    fn recent_file(&self) -> std::path::PathBuf {
+        self.feeds_dir().with_file_name("recent")
+    }
+
+    /// Writes the uses of paths to [`Node::recent_file`] if they changed.
+    pub(super) async fn save_recent(&self) {
+        let Some(entries) = self.publishers().recent() else {
+            return;
+        };
+        let file = self.recent_file();
+        let saved = tokio::task::spawn_blocking({
+            let file = file.clone();
+            move || crate::recent::store(&file, &entries)
+        })
+        .await;
+        if let Ok(Err(e)) = saved {
+            warn!(path = %file.display(), %e, "could not save when paths were last used; after a restart, eviction will not know it");
+        }
+    }
+
     /// Keeps the feeds directory under `max` bytes, for as long as the node
     /// runs.
     pub(super) async fn bound_disk(self, max: u64) {
         let fast = crate::fault::evict_fast();
-        let (every, protect) = if fast {
-            (Duration::from_millis(500), Duration::ZERO)
+        let (look, every, protect) = if fast {
+            (
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+                Duration::ZERO,
+            )
         } else {
-            (EVERY, PROTECT)
+            (LOOK, EVERY, PROTECT)
         };
+        let file = self.recent_file();
+        match tokio::task::spawn_blocking({
+            let file = file.clone();
+            move || crate::recent::load(&file)
+        })
+        .await
+        {
+            Ok(Ok(entries)) => self.publishers().remember_used(entries),
+            Ok(Err(e)) => {
+                warn!(path = %file.display(), %e, "could not read when paths were last used; paths count as unused until asked for")
+            }
+            Err(_) => {}
+        }
         let mut told_full = false;
+        // The last measure: bytes used, when, and what had been received.
+        let (mut measured, mut at, mut received) = (0u64, Instant::now(), self.received_blocks());
         loop {
-            tokio::time::sleep(every).await;
-            let dir = self.feeds_dir().to_owned();
-            let used = tokio::task::spawn_blocking(move || crate::http::status::disk_usage(&dir))
-                .await
-                .unwrap_or(0);
+            tokio::time::sleep(look).await;
+            let grown = self.received_blocks().saturating_sub(received);
+            if !measure_due(measured, grown, max, at.elapsed(), every) {
+                continue;
+            }
+            received = self.received_blocks();
+            at = Instant::now();
+            self.save_recent().await;
+            let used = self.measure().await;
+            measured = used;
             if used <= max {
                 told_full = false;
                 continue;
@@ -67,10 +141,12 @@ impl Node {
             let target = max / 10 * 9;
             let (freed, paths) = self.evict(used - target, protect).await;
             if paths > 0 {
+                measured = self.measure().await;
                 info!(
                     paths,
                     freed_mib = freed >> 20,
                     used_mib = used >> 20,
+                    now_mib = measured >> 20,
                     max_mib = max >> 20,
                     "evicted the least recently used paths to stay under --max-size"
                 );
@@ -85,14 +161,23 @@ impl Node {
         }
     }
 
+    /// What the feeds take on disk now.
+    async fn measure(&self) -> u64 {
+        let dir = self.feeds_dir().to_owned();
+        tokio::task::spawn_blocking(move || crate::http::status::disk_usage(&dir))
+            .await
+            .unwrap_or(0)
+    }
+
     /// Drops the blocks of unpinned, unprotected paths, least recently used
     /// first, until about `excess` bytes are freed; returns the bytes
     /// (estimated: blocks × segment size) and paths dropped.
     async fn evict(&self, excess: u64, protect: Duration) -> (u64, usize) {
         let p = self.publishers();
         let pinned: HashSet<StorePath> = self.pinned().into_iter().collect();
-        let now = Instant::now();
-        let candidates: Vec<(StorePath, Option<Instant>)> = p
+        let now = crate::publishers::now_ms();
+        let protect = u64::try_from(protect.as_millis()).unwrap_or(u64::MAX);
+        let candidates: Vec<(StorePath, Option<u64>)> = p
             .all_paths()
             .into_iter()
             .filter(|path| !pinned.contains(path))
@@ -100,7 +185,8 @@ impl Node {
                 let used = p.last_used(&path);
                 (path, used)
             })
-            .filter(|(_, used)| used.is_none_or(|t| now.duration_since(t) >= protect))
+            // A use in the future (the clock went back) counts as recent.
+            .filter(|(_, used)| used.is_none_or(|t| now.saturating_sub(t) >= protect))
             .collect();
         let (mut freed, mut paths) = (0u64, 0usize);
         for path in eviction_order(candidates) {
@@ -178,14 +264,29 @@ mod tests {
     #[test]
     fn the_least_recently_used_go_first_and_the_never_used_before_them() {
         let p = |n: &str| StorePath::from_base_name(&format!("{:0>32}-{n}", 1)).unwrap();
-        let t0 = Instant::now();
+        let t0 = 1_795_000_000_000;
         let order = eviction_order(vec![
-            (p("new"), Some(t0 + Duration::from_secs(5))),
+            (p("new"), Some(t0 + 5000)),
             (p("old"), Some(t0)),
             (p("zz-never"), None),
             (p("aa-never"), None),
         ]);
         let names: Vec<&str> = order.iter().map(|s| s.name()).collect();
         assert_eq!(names, ["aa-never", "zz-never", "old", "new"]);
+    }
+
+    #[test]
+    fn the_disk_is_measured_on_time_and_sooner_when_what_came_in_could_cross_the_bound() {
+        let (s, every) = (Duration::from_secs(1), EVERY);
+        // Quiet and under: wait for the period.
+        assert!(!measure_due(100, 0, 1000, s, every));
+        assert!(measure_due(100, 0, 1000, every, every));
+        // Received enough to cross: now, not in ten seconds.
+        assert!(!measure_due(600, 400, 1000, s, every));
+        assert!(measure_due(600, 401, 1000, s, every));
+        // Over with nothing evictable and nothing coming in: stay quiet.
+        assert!(!measure_due(5000, 0, 1000, s, every));
+        assert!(measure_due(5000, 1, 1000, s, every));
+        assert!(measure_due(u64::MAX, u64::MAX, 1000, s, every));
     }
 }
