@@ -26,26 +26,31 @@ fn ip(args: &str) -> bool {
 /// Two namespaces on one bridge; removed when dropped.
 struct Lan {
     tag: String,
+    net: u8,
 }
 
 impl Lan {
-    /// Namespaces `hn<tag>a` (198.18.7.1) and `hn<tag>b` (198.18.7.2) on
-    /// bridge `hnbr<tag>`, which holds 198.18.7.254 in this namespace.
-    fn new() -> Option<Self> {
-        let tag = format!("{}", std::process::id() % 100_000);
-        let lan = Lan { tag: tag.clone() };
+    /// Namespaces `hn<tag>a` (198.18.NET.1) and `hn<tag>b` (198.18.NET.2)
+    /// on bridge `hnbr<tag>`, which holds 198.18.NET.254 in this namespace.
+    /// Each test names its own NET, so tests run side by side.
+    fn new(net: u8) -> Option<Self> {
+        let tag = format!("{}n{net}", std::process::id() % 100_000);
+        let lan = Lan {
+            tag: tag.clone(),
+            net,
+        };
         let br = format!("hnbr{tag}");
         let mut ok = ip(&format!("link add {br} type bridge"))
-            && ip(&format!("addr add 198.18.7.254/24 dev {br}"))
+            && ip(&format!("addr add {}/24 dev {br}", lan.ip("bridge")))
             && ip(&format!("link set {br} up"));
-        for (side, addr) in [("a", "198.18.7.1"), ("b", "198.18.7.2")] {
+        for side in ["a", "b"] {
             let (ns, v) = (format!("hn{tag}{side}"), format!("hv{tag}{side}"));
             ok = ok
                 && ip(&format!("netns add {ns}"))
                 && ip(&format!("link add {v} type veth peer name {v}p"))
                 && ip(&format!("link set {v}p netns {ns}"))
                 && ip(&format!("link set {v} master {br} up"))
-                && ip(&format!("-n {ns} addr add {addr}/24 dev {v}p"))
+                && ip(&format!("-n {ns} addr add {}/24 dev {v}p", lan.ip(side)))
                 && ip(&format!("-n {ns} link set {v}p up"))
                 && ip(&format!("-n {ns} link set lo up"));
         }
@@ -55,6 +60,20 @@ impl Lan {
     fn ns(&self, side: &str) -> String {
         format!("hn{}{side}", self.tag)
     }
+
+    /// The address of side `a`, `b`, or the bridge (this namespace).
+    fn ip(&self, side: &str) -> String {
+        let host = match side {
+            "a" => 1,
+            "b" => 2,
+            _ => 254,
+        };
+        format!("198.18.{}.{host}", self.net)
+    }
+
+    fn bridge(&self) -> String {
+        format!("hnbr{}", self.tag)
+    }
 }
 
 impl Drop for Lan {
@@ -62,7 +81,7 @@ impl Drop for Lan {
         for side in ["a", "b"] {
             ip(&format!("netns del {}", self.ns(side)));
         }
-        ip(&format!("link del hnbr{}", self.tag));
+        ip(&format!("link del {}", self.bridge()));
     }
 }
 
@@ -111,11 +130,7 @@ fn wait_for_port(addr: &str, serve: &NsServe) {
 
 #[test]
 fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n");
-    let Some(lan) = root.then(Lan::new).flatten() else {
+    let Some(lan) = is_root().then(|| Lan::new(7)).flatten() else {
         return skip_or_fail("root and iproute2 network namespaces (ip netns)");
     };
     let w = World::new(&hypernar_publisher::sample::demo_paths());
@@ -124,15 +139,18 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
     let name = "hello-2.12";
     let hash = w.path(name).info.store_path.hash_part().to_owned();
     let seed = NsServe::start(&lan.ns("a"), &w.data, &["--http", "none"]);
-    let api = "http://198.18.7.2:7470";
+    let listen = format!("{}:7470", lan.ip("b"));
+    let api = format!("http://{listen}");
+    let api = api.as_str();
+    let net = format!("198.18.{}.0/24", lan.net);
     let user_args = |mdns: bool| {
         let mut a = vec![
             "--trust",
             id.as_str(),
             "--http",
-            "198.18.7.2:7470",
+            listen.as_str(),
             "--http-allow",
-            "198.18.7.0/24",
+            net.as_str(),
         ];
         if !mdns {
             a.push("--no-mdns");
@@ -143,7 +161,7 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
     // Told of no peer and without mDNS, it never hears of the path.
     let user = w.tmp.path().join("user-data");
     let alone = NsServe::start(&lan.ns("b"), &user, &user_args(false));
-    wait_for_port("198.18.7.2:7470", &alone);
+    wait_for_port(&listen, &alone);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
         http(api, "GET", &format!("/{hash}.narinfo"), &[]).status,
@@ -157,7 +175,7 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
     let t = Instant::now();
     let user = w.tmp.path().join("user-data-2");
     let node = NsServe::start(&lan.ns("b"), &user, &user_args(true));
-    wait_for_port("198.18.7.2:7470", &node);
+    wait_for_port(&listen, &node);
     let r = wait_for_status(api, &format!("/{hash}.narinfo"), 200, 30);
     assert_eq!(r.status, 200, "{}\n--- seed:\n{}", node.log(), seed.log());
     let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
@@ -181,7 +199,10 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
             found.recv_timeout(Duration::from_millis(200))
         {
             let ips: Vec<String> = r.addresses.iter().map(|a| a.to_string()).collect();
-            if let Some(ip) = ips.iter().find(|a| a.starts_with("198.18.7.")) {
+            if let Some(ip) = ips
+                .iter()
+                .find(|a| a.starts_with(&format!("198.18.{}.", lan.net)))
+            {
                 assert_eq!(r.port, 7469);
                 assert!(r.txt_properties.iter().next().is_none(), "TXT: {r:?}");
                 let name = r.fullname.trim_end_matches(hypernar_fetcher::mdns::SERVICE);
@@ -196,6 +217,115 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
     }
     let _ = mdns.shutdown();
     assert_eq!(seen.len(), 2, "both nodes announce themselves: {seen:?}");
+}
+
+/// Whether this runs as root (network namespaces need it).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+#[test]
+fn a_host_flooding_the_lan_with_announcements_gets_a_few_dials_and_neighbours_still_meet() {
+    use hypernar_fetcher::mdns::{MAX_PER_IP, SERVICE};
+    let Some(lan) = is_root().then(|| Lan::new(8)).flatten() else {
+        return skip_or_fail("root and iproute2 network namespaces (ip netns)");
+    };
+    let w = World::new(&hypernar_publisher::sample::demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let name = "hello-2.12";
+    let hash = w.path(name).info.store_path.hash_part().to_owned();
+
+    // The hostile host (this namespace, on the bridge only): 300 hypernar
+    // services under well-formed names at ports where nothing listens,
+    // and 50 under names that are not hypernar's.
+    let flood = mdns_sd::ServiceDaemon::new().unwrap();
+    flood.disable_interface(mdns_sd::IfKind::All).unwrap();
+    flood
+        .enable_interface(mdns_sd::IfKind::Name(lan.bridge()))
+        .unwrap();
+    let no_properties: &[(&str, &str)] = &[];
+    for i in 0..350u16 {
+        let instance = if i < 300 {
+            // Larger than any id a node draws but all-f, so it dials them.
+            format!("ffffffff{i:08x}")
+        } else {
+            format!("not-ours-{i}")
+        };
+        let info = mdns_sd::ServiceInfo::new(
+            SERVICE,
+            &instance,
+            "flood.local.",
+            lan.ip("bridge").as_str(),
+            20_000 + i,
+            no_properties,
+        )
+        .unwrap();
+        // The daemon's command queue is bounded: wait when it is full.
+        let mut tries = 0;
+        loop {
+            match flood.register(info.clone()) {
+                Ok(_) => break,
+                Err(mdns_sd::Error::Again) => {}
+                Err(e) => panic!("registering a service: {e}"),
+            }
+            tries += 1;
+            assert!(tries < 1000, "the mDNS daemon never took the service");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    // The user's node hears the flood first, then a real neighbour.
+    let listen = format!("{}:7470", lan.ip("b"));
+    let net = format!("198.18.{}.0/24", lan.net);
+    let user = w.tmp.path().join("user-data");
+    let node = NsServe::start(
+        &lan.ns("b"),
+        &user,
+        &["--trust", &id, "--http", &listen, "--http-allow", &net],
+    );
+    wait_for_port(&listen, &node);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !node.log().contains("peers announced by one address") {
+        assert!(
+            Instant::now() < until,
+            "the flood was never heard: {}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = Instant::now();
+    let seed = NsServe::start(&lan.ns("a"), &w.data, &["--http", "none"]);
+    let api = format!("http://{listen}");
+    let r = wait_for_status(&api, &format!("/{hash}.narinfo"), 200, 30);
+    assert_eq!(r.status, 200, "{}\n--- seed:\n{}", node.log(), seed.log());
+    let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+        .unwrap()
+        .url;
+    let nar = http(&api, "GET", &format!("/{url}"), &[]);
+    assert!(nar.status == 200 && nar.body == w.path(name).nar);
+    eprintln!("met the neighbour through the flood in {:.1?}", t.elapsed());
+    let _ = flood.shutdown();
+
+    // Of the flooding host, a few were dialled, and it was said once.
+    let log = node.log();
+    let flood_ip = lan.ip("bridge");
+    let dialled = log
+        .lines()
+        .filter(|l| l.contains("found on the local network") && l.contains(&flood_ip))
+        .count();
+    let warned = log.matches("peers announced by one address").count();
+    eprintln!("of 300 announced, {dialled} dialled; warned {warned} time(s)");
+    assert!(dialled >= 1, "{log}");
+    assert!(
+        dialled <= 2 * MAX_PER_IP,
+        "{dialled} dials of the flood: {log}"
+    );
+    assert_eq!(warned, 1, "{log}");
+    assert!(!log.contains("not-ours"), "{log}");
 }
 
 #[test]

@@ -9,10 +9,16 @@
 //!
 //! Every node browses for the others. Of two nodes that find each other,
 //! the one with the smaller id dials (so a pair makes one connection, not
-//! two) and keeps the connection up like a `--peer`. At most
-//! [`MAX_DISCOVERED`] addresses are dialled; more are ignored (logged).
+//! two) and keeps the connection up while it answers; after
+//! [`GIVE_UP_AFTER`] failed connects in a row (the peer left the LAN) it is
+//! dropped, to be dialled again when it announces itself again.
+//!
+//! Anyone on the LAN can announce anything, so what is dialled is bounded:
+//! at most [`MAX_DISCOVERED`] addresses at once, and at most [`MAX_PER_IP`]
+//! of one IP address (one host announcing hundreds of services cannot
+//! crowd out real neighbours). More are ignored, said once in the log.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -23,8 +29,61 @@ use crate::node::Node;
 
 /// The DNS-SD service type hypernar nodes announce and browse.
 pub const SERVICE: &str = "_hypernar._tcp.local.";
-/// Most LAN peers a node dials.
+/// Most LAN peers a node dials at once.
 pub const MAX_DISCOVERED: usize = 64;
+/// Most LAN peers of one IP address a node dials at once.
+pub const MAX_PER_IP: usize = 4;
+/// A LAN peer is dropped after this many failed connects in a row.
+pub const GIVE_UP_AFTER: u32 = 5;
+
+/// Why a found address is not dialled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Already being dialled.
+    Already,
+    /// [`MAX_DISCOVERED`] are.
+    Full,
+    /// [`MAX_PER_IP`] of its IP are.
+    IpFull,
+}
+
+/// The addresses being dialled, within the bounds.
+#[derive(Debug, Default)]
+struct Dialled {
+    addrs: HashSet<SocketAddr>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Dialled {
+    /// Marks `addr` dialled if it may be.
+    fn take(&mut self, addr: SocketAddr) -> Result<(), Refused> {
+        if self.addrs.contains(&addr) {
+            return Err(Refused::Already);
+        }
+        if self.addrs.len() >= MAX_DISCOVERED {
+            return Err(Refused::Full);
+        }
+        let n = self.per_ip.entry(addr.ip()).or_insert(0);
+        if *n >= MAX_PER_IP {
+            return Err(Refused::IpFull);
+        }
+        *n += 1;
+        self.addrs.insert(addr);
+        Ok(())
+    }
+
+    /// `addr` is no longer dialled.
+    fn release(&mut self, addr: SocketAddr) {
+        if self.addrs.remove(&addr) {
+            if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_ip.remove(&addr.ip());
+                }
+            }
+        }
+    }
+}
 
 /// A running announcement and browse; both end when this is dropped.
 pub struct Mdns {
@@ -76,9 +135,10 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
     daemon.register(info)?;
     let found = daemon.browse(SERVICE)?;
     info!(id, port, "announcing this node on the local network (mDNS)");
-    let dialled: Arc<Mutex<HashSet<SocketAddr>>> = Arc::default();
+    let dialled: Arc<Mutex<Dialled>> = Arc::default();
     let (own, task_node) = (id.clone(), node.clone());
     node.spawn(async move {
+        let (mut told_full, mut told_ip) = (false, false);
         while let Ok(event) = found.recv_async().await {
             let ServiceEvent::ServiceResolved(s) = event else {
                 continue;
@@ -97,18 +157,30 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
                 continue;
             };
             let addr = SocketAddr::new(ip, s.port);
-            let mut d = dialled.lock().expect("dialled lock");
-            if d.contains(&addr) {
-                continue;
+            let taken = dialled.lock().expect("dialled lock").take(addr);
+            match taken {
+                Ok(()) => {}
+                Err(Refused::Already) => continue,
+                Err(Refused::Full) => {
+                    if !std::mem::replace(&mut told_full, true) {
+                        warn!(%addr, "more than {MAX_DISCOVERED} peers found on the local network; not dialling more until some go");
+                    }
+                    continue;
+                }
+                Err(Refused::IpFull) => {
+                    if !std::mem::replace(&mut told_ip, true) {
+                        warn!(%addr, "more than {MAX_PER_IP} peers announced by one address on the local network; not dialling more of it (said once)");
+                    }
+                    continue;
+                }
             }
-            if d.len() >= MAX_DISCOVERED {
-                warn!(%addr, "more than {MAX_DISCOVERED} peers found on the local network; not dialling more");
-                continue;
-            }
-            d.insert(addr);
-            drop(d);
             info!(peer = %addr, id = theirs, "found on the local network");
-            task_node.dial(addr.to_string());
+            let (n, d) = (task_node.clone(), dialled.clone());
+            task_node.spawn(async move {
+                n.dial_while_reachable(addr.to_string(), GIVE_UP_AFTER).await;
+                d.lock().expect("dialled lock").release(addr);
+                debug!(peer = %addr, "a LAN peer stopped answering; dialled again if it announces itself again");
+            });
         }
     });
     Ok(Mdns { daemon, id })
@@ -134,6 +206,33 @@ mod tests {
         ] {
             assert_eq!(instance(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn dials_are_bounded_in_all_and_per_address_and_come_back_when_released() {
+        let at = |ip: u8, port: u16| SocketAddr::from(([198, 18, 7, ip], port));
+        let mut d = Dialled::default();
+        for port in 0..MAX_PER_IP as u16 {
+            assert_eq!(d.take(at(1, port)), Ok(()));
+        }
+        assert_eq!(d.take(at(1, 0)), Err(Refused::Already));
+        assert_eq!(d.take(at(1, 999)), Err(Refused::IpFull));
+        d.release(at(1, 0));
+        d.release(at(1, 0));
+        assert_eq!(d.take(at(1, 999)), Ok(()));
+        assert_eq!(d.take(at(1, 0)), Err(Refused::IpFull));
+        let mut ip = 2;
+        while d.addrs.len() < MAX_DISCOVERED {
+            assert_eq!(d.take(at(ip, 1)), Ok(()));
+            ip += 1;
+        }
+        assert_eq!(d.take(at(250, 1)), Err(Refused::Full));
+        d.release(at(2, 1));
+        assert_eq!(d.take(at(250, 1)), Ok(()));
+        // Releasing what was never taken changes nothing.
+        d.release(at(251, 1));
+        assert_eq!(d.addrs.len(), MAX_DISCOVERED);
+        assert_eq!(d.per_ip.values().sum::<usize>(), MAX_DISCOVERED);
     }
 
     #[test]
