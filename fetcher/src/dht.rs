@@ -26,7 +26,7 @@
 //! table are saved in `DATA/dht-peers` and used at the next start, so a
 //! restart neither waits for the DHT nor depends on the bootstrap nodes.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -40,6 +40,7 @@ use mainline::async_dht::AsyncDht;
 use mainline::Id;
 use tracing::{debug, info, warn};
 
+use crate::dialset::{DialSet, Refused};
 use crate::node::Node;
 
 /// Well-known routers of the Mainline DHT, asked first unless
@@ -54,6 +55,10 @@ pub const DEFAULT_BOOTSTRAP: [&str; 4] = [
 pub const MAX_TOPICS: usize = 64;
 /// Most learned peers dialled at once, and saved.
 pub const MAX_LEARNED: usize = 64;
+/// Most peers learned from the DHT dialled at once at one IP address (a
+/// DHT node can answer with any addresses: it gets this many dials of one
+/// victim, and cannot fill the others' places).
+pub const MAX_LEARNED_PER_IP: usize = 4;
 /// Most DHT nodes saved for the next start.
 pub const MAX_SAVED_NODES: usize = 64;
 /// How often each topic is announced again (DHT nodes forget an
@@ -167,22 +172,41 @@ impl Saved {
 }
 
 /// Learned peers: those being dialled, and the recent ones to save.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Learned {
-    dialling: HashSet<SocketAddr>,
+    dialling: DialSet,
     recent: VecDeque<SocketAddr>,
+    /// Whether a lookup's answer was refused for one IP too many (said once).
+    told_ip: bool,
+}
+
+impl Default for Learned {
+    fn default() -> Self {
+        Learned {
+            dialling: DialSet::new(MAX_LEARNED, MAX_LEARNED_PER_IP),
+            recent: VecDeque::new(),
+            told_ip: false,
+        }
+    }
 }
 
 impl Learned {
     /// Whether `addr` should be dialled now (not already, and within the
-    /// bound); marks it dialled if so.
+    /// bounds); marks it dialled if so.
     fn take(&mut self, addr: SocketAddr) -> bool {
-        if self.dialling.contains(&addr) || self.dialling.len() >= MAX_LEARNED {
-            return false;
+        match self.dialling.take(addr) {
+            Ok(()) => {
+                self.remember(addr);
+                true
+            }
+            Err(Refused::IpFull) => {
+                if !std::mem::replace(&mut self.told_ip, true) {
+                    warn!(%addr, "the DHT named more than {MAX_LEARNED_PER_IP} peers at one address; not dialling more of it (said once)");
+                }
+                false
+            }
+            Err(Refused::Already | Refused::Full) => false,
         }
-        self.dialling.insert(addr);
-        self.remember(addr);
-        true
     }
 
     fn remember(&mut self, addr: SocketAddr) {
@@ -235,9 +259,11 @@ async fn join(bootstrap: Vec<String>, saved: Vec<SocketAddr>) -> std::io::Result
     .map_err(std::io::Error::other)?
 }
 
-fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr) {
+/// Dials `addr` until it stops answering, if the bounds allow (and it is
+/// not dialled already); whether it is dialled now.
+fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr) -> bool {
     if !learned.lock().expect("learned lock").take(addr) {
-        return;
+        return false;
     }
     let (task_node, learned) = (node.clone(), learned.clone());
     node.spawn(async move {
@@ -245,9 +271,10 @@ fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr) {
             .dial_while_reachable(addr.to_string(), GIVE_UP_AFTER)
             .await;
         let mut l = learned.lock().expect("learned lock");
-        l.dialling.remove(&addr);
+        l.dialling.release(addr);
         l.recent.retain(|a| *a != addr);
     });
+    true
 }
 
 async fn run(
@@ -315,15 +342,9 @@ async fn run(
                         continue;
                     }
                     let addr = SocketAddr::V4(addr);
-                    let known = learned
-                        .lock()
-                        .expect("learned lock")
-                        .dialling
-                        .contains(&addr);
-                    if !known {
+                    if dial(&node, &learned, addr) {
                         info!(peer = %addr, "found on the DHT");
                     }
-                    dial(&node, &learned, addr);
                 }
             }
         }
@@ -431,6 +452,9 @@ mod tests {
         let a: SocketAddr = "1.1.1.1:1".parse().unwrap();
         assert!(l.take(a));
         assert!(!l.take(a));
+        // One address answering for many ports gets a few dials.
+        let many = (0..100u16).filter(|p| l.take(SocketAddr::from(([10, 9, 9, 9], *p))));
+        assert_eq!(many.count(), MAX_LEARNED_PER_IP);
         for i in 0..(MAX_LEARNED as u32 * 2) {
             l.take(SocketAddr::from((
                 [10, 0, (i / 256) as u8, (i % 256) as u8],

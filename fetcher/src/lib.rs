@@ -10,6 +10,7 @@
 //! combinator.
 
 pub mod dht;
+pub mod dialset;
 mod fault;
 pub mod fetch;
 pub mod haves;

@@ -18,13 +18,13 @@
 //! of one IP address (one host announcing hundreds of services cannot
 //! crowd out real neighbours). More are ignored, said once in the log.
 
-use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 use tracing::{debug, info, warn};
 
+use crate::dialset::{DialSet, Refused};
 use crate::node::Node;
 
 /// The DNS-SD service type hypernar nodes announce and browse.
@@ -35,55 +35,6 @@ pub const MAX_DISCOVERED: usize = 64;
 pub const MAX_PER_IP: usize = 4;
 /// A LAN peer is dropped after this many failed connects in a row.
 pub const GIVE_UP_AFTER: u32 = 5;
-
-/// Why a found address is not dialled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refused {
-    /// Already being dialled.
-    Already,
-    /// [`MAX_DISCOVERED`] are.
-    Full,
-    /// [`MAX_PER_IP`] of its IP are.
-    IpFull,
-}
-
-/// The addresses being dialled, within the bounds.
-#[derive(Debug, Default)]
-struct Dialled {
-    addrs: HashSet<SocketAddr>,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-impl Dialled {
-    /// Marks `addr` dialled if it may be.
-    fn take(&mut self, addr: SocketAddr) -> Result<(), Refused> {
-        if self.addrs.contains(&addr) {
-            return Err(Refused::Already);
-        }
-        if self.addrs.len() >= MAX_DISCOVERED {
-            return Err(Refused::Full);
-        }
-        let n = self.per_ip.entry(addr.ip()).or_insert(0);
-        if *n >= MAX_PER_IP {
-            return Err(Refused::IpFull);
-        }
-        *n += 1;
-        self.addrs.insert(addr);
-        Ok(())
-    }
-
-    /// `addr` is no longer dialled.
-    fn release(&mut self, addr: SocketAddr) {
-        if self.addrs.remove(&addr) {
-            if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_ip.remove(&addr.ip());
-                }
-            }
-        }
-    }
-}
 
 /// A running announcement and browse; both end when this is dropped.
 pub struct Mdns {
@@ -135,7 +86,7 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
     daemon.register(info)?;
     let found = daemon.browse(SERVICE)?;
     info!(id, port, "announcing this node on the local network (mDNS)");
-    let dialled: Arc<Mutex<Dialled>> = Arc::default();
+    let dialled = Arc::new(Mutex::new(DialSet::new(MAX_DISCOVERED, MAX_PER_IP)));
     let (own, task_node) = (id.clone(), node.clone());
     node.spawn(async move {
         let (mut told_full, mut told_ip) = (false, false);
@@ -206,33 +157,6 @@ mod tests {
         ] {
             assert_eq!(instance(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn dials_are_bounded_in_all_and_per_address_and_come_back_when_released() {
-        let at = |ip: u8, port: u16| SocketAddr::from(([198, 18, 7, ip], port));
-        let mut d = Dialled::default();
-        for port in 0..MAX_PER_IP as u16 {
-            assert_eq!(d.take(at(1, port)), Ok(()));
-        }
-        assert_eq!(d.take(at(1, 0)), Err(Refused::Already));
-        assert_eq!(d.take(at(1, 999)), Err(Refused::IpFull));
-        d.release(at(1, 0));
-        d.release(at(1, 0));
-        assert_eq!(d.take(at(1, 999)), Ok(()));
-        assert_eq!(d.take(at(1, 0)), Err(Refused::IpFull));
-        let mut ip = 2;
-        while d.addrs.len() < MAX_DISCOVERED {
-            assert_eq!(d.take(at(ip, 1)), Ok(()));
-            ip += 1;
-        }
-        assert_eq!(d.take(at(250, 1)), Err(Refused::Full));
-        d.release(at(2, 1));
-        assert_eq!(d.take(at(250, 1)), Ok(()));
-        // Releasing what was never taken changes nothing.
-        d.release(at(251, 1));
-        assert_eq!(d.addrs.len(), MAX_DISCOVERED);
-        assert_eq!(d.per_ip.values().sum::<usize>(), MAX_DISCOVERED);
     }
 
     #[test]
