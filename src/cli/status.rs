@@ -58,6 +58,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 };
                 *per.entry(owner).or_default() += status::disk_usage(feed.dir());
             }
+            if per.is_empty() {
+                eprintln!("  nothing stored yet");
+            }
             for (owner, bytes) in per {
                 println!("  {owner}  {}", indicatif::HumanBytes(bytes));
             }
