@@ -71,23 +71,11 @@ fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers
     );
     assert_eq!(out.lines().last().unwrap(), set_id, "one name, one id");
 
-    let seed = serve(&w.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
-    let user = serve(
-        &w.tmp.path().join("user"),
-        &[
-            "--trust",
-            &id,
-            "--pin",
-            &set_id,
-            "--require-set",
-            "--peer",
-            &seed.addr,
-            "--peer",
-            &lab_seed.addr,
-        ],
-        &[],
-    );
+    let Follower {
+        node: user,
+        seed,
+        lab_seed: _lab_seed,
+    } = lab.follower(&w, &id, &["--pin", &set_id, "--require-set"]);
     let api = user.http.clone().unwrap();
     // The set covers hello and its closure (libdemo), fetched ahead.
     for name in ["hello-2.12", "libdemo-1.0"] {
@@ -181,22 +169,8 @@ fn without_require_set_every_trusted_path_is_served_and_a_set_id_is_checked() {
     assert!(err.contains("hypernar-set1:"), "{err}");
     let lab = Lab::new(w.tmp.path());
     let set_id = lab.add(&id, &w.store_path("libdemo-1.0"));
-    let seed = serve(&w.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
-    let user = serve(
-        &w.tmp.path().join("user"),
-        &[
-            "--trust",
-            &id,
-            "--set",
-            &set_id,
-            "--peer",
-            &seed.addr,
-            "--peer",
-            &lab_seed.addr,
-        ],
-        &[],
-    );
+    let f = lab.follower(&w, &id, &["--set", &set_id]);
+    let user = &f.node;
     let api = user.http.clone().unwrap();
     let hash = |name: &str| w.path(name).info.store_path.hash_part().to_owned();
     for name in ["hello-2.12", "libdemo-1.0", "demo-dataset"] {
@@ -210,34 +184,18 @@ fn without_require_set_every_trusted_path_is_served_and_a_set_id_is_checked() {
 
 #[test]
 fn one_set_vouches_for_paths_of_two_publishers_each_as_its_own_publisher_signed_it() {
-    let w1 = World::new(&[
-        raw(
-            "a1",
-            noise(3000, 1),
-            hypernar_feed::format::narinfo::Compression::Zstd,
-            &[],
-        ),
-        raw(
-            "a2",
-            noise(3000, 2),
-            hypernar_feed::format::narinfo::Compression::Zstd,
-            &[],
-        ),
-    ]);
-    let w2 = World::new(&[
-        raw(
-            "b1",
-            noise(3000, 3),
-            hypernar_feed::format::narinfo::Compression::Zstd,
-            &[],
-        ),
-        raw(
-            "b2",
-            noise(3000, 4),
-            hypernar_feed::format::narinfo::Compression::Zstd,
-            &[],
-        ),
-    ]);
+    // Two small paths per publisher.
+    let world = |names: [&str; 2], seed: u64| {
+        World::new(&names.map(|n| {
+            raw(
+                n,
+                noise(3000, seed + u64::from(n.as_bytes()[1] - b'0')),
+                hypernar_feed::format::narinfo::Compression::Zstd,
+                &[],
+            )
+        }))
+    };
+    let (w1, w2) = (world(["a1", "a2"], 0), world(["b1", "b2"], 2));
     w1.publish_ok(&["--all"]);
     w2.publish_ok(&["--all"]);
     let (id1, id2) = (identity(&w1), identity(&w2));

@@ -198,29 +198,25 @@ fn a_share_none_node_fetches_while_its_announcements_carry_nothing() {
     assert_eq!(seen.given, none_given);
 }
 
+/// A `--share sets` node following a set that vouches for `first`, with
+/// the publisher's seed and the set's seed as its peers.
+struct SetsNode {
+    lab: Lab,
+    f: Follower,
+}
+
+fn sets_node(w: &World, id: &str, first: &str) -> SetsNode {
+    let lab = Lab::new(w.tmp.path());
+    let set_id = lab.add(id, &w.store_path(first));
+    let f = lab.follower(w, id, &["--set", &set_id, "--share", "sets"]);
+    SetsNode { lab, f }
+}
+
 #[test]
 fn share_sets_announces_and_serves_only_what_followed_sets_cover() {
     let (w, id, key, ranges) = published();
-    let lab = Lab::new(w.tmp.path());
-    let set_id = lab.add(&id, &w.store_path("alpha"));
-    let seed = serve(&w.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
-    let node = serve(
-        &w.tmp.path().join("node"),
-        &[
-            "--trust",
-            &id,
-            "--set",
-            &set_id,
-            "--share",
-            "sets",
-            "--peer",
-            &seed.addr,
-            "--peer",
-            &lab_seed.addr,
-        ],
-        &[],
-    );
+    let sn = sets_node(&w, &id, "alpha");
+    let node = &sn.f.node;
     // It fetches both (it follows the set, it does not require it)...
     let api = node.http.clone().unwrap();
     fetch_both(&api, &w);
@@ -256,27 +252,9 @@ fn share_sets_announces_and_serves_only_what_followed_sets_cover() {
 #[test]
 fn share_sets_tells_connected_peers_when_a_set_covers_more() {
     let (w, id, key, ranges) = published();
-    let lab = Lab::new(w.tmp.path());
     // The set starts out vouching for beta only.
-    let set_id = lab.add(&id, &w.store_path("beta"));
-    let seed = serve(&w.data, &["--http", "none"], &[]);
-    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
-    let node = serve(
-        &w.tmp.path().join("node"),
-        &[
-            "--trust",
-            &id,
-            "--set",
-            &set_id,
-            "--share",
-            "sets",
-            "--peer",
-            &seed.addr,
-            "--peer",
-            &lab_seed.addr,
-        ],
-        &[],
-    );
+    let sn = sets_node(&w, &id, "beta");
+    let (lab, node) = (&sn.lab, &sn.f.node);
     fetch_both(node.http.as_deref().unwrap(), &w);
     // A peer connects and stays; alpha is added to the set meanwhile.
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -633,4 +633,39 @@ impl Lab {
         ]);
         out.lines().last().expect("a set id").to_owned()
     }
+
+    /// Seeds `w`'s feeds and this set's, and starts a node in `w`'s
+    /// `user` directory trusting `id`, with both seeds as its peers and
+    /// `extra` flags (`--set`, `--pin`, `--share` …).
+    pub fn follower(&self, w: &World, id: &str, extra: &[&str]) -> Follower {
+        let seed = serve(&w.data, &["--http", "none"], &[]);
+        let lab_seed = serve(&self.data, &["--http", "none"], &[]);
+        let peers = [
+            "--trust",
+            id,
+            "--peer",
+            &seed.addr,
+            "--peer",
+            &lab_seed.addr,
+        ];
+        let node = serve(
+            &w.tmp.path().join("user"),
+            &[&peers[..], extra].concat(),
+            &[],
+        );
+        Follower {
+            node,
+            seed,
+            lab_seed,
+        }
+    }
+}
+
+/// What [`Lab::follower`] starts.
+pub struct Follower {
+    pub node: Serve,
+    /// The publisher's seed.
+    pub seed: Serve,
+    /// The set maintainer's seed.
+    pub lab_seed: Serve,
 }
