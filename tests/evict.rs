@@ -91,6 +91,8 @@ fn a_bounded_node_drops_the_least_recently_used_and_keeps_pinned_paths_and_its_o
     }
     wait_for_log(&user, "evicted the least recently used paths", 5);
     eprintln!("user feeds: {} KiB under a 5 MiB bound", du(&feeds) >> 10);
+    let page = String::from_utf8_lossy(&http(&api, "GET", "/", &[]).body).into_owned();
+    assert!(page.contains("of at most 5.00 MiB (--max-size)"), "{page}");
 
     // The publisher's seed kept every block of its own feeds, and says why.
     assert!(du(&w.data.join("feeds")) > 10 << 20);

@@ -346,31 +346,9 @@ fn the_api_listens_beyond_loopback_only_when_told_who_may_use_it() {
     }
 }
 
-fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
-    std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .expect("chromium")
-}
-
 #[test]
 fn the_status_page_renders_in_a_browser_and_metrics_count() {
-    if std::process::Command::new("chromium")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if !has_chromium() {
         return skip_or_fail("chromium (Debian package chromium)");
     }
     let w = World::new(&demo_paths());

@@ -119,6 +119,19 @@ fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers
     );
     assert!(status.contains("pinned paths: 3"), "{status}");
     assert!(status.contains(&w.store_path("libdemo-1.0")), "{status}");
+    // The status page shows the same, as a browser renders it.
+    if has_chromium() {
+        let dom = rendered_dom(&format!("{api}/"), &w.tmp.path().join("chromium"));
+        assert!(dom.contains("<table id=\"sets\">"), "{dom}");
+        assert!(
+            dom.contains(&format!("<td><code>{set_id}</code></td><td>pinned</td>")),
+            "{dom}"
+        );
+        assert!(dom.contains("3 paths pinned"), "{dom}");
+        assert!(dom.contains("--share all"), "{dom}");
+    } else {
+        skip_or_fail("chromium (Debian package chromium), for the status page");
+    }
     let listed = set(&[&["list"][..], &common, &["lab"]].concat());
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(

@@ -179,7 +179,7 @@ struct Inner {
     pins:
         Mutex<HashMap<hypernar_feed::format::storepath::StorePath, crate::http::nar::AbortOnDrop>>,
     /// `--max-size`: the disk is bounded, and uses of paths are saved.
-    bounded: bool,
+    max_size: Option<u64>,
 }
 
 /// An accepted connection's place within the [`Limits`].
@@ -254,7 +254,7 @@ impl Node {
             roots: Mutex::new(Vec::new()),
             sets: crate::sets::Sets::default(),
             pins: Mutex::new(HashMap::new()),
-            bounded: config.max_size.is_some(),
+            max_size: config.max_size,
             share: Arc::new(crate::share::Share::new(config.share)),
         });
         let node = Node { inner };
@@ -485,7 +485,7 @@ impl Node {
     /// all of it (at most [`SHUTDOWN_WAIT`]; what is still running then is
     /// left to the process exit). Stored blocks are already on disk.
     pub async fn shutdown(&self) {
-        if self.inner.bounded && !self.is_shut_down() {
+        if self.inner.max_size.is_some() && !self.is_shut_down() {
             self.save_recent().await;
         }
         self.inner.cancel.cancel();
@@ -514,6 +514,11 @@ impl Node {
     /// The web seeds this node asks.
     pub fn web_seeds(&self) -> &Arc<crate::webseed::WebSeeds> {
         &self.inner.web_seeds
+    }
+
+    /// `--max-size`, if the disk is bounded.
+    pub fn max_size(&self) -> Option<u64> {
+        self.inner.max_size
     }
 
     /// The node's counters.

@@ -669,3 +669,33 @@ pub struct Follower {
     /// The set maintainer's seed.
     pub lab_seed: Serve,
 }
+
+/// Whether Debian's headless `chromium` is here.
+pub fn has_chromium() -> bool {
+    Command::new("chromium").arg("--version").output().is_ok()
+}
+
+/// Runs headless `chromium` with `args` (the flags that work here:
+/// env/machines), its profile in `profile`.
+pub fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
+    std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium")
+}
+
+/// The DOM of `url` after load, as headless chromium renders it.
+pub fn rendered_dom(url: &str, profile: &Path) -> String {
+    String::from_utf8_lossy(&chromium(&["--dump-dom", url], profile).stdout).into_owned()
+}

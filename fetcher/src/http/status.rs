@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub fallbacks: u64,
     pub verification_failures: u64,
     pub disk_bytes: u64,
+    /// `--max-size`, if the disk is bounded.
+    pub max_size: Option<u64>,
     pub data_dir: String,
     /// Safe-path sets followed.
     pub sets: Vec<crate::sets::SetSummary>,
@@ -76,6 +78,7 @@ impl Snapshot {
                 + Metrics::total(&m.verification_failures, &UPSTREAM)
                 + Metrics::total(&m.verification_failures, &crate::webseed::WEB_SEED),
             disk_bytes,
+            max_size: node.max_size(),
             sets: node.sets().summary(),
             pinned: node.pinned().len(),
             share: node.share().mode(),
@@ -144,14 +147,23 @@ pub async fn usage(node: &Node) -> Usage {
     Usage { publishers, sets }
 }
 
+/// What follows the disk use: the bound, if any.
+fn bound(max_size: Option<u64>) -> String {
+    max_size.map_or_else(
+        || " (unbounded)".to_owned(),
+        |m| format!(" of at most {} (--max-size)", human(m)),
+    )
+}
+
 /// `hypernar status`: the node's state as text, one fact per line.
 pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "hypernar serve on {}: running", s.data_dir);
     let _ = writeln!(
         t,
-        "on disk: {} · sharing: {} · from peers {} · from web seeds {} · from upstream {} · uploaded {}",
+        "on disk: {}{} · sharing: {} · from peers {} · from web seeds {} · from upstream {} · uploaded {}",
         human(s.disk_bytes),
+        bound(s.max_size),
         s.share,
         human(s.from_peers),
         human(s.from_web_seeds),
@@ -311,7 +323,7 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
 .empty {{ color: #5a6570; font-style: italic; }}
 </style></head><body>
 <h1>hypernar</h1>
-<p class="sub">Peer-to-peer binary cache for Nix · data in <code>{dir}</code> · {disk} on disk</p>
+<p class="sub">Peer-to-peer binary cache for Nix · data in <code>{dir}</code> · <span id="disk">{disk} on disk{bound}</span></p>
 <div class="cards">
 <div class="card" id="served"><b>{served}</b><span>sent to Nix</span></div>
 <div class="card" id="from-peers"><b>{peers_in}</b><span>from peers ({peers_share})</span></div>
@@ -324,6 +336,7 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
 "#,
         dir = esc(&s.data_dir),
         disk = human(s.disk_bytes),
+        bound = bound(s.max_size),
         served = human(s.served),
         peers_in = human(s.from_peers),
         peers_share = share(s.from_peers),
@@ -488,6 +501,8 @@ mod tests {
                 entries: 7,
             }],
             pinned: 9,
+            disk_bytes: 3 << 30,
+            max_size: Some(20 << 30),
             ..Snapshot::default()
         };
         let page = render(&s, "http://127.0.0.1:7470");
@@ -500,6 +515,7 @@ mod tests {
         assert!(page.contains("hypernar-set1:") && page.contains("pinned"));
         assert!(page.contains("9 paths pinned"));
         assert!(page.contains("--share all"));
+        assert!(page.contains("3.00 GiB on disk of at most 20.00 GiB (--max-size)"));
         let none = render(
             &Snapshot {
                 share: crate::share::ShareMode::None,
@@ -522,8 +538,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("pinned paths: 1\n  /nix/store/x"), "{text}");
+        assert!(
+            text.contains("on disk: 3.00 GiB of at most 20.00 GiB (--max-size)"),
+            "{text}"
+        );
         let empty = render(&Snapshot::default(), "http://x");
         assert!(empty.contains("No peer connected."));
+        assert!(empty.contains("on disk (unbounded)"));
         assert!(empty.contains("None: a path the swarm cannot deliver fails."));
     }
 }
