@@ -202,3 +202,60 @@ fn a_restarted_bounded_node_still_knows_which_paths_were_used_last() {
         "{older} was kept"
     );
 }
+
+#[test]
+fn a_path_evicted_while_it_is_read_is_fetched_again_and_the_reader_gets_every_byte() {
+    use std::io::{Read, Write};
+    if !faults_built_in() {
+        return;
+    }
+    // Far larger than the bound, read slowly: the node evicts blocks the
+    // reader has not reached (fast mode protects no recent use).
+    let w = World::new(&[raw("big", noise(24 << 20, 21), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let user = serve(
+        &w.tmp.path().join("user"),
+        &["--trust", &id, "--max-size", "3M", "--peer", &seed.addr],
+        FAST,
+    );
+    let api = user.http.clone().unwrap();
+    let hash = w.path("big").info.store_path.hash_part().to_owned();
+    let r = wait_for_status(&api, &format!("/{hash}.narinfo"), 200, 30);
+    let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+        .unwrap()
+        .url;
+    let host = api.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        conn,
+        "GET /{url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    let mut buf = vec![0; 256 << 10];
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let body = &all[split + 4..];
+    let log = std::fs::read_to_string(&user.log).unwrap();
+    assert!(
+        body == w.path("big").nar.as_slice(),
+        "{} of {} bytes, or different: {log}",
+        body.len(),
+        w.path("big").nar.len()
+    );
+    assert!(
+        log.contains("evicted the least recently used paths"),
+        "{log}"
+    );
+}

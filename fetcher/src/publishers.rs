@@ -157,6 +157,15 @@ impl Publishers {
         self.used.lock().expect("used lock").0.get(path).copied()
     }
 
+    /// Marks `path` used now: on every lookup, and by readers for each
+    /// segment they read, so a NAR or file being read is not evicted under
+    /// them however long the read takes.
+    pub fn touch(&self, path: &StorePath) {
+        let mut used = self.used.lock().expect("used lock");
+        used.0.insert(path.clone(), now_ms());
+        used.1 = true;
+    }
+
     /// Takes uses from an earlier run (see [`crate::recent`]); a use since
     /// start wins over an older one.
     pub fn remember_used(&self, entries: Vec<crate::recent::Used>) {
@@ -223,11 +232,7 @@ impl Publishers {
             });
         };
         // Only listed paths are remembered: the map is bounded by the indexes.
-        {
-            let mut used = self.used.lock().expect("used lock");
-            used.0.insert(path.clone(), now_ms());
-            used.1 = true;
-        }
+        self.touch(path);
         let key = self
             .key(&publisher, path)
             .ok_or_else(|| NotFound::NoKey(path.clone()))?;

@@ -38,6 +38,7 @@ use crate::node::{Node, NodeError};
 use crate::publishers::Found;
 use crate::upstream::{UpstreamError, UpstreamInfo, Upstreams};
 use crate::webseed::{WebSeeds, BLOCKS_PER_REQUEST};
+use hypernar_feed::store::StoreError;
 
 /// Blocks got from the hub ahead of the one being decrypted.
 pub const BLOCKS_AHEAD: usize = 4;
@@ -246,6 +247,8 @@ async fn produce(
             Err(e) => return Err(e),
         };
         next = s + 1;
+        // Still being read: not evicted (see `node/evict.rs`).
+        node.publishers().touch(&record.store_path);
         let (op, plain) = tokio::task::spawn_blocking(move || {
             let mut plain = Vec::with_capacity(seg as usize);
             let r = opener.open_into(s, &mut block, &mut plain);
@@ -389,12 +392,20 @@ impl BlockGetter {
                 until
             };
             match tokio::time::timeout_at(wait_until, hub.want(index, index + 1)).await {
-                Ok(Ok(())) => {
-                    return hub
-                        .get(index)
-                        .await
-                        .map_err(|source| NarStreamError::Fetch { index, source })
-                }
+                Ok(Ok(())) => match hub.get(index).await {
+                    // Cleared (evicted) between the want and the read:
+                    // want it again, within the same deadline.
+                    Err(FetchError::Store { source, .. })
+                        if matches!(*source, StoreError::MissingBlock { .. }) =>
+                    {
+                        debug!(
+                            index,
+                            "a block went between its want and its read; wanting it again"
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    got => return got.map_err(|source| NarStreamError::Fetch { index, source }),
+                },
                 // The hub does not know the feed that far (no peer told
                 // it): a web seed can upgrade it.
                 Ok(Err(FetchError::PastEnd { .. })) if web && !hedged => {
