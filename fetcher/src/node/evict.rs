@@ -123,6 +123,7 @@ impl Node {
         let mut told_full = false;
         // The last measure: bytes used, when, and what had been received.
         let (mut measured, mut at, mut received) = (0u64, Instant::now(), self.received_blocks());
+        let mut saved_at = Instant::now();
         loop {
             tokio::time::sleep(look).await;
             let grown = self.received_blocks().saturating_sub(received);
@@ -131,7 +132,11 @@ impl Node {
             }
             received = self.received_blocks();
             at = Instant::now();
-            self.save_recent().await;
+            // Written at most once per period, however often it measures.
+            if saved_at.elapsed() >= every {
+                self.save_recent().await;
+                saved_at = Instant::now();
+            }
             let used = self.measure().await;
             measured = used;
             if used <= max {
