@@ -203,14 +203,11 @@ fn a_restarted_bounded_node_still_knows_which_paths_were_used_last() {
     );
 }
 
-#[test]
-fn a_path_evicted_while_it_is_read_is_fetched_again_and_the_reader_gets_every_byte() {
+/// A 24 MiB path behind a 3 MiB bound, its NAR read slowly (256 KiB every
+/// 10 ms) from a node started with `env` besides the fast checks: the
+/// whole NAR, byte for byte, and the node's log by then.
+fn read_slowly_through_a_small_bound(env: &[(&str, &str)]) -> (World, Serve, String) {
     use std::io::{Read, Write};
-    if !faults_built_in() {
-        return;
-    }
-    // Far larger than the bound, read slowly: the node evicts blocks the
-    // reader has not reached (fast mode protects no recent use).
     let w = World::new(&[raw("big", noise(24 << 20, 21), Compression::Zstd, &[])]);
     w.publish_ok(&["--all"]);
     let id = identity(&w);
@@ -218,7 +215,7 @@ fn a_path_evicted_while_it_is_read_is_fetched_again_and_the_reader_gets_every_by
     let user = serve(
         &w.tmp.path().join("user"),
         &["--trust", &id, "--max-size", "3M", "--peer", &seed.addr],
-        FAST,
+        &[FAST, env].concat(),
     );
     let api = user.http.clone().unwrap();
     let hash = w.path("big").info.store_path.hash_part().to_owned();
@@ -245,15 +242,40 @@ fn a_path_evicted_while_it_is_read_is_fetched_again_and_the_reader_gets_every_by
         all.extend_from_slice(&buf[..n]);
         std::thread::sleep(Duration::from_millis(10));
     }
+    let log = std::fs::read_to_string(&user.log).unwrap();
     let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let body = &all[split + 4..];
-    let log = std::fs::read_to_string(&user.log).unwrap();
     assert!(
         body == w.path("big").nar.as_slice(),
         "{} of {} bytes, or different: {log}",
         body.len(),
         w.path("big").nar.len()
     );
+    drop(seed);
+    (w, user, log)
+}
+
+#[test]
+fn a_path_being_sent_is_kept_past_the_bound_and_dropped_once_sent() {
+    if !faults_built_in() {
+        return;
+    }
+    let (_w, user, log) = read_slowly_through_a_small_bound(&[]);
+    // Over the bound while it was read, yet nothing taken from under it.
+    assert!(log.contains("nothing is left to evict"), "{log}");
+    assert!(!log.contains("evicted the least recently used"), "{log}");
+    // Once sent, it is the least recently used path like any other.
+    wait_for_log(&user, "evicted the least recently used paths", 10);
+}
+
+#[test]
+fn a_block_evicted_between_a_readers_want_and_its_read_is_fetched_again() {
+    if !faults_built_in() {
+        return;
+    }
+    // As a mount read can be between two segments: evicted under it.
+    let (_w, _user, log) =
+        read_slowly_through_a_small_bound(&[("HYPERNAR_FAULT_EVICT_READING", "1")]);
     assert!(
         log.contains("evicted the least recently used paths"),
         "{log}"

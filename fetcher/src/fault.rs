@@ -40,3 +40,10 @@ pub(crate) fn silent_after_bytes() -> Option<u64> {
 pub(crate) fn evict_fast() -> bool {
     switch("HYPERNAR_FAULT_EVICT_FAST")
 }
+
+/// `HYPERNAR_FAULT_EVICT_READING=1`: evict paths even while their NAR is
+/// being sent, as a mount read can be between two segments, so a test can
+/// show a reader gets its blocks again.
+pub(crate) fn evict_reading() -> bool {
+    switch("HYPERNAR_FAULT_EVICT_READING")
+}

@@ -35,6 +35,28 @@ pub struct Publishers {
     /// in milliseconds since the epoch, for evicting the least recently
     /// used first; and whether that changed since [`Publishers::recent`].
     used: Mutex<(HashMap<StorePath, u64>, bool)>,
+    /// Readers in progress per path (see [`Publishers::reading`]).
+    reading: Arc<Mutex<HashMap<StorePath, usize>>>,
+}
+
+/// A read in progress of one path: while it lives, the path is not
+/// evicted.
+#[derive(Debug)]
+pub struct Reading {
+    map: Arc<Mutex<HashMap<StorePath, usize>>>,
+    path: StorePath,
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().expect("reading lock");
+        if let Some(n) = map.get_mut(&self.path) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.path);
+            }
+        }
+    }
 }
 
 impl Default for Publishers {
@@ -45,6 +67,7 @@ impl Default for Publishers {
             changed: watch::channel(0).0,
             gate: Mutex::new(None),
             used: Mutex::new((HashMap::new(), false)),
+            reading: Arc::default(),
         }
     }
 }
@@ -164,6 +187,29 @@ impl Publishers {
         let mut used = self.used.lock().expect("used lock");
         used.0.insert(path.clone(), now_ms());
         used.1 = true;
+    }
+
+    /// Marks `path` as being read until the guard is dropped (a NAR
+    /// stream holds one for its whole length).
+    pub fn reading(&self, path: &StorePath) -> Reading {
+        *self
+            .reading
+            .lock()
+            .expect("reading lock")
+            .entry(path.clone())
+            .or_insert(0) += 1;
+        Reading {
+            map: self.reading.clone(),
+            path: path.clone(),
+        }
+    }
+
+    /// Whether a read of `path` is in progress.
+    pub fn is_being_read(&self, path: &StorePath) -> bool {
+        self.reading
+            .lock()
+            .expect("reading lock")
+            .contains_key(path)
     }
 
     /// Takes uses from an earlier run (see [`crate::recent`]); a use since
@@ -396,5 +442,24 @@ impl Publishers {
     pub fn path_count(&self) -> usize {
         let by_id = self.by_id.lock().expect("publishers lock");
         by_id.values().map(|k| k.index.paths.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_being_read_while_any_of_its_readers_lives() {
+        let p = Publishers::default();
+        let path = StorePath::from_base_name(&format!("{:0>32}-x", 1)).unwrap();
+        assert!(!p.is_being_read(&path));
+        let a = p.reading(&path);
+        let b = p.reading(&path);
+        drop(a);
+        assert!(p.is_being_read(&path));
+        drop(b);
+        assert!(!p.is_being_read(&path));
+        assert!(p.reading.lock().unwrap().is_empty());
     }
 }

@@ -146,8 +146,9 @@ pub struct Args {
     share: hypernar_fetcher::share::ShareMode,
     /// Keep the fetched blocks under SIZE on disk (e.g. 20G, 500M): past
     /// it, the blocks of the least recently used paths are dropped (to be
-    /// fetched again if asked for). Pinned sets' paths and this node's own
-    /// feeds are never dropped. Unbounded if not given
+    /// fetched again if asked for). Pinned sets' paths, this node's own
+    /// feeds and paths being sent are never dropped: leave room for the
+    /// largest paths fetched at once. Unbounded if not given
     #[arg(long, value_name = "SIZE", value_parser = hypernar_fetcher::node::evict::parse_size)]
     max_size: Option<u64>,
     /// Most peer connections accepted at once from one IP address

@@ -221,6 +221,8 @@ async fn produce(
 
     let mut opener = Opener::new(layout, &found.key)?;
     let mut next = first;
+    // Not evicted while it is sent (see `node/evict.rs`).
+    let _reading = node.publishers().reading(&record.store_path);
     while let Some(got) = brx.recv().await {
         let (s, mut block) = match got {
             Ok(b) => b,
@@ -247,7 +249,6 @@ async fn produce(
             Err(e) => return Err(e),
         };
         next = s + 1;
-        // Still being read: not evicted (see `node/evict.rs`).
         node.publishers().touch(&record.store_path);
         let (op, plain) = tokio::task::spawn_blocking(move || {
             let mut plain = Vec::with_capacity(seg as usize);

@@ -6,15 +6,17 @@
 //! Never dropped: blocks of pinned paths, blocks of feeds this node writes
 //! (a publisher's own, which exist nowhere else), index, key and set feeds
 //! (only data-feed ranges of listed paths are ever chosen), and paths asked
-//! for within the last [`PROTECT`] (a NAR being sent). Dropped blocks stay
+//! for within the last [`PROTECT`] or being sent as a NAR (readers mark
+//! their path used at each segment). Dropped blocks stay
 //! verifiable: the signed tree is kept, and they are fetched again when
 //! asked for. When paths were last used is kept in `DATA/recent` across
 //! restarts ([`crate::recent`]); paths never asked for count as the oldest.
 //!
 //! The disk is measured every [`EVERY`], and as soon as the bytes received
 //! since the last measure could have taken it past the bound (looked at
-//! every [`LOOK`]), so a fast fetch overshoots by at most about a second of
-//! download before eviction starts.
+//! every [`LOOK`]), so a fast fetch overshoots by a fraction of a second of
+//! download before eviction starts (`benches/evict.rs`: at 75 MiB/s the
+//! peak was the bound plus the path being sent).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -27,8 +29,13 @@ use super::Node;
 
 /// How often the disk use is measured.
 pub const EVERY: Duration = Duration::from_secs(10);
-/// A path asked for this recently is not evicted.
-pub const PROTECT: Duration = Duration::from_secs(60);
+/// A path asked for this recently is not evicted. A NAR being sent is
+/// never evicted (it holds a [`crate::publishers::Reading`]), and readers
+/// mark their path used at every segment, so this only covers the gap
+/// between two segment reads of the mount. It was 60 s: a burst of use then
+/// ran far past the bound, every path recent and nothing evictable
+/// (`benches/evict.rs`: 4 × the bound).
+pub const PROTECT: Duration = Duration::from_secs(1);
 
 /// The paths to evict, oldest use first: never-used (`None`) before used,
 /// then by name for a stable order.
@@ -52,7 +59,7 @@ pub fn held_bytes(held: u64, rec: &hypernar_feed::format::record::PathRecord) ->
 /// How often what the node received is looked at (cheap): the disk is
 /// measured when that could have taken it past the bound, and at least
 /// every [`EVERY`].
-pub const LOOK: Duration = Duration::from_secs(1);
+pub const LOOK: Duration = Duration::from_millis(250);
 
 /// Whether to measure the disk now: every `every`, and sooner when the
 /// bytes received since the last measure (`grown`) could have taken it past
@@ -180,12 +187,13 @@ impl Node {
     async fn evict(&self, excess: u64, protect: Duration) -> (u64, usize) {
         let p = self.publishers();
         let pinned: HashSet<StorePath> = self.pinned().into_iter().collect();
+        let even_read = crate::fault::evict_reading();
         let now = crate::publishers::now_ms();
         let protect = u64::try_from(protect.as_millis()).unwrap_or(u64::MAX);
         let candidates: Vec<(StorePath, Option<u64>)> = p
             .all_paths()
             .into_iter()
-            .filter(|path| !pinned.contains(path))
+            .filter(|path| !pinned.contains(path) && (even_read || !p.is_being_read(path)))
             .map(|path| {
                 let used = p.last_used(&path);
                 (path, used)
