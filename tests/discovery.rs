@@ -133,11 +133,7 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
     let Some(lan) = is_root().then(|| Lan::new(7)).flatten() else {
         return skip_or_fail("root and iproute2 network namespaces (ip netns)");
     };
-    let w = World::new(&hypernar_publisher::sample::demo_paths());
-    w.publish_ok(&["--all"]);
-    let id = identity(&w);
-    let name = "hello-2.12";
-    let hash = w.path(name).info.store_path.hash_part().to_owned();
+    let (w, id, name, hash) = demo_published();
     let seed = NsServe::start(&lan.ns("a"), &w.data, &["--http", "none"]);
     let listen = format!("{}:7470", lan.ip("b"));
     let api = format!("http://{listen}");
@@ -219,6 +215,17 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
     assert_eq!(seen.len(), 2, "both nodes announce themselves: {seen:?}");
 }
 
+/// The demo paths, published; their publisher's identity, and the path
+/// the LAN tests fetch with its hash part.
+fn demo_published() -> (World, String, &'static str, String) {
+    let w = World::new(&hypernar_publisher::sample::demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let name = "hello-2.12";
+    let hash = w.path(name).info.store_path.hash_part().to_owned();
+    (w, id, name, hash)
+}
+
 /// Whether this runs as root (network namespaces need it).
 fn is_root() -> bool {
     Command::new("id")
@@ -233,11 +240,7 @@ fn a_host_flooding_the_lan_with_announcements_gets_a_few_dials_and_neighbours_st
     let Some(lan) = is_root().then(|| Lan::new(8)).flatten() else {
         return skip_or_fail("root and iproute2 network namespaces (ip netns)");
     };
-    let w = World::new(&hypernar_publisher::sample::demo_paths());
-    w.publish_ok(&["--all"]);
-    let id = identity(&w);
-    let name = "hello-2.12";
-    let hash = w.path(name).info.store_path.hash_part().to_owned();
+    let (w, id, name, hash) = demo_published();
 
     // The hostile host (this namespace, on the bridge only): 300 hypernar
     // services under well-formed names at ports where nothing listens,

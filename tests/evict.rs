@@ -29,21 +29,28 @@ fn nar_of(api: &str, w: &World, name: &str) -> Option<Vec<u8>> {
     (nar.status == 200).then_some(nar.body)
 }
 
+/// A publisher of incompressible 2 MiB paths named `names` (noise seeds
+/// from `seed`), published; and its identity.
+fn published_2mib(names: &[&str], seed: u64) -> (World, String) {
+    let w = World::new(
+        &names
+            .iter()
+            .zip(seed..)
+            .map(|(n, i)| raw(n, noise(2 << 20, i), Compression::Zstd, &[]))
+            .collect::<Vec<_>>(),
+    );
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    (w, id)
+}
+
 #[test]
 fn a_bounded_node_drops_the_least_recently_used_and_keeps_pinned_paths_and_its_own_feeds() {
     if !faults_built_in() {
         return;
     }
     let names = ["p0", "p1", "p2", "p3", "p4"];
-    let w = World::new(
-        &names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| raw(n, noise(2 << 20, i as u64 + 1), Compression::Zstd, &[]))
-            .collect::<Vec<_>>(),
-    );
-    w.publish_ok(&["--all"]);
-    let id = identity(&w);
+    let (w, id) = published_2mib(&names, 1);
     let lab = Lab::new(w.tmp.path());
     let set_id = lab.add(&id, &w.store_path("p0"));
 
@@ -120,15 +127,7 @@ fn a_restarted_bounded_node_still_knows_which_paths_were_used_last() {
     if !faults_built_in() {
         return;
     }
-    let w = World::new(
-        &["q1", "q2", "q3"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| raw(n, noise(2 << 20, i as u64 + 11), Compression::Zstd, &[]))
-            .collect::<Vec<_>>(),
-    );
-    w.publish_ok(&["--all"]);
-    let id = identity(&w);
+    let (w, id) = published_2mib(&["q1", "q2", "q3"], 11);
     let seed = serve(&w.data, &["--http", "none"], &[]);
     let user_data = w.tmp.path().join("user");
     let args = [
