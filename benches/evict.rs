@@ -92,7 +92,7 @@ fn main() {
         env_num("HYPERNAR_BENCH_MIB", 64),
         env_num("HYPERNAR_BENCH_BOUND_MIB", 128) as u64,
     );
-    let bin = env!("CARGO_BIN_EXE_hypernar");
+    let bin = &common::hypernar_bin();
     let tmp = tempfile::Builder::new()
         .prefix("hypernar-bench-")
         .tempdir()

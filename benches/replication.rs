@@ -44,7 +44,7 @@ fn raw_tcp(bytes: usize) -> f64 {
 
 fn main() {
     let mib = env_num("HYPERNAR_BENCH_MIB", 1024);
-    let bin = env!("CARGO_BIN_EXE_hypernar");
+    let bin = &common::hypernar_bin();
     let tmp = tempfile::Builder::new()
         .prefix("hypernar-bench-")
         .tempdir()

@@ -356,7 +356,7 @@ fn main() {
     let max_paths = env_num("HYPERNAR_BENCH_PATHS", 300);
     let with_xz = env_num("HYPERNAR_BENCH_XZ", 1) == 1;
     let web_mbit = env_num("HYPERNAR_BENCH_WEB_MBIT", 200);
-    let bin = env!("CARGO_BIN_EXE_hypernar");
+    let bin = &common::hypernar_bin();
     let tmp = tempfile::Builder::new()
         .prefix("hypernar-bench-subst-")
         .tempdir()

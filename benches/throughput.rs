@@ -20,14 +20,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use blake2::{Blake2b512, Digest as _};
-use hypernar_feed::format::narinfo::Compression;
+use hypernar_feed::format::narinfo::{Compression, NarHasher};
 use hypernar_feed::format::segment::{Layout, Opener, PathKey, Sealer, DEFAULT_SEGMENT_SIZE};
 use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, SamplePath};
-use sha2::Sha256;
 
 fn main() {
     let mib = common::env_num("HYPERNAR_BENCH_MIB", 1024) as u64;
-    let bin = env!("CARGO_BIN_EXE_hypernar");
+    let bin = &common::hypernar_bin();
     let tmp = tempfile::Builder::new()
         .prefix("hypernar-bench-")
         .tempdir()
@@ -91,7 +90,7 @@ fn main() {
         // The source decompression publish does (zstd files here).
         let file = zstd::encode_all(&nar[..], 3).unwrap();
         t.src_decompress += time(|| zstd::decode_all(&file[..]).unwrap()).1;
-        t.sha256 += time(|| Sha256::digest(nar)).1;
+        t.sha256 += time(|| NarHasher::digest(nar)).1;
         let mut blocks = Vec::new();
         let (_, d) = time(|| {
             for (j, chunk) in nar.chunks(seg).enumerate() {

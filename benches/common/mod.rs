@@ -7,6 +7,19 @@ use std::path::Path;
 use hypernar_publisher::sample::Node;
 use std::time::{Duration, Instant};
 
+/// The `hypernar` binary a benchmark runs: this build's, or the one named
+/// by `HYPERNAR_BENCH_BIN` (an older build, for a before-and-after pair on
+/// one machine in one session: docs/benchmarks.md compares that way).
+pub fn hypernar_bin() -> String {
+    match std::env::var("HYPERNAR_BENCH_BIN") {
+        Ok(bin) if !bin.is_empty() => {
+            println!("binary under test: {bin} (HYPERNAR_BENCH_BIN)");
+            bin
+        }
+        _ => env!("CARGO_BIN_EXE_hypernar").to_owned(),
+    }
+}
+
 /// Concatenated contents of files under `dirs`, up to `budget` bytes:
 /// real binaries, libraries and data, compressible as real NARs are.
 pub fn usr_bytes(dirs: &[&str], budget: usize) -> Vec<u8> {

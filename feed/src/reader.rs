@@ -7,10 +7,9 @@
 
 use std::io::Write;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::format::narinfo::NarHash;
+use crate::format::narinfo::{NarHash, NarHasher};
 use crate::format::record::PathRecord;
 use crate::format::segment::{Opener, PathKey, SegmentError};
 use crate::format::storepath::StorePath;
@@ -101,7 +100,7 @@ pub async fn write_nar<W: Write + Send + 'static, S: BlockSource>(
     let worker = tokio::task::spawn_blocking(move || -> Result<(W, u64), ReadError> {
         let path = worker_path;
         let mut out = out;
-        let mut hasher = Sha256::new();
+        let mut hasher = NarHasher::new();
         let mut plain = Vec::new();
         let mut written = 0u64;
         while let Some((i, mut block)) = rx.blocking_recv() {
@@ -123,7 +122,7 @@ pub async fn write_nar<W: Write + Send + 'static, S: BlockSource>(
             path: path.clone(),
             source,
         })?;
-        let got = NarHash(hasher.finalize().into());
+        let got = hasher.finish();
         if got != expected {
             return Err(ReadError::NarHash {
                 path,

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use hypernar_feed::format::narinfo::{NarHash, NarInfo, MAX_NARINFO_LEN};
-use sha2::{Digest, Sha256};
+use hypernar_feed::format::narinfo::{NarHash, NarHasher, NarInfo, MAX_NARINFO_LEN};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -296,7 +295,7 @@ impl Upstreams {
                 .decoder(Box::new(bridge))
                 .map_err(read_err)?
                 .take(size.saturating_add(1));
-            let mut hasher = Sha256::new();
+            let mut hasher = NarHasher::new();
             let mut buf = vec![0u8; CHUNK];
             let mut pos = 0u64;
             let mut pending: Option<Bytes> = None;
@@ -330,7 +329,7 @@ impl Upstreams {
                     size,
                 });
             }
-            let got = NarHash(hasher.finalize().into());
+            let got = hasher.finish();
             if got != expected {
                 return Err(UpstreamError::NarHash { url, expected, got });
             }

@@ -9,10 +9,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use hypernar_feed::format::listing::{NarScanner, MAX_LISTING_LEN};
-use hypernar_feed::format::narinfo::{NarHash, NarInfo};
+use hypernar_feed::format::narinfo::{NarHash, NarHasher, NarInfo};
 use hypernar_feed::format::segment::{Layout, PathKey, Sealer, SegmentError};
 use hypernar_feed::format::storepath::StorePath;
-use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::source::{Source, SourceError};
@@ -174,7 +173,7 @@ fn prepare_inner(
     let key = PathKey::generate();
     let mut sealer = Sealer::new(layout.clone(), &key, settings.zstd_level).map_err(seg_err)?;
     let mut out = BufWriter::with_capacity(1 << 20, File::create(spool).map_err(spool_err)?);
-    let mut hasher = Sha256::new();
+    let mut hasher = NarHasher::new();
     let mut buf = vec![0u8; settings.segment_size as usize];
     let mut stored = 0u64;
     let mut read_total = 0u64;
@@ -210,7 +209,7 @@ fn prepare_inner(
             got: format!("more than {}", info.nar_size),
         });
     }
-    let got = NarHash(hasher.finalize().into());
+    let got = hasher.finish();
     if got != info.nar_hash {
         return Err(PrepareError::NarHash {
             path: path.clone(),
