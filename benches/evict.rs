@@ -17,13 +17,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{env_num, keygen};
+use common::{bench_dir, env_num, http_get as get, keygen};
 use hypernar_feed::format::narinfo::Compression;
 use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, SamplePath};
 
@@ -70,33 +70,14 @@ fn serve(bin: &str, args: &[&str]) -> (Child, String, Option<String>) {
     (child, addr, http)
 }
 
-/// `GET path` on `base` (`http://host:port`): status and body.
-fn get(base: &str, path: &str) -> (u16, Vec<u8>) {
-    let host = base.trim_start_matches("http://");
-    let mut c = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut all = Vec::new();
-    let _ = c.read_to_end(&mut all);
-    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&all[9..12]).parse().unwrap_or(0);
-    (status, all[split + 4..].to_vec())
-}
-
 fn main() {
     let (paths, mib, bound_mib) = (
         env_num("HYPERNAR_BENCH_PATHS", 8),
         env_num("HYPERNAR_BENCH_MIB", 64),
         env_num("HYPERNAR_BENCH_BOUND_MIB", 128) as u64,
     );
-    let bin = &common::hypernar_bin();
-    let tmp = tempfile::Builder::new()
-        .prefix("hypernar-bench-")
-        .tempdir()
-        .unwrap();
+    let bin = common::hypernar_bin();
+    let tmp = bench_dir("evict");
     let root = tmp.path();
     let sample: Vec<SamplePath> = (0..paths)
         .map(|i| SamplePath {
@@ -112,17 +93,7 @@ fn main() {
     let pubkey = root.join("pub.key");
     let id = keygen(bin, &pubkey);
     let seed_data = root.join("seed");
-    let st = Command::new(bin)
-        .args(["publish", "--all", "--key"])
-        .arg(&pubkey)
-        .arg("--data")
-        .arg(&seed_data)
-        .arg("--from")
-        .arg(format!("file://{}", root.join("cache").display()))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "publish failed");
+    common::publish(bin, &pubkey, &seed_data, &root.join("cache"), &[]);
 
     let (mut seed, seed_addr, _) = serve(
         bin,

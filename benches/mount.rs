@@ -116,10 +116,7 @@ fn listings() {
         .step_by((n / 10_000).max(1))
         .map(|p| format!("{}.narinfo", p.hash))
         .collect();
-    let tmp = tempfile::Builder::new()
-        .prefix("hypernar-bench-mount-")
-        .tempdir()
-        .unwrap();
+    let tmp = common::bench_dir("mount");
 
     // Baseline: the same names as empty files in a directory here.
     let plain = tmp.path().join("plain");
@@ -188,7 +185,7 @@ struct Proc {
 
 impl Proc {
     fn start(args: &[&str]) -> Self {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hypernar"))
+        let mut child = std::process::Command::new(common::hypernar_bin())
             .args(args)
             .args(["--upstream", "none"])
             .stdout(std::process::Stdio::piped())
@@ -272,17 +269,9 @@ fn random_reads(file: &std::path::Path, offsets: &[u64]) -> f64 {
 
 /// `hypernar_received_bytes_total{source="peer"}` at `base`.
 fn received(base: &str) -> u64 {
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        c,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    c.read_to_string(&mut body).unwrap();
-    body.lines()
+    let (_, body) = common::http_get(base, "/metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
         .find_map(|l| l.strip_prefix("hypernar_received_bytes_total{source=\"peer\"} "))
         .map_or(0, |v| v.trim().parse().unwrap())
 }
@@ -292,11 +281,8 @@ fn reads() {
     use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, SamplePath};
 
     let mib = env_num("HYPERNAR_BENCH_READ_MIB", 1024) as u64;
-    let bin = env!("CARGO_BIN_EXE_hypernar");
-    let tmp = tempfile::Builder::new()
-        .prefix("hypernar-bench-read-")
-        .tempdir()
-        .unwrap();
+    let bin = common::hypernar_bin();
+    let tmp = common::bench_dir("read");
     let root = tmp.path();
     let mut budget = mib << 20;
     let mut entries = Vec::new();
@@ -334,22 +320,7 @@ fn reads() {
     let key = root.join("pub.key");
     let id = common::keygen(bin, &key);
     let data = root.join("data");
-    let from = format!("file://{}", cache.display());
-    let (out, t_publish) = common::time(|| {
-        std::process::Command::new(bin)
-            .args(["publish", "--all", "--key"])
-            .arg(&key)
-            .arg("--data")
-            .arg(&data)
-            .args(["--from", &from])
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, t_publish) = common::publish(bin, &key, &data, &cache, &[]);
     println!(
         "\none path of {:.0} MiB (NAR) from /usr, published in {:.1} s",
         nar_size as f64 / 1048576.0,

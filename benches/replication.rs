@@ -44,11 +44,8 @@ fn raw_tcp(bytes: usize) -> f64 {
 
 fn main() {
     let mib = env_num("HYPERNAR_BENCH_MIB", 1024);
-    let bin = &common::hypernar_bin();
-    let tmp = tempfile::Builder::new()
-        .prefix("hypernar-bench-")
-        .tempdir()
-        .unwrap();
+    let bin = common::hypernar_bin();
+    let tmp = common::bench_dir("replication");
     let root = tmp.path();
 
     let nar = usr_bytes(&["/usr/lib", "/usr/bin", "/usr/share"], mib << 20);

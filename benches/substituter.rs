@@ -356,11 +356,8 @@ fn main() {
     let max_paths = env_num("HYPERNAR_BENCH_PATHS", 300);
     let with_xz = env_num("HYPERNAR_BENCH_XZ", 1) == 1;
     let web_mbit = env_num("HYPERNAR_BENCH_WEB_MBIT", 200);
-    let bin = &common::hypernar_bin();
-    let tmp = tempfile::Builder::new()
-        .prefix("hypernar-bench-subst-")
-        .tempdir()
-        .unwrap();
+    let bin = common::hypernar_bin();
+    let tmp = common::bench_dir("subst");
     let root = tmp.path();
     let is_root = Command::new("id")
         .arg("-u")
@@ -414,24 +411,14 @@ fn main() {
     let id = common::keygen(bin, &pkey);
     let data = root.join("data");
     let web = root.join("web");
-    let t = Instant::now();
-    let out = Command::new(bin)
-        .args(["publish", "--all", "--key"])
-        .arg(&pkey)
-        .arg("--data")
-        .arg(&data)
-        .arg("--from")
-        .arg(format!("file://{}", root.join("cache-none").display()))
-        .arg("--web-seed")
-        .arg(&web)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (_, took) = common::publish(
+        bin,
+        &pkey,
+        &data,
+        &root.join("cache-none"),
+        &["--web-seed".as_ref(), web.as_os_str()],
     );
-    println!("  published in {:.1} s", t.elapsed().as_secs_f64());
+    println!("  published in {:.1} s", took.as_secs_f64());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::builder()

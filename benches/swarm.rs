@@ -116,7 +116,7 @@ fn main() {
         println!("SKIPPED: the swarm benchmark needs root and iproute2 (ip netns, tc)");
         return;
     }
-    let bin = &common::hypernar_bin();
+    let bin = common::hypernar_bin();
     let tmp = tempfile::Builder::new()
         .prefix("hypernar-swarm-")
         .tempdir()

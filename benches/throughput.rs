@@ -26,11 +26,8 @@ use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, Sam
 
 fn main() {
     let mib = common::env_num("HYPERNAR_BENCH_MIB", 1024) as u64;
-    let bin = &common::hypernar_bin();
-    let tmp = tempfile::Builder::new()
-        .prefix("hypernar-bench-")
-        .tempdir()
-        .unwrap();
+    let bin = common::hypernar_bin();
+    let tmp = common::bench_dir("throughput");
     let root = tmp.path();
 
     // 1. A binary cache of real files: /usr cut into paths of ~64 MiB.
@@ -137,27 +134,13 @@ fn main() {
         .success());
     let data = root.join("data");
     let cpu0 = children_cpu();
-    let (out, t_publish) = time(|| {
-        Command::new(bin)
-            .args([
-                "publish",
-                "--all",
-                "--segment-size",
-                &seg_size.to_string(),
-                "--key",
-            ])
-            .arg(&pubkey)
-            .arg("--data")
-            .arg(&data)
-            .arg("--from")
-            .arg(format!("file://{}", cache.display()))
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let seg_arg = seg_size.to_string();
+    let (out, t_publish) = common::publish(
+        bin,
+        &pubkey,
+        &data,
+        &cache,
+        &["--segment-size".as_ref(), seg_arg.as_ref()],
     );
     let cpu_publish = children_cpu() - cpu0;
     println!(

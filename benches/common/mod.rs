@@ -10,14 +10,46 @@ use std::time::{Duration, Instant};
 /// The `hypernar` binary a benchmark runs: this build's, or the one named
 /// by `HYPERNAR_BENCH_BIN` (an older build, for a before-and-after pair on
 /// one machine in one session: docs/benchmarks.md compares that way).
-pub fn hypernar_bin() -> String {
-    match std::env::var("HYPERNAR_BENCH_BIN") {
+pub fn hypernar_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("HYPERNAR_BENCH_BIN") {
         Ok(bin) if !bin.is_empty() => {
             println!("binary under test: {bin} (HYPERNAR_BENCH_BIN)");
             bin
         }
         _ => env!("CARGO_BIN_EXE_hypernar").to_owned(),
-    }
+    })
+}
+
+/// A fresh directory under the system's temporary directory, named
+/// `hypernar-bench-<what>-…`, removed when dropped.
+pub fn bench_dir(what: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hypernar-bench-{what}-"))
+        .tempdir()
+        .unwrap()
+}
+
+/// `GET path` on `base` (`http://host:port`) over a fresh connection:
+/// the status and the body (the benches' servers answer `Connection:
+/// close` with a plain body).
+pub fn http_get(base: &str, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    let _ = c.read_to_end(&mut all);
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let status = String::from_utf8_lossy(&all[9..12]).parse().unwrap_or(0);
+    (status, all[split + 4..].to_vec())
 }
 
 /// Concatenated contents of files under `dirs`, up to `budget` bytes:
@@ -102,6 +134,37 @@ pub fn env_num(name: &str, default: usize) -> usize {
 /// publisher key and publishes the cache into `root/<data>` with the release
 /// binary (segment size from `HYPERNAR_BENCH_SEGMENT`, default 256 KiB). Returns the path's written form, the identity, the data
 /// directory and the bytes of its data feed's blocks.
+/// `hypernar publish --all` of the binary cache in directory `cache` into
+/// data directory `data`, signed with `key`, with `extra` flags; panics
+/// with publish's stderr if it fails. Returns its output and the time it
+/// took.
+pub fn publish(
+    bin: &str,
+    key: &Path,
+    data: &Path,
+    cache: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> (std::process::Output, Duration) {
+    let (out, took) = time(|| {
+        std::process::Command::new(bin)
+            .args(["publish", "--all", "--key"])
+            .arg(key)
+            .arg("--data")
+            .arg(data)
+            .arg("--from")
+            .arg(format!("file://{}", cache.display()))
+            .args(extra)
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "publish failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, took)
+}
+
 pub fn publish_one(
     bin: &str,
     root: &Path,
@@ -116,7 +179,6 @@ pub fn publish_one(
 ) {
     use hypernar_feed::format::narinfo::Compression;
     use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, SamplePath};
-    use std::process::{Command, Stdio};
 
     let cache = root.join("cache");
     let key = NixSigningKey::from_seed("bench-1", [3; 32]);
@@ -131,17 +193,13 @@ pub fn publish_one(
     let id = keygen(bin, &pubkey);
     let dir = root.join(data);
     let segment = env_num("HYPERNAR_BENCH_SEGMENT", 256 << 10).to_string();
-    let st = Command::new(bin)
-        .args(["publish", "--all", "--segment-size", &segment, "--key"])
-        .arg(&pubkey)
-        .arg("--data")
-        .arg(&dir)
-        .arg("--from")
-        .arg(format!("file://{}", cache.display()))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "publish failed");
+    publish(
+        bin,
+        &pubkey,
+        &dir,
+        &cache,
+        &["--segment-size".as_ref(), segment.as_ref()],
+    );
     let stored = std::fs::read_dir(dir.join("feeds"))
         .unwrap()
         .flatten()
