@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use hypercore::{
-    Hypercore, HypercoreBuilder, HypercoreError, PartialKeypair, Storage, StorageTraits, Store,
+    CacheOptionsBuilder, Hypercore, HypercoreBuilder, HypercoreError, PartialKeypair, Storage,
+    StorageTraits, Store,
 };
 use hypercore_schema::{Proof, RequestBlock, RequestSeek, RequestUpgrade};
 
@@ -51,6 +52,19 @@ pub enum StoreError {
     FeedIo(Box<crate::io::FeedIoError>),
     #[error("feed {feed} on disk has public key {found}, expected it from its directory name")]
     KeyMismatch { feed: String, found: String },
+}
+
+/// A core with a cache of Merkle tree nodes (hypercore's `cache` feature,
+/// which does nothing unless asked for; at most about 1 200 nodes, 100 KB,
+/// per open feed). Without it every proof whose subtree root lies on disk
+/// is verified twice, its block hashed twice: once to learn which node to
+/// read, then with it (`Hypercore::verify_proof` in hypercore 0.16).
+///
+/// hypercore does not drop cached nodes when a core is truncated. That is
+/// safe here because no feed is ever truncated: nothing in hypernar calls
+/// `truncate`, and `verify_and_apply_proof` ignores a proof of another fork.
+fn core_builder(storage: Storage) -> HypercoreBuilder {
+    HypercoreBuilder::new(storage).node_cache_options(CacheOptionsBuilder::new())
 }
 
 impl StoreError {
@@ -174,7 +188,7 @@ impl FeedStore {
         };
         let sync = key_pair.secret.is_some();
         let storage = disk_storage(&dir, true, sync).await.map_err(hc)?;
-        let core = HypercoreBuilder::new(storage)
+        let core = core_builder(storage)
             .key_pair(key_pair)
             .build()
             .await
@@ -231,7 +245,7 @@ impl FeedStore {
             let dir = dir.clone();
             async move {
                 let storage = disk_storage(&dir, false, sync).await?;
-                HypercoreBuilder::new(storage).open(true).build().await
+                core_builder(storage).open(true).build().await
             }
         };
         let mut core = open(false).await.map_err(hc)?;
