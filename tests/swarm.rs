@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -361,18 +360,6 @@ fn honest_and_faulty(size: usize, fault: (&str, &str)) -> (World, String, String
     let honest = serve(&m_data, &["--trust", &id], &[]);
     let faulty = serve(&faulty_data, &["--trust", &id], &[fault]);
     (w, id, path, honest, faulty)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 /// A `--mirror` node peered with `a`, once it holds all of data/0.

@@ -154,20 +154,6 @@ fn nix_gets_its_paths_from_the_web_seed_then_upstream_as_each_goes_and_fails_cle
     assert!(!out.status.success(), "nix copy succeeded with no source?");
 }
 
-/// Copies a directory tree (a binary cache) to `to`.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn unsigned_or_wrongly_signed_upstream_paths_pass_through_and_nix_refuses_them_as_without_hypernar()
 {
@@ -201,7 +187,7 @@ fn unsigned_or_wrongly_signed_upstream_paths_pass_through_and_nix_refuses_them_a
     ];
     for (n, (label, edit)) in cases.into_iter().enumerate() {
         let cache = b.tmp.path().join(format!("upstream-{n}"));
-        copy_tree(&b.tmp.path().join("cache-zstd"), &cache);
+        copy_dir(&b.tmp.path().join("cache-zstd"), &cache);
         for entry in std::fs::read_dir(&cache).unwrap() {
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "narinfo") {

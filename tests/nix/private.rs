@@ -5,25 +5,6 @@
 
 use super::*;
 
-/// Copies directory `from` to `to`, leaving out the top-level entries of
-/// `from` named in `skip`.
-fn copy_dir_except(from: &Path, to: &Path, skip: &[String]) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if skip.contains(&name) || name == "control.sock" {
-            continue;
-        }
-        let dest = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir_except(&entry.path(), &dest, &[]);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
 /// `hypernar feeds` of a data directory: (token, role, have, length).
 fn feeds_of(data: &Path) -> Vec<(String, String, u64, u64)> {
     ok(&["feeds", "--data", s(data)])
@@ -128,7 +109,7 @@ fn a_private_audience_end_to_end_member_gets_it_through_nix_a_blind_mirror_serve
         .collect();
     assert!(!data_dirs.is_empty());
     let keys_only = b.tmp.path().join("keys-only");
-    copy_dir_except(&data, &keys_only, &[]);
+    copy_dir(&data, &keys_only);
     for d in &data_dirs {
         std::fs::remove_dir_all(keys_only.join("feeds").join(d)).unwrap();
     }

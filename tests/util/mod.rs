@@ -61,6 +61,21 @@ pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Copies the tree under `from` into `to`: directories and regular files;
+/// anything else (a serve's control socket) is left out.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (kind, dst) = (e.file_type().unwrap(), to.join(e.file_name()));
+        if kind.is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else if kind.is_file() {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
 /// A test world: a publisher key, a data dir and a sample cache.
 pub struct World {
     pub tmp: tempfile::TempDir,
