@@ -46,7 +46,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 fn serve(bin: &str, args: &[&str]) -> (Child, String, Option<String>) {
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--upstream", "none"])
-        .args(["--no-dht"])
+        .args(common::no_dht())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

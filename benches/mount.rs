@@ -385,9 +385,9 @@ fn reads() {
 
     // A node with no blocks, one peer holding them: stat, then cat of one
     // small file in the store view.
-    let seed = Proc::start(&[
-        "serve",
-        "--no-dht",
+    let mut args = vec!["serve"];
+    args.extend_from_slice(common::no_dht());
+    args.extend([
         "--data",
         data.to_str().unwrap(),
         "--listen",
@@ -395,6 +395,7 @@ fn reads() {
         "--http",
         "none",
     ]);
+    let seed = Proc::start(&args);
     let peer = seed.word("127.0.0.1:");
     let user = root.join("user-data");
     let at2 = root.join("mnt2");

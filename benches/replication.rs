@@ -55,15 +55,9 @@ fn main() {
     println!("path: {:.1} MiB NAR from /usr", nar_bytes / 1048576.0);
 
     let mut serve = Command::new(bin)
-        .args([
-            "serve",
-            "--no-dht",
-            "--http",
-            "none",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
+        .arg("serve")
+        .args(common::no_dht())
+        .args(["--http", "none", "--listen", "127.0.0.1:0", "--data"])
         .arg(&a)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

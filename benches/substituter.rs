@@ -473,7 +473,9 @@ fn main() {
         let _ns = Namespaces::new(web_mbit);
         let seed = Kill(
             Command::new("ip")
-                .args(["netns", "exec", NS_PEER, bin, "serve", "--no-dht", "--data"])
+                .args(["netns", "exec", NS_PEER, bin, "serve"])
+                .args(common::no_dht())
+                .arg("--data")
                 .arg(&data)
                 .args(["--listen", &format!("{PEER_IP}:7469"), "--http", "none"])
                 .args(["--upstream", "none", "--trust", &id])

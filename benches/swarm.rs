@@ -153,8 +153,11 @@ fn main() {
 
     let cpu0 = children_cpu();
     let mut procs = Kill(Vec::new());
-    let mut seed = Command::new("ip")
-        .args(["netns", "exec", &ns(0), bin, "serve", "--no-dht", "--data"])
+    let mut seed = Command::new("ip");
+    seed.args(["netns", "exec", &ns(0), bin, "serve"]);
+    let mut seed = seed
+        .args(common::no_dht())
+        .arg("--data")
         .arg(&seed_dir)
         .args(["--listen", &format!("{}:7469", ip(0))])
         .stdout(Stdio::piped())

@@ -21,6 +21,32 @@ pub fn hypernar_bin() -> &'static str {
     })
 }
 
+/// Whether `hypernar <sub> --help` of the binary under test lists `flag`:
+/// an older build run through `HYPERNAR_BENCH_BIN` may predate a flag
+/// (`serve --no-dht` came with the DHT), and the bench then leaves it out.
+pub fn bin_accepts(sub: &str, flag: &str) -> bool {
+    let out = std::process::Command::new(hypernar_bin())
+        .args([sub, "--help"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .any(|w| w == flag)
+}
+
+/// `["--no-dht"]` for a `serve` that has the flag, else nothing: benches
+/// run on loopback or in namespaces, where the DHT has no one to meet.
+pub fn no_dht() -> &'static [&'static str] {
+    static FLAGS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    FLAGS.get_or_init(|| {
+        if bin_accepts("serve", "--no-dht") {
+            &["--no-dht"]
+        } else {
+            &[]
+        }
+    })
+}
+
 /// A fresh directory under the system's temporary directory, named
 /// `hypernar-bench-<what>-…`, removed when dropped.
 pub fn bench_dir(what: &str) -> tempfile::TempDir {
