@@ -1,7 +1,8 @@
 //! The FUSE view (`serve --mount`, `hypernar mount`) on a real FUSE mount:
 //! the layout Nix's file:// store needs, NAR bytes at any offset against
 //! the original NAR, concurrent readers, EIO (not a hang) when the blocks
-//! cannot be had, a clean unmount on SIGTERM and a stale mount cleared,
+//! cannot be had, a clean unmount on SIGTERM (also one sent while
+//! starting) and a stale mount cleared,
 //! no plaintext left on disk, and the lazy store view (`store/…`) against
 //! `nix-store --restore` of the same NARs, fetching only what it reads.
 
@@ -307,6 +308,43 @@ fn sigterm_unmounts_cleanly_and_a_stale_mount_is_cleared_at_the_next_start() {
     assert!(err.contains("already a mount point"), "{err}");
     // The mount that was there is untouched.
     assert!(std::fs::read(nar_path(&at, &w, "noise")).unwrap() == w.path("noise").nar);
+}
+
+/// A SIGTERM while `serve` is still starting (its first line is printed
+/// before the view is mounted) is held until the node is up, then ends it
+/// cleanly: exit 0 and no mount left behind. Before the handler was
+/// installed first thing, such a signal killed the process by the default
+/// action and left a stale mount.
+#[test]
+fn sigterm_while_starting_exits_cleanly_and_leaves_no_mount() {
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    let w = world();
+    let id = identity(&w);
+    let at = w.tmp.path().join("mnt");
+    std::fs::create_dir_all(&at).unwrap();
+    for round in 0..5 {
+        let node = serve(
+            &w.data,
+            &["--mount", s(&at), "--http", "none", "--trust", &id],
+            &[],
+        );
+        let log = node.log.clone();
+        let status = node.terminate();
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            status.success(),
+            "round {round}: serve exited with {status}: {log}"
+        );
+        if is_mounted(&at) {
+            let _ = std::process::Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&at)
+                .status();
+            panic!("round {round}: still mounted after SIGTERM: {log}");
+        }
+    }
 }
 
 #[test]

@@ -169,6 +169,10 @@ fn say(line: &str) {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Catch SIGTERM and SIGINT before anything is mounted or bound: one that
+    // comes while the node starts is held and ends it cleanly once started,
+    // never by the default action, which would leave the FUSE mount stale.
+    let shutdown = ShutdownSignal::install()?;
     let feeds = args
         .feed
         .iter()
@@ -331,7 +335,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             say("sharing nothing with peers (--share none)")
         }
     }
-    shutdown_signal().await;
+    shutdown.recv().await;
     say("hypernar serve: shutting down");
     // Unmount first: reads in flight end (at worst at the deadline) while
     // the node still answers them.
@@ -340,11 +344,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment of `install`; a signal that
+/// arrives before `recv` is awaited is kept, not lost.
+struct ShutdownSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignal {
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
