@@ -65,18 +65,23 @@ fn cleanup(hosts: usize) {
     sh_quiet(&format!("ip netns del {PREFIX}br"));
 }
 
-fn tx_bytes(i: usize) -> u64 {
+/// Bytes host `i` sent on its link (`dir` "tx"), or received ("rx").
+fn link_bytes(i: usize, dir: &str) -> u64 {
     let out = Command::new("ip")
         .args(["-n", &ns(i), "-s", "-j", "link", "show", "eth0"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     // "tx":{"bytes":N,...
-    text.split("\"tx\":{\"bytes\":")
+    text.split(&format!("\"{dir}\":{{\"bytes\":"))
         .nth(1)
         .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+fn tx_bytes(i: usize) -> u64 {
+    link_bytes(i, "tx")
 }
 
 enum Kept {
@@ -209,7 +214,10 @@ fn main() {
             }
         }
         cmd.arg(&store_path)
-            .env("RUST_LOG", "hypernar=info,hypernar_fetcher::fetch=debug")
+            .env(
+                "RUST_LOG",
+                "hypernar=info,hypernar_fetcher=info,hypernar_fetcher::fetch=debug",
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         procs.0.push(cmd.spawn().unwrap());
@@ -223,22 +231,34 @@ fn main() {
     let mut done = vec![None; peers];
     let limit = Duration::from_secs_f64(t_min * 6.0 + 60.0);
     // HYPERNAR_SWARM_TIMELINE=1: the seed's and the fetchers' upload rates
-    // each second, to see where a run loses time.
+    // and each fetcher's download rate, each second, to see where a run
+    // loses time.
     let timeline = std::env::var_os("HYPERNAR_SWARM_TIMELINE").is_some();
     let fetchers_tx = || (1..=peers).map(tx_bytes).sum::<u64>();
+    let fetchers_rx = || (1..=peers).map(|i| link_bytes(i, "rx")).collect::<Vec<_>>();
     let (mut last_tick, mut last_seed, mut last_peers) = (Instant::now(), tx0, fetchers_tx());
+    let mut last_rx = fetchers_rx();
     while done.iter().any(Option::is_none) && started.elapsed() < limit {
         if timeline && last_tick.elapsed() >= Duration::from_secs(1) {
-            let (seed_now, peers_now) = (tx_bytes(0), fetchers_tx());
+            let (seed_now, peers_now, rx_now) = (tx_bytes(0), fetchers_tx(), fetchers_rx());
             let dt = last_tick.elapsed().as_secs_f64();
+            let mbit = |b: u64| b as f64 * 8.0 / dt / 1e6;
+            // Each fetcher's download rate: a straggler shows as the low one.
+            let down: Vec<String> = rx_now
+                .iter()
+                .zip(&last_rx)
+                .map(|(now, was)| format!("{:3.0}", mbit(now - was)))
+                .collect();
             println!(
-                "t={:5.1}s seed up {:5.1} Mbit/s, fetchers up {:6.1} Mbit/s in all, {} done",
+                "t={:5.1}s seed up {:5.1} Mbit/s, fetchers up {:6.1} Mbit/s in all, down [{}], {} done",
                 started.elapsed().as_secs_f64(),
-                (seed_now - last_seed) as f64 * 8.0 / dt / 1e6,
-                (peers_now - last_peers) as f64 * 8.0 / dt / 1e6,
+                mbit(seed_now - last_seed),
+                mbit(peers_now - last_peers),
+                down.join(" "),
                 done.iter().flatten().count()
             );
             (last_tick, last_seed, last_peers) = (Instant::now(), seed_now, peers_now);
+            last_rx = rx_now;
         }
         for (i, log) in logs.iter().enumerate() {
             if done[i].is_none() {
