@@ -158,9 +158,8 @@ fn main() {
 
     let cpu0 = children_cpu();
     let mut procs = Kill(Vec::new());
-    let mut seed = Command::new("ip");
-    seed.args(["netns", "exec", &ns(0), bin, "serve"]);
-    let mut seed = seed
+    let mut seed = Command::new("ip")
+        .args(["netns", "exec", &ns(0), bin, "serve"])
         .args(common::no_dht())
         .arg("--data")
         .arg(&seed_dir)
