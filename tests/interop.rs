@@ -13,11 +13,11 @@ use hypernar_publisher::sample::demo_paths;
 
 use crate::util::*;
 
-fn js_dir() -> PathBuf {
+pub(crate) fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
 }
 
-fn js_ready() -> bool {
+pub(crate) fn js_ready() -> bool {
     let node = Command::new("node")
         .arg("--version")
         .output()

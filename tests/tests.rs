@@ -14,6 +14,7 @@ mod fuse;
 mod hostile;
 mod http;
 mod interop;
+mod large;
 mod lifecycle;
 mod nix;
 mod sets;

@@ -502,3 +502,6 @@ impl Feed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,9 +87,15 @@ pub struct World {
 
 impl World {
     pub fn new(paths: &[SamplePath]) -> Self {
+        Self::new_in(&std::env::temp_dir(), paths)
+    }
+
+    /// A world under `base` (`/dev/shm` for tests that write hundreds of
+    /// thousands of fsynced blocks, which memory-backed files make cheap).
+    pub fn new_in(base: &Path, paths: &[SamplePath]) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("hypernar-test-")
-            .tempdir()
+            .tempdir_in(base)
             .unwrap();
         let key = tmp.path().join("pub.key");
         ok(&["keygen", "--out", s(&key)]);

@@ -1,0 +1,4 @@
+mod dynamic;
+mod fixed;
+
+pub(crate) use dynamic::DynamicBitfield as Bitfield;
