@@ -198,11 +198,11 @@ fn slow_and_idle_clients_are_closed_after_the_head_timeout() {
     let host = base.strip_prefix("http://").unwrap();
     // Slowloris: half a request head, then nothing.
     let mut slow = TcpStream::connect(host).unwrap();
-    slow.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHost: x\r\n")
+    slow.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();
     // Idle keep-alive after one request.
     let mut idle = TcpStream::connect(host).unwrap();
-    idle.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let t = Instant::now();
     let got = read_until_closed(&mut idle, Duration::from_secs(10)).unwrap();
@@ -260,8 +260,9 @@ fn ten_thousand_connections_are_capped_and_cost_bounded_memory() {
             Ok(mut c) => {
                 // Every tenth starts a NAR and never reads it.
                 if i % 10 == 0 {
-                    let _ =
-                        c.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+                    let _ = c.write_all(
+                        format!("GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+                    );
                 } else {
                     let _ = c.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHo");
                 }
@@ -335,7 +336,7 @@ fn the_api_listens_beyond_loopback_only_when_told_who_may_use_it() {
     match own {
         Ok(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
             let mut c = TcpStream::connect((ip, port.parse::<u16>().unwrap())).unwrap();
-            let _ = c.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHost: x\r\n\r\n");
+            let _ = c.write_all(b"GET /nix-cache-info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
             let got = read_until_closed(&mut c, Duration::from_secs(5)).unwrap_or_default();
             assert!(
                 got.is_empty(),
@@ -470,7 +471,7 @@ fn a_client_that_disconnects_mid_nar_cancels_its_block_requests() {
     let base = sub.http.clone().unwrap();
     let url = nar_url(&base, &w, "big");
     let mut conn = TcpStream::connect(base.trim_start_matches("http://")).unwrap();
-    write!(conn, "GET {url} HTTP/1.1\r\nHost: hypernar\r\n\r\n").unwrap();
+    write!(conn, "GET {url} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut head = Vec::new();
@@ -503,4 +504,78 @@ fn a_client_that_disconnects_mid_nar_cancels_its_block_requests() {
         "{cancelled} requests cancelled {:?} after the client left",
         start.elapsed()
     );
+}
+
+/// A web page that rebinds a name of its own to 127.0.0.1 makes the browser
+/// send `Host: attacker.example`; nothing it could read is answered, and no
+/// answer carries CORS headers. Names the operator gives (`--http-host`)
+/// are answered.
+#[test]
+fn a_rebinding_web_page_reads_nothing_and_operator_names_work() {
+    let w = World::new(&demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let srv = serve(&w.data, &["--trust", &id, "--http-host", "cache.lan"], &[]);
+    let base = srv.http.clone().unwrap();
+    let hash = w
+        .path("demo-dataset")
+        .info
+        .store_path
+        .hash_part()
+        .to_owned();
+    let nar = nar_url(&base, &w, "demo-dataset");
+    let paths = [
+        "/nix-cache-info".to_owned(),
+        format!("/{hash}.narinfo"),
+        nar.clone(),
+        format!("/{hash}.ls"),
+        "/".to_owned(),
+        "/metrics".to_owned(),
+    ];
+    let cors = |r: &HttpReply| {
+        r.headers
+            .iter()
+            .any(|(k, _)| k.to_ascii_lowercase().starts_with("access-control-"))
+    };
+    for path in &paths {
+        for host in [
+            "attacker.example",
+            "attacker.example:7470",
+            "127.0.0.1.nip.io",
+        ] {
+            for method in ["GET", "HEAD"] {
+                let r = http(
+                    &base,
+                    method,
+                    path,
+                    &[("Host", host), ("Origin", "http://attacker.example")],
+                );
+                assert_eq!(r.status, 421, "{method} {path} as {host}");
+                assert!(!cors(&r), "{path}: {:?}", r.headers);
+                let body = String::from_utf8_lossy(&r.body);
+                assert!(
+                    !body.contains("StoreDir") && !body.contains(&hash),
+                    "{path}: {body}"
+                );
+            }
+        }
+        // Absolute-form targets name the host too.
+        let r = http(&base, "GET", &format!("http://attacker.example{path}"), &[]);
+        assert_eq!(r.status, 421, "absolute-form {path}");
+        for host in [
+            "127.0.0.1",
+            "localhost:7470",
+            "[::1]:7470",
+            "CACHE.lan:7470",
+        ] {
+            let r = http(&base, "GET", path, &[("Host", host)]);
+            assert_eq!(r.status, 200, "{path} as {host}");
+            assert!(!cors(&r), "{path}: {:?}", r.headers);
+        }
+    }
+    let r = http(&base, "GET", &nar, &[("Host", "cache.lan")]);
+    assert_eq!(sha256(&r.body), sha256(&w.path("demo-dataset").nar));
+    // Said once in the log, with the flag that allows a name.
+    let log = std::fs::read_to_string(&srv.log).unwrap();
+    assert_eq!(log.matches("--http-host").count(), 1, "{log}");
 }

@@ -240,6 +240,7 @@ async fn network(
         listener,
         HttpConfig {
             allow: Allow::default(),
+            hosts: Default::default(),
             limits: HttpLimits::default(),
             upstreams: Arc::new(Upstreams::none()),
         },

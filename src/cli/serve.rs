@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hypernar_feed::format::identity::{parse_feed_key_text, Identity, SetId};
+use hypernar_fetcher::http::host::HostPolicy;
 use hypernar_fetcher::http::{self, Allow, HttpConfig, HttpLimits, DEFAULT_HTTP_PORT};
 use hypernar_fetcher::node::{Limits, Node, NodeConfig};
 use hypernar_fetcher::upstream::{Upstreams, DEFAULT_UPSTREAM};
@@ -57,6 +58,12 @@ pub struct Args {
     /// Clients allowed to use the HTTP API besides loopback (CIDR, repeatable)
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     http_allow: Vec<ipnet::IpNet>,
+    /// A host name Nix may use in the substituter URL (repeatable). Besides
+    /// these, the API answers only IP addresses and `localhost`: a request
+    /// naming any other host gets 421, so a web page cannot read the API
+    /// by pointing a name of its own at this machine (DNS rebinding)
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    http_host: Vec<String>,
     /// Upstream binary cache, asked in order (repeatable), or `none`: for a
     /// listed path whose blocks do not arrive within --peer-deadline, and
     /// (unless --no-proxy) for paths no trusted publisher lists
@@ -263,6 +270,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             listener,
             HttpConfig {
                 allow,
+                hosts: HostPolicy::new(&args.http_host),
                 limits: HttpLimits {
                     max_connections: args.http_max_connections,
                     head_timeout: std::time::Duration::from_secs(args.http_head_timeout.max(1)),

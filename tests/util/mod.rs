@@ -481,7 +481,11 @@ pub fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> H
     let mut conn = std::net::TcpStream::connect(host).unwrap();
     conn.set_read_timeout(Some(std::time::Duration::from_secs(120)))
         .unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    // A Host of the test's own replaces the address.
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {host}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

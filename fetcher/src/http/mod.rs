@@ -3,6 +3,7 @@
 //! streamed from verified blocks, a status page.
 //!
 //! - [`route`]: what a request asks for (pure, unit-tested).
+//! - [`host`]: which `Host:` is answered (the DNS-rebinding guard).
 //! - [`nar`]: a NAR or a range of it as a body, block by block.
 //!
 //! The accept loop is ours (hyper's connection builder, not a framework's
@@ -12,6 +13,7 @@
 //! (an idle keep-alive connection is closed after it too), and only clients
 //! in the allow list.
 
+pub mod host;
 pub mod nar;
 pub mod route;
 pub mod status;
@@ -121,6 +123,8 @@ pub async fn bind(addr: SocketAddr, allow: &Allow) -> Result<TcpListener, HttpEr
 #[derive(Debug)]
 pub struct HttpConfig {
     pub allow: Allow,
+    /// Names answered besides IP literals and `localhost` (`--http-host`).
+    pub hosts: host::HostPolicy,
     pub limits: HttpLimits,
     /// Fallback for listed paths, and pull-through for the rest.
     pub upstreams: Arc<Upstreams>,
@@ -131,6 +135,9 @@ struct Server {
     node: Node,
     limits: HttpLimits,
     upstreams: Arc<Upstreams>,
+    hosts: host::HostPolicy,
+    /// Whether a refused Host was logged already (once per process).
+    host_refusal_logged: std::sync::atomic::AtomicBool,
     disk: status::DiskUsage,
     /// `http://ADDR`, for the status page.
     base: String,
@@ -140,6 +147,7 @@ struct Server {
 pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
     let HttpConfig {
         allow,
+        hosts,
         limits,
         upstreams,
     } = config;
@@ -151,6 +159,8 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
         node: node.clone(),
         limits,
         upstreams,
+        hosts,
+        host_refusal_logged: Default::default(),
         disk: status::DiskUsage::default(),
         base,
     });
@@ -236,14 +246,58 @@ fn text(status: StatusCode, msg: &str) -> Response<Body> {
 impl Server {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let head = req.method() == http::Method::HEAD;
-        let mut res = match route::route(req.method(), req.uri().path()) {
+        let host = req.headers().get(header::HOST).map(|h| h.as_bytes());
+        let target = req.uri().authority().map(|a| a.as_str());
+        let mut res = if let Err(why) = self.hosts.check(host, target) {
+            self.refuse_host(&why)
+        } else {
+            self.route(&req, head).await
+        };
+        if head {
+            // Keep the headers, with the Content-Length a GET would have,
+            // and drop the body.
+            use http_body::Body as _;
+            if let Some(len) = res.body().size_hint().exact() {
+                res.headers_mut()
+                    .entry(header::CONTENT_LENGTH)
+                    .or_insert(HeaderValue::from(len));
+            }
+            let (parts, _) = res.into_parts();
+            res = Response::from_parts(
+                parts,
+                Full::new(Bytes::new())
+                    .map_err(|never: Infallible| match never {})
+                    .boxed(),
+            );
+        }
+        res
+    }
+
+    /// 421 for a Host a web page could have rebound (`host.rs`); said in
+    /// the log once, so an operator who named the API by a new name learns
+    /// the flag.
+    fn refuse_host(&self, why: &host::HostRefused) -> Response<Body> {
+        use std::sync::atomic::Ordering;
+        if !self.host_refusal_logged.swap(true, Ordering::Relaxed) {
+            warn!("HTTP request refused: {why} (the guard against DNS rebinding by web pages); further refusals are logged at debug level");
+        } else {
+            debug!("HTTP request refused: {why}");
+        }
+        text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this host name is not served here (serve --http-host)",
+        )
+    }
+
+    async fn route(&self, req: &Request<Incoming>, head: bool) -> Response<Body> {
+        match route::route(req.method(), req.uri().path()) {
             Route::CacheInfo => full(
                 StatusCode::OK,
                 "text/x-nix-cache-info",
                 format!("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: {PRIORITY}\n"),
             ),
             Route::NarInfo(hash) => self.narinfo(&hash).await,
-            Route::Nar { hash, nar_hash } => self.nar(&req, &hash, &nar_hash, head).await,
+            Route::Nar { hash, nar_hash } => self.nar(req, &hash, &nar_hash, head).await,
             Route::Status => full(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
@@ -270,25 +324,7 @@ impl Server {
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 r
             }
-        };
-        if head {
-            // Keep the headers, with the Content-Length a GET would have,
-            // and drop the body.
-            use http_body::Body as _;
-            if let Some(len) = res.body().size_hint().exact() {
-                res.headers_mut()
-                    .entry(header::CONTENT_LENGTH)
-                    .or_insert(HeaderValue::from(len));
-            }
-            let (parts, _) = res.into_parts();
-            res = Response::from_parts(
-                parts,
-                Full::new(Bytes::new())
-                    .map_err(|never: Infallible| match never {})
-                    .boxed(),
-            );
         }
-        res
     }
 
     /// From memory: the replicated index and the released keys. A path
