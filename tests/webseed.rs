@@ -263,3 +263,123 @@ fn a_node_with_no_peer_at_all_learns_its_publisher_and_fetches_from_the_web_seed
         0
     );
 }
+
+/// A tiny HTTP server on 127.0.0.1 for the hostile-seed test: answers every
+/// request with `answer(path)` and counts connections and request heads.
+struct Responder {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn responder(answer: impl Fn(&str) -> String + Send + 'static) -> Responder {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, h) = (connections.clone(), heads.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            c.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
+                match conn.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            h.lock().unwrap().push(head);
+            let _ = conn.write_all(answer(&path).as_bytes());
+        }
+    });
+    Responder {
+        port,
+        connections,
+        heads,
+    }
+}
+
+/// A publisher records two hostile web seeds: one that redirects every
+/// request to an internal admin URL, one whose URL carries credentials for
+/// it. Followers follow no redirect, send no password, and still get the
+/// path (from the upstream).
+#[test]
+fn a_recorded_web_seed_cannot_send_followers_elsewhere_or_make_them_send_credentials() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    use std::sync::atomic::Ordering;
+    let admin =
+        responder(|_| "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".into());
+    let to = admin.port;
+    let redirector = responder(move |path| {
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{to}/admin{path}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    });
+    let w = World::new(&[raw("big", noise(2 << 20, 12), Compression::Zstd, &[])]);
+    let dir = w.tmp.path().join("web-seed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let redirecting = format!("http://127.0.0.1:{}", redirector.port);
+    let with_password = format!("http://admin:s3cret-pw@127.0.0.1:{to}");
+    w.publish_ok(&[
+        "--all",
+        "--web-seed",
+        s(&dir),
+        "--web-seed-url",
+        &redirecting,
+        "--web-seed-url",
+        &with_password,
+    ]);
+    let id = identity(&w);
+    let seed = serve(
+        &w.data,
+        &["--http", "none"],
+        &[("HYPERNAR_FAULT_SILENT_AFTER_BYTES", "65536")],
+    );
+    let cache = nginx(&w.cache, "");
+    let sub = serve(
+        &w.tmp.path().join("user"),
+        &[
+            "--trust",
+            &id,
+            "--peer",
+            &seed.addr,
+            "--upstream",
+            &cache.base,
+            "--no-proxy",
+            "--peer-deadline",
+            "3",
+        ],
+        &[],
+    );
+    let base = sub.http.clone().unwrap();
+    let nar = nar_of(&base, &w, "big");
+    assert_eq!(nar.status, 200);
+    assert!(nar.body == w.path("big").nar, "the NAR differs");
+    assert!(
+        redirector.connections.load(Ordering::SeqCst) >= 1,
+        "the redirecting web seed was never asked: the test shows nothing"
+    );
+    assert_eq!(
+        admin.connections.load(Ordering::SeqCst),
+        0,
+        "the follower reached the admin URL: {:?}",
+        admin.heads.lock().unwrap()
+    );
+    let log = std::fs::read_to_string(&sub.log).unwrap();
+    assert!(log.contains("may not carry credentials"), "{log}");
+    assert!(log.contains("redirects are not followed"), "{log}");
+    assert!(!log.contains("s3cret-pw"), "{log}");
+}

@@ -106,11 +106,12 @@ impl Upstreams {
                 return Err(UpstreamError::Url(b.clone()));
             }
         }
-        let client =
-            http_client(CONNECT_TIMEOUT, READ_TIMEOUT).map_err(|source| UpstreamError::Http {
+        let client = http_client(CONNECT_TIMEOUT, READ_TIMEOUT, Redirects::SameOrigin).map_err(
+            |source| UpstreamError::Http {
                 url: String::new(),
                 source,
-            })?;
+            },
+        )?;
         Ok(Upstreams {
             bases: bases
                 .into_iter()
@@ -343,13 +344,62 @@ impl Upstreams {
     }
 }
 
-/// An HTTP client for upstreams and web seeds: our user agent, and the
-/// given connect and stall timeouts.
-pub(crate) fn http_client(connect: Duration, read: Duration) -> reqwest::Result<reqwest::Client> {
+/// Which redirects an HTTP client follows (reqwest's default follows ten,
+/// to any URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Redirects {
+    /// None. A web seed is a static copy at a URL a publisher may have
+    /// chosen: a redirect from it could point every follower at any URL
+    /// (an internal admin page, a cloud metadata address).
+    None,
+    /// Only to the same scheme, host and port, at most [`MAX_REDIRECTS`]:
+    /// an upstream the operator named may move its files, not send the
+    /// node elsewhere.
+    SameOrigin,
+}
+
+/// Most redirects followed for one request ([`Redirects::SameOrigin`]).
+pub(crate) const MAX_REDIRECTS: usize = 5;
+
+/// Whether `a` and `b` have the same scheme, host and port.
+pub(crate) fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// An HTTP client for upstreams and web seeds: our user agent, the given
+/// connect and stall timeouts, and which redirects it follows.
+pub(crate) fn http_client(
+    connect: Duration,
+    read: Duration,
+    redirects: Redirects,
+) -> reqwest::Result<reqwest::Client> {
+    let policy = match redirects {
+        Redirects::None => reqwest::redirect::Policy::none(),
+        Redirects::SameOrigin => reqwest::redirect::Policy::custom(|attempt| {
+            let hops = attempt.previous().len();
+            let same = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| same_origin(first, attempt.url()));
+            if hops > MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else if same {
+                attempt.follow()
+            } else {
+                let to = attempt.url().origin().ascii_serialization();
+                attempt.error(format!(
+                    "a redirect to another origin ({to}) is not followed"
+                ))
+            }
+        }),
+    };
     reqwest::Client::builder()
         .user_agent(concat!("hypernar/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect)
         .read_timeout(read)
+        .redirect(policy)
         .build()
 }
 

@@ -72,7 +72,10 @@ pub enum WebSeedError {
 /// One web seed.
 #[derive(Debug)]
 pub struct WebSeed {
+    /// The URL without credentials: what requests go to, logs and pages show.
     base: String,
+    /// User and password given by hand in the URL, sent as Basic auth.
+    auth: Option<(String, Option<String>)>,
     client: reqwest::Client,
     ranges: AtomicBool,
     bad_until: Mutex<Option<Instant>>,
@@ -80,23 +83,69 @@ pub struct WebSeed {
     pages: Mutex<HashMap<(String, u64), Bytes>>,
 }
 
+/// Who named a web seed, which decides what its URL may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedOrigin {
+    /// The operator (`serve --web-seed`): credentials in the URL are sent.
+    ByHand,
+    /// A trusted publisher's index: a URL with credentials is refused (a
+    /// publisher must not make followers send a password anywhere).
+    Learned,
+}
+
 impl WebSeed {
-    pub fn new(base: &str) -> Result<Self, WebSeedError> {
+    /// A web seed at `base`. Its requests follow no redirect (a 3xx is an
+    /// answer that gives no blocks): see [`Redirects::None`](crate::upstream::Redirects).
+    pub fn new(base: &str, origin: SeedOrigin) -> Result<Self, WebSeedError> {
+        let bad = |why: &str| WebSeedError::Bad {
+            url: base.to_owned(),
+            why: why.into(),
+        };
         if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(bad("a web seed URL is http:// or https://"));
+        }
+        let url = reqwest::Url::parse(base).map_err(|_| bad("not a valid URL"))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("a web seed URL has no host"));
+        }
+        let mut url = url;
+        let credentials = !url.username().is_empty() || url.password().is_some();
+        if credentials && origin == SeedOrigin::Learned {
             return Err(WebSeedError::Bad {
-                url: base.to_owned(),
-                why: "a web seed URL is http:// or https://".into(),
+                // Not the URL itself: it holds a password.
+                url: url.origin().ascii_serialization(),
+                why: "a web seed recorded by a publisher may not carry credentials \
+                      (user:password@); give it with --web-seed if it needs them"
+                    .into(),
             });
         }
-        let client =
-            crate::upstream::http_client(CONNECT_TIMEOUT, READ_TIMEOUT).map_err(|source| {
-                WebSeedError::Http {
-                    url: base.to_owned(),
-                    source,
-                }
-            })?;
+        let client = crate::upstream::http_client(
+            CONNECT_TIMEOUT,
+            READ_TIMEOUT,
+            crate::upstream::Redirects::None,
+        )
+        .map_err(|source| WebSeedError::Http {
+            url: base.to_owned(),
+            source,
+        })?;
+        // Credentials travel as Basic auth, never in the URL the node logs
+        // and shows.
+        let (base, auth) = if credentials {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let auth = (decode(url.username()), url.password().map(decode));
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            (url.as_str().trim_end_matches('/').to_owned(), Some(auth))
+        } else {
+            (base.trim_end_matches('/').to_owned(), None)
+        };
         Ok(WebSeed {
-            base: base.trim_end_matches('/').to_owned(),
+            base,
+            auth,
             client,
             ranges: AtomicBool::new(true),
             bad_until: Mutex::new(None),
@@ -134,6 +183,9 @@ impl WebSeed {
             source: source.without_url(),
         };
         let mut req = self.client.get(url);
+        if let Some((user, password)) = &self.auth {
+            req = req.basic_auth(user, password.as_deref());
+        }
         if let Some((start, len)) = range {
             req = req.header(
                 reqwest::header::RANGE,
@@ -166,6 +218,12 @@ impl WebSeed {
                 });
             }
             (200, None) => {}
+            (300..=399, _) => {
+                return Err(WebSeedError::Bad {
+                    url: url.to_owned(),
+                    why: format!("answered {status}: a web seed's redirects are not followed"),
+                });
+            }
             (status, _) => {
                 return Err(WebSeedError::Status {
                     url: url.to_owned(),
@@ -474,7 +532,7 @@ impl WebSeeds {
     pub fn new(urls: &[String], learn: bool) -> Result<Self, WebSeedError> {
         let mut configured: Vec<Arc<WebSeed>> = Vec::new();
         for u in urls {
-            let seed = WebSeed::new(u)?;
+            let seed = WebSeed::new(u, SeedOrigin::ByHand)?;
             if configured.iter().all(|c| c.base != seed.base) {
                 configured.push(Arc::new(seed));
             }
@@ -513,7 +571,7 @@ impl WebSeeds {
                 list.push(seed.clone());
                 continue;
             }
-            match WebSeed::new(u) {
+            match WebSeed::new(u, SeedOrigin::Learned) {
                 Ok(seed) => list.push(Arc::new(seed)),
                 Err(e) => warn!("a publisher's web seed is not used: {e}"),
             }

@@ -73,6 +73,7 @@ impl Source {
                 .user_agent(concat!("hypernar/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(15))
                 .read_timeout(Duration::from_secs(60))
+                .redirect(same_origin_redirects())
                 .build()
                 .map_err(|source| SourceError::Http {
                     url: url.to_owned(),
@@ -217,4 +218,27 @@ impl Source {
             Source::Http { .. } => None,
         }
     }
+}
+
+/// Redirects within the cache's own scheme, host and port, at most 5 (as
+/// the fetcher's upstreams): a cache may move its files, not send the
+/// publisher's requests elsewhere.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt.previous().first().is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else if same {
+            attempt.follow()
+        } else {
+            let to = attempt.url().origin().ascii_serialization();
+            attempt.error(format!(
+                "a redirect to another origin ({to}) is not followed"
+            ))
+        }
+    })
 }
