@@ -5,6 +5,9 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before anything is created: data directories hold feed secrets and
+    // audience keys (hypernar_feed::private).
+    hypernar_feed::private::owner_only_umask();
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()

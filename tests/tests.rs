@@ -16,6 +16,7 @@ mod http;
 mod interop;
 mod large;
 mod lifecycle;
+mod local;
 mod nix;
 mod sets;
 mod share;

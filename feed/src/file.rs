@@ -10,7 +10,7 @@
 //! keep an fsync per write; replicas, which are verified copies that can be
 //! fetched again, do not.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -28,12 +28,7 @@ pub struct PlainFile {
 impl PlainFile {
     /// Opens (creating) `path`; with `sync`, every change is fsynced.
     pub fn open(path: &Path, sync: bool) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = crate::private::open_rw(path)?;
         let length = file.metadata()?.len();
         Ok(PlainFile { file, length, sync })
     }

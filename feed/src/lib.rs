@@ -13,6 +13,7 @@
 //! - [`file`]: hypercore storage files with positioned I/O.
 //! - [`oplog`]: works around two crash-safety bugs in hypercore 0.16's
 //!   operation log.
+//! - [`private`]: a data directory only its owner can read (0700/0600).
 //! - [`io`]: reading and appending a feed through whoever owns it.
 //! - [`catalog`]: a store read back as publishers, paths and released keys.
 //! - [`reader`]: streaming a path's NAR out of its blocks, verified.
@@ -27,6 +28,7 @@ pub mod file;
 pub mod format;
 pub mod io;
 pub mod oplog;
+pub mod private;
 pub mod reader;
 pub mod set;
 pub mod store;

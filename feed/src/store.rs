@@ -52,6 +52,8 @@ pub enum StoreError {
     FeedIo(Box<crate::io::FeedIoError>),
     #[error("feed {feed} on disk has public key {found}, expected it from its directory name")]
     KeyMismatch { feed: String, found: String },
+    #[error(transparent)]
+    Private(#[from] crate::private::PrivateError),
 }
 
 /// A core with a cache of Merkle tree nodes (hypercore's `cache` feature,
@@ -98,14 +100,17 @@ impl FeedStore {
             let path = path.to_owned();
             move |source| StoreError::Io { path, source }
         };
-        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        let tightened = crate::private::prepare(data_dir)?;
+        if tightened > 0 {
+            tracing::warn!(
+                data = %data_dir.display(),
+                tightened,
+                "made the data directory readable by its owner only (directories 0700, files 0600): it holds feed secrets and audience keys"
+            );
+        }
+        crate::private::create_dir_all(&root).map_err(io(&root))?;
         let lock_path = data_dir.join("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
+        let lock = crate::private::open_rw(&lock_path).map_err(io(&lock_path))?;
         if lock.try_lock().is_err() {
             return Err(StoreError::Locked(data_dir.to_owned()));
         }
@@ -177,7 +182,7 @@ impl FeedStore {
     async fn create(&self, key_pair: PartialKeypair) -> Result<Feed, StoreError> {
         let public = key_pair.public;
         let dir = self.feed_dir(&public);
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+        crate::private::create_dir_all(&dir).map_err(|source| StoreError::Io {
             path: dir.clone(),
             source,
         })?;

@@ -298,17 +298,30 @@ pub async fn sync(feed: &mut Feed, root: &Path) -> Result<Option<Head>, StoreErr
         source,
     };
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    copy_prefix(
-        &feed.dir().join("data"),
-        &dir.join("data"),
-        head.byte_length,
-    )?;
-    copy_prefix(&feed.dir().join("tree"), &dir.join("tree"), head.tree_len())?;
+    // The copy is public by design (any HTTP server's user must read it),
+    // whatever the umask (hypernar's is 077: `private`).
+    let mut at = root.to_path_buf();
+    public(&at, 0o755).map_err(|e| io(&at, e))?;
+    for part in Path::new(&feed_path(feed.public_key().as_bytes())).components() {
+        at.push(part);
+        public(&at, 0o755).map_err(|e| io(&at, e))?;
+    }
+    for (name, len) in [("data", head.byte_length), ("tree", head.tree_len())] {
+        let to = dir.join(name);
+        copy_prefix(&feed.dir().join(name), &to, len)?;
+        public(&to, 0o644).map_err(|e| io(&to, e))?;
+    }
     let tmp = dir.join("head.tmp");
     let path = dir.join("head");
     std::fs::write(&tmp, head.render()).map_err(|e| io(&tmp, e))?;
+    public(&tmp, 0o644).map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
     Ok(Some(head))
+}
+
+fn public(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// Makes `to` hold the first `len` bytes of `from`, appending only what

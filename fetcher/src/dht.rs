@@ -164,7 +164,7 @@ impl Saved {
     /// Writes `path` whole or not at all (a temporary file, renamed).
     pub fn store(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = hypernar_feed::private::create_temp(&tmp)?;
         f.write_all(self.render().as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -77,7 +77,7 @@ pub fn load(path: &Path) -> std::io::Result<Vec<Used>> {
 /// Replaces the file with `entries`.
 pub fn store(path: &Path, entries: &[Used]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = hypernar_feed::private::create_temp(&tmp)?;
     f.write_all(render(entries).as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

@@ -83,7 +83,7 @@ pub fn write(staging: &Path, pending: &Pending) -> io::Result<()> {
     let path = journal_path(staging);
     let tmp = staging.join("commit.journal.tmp");
     let bytes = postcard::to_stdvec(pending).map_err(|e| invalid(e.to_string()))?;
-    let mut f = File::create(&tmp)?;
+    let mut f = hypernar_feed::private::create_temp(&tmp)?;
     f.write_all(&bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, &path)?;

@@ -136,7 +136,7 @@ impl Publisher<FeedStore> {
     /// lock, makes sure every feed has its header and declaration, and
     /// finishes any commit a previous run was killed in the middle of.
     pub async fn open(dir: &Path, secret: PublisherSecret) -> Result<Self, PublishError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        hypernar_feed::private::create_dir_all(dir).map_err(io_err(dir))?;
         let store = FeedStore::open(dir)?;
         Publisher::open_with(store, dir, secret).await
     }

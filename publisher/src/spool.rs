@@ -172,7 +172,10 @@ fn prepare_inner(
         Layout::new(path.clone(), info.nar_size, settings.segment_size).map_err(seg_err)?;
     let key = PathKey::generate();
     let mut sealer = Sealer::new(layout.clone(), &key, settings.zstd_level).map_err(seg_err)?;
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(spool).map_err(spool_err)?);
+    let mut out = BufWriter::with_capacity(
+        1 << 20,
+        hypernar_feed::private::create_temp(spool).map_err(spool_err)?,
+    );
     let mut hasher = NarHasher::new();
     let mut buf = vec![0u8; settings.segment_size as usize];
     let mut stored = 0u64;

@@ -1,0 +1,176 @@
+//! Other users of the same machine (an unsandboxed build user on a Hydra
+//! host, a shared workstation): they can read nothing in a data directory,
+//! whatever umask hypernar was started with. The unprivileged user is
+//! uid/gid 65534 through `setpriv` (util-linux), so these tests need root.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hypernar_publisher::sample::demo_paths;
+
+use crate::util::*;
+
+fn root_or_skip() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        skip_or_fail("root (to act as another local user with setpriv)");
+    }
+    root
+}
+
+/// Every entry under `dir`, `dir` included (links are not followed).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].clone();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                out.push(e.unwrap().path());
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// What uid 65534 manages to open (read a file, list a directory) of
+/// `paths`.
+fn opened_by_another_user(paths: &[PathBuf]) -> Vec<String> {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args([
+            "sh",
+            "-c",
+            r#"for p in "$@"; do
+                 if [ -d "$p" ]; then ls "$p" >/dev/null 2>&1 && echo "$p";
+                 else head -c1 "$p" >/dev/null 2>&1 && echo "$p"; fi
+               done; exit 0"#,
+            "sh",
+        ])
+        .args(paths)
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn another_local_user_can_open_nothing_in_a_publishers_or_a_members_data_directory() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&demo_paths());
+    // Only the data directories' own modes stand between the other user and
+    // the files: the test's directory is open to all, as /var/lib is.
+    set_mode(w.tmp.path(), 0o755);
+    w.publish_ok(&["--all", "--no-release"]);
+    let out = ok(&[
+        "release",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "--audience",
+        "lab",
+    ]);
+    let token = out.lines().last().unwrap().to_owned();
+    let id = identity(&w);
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    // A member of the audience: its data holds the released keys.
+    let member = w.tmp.path().join("member");
+    let sub = serve(
+        &member,
+        &["--trust", &id, "--feed", &token, "--peer", &seed.addr],
+        &[],
+    );
+    let base = sub.http.clone().unwrap();
+    let hash = w
+        .path("demo-dataset")
+        .info
+        .store_path
+        .hash_part()
+        .to_owned();
+    wait_for_status(&base, &format!("/{hash}.narinfo"), 200, 20);
+    drop(sub);
+    drop(seed);
+
+    for dir in [&w.data, &member] {
+        let entries = walk(dir);
+        assert!(entries.len() > 10, "{entries:?}");
+        for p in &entries {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            let want = if m.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(m.permissions().mode() & 0o777, want, "{}", p.display());
+        }
+        let opened = opened_by_another_user(&entries);
+        assert!(opened.is_empty(), "another user opened {opened:?}");
+    }
+}
+
+#[test]
+fn a_loose_data_directory_is_tightened_at_start_and_another_users_is_refused() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&demo_paths());
+    set_mode(w.tmp.path(), 0o755);
+    w.publish_ok(&["--all"]);
+    // As an older hypernar (or a umask of 022) left it.
+    for p in walk(&w.data) {
+        let dir = std::fs::symlink_metadata(&p).unwrap().is_dir();
+        set_mode(&p, if dir { 0o755 } else { 0o644 });
+    }
+    let oplog = w
+        .feed_dir(hypernar_feed::format::identity::INDEX_FEED)
+        .join("oplog");
+    assert_eq!(
+        opened_by_another_user(std::slice::from_ref(&oplog)),
+        vec![s(&oplog).to_owned()]
+    );
+
+    let out = hypernar(&["status", "--data", s(&w.data)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("readable by its owner only"), "{err}");
+    let entries = walk(&w.data);
+    assert!(opened_by_another_user(&entries).is_empty());
+    // Said only when something changed.
+    let out = hypernar(&["status", "--data", s(&w.data)]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("owner only"));
+
+    // A directory another user owns is refused, and left as it is.
+    std::os::unix::fs::chown(&w.data, Some(65534), Some(65534)).unwrap();
+    let err = fails(&["status", "--data", s(&w.data)]);
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+    assert_eq!(std::fs::metadata(&w.data).unwrap().uid(), 65534);
+    w.assert_reads_back_fails_while_foreign();
+}
+
+impl World {
+    fn assert_reads_back_fails_while_foreign(&self) {
+        let out = self.cat_nar(&self.store_path("demo-dataset"));
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to uid"));
+    }
+}
