@@ -89,8 +89,13 @@ fn normalise(name: &str) -> String {
 fn host_of(value: &str) -> Result<String, HostRefused> {
     let authority: http::uri::Authority =
         value.trim().parse().map_err(|_| HostRefused::Malformed)?;
-    // userinfo@host is not a Host header.
+    // userinfo@host is not a Host header, and the http crate takes any
+    // text after the colon as a port.
     if authority.as_str().contains('@') {
+        return Err(HostRefused::Malformed);
+    }
+    let port = authority.as_str()[authority.host().len()..].strip_prefix(':');
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
         return Err(HostRefused::Malformed);
     }
     let host = normalise(authority.host());
