@@ -20,9 +20,12 @@
 //! announced (the first ones, trusted publishers first), each once every
 //! [`ANNOUNCE_EVERY`].
 //!
-//! **Peers.** Every address a lookup returns is dialled like a `--peer`
-//! (at most [`MAX_LEARNED`] at once), until [`GIVE_UP_AFTER`] connects in
-//! a row fail. The addresses that answered and the DHT nodes of the routing
+//! **Peers.** Every address a lookup returns in a range it may name
+//! ([`Reach::Internet`], or [`Reach::Anywhere`] with `--dht-allow-local`)
+//! is dialled like a `--peer` (at most [`MAX_LEARNED`] at once), until
+//! [`GIVE_UP_AFTER`] attempts in a row fail (no connection, or no Noise
+//! handshake; one that answered TCP but never a handshake is then held back
+//! for a while). The addresses that completed a handshake and the DHT nodes of the routing
 //! table are saved in `DATA/dht-peers` and used at the next start, so a
 //! restart neither waits for the DHT nor depends on the bootstrap nodes.
 
@@ -40,7 +43,7 @@ use mainline::async_dht::AsyncDht;
 use mainline::Id;
 use tracing::{debug, info, warn};
 
-use crate::dialset::{DialSet, Refused};
+use crate::dialset::{may_dial, DialSet, Quarantine, Reach, Refused};
 use crate::node::Node;
 
 /// Well-known routers of the Mainline DHT, asked first unless
@@ -83,6 +86,19 @@ pub struct DhtConfig {
     pub port: u16,
     /// Where learned peers and DHT nodes are kept (`DATA/dht-peers`).
     pub state: PathBuf,
+    /// Dial found addresses in private and loopback ranges too
+    /// (`serve --dht-allow-local`); otherwise public ones only.
+    pub allow_local: bool,
+}
+
+impl DhtConfig {
+    fn reach(&self) -> Reach {
+        if self.allow_local {
+            Reach::Anywhere
+        } else {
+            Reach::Internet
+        }
+    }
 }
 
 /// The info-hash under which peers of the feed `key` meet.
@@ -175,7 +191,12 @@ impl Saved {
 #[derive(Debug)]
 struct Learned {
     dialling: DialSet,
+    /// Peers that completed a handshake, newest first: what is saved.
     recent: VecDeque<SocketAddr>,
+    /// Addresses that answered TCP but are no hypernar node.
+    not_hypernar: Quarantine,
+    /// Whether a found address was refused for its range (said once).
+    told_range: bool,
     /// Whether a lookup's answer was refused for one IP too many (said once).
     told_ip: bool,
 }
@@ -185,6 +206,8 @@ impl Default for Learned {
         Learned {
             dialling: DialSet::new(MAX_LEARNED, MAX_LEARNED_PER_IP),
             recent: VecDeque::new(),
+            not_hypernar: Quarantine::default(),
+            told_range: false,
             told_ip: false,
         }
     }
@@ -193,12 +216,18 @@ impl Default for Learned {
 impl Learned {
     /// Whether `addr` should be dialled now (not already, and within the
     /// bounds); marks it dialled if so.
-    fn take(&mut self, addr: SocketAddr) -> bool {
-        match self.dialling.take(addr) {
-            Ok(()) => {
-                self.remember(addr);
-                true
+    fn take(&mut self, addr: SocketAddr, reach: Reach) -> bool {
+        if !may_dial(addr, reach) {
+            if !std::mem::replace(&mut self.told_range, true) {
+                warn!(%addr, "the DHT named a peer in a local address range; not dialling such addresses (serve --dht-allow-local would; said once)");
             }
+            return false;
+        }
+        if self.not_hypernar.holds(addr, Instant::now()) {
+            return false;
+        }
+        match self.dialling.take(addr) {
+            Ok(()) => true,
             Err(Refused::IpFull) => {
                 if !std::mem::replace(&mut self.told_ip, true) {
                     warn!(%addr, "the DHT named more than {MAX_LEARNED_PER_IP} peers at one address; not dialling more of it (said once)");
@@ -231,15 +260,22 @@ fn is_self(addr: SocketAddrV4, port: u16, public: Option<SocketAddrV4>) -> bool 
 pub fn start(node: &Node, config: DhtConfig) {
     let saved = Saved::load(&config.state);
     let learned = Arc::new(Mutex::new(Learned::default()));
-    for addr in saved.peers.iter().rev() {
+    let reach = config.reach();
+    let peers: Vec<SocketAddr> = saved
+        .peers
+        .iter()
+        .copied()
+        .filter(|a| may_dial(*a, reach))
+        .collect();
+    for addr in peers.iter().rev() {
         learned.lock().expect("learned lock").remember(*addr);
     }
-    for addr in &saved.peers {
-        dial(node, &learned, *addr);
+    for addr in &peers {
+        dial(node, &learned, *addr, reach);
     }
-    if !saved.peers.is_empty() {
+    if !peers.is_empty() {
         info!(
-            peers = saved.peers.len(),
+            peers = peers.len(),
             "dialling the peers learned from the DHT last time"
         );
     }
@@ -261,18 +297,29 @@ async fn join(bootstrap: Vec<String>, saved: Vec<SocketAddr>) -> std::io::Result
 
 /// Dials `addr` until it stops answering, if the bounds allow (and it is
 /// not dialled already); whether it is dialled now.
-fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr) -> bool {
-    if !learned.lock().expect("learned lock").take(addr) {
+/// It is remembered (saved for the next start) once it completes a
+/// handshake, and held back for [`QUARANTINE`](crate::dialset::QUARANTINE)
+/// if it answers TCP but never completes one.
+fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr, reach: Reach) -> bool {
+    if !learned.lock().expect("learned lock").take(addr, reach) {
         return false;
     }
     let (task_node, learned) = (node.clone(), learned.clone());
     node.spawn(async move {
-        task_node
-            .dial_while_reachable(addr.to_string(), GIVE_UP_AFTER)
+        let on = learned.clone();
+        let on_handshake: crate::node::OnHandshake = Arc::new(move || {
+            on.lock().expect("learned lock").remember(addr);
+        });
+        let why = task_node
+            .dial_while_reachable(addr.to_string(), GIVE_UP_AFTER, Some(on_handshake))
             .await;
         let mut l = learned.lock().expect("learned lock");
         l.dialling.release(addr);
         l.recent.retain(|a| *a != addr);
+        if why == crate::node::GaveUp::NotHypernar {
+            l.not_hypernar.add(addr, Instant::now());
+            debug!(%addr, "not a hypernar node: not dialled again for a while");
+        }
     });
     true
 }
@@ -342,7 +389,7 @@ async fn run(
                         continue;
                     }
                     let addr = SocketAddr::V4(addr);
-                    if dial(&node, &learned, addr) {
+                    if dial(&node, &learned, addr, config.reach()) {
                         info!(peer = %addr, "found on the DHT");
                     }
                 }
@@ -450,19 +497,32 @@ mod tests {
     fn learned_peers_are_dialled_once_and_at_most_max_learned() {
         let mut l = Learned::default();
         let a: SocketAddr = "1.1.1.1:1".parse().unwrap();
-        assert!(l.take(a));
-        assert!(!l.take(a));
+        assert!(l.take(a, Reach::Internet));
+        assert!(!l.take(a, Reach::Internet));
+        // Local ranges only when the operator allows them.
+        let private = SocketAddr::from(([10, 9, 9, 9], 1));
+        assert!(!l.take(private, Reach::Internet));
+        assert!(l.told_range);
         // One address answering for many ports gets a few dials.
-        let many = (0..100u16).filter(|p| l.take(SocketAddr::from(([10, 9, 9, 9], *p))));
+        let many =
+            (0..100u16).filter(|p| l.take(SocketAddr::from(([10, 9, 9, 9], *p)), Reach::Anywhere));
         assert_eq!(many.count(), MAX_LEARNED_PER_IP);
         for i in 0..(MAX_LEARNED as u32 * 2) {
-            l.take(SocketAddr::from((
-                [10, 0, (i / 256) as u8, (i % 256) as u8],
-                1,
-            )));
+            l.take(
+                SocketAddr::from(([10, 0, (i / 256) as u8, (i % 256) as u8], 1)),
+                Reach::Anywhere,
+            );
         }
         assert_eq!(l.dialling.len(), MAX_LEARNED);
-        assert_eq!(l.recent.len(), MAX_LEARNED);
+        assert!(
+            l.recent.is_empty(),
+            "only peers that completed a handshake are remembered"
+        );
+        // One found to be no hypernar node is not dialled again for a while.
+        let b: SocketAddr = "1.1.1.2:1".parse().unwrap();
+        l.dialling.release(a);
+        l.not_hypernar.add(b, Instant::now());
+        assert!(!l.take(b, Reach::Internet));
     }
 
     #[test]

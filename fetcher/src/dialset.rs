@@ -2,10 +2,103 @@
 //! announcements, DHT lookups): at most so many at once, and at most so
 //! many of one IP address, so that one host announcing (or one DHT node
 //! answering with) hundreds of addresses gets a few dials and cannot crowd
-//! out real peers, nor make the node a tool against one victim. Pure.
+//! out real peers, nor make the node a tool against one victim; which
+//! address ranges may be dialled at all ([`may_dial`]); and which addresses
+//! were found not to be hypernar nodes ([`Quarantine`]). Pure.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Where an address was learned, which decides the ranges it may be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Announced on the local network (mDNS): private addresses are what
+    /// a LAN has; loopback and link-local are refused (a LAN host naming
+    /// 127.0.0.1 would make the node dial this machine's own services, and
+    /// a link-local address without its interface cannot be dialled).
+    Lan,
+    /// Found on the DHT, which anyone can write to: public addresses only.
+    Internet,
+    /// Found on the DHT with `serve --dht-allow-local`: private and
+    /// loopback too (a DHT on one site, or on one machine in tests).
+    Anywhere,
+}
+
+/// Whether an address learned as `reach` may be dialled. Never port 0, an
+/// unspecified, multicast or broadcast address.
+pub fn may_dial(addr: SocketAddr, reach: Reach) -> bool {
+    if addr.port() == 0 {
+        return false;
+    }
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let (never, local, private) = match ip {
+        IpAddr::V4(v4) => (
+            v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+            v4.is_loopback() || v4.is_link_local(),
+            is_private_v4(v4),
+        ),
+        IpAddr::V6(v6) => (
+            v6.is_unspecified() || v6.is_multicast(),
+            v6.is_loopback() || is_link_local_v6(v6),
+            (v6.segments()[0] & 0xfe00) == 0xfc00,
+        ),
+    };
+    match reach {
+        _ if never => false,
+        Reach::Anywhere => true,
+        Reach::Lan => !local,
+        Reach::Internet => !local && !private,
+    }
+}
+
+/// RFC 1918, shared address space (100.64/10) and the benchmarking range
+/// (198.18/15, which the tests use).
+fn is_private_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_private() || (a == 100 && (64..128).contains(&b)) || (a == 198 && (b & 0xfe) == 18)
+}
+
+fn is_link_local_v6(ip: Ipv6Addr) -> bool {
+    (ip.segments()[0] & 0xffc0) == 0xfe80
+}
+
+/// How long an address that accepted TCP but never completed a handshake
+/// is not dialled again, however often it is announced.
+pub const QUARANTINE: Duration = Duration::from_secs(30 * 60);
+/// Most addresses remembered so (the oldest are forgotten first).
+pub const QUARANTINE_MAX: usize = 1024;
+
+/// Addresses found not to be hypernar nodes: without this, every DHT
+/// lookup or mDNS announcement would start another round of dials.
+#[derive(Debug, Default)]
+pub struct Quarantine {
+    until: HashMap<SocketAddr, Instant>,
+}
+
+impl Quarantine {
+    /// `addr` is not a hypernar node, as of `now`.
+    pub fn add(&mut self, addr: SocketAddr, now: Instant) {
+        self.until.retain(|_, t| *t > now);
+        if self.until.len() >= QUARANTINE_MAX {
+            if let Some(oldest) = self.until.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a) {
+                self.until.remove(&oldest);
+            }
+        }
+        self.until.insert(addr, now + QUARANTINE);
+    }
+
+    /// Whether `addr` is still held back at `now`.
+    pub fn holds(&self, addr: SocketAddr, now: Instant) -> bool {
+        self.until.get(&addr).is_some_and(|t| *t > now)
+    }
+}
 
 /// Why an address is not dialled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +172,55 @@ impl DialSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learned_addresses_are_dialled_only_in_the_ranges_their_source_may_name() {
+        let table: &[(&str, [bool; 3])] = &[
+            // address            Lan    Internet Anywhere
+            ("8.8.8.8:49737", [true, true, true]),
+            ("[2001:db8::1]:49737", [true, true, true]),
+            ("192.168.1.9:49737", [true, false, true]),
+            ("10.0.0.1:49737", [true, false, true]),
+            ("172.16.0.1:49737", [true, false, true]),
+            ("100.64.0.1:49737", [true, false, true]),
+            ("198.18.0.1:49737", [true, false, true]),
+            ("[fd00::1]:49737", [true, false, true]),
+            ("127.0.0.1:49737", [false, false, true]),
+            ("[::1]:49737", [false, false, true]),
+            ("[::ffff:127.0.0.1]:49737", [false, false, true]),
+            ("169.254.169.254:80", [false, false, true]),
+            ("[fe80::1]:49737", [false, false, true]),
+            ("0.0.0.0:49737", [false, false, false]),
+            ("224.0.0.251:5353", [false, false, false]),
+            ("255.255.255.255:49737", [false, false, false]),
+            ("8.8.8.8:0", [false, false, false]),
+        ];
+        for (addr, want) in table {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let got = [Reach::Lan, Reach::Internet, Reach::Anywhere].map(|r| may_dial(addr, r));
+            assert_eq!(got, *want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn quarantined_addresses_wait_their_time_and_memory_is_bounded() {
+        let t0 = Instant::now();
+        let at = |i: u32| SocketAddr::from((Ipv4Addr::from(0xc612_0000 + i), 1));
+        let mut q = Quarantine::default();
+        q.add(at(0), t0);
+        assert!(q.holds(at(0), t0 + QUARANTINE - Duration::from_secs(1)));
+        assert!(!q.holds(at(0), t0 + QUARANTINE));
+        assert!(!q.holds(at(1), t0));
+        for i in 1..=QUARANTINE_MAX as u32 {
+            q.add(at(i), t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(q.until.len(), QUARANTINE_MAX);
+        assert!(
+            !q.holds(at(0), t0 + Duration::from_secs(2)),
+            "the oldest went first"
+        );
+        assert!(q.holds(at(QUARANTINE_MAX as u32), t0 + Duration::from_secs(2)));
+    }
 
     const MAX: usize = 64;
     const PER_IP: usize = 4;

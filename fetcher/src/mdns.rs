@@ -18,13 +18,13 @@
 //! of one IP address (one host announcing hundreds of services cannot
 //! crowd out real neighbours). More are ignored, said once in the log.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 use tracing::{debug, info, warn};
 
-use crate::dialset::{DialSet, Refused};
+use crate::dialset::{may_dial, DialSet, Quarantine, Reach, Refused};
 use crate::node::Node;
 
 /// The DNS-SD service type hypernar nodes announce and browse.
@@ -87,6 +87,7 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
     let found = daemon.browse(SERVICE)?;
     info!(id, port, "announcing this node on the local network (mDNS)");
     let dialled = Arc::new(Mutex::new(DialSet::new(MAX_DISCOVERED, MAX_PER_IP)));
+    let not_hypernar = Arc::new(Mutex::new(Quarantine::default()));
     let (own, task_node) = (id.clone(), node.clone());
     node.spawn(async move {
         let (mut told_full, mut told_ip) = (false, false);
@@ -101,13 +102,26 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
             if !should_dial(&own, theirs) {
                 continue;
             }
-            // One address per peer: IPv4 if it has one.
-            let mut addrs: Vec<IpAddr> = s.addresses.iter().map(|a| a.to_ip_addr()).collect();
+            // One address per peer, in a range a LAN may name: IPv4 if it
+            // has one.
+            let mut addrs: Vec<SocketAddr> = s
+                .addresses
+                .iter()
+                .map(|a| SocketAddr::new(a.to_ip_addr(), s.port))
+                .filter(|a| may_dial(*a, Reach::Lan))
+                .collect();
             addrs.sort_by_key(|a| (a.is_ipv6(), *a));
-            let Some(ip) = addrs.into_iter().find(|a| !a.is_unspecified()) else {
+            let Some(addr) = addrs.into_iter().next() else {
+                debug!(name = %s.fullname, "no address a LAN peer may have (loopback, link-local); ignored");
                 continue;
             };
-            let addr = SocketAddr::new(ip, s.port);
+            if not_hypernar
+                .lock()
+                .expect("quarantine lock")
+                .holds(addr, std::time::Instant::now())
+            {
+                continue;
+            }
             let taken = dialled.lock().expect("dialled lock").take(addr);
             match taken {
                 Ok(()) => {}
@@ -126,10 +140,17 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
                 }
             }
             info!(peer = %addr, id = theirs, "found on the local network");
-            let (n, d) = (task_node.clone(), dialled.clone());
+            let (n, d, q) = (task_node.clone(), dialled.clone(), not_hypernar.clone());
             task_node.spawn(async move {
-                n.dial_while_reachable(addr.to_string(), GIVE_UP_AFTER).await;
+                let why = n
+                    .dial_while_reachable(addr.to_string(), GIVE_UP_AFTER, None)
+                    .await;
                 d.lock().expect("dialled lock").release(addr);
+                if why == crate::node::GaveUp::NotHypernar {
+                    q.lock()
+                        .expect("quarantine lock")
+                        .add(addr, std::time::Instant::now());
+                }
                 debug!(peer = %addr, "a LAN peer stopped answering; dialled again if it announces itself again");
             });
         }

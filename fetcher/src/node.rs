@@ -29,6 +29,7 @@ pub mod evict;
 mod follow;
 mod pin;
 mod reach;
+pub use reach::{GaveUp, OnHandshake};
 
 use crate::hub::{self, HubEvent, HubHandle, PeerId};
 use crate::publishers::Publishers;
@@ -318,7 +319,7 @@ impl Node {
                         debug!(%addr, "peer connected");
                         let conn = node.clone();
                         node.spawn(async move {
-                            conn.run_conn(stream, false, None).await;
+                            conn.run_conn(stream, false, None, None).await;
                             drop(slot);
                         });
                     }
@@ -618,12 +619,23 @@ impl Node {
         Ok(())
     }
 
-    async fn run_conn(self, stream: TcpStream, initiator: bool, dialled: Option<String>) {
+    /// Runs one connection until it ends; whether its Noise handshake
+    /// completed (`on_handshake` is called when it does).
+    async fn run_conn(
+        self,
+        stream: TcpStream,
+        initiator: bool,
+        dialled: Option<String>,
+        on_handshake: Option<reach::OnHandshake>,
+    ) -> bool {
         let addr = stream.peer_addr().ok();
         let (traffic, _series) = crate::metrics::PeerSeries::open(&self.inner.metrics, addr);
         let (mut protocol, load) = match wire::protocol(stream, initiator) {
             Ok(p) => p,
-            Err(e) => return warn!(%e, "connection setup failed"),
+            Err(e) => {
+                warn!(%e, "connection setup failed");
+                return false;
+            }
         };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let kill = Arc::new(Notify::new());
@@ -636,7 +648,7 @@ impl Node {
                 traffic: traffic.clone(),
                 commands: protocol.commands(),
                 kill: kill.clone(),
-                dialled,
+                dialled: dialled.clone(),
                 opened: opened.clone(),
             },
         );
@@ -672,6 +684,12 @@ impl Node {
                 }
                 Some(Ok(Event::Handshake(_))) => {
                     handshaken = true;
+                    if let Some(peer) = &dialled {
+                        tracing::info!(%peer, "connected");
+                    }
+                    if let Some(f) = &on_handshake {
+                        f();
+                    }
                     let keys: Vec<[u8; 32]> = self
                         .inner
                         .feeds
@@ -742,6 +760,7 @@ impl Node {
             .lock()
             .expect("peer lock")
             .retain(|_, c| *c != id);
+        handshaken
     }
 
     async fn handle_events(self, mut rx: mpsc::Receiver<HubEvent>) {

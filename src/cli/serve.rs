@@ -130,6 +130,12 @@ pub struct Args {
         value_delimiter = ','
     )]
     dht_bootstrap: Vec<String>,
+    /// Also dial peers the DHT names in private, loopback and link-local
+    /// ranges (a DHT run on one site, or on one machine). By default only
+    /// public addresses found on the DHT are dialled: anyone can announce
+    /// any address there, and this node would dial it
+    #[arg(long)]
+    dht_allow_local: bool,
     /// Safe-path set to follow (hypernar-set1:…, repeatable): with
     /// --require-set, only paths it covers are served
     #[arg(long = "set", value_name = "SET_ID", value_delimiter = ',')]
@@ -318,6 +324,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             bootstrap: args.dht_bootstrap.clone(),
             port: addr.port(),
             state: data_dir.join("dht-peers"),
+            allow_local: args.dht_allow_local,
         };
         hypernar_fetcher::dht::start(&node, config);
         say("hypernar serve: looking for peers on the Mainline DHT (--no-dht turns it off)");

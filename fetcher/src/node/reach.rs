@@ -7,6 +7,92 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::{Node, CONNECT_TIMEOUT};
+
+/// Called when a dialled connection completes the Noise handshake.
+pub type OnHandshake = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// How one dial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// No TCP connection (refused, timed out), or the address is banned.
+    Refused,
+    /// TCP connected but the Noise handshake never completed: whatever
+    /// listens there (a web server, sshd) is not a hypernar node.
+    NoHandshake,
+    /// A hypernar node, until the connection ended.
+    Handshaken,
+}
+
+/// Why a learned address was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaveUp {
+    /// Nothing answered (gone, or never there).
+    NoAnswer,
+    /// Something answered TCP but no attempt in the run completed a
+    /// handshake: not a hypernar node. Not worth dialling again soon.
+    NotHypernar,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    Wait(Duration),
+    GiveUp(GaveUp),
+}
+
+/// First wait after an attempt, doubled after each failure up to
+/// [`REDIAL_MAX`]; reset by a handshake.
+pub(crate) const REDIAL_FIRST: Duration = Duration::from_millis(250);
+pub(crate) const REDIAL_MAX: Duration = Duration::from_secs(10);
+
+/// When to dial an address again (pure). A failed handshake counts as a
+/// failure like a refused connect: before, a TCP connect alone reset the
+/// count, so an address that accepts TCP but is no hypernar node was dialled
+/// about four times a second for ever.
+#[derive(Debug)]
+pub(crate) struct Redial {
+    give_up_after: Option<u32>,
+    failed: u32,
+    accepted: u32,
+    wait: Duration,
+}
+
+impl Redial {
+    pub(crate) fn new(give_up_after: Option<u32>) -> Self {
+        Redial {
+            give_up_after,
+            failed: 0,
+            accepted: 0,
+            wait: REDIAL_FIRST,
+        }
+    }
+
+    pub(crate) fn ended(&mut self, attempt: Attempt) -> Next {
+        match attempt {
+            Attempt::Handshaken => {
+                self.failed = 0;
+                self.accepted = 0;
+                self.wait = REDIAL_FIRST;
+            }
+            Attempt::NoHandshake => {
+                self.failed = self.failed.saturating_add(1);
+                self.accepted = self.accepted.saturating_add(1);
+            }
+            Attempt::Refused => self.failed = self.failed.saturating_add(1),
+        }
+        if self.give_up_after.is_some_and(|n| self.failed >= n) {
+            return Next::GiveUp(if self.accepted > 0 {
+                GaveUp::NotHypernar
+            } else {
+                GaveUp::NoAnswer
+            });
+        }
+        let wait = self.wait;
+        if attempt != Attempt::Handshaken {
+            self.wait = (self.wait * 2).min(REDIAL_MAX);
+        }
+        Next::Wait(wait)
+    }
+}
 use crate::hub::HubHandle;
 
 impl Node {
@@ -22,49 +108,68 @@ impl Node {
     }
 
     pub(super) async fn dial_forever(self, addr: String) {
-        self.dial_while(addr, None).await
+        self.dial_while(addr, None, None).await;
     }
 
     /// Dials `addr` and keeps it connected, like [`Node::dial`], until
-    /// `attempts` connects in a row fail (or the address is banned): for
-    /// peers learned from others, which may be gone. Resolves then.
-    pub async fn dial_while_reachable(&self, addr: String, attempts: u32) {
-        self.clone().dial_while(addr, Some(attempts.max(1))).await
+    /// `attempts` in a row fail (no TCP connection, no Noise handshake, or
+    /// the address is banned): for peers learned from others, which may be
+    /// gone or not hypernar nodes at all. `on_handshake` runs each time a
+    /// connection completes the handshake. Resolves when it gives up.
+    pub async fn dial_while_reachable(
+        &self,
+        addr: String,
+        attempts: u32,
+        on_handshake: Option<OnHandshake>,
+    ) -> GaveUp {
+        self.clone()
+            .dial_while(addr, Some(attempts.max(1)), on_handshake)
+            .await
     }
 
-    async fn dial_while(self, addr: String, give_up_after: Option<u32>) {
-        let mut backoff = Duration::from_millis(250);
-        let mut failed = 0u32;
+    async fn dial_while(
+        self,
+        addr: String,
+        give_up_after: Option<u32>,
+        on_handshake: Option<OnHandshake>,
+    ) -> GaveUp {
+        let mut redial = Redial::new(give_up_after);
         loop {
-            if self.is_banned(&addr) {
-                failed = failed.saturating_add(1);
+            let attempt = if self.is_banned(&addr) {
+                Attempt::Refused
             } else {
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
                     Ok(Ok(stream)) => {
-                        info!(peer = %addr, "connected");
-                        backoff = Duration::from_millis(250);
-                        failed = 0;
-                        self.clone()
-                            .run_conn(stream, true, Some(addr.clone()))
+                        debug!(peer = %addr, "TCP connected");
+                        let handshaken = self
+                            .clone()
+                            .run_conn(stream, true, Some(addr.clone()), on_handshake.clone())
                             .await;
-                        info!(peer = %addr, "disconnected");
+                        if handshaken {
+                            info!(peer = %addr, "disconnected");
+                            Attempt::Handshaken
+                        } else {
+                            debug!(peer = %addr, "no Noise handshake: not a hypernar node, or not now");
+                            Attempt::NoHandshake
+                        }
                     }
                     Ok(Err(e)) => {
-                        failed = failed.saturating_add(1);
                         debug!(peer = %addr, %e, "connect failed");
+                        Attempt::Refused
                     }
                     Err(_) => {
-                        failed = failed.saturating_add(1);
                         debug!(peer = %addr, "connect timed out");
+                        Attempt::Refused
                     }
                 }
+            };
+            match redial.ended(attempt) {
+                Next::Wait(wait) => tokio::time::sleep(wait).await,
+                Next::GiveUp(why) => {
+                    debug!(peer = %addr, ?why, "giving up on a learned peer");
+                    return why;
+                }
             }
-            if give_up_after.is_some_and(|n| failed >= n) {
-                debug!(peer = %addr, failed, "giving up on a learned peer");
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 
@@ -117,5 +222,53 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_handshakes_count_back_off_and_give_up_like_refused_connects() {
+        let mut r = Redial::new(Some(5));
+        let waits: Vec<Next> = (0..5).map(|_| r.ended(Attempt::NoHandshake)).collect();
+        assert_eq!(
+            waits,
+            vec![
+                Next::Wait(Duration::from_millis(250)),
+                Next::Wait(Duration::from_millis(500)),
+                Next::Wait(Duration::from_secs(1)),
+                Next::Wait(Duration::from_secs(2)),
+                Next::GiveUp(GaveUp::NotHypernar),
+            ]
+        );
+        let mut r = Redial::new(Some(2));
+        assert_eq!(r.ended(Attempt::Refused), Next::Wait(REDIAL_FIRST));
+        assert_eq!(r.ended(Attempt::Refused), Next::GiveUp(GaveUp::NoAnswer));
+    }
+
+    #[test]
+    fn a_handshake_resets_the_count_and_the_wait() {
+        let mut r = Redial::new(Some(3));
+        r.ended(Attempt::NoHandshake);
+        r.ended(Attempt::Refused);
+        assert_eq!(r.ended(Attempt::Handshaken), Next::Wait(REDIAL_FIRST));
+        assert_eq!(r.ended(Attempt::Refused), Next::Wait(REDIAL_FIRST));
+        assert_eq!(r.ended(Attempt::Refused), Next::Wait(REDIAL_FIRST * 2));
+        assert_eq!(r.ended(Attempt::Refused), Next::GiveUp(GaveUp::NoAnswer));
+    }
+
+    #[test]
+    fn configured_peers_are_dialled_for_ever_at_most_every_ten_seconds() {
+        let mut r = Redial::new(None);
+        let mut last = Duration::ZERO;
+        for _ in 0..1000 {
+            match r.ended(Attempt::NoHandshake) {
+                Next::Wait(w) => last = w,
+                Next::GiveUp(_) => panic!("a configured peer is never given up"),
+            }
+        }
+        assert_eq!(last, REDIAL_MAX);
     }
 }
