@@ -177,6 +177,13 @@ pub enum NarInfoError {
     NotUtf8,
     #[error("narinfo line {0} has no `Key: value` form")]
     Line(usize),
+    #[error(
+        "narinfo line {0} has no space after its colon: Nix reads a value from the second \
+         character after the colon, so it would read another value than we do"
+    )]
+    NoSpace(usize),
+    #[error("narinfo line {0} holds a control character (a carriage return, a tab, ...)")]
+    Control(usize),
     #[error("narinfo lacks the required field {0}")]
     Missing(&'static str),
     #[error("narinfo repeats the field {0}")]
@@ -194,7 +201,13 @@ pub enum NarInfoError {
 }
 
 impl NarInfo {
-    /// Parses narinfo text. Unknown keys are ignored, as Nix does.
+    /// Parses narinfo text. Unknown keys are ignored, as Nix does. Each
+    /// line is read as Nix reads it (`nar-info.cc`): the key up to the
+    /// first colon, the value from the second character after it to the
+    /// end of the line, verbatim. Where Nix would read something else than
+    /// a plain reading (no space after the colon: `NarSize:12345` is 2345 to
+    /// Nix), or a value holds a control character (a CR of CRLF line ends,
+    /// which Nix keeps in the value), the narinfo is refused.
     pub fn parse(bytes: &[u8]) -> Result<Self, NarInfoError> {
         if bytes.len() > MAX_NARINFO_LEN {
             return Err(NarInfoError::TooLarge(bytes.len()));
@@ -223,12 +236,15 @@ impl NarInfo {
                 .map_err(|_| NarInfoError::Size(v.to_owned()))
         };
 
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
+        for (n, line) in text.split('\n').enumerate() {
+            if line.is_empty() {
                 continue;
             }
+            if line.chars().any(char::is_control) {
+                return Err(NarInfoError::Control(n + 1));
+            }
             let (key, value) = line.split_once(':').ok_or(NarInfoError::Line(n + 1))?;
-            let value = value.trim();
+            let value = value.strip_prefix(' ').ok_or(NarInfoError::NoSpace(n + 1))?;
             match key {
                 "StorePath" => once(&mut store_path, key, StorePath::parse(value)?)?,
                 "URL" => {
@@ -401,6 +417,20 @@ Sig: test1:ZtvryDxbqhxp3t5JOJj/T3W7/E7TatJwdDzDbhL/ApbeN6bO4ynvL9FkYhMZ6aHa0NrC6
             ("Compression: lz4\n", |e| matches!(e, NarInfoError::Compression(_))),
             ("URL: ../../etc/passwd\n", |e| matches!(e, NarInfoError::Url(_))),
             ("References: notapath\n", |e| matches!(e, NarInfoError::StorePath(_))),
+            // Nix reads `NarSize:12345` as 2345: refused, not read as 12345.
+            ("NarSize:12345\n", |e| matches!(e, NarInfoError::NoSpace(1))),
+            ("URL: x\nSig:k:abc\n", |e| matches!(e, NarInfoError::NoSpace(2))),
+            // Nix keeps a CR in the value; a control character could
+            // smuggle a line into what we render.
+            ("NarSize: 12345\r\n", |e| matches!(e, NarInfoError::Control(1))),
+            ("Sig: k:a\tb\n", |e| matches!(e, NarInfoError::Control(1))),
+            ("Deriver: a\u{1b}[2Jb.drv\n", |e| matches!(e, NarInfoError::Control(1))),
+            ("CA: \0\n", |e| matches!(e, NarInfoError::Control(1))),
+            ("CA: x\u{7f}\n", |e| matches!(e, NarInfoError::Control(1))),
+            ("CA: x\u{85}\n", |e| matches!(e, NarInfoError::Control(1))),
+            // And the value is what follows ": ", verbatim, as for Nix.
+            ("NarSize:  12345\n", |e| matches!(e, NarInfoError::Size(_))),
+            ("NarSize: 12345 \n", |e| matches!(e, NarInfoError::Size(_))),
         ];
         for (text, check) in cases {
             let err = NarInfo::parse(text.as_bytes()).unwrap_err();

@@ -291,9 +291,14 @@ impl Record {
                 if h.magic != FEED_MAGIC {
                     return Err(RecordError::Invalid("feed header magic"));
                 }
+                plain(&h.name)?;
                 Record::Header(h)
             }
-            KIND_FEED => Record::Feed(postcard::from_bytes(body)?),
+            KIND_FEED => {
+                let d: FeedDecl = postcard::from_bytes(body)?;
+                plain(&d.name)?;
+                Record::Feed(d)
+            }
             KIND_PATH => {
                 let p: PathRecord = postcard::from_bytes(body)?;
                 let layout = p
@@ -307,6 +312,11 @@ impl Record {
                 }
                 if p.wrapped_key.sealed.len() != 48 {
                     return Err(RecordError::Invalid("wrapped key length"));
+                }
+                // These are rendered into narinfo lines for Nix: a line
+                // break would add lines of the publisher's choosing.
+                for s in p.deriver.iter().chain(&p.ca).chain(&p.sigs) {
+                    plain(s)?;
                 }
                 Record::Path(Box::new(p))
             }
@@ -331,6 +341,14 @@ impl Record {
         };
         Ok(record)
     }
+}
+
+/// A record string holds no control character (CR, LF, tab, escapes).
+fn plain(s: &str) -> Result<(), RecordError> {
+    if s.chars().any(char::is_control) {
+        return Err(RecordError::Invalid("a string holds a control character"));
+    }
+    Ok(())
 }
 
 fn wrap_aead(wrap_key: &[u8; 32]) -> LessSafeKey {
@@ -503,6 +521,22 @@ mod tests {
         let mut block = Record::Path(Box::new(sample_path(10))).encode();
         block.truncate(block.len() - 3);
         assert!(matches!(Record::decode(&block), Err(RecordError::Body(_))));
+        // A line break (or any control character) in a string that becomes
+        // a narinfo line.
+        for bad in ["k:abc\nURL: elsewhere", "k:abc\r", "k:\u{1b}[2J", "k:\0"] {
+            let mut p = sample_path(10);
+            p.sigs.push(bad.into());
+            let block = Record::Path(Box::new(p)).encode();
+            assert!(matches!(Record::decode(&block), Err(RecordError::Invalid(_))), "{bad:?}");
+            let mut p = sample_path(10);
+            p.deriver = Some(bad.into());
+            assert!(Record::decode(&Record::Path(Box::new(p)).encode()).is_err());
+            let mut p = sample_path(10);
+            p.ca = Some(bad.into());
+            assert!(Record::decode(&Record::Path(Box::new(p)).encode()).is_err());
+            let h = FeedHeader::new(FeedRole::Index, [0; 32], bad);
+            assert!(Record::decode(&Record::Header(h).encode()).is_err());
+        }
         let bad_magic = FeedHeader {
             magic: "other".into(),
             ..FeedHeader::new(FeedRole::Index, [0; 32], "index")
