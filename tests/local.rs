@@ -174,3 +174,59 @@ impl World {
         assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to uid"));
     }
 }
+
+/// The control socket (through which `publish` reaches a running serve)
+/// is 0600 from the start, and even when an operator loosens it and its
+/// directory, a process of another user is closed without an answer.
+#[test]
+fn the_control_socket_answers_only_its_owner() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&demo_paths());
+    set_mode(w.tmp.path(), 0o755);
+    w.publish_ok(&["--all"]);
+    let srv = serve(
+        &w.data,
+        &["--http", "none"],
+        &[("RUST_LOG", "hypernar=info,hypernar_fetcher=info")],
+    );
+    let sock = w.data.join("control.sock");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < until, "no control socket");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mode = std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    set_mode(&w.data, 0o755);
+    set_mode(&sock, 0o666);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args([
+            "/usr/bin/python3",
+            "-c",
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_UNIX)\n\
+             s.connect(sys.argv[1])\n\
+             s.settimeout(10)\n\
+             try:\n  s.sendall(b'\\x00\\x00\\x00\\x02\\x01\\x00')\n\
+             except OSError: pass\n\
+             try: print(len(s.recv(100)))\n\
+             except OSError: print(0)\n",
+            s(&sock),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    wait_for_log(&srv, "a process of another user connected", 10);
+}

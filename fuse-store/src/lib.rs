@@ -26,6 +26,7 @@
 //! `stat` and `readdir` never read a segment.
 
 pub mod cache;
+pub mod mountinfo;
 pub mod table;
 
 use std::ffi::OsStr;
@@ -97,12 +98,26 @@ pub trait Source: Send + Sync + 'static {
     fn listing(&self, path: &PathInfo) -> Result<Arc<Listing>, SourceError>;
 }
 
+/// Who may read the view. What it shows is every path this node can
+/// decrypt, private audiences' included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Only the user who mounted it (FUSE's default).
+    #[default]
+    Owner,
+    /// That user and root (`allow_root`): what a nix-daemon, which reads
+    /// as root, needs, and no more. A non-root mount needs
+    /// `user_allow_other` in /etc/fuse.conf.
+    RootAndOwner,
+    /// Every local user (`allow_other`).
+    Everyone,
+}
+
 /// How the view is mounted.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Let other users (the nix-daemon runs as root) read the mount:
-    /// `allow_other` (non-root needs `user_allow_other` in /etc/fuse.conf).
-    pub allow_other: bool,
+    /// Who besides the mounting user may read the view.
+    pub access: Access,
     /// Bytes of decrypted segments kept in memory.
     pub cache_bytes: usize,
     /// Segments fetched ahead of a sequential reader.
@@ -114,7 +129,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            allow_other: false,
+            access: Access::Owner,
             cache_bytes: 64 << 20,
             read_ahead: 8,
             threads: 8,
@@ -664,55 +679,45 @@ impl Drop for Mounted {
 
 /// Clears a mount left at `at` by a process that died (its `stat` then
 /// fails with "transport endpoint is not connected"); returns whether one
-/// was there.
+/// was there. Only a hypernar view is cleared: another dead file system there (or a
+/// path whose mount is not ours) is left alone, and mounting then fails as
+/// busy.
 pub fn clear_stale_mount(at: &Path) -> bool {
     // The kernel may still answer `stat` from its cache; listing asks the
     // (dead) filesystem.
     let dead = |r: io::Result<()>| r.is_err_and(|e| e.raw_os_error() == Some(libc_enotconn()));
-    match dead(std::fs::metadata(at).map(drop)) || dead(std::fs::read_dir(at).map(drop)) {
-        true => {
-            warn!(at = %at.display(), "a stale mount from an earlier run is there; unmounting it");
-            for cmd in [
-                vec!["fusermount3", "-u", "-z"],
-                vec!["fusermount", "-u", "-z"],
-                vec!["umount", "-l"],
-            ] {
-                let ok = std::process::Command::new(cmd[0])
-                    .args(&cmd[1..])
-                    .arg(at)
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ok {
-                    break;
-                }
-            }
-            true
-        }
-        false => false,
+    if !(dead(std::fs::metadata(at).map(drop)) || dead(std::fs::read_dir(at).map(drop))) {
+        return false;
     }
+    match mountinfo::entry_at(at) {
+        Some(e) if e.is_hypernar() => {}
+        other => {
+            warn!(at = %at.display(), mounted = ?other.map(|e| e.fstype), "a dead mount that is not a hypernar view is there; leaving it alone");
+            return false;
+        }
+    }
+    warn!(at = %at.display(), "a stale mount from an earlier run is there; unmounting it");
+    for cmd in [
+        vec!["fusermount3", "-u", "-z"],
+        vec!["fusermount", "-u", "-z"],
+        vec!["umount", "-l"],
+    ] {
+        let ok = std::process::Command::new(cmd[0])
+            .args(&cmd[1..])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            break;
+        }
+    }
+    true
 }
 
-/// Whether something is mounted on `at` (per /proc/self/mountinfo, whose
-/// mount points escape space, tab, newline and backslash in octal).
+/// Whether something is mounted on `at` (per /proc/self/mountinfo).
 fn is_mount_point(at: &Path) -> bool {
-    let Ok(at) = std::fs::canonicalize(at) else {
-        return false;
-    };
-    let mut want = String::new();
-    for c in at.to_string_lossy().chars() {
-        match c {
-            ' ' => want.push_str("\\040"),
-            '\t' => want.push_str("\\011"),
-            '\n' => want.push_str("\\012"),
-            '\\' => want.push_str("\\134"),
-            c => want.push(c),
-        }
-    }
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    mountinfo::entry_at(at).is_some()
 }
 
 /// `ENOTCONN` on Linux.
@@ -723,8 +728,29 @@ const fn libc_enotconn() -> i32 {
 /// Mounts the view of `source` on `at` (an empty directory; a stale mount
 /// there is cleared first) in background threads.
 pub fn mount(source: Arc<dyn Source>, at: &Path, opts: &Options) -> Result<Mounted, MountError> {
-    clear_stale_mount(at);
     let shown = at.display().to_string();
+    // As root, a mount point someone else controls could be swapped for
+    // a link to anywhere between our checks and the mount.
+    if let Ok(meta) = std::fs::symlink_metadata(at) {
+        use std::os::unix::fs::MetadataExt;
+        if meta.file_type().is_symlink() {
+            return Err(MountError::MountPoint(
+                shown,
+                "it is a symbolic link: name the directory itself".into(),
+            ));
+        }
+        let me = hypernar_feed::private::euid();
+        if me == 0 && meta.uid() != 0 {
+            return Err(MountError::MountPoint(
+                shown,
+                format!(
+                    "it belongs to uid {}: as root, mount only on a directory root owns",
+                    meta.uid()
+                ),
+            ));
+        }
+    }
+    clear_stale_mount(at);
     if is_mount_point(at) {
         return Err(MountError::Busy(shown));
     }
@@ -748,9 +774,11 @@ pub fn mount(source: Arc<dyn Source>, at: &Path, opts: &Options) -> Result<Mount
         MountOption::FSName("hypernar".into()),
         MountOption::Subtype("hypernar".into()),
     ];
-    if opts.allow_other {
-        config.acl = SessionACL::All;
-    }
+    config.acl = match opts.access {
+        Access::Owner => SessionACL::Owner,
+        Access::RootAndOwner => SessionACL::RootAndOwner,
+        Access::Everyone => SessionACL::All,
+    };
     config.n_threads = Some(opts.threads.max(1));
     let view = View::new(source, opts);
     let session = fuser::spawn_mount(view, at, &config)

@@ -1,5 +1,8 @@
 //! The control socket of `hypernar serve`: `DATA/control.sock`, a Unix
-//! socket only its owner can use (mode 0600). It lets `hypernar publish`
+//! socket only its owner can use: it is created under the process's 077
+//! umask (so it is never reachable by others, not even between bind and
+//! chmod), set to 0600, in a 0700 directory, and a connecting process of
+//! another uid (root aside) is closed without a word. It lets `hypernar publish`
 //! publish into a data directory a running serve holds, through the
 //! serve's feed hubs, so new paths reach connected peers at once.
 //!
@@ -39,6 +42,7 @@ pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
     let listener =
         UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let me = hypernar_feed::private::euid();
     let dir = dir.to_owned();
     let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
     let tasks = node.clone();
@@ -48,7 +52,20 @@ pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => {
                     failures = 0;
-                    stream
+                    match stream.peer_cred().map(|c| c.uid()) {
+                        Ok(uid) if uid == me || uid == 0 => stream,
+                        Ok(uid) => {
+                            warn!(
+                                uid,
+                                "control socket: a process of another user connected; closed"
+                            );
+                            continue;
+                        }
+                        Err(e) => {
+                            warn!(%e, "control socket: cannot tell who connected; closed");
+                            continue;
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors, say: back off, log rarely.

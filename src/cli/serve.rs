@@ -102,8 +102,14 @@ pub struct Args {
     /// written to disk). Nix reads it as `file://DIR`
     #[arg(long, value_name = "DIR")]
     pub(super) mount: Option<std::path::PathBuf>,
-    /// Let other users read the mount (a nix-daemon reads as root); a
-    /// non-root user needs `user_allow_other` in /etc/fuse.conf
+    /// Let root read the mount too: what a nix-daemon (which reads as
+    /// root) needs. A non-root user needs `user_allow_other` in
+    /// /etc/fuse.conf
+    #[arg(long, conflicts_with = "mount_allow_other")]
+    mount_allow_root: bool,
+    /// Let every local user read the mount, and so every path this node can
+    /// decrypt (private audiences' too); --mount-allow-root is enough for
+    /// a nix-daemon
     #[arg(long)]
     mount_allow_other: bool,
     /// MiB of decrypted segments the mount keeps in memory
@@ -303,7 +309,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 std::time::Duration::from_secs(args.peer_deadline.max(1)),
             );
             let opts = hypernar_fuse_store::Options {
-                allow_other: args.mount_allow_other,
+                access: if args.mount_allow_other {
+                    hypernar_fuse_store::Access::Everyone
+                } else if args.mount_allow_root {
+                    hypernar_fuse_store::Access::RootAndOwner
+                } else {
+                    hypernar_fuse_store::Access::Owner
+                },
                 cache_bytes: args.mount_cache.saturating_mul(1 << 20),
                 ..Default::default()
             };

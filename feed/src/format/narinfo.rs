@@ -244,7 +244,9 @@ impl NarInfo {
                 return Err(NarInfoError::Control(n + 1));
             }
             let (key, value) = line.split_once(':').ok_or(NarInfoError::Line(n + 1))?;
-            let value = value.strip_prefix(' ').ok_or(NarInfoError::NoSpace(n + 1))?;
+            let value = value
+                .strip_prefix(' ')
+                .ok_or(NarInfoError::NoSpace(n + 1))?;
             match key {
                 "StorePath" => once(&mut store_path, key, StorePath::parse(value)?)?,
                 "URL" => {

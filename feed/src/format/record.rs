@@ -527,7 +527,10 @@ mod tests {
             let mut p = sample_path(10);
             p.sigs.push(bad.into());
             let block = Record::Path(Box::new(p)).encode();
-            assert!(matches!(Record::decode(&block), Err(RecordError::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(Record::decode(&block), Err(RecordError::Invalid(_))),
+                "{bad:?}"
+            );
             let mut p = sample_path(10);
             p.deriver = Some(bad.into());
             assert!(Record::decode(&Record::Path(Box::new(p)).encode()).is_err());
