@@ -167,7 +167,12 @@ async fn hostile_listener(
         };
         let (answered, closed) = (answered.clone(), closed.clone());
         tokio::spawn(async move {
-            let (mut protocol, load) = hypernar_fetcher::wire::protocol(stream, false).unwrap();
+            let (mut protocol, load) = hypernar_fetcher::wire::protocol(
+                stream,
+                false,
+                &hypernar_fetcher::wire::noise_keypair().unwrap(),
+            )
+            .unwrap();
             loop {
                 // The socket's end shows in the connection's Load (see wire.rs).
                 let ev = tokio::select! {
@@ -276,7 +281,12 @@ fn a_hostile_peer_is_dropped_and_the_honest_fetch_completes() {
 /// closed the connection, and whether it did.
 async fn flood(addr: String, key: [u8; 32], per_sec: u64, secs: u64) -> (u64, bool) {
     let stream = TcpStream::connect(&addr).await.unwrap();
-    let (mut protocol, _) = hypernar_fetcher::wire::protocol(stream, true).unwrap();
+    let (mut protocol, _) = hypernar_fetcher::wire::protocol(
+        stream,
+        true,
+        &hypernar_fetcher::wire::noise_keypair().unwrap(),
+    )
+    .unwrap();
     protocol.open(key).await.unwrap();
     let sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -516,7 +526,12 @@ fn a_peer_that_stops_reading_and_keeps_sending_cannot_fill_our_memory() {
     let (mute2, sent2) = (mute.clone(), sent.clone());
     let attacker = rt.spawn(async move {
         let stream = TcpStream::connect(&proxy).await.unwrap();
-        let (mut protocol, _) = hypernar_fetcher::wire::protocol(stream, true).unwrap();
+        let (mut protocol, _) = hypernar_fetcher::wire::protocol(
+            stream,
+            true,
+            &hypernar_fetcher::wire::noise_keypair().unwrap(),
+        )
+        .unwrap();
         protocol.open(key).await.unwrap();
         let started = Instant::now();
         let mut task = None;

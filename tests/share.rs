@@ -26,7 +26,12 @@ struct Seen {
 async fn observe(addr: &str, key: [u8; 32], ask: &[u64], at_least: Duration) -> Seen {
     let started = Instant::now();
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut protocol, _) = hypernar_fetcher::wire::protocol(stream, true).unwrap();
+    let (mut protocol, _) = hypernar_fetcher::wire::protocol(
+        stream,
+        true,
+        &hypernar_fetcher::wire::noise_keypair().unwrap(),
+    )
+    .unwrap();
     protocol.open(key).await.unwrap();
     let mut seen = Seen {
         announced: vec![],

@@ -188,7 +188,12 @@ fn a_peer_that_asks_for_blocks_and_reads_none_cannot_fill_our_memory() {
     let (tx, rx) = std::sync::mpsc::channel();
     let holder = rt.spawn(async move {
         let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let (mut protocol, _) = hypernar_fetcher::wire::protocol(stream, true).unwrap();
+        let (mut protocol, _) = hypernar_fetcher::wire::protocol(
+            stream,
+            true,
+            &hypernar_fetcher::wire::noise_keypair().unwrap(),
+        )
+        .unwrap();
         protocol.open(key).await.unwrap();
         let mut tx = Some(tx);
         loop {
@@ -527,4 +532,91 @@ fn requests_to_a_silent_peer_time_out_and_go_to_another() {
         "fetched around a silent peer in {:?}, {timed_out} requests timed out",
         started.elapsed()
     );
+}
+
+fn connections(base: &str) -> u64 {
+    let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("hypernar_peer_connections"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Two nodes that each dial the other (`--peer` on both sides, as with
+/// `--peer` and mDNS together) keep one connection, the same one on both
+/// sides; a node that names one peer by two addresses keeps one too. Two
+/// connections made the seed send blocks twice.
+#[test]
+fn nodes_keep_one_connection_per_remote_node() {
+    let w = World::new(&hypernar_publisher::sample::demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    // B's port, chosen before B runs so A can name it (A dials until B is up).
+    let pb = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let b_addr = format!("127.0.0.1:{pb}");
+    let a = serve(&w.data, &["--trust", &id, "--peer", &b_addr], &[]);
+    let a_port = a.addr.rsplit(':').next().unwrap().to_owned();
+    let b = serve(
+        &w.tmp.path().join("b"),
+        &["--trust", &id, "--listen", &b_addr, "--peer", &a.addr],
+        &[],
+    );
+    // C names A twice: by IP and by name.
+    let localhost = format!("localhost:{a_port}");
+    let c = serve(
+        &w.tmp.path().join("c"),
+        &["--trust", &id, "--peer", &a.addr, "--peer", &localhost],
+        &[],
+    );
+    let (ah, bh, ch) = (
+        a.http.clone().unwrap(),
+        b.http.clone().unwrap(),
+        c.http.clone().unwrap(),
+    );
+    // Both of A's dials to B and B's to A have been made by then (A's
+    // backoff: 0.25, 0.5, 1, 2 s while B starts).
+    let hash = w
+        .path("demo-dataset")
+        .info
+        .store_path
+        .hash_part()
+        .to_owned();
+    wait_for_status(&bh, &format!("/{hash}.narinfo"), 200, 20);
+    wait_for_status(&ch, &format!("/{hash}.narinfo"), 200, 20);
+    std::thread::sleep(Duration::from_secs(4));
+    for _ in 0..10 {
+        assert_eq!(
+            connections(&bh),
+            1,
+            "B: {}",
+            std::fs::read_to_string(&b.log).unwrap()
+        );
+        assert_eq!(
+            connections(&ch),
+            1,
+            "C: {}",
+            std::fs::read_to_string(&c.log).unwrap()
+        );
+        assert_eq!(
+            connections(&ah),
+            2,
+            "A (to B and C): {}",
+            std::fs::read_to_string(&a.log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // And the one kept carries the paths.
+    for (base, name) in [(&bh, "demo-dataset"), (&ch, "hello-2.12")] {
+        let hash = w.path(name).info.store_path.hash_part().to_owned();
+        let r = wait_for_status(base, &format!("/{hash}.narinfo"), 200, 20);
+        let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+            .unwrap()
+            .url;
+        let nar = http(base, "GET", &format!("/{url}"), &[]);
+        assert!(nar.body == w.path(name).nar, "{name} differs");
+    }
 }

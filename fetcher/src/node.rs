@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+mod dedup;
 pub mod evict;
 mod follow;
 mod pin;
@@ -112,6 +113,8 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot make this node's Noise key: {0}")]
+    NoiseKey(String),
 }
 
 struct FeedEntry {
@@ -146,6 +149,12 @@ struct Inner {
     peer_conn: Mutex<HashMap<PeerId, u64>>,
     banned: Mutex<HashMap<String, Instant>>,
     next_id: AtomicU64,
+    /// This process's Noise static key, on every connection.
+    noise: hypercore_handshake::state_machine::hc_specific::Keypair,
+    /// Its public half.
+    noise_public: [u8; 32],
+    /// The connection kept to each remote node (`node/dedup.rs`).
+    remotes: Mutex<dedup::Remotes>,
     events: mpsc::Sender<HubEvent>,
     publishers: Publishers,
     /// Feeds replicated in full (trusted indexes, key feeds, mirrors), for
@@ -231,6 +240,8 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let store = FeedStore::open(&config.data_dir)?;
         let (events, events_rx) = mpsc::channel(64);
+        let noise = hypercore_handshake::state_machine::hc_specific::generate_keypair()
+            .map_err(|e| NodeError::NoiseKey(e.to_string()))?;
         let inner = Arc::new(Inner {
             store,
             mirror: config.mirror,
@@ -239,6 +250,13 @@ impl Node {
             peer_conn: Mutex::new(HashMap::new()),
             banned: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            noise_public: noise
+                .public
+                .as_slice()
+                .try_into()
+                .expect("a 32-byte Noise key"),
+            noise,
+            remotes: Mutex::new(dedup::Remotes::default()),
             events,
             publishers: Publishers::default(),
             eager: Mutex::new(Vec::new()),
@@ -619,24 +637,27 @@ impl Node {
         Ok(())
     }
 
-    /// Runs one connection until it ends; whether its Noise handshake
-    /// completed (`on_handshake` is called when it does).
+    /// Runs one connection until it ends; how it went (`on_handshake` is
+    /// called when its handshake completes and it is kept).
     async fn run_conn(
         self,
         stream: TcpStream,
         initiator: bool,
         dialled: Option<String>,
         on_handshake: Option<reach::OnHandshake>,
-    ) -> bool {
+    ) -> reach::ConnEnd {
         let addr = stream.peer_addr().ok();
         let (traffic, _series) = crate::metrics::PeerSeries::open(&self.inner.metrics, addr);
-        let (mut protocol, load) = match wire::protocol(stream, initiator) {
+        let (mut protocol, load) = match wire::protocol(stream, initiator, &self.inner.noise) {
             Ok(p) => p,
             Err(e) => {
                 warn!(%e, "connection setup failed");
-                return false;
+                return reach::ConnEnd::NoHandshake;
             }
         };
+        let ended = Arc::new(Notify::new());
+        let mut remote_key: Option<[u8; 32]> = None;
+        let mut outcome = reach::ConnEnd::NoHandshake;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let kill = Arc::new(Notify::new());
         let opened = Arc::new(Mutex::new(HashSet::new()));
@@ -682,8 +703,25 @@ impl Node {
                     debug!(conn = id, %e, "connection closed");
                     break;
                 }
-                Some(Ok(Event::Handshake(_))) => {
+                Some(Ok(Event::Handshake(remote))) => {
                     handshaken = true;
+                    let admit = self.inner.remotes.lock().expect("remotes lock").admit(
+                        &self.inner.noise_public,
+                        remote,
+                        dedup::Registered {
+                            id,
+                            we_initiated: initiator,
+                            kill: kill.clone(),
+                            ended: ended.clone(),
+                        },
+                    );
+                    if let dedup::Admit::Close { kept } = admit {
+                        debug!(conn = id, peer = ?dialled, "a second connection to a node already connected (or to this node itself); closing it");
+                        outcome = reach::ConnEnd::Duplicate(kept);
+                        break;
+                    }
+                    remote_key = Some(remote);
+                    outcome = reach::ConnEnd::Handshaken;
                     if let Some(peer) = &dialled {
                         tracing::info!(%peer, "connected");
                     }
@@ -760,7 +798,15 @@ impl Node {
             .lock()
             .expect("peer lock")
             .retain(|_, c| *c != id);
-        handshaken
+        if let Some(remote) = remote_key {
+            self.inner
+                .remotes
+                .lock()
+                .expect("remotes lock")
+                .ended(&remote, id);
+        }
+        ended.notify_waiters();
+        outcome
     }
 
     async fn handle_events(self, mut rx: mpsc::Receiver<HubEvent>) {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::task::AtomicWaker;
 use futures::{Sink, Stream};
-use hypercore_handshake::state_machine::{hc_specific::generate_keypair, SecStream};
+use hypercore_handshake::state_machine::{hc_specific::Keypair, SecStream};
 use hypercore_handshake::Cipher;
 use hypercore_protocol::Protocol;
 use tokio::net::TcpStream;
@@ -289,19 +289,31 @@ impl Sink<Vec<u8>> for FramedTcp {
     }
 }
 
-/// Wraps a connected TCP stream in the Hypercore protocol. The dialling
-/// side is the Noise initiator.
-/// The replication protocol over `stream`, and the connection's [`Load`].
-pub fn protocol(stream: TcpStream, initiator: bool) -> Result<(Protocol, Arc<Load>), WireError> {
+pub use hypercore_handshake::state_machine::hc_specific::Keypair as NoiseKeypair;
+
+/// A fresh Noise static key (a node makes one per process).
+pub fn noise_keypair() -> Result<Keypair, WireError> {
+    Ok(hypercore_handshake::state_machine::hc_specific::generate_keypair()?)
+}
+
+/// The replication protocol over a connected TCP stream, and the
+/// connection's [`Load`]. The dialling side is the Noise initiator; both
+/// sides use the node's own static key (`keypair`, one per process), so
+/// the remote's key after the handshake tells which node it is
+/// (`node/dedup.rs`).
+pub fn protocol(
+    stream: TcpStream,
+    initiator: bool,
+    keypair: &Keypair,
+) -> Result<(Protocol, Arc<Load>), WireError> {
     let _ = stream.set_nodelay(true);
     let load = Arc::new(Load::default());
     let framed = Box::new(FramedTcp::new(stream, load.clone(), initiator));
     let cipher = if initiator {
-        let ss = SecStream::new_initiator_xx(&[])?;
+        let ss = SecStream::new_initiator_xx_with_keypair(keypair, &[])?;
         Cipher::new(Some(framed), ss.into())
     } else {
-        let keypair = generate_keypair()?;
-        let ss = SecStream::new_responder_xx(&keypair, &[])?;
+        let ss = SecStream::new_responder_xx(keypair, &[])?;
         Cipher::new(Some(framed), ss.into())
     };
     Ok((Protocol::new(Box::new(cipher)), load))

@@ -319,7 +319,10 @@ impl Drop for Serve {
 pub fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
     let log = data.with_extension("log");
     let mut cmd = Command::new(bin());
-    cmd.args(["serve", "--data", s(data), "--listen", "127.0.0.1:0"]);
+    cmd.args(["serve", "--data", s(data)]);
+    if !extra.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
     if !extra.contains(&"--http") {
         cmd.args(["--http", "127.0.0.1:0"]);
     }

@@ -11,6 +11,22 @@ use super::{Node, CONNECT_TIMEOUT};
 /// Called when a dialled connection completes the Noise handshake.
 pub type OnHandshake = std::sync::Arc<dyn Fn() + Send + Sync>;
 
+/// How a connection ended, as `run_conn` tells it.
+#[derive(Debug)]
+pub enum ConnEnd {
+    /// The Noise handshake never completed.
+    NoHandshake,
+    /// A hypernar node, until the connection ended.
+    Handshaken,
+    /// A second connection to a node already connected (or to this node
+    /// itself), closed at once; `Some`: notified when the kept one ends.
+    Duplicate(Option<std::sync::Arc<tokio::sync::Notify>>),
+}
+
+/// How long a dialler whose connection was a duplicate waits for the kept
+/// one to end before it looks again.
+const DUPLICATE_WAIT: Duration = Duration::from_secs(60);
+
 /// How one dial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Attempt {
@@ -21,6 +37,8 @@ pub(crate) enum Attempt {
     NoHandshake,
     /// A hypernar node, until the connection ended.
     Handshaken,
+    /// A node already connected another way (or this node itself).
+    Duplicate,
 }
 
 /// Why a learned address was given up.
@@ -78,6 +96,12 @@ impl Redial {
                 self.accepted = self.accepted.saturating_add(1);
             }
             Attempt::Refused => self.failed = self.failed.saturating_add(1),
+            // Waited for already: dial again soon, but a learned address
+            // that only ever duplicates is given up like one that fails.
+            Attempt::Duplicate => {
+                self.failed = self.failed.saturating_add(1);
+                self.wait = REDIAL_FIRST;
+            }
         }
         if self.give_up_after.is_some_and(|n| self.failed >= n) {
             return Next::GiveUp(if self.accepted > 0 {
@@ -87,7 +111,7 @@ impl Redial {
             });
         }
         let wait = self.wait;
-        if attempt != Attempt::Handshaken {
+        if !matches!(attempt, Attempt::Handshaken | Attempt::Duplicate) {
             self.wait = (self.wait * 2).min(REDIAL_MAX);
         }
         Next::Wait(wait)
@@ -141,16 +165,30 @@ impl Node {
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
                     Ok(Ok(stream)) => {
                         debug!(peer = %addr, "TCP connected");
-                        let handshaken = self
+                        let end = self
                             .clone()
                             .run_conn(stream, true, Some(addr.clone()), on_handshake.clone())
                             .await;
-                        if handshaken {
-                            info!(peer = %addr, "disconnected");
-                            Attempt::Handshaken
-                        } else {
-                            debug!(peer = %addr, "no Noise handshake: not a hypernar node, or not now");
-                            Attempt::NoHandshake
+                        match end {
+                            ConnEnd::Handshaken => {
+                                info!(peer = %addr, "disconnected");
+                                Attempt::Handshaken
+                            }
+                            ConnEnd::NoHandshake => {
+                                debug!(peer = %addr, "no Noise handshake: not a hypernar node, or not now");
+                                Attempt::NoHandshake
+                            }
+                            ConnEnd::Duplicate(kept) => {
+                                // Dial again once the connection kept
+                                // instead ends (or after a while).
+                                if let Some(kept) = kept {
+                                    let _ =
+                                        tokio::time::timeout(DUPLICATE_WAIT, kept.notified()).await;
+                                } else {
+                                    tokio::time::sleep(DUPLICATE_WAIT).await;
+                                }
+                                Attempt::Duplicate
+                            }
                         }
                     }
                     Ok(Err(e)) => {
