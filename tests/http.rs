@@ -579,3 +579,67 @@ fn a_rebinding_web_page_reads_nothing_and_operator_names_work() {
     let log = std::fs::read_to_string(&srv.log).unwrap();
     assert_eq!(log.matches("--http-host").count(), 1, "{log}");
 }
+
+/// A client that starts a NAR and then reads nothing is closed after
+/// `--http-idle-timeout`, so stalled readers cannot hold every connection
+/// slot (here both).
+#[test]
+fn a_client_that_stops_reading_is_closed_and_frees_its_slot() {
+    use hypernar_feed::format::narinfo::Compression;
+    let w = World::new(&[raw("big", noise(48 << 20, 5), Compression::Zstd, &[])]);
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let srv = serve(
+        &w.data,
+        &[
+            "--trust",
+            &id,
+            "--http-max-connections",
+            "2",
+            "--http-idle-timeout",
+            "2",
+        ],
+        &[],
+    );
+    let base = srv.http.clone().unwrap();
+    let url = nar_url(&base, &w, "big");
+    let addr = base.trim_start_matches("http://").to_owned();
+    // Whether a new client gets an answer (a refused one is closed at once).
+    let answered = || {
+        let mut probe = TcpStream::connect(&addr).unwrap();
+        let _ = probe.write_all(
+            b"GET /nix-cache-info HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        );
+        let got = read_until_closed(&mut probe, Duration::from_secs(5)).unwrap_or_default();
+        got.starts_with(b"HTTP/1.1 200")
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            write!(c, "GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+            c
+        })
+        .collect();
+    // While they hold both slots, others are closed on arrival.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !answered(),
+        "a slot was free already: the test shows nothing"
+    );
+    // Soon after the timeout, the slots are free again.
+    let t = Instant::now();
+    while !answered() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the stalled readers still hold the slots"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // And the stalled connections were cut: what they can still read ends
+    // short of the NAR.
+    for c in &mut stalled {
+        let rest = read_until_closed(c, Duration::from_secs(10)).unwrap_or_default();
+        assert!(rest.len() < 48 << 20, "the whole NAR came: {}", rest.len());
+    }
+}

@@ -191,3 +191,67 @@ fn a_listed_path_continues_from_upstream_when_its_only_peer_goes_silent() {
         "no fallback in the log: {log}"
     );
 }
+
+fn upstream_bytes(base: &str) -> u64 {
+    let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("hypernar_received_bytes_total{source=\"upstream\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A pulled-through NAR costs what was asked: `Range: bytes=0-0` reads a
+/// chunk of the upstream, not the whole NAR, and a client that leaves
+/// mid-transfer stops the upstream download. (Before: the whole NAR either
+/// way, downloaded to the end after the client had gone, on a blocking
+/// thread; ~512 such requests stalled every other response.)
+#[test]
+fn a_ranged_or_abandoned_pull_through_costs_only_what_was_asked() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    use std::io::{Read, Write};
+    const LEN: usize = 24 << 20;
+    let w = World::new(&[raw("big", noise(LEN, 21), Compression::None, &[])]);
+    // 4 MB/s per connection: a whole download takes 6 s.
+    let up = nginx(&w.cache, "limit_rate 4m;");
+    let srv = serve(&w.tmp.path().join("user"), &["--upstream", &up.base], &[]);
+    let base = srv.http.clone().unwrap();
+    let hash = w.path("big").info.store_path.hash_part().to_owned();
+    let r = http(&base, "GET", &format!("/{hash}.narinfo"), &[]);
+    assert_eq!(r.status, 200);
+    let url = narinfo_url(&r);
+
+    let part = http(&base, "GET", &url, &[("Range", "bytes=0-0")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, w.path("big").nar[..1]);
+    let part = http(&base, "GET", &url, &[("Range", "bytes=1000-1999")]);
+    assert_eq!(part.body, w.path("big").nar[1000..2000]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let after_ranges = upstream_bytes(&base);
+    assert!(
+        after_ranges < LEN as u64 / 4,
+        "two small ranges read {after_ranges} bytes of a {LEN}-byte NAR"
+    );
+
+    // A client that reads a little of the whole NAR and leaves.
+    let addr = base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(c, "GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut some = [0u8; 4096];
+    c.read_exact(&mut some).unwrap();
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let left = upstream_bytes(&base);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let later = upstream_bytes(&base);
+    assert!(
+        later - left < 1 << 20,
+        "the upstream download went on after the client left: {left} then {later} bytes"
+    );
+    assert!(
+        later < LEN as u64,
+        "{later} bytes: the whole NAR was downloaded"
+    );
+}

@@ -18,13 +18,14 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use hypernar_feed::format::narinfo::{NarHash, NarHasher, NarInfo, MAX_NARINFO_LEN};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tracing::debug;
 
 use crate::http::nar::NarStreamError;
@@ -41,6 +42,15 @@ pub const NARINFO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pull-through narinfos remembered for the NAR request that follows.
 const REMEMBERED: usize = 4096;
+/// And at most this many bytes of them (a narinfo may be 1 MiB: 4 096 such
+/// were 4 GiB).
+const REMEMBERED_BYTES: usize = 16 << 20;
+/// Upstream NARs streamed at once, over all clients: each holds a blocking
+/// thread (decompression and hashing), and the runtime's 512 also decrypt
+/// every swarm response.
+pub const MAX_STREAMS: usize = 32;
+/// Of those, at most this many for one client address.
+pub const MAX_STREAMS_PER_CLIENT: usize = 8;
 /// How long a remembered narinfo is used.
 const REMEMBER_FOR: Duration = Duration::from_secs(600);
 /// Plain NAR bytes read from a decompressor at a time.
@@ -89,13 +99,87 @@ pub struct UpstreamInfo {
     pub text: String,
 }
 
+/// Remembered pull-through narinfos, bounded by count and by bytes.
+#[derive(Debug, Default)]
+struct Remembered {
+    map: HashMap<String, (Instant, UpstreamInfo)>,
+    bytes: usize,
+}
+
+/// What a remembered narinfo is counted as: its text twice (the text and
+/// the parsed fields) and a little for the map.
+fn weight(hash: &str, u: &UpstreamInfo) -> usize {
+    hash.len() + 2 * u.text.len() + 256
+}
+
+impl Remembered {
+    fn insert(&mut self, hash: &str, u: UpstreamInfo, now: Instant) {
+        let w = weight(hash, &u);
+        if w > REMEMBERED_BYTES {
+            return;
+        }
+        if let Some((_, old)) = self.map.remove(hash) {
+            self.bytes -= weight(hash, &old);
+        }
+        if self.map.len() >= REMEMBERED || self.bytes + w > REMEMBERED_BYTES {
+            self.map
+                .retain(|_, (at, _)| now.duration_since(*at) < REMEMBER_FOR);
+            self.bytes = self.map.iter().map(|(h, (_, u))| weight(h, u)).sum();
+        }
+        // Still over: the oldest go first.
+        while self.map.len() >= REMEMBERED || self.bytes + w > REMEMBERED_BYTES {
+            let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(h, _)| h.clone())
+            else {
+                break;
+            };
+            if let Some((_, old)) = self.map.remove(&oldest) {
+                self.bytes -= weight(&oldest, &old);
+            }
+        }
+        self.bytes += w;
+        self.map.insert(hash.to_owned(), (now, u));
+    }
+}
+
+/// One of the [`MAX_STREAMS`] upstream NAR streams, held while it runs.
+#[derive(Debug)]
+pub struct StreamSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _client: Option<ClientSlot>,
+}
+
+#[derive(Debug)]
+struct ClientSlot {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.lock().expect("per-client lock");
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// The configured upstreams, in the order they are asked.
 #[derive(Debug)]
 pub struct Upstreams {
     bases: Vec<String>,
     client: reqwest::Client,
     proxy: bool,
-    remembered: Mutex<HashMap<String, (Instant, UpstreamInfo)>>,
+    remembered: Mutex<Remembered>,
+    /// Bounds upstream NAR streams ([`MAX_STREAMS`], [`MAX_STREAMS_PER_CLIENT`]).
+    streams: Arc<Semaphore>,
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl Upstreams {
@@ -119,7 +203,9 @@ impl Upstreams {
                 .collect(),
             client,
             proxy,
-            remembered: Mutex::new(HashMap::new()),
+            remembered: Mutex::new(Remembered::default()),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            per_client: Arc::default(),
         })
     }
 
@@ -211,28 +297,55 @@ impl Upstreams {
 
     /// Remembers a pull-through narinfo for the NAR request that follows.
     pub fn remember(&self, hash: &str, u: UpstreamInfo) {
-        let mut m = self.remembered.lock().expect("remembered lock");
-        if m.len() >= REMEMBERED {
-            let now = Instant::now();
-            m.retain(|_, (at, _)| now.duration_since(*at) < REMEMBER_FOR);
-            if m.len() >= REMEMBERED {
-                m.clear();
-            }
-        }
-        m.insert(hash.to_owned(), (Instant::now(), u));
+        self.remembered
+            .lock()
+            .expect("remembered lock")
+            .insert(hash, u, Instant::now());
     }
 
     /// A narinfo remembered by [`Upstreams::remember`], if recent.
     pub fn recall(&self, hash: &str) -> Option<UpstreamInfo> {
         let m = self.remembered.lock().expect("remembered lock");
-        let (at, u) = m.get(hash)?;
+        let (at, u) = m.map.get(hash)?;
         (at.elapsed() < REMEMBER_FOR).then(|| u.clone())
     }
 
+    /// A place to stream an upstream NAR for the client at `client`: `None`
+    /// when that client holds [`MAX_STREAMS_PER_CLIENT`] already; otherwise
+    /// waits for one of the [`MAX_STREAMS`].
+    pub async fn stream_slot(&self, client: Option<IpAddr>) -> Option<StreamSlot> {
+        let per_client = client.map(|ip| {
+            let mut m = self.per_client.lock().expect("per-client lock");
+            let n = m.entry(ip).or_insert(0);
+            (*n < MAX_STREAMS_PER_CLIENT).then(|| {
+                *n += 1;
+                ClientSlot {
+                    ip,
+                    counts: self.per_client.clone(),
+                }
+            })
+        });
+        let client = match per_client {
+            Some(None) => return None,
+            Some(Some(slot)) => Some(slot),
+            None => None,
+        };
+        let permit = self.streams.clone().acquire_owned().await.ok()?;
+        Some(StreamSlot {
+            _permit: permit,
+            _client: client,
+        })
+    }
+
     /// Streams `range` of the plain NAR that `u` describes into `tx`,
-    /// reading the whole NAR from its start: its size and SHA-256 are
-    /// checked before the last chunk is sent. Returns when done, when the
-    /// client is gone, or with what went wrong.
+    /// reading the NAR from its start (a compressed NAR cannot be entered
+    /// elsewhere). A range that reaches the NAR's end is held to the whole
+    /// NAR's size and SHA-256 before its last chunk is sent, so a NAR that
+    /// does not verify is never delivered complete; a range that ends
+    /// before it stops downloading there (a prefix can never complete a
+    /// NAR for Nix, which checks the hash of what it imports). Stops as
+    /// soon as the client is gone. Returns when done, or with what went
+    /// wrong.
     pub async fn stream_nar(
         &self,
         u: &UpstreamInfo,
@@ -301,6 +414,9 @@ impl Upstreams {
             let mut pos = 0u64;
             let mut pending: Option<Bytes> = None;
             loop {
+                if tx.is_closed() {
+                    return Ok(()); // the client went away: stop downloading
+                }
                 let n = match nar.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
@@ -321,6 +437,13 @@ impl Upstreams {
                             return Ok(()); // the client went away
                         }
                     }
+                }
+                if range.end < size && pos >= range.end {
+                    // All that was asked, short of the end: send it and stop.
+                    if let Some(p) = pending.take() {
+                        let _ = tx.blocking_send(Ok(p));
+                    }
+                    return Ok(());
                 }
             }
             if pos != size {
@@ -475,5 +598,68 @@ Sig: other-1:def==\n";
         assert_eq!(u.bases(), ["https://cache.example.org"]);
         assert!(u.proxies());
         assert!(!Upstreams::none().proxies());
+    }
+
+    fn info(text_len: usize) -> UpstreamInfo {
+        UpstreamInfo {
+            upstream: 0,
+            info: NarInfo::parse(UPSTREAM.as_bytes()).unwrap(),
+            text: "x".repeat(text_len),
+        }
+    }
+
+    #[test]
+    fn remembered_narinfos_are_bounded_by_bytes_the_oldest_going_first() {
+        let mut r = Remembered::default();
+        let t0 = Instant::now();
+        // 1 MiB narinfos (the largest a narinfo may be).
+        for i in 0..64u64 {
+            r.insert(
+                &format!("h{i}"),
+                info(1 << 20),
+                t0 + Duration::from_millis(i),
+            );
+            assert!(r.bytes <= REMEMBERED_BYTES, "{} bytes", r.bytes);
+            assert_eq!(
+                r.bytes,
+                r.map.iter().map(|(h, (_, u))| weight(h, u)).sum::<usize>()
+            );
+        }
+        assert!(r.map.len() < 16);
+        assert!(r.map.contains_key("h63") && !r.map.contains_key("h0"));
+        // Many small ones are bounded by count.
+        for i in 0..(REMEMBERED as u64 + 10) {
+            r.insert(
+                &format!("s{i}"),
+                info(100),
+                t0 + Duration::from_secs(1) + Duration::from_millis(i),
+            );
+        }
+        assert_eq!(r.map.len(), REMEMBERED);
+        // One over the whole budget is not kept at all.
+        r.insert("huge", info(REMEMBERED_BYTES), t0);
+        assert!(!r.map.contains_key("huge"));
+    }
+
+    #[tokio::test]
+    async fn one_client_holds_at_most_its_share_of_upstream_streams() {
+        let u = Upstreams::none();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let mut held = Vec::new();
+        for _ in 0..MAX_STREAMS_PER_CLIENT {
+            held.push(u.stream_slot(Some(a)).await.expect("within its share"));
+        }
+        assert!(u.stream_slot(Some(a)).await.is_none(), "over its share");
+        let other = u.stream_slot(Some(b)).await;
+        assert!(other.is_some(), "another client is not held up");
+        held.pop();
+        assert!(
+            u.stream_slot(Some(a)).await.is_some(),
+            "a slot comes back when dropped"
+        );
+        drop(held);
+        drop(other);
+        assert!(u.per_client.lock().unwrap().is_empty());
+        assert_eq!(u.streams.available_permits(), MAX_STREAMS);
     }
 }

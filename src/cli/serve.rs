@@ -92,6 +92,11 @@ pub struct Args {
     /// keep-alive HTTP connection stays open
     #[arg(long, value_name = "SECS", default_value_t = HttpLimits::default().head_timeout.as_secs())]
     http_head_timeout: u64,
+    /// Seconds a client may read nothing of a response before its
+    /// connection is closed (a stalled reader holds a connection slot and,
+    /// for a pulled-through NAR, an upstream download)
+    #[arg(long, value_name = "SECS", default_value_t = HttpLimits::default().write_idle.as_secs())]
+    http_idle_timeout: u64,
     /// Most peer connections accepted at once; more are closed on arrival
     /// (connections this node dials do not count)
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
@@ -287,6 +292,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     max_connections: args.http_max_connections,
                     head_timeout: std::time::Duration::from_secs(args.http_head_timeout.max(1)),
                     block_deadline: std::time::Duration::from_secs(args.peer_deadline.max(1)),
+                    write_idle: std::time::Duration::from_secs(args.http_idle_timeout.max(1)),
                     ..HttpLimits::default()
                 },
                 upstreams,

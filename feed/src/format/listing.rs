@@ -43,6 +43,7 @@ pub const MAX_LISTING_LEN: u64 = 64 << 20;
 const LISTING_VERSION: u8 = 1;
 const NAR_MAGIC: &[u8] = b"nix-archive-1";
 
+pub mod json;
 mod scan;
 pub use scan::{scan, NarScanner};
 
@@ -267,66 +268,11 @@ impl Listing {
     /// The listing as Nix writes it next to a NAR (`write-nar-listing`,
     /// the `<hash>.ls` file of a binary cache):
     /// `{"version":1,"root":{"type":"directory","entries":{…}}}`. Names that
-    /// are not UTF-8 are shown with U+FFFD in place of the bad bytes.
+    /// are not UTF-8 are shown with U+FFFD in place of the bad bytes. For a
+    /// large listing, [`json::NixJson`] writes the same a chunk at a time.
     pub fn to_nix_json(&self) -> String {
-        let mut out = String::from(r#"{"version":1,"root":"#);
-        // Directories being written, with the next of their entries.
-        let mut open: Vec<(u32, usize)> = Vec::new();
-        self.json_entry(0, &mut out, &mut open);
-        while let Some((dir, next)) = open.last_mut() {
-            let Kind::Directory { children } = &self.entries[*dir as usize].kind else {
-                unreachable!("only directories are opened")
-            };
-            match children.get(*next) {
-                Some(&child) => {
-                    if *next > 0 {
-                        out.push(',');
-                    }
-                    *next += 1;
-                    json_string(&mut out, &self.entries[child as usize].name);
-                    out.push(':');
-                    self.json_entry(child, &mut out, &mut open);
-                }
-                None => {
-                    out.push_str("}}");
-                    open.pop();
-                }
-            }
-        }
-        out.push('}');
-        out
+        json::NixJson::new(self).collect()
     }
-
-    fn json_entry(&self, index: u32, out: &mut String, open: &mut Vec<(u32, usize)>) {
-        use std::fmt::Write as _;
-        match &self.entries[index as usize].kind {
-            Kind::Directory { .. } => {
-                out.push_str(r#"{"type":"directory","entries":{"#);
-                open.push((index, 0));
-            }
-            Kind::Regular {
-                executable,
-                size,
-                offset,
-            } => {
-                let _ = write!(out, r#"{{"type":"regular","size":{size}"#);
-                if *executable {
-                    out.push_str(r#","executable":true"#);
-                }
-                let _ = write!(out, r#","narOffset":{offset}}}"#);
-            }
-            Kind::Symlink { target } => {
-                out.push_str(r#"{"type":"symlink","target":"#);
-                json_string(out, target);
-                out.push('}');
-            }
-        }
-    }
-}
-
-fn json_string(out: &mut String, bytes: &[u8]) {
-    let s = String::from_utf8_lossy(bytes);
-    out.push_str(&serde_json::to_string(&*s).expect("strings serialize"));
 }
 
 /// Bytes a NAR string of `len` bytes takes: its length, then the bytes
@@ -792,6 +738,38 @@ mod tests {
         let mut claim = vec![1u8];
         claim.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(Listing::decode(&claim, 0).is_err());
+    }
+
+    #[test]
+    fn nix_json_comes_in_bounded_chunks_that_make_the_whole() {
+        let names: Vec<&'static str> = (0..20_000)
+            .map(|i| &*Box::leak(format!("file-{i:05}").into_boxed_str()))
+            .collect();
+        let files = names.iter().map(|n| (*n, T::F(b"x", false))).collect();
+        let t = T::D(vec![("dir", T::D(files)), ("z", T::L("dir"))]);
+        let l = scan(&nar(&t)).unwrap();
+        let chunks: Vec<String> = json::NixJson::new(&l).collect();
+        assert!(chunks.len() > 5, "{} chunks", chunks.len());
+        for c in &chunks[..chunks.len() - 1] {
+            assert!(
+                (json::CHUNK..json::CHUNK + 4096).contains(&c.len()),
+                "{}",
+                c.len()
+            );
+        }
+        let whole = chunks.concat();
+        let v: serde_json::Value = serde_json::from_str(&whole).unwrap();
+        let dir = v["root"]["entries"]["dir"]["entries"].as_object().unwrap();
+        assert_eq!(dir.len(), 20_000);
+        assert_eq!(dir["file-12345"]["size"], 1);
+        assert_eq!(v["root"]["entries"]["z"]["target"], "dir");
+        // A root that is no directory is one chunk.
+        let l = scan(&nar(&T::L("/nix/store/x"))).unwrap();
+        let chunks: Vec<String> = json::NixJson::new(&l).collect();
+        assert_eq!(
+            chunks,
+            vec![r#"{"version":1,"root":{"type":"symlink","target":"/nix/store/x"}}"#]
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! - [`route`]: what a request asks for (pure, unit-tested).
 //! - [`host`]: which `Host:` is answered (the DNS-rebinding guard).
+//! - [`idle`]: a client that reads nothing for a while is closed.
 //! - [`nar`]: a NAR or a range of it as a body, block by block.
 //!
 //! The accept loop is ours (hyper's connection builder, not a framework's
@@ -14,6 +15,7 @@
 //! in the allow list.
 
 pub mod host;
+pub mod idle;
 pub mod nar;
 pub mod route;
 pub mod status;
@@ -60,6 +62,9 @@ pub struct HttpLimits {
     /// Longest wait for one block of a NAR being sent, before the rest
     /// comes from upstream.
     pub block_deadline: Duration,
+    /// How long a client may read nothing of a response being written
+    /// before its connection is closed ([`idle::IdleWrite`]).
+    pub write_idle: Duration,
     /// How long a block may take from peers before web seeds are asked too.
     pub web_seed_after: Duration,
 }
@@ -72,6 +77,7 @@ impl Default for HttpLimits {
             head_timeout: Duration::from_secs(30),
             block_deadline: Duration::from_secs(8),
             web_seed_after: Duration::from_secs(1),
+            write_idle: Duration::from_secs(60),
         }
     }
 }
@@ -197,8 +203,9 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
             spawner.spawn(async move {
                 let _permit = permit;
                 let limits = server.limits.clone();
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     let server = server.clone();
+                    req.extensions_mut().insert(ClientAddr(peer.ip()));
                     async move { Ok::<_, Infallible>(server.handle(req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -206,7 +213,10 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
                     .header_read_timeout(limits.head_timeout)
                     .max_buf_size(limits.max_head_bytes.max(8192))
                     .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(
+                        TokioIo::new(idle::IdleWrite::new(stream, limits.write_idle)),
+                        service,
+                    );
                 if let Err(e) = conn.await {
                     debug!(%peer, "HTTP connection ended: {e}");
                 }
@@ -215,6 +225,10 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
     });
     info!("binary-cache API ready");
 }
+
+/// The client's address, in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddr(IpAddr);
 
 /// Where a NAR comes from.
 enum Source {
@@ -397,7 +411,21 @@ impl Server {
         let behind = nar::Behind::of(&self.node, self.limits.web_seed_after);
         match crate::listing::listing(&self.node, &found, self.limits.block_deadline, behind).await
         {
-            Ok(listing) => full(StatusCode::OK, "application/json", listing.to_nix_json()),
+            Ok(listing) => {
+                // Written a chunk at a time from the shared listing: a
+                // request holds one chunk, not the whole JSON.
+                let chunks = hypernar_feed::format::listing::json::NixJson::new(listing)
+                    .map(|c| Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(c))));
+                let body = http_body_util::StreamBody::new(futures::stream::iter(chunks))
+                    .map_err(|never: Infallible| match never {})
+                    .boxed();
+                let mut res = Response::new(body);
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                res
+            }
             Err(e) => {
                 warn!(path = %found.record.store_path, "listing: {e}");
                 text(
@@ -473,7 +501,17 @@ impl Server {
                     self.upstreams.clone(),
                 ),
                 Source::Upstream(u) => {
-                    nar::stream_upstream(&self.node, self.upstreams.clone(), *u, range)
+                    let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+                    let Some(slot) = self.upstreams.stream_slot(client).await else {
+                        let mut r = text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "too many upstream downloads from this client at once",
+                        );
+                        r.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        return r;
+                    };
+                    nar::stream_upstream(&self.node, self.upstreams.clone(), *u, range, slot)
                 }
             };
             body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)

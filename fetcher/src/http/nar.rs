@@ -131,15 +131,18 @@ pub fn stream(
 }
 
 /// Starts streaming `range` of a pulled-through NAR from its upstream.
+/// `slot` is held until the stream ends.
 pub fn stream_upstream(
     node: &Node,
     upstreams: Arc<Upstreams>,
     u: UpstreamInfo,
     range: ByteRange,
+    slot: crate::upstream::StreamSlot,
 ) -> NarBody {
     let path = u.info.store_path.to_string();
     let metrics = node.metrics().clone();
     body(range, path, metrics.served.clone(), move |tx| async move {
+        let _slot = slot;
         Ok(upstreams.stream_nar(&u, range, &tx, &metrics).await?)
     })
 }
@@ -244,6 +247,11 @@ async fn produce(
                     .fallbacks
                     .get_or_create(&crate::metrics::UPSTREAM)
                     .inc();
+                // Bounded like a pull-through (its client is counted by
+                // the HTTP connection cap already).
+                let Some(_slot) = upstreams.stream_slot(None).await else {
+                    return Err(UpstreamError::NoneHas.into());
+                };
                 return Ok(upstreams.stream_nar(&u, rest, tx, node.metrics()).await?);
             }
             Err(e) => return Err(e),
