@@ -297,11 +297,19 @@ pub async fn sync(feed: &mut Feed, root: &Path) -> Result<Option<Head>, StoreErr
         path: path.to_owned(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     // The copy is public by design (any HTTP server's user must read it),
-    // whatever the umask (hypernar's is 077: `private`).
+    // whatever the umask (hypernar's is 077: `private`): what this creates
+    // is made 0755/0644; a directory the operator made is left as it is.
+    let missing: Vec<PathBuf> = root
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    for a in &missing {
+        public(a, 0o755).map_err(|e| io(a, e))?;
+    }
     let mut at = root.to_path_buf();
-    public(&at, 0o755).map_err(|e| io(&at, e))?;
     for part in Path::new(&feed_path(feed.public_key().as_bytes())).components() {
         at.push(part);
         public(&at, 0o755).map_err(|e| io(&at, e))?;

@@ -315,7 +315,10 @@ fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr, reach: Rea
             .await;
         let mut l = learned.lock().expect("learned lock");
         l.dialling.release(addr);
-        l.recent.retain(|a| *a != addr);
+        // A node reached another way stays worth saving.
+        if why != crate::node::GaveUp::AlreadyConnected {
+            l.recent.retain(|a| *a != addr);
+        }
         if why == crate::node::GaveUp::NotHypernar {
             l.not_hypernar.add(addr, Instant::now());
             debug!(%addr, "not a hypernar node: not dialled again for a while");

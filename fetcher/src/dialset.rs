@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 /// Where an address was learned, which decides the ranges it may be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {
-    /// Announced on the local network (mDNS): private addresses are what
-    /// a LAN has; loopback and link-local are refused (a LAN host naming
-    /// 127.0.0.1 would make the node dial this machine's own services, and
-    /// a link-local address without its interface cannot be dialled).
+    /// Announced on the local network (mDNS): private and IPv4 link-local
+    /// addresses are what a LAN has (169.254/16 on a direct cable or a
+    /// zeroconf LAN); loopback, IPv6 link-local (which cannot be dialled
+    /// without its interface) and the cloud metadata address 169.254.169.254
+    /// are refused (a LAN host naming them would make the node dial this
+    /// machine's own services).
     Lan,
     /// Found on the DHT, which anyone can write to: public addresses only.
     Internet,
@@ -38,11 +40,12 @@ pub fn may_dial(addr: SocketAddr, reach: Reach) -> bool {
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
-    let (never, local, private) = match ip {
+    // (never, this machine or unroutable, a LAN's own)
+    let (never, local, lan) = match ip {
         IpAddr::V4(v4) => (
             v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
-            v4.is_loopback() || v4.is_link_local(),
-            is_private_v4(v4),
+            v4.is_loopback() || v4 == Ipv4Addr::new(169, 254, 169, 254),
+            is_private_v4(v4) || v4.is_link_local(),
         ),
         IpAddr::V6(v6) => (
             v6.is_unspecified() || v6.is_multicast(),
@@ -54,7 +57,7 @@ pub fn may_dial(addr: SocketAddr, reach: Reach) -> bool {
         _ if never => false,
         Reach::Anywhere => true,
         Reach::Lan => !local,
-        Reach::Internet => !local && !private,
+        Reach::Internet => !local && !lan,
     }
 }
 
@@ -71,7 +74,9 @@ fn is_link_local_v6(ip: Ipv6Addr) -> bool {
 
 /// How long an address that accepted TCP but never completed a handshake
 /// is not dialled again, however often it is announced.
-pub const QUARANTINE: Duration = Duration::from_secs(30 * 60);
+/// A hypernar node at its connection cap closes new connections on arrival
+/// too, so this is not long.
+pub const QUARANTINE: Duration = Duration::from_secs(10 * 60);
 /// Most addresses remembered so (the oldest are forgotten first).
 pub const QUARANTINE_MAX: usize = 1024;
 
@@ -189,6 +194,7 @@ mod tests {
             ("[::1]:49737", [false, false, true]),
             ("[::ffff:127.0.0.1]:49737", [false, false, true]),
             ("169.254.169.254:80", [false, false, true]),
+            ("169.254.7.9:49737", [true, false, true]),
             ("[fe80::1]:49737", [false, false, true]),
             ("0.0.0.0:49737", [false, false, false]),
             ("224.0.0.251:5353", [false, false, false]),

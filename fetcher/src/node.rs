@@ -655,7 +655,7 @@ impl Node {
                 return reach::ConnEnd::NoHandshake;
             }
         };
-        let ended = Arc::new(Notify::new());
+        let ended = CancellationToken::new();
         let mut remote_key: Option<[u8; 32]> = None;
         let mut outcome = reach::ConnEnd::NoHandshake;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -805,7 +805,7 @@ impl Node {
                 .expect("remotes lock")
                 .ended(&remote, id);
         }
-        ended.notify_waiters();
+        ended.cancel();
         outcome
     }
 

@@ -45,12 +45,18 @@ const REMEMBERED: usize = 4096;
 /// And at most this many bytes of them (a narinfo may be 1 MiB: 4 096 such
 /// were 4 GiB).
 const REMEMBERED_BYTES: usize = 16 << 20;
-/// Upstream NARs streamed at once, over all clients: each holds a blocking
-/// thread (decompression and hashing), and the runtime's 512 also decrypt
-/// every swarm response.
-pub const MAX_STREAMS: usize = 32;
-/// Of those, at most this many for one client address.
-pub const MAX_STREAMS_PER_CLIENT: usize = 8;
+/// Pulled-through NARs streamed at once, over all clients: each holds a
+/// blocking thread (decompression and hashing), and the runtime's 512 also
+/// decrypt every swarm response.
+pub const MAX_STREAMS: usize = 64;
+/// Of those, at most this many for one client address: Nix's own default
+/// (`max-substitution-jobs`), so a local nix-daemon is never held back.
+pub const MAX_STREAMS_PER_CLIENT: usize = 16;
+/// Listed paths continuing from upstream have places of their own, so
+/// pull-through cannot starve them.
+pub const MAX_FALLBACK_STREAMS: usize = 32;
+/// How long a request waits for a place before it is answered 503.
+pub const SLOT_WAIT: Duration = Duration::from_secs(30);
 /// How long a remembered narinfo is used.
 const REMEMBER_FOR: Duration = Duration::from_secs(600);
 /// Plain NAR bytes read from a decompressor at a time.
@@ -152,21 +158,28 @@ pub struct StreamSlot {
     _client: Option<ClientSlot>,
 }
 
+/// One of a client's [`MAX_STREAMS_PER_CLIENT`].
 #[derive(Debug)]
 struct ClientSlot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ip: IpAddr,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    clients: PerClient,
+}
+
+type PerClient = Arc<Mutex<HashMap<IpAddr, Arc<Semaphore>>>>;
+
+/// Forgets `ip`'s semaphore once nothing holds or waits for it.
+fn forget_idle(clients: &PerClient, ip: IpAddr) {
+    let mut m = clients.lock().expect("per-client lock");
+    if m.get(&ip).is_some_and(|s| Arc::strong_count(s) == 1) {
+        m.remove(&ip);
+    }
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut m = self.counts.lock().expect("per-client lock");
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
+        drop(self.permit.take());
+        forget_idle(&self.clients, self.ip);
     }
 }
 
@@ -179,7 +192,8 @@ pub struct Upstreams {
     remembered: Mutex<Remembered>,
     /// Bounds upstream NAR streams ([`MAX_STREAMS`], [`MAX_STREAMS_PER_CLIENT`]).
     streams: Arc<Semaphore>,
-    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_client: PerClient,
+    fallback: Arc<Semaphore>,
 }
 
 impl Upstreams {
@@ -206,6 +220,7 @@ impl Upstreams {
             remembered: Mutex::new(Remembered::default()),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             per_client: Arc::default(),
+            fallback: Arc::new(Semaphore::new(MAX_FALLBACK_STREAMS)),
         })
     }
 
@@ -310,30 +325,45 @@ impl Upstreams {
         (at.elapsed() < REMEMBER_FOR).then(|| u.clone())
     }
 
-    /// A place to stream an upstream NAR for the client at `client`: `None`
-    /// when that client holds [`MAX_STREAMS_PER_CLIENT`] already; otherwise
-    /// waits for one of the [`MAX_STREAMS`].
+    /// A place to stream an upstream NAR: for a pull-through by the
+    /// client at `Some(ip)`, one of its [`MAX_STREAMS_PER_CLIENT`] and of
+    /// the [`MAX_STREAMS`], waited for at most [`SLOT_WAIT`] (`None` then);
+    /// for a listed path continuing from upstream (`None`), one of the
+    /// [`MAX_FALLBACK_STREAMS`].
     pub async fn stream_slot(&self, client: Option<IpAddr>) -> Option<StreamSlot> {
-        let per_client = client.map(|ip| {
-            let mut m = self.per_client.lock().expect("per-client lock");
-            let n = m.entry(ip).or_insert(0);
-            (*n < MAX_STREAMS_PER_CLIENT).then(|| {
-                *n += 1;
-                ClientSlot {
-                    ip,
-                    counts: self.per_client.clone(),
-                }
-            })
-        });
-        let client = match per_client {
-            Some(None) => return None,
-            Some(Some(slot)) => Some(slot),
-            None => None,
+        let Some(ip) = client else {
+            let permit = self.fallback.clone().acquire_owned().await.ok()?;
+            return Some(StreamSlot {
+                _permit: permit,
+                _client: None,
+            });
         };
-        let permit = self.streams.clone().acquire_owned().await.ok()?;
+        let mine = self
+            .per_client
+            .lock()
+            .expect("per-client lock")
+            .entry(ip)
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_STREAMS_PER_CLIENT)))
+            .clone();
+        let got = tokio::time::timeout(SLOT_WAIT, async {
+            let own = mine.acquire_owned().await.ok()?;
+            let all = self.streams.clone().acquire_owned().await.ok()?;
+            Some((own, all))
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((own, all)) = got else {
+            forget_idle(&self.per_client, ip);
+            return None;
+        };
         Some(StreamSlot {
-            _permit: permit,
-            _client: client,
+            _permit: all,
+            _client: Some(ClientSlot {
+                permit: Some(own),
+                ip,
+                clients: self.per_client.clone(),
+            }),
         })
     }
 
@@ -346,14 +376,17 @@ impl Upstreams {
     /// NAR for Nix, which checks the hash of what it imports). Stops as
     /// soon as the client is gone. Returns when done, or with what went
     /// wrong.
+    /// `slot` is held until the blocking reader is done, not only while
+    /// this future lives.
     pub async fn stream_nar(
         &self,
         u: &UpstreamInfo,
         range: ByteRange,
         tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
         metrics: &Metrics,
+        slot: StreamSlot,
     ) -> Result<(), UpstreamError> {
-        let r = self.stream_nar_inner(u, range, tx, metrics).await;
+        let r = self.stream_nar_inner(u, range, tx, metrics, slot).await;
         if matches!(
             r,
             Err(UpstreamError::NarHash { .. }
@@ -371,6 +404,7 @@ impl Upstreams {
         range: ByteRange,
         tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
         metrics: &Metrics,
+        slot: StreamSlot,
     ) -> Result<(), UpstreamError> {
         let url = format!("{}/{}", self.bases[u.upstream], u.info.url);
         let resp = self
@@ -400,6 +434,7 @@ impl Upstreams {
         let (compression, size, expected) = (u.info.compression, u.info.nar_size, u.info.nar_hash);
         let tx = tx.clone();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let read_err = |source| UpstreamError::Read {
                 url: url.clone(),
                 source,
@@ -641,7 +676,7 @@ Sig: other-1:def==\n";
         assert!(!r.map.contains_key("huge"));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn one_client_holds_at_most_its_share_of_upstream_streams() {
         let u = Upstreams::none();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
@@ -649,7 +684,10 @@ Sig: other-1:def==\n";
         for _ in 0..MAX_STREAMS_PER_CLIENT {
             held.push(u.stream_slot(Some(a)).await.expect("within its share"));
         }
+        // Over its share it waits, then is told no.
+        let t = tokio::time::Instant::now();
         assert!(u.stream_slot(Some(a)).await.is_none(), "over its share");
+        assert_eq!(t.elapsed(), SLOT_WAIT);
         let other = u.stream_slot(Some(b)).await;
         assert!(other.is_some(), "another client is not held up");
         held.pop();

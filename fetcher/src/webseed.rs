@@ -94,8 +94,10 @@ pub enum SeedOrigin {
 }
 
 impl WebSeed {
-    /// A web seed at `base`. Its requests follow no redirect (a 3xx is an
-    /// answer that gives no blocks): see [`Redirects::None`](crate::upstream::Redirects).
+    /// A web seed at `base`. One a publisher recorded follows no redirect
+    /// (a 3xx is an answer that gives no blocks: see
+    /// [`Redirects::None`](crate::upstream::Redirects)); one given by hand
+    /// follows them within its own origin, as an upstream does.
     pub fn new(base: &str, origin: SeedOrigin) -> Result<Self, WebSeedError> {
         let bad = |why: &str| WebSeedError::Bad {
             url: base.to_owned(),
@@ -119,15 +121,15 @@ impl WebSeed {
                     .into(),
             });
         }
-        let client = crate::upstream::http_client(
-            CONNECT_TIMEOUT,
-            READ_TIMEOUT,
-            crate::upstream::Redirects::None,
-        )
-        .map_err(|source| WebSeedError::Http {
-            url: base.to_owned(),
-            source,
-        })?;
+        let redirects = match origin {
+            SeedOrigin::ByHand => crate::upstream::Redirects::SameOrigin,
+            SeedOrigin::Learned => crate::upstream::Redirects::None,
+        };
+        let client = crate::upstream::http_client(CONNECT_TIMEOUT, READ_TIMEOUT, redirects)
+            .map_err(|source| WebSeedError::Http {
+                url: base.to_owned(),
+                source,
+            })?;
         // Credentials travel as Basic auth, never in the URL the node logs
         // and shows.
         let (base, auth) = if credentials {
@@ -221,7 +223,10 @@ impl WebSeed {
             (300..=399, _) => {
                 return Err(WebSeedError::Bad {
                     url: url.to_owned(),
-                    why: format!("answered {status}: a web seed's redirects are not followed"),
+                    why: format!(
+                        "answered {status}: a recorded web seed's redirects are not followed \
+                         (nor one to another origin)"
+                    ),
                 });
             }
             (status, _) => {

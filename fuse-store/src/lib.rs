@@ -715,6 +715,47 @@ pub fn clear_stale_mount(at: &Path) -> bool {
     true
 }
 
+/// As root, a mount point someone else controls could be swapped for a
+/// link to anywhere between our checks and the mount (or the lazy unmount
+/// of a stale one): the mount point must be a directory root owns, not a
+/// link, under directories only root can change (or sticky ones, as
+/// /tmp).
+fn safe_for_root(at: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::symlink_metadata(at) else {
+        return Ok(()); // missing: said below
+    };
+    if meta.file_type().is_symlink() {
+        return Err("it is a symbolic link: name the directory itself".into());
+    }
+    if meta.uid() != 0 {
+        return Err(format!(
+            "it belongs to uid {}: as root, mount only on a directory root owns",
+            meta.uid()
+        ));
+    }
+    let parent = match at.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => Path::new(".").to_owned(),
+    };
+    let parent = std::fs::canonicalize(&parent).map_err(|e| e.to_string())?;
+    for dir in parent.ancestors() {
+        let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mode = m.permissions().mode();
+        let others_write = mode & 0o022 != 0 && mode & 0o1000 == 0;
+        if m.uid() != 0 || others_write {
+            return Err(format!(
+                "{} can be changed by another user (owner uid {}, mode {:o}): as root, mount \
+                 only under directories root alone controls",
+                dir.display(),
+                m.uid(),
+                mode & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether something is mounted on `at` (per /proc/self/mountinfo).
 fn is_mount_point(at: &Path) -> bool {
     mountinfo::entry_at(at).is_some()
@@ -729,25 +770,9 @@ const fn libc_enotconn() -> i32 {
 /// there is cleared first) in background threads.
 pub fn mount(source: Arc<dyn Source>, at: &Path, opts: &Options) -> Result<Mounted, MountError> {
     let shown = at.display().to_string();
-    // As root, a mount point someone else controls could be swapped for
-    // a link to anywhere between our checks and the mount.
-    if let Ok(meta) = std::fs::symlink_metadata(at) {
-        use std::os::unix::fs::MetadataExt;
-        if meta.file_type().is_symlink() {
-            return Err(MountError::MountPoint(
-                shown,
-                "it is a symbolic link: name the directory itself".into(),
-            ));
-        }
-        let me = hypernar_feed::private::euid();
-        if me == 0 && meta.uid() != 0 {
-            return Err(MountError::MountPoint(
-                shown,
-                format!(
-                    "it belongs to uid {}: as root, mount only on a directory root owns",
-                    meta.uid()
-                ),
-            ));
+    if hypernar_feed::private::euid() == 0 {
+        if let Err(why) = safe_for_root(at) {
+            return Err(MountError::MountPoint(shown, why));
         }
     }
     clear_stale_mount(at);

@@ -142,8 +142,7 @@ pub fn stream_upstream(
     let path = u.info.store_path.to_string();
     let metrics = node.metrics().clone();
     body(range, path, metrics.served.clone(), move |tx| async move {
-        let _slot = slot;
-        Ok(upstreams.stream_nar(&u, range, &tx, &metrics).await?)
+        Ok(upstreams.stream_nar(&u, range, &tx, &metrics, slot).await?)
     })
 }
 
@@ -247,12 +246,13 @@ async fn produce(
                     .fallbacks
                     .get_or_create(&crate::metrics::UPSTREAM)
                     .inc();
-                // Bounded like a pull-through (its client is counted by
-                // the HTTP connection cap already).
-                let Some(_slot) = upstreams.stream_slot(None).await else {
+                // Bounded apart from pull-through, which cannot starve it.
+                let Some(slot) = upstreams.stream_slot(None).await else {
                     return Err(UpstreamError::NoneHas.into());
                 };
-                return Ok(upstreams.stream_nar(&u, rest, tx, node.metrics()).await?);
+                return Ok(upstreams
+                    .stream_nar(&u, rest, tx, node.metrics(), slot)
+                    .await?);
             }
             Err(e) => return Err(e),
         };

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// What to do with a connection whose handshake just completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +73,20 @@ pub(crate) struct Registered {
     pub id: u64,
     pub we_initiated: bool,
     pub kill: Arc<Notify>,
-    /// Notified when the connection ends.
-    pub ended: Arc<Notify>,
+    /// Cancelled when the connection ends (remembered, so a waiter that
+    /// starts late still sees it).
+    pub ended: CancellationToken,
 }
 
-/// The connection kept to each remote node, by its Noise static key.
+/// The live connections to each remote node, by its Noise static key: the
+/// first is the one kept; more are there only while the other side (which
+/// dialled them all) has not closed them yet, and one of them takes over
+/// if the first ends. Tracking every one matters: the two sides may finish
+/// their handshakes in opposite orders, and a side that forgot a live
+/// connection would take the next one for the only one.
 #[derive(Debug, Default)]
 pub(crate) struct Remotes {
-    by_key: HashMap<[u8; 32], Registered>,
+    by_key: HashMap<[u8; 32], Vec<Registered>>,
 }
 
 /// What `run_conn` does after asking.
@@ -89,41 +96,54 @@ pub(crate) enum Admit {
     Go,
     /// Close this one: `kept` is the connection that stays (if any), to
     /// wait for before dialling again.
-    Close { kept: Option<Arc<Notify>> },
+    Close { kept: Option<CancellationToken> },
 }
 
 impl Remotes {
     pub(crate) fn admit(&mut self, own: &[u8; 32], remote: [u8; 32], new: Registered) -> Admit {
-        let old = self.by_key.get(&remote);
-        match choose(own, &remote, old.map(|o| o.we_initiated), new.we_initiated) {
+        let live = self.by_key.entry(remote).or_default();
+        let first = live.first().map(|o| o.we_initiated);
+        match choose(own, &remote, first, new.we_initiated) {
             Verdict::Only => {
-                self.by_key.insert(remote, new);
+                live.push(new);
                 Admit::Go
             }
             Verdict::KeepNew => {
-                if let Some(old) = self.by_key.insert(remote, new) {
-                    old.kill.notify_one();
-                }
+                let old = live.remove(0);
+                old.kill.notify_one();
+                live.insert(0, new);
                 Admit::Go
             }
             Verdict::KeepOld => Admit::Close {
-                kept: old.map(|o| o.ended.clone()),
+                kept: live.first().map(|o| o.ended.clone()),
             },
-            Verdict::Both => Admit::Go,
-            Verdict::Itself => Admit::Close { kept: None },
+            Verdict::Both => {
+                live.push(new);
+                Admit::Go
+            }
+            Verdict::Itself => {
+                if live.is_empty() {
+                    self.by_key.remove(&remote);
+                }
+                Admit::Close { kept: None }
+            }
         }
     }
 
-    /// Connection `id` ended: forget it if it is the one kept.
+    /// Connection `id` ended: forget it (the next live one, if any, is kept
+    /// from now on).
     pub(crate) fn ended(&mut self, remote: &[u8; 32], id: u64) {
-        if self.by_key.get(remote).is_some_and(|r| r.id == id) {
-            self.by_key.remove(remote);
+        if let Some(live) = self.by_key.get_mut(remote) {
+            live.retain(|r| r.id != id);
+            if live.is_empty() {
+                self.by_key.remove(remote);
+            }
         }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.by_key.len()
+        self.by_key.values().map(Vec::len).sum()
     }
 }
 
@@ -173,7 +193,7 @@ mod tests {
             id,
             we_initiated,
             kill: Arc::new(Notify::new()),
-            ended: Arc::new(Notify::new()),
+            ended: CancellationToken::new(),
         }
     }
 
@@ -200,6 +220,27 @@ mod tests {
         assert!(matches!(
             r.admit(&A, A, reg(4, true)),
             Admit::Close { kept: None }
+        ));
+        assert_eq!(r.len(), 0);
+    }
+
+    /// B's view when A dialled it twice and B finished the handshakes in
+    /// the opposite order to A: B must not forget the one A keeps.
+    #[test]
+    fn a_side_that_saw_handshakes_in_another_order_keeps_track_of_both() {
+        let mut r = Remotes::default();
+        // B (own) holds conn 2 first, then conn 1, both dialled by A.
+        assert!(matches!(r.admit(&B, A, reg(2, false)), Admit::Go));
+        assert!(matches!(r.admit(&B, A, reg(1, false)), Admit::Go));
+        assert_eq!(r.len(), 2);
+        // A closes conn 2 (its newer); conn 1 is still known.
+        r.ended(&A, 2);
+        assert_eq!(r.len(), 1);
+        // So when B now dials A itself, A's key is lower: B's own new
+        // connection loses to conn 1 (A dialled it), on B's side as on A's.
+        assert!(matches!(
+            r.admit(&B, A, reg(3, true)),
+            Admit::Close { kept: Some(_) }
         ));
     }
 }

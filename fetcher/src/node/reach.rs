@@ -20,7 +20,7 @@ pub enum ConnEnd {
     Handshaken,
     /// A second connection to a node already connected (or to this node
     /// itself), closed at once; `Some`: notified when the kept one ends.
-    Duplicate(Option<std::sync::Arc<tokio::sync::Notify>>),
+    Duplicate(Option<tokio_util::sync::CancellationToken>),
 }
 
 /// How long a dialler whose connection was a duplicate waits for the kept
@@ -39,7 +39,15 @@ pub(crate) enum Attempt {
     Handshaken,
     /// A node already connected another way (or this node itself).
     Duplicate,
+    /// A handshake, then closed by the other side within [`SHORT`]: not
+    /// a connection to lean on (it might be closing duplicates we do not
+    /// know of); backed off like a failure.
+    Short,
 }
+
+/// A handshaken connection that ends sooner than this counts as
+/// [`Attempt::Short`].
+pub(crate) const SHORT: Duration = Duration::from_secs(5);
 
 /// Why a learned address was given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +55,12 @@ pub enum GaveUp {
     /// Nothing answered (gone, or never there).
     NoAnswer,
     /// Something answered TCP but no attempt in the run completed a
-    /// handshake: not a hypernar node. Not worth dialling again soon.
+    /// handshake: not a hypernar node (or one at its connection cap, which
+    /// closes on arrival too). Not worth dialling again soon.
     NotHypernar,
+    /// Every attempt reached a hypernar node already connected another way
+    /// (or one that kept closing at once): a peer worth remembering.
+    AlreadyConnected,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -71,6 +83,8 @@ pub(crate) struct Redial {
     give_up_after: Option<u32>,
     failed: u32,
     accepted: u32,
+    /// Of the failures, how many reached a node already connected.
+    connected: u32,
     wait: Duration,
 }
 
@@ -80,6 +94,7 @@ impl Redial {
             give_up_after,
             failed: 0,
             accepted: 0,
+            connected: 0,
             wait: REDIAL_FIRST,
         }
     }
@@ -89,7 +104,12 @@ impl Redial {
             Attempt::Handshaken => {
                 self.failed = 0;
                 self.accepted = 0;
+                self.connected = 0;
                 self.wait = REDIAL_FIRST;
+            }
+            Attempt::Short => {
+                self.failed = self.failed.saturating_add(1);
+                self.connected = self.connected.saturating_add(1);
             }
             Attempt::NoHandshake => {
                 self.failed = self.failed.saturating_add(1);
@@ -100,11 +120,14 @@ impl Redial {
             // that only ever duplicates is given up like one that fails.
             Attempt::Duplicate => {
                 self.failed = self.failed.saturating_add(1);
+                self.connected = self.connected.saturating_add(1);
                 self.wait = REDIAL_FIRST;
             }
         }
         if self.give_up_after.is_some_and(|n| self.failed >= n) {
-            return Next::GiveUp(if self.accepted > 0 {
+            return Next::GiveUp(if self.connected >= self.failed {
+                GaveUp::AlreadyConnected
+            } else if self.accepted > 0 {
                 GaveUp::NotHypernar
             } else {
                 GaveUp::NoAnswer
@@ -165,11 +188,16 @@ impl Node {
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
                     Ok(Ok(stream)) => {
                         debug!(peer = %addr, "TCP connected");
+                        let began = std::time::Instant::now();
                         let end = self
                             .clone()
                             .run_conn(stream, true, Some(addr.clone()), on_handshake.clone())
                             .await;
                         match end {
+                            ConnEnd::Handshaken if began.elapsed() < SHORT => {
+                                debug!(peer = %addr, "closed soon after its handshake");
+                                Attempt::Short
+                            }
                             ConnEnd::Handshaken => {
                                 info!(peer = %addr, "disconnected");
                                 Attempt::Handshaken
@@ -182,8 +210,8 @@ impl Node {
                                 // Dial again once the connection kept
                                 // instead ends (or after a while).
                                 if let Some(kept) = kept {
-                                    let _ =
-                                        tokio::time::timeout(DUPLICATE_WAIT, kept.notified()).await;
+                                    let _ = tokio::time::timeout(DUPLICATE_WAIT, kept.cancelled())
+                                        .await;
                                 } else {
                                     tokio::time::sleep(DUPLICATE_WAIT).await;
                                 }
@@ -295,6 +323,19 @@ mod tests {
         assert_eq!(r.ended(Attempt::Refused), Next::Wait(REDIAL_FIRST));
         assert_eq!(r.ended(Attempt::Refused), Next::Wait(REDIAL_FIRST * 2));
         assert_eq!(r.ended(Attempt::Refused), Next::GiveUp(GaveUp::NoAnswer));
+    }
+
+    #[test]
+    fn connections_that_end_at_once_back_off_and_a_node_connected_otherwise_is_kept() {
+        let mut r = Redial::new(Some(4));
+        assert_eq!(r.ended(Attempt::Short), Next::Wait(REDIAL_FIRST));
+        assert_eq!(r.ended(Attempt::Short), Next::Wait(REDIAL_FIRST * 2));
+        // A duplicate was waited for already (until the kept one ended).
+        assert_eq!(r.ended(Attempt::Duplicate), Next::Wait(REDIAL_FIRST));
+        assert_eq!(
+            r.ended(Attempt::Duplicate),
+            Next::GiveUp(GaveUp::AlreadyConnected)
+        );
     }
 
     #[test]
