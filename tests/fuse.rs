@@ -785,9 +785,7 @@ fn who_may_read_the_mount_and_where_root_mounts() {
     let id = identity(&w);
     std::fs::set_permissions(w.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let other_reads = |at: &Path| {
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg("cat")
+        as_other_user("cat")
             .arg(at.join("nix-cache-info"))
             .output()
             .expect("setpriv")

@@ -45,10 +45,8 @@ fn set_mode(p: &Path, mode: u32) {
 /// What uid 65534 manages to open (read a file, list a directory) of
 /// `paths`.
 fn opened_by_another_user(paths: &[PathBuf]) -> Vec<String> {
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+    let out = as_other_user("sh")
         .args([
-            "sh",
             "-c",
             r#"for p in "$@"; do
                  if [ -d "$p" ]; then ls "$p" >/dev/null 2>&1 && echo "$p";
@@ -205,10 +203,8 @@ fn the_control_socket_answers_only_its_owner() {
     assert_eq!(mode, 0o600);
     set_mode(&w.data, 0o755);
     set_mode(&sock, 0o666);
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+    let out = as_other_user("/usr/bin/python3")
         .args([
-            "/usr/bin/python3",
             "-c",
             "import socket,sys\n\
              s=socket.socket(socket.AF_UNIX)\n\

@@ -535,12 +535,7 @@ fn requests_to_a_silent_peer_time_out_and_go_to_another() {
 }
 
 fn connections(base: &str) -> u64 {
-    let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
-    text.lines()
-        .find(|l| l.starts_with("hypernar_peer_connections"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    metric(base, "hypernar_peer_connections")
 }
 
 /// Two nodes that each dial the other (`--peer` on both sides, as with

@@ -193,12 +193,7 @@ fn a_listed_path_continues_from_upstream_when_its_only_peer_goes_silent() {
 }
 
 fn upstream_bytes(base: &str) -> u64 {
-    let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
-    text.lines()
-        .find(|l| l.starts_with("hypernar_received_bytes_total{source=\"upstream\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    metric(base, "hypernar_received_bytes_total{source=\"upstream\"}")
 }
 
 /// A pulled-through NAR costs what was asked: `Range: bytes=0-0` reads a

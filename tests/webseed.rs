@@ -75,15 +75,6 @@ fn nar_of(base: &str, w: &World, name: &str) -> HttpReply {
     http(base, "GET", &url, &[])
 }
 
-fn metric(base: &str, name: &str) -> u64 {
-    let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn blocks_come_from_the_web_seed_when_peers_are_silent_and_are_reserved() {
     if !nginx_available() {

@@ -754,3 +754,31 @@ pub fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Outpu
 pub fn rendered_dom(url: &str, profile: &Path) -> String {
     String::from_utf8_lossy(&chromium(&["--dump-dom", url], profile).stdout).into_owned()
 }
+
+/// A sample of the API at `base`'s `/metrics` (`name` with its labels, as
+/// the line starts); 0 when it is not there yet.
+pub fn metric(base: &str, name: &str) -> u64 {
+    let text = String::from_utf8(http(base, "GET", "/metrics", &[]).body).unwrap();
+    text.lines()
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `program` run as another local user (uid and gid 65534, no groups)
+/// through util-linux's `setpriv`; the caller must be root.
+pub fn as_other_user(program: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        program,
+    ]);
+    cmd
+}
