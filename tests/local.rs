@@ -1,11 +1,13 @@
 //! Other users of the same machine (an unsandboxed build user on a Hydra
 //! host, a shared workstation): they can read nothing in a data directory,
-//! whatever umask hypernar was started with. The unprivileged user is
+//! whatever umask hypernar was started with, cannot drive a serve through
+//! its control socket, and read the FUSE view only when told they may. The unprivileged user is
 //! uid/gid 65534 through `setpriv` (util-linux), so these tests need root.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use hypernar_publisher::sample::demo_paths;
 
@@ -190,10 +192,10 @@ fn the_control_socket_answers_only_its_owner() {
         &[("RUST_LOG", "hypernar=info,hypernar_fetcher=info")],
     );
     let sock = w.data.join("control.sock");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
-        assert!(std::time::Instant::now() < until, "no control socket");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(Instant::now() < until, "no control socket");
+        std::thread::sleep(Duration::from_millis(50));
     }
     let mode = std::fs::symlink_metadata(&sock)
         .unwrap()
@@ -225,4 +227,93 @@ fn the_control_socket_answers_only_its_owner() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
     wait_for_log(&srv, "a process of another user connected", 10);
+}
+
+/// The view shows every path this node can decrypt: by default only its
+/// owner reads it; `--mount-allow-root` adds root (what a nix-daemon needs)
+/// and no one else; `--mount-allow-other` lets every local user read it.
+/// As root, a mount point that is a link or that another user owns is
+/// refused. Run as root: uid 65534 (through `setpriv`) plays the other user.
+#[test]
+fn who_may_read_the_mount_and_where_root_mounts() {
+    use crate::fuse::{fuse_available, is_mounted, world, Mounted};
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    if hypernar_feed::private::euid() != 0 {
+        return skip_or_fail("root (to act as another local user with setpriv)");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let w = world();
+    let id = identity(&w);
+    std::fs::set_permissions(w.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let other_reads = |at: &Path| {
+        as_other_user("cat")
+            .arg(at.join("nix-cache-info"))
+            .output()
+            .expect("setpriv")
+            .status
+            .success()
+    };
+    for (flag, others) in [
+        (None, false),
+        (Some("--mount-allow-root"), false),
+        (Some("--mount-allow-other"), true),
+    ] {
+        let at = w.tmp.path().join(format!("mnt{}", flag.unwrap_or("")));
+        std::fs::create_dir_all(&at).unwrap();
+        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut extra = vec!["--trust", id.as_str()];
+        extra.extend(flag);
+        let m = Mounted::start(
+            &w.data.with_extension(flag.unwrap_or("x")),
+            &at,
+            &extra,
+            &[],
+        );
+        assert!(
+            std::fs::read(at.join("nix-cache-info")).is_ok(),
+            "the owner reads"
+        );
+        assert_eq!(other_reads(&at), others, "{flag:?}: another user reads?");
+        drop(m);
+    }
+
+    let target = w.tmp.path().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let link = w.tmp.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let theirs = w.tmp.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    for (at, says) in [(&link, "symbolic link"), (&theirs, "belongs to uid 65534")] {
+        let mut child = std::process::Command::new(bin())
+            .args(["serve", "--data", s(&w.data), "--listen", "127.0.0.1:0"])
+            .args(["--http", "none", "--no-dht", "--mount", s(at)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::process::Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(at)
+                    .status();
+                panic!("serve mounted on {} instead of refusing", at.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success());
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(err.contains(says), "{err}");
+        assert!(!is_mounted(at));
+    }
 }
