@@ -43,7 +43,7 @@ use mainline::async_dht::AsyncDht;
 use mainline::Id;
 use tracing::{debug, info, warn};
 
-use crate::dialset::{may_dial, DialSet, Quarantine, Reach, Refused};
+use crate::dialset::{may_dial, DialSet, Reach, Refused};
 use crate::node::Node;
 
 /// Well-known routers of the Mainline DHT, asked first unless
@@ -193,8 +193,6 @@ struct Learned {
     dialling: DialSet,
     /// Peers that completed a handshake, newest first: what is saved.
     recent: VecDeque<SocketAddr>,
-    /// Addresses that answered TCP but are no hypernar node.
-    not_hypernar: Quarantine,
     /// Whether a found address was refused for its range (said once).
     told_range: bool,
     /// Whether a lookup's answer was refused for one IP too many (said once).
@@ -206,7 +204,6 @@ impl Default for Learned {
         Learned {
             dialling: DialSet::new(MAX_LEARNED, MAX_LEARNED_PER_IP),
             recent: VecDeque::new(),
-            not_hypernar: Quarantine::default(),
             told_range: false,
             told_ip: false,
         }
@@ -223,9 +220,6 @@ impl Learned {
             }
             return false;
         }
-        if self.not_hypernar.holds(addr, Instant::now()) {
-            return false;
-        }
         match self.dialling.take(addr) {
             Ok(()) => true,
             Err(Refused::IpFull) => {
@@ -234,7 +228,7 @@ impl Learned {
                 }
                 false
             }
-            Err(Refused::Already | Refused::Full) => false,
+            Err(Refused::Already | Refused::Full | Refused::HeldBack) => false,
         }
     }
 
@@ -320,7 +314,7 @@ fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr, reach: Rea
             l.recent.retain(|a| *a != addr);
         }
         if why == crate::node::GaveUp::NotHypernar {
-            l.not_hypernar.add(addr, Instant::now());
+            l.dialling.hold_back(addr, Instant::now());
             debug!(%addr, "not a hypernar node: not dialled again for a while");
         }
     });
@@ -524,7 +518,7 @@ mod tests {
         // One found to be no hypernar node is not dialled again for a while.
         let b: SocketAddr = "1.1.1.2:1".parse().unwrap();
         l.dialling.release(a);
-        l.not_hypernar.add(b, Instant::now());
+        l.dialling.hold_back(b, Instant::now());
         assert!(!l.take(b, Reach::Internet));
     }
 

@@ -114,6 +114,9 @@ pub enum Refused {
     Full,
     /// As many of its IP address as allowed are.
     IpFull,
+    /// It answered TCP but is no hypernar node, a short while ago
+    /// ([`DialSet::hold_back`]).
+    HeldBack,
 }
 
 /// The addresses being dialled, within the bounds.
@@ -123,6 +126,7 @@ pub struct DialSet {
     max_per_ip: usize,
     addrs: HashSet<SocketAddr>,
     per_ip: HashMap<IpAddr, usize>,
+    not_hypernar: Quarantine,
 }
 
 impl DialSet {
@@ -132,11 +136,20 @@ impl DialSet {
             max_per_ip,
             addrs: HashSet::new(),
             per_ip: HashMap::new(),
+            not_hypernar: Quarantine::default(),
         }
     }
 
-    /// Marks `addr` dialled if it may be.
+    /// Marks `addr` dialled if it may be, now.
     pub fn take(&mut self, addr: SocketAddr) -> Result<(), Refused> {
+        self.take_at(addr, Instant::now())
+    }
+
+    /// Marks `addr` dialled if it may be at `now`.
+    pub fn take_at(&mut self, addr: SocketAddr, now: Instant) -> Result<(), Refused> {
+        if self.not_hypernar.holds(addr, now) {
+            return Err(Refused::HeldBack);
+        }
         if self.addrs.contains(&addr) {
             return Err(Refused::Already);
         }
@@ -162,6 +175,12 @@ impl DialSet {
                 }
             }
         }
+    }
+
+    /// `addr` answered TCP but never completed a handshake: not dialled
+    /// again for [`QUARANTINE`] from `now`.
+    pub fn hold_back(&mut self, addr: SocketAddr, now: Instant) {
+        self.not_hypernar.add(addr, now);
     }
 
     /// How many are dialled.
@@ -206,6 +225,18 @@ mod tests {
             let got = [Reach::Lan, Reach::Internet, Reach::Anywhere].map(|r| may_dial(addr, r));
             assert_eq!(got, *want, "{addr}");
         }
+    }
+
+    #[test]
+    fn an_address_held_back_is_refused_until_its_time_is_up() {
+        let t0 = Instant::now();
+        let a = SocketAddr::from(([198, 18, 7, 1], 1));
+        let mut d = DialSet::new(MAX, PER_IP);
+        assert_eq!(d.take_at(a, t0), Ok(()));
+        d.release(a);
+        d.hold_back(a, t0);
+        assert_eq!(d.take_at(a, t0 + QUARANTINE / 2), Err(Refused::HeldBack));
+        assert_eq!(d.take_at(a, t0 + QUARANTINE), Ok(()));
     }
 
     #[test]

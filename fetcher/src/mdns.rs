@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 use tracing::{debug, info, warn};
 
-use crate::dialset::{may_dial, DialSet, Quarantine, Reach, Refused};
+use crate::dialset::{may_dial, DialSet, Reach, Refused};
 use crate::node::Node;
 
 /// The DNS-SD service type hypernar nodes announce and browse.
@@ -87,7 +87,6 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
     let found = daemon.browse(SERVICE)?;
     info!(id, port, "announcing this node on the local network (mDNS)");
     let dialled = Arc::new(Mutex::new(DialSet::new(MAX_DISCOVERED, MAX_PER_IP)));
-    let not_hypernar = Arc::new(Mutex::new(Quarantine::default()));
     let (own, task_node) = (id.clone(), node.clone());
     node.spawn(async move {
         let (mut told_full, mut told_ip) = (false, false);
@@ -115,17 +114,10 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
                 debug!(name = %s.fullname, "no address a LAN peer may have (loopback, link-local); ignored");
                 continue;
             };
-            if not_hypernar
-                .lock()
-                .expect("quarantine lock")
-                .holds(addr, std::time::Instant::now())
-            {
-                continue;
-            }
             let taken = dialled.lock().expect("dialled lock").take(addr);
             match taken {
                 Ok(()) => {}
-                Err(Refused::Already) => continue,
+                Err(Refused::Already | Refused::HeldBack) => continue,
                 Err(Refused::Full) => {
                     if !std::mem::replace(&mut told_full, true) {
                         warn!(%addr, "more than {MAX_DISCOVERED} peers found on the local network; not dialling more until some go");
@@ -140,17 +132,17 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
                 }
             }
             info!(peer = %addr, id = theirs, "found on the local network");
-            let (n, d, q) = (task_node.clone(), dialled.clone(), not_hypernar.clone());
+            let (n, d) = (task_node.clone(), dialled.clone());
             task_node.spawn(async move {
                 let why = n
                     .dial_while_reachable(addr.to_string(), GIVE_UP_AFTER, None)
                     .await;
-                d.lock().expect("dialled lock").release(addr);
+                let mut d = d.lock().expect("dialled lock");
+                d.release(addr);
                 if why == crate::node::GaveUp::NotHypernar {
-                    q.lock()
-                        .expect("quarantine lock")
-                        .add(addr, std::time::Instant::now());
+                    d.hold_back(addr, std::time::Instant::now());
                 }
+                drop(d);
                 debug!(peer = %addr, "a LAN peer stopped answering; dialled again if it announces itself again");
             });
         }
