@@ -133,7 +133,7 @@ fn main() {
         let (peak, stop, feeds) = (peak.clone(), stop.clone(), feeds.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let now = hypernar_fetcher::http::status::disk_usage(&feeds);
+                let now = hypernar_fetcher::node::evict::disk_usage(&feeds);
                 peak.fetch_max(now, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -152,7 +152,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(12));
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
-    let after = hypernar_fetcher::http::status::disk_usage(&feeds);
+    let after = hypernar_fetcher::node::evict::disk_usage(&feeds);
     let _ = user.kill();
     let _ = seed.kill();
     let _ = user.wait();

@@ -215,7 +215,7 @@ fn main() {
         cmd.arg(&store_path)
             .env(
                 "RUST_LOG",
-                "hypernar=info,hypernar_fetcher=info,hypernar_fetcher::fetch=debug",
+                "hypernar=info,hypernar_fetcher=info,hypernar_fetcher::sources=debug",
             )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());

@@ -13,7 +13,7 @@ use crate::util::*;
 const FAST: &[(&str, &str)] = &[("HYPERNAR_FAULT_EVICT_FAST", "1")];
 
 fn du(dir: &Path) -> u64 {
-    hypernar_fetcher::http::status::disk_usage(dir)
+    hypernar_fetcher::node::evict::disk_usage(dir)
 }
 
 fn nar_of(api: &str, w: &World, name: &str) -> Option<Vec<u8>> {

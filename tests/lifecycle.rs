@@ -36,7 +36,6 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
             trust: vec![id],
             feeds: vec![],
             mirror: false,
-            web_seeds: Default::default(),
             sets: vec![],
             pins: vec![],
             require_set: false,
@@ -51,8 +50,16 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
             .wait(&path, Duration::from_secs(20))
             .await
             .unwrap();
-        let (nar, _) = node
-            .fetch_nar(&path, Vec::new(), Duration::from_secs(20))
+        let sources = hypernar_fetcher::sources::Sources::start(
+            &node,
+            Default::default(),
+            std::sync::Arc::new(hypernar_fetcher::sources::upstream::Upstreams::none()),
+        );
+        let (nar, _) = sources
+            .open_path(&path)
+            .await
+            .unwrap()
+            .write_nar(Vec::new())
             .await
             .unwrap();
         assert_eq!(sha256(&nar), sha256(&w.path("demo-dataset").nar));

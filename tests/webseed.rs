@@ -255,6 +255,87 @@ fn a_node_with_no_peer_at_all_learns_its_publisher_and_fetches_from_the_web_seed
     );
 }
 
+#[test]
+fn hypernar_fetch_uses_the_web_seed_when_the_seed_peer_goes_silent() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    let st = setup("");
+    // The seed peer gives the index and keys, then nothing: the blocks can
+    // only come from the web seed its publisher recorded.
+    let out = fetch(
+        &st.w.tmp.path().join("fetcher"),
+        &st.id,
+        &[&st.seed_addr],
+        &st.w.store_path("big"),
+    );
+    assert_fetched(&out, &st.w, "big");
+    // And from one named by hand, with no peer at all.
+    let out = hypernar(&[
+        "fetch",
+        "--data",
+        s(&st.w.tmp.path().join("fetcher2")),
+        "--trust",
+        &st.id,
+        "--web-seed",
+        &st.web.base,
+        "--timeout",
+        "20",
+        &st.w.store_path("big"),
+    ]);
+    assert_fetched(&out, &st.w, "big");
+}
+
+#[test]
+fn a_pinned_set_is_fetched_from_the_web_seed_when_the_seed_peer_goes_silent() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    let st = setup("");
+    let lab = Lab::new(st.w.tmp.path());
+    let set_id = lab.add(&st.id, &st.w.store_path("big"));
+    let lab_seed = serve(&lab.data, &["--http", "none"], &[]);
+    let user = serve(
+        &st.w.tmp.path().join("user"),
+        &[
+            "--trust",
+            &st.id,
+            "--peer",
+            &st.seed_addr,
+            "--peer",
+            &lab_seed.addr,
+            "--pin",
+            &set_id,
+            "--upstream",
+            "none",
+        ],
+        &[("RUST_LOG", "hypernar=info,hypernar_fetcher=info")],
+    );
+    wait_for_log(&user, "pinned path stored", 60);
+    let base = user.http.clone().unwrap();
+    let from_web = metric(&base, "hypernar_received_bytes_total{source=\"web_seed\"}");
+    assert!(
+        from_web > 4 << 20,
+        "only {from_web} bytes from the web seed"
+    );
+    // Pinned means here: with the seed and the web seed gone, a node that
+    // knows only this one gets the path.
+    drop(st.web);
+    let out = fetch(
+        &st.w.tmp.path().join("other"),
+        &st.id,
+        &[&user.addr],
+        &st.w.store_path("big"),
+    );
+    assert_fetched(&out, &st.w, "big");
+}
+
 /// A tiny HTTP server on 127.0.0.1 for the hostile-seed test: answers every
 /// request with `answer(path)` and counts connections and request heads.
 struct Responder {

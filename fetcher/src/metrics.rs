@@ -34,6 +34,7 @@ pub struct PeerLabel {
 /// Byte sources.
 pub const PEER: SourceLabel = SourceLabel { source: "peer" };
 pub const UPSTREAM: SourceLabel = SourceLabel { source: "upstream" };
+pub const WEB_SEED: SourceLabel = SourceLabel { source: "web_seed" };
 
 /// The node's counters.
 #[derive(Debug)]
@@ -132,6 +133,30 @@ impl Default for Metrics {
     }
 }
 
+/// The block bytes one connection moves, counted for metrics and the
+/// status page.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    /// This peer's bytes.
+    pub received: prometheus_client::metrics::counter::Counter,
+    pub uploaded: prometheus_client::metrics::counter::Counter,
+    /// The node's totals (`received` from peers, `uploaded`).
+    pub all_received: prometheus_client::metrics::counter::Counter,
+    pub all_uploaded: prometheus_client::metrics::counter::Counter,
+}
+
+impl Traffic {
+    /// Counters for one peer's connection.
+    pub fn new(metrics: &Metrics, peer: &PeerLabel) -> Self {
+        Traffic {
+            received: metrics.peer_received.get_or_create(peer).clone(),
+            uploaded: metrics.peer_uploaded.get_or_create(peer).clone(),
+            all_received: metrics.received.get_or_create(&PEER).clone(),
+            all_uploaded: metrics.uploaded.clone(),
+        }
+    }
+}
+
 /// A connected peer's series: counted while its connection is open,
 /// removed when this is dropped (however the connection ends).
 #[derive(Debug)]
@@ -145,12 +170,12 @@ impl PeerSeries {
     pub fn open(
         metrics: &Arc<Metrics>,
         addr: Option<std::net::SocketAddr>,
-    ) -> (crate::pump::Traffic, PeerSeries) {
+    ) -> (Traffic, PeerSeries) {
         let label = PeerLabel {
             peer: addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
         };
         metrics.connections.inc();
-        let traffic = crate::pump::Traffic::new(metrics, &label);
+        let traffic = Traffic::new(metrics, &label);
         (
             traffic,
             PeerSeries {

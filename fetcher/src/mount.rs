@@ -1,8 +1,8 @@
 //! The FUSE view's [`Source`]: the paths whose keys this node holds, and
-//! their segments from the node, the way the substituter gets its blocks
-//! (local, then peers, hedged with the web seeds, within a deadline), each
-//! verified against the publisher's tree and opened under the path's key
-//! in memory.
+//! their segments through the path reader (`sources::reader`), the way the
+//! substituter gets its blocks (local, then peers, hedged with the web
+//! seeds, within a deadline), each verified against the publisher's tree
+//! and opened under the path's key in memory.
 //!
 //! The view runs on its own threads (`fuser`'s); each read blocks one of
 //! them on the node's runtime until its segment is had or the deadline
@@ -13,51 +13,41 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
 use hypernar_feed::format::listing::Listing;
+use hypernar_feed::format::narinfo::nar_url;
 use hypernar_feed::format::record::PathRecord;
-use hypernar_feed::format::segment::Opener;
 use hypernar_fuse_store::{PathInfo, Source, SourceError};
-use tracing::debug;
 
-use crate::http::nar::{Behind, BlockGetter};
-use crate::http::route::nar_url;
-use crate::listing::listing;
-use crate::node::Node;
 use crate::publishers::Found;
+use crate::sources::{Sources, Timing};
 
-/// A node seen as the FUSE view's source.
+/// The paths of a node's catalog, read through its sources, as the FUSE
+/// view's source.
 #[derive(Debug)]
-pub struct NodeSource {
-    node: Node,
+pub struct MountSource {
+    sources: Sources,
     rt: tokio::runtime::Handle,
-    /// How long one segment may take before its read fails with `EIO`.
-    deadline: Duration,
-    web_after: Duration,
 }
 
-impl NodeSource {
-    /// A source reading through `node` on the runtime `rt`.
-    pub fn new(node: Node, rt: tokio::runtime::Handle, deadline: Duration) -> Arc<Self> {
-        Arc::new(NodeSource {
-            node,
+impl MountSource {
+    /// A source reading through `sources` on the runtime `rt`; one segment
+    /// may take `deadline` before its read fails with `EIO`.
+    pub fn new(sources: &Sources, rt: tokio::runtime::Handle, deadline: Duration) -> Arc<Self> {
+        Arc::new(MountSource {
+            sources: sources.with_timing(Timing {
+                deadline,
+                ..sources.timing()
+            }),
             rt,
-            deadline,
-            web_after: crate::http::HttpLimits::default().web_seed_after,
         })
     }
 
     fn found(&self, path: &PathInfo) -> Result<Found, SourceError> {
-        let publishers = self.node.publishers();
+        let publishers = self.sources.node().publishers();
         let store_path = publishers
             .path_by_hash(&path.hash)
             .ok_or_else(|| format!("{} is no longer listed", path.hash))?;
         Ok(publishers.lookup(&store_path)?)
-    }
-
-    fn record(&self, path: &PathInfo) -> Result<(PathRecord, [u8; 32], [u8; 32]), SourceError> {
-        let found = self.found(path)?;
-        Ok((found.record, found.data_feed, found.key.0))
     }
 }
 
@@ -76,19 +66,20 @@ pub fn path_info(record: &PathRecord) -> PathInfo {
     }
 }
 
-impl Source for NodeSource {
+impl Source for MountSource {
     fn generation(&self) -> u64 {
-        self.node.publishers().generation()
+        self.sources.node().publishers().generation()
     }
 
     fn narinfo(&self, path: &PathInfo) -> Result<String, SourceError> {
-        let (record, _, _) = self.record(path)?;
+        let record = self.found(path)?.record;
         let url = nar_url(&path.hash, &record.nar_hash);
         Ok(record.narinfo(url).render())
     }
 
     fn paths(&self) -> Vec<PathInfo> {
-        self.node
+        self.sources
+            .node()
             .publishers()
             .ready()
             .iter()
@@ -97,67 +88,33 @@ impl Source for NodeSource {
     }
 
     fn segment(&self, path: &PathInfo, index: u64) -> Result<Vec<u8>, SourceError> {
-        let (record, data_feed, key) = self.record(path)?;
-        if index >= record.block_count {
+        let found = self.found(path)?;
+        if index >= found.record.block_count {
             return Err(format!("segment {index} is past the end of {}", path.hash).into());
         }
-        let layout = record.layout()?;
-        let block_index = record
-            .first_block
-            .checked_add(index)
-            .ok_or("block index overflows")?;
-        let end = record.first_block.saturating_add(record.block_count);
-        let behind = Behind::of(&self.node, self.web_after);
-        let node = self.node.clone();
-        let deadline = self.deadline;
-        let mut block = self.rt.block_on(async move {
-            let vk =
-                VerifyingKey::from_bytes(&data_feed).map_err(|e| format!("data feed key: {e}"))?;
-            let hub = node.add_feed(&vk, false).await?;
-            let mut getter = BlockGetter::new(hub, data_feed, end, behind);
-            Ok::<_, SourceError>(getter.get(block_index, deadline).await?)
-        })?;
-        let mut opener = Opener::new(layout, &hypernar_feed::format::segment::PathKey(key))?;
-        let mut plain = Vec::with_capacity(record.segment_size as usize);
-        opener.open_into(index, &mut block, &mut plain)?;
-        Ok(plain)
+        let sources = self.sources.clone();
+        Ok(self.rt.block_on(async move {
+            let reader = sources.open(found).await?;
+            reader.segment(index).await
+        })?)
     }
 
     fn listing(&self, path: &PathInfo) -> Result<Arc<Listing>, SourceError> {
         let found = self.found(path)?;
-        let behind = Behind::of(&self.node, self.web_after);
-        let node = self.node.clone();
-        let deadline = self.deadline;
+        let sources = self.sources.clone();
         Ok(self
             .rt
-            .block_on(async move { listing(&node, &found, deadline, behind).await })?)
+            .block_on(async move { crate::sources::listing::listing(&sources, &found).await })?)
     }
 
     fn prefetch(&self, path: &PathInfo, from: u64, to: u64) {
-        let Ok((record, data_feed, _)) = self.record(path) else {
+        let Ok(found) = self.found(path) else {
             return;
         };
-        let to = to.min(record.block_count);
-        if from >= to {
-            return;
-        }
-        let (start, end) = (record.first_block + from, record.first_block + to);
-        let node = self.node.clone();
-        let deadline = self.deadline;
+        let sources = self.sources.clone();
         self.rt.spawn(async move {
-            let Ok(vk) = VerifyingKey::from_bytes(&data_feed) else {
-                return;
-            };
-            let Ok(hub) = node.add_feed(&vk, false).await else {
-                return;
-            };
-            // The want ends with the deadline, so an abandoned read-ahead
-            // does not keep blocks wanted for ever.
-            if tokio::time::timeout(deadline, hub.want(start, end))
-                .await
-                .is_err()
-            {
-                debug!(start, end, "read-ahead not complete within the deadline");
+            if let Ok(reader) = sources.open(found).await {
+                reader.prefetch(from, to).await;
             }
         });
     }

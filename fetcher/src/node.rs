@@ -87,9 +87,6 @@ pub struct NodeConfig {
     pub mirror: bool,
     /// Caps on accepted connections.
     pub limits: Limits,
-    /// Web seeds to ask when peers are absent or slow (and whether to use
-    /// those trusted publishers record).
-    pub web_seeds: Arc<crate::webseed::WebSeeds>,
     /// Safe-path sets to follow (`--set`), and to follow and pin (`--pin`:
     /// the closure of every path in them is fetched ahead and kept).
     pub sets: Vec<SetId>,
@@ -163,9 +160,6 @@ struct Inner {
     /// Woken when a feed joins `eager`.
     eager_added: Notify,
     metrics: Arc<crate::metrics::Metrics>,
-    web_seeds: Arc<crate::webseed::WebSeeds>,
-    /// Decoded NAR listings, for the store view and `.ls`.
-    listings: crate::listing::ListingCache,
     limits: Limits,
     /// Accepted connections open now, by remote IP.
     accepted: Mutex<HashMap<IpAddr, usize>>,
@@ -185,9 +179,9 @@ struct Inner {
     sets: crate::sets::Sets,
     /// What hubs may announce and serve of replicas.
     share: Arc<crate::share::Share>,
-    /// Pinned paths, each with the task that fetches its blocks.
-    pins:
-        Mutex<HashMap<hypernar_feed::format::storepath::StorePath, crate::http::nar::AbortOnDrop>>,
+    /// The paths pinned now (the closure of pinned sets' paths): the
+    /// pins front-end (`crate::pins`) keeps their blocks.
+    pins: tokio::sync::watch::Sender<Arc<HashSet<hypernar_feed::format::storepath::StorePath>>>,
     /// `--max-size`: the disk is bounded, and uses of paths are saved.
     max_size: Option<u64>,
 }
@@ -262,8 +256,6 @@ impl Node {
             eager: Mutex::new(Vec::new()),
             eager_added: Notify::new(),
             metrics: Arc::new(crate::metrics::Metrics::default()),
-            web_seeds: config.web_seeds,
-            listings: crate::listing::cache(),
             limits: config.limits,
             accepted: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
@@ -272,13 +264,12 @@ impl Node {
             opening: tokio::sync::Mutex::new(()),
             roots: Mutex::new(Vec::new()),
             sets: crate::sets::Sets::default(),
-            pins: Mutex::new(HashMap::new()),
+            pins: tokio::sync::watch::channel(Arc::default()).0,
             max_size: config.max_size,
             share: Arc::new(crate::share::Share::new(config.share)),
         });
         let node = Node { inner };
         node.spawn(node.clone().handle_events(events_rx));
-        crate::webseed::follow(&node);
 
         // Seed everything already here.
         for key in node.inner.store.list()? {
@@ -530,11 +521,6 @@ impl Node {
         self.inner.cancel.is_cancelled()
     }
 
-    /// The web seeds this node asks.
-    pub fn web_seeds(&self) -> &Arc<crate::webseed::WebSeeds> {
-        &self.inner.web_seeds
-    }
-
     /// `--max-size`, if the disk is bounded.
     pub fn max_size(&self) -> Option<u64> {
         self.inner.max_size
@@ -543,11 +529,6 @@ impl Node {
     /// The node's counters.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.inner.metrics
-    }
-
-    /// Decoded NAR listings (see [`crate::listing`]).
-    pub fn listings(&self) -> &crate::listing::ListingCache {
-        &self.inner.listings
     }
 
     /// The peers connected now, with what they moved.

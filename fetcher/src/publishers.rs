@@ -406,6 +406,22 @@ impl Publishers {
         out
     }
 
+    /// The web seeds each trusted publisher records in its index
+    /// (`publish --web-seed-url`), latest list first applied.
+    pub fn recorded_web_seeds(&self) -> Vec<([u8; 32], Vec<String>)> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        by_id
+            .iter()
+            .map(|(id, k)| (*id, k.index.web_seeds.clone()))
+            .collect()
+    }
+
+    /// The web seeds publisher `id` records, if it is trusted.
+    pub fn recorded_web_seeds_of(&self, id: &Identity) -> Option<Vec<String>> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        by_id.get(&id.to_bytes()).map(|k| k.index.web_seeds.clone())
+    }
+
     /// Resolves on the next record, key or gate change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

@@ -29,32 +29,9 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
 use crate::hub::{HubHandle, PeerId};
-use crate::metrics::{Metrics, PEER};
 use crate::wire::{Load, MAX_UNSENT};
 
-/// The block bytes one connection moves, counted for metrics and the
-/// status page.
-#[derive(Debug, Clone)]
-pub struct Traffic {
-    /// This peer's bytes.
-    pub received: prometheus_client::metrics::counter::Counter,
-    pub uploaded: prometheus_client::metrics::counter::Counter,
-    /// The node's totals (`received` from peers, `uploaded`).
-    pub all_received: prometheus_client::metrics::counter::Counter,
-    pub all_uploaded: prometheus_client::metrics::counter::Counter,
-}
-
-impl Traffic {
-    /// Counters for one peer's connection.
-    pub fn new(metrics: &Metrics, peer: &crate::metrics::PeerLabel) -> Self {
-        Traffic {
-            received: metrics.peer_received.get_or_create(peer).clone(),
-            uploaded: metrics.peer_uploaded.get_or_create(peer).clone(),
-            all_received: metrics.received.get_or_create(&PEER).clone(),
-            all_uploaded: metrics.uploaded.clone(),
-        }
-    }
-}
+pub use crate::metrics::Traffic;
 
 impl Traffic {
     fn block_bytes(msg: &Message) -> u64 {

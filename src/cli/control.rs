@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_fetcher::node::Node;
+use hypernar_fetcher::sources::Sources;
 use hypernar_publisher::control::{self, Job, PublishJob, Reply, Request, SetJob, VERSION};
 use hypernar_publisher::{Outcome, Progress, Publisher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -35,7 +36,7 @@ pub fn socket(dir: &Path) -> PathBuf {
 }
 
 /// Serves publish jobs on the data directory's control socket.
-pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
+pub fn listen(dir: &Path, sources: Sources) -> anyhow::Result<()> {
     let path = socket(dir);
     // We hold the directory's lock: a socket file here is a leftover.
     let _ = std::fs::remove_file(&path);
@@ -45,7 +46,7 @@ pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
     let me = hypernar_feed::private::euid();
     let dir = dir.to_owned();
     let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
-    let tasks = node.clone();
+    let tasks = sources.node().clone();
     tasks.spawn(async move {
         let mut failures = 0u32;
         loop {
@@ -77,9 +78,9 @@ pub fn listen(dir: &Path, node: Node) -> anyhow::Result<()> {
                     continue;
                 }
             };
-            let (node, dir, lock) = (node.clone(), dir.clone(), one_at_a_time.clone());
-            node.clone().spawn(async move {
-                if let Err(e) = serve_one(stream, node, &dir, lock).await {
+            let (sources, dir, lock) = (sources.clone(), dir.clone(), one_at_a_time.clone());
+            sources.node().clone().spawn(async move {
+                if let Err(e) = serve_one(stream, sources, &dir, lock).await {
                     warn!(%e, "control request failed");
                 }
             });
@@ -98,7 +99,7 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, control:
 
 async fn serve_one(
     stream: UnixStream,
-    node: Node,
+    sources: Sources,
     dir: &Path,
     lock: Arc<tokio::sync::Mutex<()>>,
 ) -> anyhow::Result<()> {
@@ -111,7 +112,7 @@ async fn serve_one(
         match request.and_then(|b| control::decode::<Request>(&b)) {
             Ok(req) => {
                 let _one = lock.lock().await;
-                handle(node, dir, req, tx).await
+                handle(sources, dir, req, tx).await
             }
             Err(e) => {
                 let _ = tx.send(Reply::Err(format!("error: {e}"))).await;
@@ -130,7 +131,8 @@ async fn serve_one(
 }
 
 /// Runs one control request and sends its replies, the exit code last.
-pub async fn handle(node: Node, dir: &Path, req: Request, out: mpsc::Sender<Reply>) {
+pub async fn handle(sources: Sources, dir: &Path, req: Request, out: mpsc::Sender<Reply>) {
+    let node = sources.node().clone();
     let code = if req.version != VERSION {
         let _ = out
             .send(Reply::Err(format!(
@@ -150,7 +152,7 @@ pub async fn handle(node: Node, dir: &Path, req: Request, out: mpsc::Sender<Repl
                 run_set(node, dir, job, out.clone()).await
             }
             Job::Status { .. } => {
-                let s = super::status::report(&node).await;
+                let s = super::status::report(&sources).await;
                 for line in s.lines() {
                     let _ = out.send(Reply::Out(line.to_owned())).await;
                 }
@@ -300,11 +302,13 @@ pub async fn via_serve(job: Job) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
     use hypernar_fetcher::node::NodeConfig;
+    use hypernar_fetcher::sources::upstream::Upstreams;
     use hypernar_publisher::sample::{self, NixSigningKey};
 
     async fn replies(node: Node, dir: &Path, req: Request) -> Vec<Reply> {
         let (tx, mut rx) = mpsc::channel(64);
-        handle(node, dir, req, tx).await;
+        let sources = Sources::start(&node, Default::default(), Arc::new(Upstreams::none()));
+        handle(sources, dir, req, tx).await;
         let mut got = Vec::new();
         while let Ok(r) = rx.try_recv() {
             got.push(r);
@@ -328,7 +332,6 @@ mod tests {
             trust: vec![],
             feeds: vec![],
             mirror: false,
-            web_seeds: Default::default(),
             sets: vec![],
             pins: vec![],
             require_set: false,

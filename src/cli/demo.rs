@@ -14,7 +14,8 @@ use hypernar_feed::reader::{self, CatError};
 use hypernar_feed::{Catalog, FeedStore};
 use hypernar_fetcher::http::{self, Allow, HttpConfig, HttpLimits, DEFAULT_HTTP_PORT};
 use hypernar_fetcher::node::{Node, NodeConfig};
-use hypernar_fetcher::upstream::Upstreams;
+use hypernar_fetcher::sources::upstream::Upstreams;
+use hypernar_fetcher::sources::{Sources, Timing};
 use hypernar_publisher::sample::{self, Contents, NixSigningKey, SamplePath, WrittenPath};
 use hypernar_publisher::{NoProgress, PublishOptions, Publisher, SealSettings, Source};
 
@@ -212,7 +213,6 @@ async fn network(
             trust,
             feeds: vec![],
             mirror: false,
-            web_seeds: Default::default(),
             sets: vec![],
             pins: vec![],
             require_set: false,
@@ -235,14 +235,14 @@ async fn network(
     .await?;
     let listener = http::bind("127.0.0.1:0".parse()?, &Allow::default()).await?;
     let base = format!("http://{}", listener.local_addr()?);
+    let user_sources = Sources::start(&user, Default::default(), Arc::new(Upstreams::none()));
     http::serve(
-        user.clone(),
+        &user_sources,
         listener,
         HttpConfig {
             allow: Allow::default(),
             hosts: Default::default(),
             limits: HttpLimits::default(),
-            upstreams: Arc::new(Upstreams::none()),
         },
     );
     println!(
@@ -257,7 +257,15 @@ async fn network(
     peer.publishers()
         .wait(&big.info.store_path, deadline)
         .await?;
-    peer.fetch_nar(&big.info.store_path, std::io::sink(), deadline)
+    let peer_sources = Sources::start(&peer, Default::default(), Arc::new(Upstreams::none()))
+        .with_timing(Timing {
+            deadline,
+            ..Timing::default()
+        });
+    peer_sources
+        .open_path(&big.info.store_path)
+        .await?
+        .write_nar(std::io::sink())
         .await?;
     println!(
         "   the peer fetched {} from the seed first",

@@ -2,25 +2,33 @@
 
 use std::io::BufWriter;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hypernar_feed::format::identity::Identity;
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_fetcher::node::{Node, NodeConfig};
+use hypernar_fetcher::sources::upstream::Upstreams;
+use hypernar_fetcher::sources::webseed::WebSeeds;
+use hypernar_fetcher::sources::{Sources, Timing};
 
 use super::DataDir;
 
-/// Fetch a path's NAR from peers and write it to stdout.
+/// Fetch a path's NAR from peers and web seeds and write it to stdout.
 ///
 /// Starts a node on the data directory, connects to the given peers, waits
 /// for the trusted publishers' index to name the path, then fetches its
-/// blocks from whichever peers have them, verifying each against the
-/// publisher's signed tree, and writes the decrypted NAR, checked against
-/// its NarHash. The blocks stay in the data directory, so a later
-/// `hypernar serve` on it seeds them to others.
+/// blocks the way `hypernar serve` does for Nix: from whichever peers have
+/// them, and from the web seeds (given here, or recorded by the publisher)
+/// when peers are absent or slow. Every block is verified against the
+/// publisher's signed tree; the decrypted NAR is checked against its
+/// NarHash. The blocks stay in the data directory, so a later `hypernar
+/// serve` on it seeds them to others.
 ///
-/// Example:  hypernar fetch --trust hypernar1:… --peer 10.0.0.5:7469 /nix/store/…-hello > hello.nar
+/// Examples:
+///   hypernar fetch --trust hypernar1:… --peer 10.0.0.5:7469 /nix/store/…-hello > hello.nar
+///   hypernar fetch --trust hypernar1:… --web-seed https://seed.example.org/hypernar /nix/store/…-hello > hello.nar
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -36,11 +44,18 @@ pub struct Args {
     )]
     trust: Vec<Identity>,
     /// Peer to fetch from (HOST:PORT, repeatable)
-    #[arg(long, value_name = "HOST:PORT", required = true)]
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "web_seed")]
     peer: Vec<String>,
+    /// Web seed to fetch from when peers are absent or slow: a static copy
+    /// of the publisher's feeds (`publish --web-seed`) on any HTTP server
+    /// (repeatable). Web seeds the publisher records in its index are
+    /// asked after these
+    #[arg(long, value_name = "URL")]
+    web_seed: Vec<String>,
     /// Store path to fetch
     store_path: String,
-    /// Give up if the path is not known, or a block does not arrive, in this many seconds
+    /// Give up if the path is not known, or a block does not arrive from
+    /// peers or web seeds, in this many seconds
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     timeout: u64,
     /// Also accept peers on this address while fetching (ADDR:PORT)
@@ -62,7 +77,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         trust: args.trust.clone(),
         feeds: Vec::new(),
         mirror: false,
-        web_seeds: Default::default(),
         sets: vec![],
         pins: vec![],
         require_set: false,
@@ -74,7 +88,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(addr) = &args.listen {
         node.listen_on(addr).await?;
     }
-    let deadline = Duration::from_secs(args.timeout);
+    let web_seeds = WebSeeds::new(&args.web_seed, true).context("--web-seed")?;
+    let deadline = Duration::from_secs(args.timeout.max(1));
+    let sources = Sources::start(&node, Arc::new(web_seeds), Arc::new(Upstreams::none()))
+        .with_timing(Timing {
+            deadline,
+            ..Timing::default()
+        });
     let started = Instant::now();
     // Index and key feeds replicate as the node connects: wait for the path.
     node.publishers()
@@ -82,7 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("after waiting {}s for the index and keys", args.timeout))?;
     let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-    let (_, summary) = node.fetch_nar(&path, out, deadline).await?;
+    let (_, summary) = sources.open_path(&path).await?.write_nar(out).await?;
     tracing::info!(
         path = %path,
         nar_bytes = summary.nar_bytes,

@@ -7,7 +7,9 @@ use hypernar_feed::format::identity::{parse_feed_key_text, Identity, SetId};
 use hypernar_fetcher::http::host::HostPolicy;
 use hypernar_fetcher::http::{self, Allow, HttpConfig, HttpLimits, DEFAULT_HTTP_PORT};
 use hypernar_fetcher::node::{Limits, Node, NodeConfig};
-use hypernar_fetcher::upstream::{Upstreams, DEFAULT_UPSTREAM};
+use hypernar_fetcher::sources::upstream::{Upstreams, DEFAULT_UPSTREAM};
+use hypernar_fetcher::sources::webseed::WebSeeds;
+use hypernar_fetcher::sources::Sources;
 
 use super::DataDir;
 
@@ -221,7 +223,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let upstreams =
         std::sync::Arc::new(Upstreams::new(upstreams, !args.no_proxy).context("--upstream")?);
     let web_seeds = std::sync::Arc::new(
-        hypernar_fetcher::webseed::WebSeeds::new(
+        WebSeeds::new(
             &args
                 .web_seed
                 .iter()
@@ -247,7 +249,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         trust: args.trust.clone(),
         feeds,
         mirror: args.mirror,
-        web_seeds,
         sets: args.sets.clone(),
         pins: args.pin.clone(),
         require_set: args.require_set,
@@ -256,8 +257,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
+    let sources = Sources::start(&node, web_seeds, upstreams.clone());
+    hypernar_fetcher::pins::keep(&sources);
     let addr = node.listen_on(&args.listen).await?;
-    super::control::listen(&data_dir, node.clone())?;
+    super::control::listen(&data_dir, sources.clone())?;
     say(&format!(
         "hypernar serve: listening on {addr}, data in {}",
         data_dir.display()
@@ -283,7 +286,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let proxy = upstreams.proxies();
         let bases = upstreams.bases().join(", ");
         http::serve(
-            node.clone(),
+            &sources,
             listener,
             HttpConfig {
                 allow,
@@ -295,7 +298,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     write_idle: std::time::Duration::from_secs(args.http_idle_timeout.max(1)),
                     ..HttpLimits::default()
                 },
-                upstreams,
             },
         );
         say(&format!(
@@ -309,8 +311,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mounted = match &args.mount {
         Some(at) => {
-            let source = hypernar_fetcher::mount::NodeSource::new(
-                node.clone(),
+            let source = hypernar_fetcher::mount::MountSource::new(
+                &sources,
                 tokio::runtime::Handle::current(),
                 std::time::Duration::from_secs(args.peer_deadline.max(1)),
             );

@@ -6,7 +6,7 @@ use hypernar_feed::error::StoreError;
 use hypernar_feed::format::identity::Identity;
 use hypernar_feed::FeedStore;
 use hypernar_fetcher::http::status;
-use hypernar_fetcher::node::Node;
+use hypernar_fetcher::sources::Sources;
 use hypernar_publisher::control::Job;
 
 use super::{control, DataDir};
@@ -24,11 +24,10 @@ pub struct Args {
 }
 
 /// The running node's state as text (for the control socket).
-pub async fn report(node: &Node) -> String {
-    let upstreams = hypernar_fetcher::upstream::Upstreams::new(vec![], false)
-        .expect("no upstream is always valid");
+pub async fn report(sources: &Sources) -> String {
+    let node = sources.node();
     let disk = status::DiskUsage::default().get(node).await;
-    let snapshot = status::Snapshot::take(node, &upstreams, disk);
+    let snapshot = status::Snapshot::take(sources, disk);
     let pinned: Vec<String> = node.pinned().iter().map(|p| p.to_string()).collect();
     status::render_text(&snapshot, &snapshot.usage, &pinned)
 }
@@ -56,7 +55,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         .unwrap_or_else(|_| "unknown".into()),
                     Err(_) => "feeds with no header yet".into(),
                 };
-                *per.entry(owner).or_default() += status::disk_usage(feed.dir());
+                *per.entry(owner).or_default() +=
+                    hypernar_fetcher::node::evict::disk_usage(feed.dir());
             }
             if per.is_empty() {
                 eprintln!("  nothing stored yet");

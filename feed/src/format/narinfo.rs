@@ -331,6 +331,14 @@ impl NarInfo {
     }
 }
 
+/// The NAR URL (relative to the cache root) of a path: its hash part and
+/// its NarHash, both as Nix writes them.
+pub fn nar_url(hash: &str, nar_hash: &NarHash) -> String {
+    let nix32 = nar_hash.to_nix();
+    let nix32 = nix32.strip_prefix("sha256:").unwrap_or(&nix32);
+    format!("nar/{hash}-{nix32}.nar")
+}
+
 /// Nix's signature fingerprint over a path's identity and contents.
 pub fn fingerprint(path: &StorePath, hash: &NarHash, size: u64, refs: &[StorePath]) -> String {
     let refs: Vec<&str> = refs.iter().map(|r| r.as_str()).collect();

@@ -14,6 +14,7 @@
 //! (an idle keep-alive connection is closed after it too), and only clients
 //! in the allow list.
 
+pub mod answer;
 pub mod host;
 pub mod idle;
 pub mod nar;
@@ -38,7 +39,9 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::node::Node;
-use crate::upstream::{proxied_narinfo, Upstreams};
+use crate::sources::upstream::proxied_narinfo;
+use crate::sources::{Sources, Timing};
+use answer::{answer, Ask};
 use route::{parse_range, ByteRange, RangeAsk, Route};
 
 /// Port of the binary-cache API unless told otherwise (`serve --http`).
@@ -132,15 +135,15 @@ pub struct HttpConfig {
     /// Names answered besides IP literals and `localhost` (`--http-host`).
     pub hosts: host::HostPolicy,
     pub limits: HttpLimits,
-    /// Fallback for listed paths, and pull-through for the rest.
-    pub upstreams: Arc<Upstreams>,
 }
 
 #[derive(Debug)]
 struct Server {
     node: Node,
+    /// Paths' bytes, with this API's timing; and the upstreams (fallback
+    /// for listed paths, pull-through for the rest).
+    sources: Sources,
     limits: HttpLimits,
-    upstreams: Arc<Upstreams>,
     hosts: host::HostPolicy,
     /// Whether a refused Host was logged already (once per process).
     host_refusal_logged: std::sync::atomic::AtomicBool,
@@ -149,22 +152,27 @@ struct Server {
     base: String,
 }
 
-/// Serves the API on `listener` until the node shuts down.
-pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
+/// Serves the API on `listener` until the node shuts down, reading paths
+/// through `sources`.
+pub fn serve(sources: &Sources, listener: TcpListener, config: HttpConfig) {
     let HttpConfig {
         allow,
         hosts,
         limits,
-        upstreams,
     } = config;
+    let node = sources.node().clone();
+    let sources = sources.with_timing(Timing {
+        patience: limits.web_seed_after,
+        deadline: limits.block_deadline,
+    });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let base = listener
         .local_addr()
         .map_or_else(|_| "http://127.0.0.1".to_owned(), |a| format!("http://{a}"));
     let server = Arc::new(Server {
         node: node.clone(),
+        sources,
         limits,
-        upstreams,
         hosts,
         host_refusal_logged: Default::default(),
         disk: status::DiskUsage::default(),
@@ -231,11 +239,11 @@ pub fn serve(node: Node, listener: TcpListener, config: HttpConfig) {
 struct ClientAddr(IpAddr);
 
 /// Where a NAR comes from.
-enum Source {
+enum NarFrom {
     /// A trusted publisher lists it: blocks from peers (upstream behind).
     Swarm(Box<crate::publishers::Found>),
     /// Pulled through from an upstream.
-    Upstream(Box<crate::upstream::UpstreamInfo>),
+    Upstream(Box<crate::sources::upstream::UpstreamInfo>),
 }
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -316,11 +324,7 @@ impl Server {
                 StatusCode::OK,
                 "text/html; charset=utf-8",
                 status::render(
-                    &status::Snapshot::take(
-                        &self.node,
-                        &self.upstreams,
-                        self.disk.get(&self.node).await,
-                    ),
+                    &status::Snapshot::take(&self.sources, self.disk.get(&self.node).await),
                     &self.base,
                 ),
             ),
@@ -371,15 +375,15 @@ impl Server {
                         ),
                     );
                 }
-                Err(why) => why.to_string(),
+                Err(why) => answer(Ask::NarInfo, &why.into()).1,
             },
             None => "no trusted publisher lists this path".to_owned(),
         };
-        if self.upstreams.proxies() {
-            if let Some(u) = self.upstreams.narinfo(hash, |_| true).await {
+        if self.sources.upstreams().proxies() {
+            if let Some(u) = self.sources.upstreams().narinfo(hash, |_| true).await {
                 let url = route::nar_url(hash, &u.info.nar_hash);
                 let text = proxied_narinfo(&u.text, &url);
-                self.upstreams.remember(hash, u);
+                self.sources.upstreams().remember(hash, u);
                 return ("proxied", full(StatusCode::OK, "text/x-nix-narinfo", text));
             }
             return (
@@ -400,7 +404,7 @@ impl Server {
         let publishers = self.node.publishers();
         let found = match publishers.path_by_hash(hash).map(|p| publishers.lookup(&p)) {
             Some(Ok(found)) => found,
-            Some(Err(why)) => return text(StatusCode::NOT_FOUND, &why.to_string()),
+            Some(Err(why)) => return self.failed(Ask::Listing, &why.into()),
             None => {
                 return text(
                     StatusCode::NOT_FOUND,
@@ -408,9 +412,7 @@ impl Server {
                 )
             }
         };
-        let behind = nar::Behind::of(&self.node, self.limits.web_seed_after);
-        match crate::listing::listing(&self.node, &found, self.limits.block_deadline, behind).await
-        {
+        match crate::sources::listing::listing(&self.sources, &found).await {
             Ok(listing) => {
                 // Written a chunk at a time from the shared listing: a
                 // request holds one chunk, not the whole JSON.
@@ -428,15 +430,20 @@ impl Server {
             }
             Err(e) => {
                 warn!(path = %found.record.store_path, "listing: {e}");
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "the listing of {} cannot be had now: {e}",
-                        found.record.store_path
-                    ),
-                )
+                self.failed(Ask::Listing, &e)
             }
         }
+    }
+
+    /// The answer to `ask` failing with `e` ([`answer::answer`]).
+    fn failed(&self, ask: Ask, e: &crate::sources::PathError) -> Response<Body> {
+        let (status, body) = answer(ask, e);
+        let mut r = text(status, &body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 
     async fn nar(
@@ -451,27 +458,28 @@ impl Server {
             .path_by_hash(hash)
             .and_then(|p| publishers.lookup(&p).ok());
         let source = match listed {
-            Some(found) if found.record.nar_hash == *nar_hash => Source::Swarm(Box::new(found)),
+            Some(found) if found.record.nar_hash == *nar_hash => NarFrom::Swarm(Box::new(found)),
             Some(_) => return text(StatusCode::NOT_FOUND, "this path's NAR has changed since"),
-            None if self.upstreams.proxies() => {
-                let u = match self.upstreams.recall(hash) {
+            None if self.sources.upstreams().proxies() => {
+                let u = match self.sources.upstreams().recall(hash) {
                     Some(u) if u.info.nar_hash == *nar_hash => Some(u),
                     _ => {
-                        self.upstreams
+                        self.sources
+                            .upstreams()
                             .narinfo(hash, |i| i.nar_hash == *nar_hash)
                             .await
                     }
                 };
                 match u {
-                    Some(u) => Source::Upstream(Box::new(u)),
+                    Some(u) => NarFrom::Upstream(Box::new(u)),
                     None => return text(StatusCode::NOT_FOUND, "no upstream has this NAR"),
                 }
             }
             None => return text(StatusCode::NOT_FOUND, "no released path with this hash"),
         };
         let len = match &source {
-            Source::Swarm(f) => f.record.nar_size,
-            Source::Upstream(u) => u.info.nar_size,
+            NarFrom::Swarm(f) => f.record.nar_size,
+            NarFrom::Upstream(u) => u.info.nar_size,
         };
         let ask = parse_range(req.headers().get(header::RANGE).map(|v| v.as_bytes()), len);
         let (status, range) = match ask {
@@ -492,17 +500,16 @@ impl Server {
                 .boxed()
         } else {
             let body = match source {
-                Source::Swarm(found) => nar::stream(
-                    self.node.clone(),
-                    *found,
-                    range,
-                    self.limits.block_deadline,
-                    nar::Behind::of(&self.node, self.limits.web_seed_after),
-                    self.upstreams.clone(),
-                ),
-                Source::Upstream(u) => {
+                NarFrom::Swarm(found) => match self.sources.open(*found).await {
+                    Ok(reader) => nar::stream(reader, range, self.sources.upstreams().clone()),
+                    Err(e) => {
+                        warn!("NAR: {e}");
+                        return self.failed(Ask::Nar, &e);
+                    }
+                },
+                NarFrom::Upstream(u) => {
                     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
-                    let Some(slot) = self.upstreams.stream_slot(client).await else {
+                    let Some(slot) = self.sources.upstreams().stream_slot(client).await else {
                         let mut r = text(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "too many upstream downloads from this client at once",
@@ -511,7 +518,13 @@ impl Server {
                             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                         return r;
                     };
-                    nar::stream_upstream(&self.node, self.upstreams.clone(), *u, range, slot)
+                    nar::stream_upstream(
+                        self.node.metrics(),
+                        self.sources.upstreams().clone(),
+                        *u,
+                        range,
+                        slot,
+                    )
                 }
             };
             body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)

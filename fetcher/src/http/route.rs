@@ -40,13 +40,7 @@ pub enum Route {
     Method,
 }
 
-/// The NAR URL (relative to the cache root) of a path: its hash part and
-/// its NarHash, both as Nix writes them.
-pub fn nar_url(hash: &str, nar_hash: &NarHash) -> String {
-    let nix32 = nar_hash.to_nix();
-    let nix32 = nix32.strip_prefix("sha256:").unwrap_or(&nix32);
-    format!("nar/{hash}-{nix32}.nar")
-}
+pub use hypernar_feed::format::narinfo::nar_url;
 
 /// Classifies a request by its method and path (the query is ignored).
 pub fn route(method: &http::Method, path: &str) -> Route {
@@ -119,13 +113,7 @@ pub fn route(method: &http::Method, path: &str) -> Route {
     Route::Unknown
 }
 
-/// A byte range of a NAR to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteRange {
-    pub start: u64,
-    /// Exclusive.
-    pub end: u64,
-}
+pub use crate::sources::ByteRange;
 
 /// What a `Range` header asks of a body of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

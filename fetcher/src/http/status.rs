@@ -2,9 +2,9 @@
 //! a glance. A snapshot is taken, then rendered by a pure function.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use crate::metrics::{AnswerLabel, Metrics, PEER, UPSTREAM};
+use crate::node::evict::disk_usage;
 use crate::node::{Node, PeerInfo};
 
 /// What the page shows.
@@ -42,11 +42,9 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads the node's state now.
-    pub fn take(
-        node: &Node,
-        upstreams: &crate::upstream::Upstreams,
-        (disk_bytes, usage): (u64, Usage),
-    ) -> Self {
+    pub fn take(sources: &crate::sources::Sources, (disk_bytes, usage): (u64, Usage)) -> Self {
+        let node = sources.node();
+        let upstreams = sources.upstreams();
         let m: &Metrics = node.metrics();
         let answer = |a| m.narinfo.get_or_create(&AnswerLabel { answer: a }).get();
         Snapshot {
@@ -59,13 +57,13 @@ impl Snapshot {
                 .collect(),
             upstreams: upstreams.bases().to_vec(),
             proxy: upstreams.proxies(),
-            web_seeds: node
+            web_seeds: sources
                 .web_seeds()
                 .all()
                 .iter()
                 .map(|w| w.base().to_owned())
                 .collect(),
-            from_web_seeds: Metrics::total(&m.received, &crate::webseed::WEB_SEED),
+            from_web_seeds: Metrics::total(&m.received, &crate::metrics::WEB_SEED),
             served: m.served.get(),
             from_peers: Metrics::total(&m.received, &PEER),
             from_upstream: Metrics::total(&m.received, &UPSTREAM),
@@ -76,7 +74,7 @@ impl Snapshot {
             fallbacks: Metrics::total(&m.fallbacks, &UPSTREAM),
             verification_failures: Metrics::total(&m.verification_failures, &PEER)
                 + Metrics::total(&m.verification_failures, &UPSTREAM)
-                + Metrics::total(&m.verification_failures, &crate::webseed::WEB_SEED),
+                + Metrics::total(&m.verification_failures, &crate::metrics::WEB_SEED),
             disk_bytes,
             max_size: node.max_size(),
             sets: node.sets().summary(),
@@ -243,28 +241,6 @@ impl DiskUsage {
         *cached = Some((std::time::Instant::now(), bytes, per.clone()));
         (bytes, per)
     }
-}
-
-/// Bytes the files under `dir` occupy on disk (allocated blocks, so sparse
-/// replicas count what they hold).
-pub fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += meta.blocks() * 512;
-            }
-        }
-    }
-    total
 }
 
 /// `1.5 MiB`.

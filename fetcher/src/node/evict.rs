@@ -76,7 +76,7 @@ impl Node {
         use crate::metrics::{Metrics, PEER};
         let m = self.metrics();
         Metrics::total(&m.received, &PEER)
-            .saturating_add(Metrics::total(&m.received, &crate::webseed::WEB_SEED))
+            .saturating_add(Metrics::total(&m.received, &crate::metrics::WEB_SEED))
     }
 
     /// `DATA/recent`, where the uses of paths are kept (see
@@ -176,7 +176,7 @@ impl Node {
     /// What the feeds take on disk now.
     async fn measure(&self) -> u64 {
         let dir = self.feeds_dir().to_owned();
-        tokio::task::spawn_blocking(move || crate::http::status::disk_usage(&dir))
+        tokio::task::spawn_blocking(move || disk_usage(&dir))
             .await
             .unwrap_or(0)
     }
@@ -256,6 +256,28 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     };
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Bytes the files under `dir` occupy on disk (allocated blocks, so sparse
+/// replicas count what they hold).
+pub fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -41,12 +41,6 @@ impl Node {
                         }
                         self.inner.publishers.apply(&id, next, Record::Feed(decl));
                     }
-                    Ok(Record::WebSeeds(list)) => {
-                        self.inner.web_seeds.learn(&id.to_bytes(), &list.urls);
-                        self.inner
-                            .publishers
-                            .apply(&id, next, Record::WebSeeds(list));
-                    }
                     Ok(record) => self.inner.publishers.apply(&id, next, record),
                     Err(e) => {
                         warn!(publisher = %id, seq = next, %e, "malformed index record skipped")

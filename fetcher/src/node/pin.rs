@@ -1,15 +1,15 @@
 //! Keeping up with the followed safe-path sets: what they cover (the gate
-//! of `--require-set`) and what they pin (fetched ahead, kept).
+//! of `--require-set`) and what they pin (fetched ahead and kept by the
+//! pins front-end, `crate::pins`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
 use hypernar_feed::format::storepath::StorePath;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use super::Node;
-use crate::http::nar::AbortOnDrop;
 use crate::sets::cover;
 
 /// A burst of changes (an index replicating) is taken in one go.
@@ -72,75 +72,30 @@ impl Node {
         }
     }
 
-    /// Starts fetching newly pinned paths; stops for paths no longer pinned
-    /// (their blocks stay, now evictable).
+    /// Publishes the paths pinned now (those whose blocks the index
+    /// places); the pins front-end (`crate::pins`) fetches and keeps them.
     fn update_pins(&self, pinned: HashSet<StorePath>) {
-        let mut pins = self.inner.pins.lock().expect("pins lock");
-        pins.retain(|path, _| pinned.contains(path));
-        for path in pinned {
-            if pins.contains_key(&path) {
-                continue;
+        let placed: HashSet<StorePath> = pinned
+            .into_iter()
+            .filter(|p| self.inner.publishers.ranges(p).is_some())
+            .collect();
+        self.inner.pins.send_if_modified(|now| {
+            if **now == placed {
+                return false;
             }
-            let Some((feed, ranges)) = self.inner.publishers.ranges(&path) else {
-                continue;
-            };
-            let (node, cancel, p) = (self.clone(), self.inner.cancel.clone(), path.clone());
-            let task = tokio::spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = node.fetch_pinned(p, feed, ranges) => {}
-                }
-            });
-            pins.insert(path, AbortOnDrop(task));
-        }
+            *now = Arc::new(placed);
+            true
+        });
     }
 
-    /// Fetches a pinned path's blocks, retrying with backoff until done.
-    async fn fetch_pinned(
-        self,
-        path: StorePath,
-        feed: [u8; 32],
-        ranges: Vec<crate::publishers::BlockRange>,
-    ) {
-        let Ok(key) = VerifyingKey::from_bytes(&feed) else {
-            return;
-        };
-        let mut backoff = Duration::from_secs(1);
-        let hub = loop {
-            match self.add_feed(&key, false).await {
-                Ok(hub) => break hub,
-                Err(e) => {
-                    warn!(%path, %e, "cannot open the data feed of a pinned path; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
-                }
-            }
-        };
-        for (start, end) in ranges {
-            loop {
-                match hub.want(start, end).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        debug!(%path, %e, "fetching a pinned path; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(300));
-                    }
-                }
-            }
-        }
-        info!(%path, "pinned path stored");
+    /// The paths pinned now, and their changes.
+    pub fn subscribe_pinned(&self) -> tokio::sync::watch::Receiver<Arc<HashSet<StorePath>>> {
+        self.inner.pins.subscribe()
     }
 
     /// The paths pinned now.
     pub fn pinned(&self) -> Vec<StorePath> {
-        let mut out: Vec<StorePath> = self
-            .inner
-            .pins
-            .lock()
-            .expect("pins lock")
-            .keys()
-            .cloned()
-            .collect();
+        let mut out: Vec<StorePath> = self.inner.pins.borrow().iter().cloned().collect();
         out.sort_by(|a, b| a.base_name().cmp(b.base_name()));
         out
     }

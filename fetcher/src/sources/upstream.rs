@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use hypernar_feed::format::narinfo::{NarHash, NarHasher, NarInfo, MAX_NARINFO_LEN};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::http::nar::NarStreamError;
-use crate::http::route::ByteRange;
+use super::fallback::Sink;
+use super::ByteRange;
 use crate::metrics::{Metrics, UPSTREAM};
 
 /// Upstream unless `serve --upstream` says otherwise.
@@ -382,7 +382,7 @@ impl Upstreams {
         &self,
         u: &UpstreamInfo,
         range: ByteRange,
-        tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
+        tx: &Sink,
         metrics: &Metrics,
         slot: StreamSlot,
     ) -> Result<(), UpstreamError> {
@@ -402,7 +402,7 @@ impl Upstreams {
         &self,
         u: &UpstreamInfo,
         range: ByteRange,
-        tx: &mpsc::Sender<Result<Bytes, NarStreamError>>,
+        tx: &Sink,
         metrics: &Metrics,
         slot: StreamSlot,
     ) -> Result<(), UpstreamError> {
@@ -468,7 +468,7 @@ impl Upstreams {
                 if a < b {
                     let chunk = Bytes::copy_from_slice(&buf[(a - lo) as usize..(b - lo) as usize]);
                     if let Some(p) = pending.replace(chunk) {
-                        if tx.blocking_send(Ok(p)).is_err() {
+                        if tx.blocking_send(p).is_err() {
                             return Ok(()); // the client went away
                         }
                     }
@@ -476,7 +476,7 @@ impl Upstreams {
                 if range.end < size && pos >= range.end {
                     // All that was asked, short of the end: send it and stop.
                     if let Some(p) = pending.take() {
-                        let _ = tx.blocking_send(Ok(p));
+                        let _ = tx.blocking_send(p);
                     }
                     return Ok(());
                 }
@@ -493,7 +493,7 @@ impl Upstreams {
                 return Err(UpstreamError::NarHash { url, expected, got });
             }
             if let Some(p) = pending {
-                let _ = tx.blocking_send(Ok(p));
+                let _ = tx.blocking_send(p);
             }
             Ok(())
         })

@@ -26,7 +26,8 @@ use hypernar_feed::webseed::{
 use tracing::{debug, warn};
 
 use crate::hub::{FetchError, HubHandle};
-use crate::metrics::{Metrics, SourceLabel};
+use crate::metrics::Metrics;
+pub use crate::metrics::WEB_SEED;
 use crate::node::Node;
 
 /// Time to connect to a web seed.
@@ -43,8 +44,6 @@ const PAGES_KEPT: usize = 256;
 pub const BLOCKS_PER_REQUEST: u64 = 16;
 /// Largest block a web seed's tree may claim (a segment and its envelope).
 const MAX_BLOCK: u64 = MAX_SEGMENT_SIZE as u64 + 64;
-
-pub const WEB_SEED: SourceLabel = SourceLabel { source: "web_seed" };
 
 /// Why a web seed could not give blocks.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +95,7 @@ pub enum SeedOrigin {
 impl WebSeed {
     /// A web seed at `base`. One a publisher recorded follows no redirect
     /// (a 3xx is an answer that gives no blocks: see
-    /// [`Redirects::None`](crate::upstream::Redirects)); one given by hand
+    /// [`Redirects::None`](super::upstream::Redirects)); one given by hand
     /// follows them within its own origin, as an upstream does.
     pub fn new(base: &str, origin: SeedOrigin) -> Result<Self, WebSeedError> {
         let bad = |why: &str| WebSeedError::Bad {
@@ -122,10 +121,10 @@ impl WebSeed {
             });
         }
         let redirects = match origin {
-            SeedOrigin::ByHand => crate::upstream::Redirects::SameOrigin,
-            SeedOrigin::Learned => crate::upstream::Redirects::None,
+            SeedOrigin::ByHand => super::upstream::Redirects::SameOrigin,
+            SeedOrigin::Learned => super::upstream::Redirects::None,
         };
-        let client = crate::upstream::http_client(CONNECT_TIMEOUT, READ_TIMEOUT, redirects)
+        let client = super::upstream::http_client(CONNECT_TIMEOUT, READ_TIMEOUT, redirects)
             .map_err(|source| WebSeedError::Http {
                 url: base.to_owned(),
                 source,
@@ -445,10 +444,9 @@ pub const WEB_SEED_POLL: Duration = Duration::from_secs(30);
 /// at once, when a feed is added, and every [`WEB_SEED_POLL`]. With no
 /// peer at all, a node still learns its publishers' paths and keys this
 /// way.
-pub fn follow(node: &Node) {
+pub fn follow(node: &Node, seeds: Arc<WebSeeds>) {
     let n = node.clone();
     node.spawn(async move {
-        let seeds = n.web_seeds().clone();
         let mut changed = seeds.subscribe();
         loop {
             changed.mark_unchanged();
@@ -516,6 +514,8 @@ pub struct WebSeeds {
     learn: bool,
     /// By publisher, its latest list.
     learned: Mutex<HashMap<[u8; 32], Vec<Arc<WebSeed>>>>,
+    /// By publisher, the URLs it last gave (as recorded).
+    given: Mutex<HashMap<[u8; 32], Vec<String>>>,
     /// Bumped when the set changes.
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -527,6 +527,7 @@ impl Default for WebSeeds {
             configured: Vec::new(),
             learn: true,
             learned: Mutex::new(HashMap::new()),
+            given: Mutex::new(HashMap::new()),
             changed: tokio::sync::watch::channel(0).0,
         }
     }
@@ -555,6 +556,15 @@ impl WebSeeds {
     pub fn learn(&self, publisher: &[u8; 32], urls: &[String]) {
         if !self.learn {
             return;
+        }
+        {
+            // The same list again (the catalog changed for another reason):
+            // nothing to do, and nothing to log again.
+            let mut given = self.given.lock().expect("given lock");
+            if given.get(publisher).is_some_and(|g| g.as_slice() == urls) {
+                return;
+            }
+            given.insert(*publisher, urls.to_vec());
         }
         let known = self.all();
         let mut learned = self.learned.lock().expect("learned lock");

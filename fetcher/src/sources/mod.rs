@@ -1,0 +1,232 @@
+//! The sources floor: where verified bytes of a path come from.
+//!
+//! Byte sources are values, not control flow:
+//!
+//! - [`supply`]: one trait, [`Supplier`] — "bring blocks `start..end` of
+//!   this feed here, verified" — implemented by the peers (through the
+//!   feed's hub) and by the web seeds ([`webseed`]), and [`Replica`], the
+//!   feed's local copy the blocks are read from once brought.
+//! - [`hedge`]: a combinator over two suppliers, the second asked when the
+//!   first is slow; its timing policy is a pure function ([`hedge::step`]).
+//! - [`reader`]: the one [`PathReader`] every front-end uses (the HTTP API,
+//!   the mount, pins, `hypernar fetch`): open a path, read a segment,
+//!   stream a byte range, write the whole NAR, prefetch, keep.
+//! - [`fallback`]: the upstream is a NAR-level supplier (it cannot give
+//!   verified blocks): [`fallback::Continue`] goes on from the byte the
+//!   swarm reached.
+//! - [`listing`]: a path's NAR listing, read through the path reader.
+//!
+//! This floor imports the swarm and the catalog below it (`node`, `hub`,
+//! `publishers`), never a front-end (`http`, `mount`, `pins`).
+
+pub mod fallback;
+pub mod hedge;
+pub mod listing;
+pub mod reader;
+pub mod supply;
+pub mod upstream;
+pub mod webseed;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hypernar_feed::format::listing::ListingError;
+use hypernar_feed::format::segment::SegmentError;
+use hypernar_feed::format::storepath::StorePath;
+
+use crate::metrics::Metrics;
+use crate::node::{Node, NodeError};
+use crate::publishers::{Found, NotFound};
+pub use reader::PathReader;
+pub use supply::{Replica, Supplier, SupplyError};
+use upstream::{UpstreamError, Upstreams};
+use webseed::WebSeeds;
+
+/// A byte range of a NAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    /// Exclusive.
+    pub end: u64,
+}
+
+/// Why a path's bytes could not be had: the one error of this floor.
+/// Each variant carries its typed source, so a caller (the HTTP API's
+/// status mapping, the mount's errno) decides on the kind, not on text.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    /// The catalog cannot give the path (not listed, no key, not in a set).
+    #[error(transparent)]
+    NotReady(#[from] NotFound),
+    /// Opening the path's data feed in the swarm failed.
+    #[error("opening the data feed: {0}")]
+    Open(#[from] NodeError),
+    /// The index record names a data feed key that is not a valid key.
+    #[error("the index names data feed {0}, which is not a valid key")]
+    BadFeedKey(String),
+    /// The record's block count does not match its sizes.
+    #[error(
+        "the index record does not match its segment layout: {nar_size} bytes in segments \
+         of {segment_size} make {computed} blocks, the record says {recorded}"
+    )]
+    Layout {
+        nar_size: u64,
+        segment_size: u32,
+        computed: u64,
+        recorded: u64,
+    },
+    /// A block did not come within the deadline.
+    #[error("block {index} did not arrive within {deadline:?}")]
+    Deadline { index: u64, deadline: Duration },
+    /// A supplier failed for a block, in a way waiting will not mend.
+    #[error("fetching block {index}: {source}")]
+    Block {
+        index: u64,
+        #[source]
+        source: SupplyError,
+    },
+    /// A block did not open under the path's key (authenticated
+    /// decryption), or the layout is impossible.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The path's listing does not decode.
+    #[error(transparent)]
+    Listing(#[from] ListingError),
+    /// The whole NAR did not check (its NarHash), or could not be written.
+    #[error(transparent)]
+    Nar(#[from] hypernar_feed::reader::ReadError),
+    /// The upstream, behind the swarm, failed too.
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+}
+
+/// How long blocks may take: the hedge's patience and the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a block may take from peers before web seeds are asked too.
+    pub patience: Duration,
+    /// How long a block may take at all.
+    pub deadline: Duration,
+}
+
+impl Default for Timing {
+    /// The HTTP API's: web seeds after 1 s, the upstream after 8 s.
+    fn default() -> Self {
+        Timing {
+            patience: Duration::from_secs(1),
+            deadline: Duration::from_secs(8),
+        }
+    }
+}
+
+struct Shared {
+    node: Node,
+    web_seeds: Arc<WebSeeds>,
+    upstreams: Arc<Upstreams>,
+    listings: listing::ListingCache,
+}
+
+/// The floor's handle: the swarm and catalog it reads through, the web
+/// seeds, the upstreams, and the timing its readers use. Cloning shares
+/// it; [`Sources::with_timing`] gives a front-end its own deadline.
+#[derive(Clone)]
+pub struct Sources {
+    shared: Arc<Shared>,
+    timing: Timing,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sources {
+    /// The sources of `node`'s paths, and the tasks that keep them: its
+    /// fully replicated feeds followed on the web seeds as well as from
+    /// peers ([`webseed::follow`]), and the web seeds its trusted
+    /// publishers record taken in as their indexes replicate.
+    pub fn start(node: &Node, web_seeds: Arc<WebSeeds>, upstreams: Arc<Upstreams>) -> Self {
+        let sources = Sources {
+            shared: Arc::new(Shared {
+                node: node.clone(),
+                web_seeds,
+                upstreams,
+                listings: listing::cache(),
+            }),
+            timing: Timing::default(),
+        };
+        webseed::follow(node, sources.shared.web_seeds.clone());
+        let (node2, seeds) = (node.clone(), sources.shared.web_seeds.clone());
+        node.spawn(async move {
+            let mut changed = node2.publishers().subscribe();
+            loop {
+                for (publisher, urls) in node2.publishers().recorded_web_seeds() {
+                    seeds.learn(&publisher, &urls);
+                }
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        sources
+    }
+
+    /// The same sources, read with `timing`.
+    pub fn with_timing(&self, timing: Timing) -> Self {
+        Sources {
+            shared: self.shared.clone(),
+            timing,
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.shared.node
+    }
+
+    pub fn web_seeds(&self) -> &Arc<WebSeeds> {
+        &self.shared.web_seeds
+    }
+
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.shared.upstreams
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.shared.node.metrics()
+    }
+
+    /// Decoded NAR listings, shared by the mount and the HTTP API.
+    pub fn listings(&self) -> &listing::ListingCache {
+        &self.shared.listings
+    }
+
+    /// A reader of the path `found` describes (its data feed opened).
+    pub async fn open(&self, found: Found) -> Result<PathReader, PathError> {
+        // A publisher's recorded web seeds are known before its first read
+        // (the learning task may not have run since its index said so).
+        let seeds = self
+            .shared
+            .node
+            .publishers()
+            .recorded_web_seeds_of(&found.publisher);
+        if let Some(urls) = seeds {
+            self.shared
+                .web_seeds
+                .learn(&found.publisher.to_bytes(), &urls);
+        }
+        PathReader::open(self.clone(), found).await
+    }
+
+    /// A reader of `path`, as the catalog lists it now.
+    pub async fn open_path(&self, path: &StorePath) -> Result<PathReader, PathError> {
+        let found = self.shared.node.publishers().lookup(path)?;
+        self.open(found).await
+    }
+}
