@@ -95,7 +95,7 @@ impl NsServe {
             .args(["netns", "exec", ns, bin(), "serve", "--data", s(data)])
             .args(["--listen", "0.0.0.0:7469", "--upstream", "none", "--no-dht"])
             .args(extra)
-            .env("RUST_LOG", "hypernar_fetcher=info")
+            .env("RUST_LOG", "hypernar_fetcher=info,hypernar_swarm=info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

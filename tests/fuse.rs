@@ -50,7 +50,10 @@ impl Mounted {
         }
         args.extend_from_slice(extra);
         let mut env = env.to_vec();
-        env.push(("RUST_LOG", "hypernar_fetcher=info,hypernar_fuse_store=info"));
+        env.push((
+            "RUST_LOG",
+            "hypernar_fetcher=info,hypernar_swarm=info,hypernar_fuse_store=info",
+        ));
         let serve = serve(data, &args, &env);
         let until = Instant::now() + Duration::from_secs(20);
         while !at.join("nix-cache-info").exists() {

@@ -208,7 +208,7 @@ fn fetch_logged(
         cmd.args(["--peer", p]);
     }
     cmd.arg(path)
-        .env("RUST_LOG", "hypernar_fetcher=info")
+        .env("RUST_LOG", "hypernar_fetcher=info,hypernar_swarm=info")
         .stdin(Stdio::null());
     let t = Instant::now();
     let out = cmd.output().unwrap();

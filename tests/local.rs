@@ -189,7 +189,10 @@ fn the_control_socket_answers_only_its_owner() {
     let srv = serve(
         &w.data,
         &["--http", "none"],
-        &[("RUST_LOG", "hypernar=info,hypernar_fetcher=info")],
+        &[(
+            "RUST_LOG",
+            "hypernar=info,hypernar_fetcher=info,hypernar_swarm=info",
+        )],
     );
     let sock = w.data.join("control.sock");
     let until = Instant::now() + Duration::from_secs(10);

@@ -68,7 +68,8 @@ fn a_corrupting_peer_is_banned_and_the_fetch_completes_from_an_honest_one() {
     .args(["--peer", &bad.addr, "--peer", &honest.addr, &path])
     .env(
         "RUST_LOG",
-        std::env::var("TEST_FETCH_LOG").unwrap_or("hypernar_fetcher=warn".into()),
+        std::env::var("TEST_FETCH_LOG")
+            .unwrap_or("hypernar_fetcher=warn,hypernar_swarm=warn".into()),
     );
     let out = cmd.output().unwrap();
     if !out.status.success() {
@@ -104,7 +105,7 @@ fn kill_9_mid_transfer_then_resume_gives_identical_data() {
         Command::new(bin())
             .args(["fetch", "--data", s(&b_data), "--trust", &id])
             .args(["--peer", &a.addr, "--timeout", "20", &path])
-            .env("RUST_LOG", "hypernar_fetcher::hub=debug")
+            .env("RUST_LOG", "hypernar_swarm::hub=debug")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
@@ -514,7 +515,7 @@ fn requests_to_a_silent_peer_time_out_and_go_to_another() {
             &honest.addr,
             &path,
         ])
-        .env("RUST_LOG", "hypernar_fetcher::hub=debug")
+        .env("RUST_LOG", "hypernar_swarm::hub=debug")
         .output()
         .unwrap();
     assert_fetched(&out, &w, "big");

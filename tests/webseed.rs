@@ -315,7 +315,10 @@ fn a_pinned_set_is_fetched_from_the_web_seed_when_the_seed_peer_goes_silent() {
             "--upstream",
             "none",
         ],
-        &[("RUST_LOG", "hypernar=info,hypernar_fetcher=info")],
+        &[(
+            "RUST_LOG",
+            "hypernar=info,hypernar_fetcher=info,hypernar_swarm=info",
+        )],
     );
     wait_for_log(&user, "pinned path stored", 60);
     let base = user.http.clone().unwrap();

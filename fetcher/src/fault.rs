@@ -9,31 +9,6 @@ fn switch(name: &str) -> bool {
     cfg!(feature = "fault-injection") && std::env::var_os(name).is_some_and(|v| v == "1")
 }
 
-/// `HYPERNAR_FAULT_CORRUPT_UPLOADS=1`: flip a bit in every block this node
-/// uploads, so tests can check that peers detect and ban it.
-pub(crate) fn corrupt_uploads() -> bool {
-    switch("HYPERNAR_FAULT_CORRUPT_UPLOADS")
-}
-
-/// `HYPERNAR_FAULT_SILENT_UPLOADS=1`: never answer a block request, so
-/// tests can check that requests time out and go to other peers.
-pub(crate) fn silent_uploads() -> bool {
-    switch("HYPERNAR_FAULT_SILENT_UPLOADS")
-}
-
-/// `HYPERNAR_FAULT_SILENT_AFTER_BYTES=N`: answer block requests of each feed
-/// until N bytes of blocks went out, then never again (a peer that dies
-/// mid-transfer, without closing its connections).
-pub(crate) fn silent_after_bytes() -> Option<u64> {
-    if !cfg!(feature = "fault-injection") {
-        return None;
-    }
-    std::env::var("HYPERNAR_FAULT_SILENT_AFTER_BYTES")
-        .ok()?
-        .parse()
-        .ok()
-}
-
 /// `HYPERNAR_FAULT_EVICT_FAST=1`: check the disk bound every half second
 /// and protect recently used paths for no time, so eviction tests need not
 /// wait out the production intervals.

@@ -1,76 +1,36 @@
-//! A node: the feeds of one data directory, each behind its hub, and the
-//! connections to peers that replicate them.
+//! A node: the floors of one data directory together. It holds the swarm
+//! (`hypernar_swarm`: feeds, hubs, connections, dialling, and the task set
+//! every floor runs on) and the catalog — what the node knows and keeps:
+//! its trusted publishers' indexes and keys as they replicate
+//! (`node/follow.rs`), the safe-path sets it follows, their coverage and
+//! the pinned set (`node/pin.rs`), and the bounded disk (`node/evict.rs`).
+//! `serve` builds it, then puts the sources floor and the front-ends on
+//! top (`crate::sources`, `crate::http`, `crate::mount`, `crate::pins`).
 //!
-//! Every feed in the data directory is seeded. The index feed of each
-//! trusted publisher is replicated eagerly and live; so are the key feeds
-//! its index declares. Data feeds are replicated on demand (all of them
-//! with `mirror`). Each connection runs the Hypercore protocol; each
-//! replication channel is a pump between the wire and the feed's hub
-//! (`node/conn.rs`; one connection per remote node, `node/dedup.rs`).
+//! The catalog's state is one table per lock, each taken alone: the
+//! publishers (`crate::publishers`, its own locks documented there), the
+//! sets (`crate::sets`), and the pinned set (a watch, written only by the
+//! coverage task).
 
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use ed25519_dalek::VerifyingKey;
-use hypercore_protocol::{discovery_key, CommandTx};
-use hypernar_feed::format::identity::{Identity, SetId};
-use hypernar_feed::store::{FeedStore, StoreError};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
-
-mod conn;
-mod dedup;
 pub mod evict;
 mod follow;
 mod pin;
-mod reach;
-pub use reach::{GaveUp, OnHandshake};
 
-use crate::hub::{self, HubEvent, HubHandle, PeerId};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use hypernar_feed::format::identity::{Identity, SetId};
+use hypernar_feed::format::storepath::StorePath;
+use hypernar_feed::store::FeedStore;
+use hypernar_swarm::hub::HubHandle;
+use hypernar_swarm::metrics::Metrics;
+pub use hypernar_swarm::swarm::{GaveUp, Limits, PeerInfo, Swarm, SwarmConfig, SwarmError};
+use tokio::sync::watch;
+
 use crate::publishers::Publishers;
-
-/// A misbehaving peer's address is not dialled again for this long.
-pub const BAN_TIME: Duration = Duration::from_secs(600);
-/// Time allowed for a TCP connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long [`Node::shutdown`] waits for tasks and hubs to end.
-pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
-/// A connection whose Noise handshake is not done by then is closed.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection with no frame either way for this long is closed (a
-/// dialled peer is dialled again).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// How many connections a node accepts.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Accepted connections at once, from anywhere.
-    pub max_connections: usize,
-    /// Accepted connections at once from one IP address.
-    pub max_per_ip: usize,
-}
-
-impl Default for Limits {
-    /// A connection costs tens of KiB at rest. Its worst case is about
-    /// 32 MiB (a full read backlog, [`wire::MAX_BACKLOG_BYTES`]; a frame
-    /// being read, [`wire::MAX_FRAME`]; a full write queue,
-    /// [`wire::MAX_UNSENT`]), reached only while our hubs or the peer
-    /// stall; measured figures are in docs/benchmarks.md. The per-IP cap
-    /// keeps one host from taking every place.
-    fn default() -> Self {
-        Limits {
-            max_connections: 512,
-            max_per_ip: 32,
-        }
-    }
-}
 
 /// What a node serves and whom it talks to.
 #[derive(Debug, Clone)]
@@ -94,131 +54,29 @@ pub struct NodeConfig {
     /// Serve only paths that followed sets cover (`--require-set`).
     pub require_set: bool,
     /// What of the fetched blocks to announce and serve (`--share`).
-    pub share: crate::share::ShareMode,
+    pub share: hypernar_swarm::share::ShareMode,
     /// Keep the feeds under this many bytes (`--max-size`).
     pub max_size: Option<u64>,
 }
 
-/// Errors starting a node.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("listening on {addr}: {source}")]
-    Listen {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot make this node's Noise key: {0}")]
-    NoiseKey(String),
-}
-
-struct FeedEntry {
-    key: [u8; 32],
-    hub: HubHandle,
-}
-
-struct Conn {
-    /// The remote's address.
-    addr: Option<SocketAddr>,
-    traffic: crate::pump::Traffic,
-    commands: CommandTx,
-    kill: Arc<Notify>,
-    dialled: Option<String>,
-    /// Discovery keys of the feeds opened on this connection. hypercore-
-    /// protocol makes a second channel when a key is opened twice (say,
-    /// once as the remote offers it and once as a new feed is added here),
-    /// which would make the same remote two peers of one hub.
-    opened: Arc<Mutex<HashSet<[u8; 32]>>>,
-}
-
-/// Marks `dkey` opened in `opened`; false if it already was.
-fn claim(opened: &Mutex<HashSet<[u8; 32]>>, dkey: [u8; 32]) -> bool {
-    opened.lock().expect("opened lock").insert(dkey)
-}
-
-struct Inner {
-    store: FeedStore,
-    mirror: bool,
-    feeds: Mutex<HashMap<[u8; 32], FeedEntry>>,
-    conns: Mutex<HashMap<u64, Conn>>,
-    peer_conn: Mutex<HashMap<PeerId, u64>>,
-    banned: Mutex<HashMap<String, Instant>>,
-    next_id: AtomicU64,
-    /// This process's Noise static key, on every connection.
-    noise: hypercore_handshake::state_machine::hc_specific::Keypair,
-    /// Its public half.
-    noise_public: [u8; 32],
-    /// The connection kept to each remote node (`node/dedup.rs`).
-    remotes: Mutex<dedup::Remotes>,
-    events: mpsc::Sender<HubEvent>,
+/// What the node knows and keeps.
+struct Catalog {
     publishers: Publishers,
-    /// Feeds replicated in full (trusted indexes, key feeds, mirrors), for
-    /// the web seeds to keep up to date.
-    eager: Mutex<Vec<([u8; 32], HubHandle)>>,
-    /// Woken when a feed joins `eager`.
-    eager_added: Notify,
-    metrics: Arc<crate::metrics::Metrics>,
-    limits: Limits,
-    /// Accepted connections open now, by remote IP.
-    accepted: Mutex<HashMap<IpAddr, usize>>,
-    /// Cancelled by [`Node::shutdown`]: every task and hub ends.
-    cancel: CancellationToken,
-    /// The node's tasks (connections, pumps, dialers, followers).
-    tasks: Mutex<JoinSet<()>>,
-    /// The hubs' threads (see `hub::spawn`).
-    hub_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// Held while a feed is opened and its hub registered, so one feed is
-    /// never opened twice.
-    opening: tokio::sync::Mutex<()>,
-    /// Feeds whose peers are looked for on the DHT, in order of priority
-    /// (see [`Node::roots`]).
-    roots: Mutex<Vec<[u8; 32]>>,
-    /// The safe-path sets followed.
     sets: crate::sets::Sets,
-    /// What hubs may announce and serve of replicas.
-    share: Arc<crate::share::Share>,
-    /// The paths pinned now (the closure of pinned sets' paths): the
-    /// pins front-end (`crate::pins`) keeps their blocks.
-    pins: tokio::sync::watch::Sender<Arc<HashSet<hypernar_feed::format::storepath::StorePath>>>,
+    /// The paths pinned now (the closure of pinned sets' paths): the pins
+    /// front-end (`crate::pins`) keeps their blocks.
+    pins: watch::Sender<Arc<HashSet<StorePath>>>,
+    /// Data feeds are replicated in full, not on demand.
+    mirror: bool,
     /// `--max-size`: the disk is bounded, and uses of paths are saved.
     max_size: Option<u64>,
-}
-
-/// An accepted connection's place within the [`Limits`].
-struct Slot {
-    node: Arc<Inner>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut accepted = self.node.accepted.lock().expect("accepted lock");
-        if let Some(n) = accepted.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                accepted.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// A connected peer, for the status page.
-#[derive(Debug, Clone)]
-pub struct PeerInfo {
-    pub addr: Option<SocketAddr>,
-    /// This node dialled it (a `--peer`), rather than accepted it.
-    pub dialled: bool,
-    /// Block bytes received from it and uploaded to it.
-    pub received: u64,
-    pub uploaded: u64,
 }
 
 /// A running node. Cloning shares it.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<Inner>,
+    swarm: Swarm,
+    catalog: Arc<Catalog>,
 }
 
 impl std::fmt::Debug for Node {
@@ -228,60 +86,34 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Opens the data directory, starts a hub for every feed in it and for
-    /// every trusted publisher, and dials the configured peers. Call
-    /// [`Node::listen`] to accept connections too.
-    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        let store = FeedStore::open(&config.data_dir)?;
-        let (events, events_rx) = mpsc::channel(64);
-        let noise = hypercore_handshake::state_machine::hc_specific::generate_keypair()
-            .map_err(|e| NodeError::NoiseKey(e.to_string()))?;
-        let inner = Arc::new(Inner {
-            store,
+    /// Opens the data directory (the swarm seeds every feed in it), follows
+    /// every trusted publisher, token feed and set, and dials the
+    /// configured peers. Call [`Node::listen_on`] to accept connections too.
+    pub async fn start(config: NodeConfig) -> Result<Self, SwarmError> {
+        let swarm = Swarm::start(SwarmConfig {
+            data_dir: config.data_dir.clone(),
+            peers: config.peers.clone(),
             mirror: config.mirror,
-            feeds: Mutex::new(HashMap::new()),
-            conns: Mutex::new(HashMap::new()),
-            peer_conn: Mutex::new(HashMap::new()),
-            banned: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            noise_public: noise
-                .public
-                .as_slice()
-                .try_into()
-                .expect("a 32-byte Noise key"),
-            noise,
-            remotes: Mutex::new(dedup::Remotes::default()),
-            events,
-            publishers: Publishers::default(),
-            eager: Mutex::new(Vec::new()),
-            eager_added: Notify::new(),
-            metrics: Arc::new(crate::metrics::Metrics::default()),
             limits: config.limits,
-            accepted: Mutex::new(HashMap::new()),
-            cancel: CancellationToken::new(),
-            tasks: Mutex::new(JoinSet::new()),
-            hub_threads: Mutex::new(Vec::new()),
-            opening: tokio::sync::Mutex::new(()),
-            roots: Mutex::new(Vec::new()),
-            sets: crate::sets::Sets::default(),
-            pins: tokio::sync::watch::channel(Arc::default()).0,
-            max_size: config.max_size,
-            share: Arc::new(crate::share::Share::new(config.share)),
-        });
-        let node = Node { inner };
-        node.spawn(node.clone().handle_events(events_rx));
-
-        // Seed everything already here.
-        for key in node.inner.store.list()? {
-            let eager = node.inner.mirror;
-            node.add_feed(&key, eager).await?;
-        }
+            share: config.share,
+        })
+        .await?;
+        let node = Node {
+            swarm,
+            catalog: Arc::new(Catalog {
+                publishers: Publishers::default(),
+                sets: crate::sets::Sets::default(),
+                pins: watch::channel(Arc::default()).0,
+                mirror: config.mirror,
+                max_size: config.max_size,
+            }),
+        };
         for id in &config.trust {
             node.trust(*id).await?;
         }
         for key in &config.feeds {
-            node.add_root(key.to_bytes());
-            let hub = node.add_feed(key, true).await?;
+            node.swarm.add_root(key.to_bytes());
+            let hub = node.swarm.add_feed(key, true).await?;
             node.spawn(node.clone().follow_if_keys(hub));
         }
         for (id, pinned) in config
@@ -292,369 +124,125 @@ impl Node {
         {
             node.follow_set(*id, pinned).await?;
         }
-        let by_sets = config.share == crate::share::ShareMode::Sets;
+        let by_sets = config.share == hypernar_swarm::share::ShareMode::Sets;
         if !config.pins.is_empty() || !config.sets.is_empty() || config.require_set || by_sets {
             if config.require_set {
                 // Nothing is served until the sets say what may be.
-                node.inner
-                    .publishers
-                    .set_gate(Some(std::collections::HashSet::new()));
+                node.catalog.publishers.set_gate(Some(HashSet::new()));
             }
             node.spawn(node.clone().keep_sets(config.require_set, by_sets));
         }
         if let Some(max) = config.max_size {
             node.spawn(node.clone().bound_disk(max));
         }
-        for peer in &config.peers {
-            node.spawn(node.clone().dial_forever(peer.clone()));
-        }
         Ok(node)
     }
 
-    /// Accepts peers on `listener` until [`Node::shutdown`], within the
-    /// node's [`Limits`]: a connection over a cap is closed at once.
-    pub fn listen(&self, listener: TcpListener) {
-        let node = self.clone();
-        self.spawn(async move {
-            let mut failures = 0u32;
-            loop {
-                match listener.accept().await {
-                    Ok((stream, addr)) => {
-                        failures = 0;
-                        let Some(slot) = node.admit(addr.ip()) else {
-                            debug!(%addr, "connection refused: over the connection limit");
-                            continue;
-                        };
-                        debug!(%addr, "peer connected");
-                        let conn = node.clone();
-                        node.spawn(async move {
-                            conn.run_conn(stream, false, None, None).await;
-                            drop(slot);
-                        });
-                    }
-                    Err(e) => {
-                        // Out of file descriptors, say: back off, and say so
-                        // once in a while rather than on every try.
-                        failures += 1;
-                        if failures.is_power_of_two() {
-                            warn!(%e, failures, "accepting connections fails");
-                        }
-                        let wait = Duration::from_millis(100) * failures.min(50);
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
-        });
-    }
-
-    /// A place for one more accepted connection from `ip`, if the limits
-    /// allow it; the place is given back when the slot is dropped.
-    fn admit(&self, ip: IpAddr) -> Option<Slot> {
-        let mut accepted = self.inner.accepted.lock().expect("accepted lock");
-        let total: usize = accepted.values().sum();
-        let here = accepted.get(&ip).copied().unwrap_or(0);
-        if total >= self.inner.limits.max_connections || here >= self.inner.limits.max_per_ip {
-            return None;
-        }
-        *accepted.entry(ip).or_default() += 1;
-        Some(Slot {
-            node: self.inner.clone(),
-            ip,
-        })
-    }
-
-    /// Binds `addr` and accepts peers on it; returns the bound address.
-    pub async fn listen_on(&self, addr: &str) -> Result<SocketAddr, NodeError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| NodeError::Listen {
-                addr: addr.to_owned(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| NodeError::Listen {
-            addr: addr.to_owned(),
-            source,
-        })?;
-        self.listen(listener);
-        Ok(local)
+    /// The swarm below (feeds, hubs, connections, discovery's dialling).
+    pub fn swarm(&self) -> &Swarm {
+        &self.swarm
     }
 
     /// What the node knows of its trusted publishers.
     pub fn publishers(&self) -> &Publishers {
-        &self.inner.publishers
-    }
-
-    /// What this node shares of what it fetched (`--share`).
-    pub fn share(&self) -> &crate::share::Share {
-        &self.inner.share
+        &self.catalog.publishers
     }
 
     /// The safe-path sets the node follows.
     pub fn sets(&self) -> &crate::sets::Sets {
-        &self.inner.sets
+        &self.catalog.sets
+    }
+
+    /// `--max-size`, if the disk is bounded.
+    pub fn max_size(&self) -> Option<u64> {
+        self.catalog.max_size
+    }
+
+    /// Replicates a publisher: its index eagerly, and the feeds it declares
+    /// (keys eagerly, data on demand or all with `mirror`).
+    pub async fn trust(&self, id: Identity) -> Result<(), SwarmError> {
+        let index = self.swarm.add_feed(&id.0, true).await?;
+        self.swarm.add_root(id.0.to_bytes());
+        self.catalog.publishers.add(id);
+        self.spawn(self.clone().follow_index(id, index));
+        Ok(())
     }
 
     /// Follows a safe-path set: its feed replicated eagerly and live, its
     /// topic announced; pinned, the closure of its paths is kept.
-    pub async fn follow_set(&self, id: SetId, pinned: bool) -> Result<(), NodeError> {
-        let hub = self.add_feed(&id.0, true).await?;
-        self.add_root(id.to_bytes());
+    pub async fn follow_set(&self, id: SetId, pinned: bool) -> Result<(), SwarmError> {
+        let hub = self.swarm.add_feed(&id.0, true).await?;
+        self.swarm.add_root(id.to_bytes());
         // One follower per set, however often it is named.
-        if self.inner.sets.add(id, pinned) {
+        if self.catalog.sets.add(id, pinned) {
             self.spawn(self.clone().follow_set_feed(id, hub));
         }
         Ok(())
     }
 
-    /// The hub of a feed, if the node has it.
-    pub fn hub(&self, key: &[u8; 32]) -> Option<HubHandle> {
-        self.inner
-            .feeds
-            .lock()
-            .expect("feeds lock")
-            .get(&discovery_key(key))
-            .map(|e| e.hub.clone())
-    }
+    // What every floor above uses of the swarm, said once here.
 
-    /// Starts replicating a feed (opening or creating its local replica).
-    pub async fn add_feed(&self, key: &VerifyingKey, eager: bool) -> Result<HubHandle, NodeError> {
-        let _opening = self.inner.opening.lock().await;
-        let bytes = key.to_bytes();
-        let hub = match self.hub(&bytes) {
-            Some(hub) => {
-                if eager {
-                    hub.set_eager().await;
-                }
-                hub
-            }
-            None => {
-                let feed = self.inner.store.open_replica(key).await?;
-                self.spawn_hub(feed, eager).await
-            }
-        };
-        if eager {
-            let mut list = self.inner.eager.lock().expect("eager lock");
-            if !list.iter().any(|(k, _)| *k == bytes) {
-                list.push((bytes, hub.clone()));
-                self.inner.eager_added.notify_one();
-            }
-        }
-        Ok(hub)
-    }
-
-    /// Feeds this node replicates in full (trusted indexes, key feeds,
-    /// mirrored feeds), by key.
-    pub(crate) fn eager_feeds(&self) -> Vec<([u8; 32], HubHandle)> {
-        self.inner.eager.lock().expect("eager lock").clone()
-    }
-
-    /// Resolves when a feed joins [`Node::eager_feeds`].
-    pub(crate) async fn eager_feed_added(&self) {
-        self.inner.eager_added.notified().await
-    }
-
-    /// Starts the hub of an opened feed and registers it.
-    async fn spawn_hub(&self, feed: hypernar_feed::Feed, eager: bool) -> HubHandle {
-        let (hub, thread) = hub::spawn(
-            feed,
-            self.inner.store.clone(),
-            eager,
-            self.inner.events.clone(),
-            self.inner.cancel.clone(),
-            self.inner.metrics.requests_cancelled.clone(),
-            self.inner.share.clone(),
-        );
-        self.inner
-            .hub_threads
-            .lock()
-            .expect("hub threads lock")
-            .push(thread);
-        self.add_hub(hub).await
-    }
-
-    /// Runs `task` as one of the node's tasks: [`Node::shutdown`] ends it
-    /// (at its next await) and waits for it.
+    /// Runs `task` until [`Node::shutdown`] (the swarm's task set).
     pub fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let cancel = self.inner.cancel.clone();
-        let mut tasks = self.inner.tasks.lock().expect("tasks lock");
-        // Finished tasks leave their results behind until collected.
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = task => {}
-            }
-        });
+        self.swarm.spawn(task)
     }
 
-    /// Ends the node: stops accepting, closes every connection, lets each
-    /// hub finish the message it is on and close its feed, and waits for
-    /// all of it (at most [`SHUTDOWN_WAIT`]; what is still running then is
-    /// left to the process exit). Stored blocks are already on disk.
+    /// Ends the node: the uses of paths saved (with `--max-size`), then the
+    /// swarm shut down ([`Swarm::shutdown`]).
     pub async fn shutdown(&self) {
-        if self.inner.max_size.is_some() && !self.is_shut_down() {
+        if self.catalog.max_size.is_some() && !self.is_shut_down() {
             self.save_recent().await;
         }
-        self.inner.cancel.cancel();
-        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
-        let threads =
-            std::mem::take(&mut *self.inner.hub_threads.lock().expect("hub threads lock"));
-        let all = async {
-            while tasks.join_next().await.is_some() {}
-            let _ = tokio::task::spawn_blocking(move || {
-                for t in threads {
-                    let _ = t.join();
-                }
-            })
-            .await;
-        };
-        if tokio::time::timeout(SHUTDOWN_WAIT, all).await.is_err() {
-            warn!("shutdown: some tasks did not end within {SHUTDOWN_WAIT:?}");
-        }
+        self.swarm.shutdown().await
     }
 
-    /// Whether [`Node::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
-        self.inner.cancel.is_cancelled()
+        self.swarm.is_shut_down()
     }
 
-    /// `--max-size`, if the disk is bounded.
-    pub fn max_size(&self) -> Option<u64> {
-        self.inner.max_size
+    /// Binds `addr` and accepts peers on it; returns the bound address.
+    pub async fn listen_on(&self, addr: &str) -> Result<SocketAddr, SwarmError> {
+        self.swarm.listen_on(addr).await
     }
 
-    /// The node's counters.
-    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
-        &self.inner.metrics
+    /// Starts replicating a feed (opening or creating its local replica).
+    pub async fn add_feed(&self, key: &VerifyingKey, eager: bool) -> Result<HubHandle, SwarmError> {
+        self.swarm.add_feed(key, eager).await
+    }
+
+    /// The hub of a feed, if the node has it.
+    pub fn hub(&self, key: &[u8; 32]) -> Option<HubHandle> {
+        self.swarm.hub(key)
+    }
+
+    /// Announces `key`'s topic on the DHT (see [`Swarm::add_root`]).
+    pub fn add_root(&self, key: [u8; 32]) {
+        self.swarm.add_root(key)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.swarm.metrics()
     }
 
     /// The peers connected now, with what they moved.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let conns = self.inner.conns.lock().expect("conns lock");
-        let mut out: Vec<PeerInfo> = conns
-            .values()
-            .map(|c| PeerInfo {
-                addr: c.addr,
-                dialled: c.dialled.is_some(),
-                received: c.traffic.received.get(),
-                uploaded: c.traffic.uploaded.get(),
-            })
-            .collect();
-        out.sort_by_key(|p| p.addr);
-        out
+        self.swarm.peers()
     }
 
     /// Where the feeds are stored (`DATA/feeds`).
     pub fn feeds_dir(&self) -> &std::path::Path {
-        self.inner.store.root()
+        self.swarm.feeds_dir()
     }
 
-    /// Registers a hub (unless one for the same feed won a race) and offers
-    /// its feed on every open connection. Returns the registered hub.
-    pub(crate) async fn add_hub(&self, hub: HubHandle) -> HubHandle {
-        let key: [u8; 32] = hex::decode(hub.name())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .expect("hub names are hex keys");
-        let dkey = discovery_key(&key);
-        let fresh = {
-            let mut feeds = self.inner.feeds.lock().expect("feeds lock");
-            match feeds.entry(dkey) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(FeedEntry {
-                        key,
-                        hub: hub.clone(),
-                    });
-                    true
-                }
-            }
-        };
-        if fresh {
-            let commands: Vec<CommandTx> = self
-                .inner
-                .conns
-                .lock()
-                .expect("conns lock")
-                .values()
-                .filter(|c| claim(&c.opened, dkey))
-                .map(|c| c.commands.clone())
-                .collect();
-            for c in commands {
-                let _ = c.open(key).await;
-            }
-        }
-        self.hub(&key).expect("just added")
-    }
-
-    /// The node's feed store.
     pub fn store(&self) -> &FeedStore {
-        &self.inner.store
+        self.swarm.store()
     }
 
-    /// The hub of a writable feed, opening it (created if new) if needed.
-    pub(crate) async fn writable_hub(
-        &self,
-        key: &ed25519_dalek::SigningKey,
-    ) -> Result<HubHandle, StoreError> {
-        let _opening = self.inner.opening.lock().await;
-        if let Some(hub) = self.hub(&key.verifying_key().to_bytes()) {
-            return Ok(hub);
-        }
-        let feed = self.inner.store.open_writable(key).await?;
-        Ok(self.spawn_hub(feed, false).await)
-    }
-
-    /// Replicates a publisher: its index eagerly, and the feeds it declares
-    /// (keys eagerly, data on demand or all with `mirror`).
-    pub async fn trust(&self, id: Identity) -> Result<(), NodeError> {
-        let index = self.add_feed(&id.0, true).await?;
-        self.add_root(id.0.to_bytes());
-        self.inner.publishers.add(id);
-        self.spawn(self.clone().follow_index(id, index));
-        Ok(())
-    }
-
-    async fn handle_events(self, mut rx: mpsc::Receiver<HubEvent>) {
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                HubEvent::Misbehaved { peer, reason } => {
-                    self.inner
-                        .metrics
-                        .verification_failures
-                        .get_or_create(&crate::metrics::PEER)
-                        .inc();
-                    let conn = self
-                        .inner
-                        .peer_conn
-                        .lock()
-                        .expect("peer lock")
-                        .get(&peer)
-                        .copied();
-                    let Some(conn) = conn else { continue };
-                    let found = self
-                        .inner
-                        .conns
-                        .lock()
-                        .expect("conns lock")
-                        .get(&conn)
-                        .map(|c| (c.kill.clone(), c.dialled.clone()));
-                    if let Some((kill, dialled)) = found {
-                        warn!(conn, peer_addr = ?dialled, %reason, "disconnecting a peer that sent bad data");
-                        if let Some(addr) = dialled {
-                            self.inner
-                                .banned
-                                .lock()
-                                .expect("ban lock")
-                                .insert(addr, Instant::now() + BAN_TIME);
-                        }
-                        kill.notify_one();
-                    }
-                }
-            }
-        }
+    /// What this node shares of what it fetched (`--share`).
+    pub fn share(&self) -> &hypernar_swarm::share::Share {
+        self.swarm.share()
     }
 }

@@ -73,7 +73,7 @@ impl Default for Publishers {
 }
 
 /// Blocks `start..end` of a feed.
-pub type BlockRange = (u64, u64);
+pub use hypernar_swarm::share::BlockRange;
 
 /// Now, in milliseconds since the epoch (0 for a clock before it).
 pub fn now_ms() -> u64 {

@@ -185,7 +185,7 @@ async fn run_publish(node: Node, dir: &Path, job: &PublishJob, out: mpsc::Sender
     let opened = async {
         let secret = read_key(&job.key_file)?;
         same_dir(&job.data_dir, dir)?;
-        Ok(Publisher::open_with(node, dir, secret).await?)
+        Ok(Publisher::open_with(node.swarm().clone(), dir, secret).await?)
     }
     .await;
     let publisher = match opened {
@@ -241,7 +241,7 @@ async fn run_set(node: Node, dir: &Path, job: &SetJob, out: mpsc::Sender<Reply>)
             .await;
         return 1;
     }
-    let (lines, code) = super::set::execute(&node, job).await;
+    let (lines, code) = super::set::execute(node.swarm(), job).await;
     for line in lines {
         let reply = match line {
             Line::Err(l) => Reply::Err(l),

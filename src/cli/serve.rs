@@ -267,7 +267,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     ));
     // Peers on the LAN: only when they could reach this node.
     let _mdns = match (args.no_mdns, addr.ip().is_loopback()) {
-        (false, false) => match hypernar_fetcher::mdns::start(&node, addr.port()) {
+        (false, false) => match hypernar_fetcher::mdns::start(node.swarm(), addr.port()) {
             Ok(m) => {
                 say("hypernar serve: looking for peers on the local network (mDNS; --no-mdns turns it off)");
                 Some(m)
@@ -346,7 +346,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             state: data_dir.join("dht-peers"),
             allow_local: args.dht_allow_local,
         };
-        hypernar_fetcher::dht::start(&node, config);
+        hypernar_fetcher::dht::start(node.swarm(), config);
         say("hypernar serve: looking for peers on the Mainline DHT (--no-dht turns it off)");
     }
     for id in &args.trust {

@@ -335,7 +335,7 @@ pub fn serve(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         cmd.arg("--no-dht");
     }
     cmd.args(extra)
-        .env("RUST_LOG", "hypernar_fetcher=info")
+        .env("RUST_LOG", "hypernar_fetcher=info,hypernar_swarm=info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap());
     for (k, v) in env {

@@ -355,7 +355,7 @@ impl Server {
         self.node
             .metrics()
             .narinfo
-            .get_or_create(&crate::metrics::AnswerLabel { answer })
+            .get_or_create(&hypernar_swarm::metrics::AnswerLabel { answer })
             .inc();
         res
     }

@@ -96,7 +96,7 @@ pub fn stream(reader: PathReader, range: ByteRange, upstreams: Arc<Upstreams>) -
 /// Starts streaming `range` of a pulled-through NAR from its upstream.
 /// `slot` is held until the stream ends.
 pub fn stream_upstream(
-    metrics: &Arc<crate::metrics::Metrics>,
+    metrics: &Arc<hypernar_swarm::metrics::Metrics>,
     upstreams: Arc<Upstreams>,
     u: UpstreamInfo,
     range: ByteRange,
@@ -121,7 +121,7 @@ pub fn stream_upstream(
 struct PullThrough {
     upstreams: Arc<Upstreams>,
     u: UpstreamInfo,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<hypernar_swarm::metrics::Metrics>,
     slot: std::sync::Mutex<Option<StreamSlot>>,
 }
 

@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::metrics::{AnswerLabel, Metrics, PEER, UPSTREAM};
 use crate::node::evict::disk_usage;
 use crate::node::{Node, PeerInfo};
+use hypernar_swarm::metrics::{AnswerLabel, Metrics, PEER, UPSTREAM};
 
 /// What the page shows.
 #[derive(Debug, Clone, Default)]
@@ -35,7 +35,7 @@ pub struct Snapshot {
     /// Paths pinned now (the closure of pinned sets' paths).
     pub pinned: usize,
     /// `--share`.
-    pub share: crate::share::ShareMode,
+    pub share: hypernar_swarm::share::ShareMode,
     /// Disk use per publisher and set.
     pub usage: Usage,
 }
@@ -63,7 +63,7 @@ impl Snapshot {
                 .iter()
                 .map(|w| w.base().to_owned())
                 .collect(),
-            from_web_seeds: Metrics::total(&m.received, &crate::metrics::WEB_SEED),
+            from_web_seeds: Metrics::total(&m.received, &hypernar_swarm::metrics::WEB_SEED),
             served: m.served.get(),
             from_peers: Metrics::total(&m.received, &PEER),
             from_upstream: Metrics::total(&m.received, &UPSTREAM),
@@ -74,7 +74,7 @@ impl Snapshot {
             fallbacks: Metrics::total(&m.fallbacks, &UPSTREAM),
             verification_failures: Metrics::total(&m.verification_failures, &PEER)
                 + Metrics::total(&m.verification_failures, &UPSTREAM)
-                + Metrics::total(&m.verification_failures, &crate::metrics::WEB_SEED),
+                + Metrics::total(&m.verification_failures, &hypernar_swarm::metrics::WEB_SEED),
             disk_bytes,
             max_size: node.max_size(),
             sets: node.sets().summary(),
@@ -332,9 +332,9 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
         "<p id=\"share\">Sharing with peers (<code>--share {}</code>): {}.</p>",
         s.share,
         match s.share {
-            crate::share::ShareMode::All => "everything fetched is announced and served",
-            crate::share::ShareMode::Sets => "only paths that followed sets cover are announced and served",
-            crate::share::ShareMode::None => "nothing fetched is announced or served, and this node does not announce itself on the DHT",
+            hypernar_swarm::share::ShareMode::All => "everything fetched is announced and served",
+            hypernar_swarm::share::ShareMode::Sets => "only paths that followed sets cover are announced and served",
+            hypernar_swarm::share::ShareMode::None => "nothing fetched is announced or served, and this node does not announce itself on the DHT",
         }
     );
     let _ = writeln!(h, "<h2>Peers ({})</h2>", s.peers.len());
@@ -494,7 +494,7 @@ mod tests {
         assert!(page.contains("3.00 GiB on disk of at most 20.00 GiB (--max-size)"));
         let none = render(
             &Snapshot {
-                share: crate::share::ShareMode::None,
+                share: hypernar_swarm::share::ShareMode::None,
                 ..Snapshot::default()
             },
             "http://x",

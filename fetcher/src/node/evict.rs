@@ -73,10 +73,12 @@ impl Node {
     /// Bytes of blocks received from peers and web seeds so far (what can
     /// grow the feeds; NARs from the upstream cache are not stored).
     fn received_blocks(&self) -> u64 {
-        use crate::metrics::{Metrics, PEER};
+        use hypernar_swarm::metrics::{Metrics, PEER};
         let m = self.metrics();
-        Metrics::total(&m.received, &PEER)
-            .saturating_add(Metrics::total(&m.received, &crate::metrics::WEB_SEED))
+        Metrics::total(&m.received, &PEER).saturating_add(Metrics::total(
+            &m.received,
+            &hypernar_swarm::metrics::WEB_SEED,
+        ))
     }
 
     /// `DATA/recent`, where the uses of paths are kept (see

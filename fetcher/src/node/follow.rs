@@ -7,7 +7,7 @@ use hypernar_feed::format::record::{FeedRole, Record};
 use tracing::warn;
 
 use super::Node;
-use crate::hub::HubHandle;
+use hypernar_swarm::hub::HubHandle;
 
 impl Node {
     pub(super) async fn follow_index(self, id: Identity, index: HubHandle) {
@@ -28,7 +28,7 @@ impl Node {
                         if let Ok(key) = VerifyingKey::from_bytes(&decl.public_key) {
                             let eager = match decl.role {
                                 FeedRole::Keys => true,
-                                FeedRole::Data => self.inner.mirror,
+                                FeedRole::Data => self.catalog.mirror,
                                 FeedRole::Index | FeedRole::Set => false,
                             };
                             match self.add_feed(&key, eager).await {
@@ -39,9 +39,9 @@ impl Node {
                                 Err(e) => warn!(%e, "adding a declared feed"),
                             }
                         }
-                        self.inner.publishers.apply(&id, next, Record::Feed(decl));
+                        self.catalog.publishers.apply(&id, next, Record::Feed(decl));
                     }
-                    Ok(record) => self.inner.publishers.apply(&id, next, record),
+                    Ok(record) => self.catalog.publishers.apply(&id, next, record),
                     Err(e) => {
                         warn!(publisher = %id, seq = next, %e, "malformed index record skipped")
                     }
@@ -67,7 +67,7 @@ impl Node {
             return;
         }
         match Identity::from_bytes(&h.publisher) {
-            Ok(id) if self.inner.publishers.is_trusted(&id) => {
+            Ok(id) if self.catalog.publishers.is_trusted(&id) => {
                 self.follow_keys(id, hub).await;
             }
             _ => {}
@@ -82,7 +82,7 @@ impl Node {
             let contiguous = state.borrow_and_update().contiguous;
             while next < contiguous {
                 match keys.get(next).await.map(|b| Record::decode(&b)) {
-                    Ok(Ok(Record::Key(release))) => self.inner.publishers.add_key(&id, release),
+                    Ok(Ok(Record::Key(release))) => self.catalog.publishers.add_key(&id, release),
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => warn!(seq = next, %e, "malformed key record skipped"),
                     Err(e) => {
@@ -122,7 +122,7 @@ impl Node {
                         return;
                     }
                     (_, Ok(Record::SetEntry(e))) => {
-                        if let Err(e) = self.inner.sets.apply(&id, &e) {
+                        if let Err(e) = self.catalog.sets.apply(&id, &e) {
                             warn!(set = %id, seq = next, %e, "set entry not applied");
                         }
                     }

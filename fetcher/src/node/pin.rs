@@ -18,13 +18,13 @@ const SETTLE: Duration = Duration::from_millis(200);
 impl Node {
     /// Recomputes coverage and pins whenever a set or an index changes.
     pub(super) async fn keep_sets(self, require_set: bool, by_sets: bool) {
-        let mut sets_rx = self.inner.sets.subscribe();
-        let mut pubs_rx = self.inner.publishers.subscribe();
+        let mut sets_rx = self.catalog.sets.subscribe();
+        let mut pubs_rx = self.catalog.publishers.subscribe();
         loop {
             sets_rx.mark_unchanged();
             pubs_rx.mark_unchanged();
-            let (all, pinned) = self.inner.sets.vouched();
-            let p = &self.inner.publishers;
+            let (all, pinned) = self.catalog.sets.vouched();
+            let p = &self.catalog.publishers;
             let limit = p.path_count();
             let lists = |k: &[u8; 32], s: &StorePath| p.references_listed(k, s);
             let any = |s: &StorePath| p.references_any(s);
@@ -48,10 +48,10 @@ impl Node {
     /// `--share sets`: of data feeds, only the blocks of covered paths are
     /// shared; index, key and set feeds, and `--feed` tokens, as usual.
     async fn share_covered(&self, covered: &HashSet<StorePath>) {
-        let p = &self.inner.publishers;
+        let p = &self.catalog.publishers;
         let (_, other) = p.feed_keys();
         let mut open: HashSet<[u8; 32]> = other.into_iter().collect();
-        open.extend(self.roots());
+        open.extend(self.swarm().roots());
         let mut ranges: HashMap<[u8; 32], Vec<crate::publishers::BlockRange>> = HashMap::new();
         for path in covered {
             if let Some((feed, r)) = p.ranges(path) {
@@ -65,7 +65,7 @@ impl Node {
             "--share sets: what may be shared recomputed"
         );
         // Peers already connected learn of blocks that may now be shared.
-        for key in self.inner.share.restrict(open, ranges) {
+        for key in self.swarm.share().restrict(open, ranges) {
             if let Some(hub) = self.hub(&key) {
                 hub.announce_held().await;
             }
@@ -77,9 +77,9 @@ impl Node {
     fn update_pins(&self, pinned: HashSet<StorePath>) {
         let placed: HashSet<StorePath> = pinned
             .into_iter()
-            .filter(|p| self.inner.publishers.ranges(p).is_some())
+            .filter(|p| self.catalog.publishers.ranges(p).is_some())
             .collect();
-        self.inner.pins.send_if_modified(|now| {
+        self.catalog.pins.send_if_modified(|now| {
             if **now == placed {
                 return false;
             }
@@ -90,12 +90,12 @@ impl Node {
 
     /// The paths pinned now, and their changes.
     pub fn subscribe_pinned(&self) -> tokio::sync::watch::Receiver<Arc<HashSet<StorePath>>> {
-        self.inner.pins.subscribe()
+        self.catalog.pins.subscribe()
     }
 
     /// The paths pinned now.
     pub fn pinned(&self) -> Vec<StorePath> {
-        let mut out: Vec<StorePath> = self.inner.pins.borrow().iter().cloned().collect();
+        let mut out: Vec<StorePath> = self.catalog.pins.borrow().iter().cloned().collect();
         out.sort_by(|a, b| a.base_name().cmp(b.base_name()));
         out
     }

@@ -15,7 +15,7 @@ use tracing::warn;
 
 use super::upstream::{UpstreamError, Upstreams};
 use super::{ByteRange, PathError};
-use crate::metrics::{Metrics, UPSTREAM};
+use hypernar_swarm::metrics::{Metrics, UPSTREAM};
 
 /// The reader of a sink is gone (the client went away).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

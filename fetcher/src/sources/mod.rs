@@ -34,9 +34,9 @@ use hypernar_feed::format::listing::ListingError;
 use hypernar_feed::format::segment::SegmentError;
 use hypernar_feed::format::storepath::StorePath;
 
-use crate::metrics::Metrics;
-use crate::node::{Node, NodeError};
+use crate::node::{Node, SwarmError};
 use crate::publishers::{Found, NotFound};
+use hypernar_swarm::metrics::Metrics;
 pub use reader::PathReader;
 pub use supply::{Replica, Supplier, SupplyError};
 use upstream::{UpstreamError, Upstreams};
@@ -60,7 +60,7 @@ pub enum PathError {
     NotReady(#[from] NotFound),
     /// Opening the path's data feed in the swarm failed.
     #[error("opening the data feed: {0}")]
-    Open(#[from] NodeError),
+    Open(#[from] SwarmError),
     /// The index record names a data feed key that is not a valid key.
     #[error("the index names data feed {0}, which is not a valid key")]
     BadFeedKey(String),

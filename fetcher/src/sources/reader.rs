@@ -27,8 +27,8 @@ use super::fallback::{NarSupply, Sink};
 use super::hedge::Hedge;
 use super::supply::{Peers, Supplier, Web};
 use super::{ByteRange, PathError, Sources};
-use crate::hub::HubHandle;
 use crate::publishers::Found;
+use hypernar_swarm::hub::HubHandle;
 
 /// Blocks got ahead of the one being decrypted, in a NAR stream.
 pub const BLOCKS_AHEAD: usize = 4;
@@ -135,7 +135,7 @@ impl PathReader {
     }
 
     /// The node's counters.
-    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+    pub fn metrics(&self) -> &std::sync::Arc<hypernar_swarm::metrics::Metrics> {
         self.sources.metrics()
     }
 

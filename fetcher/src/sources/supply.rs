@@ -10,8 +10,8 @@ use futures::future::BoxFuture;
 use hypernar_feed::store::StoreError;
 
 use super::webseed::{WebSeedError, WebSeeds};
-use crate::hub::{FetchError, HubHandle};
-use crate::metrics::Metrics;
+use hypernar_swarm::hub::{FetchError, HubHandle};
+use hypernar_swarm::metrics::Metrics;
 
 /// Why a supplier could not bring blocks, or the replica read one.
 #[derive(Debug, thiserror::Error)]

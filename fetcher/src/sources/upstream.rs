@@ -30,7 +30,7 @@ use tracing::debug;
 
 use super::fallback::Sink;
 use super::ByteRange;
-use crate::metrics::{Metrics, UPSTREAM};
+use hypernar_swarm::metrics::{Metrics, UPSTREAM};
 
 /// Upstream unless `serve --upstream` says otherwise.
 pub const DEFAULT_UPSTREAM: &str = "https://cache.nixos.org";

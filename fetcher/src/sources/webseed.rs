@@ -25,10 +25,10 @@ use hypernar_feed::webseed::{
 };
 use tracing::{debug, warn};
 
-use crate::hub::{FetchError, HubHandle};
-use crate::metrics::Metrics;
-pub use crate::metrics::WEB_SEED;
 use crate::node::Node;
+use hypernar_swarm::hub::{FetchError, HubHandle};
+use hypernar_swarm::metrics::Metrics;
+pub use hypernar_swarm::metrics::WEB_SEED;
 
 /// Time to connect to a web seed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -450,7 +450,7 @@ pub fn follow(node: &Node, seeds: Arc<WebSeeds>) {
         let mut changed = seeds.subscribe();
         loop {
             changed.mark_unchanged();
-            for (key, hub) in n.eager_feeds() {
+            for (key, hub) in n.swarm().eager_feeds() {
                 if seeds.is_empty() {
                     break;
                 }
@@ -469,7 +469,7 @@ pub fn follow(node: &Node, seeds: Arc<WebSeeds>) {
             }
             tokio::select! {
                 _ = tokio::time::sleep(WEB_SEED_POLL) => {}
-                _ = n.eager_feed_added() => {}
+                _ = n.swarm().eager_feed_added() => {}
                 _ = changed.changed() => {}
             }
         }

@@ -14,10 +14,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{claim, dedup, reach, Conn, Node, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT};
+use super::{claim, dedup, reach, Conn, Swarm, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT};
 use crate::wire;
 
-impl Node {
+impl Swarm {
     /// Runs one connection until it ends; how it went (`on_handshake` is
     /// called when its handshake completes and it is kept).
     pub(super) async fn run_conn(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
-use super::{Node, CONNECT_TIMEOUT};
+use super::{Swarm, CONNECT_TIMEOUT};
 
 /// Called when a dialled connection completes the Noise handshake.
 pub type OnHandshake = std::sync::Arc<dyn Fn() + Send + Sync>;
@@ -142,7 +142,7 @@ impl Redial {
 }
 use crate::hub::HubHandle;
 
-impl Node {
+impl Swarm {
     fn is_banned(&self, addr: &str) -> bool {
         let mut banned = self.inner.banned.lock().expect("ban lock");
         banned.retain(|_, until| *until > Instant::now());
@@ -158,7 +158,7 @@ impl Node {
         self.dial_while(addr, None, None).await;
     }
 
-    /// Dials `addr` and keeps it connected, like [`Node::dial`], until
+    /// Dials `addr` and keeps it connected, like [`Swarm::dial`], until
     /// `attempts` in a row fail (no TCP connection, no Noise handshake, or
     /// the address is banned): for peers learned from others, which may be
     /// gone or not hypernar nodes at all. `on_handshake` runs each time a
@@ -239,7 +239,7 @@ impl Node {
         }
     }
 
-    /// Adds a feed to [`Node::roots`] (once).
+    /// Adds a feed to [`Swarm::roots`] (once).
     pub fn add_root(&self, key: [u8; 32]) {
         let mut roots = self.inner.roots.lock().expect("roots lock");
         if !roots.contains(&key) {
@@ -258,7 +258,7 @@ impl Node {
     }
 
     /// Index and set feeds among the feeds stored here whose header is
-    /// already here (never fetched for this), added to [`Node::roots`].
+    /// already here (never fetched for this), added to [`Swarm::roots`].
     pub async fn find_stored_indexes(&self) {
         let hubs: Vec<HubHandle> = self
             .inner

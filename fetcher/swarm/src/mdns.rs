@@ -25,7 +25,7 @@ use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 use tracing::{debug, info, warn};
 
 use crate::dialset::{may_dial, DialSet, Reach, Refused};
-use crate::node::Node;
+use crate::swarm::Swarm;
 
 /// The DNS-SD service type hypernar nodes announce and browse.
 pub const SERVICE: &str = "_hypernar._tcp.local.";
@@ -77,7 +77,7 @@ fn should_dial(own: &str, theirs: &str) -> bool {
 
 /// Announces this node (listening on `port`) and dials the hypernar nodes
 /// found on the LAN. The mDNS daemon runs on its own thread.
-pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
+pub fn start(node: &Swarm, port: u16) -> Result<Mdns, mdns_sd::Error> {
     let id = format!("{:016x}", rand::random::<u64>());
     let daemon = ServiceDaemon::new()?;
     let host = format!("{id}.local.");
@@ -139,7 +139,7 @@ pub fn start(node: &Node, port: u16) -> Result<Mdns, mdns_sd::Error> {
                     .await;
                 let mut d = d.lock().expect("dialled lock");
                 d.release(addr);
-                if why == crate::node::GaveUp::NotHypernar {
+                if why == crate::swarm::GaveUp::NotHypernar {
                     d.hold_back(addr, std::time::Instant::now());
                 }
                 drop(d);

@@ -5,7 +5,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use hypernar_feed::io::{FeedIo, FeedIoError, FeedOpener};
 
 use crate::hub::HubHandle;
-use crate::node::Node;
+use crate::swarm::Swarm;
 
 /// A feed written through its hub.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl FeedIo for HubFeed {
     }
 }
 
-impl FeedOpener for Node {
+impl FeedOpener for Swarm {
     type Feed = HubFeed;
     async fn writable(&self, key: &SigningKey) -> Result<HubFeed, FeedIoError> {
         let hub = self.writable_hub(key).await?;

@@ -2,7 +2,7 @@
 //! crate), used as it is, with no node of our own.
 //!
 //! **Topics.** A node announces itself, and looks for peers, under one
-//! 20-byte info-hash per root feed ([`crate::node::Node::roots`]: trusted
+//! 20-byte info-hash per root feed ([`crate::swarm::Swarm::roots`]: trusted
 //! publishers' indexes, feeds replicated by token, publishers' indexes it
 //! stores):
 //!
@@ -44,7 +44,7 @@ use mainline::Id;
 use tracing::{debug, info, warn};
 
 use crate::dialset::{may_dial, DialSet, Reach, Refused};
-use crate::node::Node;
+use crate::swarm::Swarm;
 
 /// Well-known routers of the Mainline DHT, asked first unless
 /// `--dht-bootstrap` says otherwise.
@@ -250,8 +250,8 @@ fn is_self(addr: SocketAddrV4, port: u16, public: Option<SocketAddrV4>) -> bool 
 /// Dials the peers saved last time, joins the DHT, and then announces this
 /// node under every root feed's topic and dials the peers found there,
 /// for as long as the node runs (the DHT client is one of the node's
-/// tasks: [`Node::shutdown`] ends it).
-pub fn start(node: &Node, config: DhtConfig) {
+/// tasks: [`Swarm::shutdown`] ends it).
+pub fn start(node: &Swarm, config: DhtConfig) {
     let saved = Saved::load(&config.state);
     let learned = Arc::new(Mutex::new(Learned::default()));
     let reach = config.reach();
@@ -294,14 +294,14 @@ async fn join(bootstrap: Vec<String>, saved: Vec<SocketAddr>) -> std::io::Result
 /// It is remembered (saved for the next start) once it completes a
 /// handshake, and held back for [`QUARANTINE`](crate::dialset::QUARANTINE)
 /// if it answers TCP but never completes one.
-fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr, reach: Reach) -> bool {
+fn dial(node: &Swarm, learned: &Arc<Mutex<Learned>>, addr: SocketAddr, reach: Reach) -> bool {
     if !learned.lock().expect("learned lock").take(addr, reach) {
         return false;
     }
     let (task_node, learned) = (node.clone(), learned.clone());
     node.spawn(async move {
         let on = learned.clone();
-        let on_handshake: crate::node::OnHandshake = Arc::new(move || {
+        let on_handshake: crate::swarm::OnHandshake = Arc::new(move || {
             on.lock().expect("learned lock").remember(addr);
         });
         let why = task_node
@@ -310,10 +310,10 @@ fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr, reach: Rea
         let mut l = learned.lock().expect("learned lock");
         l.dialling.release(addr);
         // A node reached another way stays worth saving.
-        if why != crate::node::GaveUp::AlreadyConnected {
+        if why != crate::swarm::GaveUp::AlreadyConnected {
             l.recent.retain(|a| *a != addr);
         }
-        if why == crate::node::GaveUp::NotHypernar {
+        if why == crate::swarm::GaveUp::NotHypernar {
             l.dialling.hold_back(addr, Instant::now());
             debug!(%addr, "not a hypernar node: not dialled again for a while");
         }
@@ -322,7 +322,7 @@ fn dial(node: &Node, learned: &Arc<Mutex<Learned>>, addr: SocketAddr, reach: Rea
 }
 
 async fn run(
-    node: Node,
+    node: Swarm,
     config: DhtConfig,
     saved_nodes: Vec<SocketAddr>,
     learned: Arc<Mutex<Learned>>,

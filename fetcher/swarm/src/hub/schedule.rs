@@ -1,4 +1,5 @@
-//! Which blocks to ask for, from whom, and what to do when a peer is slow.
+//! Which blocks to ask for, from whom, and what to do when a peer is slow:
+//! the shell around `plan.rs`, whose pure functions decide.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -9,26 +10,18 @@ use hypercore_schema::RequestBlock;
 use tracing::debug;
 
 use super::downloads::Pending;
+use super::plan::{self, Seen};
 use super::wants;
 use super::{FetchError, Hub, PeerId, REQUEST_TIMEOUT, SCHEDULE_WINDOW};
 
-/// How long a reader waits on one block before it jumps the rarest-first queue.
-const URGENT_AFTER: Duration = Duration::from_secs(10);
 /// How long a computed block order is used before it is ranked again.
 const ORDER_TTL: Duration = Duration::from_millis(100);
-/// How many of the best blocks a peer has one request is drawn from. Two
-/// fetchers drawing the same block from a seed cost little since the seed
-/// holds the second request until it is cancelled (`upload.rs`); a narrower
-/// draw keeps blocks closer to reading order and newer blocks fewer, so
-/// they spread faster. Measured in the swarm benchmark (efficiency, two
-/// runs each): 32 → 0.83/0.86, 64 → 0.87/0.87, 128 → 0.84/0.82.
-const SPREAD: usize = 64;
 
 impl Hub {
     /// Blocks wanted and not here or in flight: at most [`SCHEDULE_WINDOW`]
-    /// of them, lowest first, then ordered rarest first (fewest peers have
-    /// them), lowest index first among equals. [`Self::pick`] draws each
-    /// request at random from the first [`SPREAD`] of these that a peer
+    /// of them, lowest first, then ordered by [`plan::rank`] (urgent,
+    /// rarest, lowest). [`Self::pick`] draws each request at random from
+    /// the first [`plan::SPREAD`] of these that a peer
     /// has: nodes that start together thus ask the seed for different
     /// blocks and trade the rest among themselves, as BitTorrent's
     /// rarest-first does, while each node's blocks still arrive close
@@ -46,25 +39,16 @@ impl Hub {
             let all = wants::Want::new(info.contiguous_length, info.length);
             wants::collect(&all, info.length, has, asked, SCHEDULE_WINDOW, &mut set);
         }
-        let mut out: Vec<u64> = set.into_iter().take(SCHEDULE_WINDOW).collect();
-        // A block a reader has waited on alone for a while goes first, or a
-        // block many peers have could wait behind rarer ones past the
-        // reader's deadline. Not at once: at the start every fetcher would
-        // ask the seed for the same first blocks.
+        let wanted: Vec<u64> = set.into_iter().take(SCHEDULE_WINDOW).collect();
         let now = Instant::now();
-        let urgent: BTreeSet<u64> = self
-            .waiters
-            .iter()
-            .filter(|w| {
-                w.want.end - w.want.start == 1 && now.duration_since(w.since) > URGENT_AFTER
-            })
-            .map(|w| w.want.start)
-            .collect();
-        out.sort_by_cached_key(|&i| {
-            let holders = self.peers.values().filter(|p| p.haves.has(i)).count();
-            (!urgent.contains(&i), holders, i)
-        });
-        out
+        let urgent = plan::urgent(
+            self.waiters
+                .iter()
+                .map(|w| (w.want.start, w.want.end, now.duration_since(w.since))),
+        );
+        plan::rank(wanted, &urgent, |i| {
+            self.peers.values().filter(|p| p.haves.has(i)).count()
+        })
     }
 
     /// The cached [`Self::wanted`] order, rebuilt when wants changed or it
@@ -86,15 +70,12 @@ impl Hub {
 
     /// Fills every peer's free request slots, least loaded peers first.
     pub(super) async fn schedule(&mut self) {
-        let mut ids: Vec<(u32, usize, PeerId)> = self
-            .peers
-            .iter()
-            .map(|(id, p)| (p.strikes, self.downloads.count(*id), p.window(), *id))
-            .filter(|&(_, inflight, window, _)| inflight < window)
-            .map(|(strikes, inflight, _, id)| (strikes, inflight, id))
-            .collect();
-        ids.sort_unstable();
-        for (_, _, id) in ids {
+        let ids = plan::fill_order(
+            self.peers
+                .iter()
+                .map(|(id, p)| (*id, p.strikes, self.downloads.count(*id), p.window())),
+        );
+        for id in ids {
             self.fill(id).await;
         }
     }
@@ -125,31 +106,23 @@ impl Hub {
         }
     }
 
-    /// Up to `free` blocks to ask `peer` for: drawn at random from the
-    /// first [`SPREAD`] blocks of the cached order that `peer` has and that
-    /// are neither here nor asked of anyone.
+    /// Up to `free` blocks to ask `peer` for: drawn at random from its
+    /// [`plan::candidates`] in the cached order.
     fn pick(&self, peer: PeerId, free: usize, fork: u64) -> Vec<u64> {
         let p = &self.peers[&peer];
-        let mut candidates = Vec::new();
-        for &index in &self.order {
-            if candidates.len() == SPREAD.max(free) {
-                break;
-            }
-            if !p.haves.has(index) || self.feed.has(index) || self.downloads.in_flight(index) {
-                continue;
-            }
-            // A peer that just failed this block, or whose requests time
-            // out, is asked only when no healthy peer has the block.
-            if p.strikes > 0 || self.avoid.get(&index) == Some(&peer) {
-                let other = self.peers.iter().any(|(id, q)| {
-                    *id != peer && q.strikes == 0 && q.remote_fork == fork && q.haves.has(index)
-                });
-                if other {
-                    continue;
-                }
-            }
-            candidates.push(index);
-        }
+        let seen = |index| Seen {
+            peer_has: p.haves.has(index),
+            here: self.feed.has(index),
+            in_flight: self.downloads.in_flight(index),
+            peer_failed_it: self.avoid.get(&index) == Some(&peer),
+        };
+        let healthy_other_has = |index| {
+            self.peers.iter().any(|(id, q)| {
+                *id != peer && q.strikes == 0 && q.remote_fork == fork && q.haves.has(index)
+            })
+        };
+        let candidates =
+            plan::candidates(&self.order, free, p.strikes > 0, seen, healthy_other_has);
         let mut rng = rand::thread_rng();
         let n = free.min(candidates.len());
         rand::seq::index::sample(&mut rng, candidates.len(), n)
@@ -167,10 +140,14 @@ impl Hub {
         let Some((at, _, sent)) = self.downloads.holder(index) else {
             return;
         };
-        if at == holder
-            || sent.elapsed() > super::upload::DUP_WINDOW
-            || !self.peers.get(&at).is_some_and(|p| p.complete)
-        {
+        let complete = self.peers.get(&at).is_some_and(|p| p.complete);
+        if !plan::withdraw_duplicate(
+            at,
+            holder,
+            complete,
+            sent.elapsed(),
+            super::upload::DUP_WINDOW,
+        ) {
             return;
         }
         let Some((at, id)) = self.downloads.cancel_block(index, Instant::now()) else {

@@ -20,7 +20,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
-use crate::publishers::BlockRange;
+/// Blocks `start..end` of a feed.
+pub type BlockRange = (u64, u64);
 
 /// The operator's choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,7 +105,7 @@ impl Share {
     /// each data feed may be shared (`ranges` in any order; overlaps are
     /// merged). Returns the feeds of which more may be shared than before
     /// (their hubs announce what they hold again).
-    pub(crate) fn restrict(
+    pub fn restrict(
         &self,
         open: HashSet<[u8; 32]>,
         feeds: HashMap<[u8; 32], Vec<BlockRange>>,

@@ -10,7 +10,8 @@
 //! - `inbound.rs`: what peers send (announcements, data, violations);
 //! - `upload.rs`: answering requests; a seed holds duplicates;
 //! - `downloads.rs`: our requests out, keyed by (peer, id);
-//! - `schedule.rs`, `wants.rs`, `window.rs`: which block next, from whom,
+//! - `schedule.rs` (the shell), `plan.rs` (its pure decisions), `wants.rs`,
+//!   `window.rs`: which block next, from whom,
 //!   how many in flight;
 //! - `storage.rs`: what a failing disk does to a hub.
 
@@ -29,6 +30,7 @@ use tracing::{debug, info};
 mod announce;
 mod downloads;
 mod inbound;
+mod plan;
 mod schedule;
 mod storage;
 mod upload;

@@ -1,0 +1,568 @@
+//! The swarm: the feeds of one data directory, each behind its hub, and the
+//! connections to peers that replicate them.
+//!
+//! Every feed in the data directory is seeded. Which feeds are replicated
+//! eagerly (in full and live) and which on demand is the floors' above to
+//! say ([`Swarm::add_feed`]); with `mirror`, every stored feed is eager.
+//! Each connection runs the Hypercore protocol; each replication channel
+//! is a pump between the wire and the feed's hub (`swarm/conn.rs`; one
+//! connection per remote node, `swarm/dedup.rs`).
+//!
+//! Shared state is a table per lock, each taken alone (no code path holds
+//! two at once, so there is no order between them to keep): `feeds`,
+//! `conns`, `peer_conn`, `banned`, `remotes`, `eager`, `accepted`,
+//! `roots`, `tasks`, `hub_threads`. `opening` (async) is held across a
+//! feed's open and its hub's registration, and only `feeds` and `conns`
+//! are taken, each briefly, inside it.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use hypercore_protocol::{discovery_key, CommandTx};
+use hypernar_feed::store::{FeedStore, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+mod conn;
+mod dedup;
+mod reach;
+pub use reach::{GaveUp, OnHandshake};
+
+use crate::hub::{self, HubEvent, HubHandle, PeerId};
+
+/// A misbehaving peer's address is not dialled again for this long.
+pub const BAN_TIME: Duration = Duration::from_secs(600);
+/// Time allowed for a TCP connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Swarm::shutdown`] waits for tasks and hubs to end.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// A connection whose Noise handshake is not done by then is closed.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no frame either way for this long is closed (a
+/// dialled peer is dialled again).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How many connections a node accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Accepted connections at once, from anywhere.
+    pub max_connections: usize,
+    /// Accepted connections at once from one IP address.
+    pub max_per_ip: usize,
+}
+
+impl Default for Limits {
+    /// A connection costs tens of KiB at rest. Its worst case is about
+    /// 32 MiB (a full read backlog, [`wire::MAX_BACKLOG_BYTES`]; a frame
+    /// being read, [`wire::MAX_FRAME`]; a full write queue,
+    /// [`wire::MAX_UNSENT`]), reached only while our hubs or the peer
+    /// stall; measured figures are in docs/benchmarks.md. The per-IP cap
+    /// keeps one host from taking every place.
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            max_per_ip: 32,
+        }
+    }
+}
+
+/// Where the swarm's feeds are and whom it talks to.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    pub data_dir: PathBuf,
+    /// Peers to dial and keep dialling (`host:port`).
+    pub peers: Vec<String>,
+    /// Replicate every block of every stored feed.
+    pub mirror: bool,
+    /// Caps on accepted connections.
+    pub limits: Limits,
+    /// What of the fetched blocks to announce and serve (`--share`).
+    pub share: crate::share::ShareMode,
+}
+
+/// Errors starting the swarm, or opening a feed in it.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make this node's Noise key: {0}")]
+    NoiseKey(String),
+}
+
+struct FeedEntry {
+    key: [u8; 32],
+    hub: HubHandle,
+}
+
+struct Conn {
+    /// The remote's address.
+    addr: Option<SocketAddr>,
+    traffic: crate::pump::Traffic,
+    commands: CommandTx,
+    kill: Arc<Notify>,
+    dialled: Option<String>,
+    /// Discovery keys of the feeds opened on this connection. hypercore-
+    /// protocol makes a second channel when a key is opened twice (say,
+    /// once as the remote offers it and once as a new feed is added here),
+    /// which would make the same remote two peers of one hub.
+    opened: Arc<Mutex<HashSet<[u8; 32]>>>,
+}
+
+/// Marks `dkey` opened in `opened`; false if it already was.
+fn claim(opened: &Mutex<HashSet<[u8; 32]>>, dkey: [u8; 32]) -> bool {
+    opened.lock().expect("opened lock").insert(dkey)
+}
+
+struct Inner {
+    store: FeedStore,
+    mirror: bool,
+    feeds: Mutex<HashMap<[u8; 32], FeedEntry>>,
+    conns: Mutex<HashMap<u64, Conn>>,
+    peer_conn: Mutex<HashMap<PeerId, u64>>,
+    banned: Mutex<HashMap<String, Instant>>,
+    next_id: AtomicU64,
+    /// This process's Noise static key, on every connection.
+    noise: hypercore_handshake::state_machine::hc_specific::Keypair,
+    /// Its public half.
+    noise_public: [u8; 32],
+    /// The connection kept to each remote node (`node/dedup.rs`).
+    remotes: Mutex<dedup::Remotes>,
+    events: mpsc::Sender<HubEvent>,
+    /// Feeds replicated in full (trusted indexes, key feeds, mirrors), for
+    /// the web seeds to keep up to date.
+    eager: Mutex<Vec<([u8; 32], HubHandle)>>,
+    /// Woken when a feed joins `eager`.
+    eager_added: Notify,
+    metrics: Arc<crate::metrics::Metrics>,
+    limits: Limits,
+    /// Accepted connections open now, by remote IP.
+    accepted: Mutex<HashMap<IpAddr, usize>>,
+    /// Cancelled by [`Swarm::shutdown`]: every task and hub ends.
+    cancel: CancellationToken,
+    /// The node's tasks (connections, pumps, dialers, followers).
+    tasks: Mutex<JoinSet<()>>,
+    /// The hubs' threads (see `hub::spawn`).
+    hub_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Held while a feed is opened and its hub registered, so one feed is
+    /// never opened twice.
+    opening: tokio::sync::Mutex<()>,
+    /// Feeds whose peers are looked for on the DHT, in order of priority
+    /// (see [`Swarm::roots`]).
+    roots: Mutex<Vec<[u8; 32]>>,
+    /// What hubs may announce and serve of replicas.
+    share: Arc<crate::share::Share>,
+}
+
+/// An accepted connection's place within the [`Limits`].
+struct Slot {
+    node: Arc<Inner>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut accepted = self.node.accepted.lock().expect("accepted lock");
+        if let Some(n) = accepted.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                accepted.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connected peer, for the status page.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: Option<SocketAddr>,
+    /// This node dialled it (a `--peer`), rather than accepted it.
+    pub dialled: bool,
+    /// Block bytes received from it and uploaded to it.
+    pub received: u64,
+    pub uploaded: u64,
+}
+
+/// A running swarm. Cloning shares it.
+#[derive(Clone)]
+pub struct Swarm {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Swarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swarm").finish_non_exhaustive()
+    }
+}
+
+impl Swarm {
+    /// Opens the data directory, starts a hub for every feed in it and for
+    /// every trusted publisher, and dials the configured peers. Call
+    /// [`Swarm::listen`] to accept connections too.
+    pub async fn start(config: SwarmConfig) -> Result<Self, SwarmError> {
+        let store = FeedStore::open(&config.data_dir)?;
+        let (events, events_rx) = mpsc::channel(64);
+        let noise = hypercore_handshake::state_machine::hc_specific::generate_keypair()
+            .map_err(|e| SwarmError::NoiseKey(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            store,
+            mirror: config.mirror,
+            feeds: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            peer_conn: Mutex::new(HashMap::new()),
+            banned: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            noise_public: noise
+                .public
+                .as_slice()
+                .try_into()
+                .expect("a 32-byte Noise key"),
+            noise,
+            remotes: Mutex::new(dedup::Remotes::default()),
+            events,
+            eager: Mutex::new(Vec::new()),
+            eager_added: Notify::new(),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+            limits: config.limits,
+            accepted: Mutex::new(HashMap::new()),
+            cancel: CancellationToken::new(),
+            tasks: Mutex::new(JoinSet::new()),
+            hub_threads: Mutex::new(Vec::new()),
+            opening: tokio::sync::Mutex::new(()),
+            roots: Mutex::new(Vec::new()),
+            share: Arc::new(crate::share::Share::new(config.share)),
+        });
+        let node = Swarm { inner };
+        node.spawn(node.clone().handle_events(events_rx));
+
+        // Seed everything already here.
+        for key in node.inner.store.list()? {
+            let eager = node.inner.mirror;
+            node.add_feed(&key, eager).await?;
+        }
+        for peer in &config.peers {
+            node.spawn(node.clone().dial_forever(peer.clone()));
+        }
+        Ok(node)
+    }
+
+    /// Accepts peers on `listener` until [`Swarm::shutdown`], within the
+    /// node's [`Limits`]: a connection over a cap is closed at once.
+    pub fn listen(&self, listener: TcpListener) {
+        let node = self.clone();
+        self.spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match listener.accept().await {
+                    Ok((stream, addr)) => {
+                        failures = 0;
+                        let Some(slot) = node.admit(addr.ip()) else {
+                            debug!(%addr, "connection refused: over the connection limit");
+                            continue;
+                        };
+                        debug!(%addr, "peer connected");
+                        let conn = node.clone();
+                        node.spawn(async move {
+                            conn.run_conn(stream, false, None, None).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors, say: back off, and say so
+                        // once in a while rather than on every try.
+                        failures += 1;
+                        if failures.is_power_of_two() {
+                            warn!(%e, failures, "accepting connections fails");
+                        }
+                        let wait = Duration::from_millis(100) * failures.min(50);
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// A place for one more accepted connection from `ip`, if the limits
+    /// allow it; the place is given back when the slot is dropped.
+    fn admit(&self, ip: IpAddr) -> Option<Slot> {
+        let mut accepted = self.inner.accepted.lock().expect("accepted lock");
+        let total: usize = accepted.values().sum();
+        let here = accepted.get(&ip).copied().unwrap_or(0);
+        if total >= self.inner.limits.max_connections || here >= self.inner.limits.max_per_ip {
+            return None;
+        }
+        *accepted.entry(ip).or_default() += 1;
+        Some(Slot {
+            node: self.inner.clone(),
+            ip,
+        })
+    }
+
+    /// Binds `addr` and accepts peers on it; returns the bound address.
+    pub async fn listen_on(&self, addr: &str) -> Result<SocketAddr, SwarmError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SwarmError::Listen {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| SwarmError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        self.listen(listener);
+        Ok(local)
+    }
+
+    /// What this node shares of what it fetched (`--share`).
+    pub fn share(&self) -> &crate::share::Share {
+        &self.inner.share
+    }
+
+    /// The hub of a feed, if the node has it.
+    pub fn hub(&self, key: &[u8; 32]) -> Option<HubHandle> {
+        self.inner
+            .feeds
+            .lock()
+            .expect("feeds lock")
+            .get(&discovery_key(key))
+            .map(|e| e.hub.clone())
+    }
+
+    /// Starts replicating a feed (opening or creating its local replica).
+    pub async fn add_feed(&self, key: &VerifyingKey, eager: bool) -> Result<HubHandle, SwarmError> {
+        let _opening = self.inner.opening.lock().await;
+        let bytes = key.to_bytes();
+        let hub = match self.hub(&bytes) {
+            Some(hub) => {
+                if eager {
+                    hub.set_eager().await;
+                }
+                hub
+            }
+            None => {
+                let feed = self.inner.store.open_replica(key).await?;
+                self.spawn_hub(feed, eager).await
+            }
+        };
+        if eager {
+            let mut list = self.inner.eager.lock().expect("eager lock");
+            if !list.iter().any(|(k, _)| *k == bytes) {
+                list.push((bytes, hub.clone()));
+                self.inner.eager_added.notify_one();
+            }
+        }
+        Ok(hub)
+    }
+
+    /// Feeds this node replicates in full (trusted indexes, key feeds,
+    /// mirrored feeds), by key.
+    pub fn eager_feeds(&self) -> Vec<([u8; 32], HubHandle)> {
+        self.inner.eager.lock().expect("eager lock").clone()
+    }
+
+    /// Resolves when a feed joins [`Swarm::eager_feeds`].
+    pub async fn eager_feed_added(&self) {
+        self.inner.eager_added.notified().await
+    }
+
+    /// Starts the hub of an opened feed and registers it.
+    async fn spawn_hub(&self, feed: hypernar_feed::Feed, eager: bool) -> HubHandle {
+        let (hub, thread) = hub::spawn(
+            feed,
+            self.inner.store.clone(),
+            eager,
+            self.inner.events.clone(),
+            self.inner.cancel.clone(),
+            self.inner.metrics.requests_cancelled.clone(),
+            self.inner.share.clone(),
+        );
+        self.inner
+            .hub_threads
+            .lock()
+            .expect("hub threads lock")
+            .push(thread);
+        self.add_hub(hub).await
+    }
+
+    /// Runs `task` as one of the node's tasks: [`Swarm::shutdown`] ends it
+    /// (at its next await) and waits for it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let cancel = self.inner.cancel.clone();
+        let mut tasks = self.inner.tasks.lock().expect("tasks lock");
+        // Finished tasks leave their results behind until collected.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = task => {}
+            }
+        });
+    }
+
+    /// Ends the node: stops accepting, closes every connection, lets each
+    /// hub finish the message it is on and close its feed, and waits for
+    /// all of it (at most [`SHUTDOWN_WAIT`]; what is still running then is
+    /// left to the process exit). Stored blocks are already on disk.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
+        let threads =
+            std::mem::take(&mut *self.inner.hub_threads.lock().expect("hub threads lock"));
+        let all = async {
+            while tasks.join_next().await.is_some() {}
+            let _ = tokio::task::spawn_blocking(move || {
+                for t in threads {
+                    let _ = t.join();
+                }
+            })
+            .await;
+        };
+        if tokio::time::timeout(SHUTDOWN_WAIT, all).await.is_err() {
+            warn!("shutdown: some tasks did not end within {SHUTDOWN_WAIT:?}");
+        }
+    }
+
+    /// Whether [`Swarm::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The peers connected now, with what they moved.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let conns = self.inner.conns.lock().expect("conns lock");
+        let mut out: Vec<PeerInfo> = conns
+            .values()
+            .map(|c| PeerInfo {
+                addr: c.addr,
+                dialled: c.dialled.is_some(),
+                received: c.traffic.received.get(),
+                uploaded: c.traffic.uploaded.get(),
+            })
+            .collect();
+        out.sort_by_key(|p| p.addr);
+        out
+    }
+
+    /// Where the feeds are stored (`DATA/feeds`).
+    pub fn feeds_dir(&self) -> &std::path::Path {
+        self.inner.store.root()
+    }
+
+    /// Registers a hub (unless one for the same feed won a race) and offers
+    /// its feed on every open connection. Returns the registered hub.
+    pub(crate) async fn add_hub(&self, hub: HubHandle) -> HubHandle {
+        let key: [u8; 32] = hex::decode(hub.name())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .expect("hub names are hex keys");
+        let dkey = discovery_key(&key);
+        let fresh = {
+            let mut feeds = self.inner.feeds.lock().expect("feeds lock");
+            match feeds.entry(dkey) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(FeedEntry {
+                        key,
+                        hub: hub.clone(),
+                    });
+                    true
+                }
+            }
+        };
+        if fresh {
+            let commands: Vec<CommandTx> = self
+                .inner
+                .conns
+                .lock()
+                .expect("conns lock")
+                .values()
+                .filter(|c| claim(&c.opened, dkey))
+                .map(|c| c.commands.clone())
+                .collect();
+            for c in commands {
+                let _ = c.open(key).await;
+            }
+        }
+        self.hub(&key).expect("just added")
+    }
+
+    /// The node's feed store.
+    pub fn store(&self) -> &FeedStore {
+        &self.inner.store
+    }
+
+    /// The hub of a writable feed, opening it (created if new) if needed.
+    pub async fn writable_hub(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+    ) -> Result<HubHandle, StoreError> {
+        let _opening = self.inner.opening.lock().await;
+        if let Some(hub) = self.hub(&key.verifying_key().to_bytes()) {
+            return Ok(hub);
+        }
+        let feed = self.inner.store.open_writable(key).await?;
+        Ok(self.spawn_hub(feed, false).await)
+    }
+
+    async fn handle_events(self, mut rx: mpsc::Receiver<HubEvent>) {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                HubEvent::Misbehaved { peer, reason } => {
+                    self.inner
+                        .metrics
+                        .verification_failures
+                        .get_or_create(&crate::metrics::PEER)
+                        .inc();
+                    let conn = self
+                        .inner
+                        .peer_conn
+                        .lock()
+                        .expect("peer lock")
+                        .get(&peer)
+                        .copied();
+                    let Some(conn) = conn else { continue };
+                    let found = self
+                        .inner
+                        .conns
+                        .lock()
+                        .expect("conns lock")
+                        .get(&conn)
+                        .map(|c| (c.kill.clone(), c.dialled.clone()));
+                    if let Some((kill, dialled)) = found {
+                        warn!(conn, peer_addr = ?dialled, %reason, "disconnecting a peer that sent bad data");
+                        if let Some(addr) = dialled {
+                            self.inner
+                                .banned
+                                .lock()
+                                .expect("ban lock")
+                                .insert(addr, Instant::now() + BAN_TIME);
+                        }
+                        kill.notify_one();
+                    }
+                }
+            }
+        }
+    }
+}
