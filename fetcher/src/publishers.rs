@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use hypernar_feed::format::identity::Identity;
+use hypernar_feed::format::identity::{FeedKey, Identity};
 use hypernar_feed::format::record::{KeyRelease, ListingRecord, PathRecord, Record};
 use hypernar_feed::format::segment::PathKey;
 use hypernar_feed::format::storepath::StorePath;
@@ -87,7 +87,7 @@ pub fn now_ms() -> u64 {
 pub struct Found {
     pub publisher: Identity,
     pub record: PathRecord,
-    pub data_feed: [u8; 32],
+    pub data_feed: FeedKey,
     pub key: PathKey,
     /// Where the path's listing is, if it was published with one.
     pub listing: Option<ListingRecord>,
@@ -102,6 +102,8 @@ pub enum NotFound {
     NoKey(StorePath),
     #[error("{0} is in no trusted safe-path set (this node serves only those: --require-set)")]
     NotInSet(StorePath),
+    #[error("the publisher of {0} declared its data feed with a key that is not a valid key")]
+    BadFeed(StorePath),
 }
 
 impl Publishers {
@@ -277,6 +279,8 @@ impl Publishers {
                 known: self.path_count(),
             });
         };
+        let data_feed =
+            FeedKey::from_bytes(&data_feed).map_err(|_| NotFound::BadFeed(path.clone()))?;
         // Only listed paths are remembered: the map is bounded by the indexes.
         self.touch(path);
         let key = self

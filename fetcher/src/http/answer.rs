@@ -34,7 +34,7 @@ pub fn answer(ask: Ask, e: &PathError) -> (StatusCode, String) {
         ),
         // A trusted publisher's data that does not check: waiting will not
         // mend it.
-        BadFeedKey(_) | Layout { .. } | Segment(_) | Listing(_) | Nar(_) => (
+        Layout { .. } | Segment(_) | Listing(_) | Nar(_) => (
             StatusCode::BAD_GATEWAY,
             "this path's published data does not check (see the node's log)".to_owned(),
         ),
@@ -66,7 +66,6 @@ mod tests {
                 index: 3,
                 source: SupplyError::NotHere { index: 3 },
             },
-            PathError::BadFeedKey("00".into()),
             PathError::Layout {
                 nar_size: 1,
                 segment_size: 1,
@@ -93,7 +92,6 @@ mod tests {
                 StatusCode::NOT_FOUND,
                 StatusCode::SERVICE_UNAVAILABLE,
                 StatusCode::SERVICE_UNAVAILABLE,
-                StatusCode::BAD_GATEWAY,
                 StatusCode::BAD_GATEWAY,
             ]
         );

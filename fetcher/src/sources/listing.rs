@@ -35,7 +35,7 @@ pub fn cache() -> ListingCache {
 /// The listing of `found`, from the cache, its listing blocks, or a scan
 /// of its NAR, through the path reader.
 pub async fn listing(sources: &Sources, found: &Found) -> Result<Arc<Listing>, PathError> {
-    let cache_key = (found.data_feed, found.record.first_block);
+    let cache_key = (found.data_feed.to_bytes(), found.record.first_block);
     if let Some(l) = sources.listings().get(&cache_key) {
         return Ok(l);
     }

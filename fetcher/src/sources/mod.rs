@@ -61,9 +61,6 @@ pub enum PathError {
     /// Opening the path's data feed in the swarm failed.
     #[error("opening the data feed: {0}")]
     Open(#[from] SwarmError),
-    /// The index record names a data feed key that is not a valid key.
-    #[error("the index names data feed {0}, which is not a valid key")]
-    BadFeedKey(String),
     /// The record's block count does not match its sizes.
     #[error(
         "the index record does not match its segment layout: {nar_size} bytes in segments \

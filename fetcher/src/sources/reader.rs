@@ -14,7 +14,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ed25519_dalek::VerifyingKey;
 use futures::future::BoxFuture;
 use hypernar_feed::format::record::PathRecord;
 use hypernar_feed::format::segment::{Layout, Opener};
@@ -114,9 +113,10 @@ impl PathReader {
                 recorded: record.block_count,
             });
         }
-        let key = VerifyingKey::from_bytes(&found.data_feed)
-            .map_err(|_| PathError::BadFeedKey(hex::encode(found.data_feed)))?;
-        let hub = sources.node().add_feed(&key, false).await?;
+        let hub = sources
+            .node()
+            .add_feed(found.data_feed.verifying_key(), false)
+            .await?;
         Ok(PathReader {
             sources,
             found,
@@ -158,7 +158,7 @@ impl PathReader {
         let web = Web {
             seeds: self.sources.web_seeds().clone(),
             hub: self.hub.clone(),
-            key: self.found.data_feed,
+            key: self.found.data_feed.to_bytes(),
             metrics: self.sources.metrics().clone(),
         };
         Hedge::new(

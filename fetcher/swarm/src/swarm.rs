@@ -473,10 +473,7 @@ impl Swarm {
     /// Registers a hub (unless one for the same feed won a race) and offers
     /// its feed on every open connection. Returns the registered hub.
     pub(crate) async fn add_hub(&self, hub: HubHandle) -> HubHandle {
-        let key: [u8; 32] = hex::decode(hub.name())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .expect("hub names are hex keys");
+        let key = hub.key().to_bytes();
         let dkey = discovery_key(&key);
         let fresh = {
             let mut feeds = self.inner.feeds.lock().expect("feeds lock");

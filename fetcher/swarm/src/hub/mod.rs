@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use hypercore_protocol::schema::{Range, Synchronize};
 use hypercore_protocol::Message;
+use hypernar_feed::format::identity::FeedKey;
 use hypernar_feed::store::{Feed, FeedStore, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -174,6 +175,7 @@ pub struct HubHandle {
     tx: mpsc::Sender<Msg>,
     state: watch::Receiver<FeedState>,
     name: String,
+    key: FeedKey,
     writable: bool,
 }
 
@@ -190,6 +192,11 @@ impl HubHandle {
     /// Hex of the feed key.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The feed's key.
+    pub fn key(&self) -> FeedKey {
+        self.key
     }
 
     /// Whether this node writes the feed (its blocks exist nowhere else).
@@ -451,6 +458,7 @@ pub fn spawn(
         peers: 0,
     });
     let name = feed.name().to_owned();
+    let hub_key = *feed.public_key();
     let feed_key = feed.public_key().to_bytes();
     let writable = feed.writable();
     let hub = Hub {
@@ -492,6 +500,7 @@ pub fn spawn(
         tx,
         state: state_rx,
         name,
+        key: FeedKey::from(hub_key),
         writable,
     };
     (handle, thread)

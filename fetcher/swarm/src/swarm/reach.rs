@@ -278,12 +278,9 @@ impl Swarm {
             if let Ok(hypernar_feed::format::record::Record::Header(h)) =
                 hypernar_feed::format::record::Record::decode(&block)
             {
-                let key: Option<[u8; 32]> =
-                    hex::decode(hub.name()).ok().and_then(|b| b.try_into().ok());
+                let key = hub.key().to_bytes();
                 use hypernar_feed::format::record::FeedRole;
-                if let Some(key) = key.filter(|k| {
-                    (h.role == FeedRole::Index && *k == h.publisher) || h.role == FeedRole::Set
-                }) {
+                if (h.role == FeedRole::Index && key == h.publisher) || h.role == FeedRole::Set {
                     self.add_root(key);
                 }
             }
