@@ -26,27 +26,27 @@ use std::time::{Duration, Instant};
 
 use common::env_num;
 use hypernar_feed::format::listing::Listing;
-use hypernar_fuse_store::{PathInfo, Source, SourceError};
+use hypernar_fuse_store::{Backing, BackingError, PathInfo};
 
 /// `n` made-up paths: 32-character hash parts, narinfos of a realistic
 /// size (one reference, one signature).
 struct Synthetic(Vec<PathInfo>);
 
-impl Source for Synthetic {
+impl Backing for Synthetic {
     fn generation(&self) -> u64 {
         1
     }
     fn paths(&self) -> Vec<PathInfo> {
         self.0.clone()
     }
-    fn narinfo(&self, path: &PathInfo) -> Result<String, SourceError> {
+    fn narinfo(&self, path: &PathInfo) -> Result<String, BackingError> {
         Ok("x".repeat(path.narinfo_len as usize))
     }
-    fn segment(&self, _path: &PathInfo, _index: u64) -> Result<Vec<u8>, SourceError> {
+    fn segment(&self, _path: &PathInfo, _index: u64) -> Result<Vec<u8>, BackingError> {
         Err("the listing benchmark reads no segment".into())
     }
     fn prefetch(&self, _path: &PathInfo, _from: u64, _to: u64) {}
-    fn listing(&self, _path: &PathInfo) -> Result<Arc<Listing>, SourceError> {
+    fn listing(&self, _path: &PathInfo) -> Result<Arc<Listing>, BackingError> {
         Err("the listing benchmark reads no NAR listing".into())
     }
 }
@@ -278,7 +278,7 @@ fn received(base: &str) -> u64 {
 
 fn reads() {
     use hypernar_feed::format::narinfo::{Compression, NarInfo};
-    use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, SamplePath};
+    use hypernar_publisher::sample::{write_cache, Contents, Entry, NixSigningKey, SamplePath};
 
     let mib = env_num("HYPERNAR_BENCH_READ_MIB", 1024) as u64;
     let bin = common::hypernar_bin();
@@ -290,19 +290,19 @@ fn reads() {
         let mut files = Vec::new();
         common::collect(std::path::Path::new(top), &mut budget, &mut files);
         let name = top.trim_start_matches("/usr/").to_owned();
-        entries.push((name, Node::Dir(files)));
+        entries.push((name, Entry::Dir(files)));
     }
     let small = b"one small file at the end of a large path\n";
     entries.push((
         "zz-small".into(),
-        Node::File {
+        Entry::File {
             contents: small.to_vec(),
             executable: false,
         },
     ));
     let path = SamplePath {
         name: "usr-large".into(),
-        contents: Contents::Tree(Node::Dir(entries)),
+        contents: Contents::Tree(Entry::Dir(entries)),
         references: vec![],
         compression: Compression::None,
     };

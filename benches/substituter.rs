@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use common::env_num;
 use hypernar_feed::format::narinfo::Compression;
-use hypernar_publisher::sample::{self, Contents, NixSigningKey, Node, SamplePath, WrittenPath};
+use hypernar_publisher::sample::{self, Contents, Entry, NixSigningKey, SamplePath, WrittenPath};
 use servers::*;
 
 /// Files of at least 4 KiB under `dirs`, until `budget` bytes or `max`
@@ -388,7 +388,7 @@ fn main() {
             .iter()
             .map(|(name, bytes)| SamplePath {
                 name: name.clone(),
-                contents: Contents::Tree(Node::File {
+                contents: Contents::Tree(Entry::File {
                     contents: bytes.clone(),
                     executable: false,
                 }),

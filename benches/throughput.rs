@@ -22,7 +22,7 @@ use std::time::Duration;
 use blake2::{Blake2b512, Digest as _};
 use hypernar_feed::format::narinfo::{Compression, NarHasher};
 use hypernar_feed::format::segment::{Layout, Opener, PathKey, Sealer, DEFAULT_SEGMENT_SIZE};
-use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, Node, SamplePath};
+use hypernar_publisher::sample::{write_cache, Contents, Entry, NixSigningKey, SamplePath};
 
 fn main() {
     let mib = common::env_num("HYPERNAR_BENCH_MIB", 1024) as u64;
@@ -204,11 +204,11 @@ struct Primitives {
     open: Duration,
 }
 
-fn sample(i: &mut usize, entries: Vec<(String, Node)>) -> SamplePath {
+fn sample(i: &mut usize, entries: Vec<(String, Entry)>) -> SamplePath {
     *i += 1;
     SamplePath {
         name: format!("usr-part-{i}"),
-        contents: Contents::Tree(Node::Dir(entries)),
+        contents: Contents::Tree(Entry::Dir(entries)),
         references: vec![],
         compression: Compression::Zstd,
     }

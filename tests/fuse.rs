@@ -522,7 +522,7 @@ fn hypernar_mount_is_serve_with_a_mount_and_no_http_api() {
 /// as a build before listings would (listed by a scan of its NAR); and
 /// one whose NAR is not a NAR at all. 64 KiB segments.
 fn tree_world() -> (World, String) {
-    use hypernar_publisher::sample::{Contents, Node::*, SamplePath};
+    use hypernar_publisher::sample::{Contents, Entry::*, SamplePath};
     let f = |c: &[u8], x| tree_file(c.to_vec(), x);
     let tricky = |extra: &str| {
         Dir(vec![

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use hypernar_publisher::sample::Node;
+use hypernar_publisher::sample::Entry;
 use std::time::{Duration, Instant};
 
 /// The `hypernar` binary a benchmark runs: this build's, or the one named
@@ -237,7 +237,7 @@ pub fn publish_one(
 
 /// Files under `dir` as a sample tree, until `budget` bytes are taken
 /// (empty files and directories left out).
-pub fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
+pub fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Entry)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -258,7 +258,7 @@ pub fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
                     std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
                 out.push((
                     name,
-                    Node::File {
+                    Entry::File {
                         contents: bytes,
                         executable,
                     },
@@ -268,17 +268,17 @@ pub fn collect(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Node)>) {
             let mut sub = Vec::new();
             collect(&e.path(), budget, &mut sub);
             if !sub.is_empty() {
-                out.push((name, Node::Dir(sub)));
+                out.push((name, Entry::Dir(sub)));
             }
         }
     }
 }
 
 /// Bytes of file contents in a sample tree.
-pub fn node_size(n: &Node) -> u64 {
+pub fn node_size(n: &Entry) -> u64 {
     match n {
-        Node::File { contents, .. } => contents.len() as u64,
-        Node::Symlink(_) => 0,
-        Node::Dir(e) => e.iter().map(|(_, n)| node_size(n)).sum(),
+        Entry::File { contents, .. } => contents.len() as u64,
+        Entry::Symlink(_) => 0,
+        Entry::Dir(e) => e.iter().map(|(_, n)| node_size(n)).sum(),
     }
 }

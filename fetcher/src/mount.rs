@@ -1,4 +1,4 @@
-//! The FUSE view's [`Source`]: the paths whose keys this node holds, and
+//! The FUSE view's [`Backing`]: the paths whose keys this node holds, and
 //! their segments through the path reader (`sources::reader`), the way the
 //! substituter gets its blocks (local, then peers, hedged with the web
 //! seeds, within a deadline), each verified against the publisher's tree
@@ -16,7 +16,7 @@ use std::time::Duration;
 use hypernar_feed::format::listing::Listing;
 use hypernar_feed::format::narinfo::nar_url;
 use hypernar_feed::format::record::PathRecord;
-use hypernar_fuse_store::{PathInfo, Source, SourceError};
+use hypernar_fuse_store::{Backing, BackingError, PathInfo};
 
 use crate::publishers::Found;
 use crate::sources::{Sources, Timing};
@@ -24,16 +24,16 @@ use crate::sources::{Sources, Timing};
 /// The paths of a node's catalog, read through its sources, as the FUSE
 /// view's source.
 #[derive(Debug)]
-pub struct MountSource {
+pub struct MountBacking {
     sources: Sources,
     rt: tokio::runtime::Handle,
 }
 
-impl MountSource {
+impl MountBacking {
     /// A source reading through `sources` on the runtime `rt`; one segment
     /// may take `deadline` before its read fails with `EIO`.
     pub fn new(sources: &Sources, rt: tokio::runtime::Handle, deadline: Duration) -> Arc<Self> {
-        Arc::new(MountSource {
+        Arc::new(MountBacking {
             sources: sources.with_timing(Timing {
                 deadline,
                 ..sources.timing()
@@ -42,7 +42,7 @@ impl MountSource {
         })
     }
 
-    fn found(&self, path: &PathInfo) -> Result<Found, SourceError> {
+    fn found(&self, path: &PathInfo) -> Result<Found, BackingError> {
         let publishers = self.sources.node().publishers();
         let store_path = publishers
             .path_by_hash(&path.hash)
@@ -66,12 +66,12 @@ pub fn path_info(record: &PathRecord) -> PathInfo {
     }
 }
 
-impl Source for MountSource {
+impl Backing for MountBacking {
     fn generation(&self) -> u64 {
         self.sources.node().publishers().generation()
     }
 
-    fn narinfo(&self, path: &PathInfo) -> Result<String, SourceError> {
+    fn narinfo(&self, path: &PathInfo) -> Result<String, BackingError> {
         let record = self.found(path)?.record;
         let url = nar_url(&path.hash, &record.nar_hash);
         Ok(record.narinfo(url).render())
@@ -87,7 +87,7 @@ impl Source for MountSource {
             .collect()
     }
 
-    fn segment(&self, path: &PathInfo, index: u64) -> Result<Vec<u8>, SourceError> {
+    fn segment(&self, path: &PathInfo, index: u64) -> Result<Vec<u8>, BackingError> {
         let found = self.found(path)?;
         if index >= found.record.block_count {
             return Err(format!("segment {index} is past the end of {}", path.hash).into());
@@ -99,7 +99,7 @@ impl Source for MountSource {
         })?)
     }
 
-    fn listing(&self, path: &PathInfo) -> Result<Arc<Listing>, SourceError> {
+    fn listing(&self, path: &PathInfo) -> Result<Arc<Listing>, BackingError> {
         let found = self.found(path)?;
         let sources = self.sources.clone();
         Ok(self

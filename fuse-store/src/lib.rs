@@ -17,7 +17,7 @@
 //! one small file of a 2 GiB path reads one or two segments.
 //!
 //! The view knows nothing of peers, feeds or HTTP: it reads each NAR one
-//! segment at a time through a [`Source`], which hands back a segment only
+//! segment at a time through a [`Backing`], which hands back a segment only
 //! once it is verified and decrypted, or an error within its deadline (then
 //! the read fails with `EIO`: Nix has no timeout on `file://` caches, so a
 //! hang would be a bug). Decrypted segments are kept in a bounded memory
@@ -49,7 +49,7 @@ use tracing::warn;
 use cache::ByteLru;
 pub use cache::SegmentCache;
 use hypernar_feed::format::listing::{Entry, Kind, Listing};
-use table::{Node, Table};
+use table::{Inode, Table};
 
 /// Bytes of listings the view keeps (the source may keep more).
 const LISTING_CACHE_BYTES: usize = 16 << 20;
@@ -63,7 +63,7 @@ pub struct PathInfo {
     pub name: String,
     /// The file name under `nar/` (the narinfo's `URL:` is `nar/<nar_name>`).
     pub nar_name: String,
-    /// Bytes of its narinfo ([`Source::narinfo`] renders it on read, so
+    /// Bytes of its narinfo ([`Backing::narinfo`] renders it on read, so
     /// the table keeps no narinfo text: most of its memory otherwise).
     pub narinfo_len: u64,
     pub nar_size: u64,
@@ -78,27 +78,27 @@ impl PathInfo {
     }
 }
 
-/// An error from a [`Source`].
-pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+/// An error from a [`Backing`].
+pub type BackingError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where the view's paths and bytes come from.
-pub trait Source: Send + Sync + 'static {
-    /// Bumped whenever [`Source::paths`] would answer differently (cheap;
+pub trait Backing: Send + Sync + 'static {
+    /// Bumped whenever [`Backing::paths`] would answer differently (cheap;
     /// asked before every listing and every lookup of an unknown name).
     fn generation(&self) -> u64;
     /// Every path the view shows now.
     fn paths(&self) -> Vec<PathInfo>;
     /// The narinfo of `path`, exactly `path.narinfo_len` bytes.
-    fn narinfo(&self, path: &PathInfo) -> Result<String, SourceError>;
+    fn narinfo(&self, path: &PathInfo) -> Result<String, BackingError>;
     /// Segment `index` of `path`'s NAR, verified and decrypted: exactly
     /// `segment_size` bytes (fewer for the last). Blocks until it is had
     /// or the source's deadline passes.
-    fn segment(&self, path: &PathInfo, index: u64) -> Result<Vec<u8>, SourceError>;
+    fn segment(&self, path: &PathInfo, index: u64) -> Result<Vec<u8>, BackingError>;
     /// A hint that segments `from..to` will be read soon; must not block.
     fn prefetch(&self, path: &PathInfo, from: u64, to: u64);
     /// The listing of `path`'s NAR, for `store/`. Blocks like
-    /// [`Source::segment`].
-    fn listing(&self, path: &PathInfo) -> Result<Arc<Listing>, SourceError>;
+    /// [`Backing::segment`].
+    fn listing(&self, path: &PathInfo) -> Result<Arc<Listing>, BackingError>;
 }
 
 /// Who may read the view. What it shows is every path this node can
@@ -153,7 +153,7 @@ pub const CACHE_INFO: &str = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 
 
 /// The filesystem.
 struct View {
-    source: Arc<dyn Source>,
+    source: Arc<dyn Backing>,
     table: Mutex<Table>,
     /// When the table last took in the source's paths.
     refreshed: Mutex<Option<std::time::Instant>>,
@@ -169,7 +169,7 @@ struct View {
 }
 
 impl View {
-    fn new(source: Arc<dyn Source>, opts: &Options) -> Self {
+    fn new(source: Arc<dyn Backing>, opts: &Options) -> Self {
         use std::os::unix::fs::MetadataExt;
         let me = std::fs::metadata("/proc/self").ok();
         View {
@@ -203,7 +203,7 @@ impl View {
     }
 
     /// The listing of the path in `slot`, checked against the path.
-    fn listing(&self, slot: usize, path: &PathInfo) -> Result<Arc<Listing>, SourceError> {
+    fn listing(&self, slot: usize, path: &PathInfo) -> Result<Arc<Listing>, BackingError> {
         if let Some(l) = self.listings.get(&slot) {
             return Ok(l);
         }
@@ -239,9 +239,9 @@ impl View {
     }
 
     /// Attributes of a node; for an entry under `store/`, from its listing.
-    fn node_attr(&self, ino: u64, node: &Node) -> Result<FileAttr, Errno> {
+    fn node_attr(&self, ino: u64, node: &Inode) -> Result<FileAttr, Errno> {
         match node {
-            Node::Store { path, slot, entry } => {
+            Inode::Store { path, slot, entry } => {
                 let (listing, entry) = self.store_entry(path, *slot, *entry)?;
                 Ok(self.entry_attr(ino, listing.get(entry).expect("checked")))
             }
@@ -265,13 +265,15 @@ impl View {
         self.make_attr(ino, kind, perm, size, nlink)
     }
 
-    fn attr(&self, ino: u64, node: &Node) -> FileAttr {
+    fn attr(&self, ino: u64, node: &Inode) -> FileAttr {
         let (kind, perm, size, nlink) = match node {
-            Node::Dir(_) => (FileType::Directory, 0o555, 0, 2),
-            Node::CacheInfo => (FileType::RegularFile, 0o444, CACHE_INFO.len() as u64, 1),
-            Node::NarInfo(p) => (FileType::RegularFile, 0o444, p.narinfo_len, 1),
-            Node::Nar(p) => (FileType::RegularFile, 0o444, p.nar_size, 1),
-            Node::Store { .. } => unreachable!("store entries take their attributes from listings"),
+            Inode::Dir(_) => (FileType::Directory, 0o555, 0, 2),
+            Inode::CacheInfo => (FileType::RegularFile, 0o444, CACHE_INFO.len() as u64, 1),
+            Inode::NarInfo(p) => (FileType::RegularFile, 0o444, p.narinfo_len, 1),
+            Inode::Nar(p) => (FileType::RegularFile, 0o444, p.nar_size, 1),
+            Inode::Store { .. } => {
+                unreachable!("store entries take their attributes from listings")
+            }
         };
         self.make_attr(ino, kind, perm, size, nlink)
     }
@@ -305,7 +307,7 @@ impl View {
         path: &PathInfo,
         offset: u64,
         size: u32,
-    ) -> Result<Vec<u8>, SourceError> {
+    ) -> Result<Vec<u8>, BackingError> {
         let end = offset.saturating_add(u64::from(size)).min(path.nar_size);
         if offset >= end {
             return Ok(Vec::new());
@@ -355,7 +357,7 @@ impl View {
         len: u64,
         offset: u64,
         size: u32,
-    ) -> Result<Vec<u8>, SourceError> {
+    ) -> Result<Vec<u8>, BackingError> {
         let start = offset.min(len);
         let end = offset.saturating_add(u64::from(size)).min(len);
         // A read that starts where the handle's last one ended is
@@ -394,7 +396,7 @@ impl Filesystem for View {
         let table = self.table();
         let found = match table.node(parent.0) {
             // A name inside a path: from the path's listing.
-            Some(Node::Store { path, slot, entry }) => {
+            Some(Inode::Store { path, slot, entry }) => {
                 drop(table);
                 match self.store_entry(&path, slot, entry) {
                     Ok((listing, dir)) => listing.lookup(dir, name.as_bytes()).map(|child| {
@@ -428,7 +430,7 @@ impl Filesystem for View {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let node = self.table().node(ino.0);
-        let Some(Node::Store { path, slot, entry }) = node else {
+        let Some(Inode::Store { path, slot, entry }) = node else {
             reply.error(Errno::EINVAL);
             return;
         };
@@ -448,8 +450,8 @@ impl Filesystem for View {
                 reply.error(Errno::ENOENT);
                 return;
             }
-            Some(Node::Dir(_)) => true,
-            Some(Node::Store { path, slot, entry }) => {
+            Some(Inode::Dir(_)) => true,
+            Some(Inode::Store { path, slot, entry }) => {
                 match self.store_entry(path, *slot, *entry) {
                     Ok((listing, e)) => {
                         !matches!(listing.get(e).expect("checked").kind, Kind::Regular { .. })
@@ -507,8 +509,8 @@ impl Filesystem for View {
             bytes[start..end].to_vec()
         };
         let (slot, path, base, len) = match node {
-            Some(Node::CacheInfo) => return reply.data(&small(CACHE_INFO.as_bytes())),
-            Some(Node::NarInfo(p)) => {
+            Some(Inode::CacheInfo) => return reply.data(&small(CACHE_INFO.as_bytes())),
+            Some(Inode::NarInfo(p)) => {
                 return match self.source.narinfo(&p) {
                     Ok(text) if text.len() as u64 == p.narinfo_len => {
                         reply.data(&small(text.as_bytes()))
@@ -523,19 +525,21 @@ impl Filesystem for View {
                     }
                 };
             }
-            Some(Node::Nar(p)) => {
+            Some(Inode::Nar(p)) => {
                 let slot = table::slot_of(ino.0).expect("a NAR inode has a slot");
                 let len = p.nar_size;
                 (slot, p, 0, len)
             }
-            Some(Node::Store { path, slot, entry }) => match self.store_entry(&path, slot, entry) {
-                Ok((listing, e)) => match listing.get(e).expect("checked").kind {
-                    Kind::Regular { size, offset, .. } => (slot, path, offset, size),
-                    _ => return reply.error(Errno::EISDIR),
-                },
-                Err(e) => return reply.error(e),
-            },
-            Some(Node::Dir(_)) => return reply.error(Errno::EISDIR),
+            Some(Inode::Store { path, slot, entry }) => {
+                match self.store_entry(&path, slot, entry) {
+                    Ok((listing, e)) => match listing.get(e).expect("checked").kind {
+                        Kind::Regular { size, offset, .. } => (slot, path, offset, size),
+                        _ => return reply.error(Errno::EISDIR),
+                    },
+                    Err(e) => return reply.error(e),
+                }
+            }
+            Some(Inode::Dir(_)) => return reply.error(Errno::EISDIR),
             None => return reply.error(Errno::ENOENT),
         };
         match self.read_file(fh.0, slot, &path, base, len, offset, size) {
@@ -557,7 +561,7 @@ impl Filesystem for View {
     ) {
         let table = self.table();
         let mut i = usize::try_from(offset).unwrap_or(usize::MAX);
-        if let Some(Node::Store { path, slot, entry }) = table.node(ino.0) {
+        if let Some(Inode::Store { path, slot, entry }) = table.node(ino.0) {
             drop(table);
             let (listing, dir) = match self.store_entry(&path, slot, entry) {
                 Ok(found) => found,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fuser::{Config, MountOption, SessionACL};
 use tracing::{debug, warn};
 
-use crate::{mountinfo, Access, Options, Source, View};
+use crate::{mountinfo, Access, Backing, Options, View};
 
 /// Why the view could not be mounted.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +149,7 @@ const fn libc_enotconn() -> i32 {
 
 /// Mounts the view of `source` on `at` (an empty directory; a stale mount
 /// there is cleared first) in background threads.
-pub fn mount(source: Arc<dyn Source>, at: &Path, opts: &Options) -> Result<Mounted, MountError> {
+pub fn mount(source: Arc<dyn Backing>, at: &Path, opts: &Options) -> Result<Mounted, MountError> {
     let shown = at.display().to_string();
     if hypernar_feed::private::euid() == 0 {
         if let Err(why) = safe_for_root(at) {

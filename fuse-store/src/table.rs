@@ -47,7 +47,7 @@ pub fn store_of(ino: u64) -> Option<(usize, u32)> {
 
 /// What an inode is.
 #[derive(Debug, Clone)]
-pub enum Node {
+pub enum Inode {
     Dir(u64),
     CacheInfo,
     NarInfo(Arc<PathInfo>),
@@ -112,7 +112,7 @@ impl Table {
 
     /// The inode of `name` in directory `parent` (not under a path of
     /// `store/`: those names are in the path's listing).
-    pub fn lookup(&self, parent: u64, name: &str) -> Option<(u64, Node)> {
+    pub fn lookup(&self, parent: u64, name: &str) -> Option<(u64, Inode)> {
         let ino = match parent {
             STORE_DIR => {
                 let slot = *self.by_hash.get(name.split_once('-')?.0)?;
@@ -135,23 +135,23 @@ impl Table {
     }
 
     /// What inode `ino` is, if it is anything.
-    pub fn node(&self, ino: u64) -> Option<Node> {
+    pub fn node(&self, ino: u64) -> Option<Inode> {
         if let Some((slot, entry)) = store_of(ino) {
-            return Some(Node::Store {
+            return Some(Inode::Store {
                 path: self.paths.get(slot)?.clone(),
                 slot,
                 entry,
             });
         }
         match ino {
-            ROOT | NAR_DIR | LOG_DIR | REALISATIONS_DIR | STORE_DIR => Some(Node::Dir(ino)),
-            CACHE_INFO => Some(Node::CacheInfo),
+            ROOT | NAR_DIR | LOG_DIR | REALISATIONS_DIR | STORE_DIR => Some(Inode::Dir(ino)),
+            CACHE_INFO => Some(Inode::CacheInfo),
             _ => {
                 let p = self.paths.get(slot_of(ino)?)?.clone();
                 Some(if (ino - FIRST).is_multiple_of(2) {
-                    Node::NarInfo(p)
+                    Inode::NarInfo(p)
                 } else {
-                    Node::Nar(p)
+                    Inode::Nar(p)
                 })
             }
         }
@@ -221,13 +221,13 @@ mod tests {
         t.refresh(1, vec![path("aaa", 1), path("bbb", 2)]);
         let (a, _) = t.lookup(ROOT, "aaa.narinfo").unwrap();
         let (b_nar, node) = t.lookup(NAR_DIR, "bbb-nar.nar").unwrap();
-        assert!(matches!(node, Node::Nar(p) if p.nar_size == 2));
+        assert!(matches!(node, Inode::Nar(p) if p.nar_size == 2));
         // A new generation lists the paths in another order, plus one.
         t.refresh(2, vec![path("ccc", 3), path("bbb", 2), path("aaa", 1)]);
         assert_eq!(t.lookup(ROOT, "aaa.narinfo").unwrap().0, a);
         assert_eq!(t.lookup(NAR_DIR, "bbb-nar.nar").unwrap().0, b_nar);
         assert_eq!(t.len(), 3);
-        assert!(matches!(t.node(a), Some(Node::NarInfo(p)) if p.hash == "aaa"));
+        assert!(matches!(t.node(a), Some(Inode::NarInfo(p)) if p.hash == "aaa"));
         assert_eq!(slot_of(b_nar), Some(1));
     }
 
@@ -299,7 +299,7 @@ mod tests {
         t.refresh(1, vec![path("aaa", 1), path("bbb", 2)]);
         let (ino, node) = t.lookup(STORE_DIR, "bbb-x").unwrap();
         assert_eq!(store_of(ino), Some((1, 0)));
-        assert!(matches!(node, Node::Store { slot: 1, entry: 0, ref path } if path.hash == "bbb"));
+        assert!(matches!(node, Inode::Store { slot: 1, entry: 0, ref path } if path.hash == "bbb"));
         assert!(
             t.lookup(STORE_DIR, "bbb-y").is_none(),
             "the hash alone is not enough"
@@ -313,7 +313,7 @@ mod tests {
         }
         assert!(matches!(
             t.node(store_ino(1, 99)),
-            Some(Node::Store { entry: 99, .. })
+            Some(Inode::Store { entry: 99, .. })
         ));
         assert!(t.node(store_ino(2, 0)).is_none(), "no such slot");
         assert_eq!(store_of(FIRST + 3), None);

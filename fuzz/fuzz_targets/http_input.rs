@@ -5,7 +5,7 @@
 use hypernar_feed::format::narinfo::NarInfo;
 use hypernar_feed::webseed::Head;
 use hypernar_fetcher::http::route::{parse_range, route, RangeAsk};
-use hypernar_fetcher::upstream::proxied_narinfo;
+use hypernar_fetcher::sources::upstream::proxied_narinfo;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

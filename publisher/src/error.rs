@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use hypernar_feed::error::StoreError;
 use hypernar_feed::format::storepath::StorePath;
 
-use crate::source::SourceError;
+use crate::origin::OriginError;
 
 /// Errors that stop a publisher run. Problems with single paths do not stop
 /// a run; they are collected in the summary.
@@ -25,7 +25,7 @@ pub enum PublishError {
     Cache {
         url: String,
         #[source]
-        source: SourceError,
+        source: OriginError,
     },
     #[error("data directory is inconsistent: {0}")]
     Inconsistent(String),

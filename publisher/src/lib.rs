@@ -12,16 +12,16 @@
 pub mod control;
 pub mod error;
 pub mod journal;
+pub mod origin;
 pub mod publisher;
 pub mod sets;
-pub mod source;
 pub mod spool;
 
 pub use error::PublishError;
+pub use origin::{Origin, OriginError};
 pub use publisher::{
     NoProgress, Outcome, Progress, PublishOptions, PublishSummary, Publisher, ReleaseSummary,
 };
-pub use source::{Source, SourceError};
 pub use spool::SealSettings;
 #[cfg(feature = "sample")]
 pub mod sample;

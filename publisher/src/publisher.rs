@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::error::PublishError;
 use crate::journal::{self, Pending, PendingListing};
-use crate::source::{Source, SourceError};
+use crate::origin::{Origin, OriginError};
 use crate::spool::{self, PrepareError, Prepared, SealSettings, SpoolReader};
 
 /// Most bytes appended to the data feed in one hypercore batch.
@@ -293,7 +293,7 @@ impl<O: FeedOpener> Publisher<O> {
     /// Publishes `roots` (hash parts) from `source`.
     pub async fn publish(
         &mut self,
-        source: Arc<Source>,
+        source: Arc<Origin>,
         roots: Vec<String>,
         opts: &PublishOptions,
         progress: Arc<dyn Progress>,
@@ -302,7 +302,7 @@ impl<O: FeedOpener> Publisher<O> {
         if opts.all && source.dir().is_none() {
             return Err(PublishError::Cache {
                 url: source.describe(),
-                source: SourceError::NotListable,
+                source: OriginError::NotListable,
             });
         }
         let check = source.clone();
@@ -393,7 +393,7 @@ impl<O: FeedOpener> Publisher<O> {
     /// recorded in `summary` and do not stop the others.
     async fn plan(
         &mut self,
-        source: &Arc<Source>,
+        source: &Arc<Origin>,
         roots: Vec<String>,
         closure: bool,
         summary: &mut PublishSummary,
@@ -452,7 +452,7 @@ impl<O: FeedOpener> Publisher<O> {
 
     fn planned(
         &self,
-        (hash, referrer, result): (String, Option<StorePath>, Result<NarInfo, SourceError>),
+        (hash, referrer, result): (String, Option<StorePath>, Result<NarInfo, OriginError>),
         closure: bool,
         plan: &mut Vec<NarInfo>,
         next: &mut Vec<(String, Option<StorePath>)>,
@@ -709,7 +709,7 @@ impl<O: FeedOpener> Publisher<O> {
 
 fn prepare_error_path(e: &PrepareError) -> &StorePath {
     match e {
-        PrepareError::Source { path, .. }
+        PrepareError::Origin { path, .. }
         | PrepareError::Archive { path, .. }
         | PrepareError::NarSize { path, .. }
         | PrepareError::NarHash { path, .. }

@@ -20,17 +20,17 @@ use sha2::{Digest, Sha256};
 
 /// A file tree entry.
 #[derive(Debug, Clone)]
-pub enum Node {
+pub enum Entry {
     File { contents: Vec<u8>, executable: bool },
     Symlink(String),
-    Dir(Vec<(String, Node)>),
+    Dir(Vec<(String, Entry)>),
 }
 
 /// What a sample path holds.
 #[derive(Debug, Clone)]
 pub enum Contents {
     /// A file tree, packed as a NAR.
-    Tree(Node),
+    Tree(Entry),
     /// Bytes used as the NAR as they are (the publisher does not parse NARs),
     /// for tests that need exact sizes.
     RawNar(Vec<u8>),
@@ -87,9 +87,9 @@ impl NixSigningKey {
     }
 }
 
-fn write_tree(at: &Path, node: &Node) -> io::Result<()> {
+fn write_tree(at: &Path, node: &Entry) -> io::Result<()> {
     match node {
-        Node::File {
+        Entry::File {
             contents,
             executable,
         } => {
@@ -97,8 +97,8 @@ fn write_tree(at: &Path, node: &Node) -> io::Result<()> {
             let mode = if *executable { 0o555 } else { 0o444 };
             fs::set_permissions(at, fs::Permissions::from_mode(mode))
         }
-        Node::Symlink(target) => symlink(target, at),
-        Node::Dir(entries) => {
+        Entry::Symlink(target) => symlink(target, at),
+        Entry::Dir(entries) => {
             fs::create_dir(at)?;
             for (name, child) in entries {
                 write_tree(&at.join(name), child)?;
@@ -109,7 +109,7 @@ fn write_tree(at: &Path, node: &Node) -> io::Result<()> {
 }
 
 /// Packs a tree as a NAR.
-pub fn nar_of(node: &Node) -> io::Result<Vec<u8>> {
+pub fn nar_of(node: &Entry) -> io::Result<Vec<u8>> {
     let tmp = tempfile::Builder::new().prefix("hypernar-nar-").tempdir()?;
     let root = tmp.path().join("root");
     write_tree(&root, node)?;
@@ -212,8 +212,8 @@ pub fn write_cache(
     Ok(written)
 }
 
-fn file(contents: impl Into<Vec<u8>>) -> Node {
-    Node::File {
+fn file(contents: impl Into<Vec<u8>>) -> Entry {
+    Entry::File {
         contents: contents.into(),
         executable: false,
     }
@@ -243,7 +243,7 @@ pub fn filler(len: usize, seed: u64) -> Vec<u8> {
 /// symlink, an empty file and nested directories, and a data path whose
 /// file spans several segments.
 pub fn demo_paths() -> Vec<SamplePath> {
-    use Node::*;
+    use Entry::*;
     vec![
         SamplePath {
             name: "libdemo-1.0".into(),

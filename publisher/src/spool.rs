@@ -14,16 +14,16 @@ use hypernar_feed::format::segment::{Layout, PathKey, Sealer, SegmentError};
 use hypernar_feed::format::storepath::StorePath;
 use tracing::warn;
 
-use crate::source::{Source, SourceError};
+use crate::origin::{Origin, OriginError};
 
 /// Why a path could not be prepared. Each names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     #[error("{path}: {source}")]
-    Source {
+    Origin {
         path: StorePath,
         #[source]
-        source: SourceError,
+        source: OriginError,
     },
     #[error("{path}: the {compression} NAR archive is corrupt or truncated: {source}")]
     Archive {
@@ -102,7 +102,7 @@ pub fn spool_path(staging: &Path, path: &StorePath) -> PathBuf {
 /// without a listing: Nix only needs the bytes it signed. The store view
 /// then cannot show it.
 pub fn prepare(
-    source: &Source,
+    source: &Origin,
     info: NarInfo,
     settings: SealSettings,
     staging: &Path,
@@ -140,14 +140,14 @@ struct Spooled {
 }
 
 fn prepare_inner(
-    source: &Source,
+    source: &Origin,
     info: &NarInfo,
     settings: SealSettings,
     spool: &Path,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Spooled, PrepareError> {
     let path = &info.store_path;
-    let src_err = |source| PrepareError::Source {
+    let src_err = |source| PrepareError::Origin {
         path: path.clone(),
         source,
     };

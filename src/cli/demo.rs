@@ -17,7 +17,7 @@ use hypernar_fetcher::node::{Node, NodeConfig};
 use hypernar_fetcher::sources::upstream::Upstreams;
 use hypernar_fetcher::sources::{Sources, Timing};
 use hypernar_publisher::sample::{self, Contents, NixSigningKey, SamplePath, WrittenPath};
-use hypernar_publisher::{NoProgress, PublishOptions, Publisher, SealSettings, Source};
+use hypernar_publisher::{NoProgress, Origin, PublishOptions, Publisher, SealSettings};
 
 use super::publish::summary_line;
 use indicatif::HumanBytes;
@@ -62,7 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut paths = sample::demo_paths();
     paths.push(SamplePath {
         name: "private-notes".into(),
-        contents: Contents::Tree(sample::Node::File {
+        contents: Contents::Tree(sample::Entry::File {
             contents: b"only for those who hold the key\n".to_vec(),
             executable: false,
         }),
@@ -87,7 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     // 3. Publish: the dataset's closure with keys released, the private path held back.
-    let source = Arc::new(Source::new(&format!("file://{}", cache_dir.display()))?);
+    let source = Arc::new(Origin::new(&format!("file://{}", cache_dir.display()))?);
     let mut publisher = Publisher::open(&data_dir, secret.clone()).await?;
     let mut opts = PublishOptions {
         closure: true,

@@ -11,7 +11,7 @@ use hypernar_feed::io::FeedOpener;
 use hypernar_feed::store::StoreError;
 use hypernar_publisher::control::PublishJob;
 use hypernar_publisher::{
-    Progress, PublishError, PublishOptions, PublishSummary, Publisher, SealSettings, Source,
+    Origin, Progress, PublishError, PublishOptions, PublishSummary, Publisher, SealSettings,
 };
 
 use indicatif::HumanBytes;
@@ -159,7 +159,7 @@ pub async fn execute<O: FeedOpener>(
             .iter()
             .map(|p| hash_part_of(p))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let source = Arc::new(Source::new(&job.from)?);
+        let source = Arc::new(Origin::new(&job.from)?);
         let opts = PublishOptions {
             closure: job.closure,
             all: job.all,

@@ -311,7 +311,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mounted = match &args.mount {
         Some(at) => {
-            let source = hypernar_fetcher::mount::MountSource::new(
+            let source = hypernar_fetcher::mount::MountBacking::new(
                 &sources,
                 tokio::runtime::Handle::current(),
                 std::time::Duration::from_secs(args.peer_deadline.max(1)),

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use hypernar_feed::format::identity::{PublisherSecret, DATA_FEED_0, INDEX_FEED, PUBLIC_KEYS_FEED};
 use hypernar_feed::format::narinfo::Compression;
 use hypernar_feed::{Catalog, FeedStore};
-use hypernar_publisher::sample::{self, Contents, NixSigningKey, Node, SamplePath, WrittenPath};
+use hypernar_publisher::sample::{self, Contents, Entry, NixSigningKey, SamplePath, WrittenPath};
 use sha2::{Digest, Sha256};
 
 pub fn bin() -> &'static str {
@@ -261,8 +261,8 @@ impl World {
     }
 }
 
-pub fn tree_file(contents: Vec<u8>, executable: bool) -> Node {
-    Node::File {
+pub fn tree_file(contents: Vec<u8>, executable: bool) -> Entry {
+    Entry::File {
         contents,
         executable,
     }

@@ -14,7 +14,7 @@ use hypernar_feed::format::storepath::{is_hash_part, STORE_DIR};
 
 /// Errors reading a binary cache.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub enum OriginError {
     #[error("{url}: {source}")]
     Http {
         url: String,
@@ -53,7 +53,7 @@ pub enum SourceError {
 /// blocking thread (`spawn_blocking`) of a tokio runtime, as the publisher
 /// does; HTTP requests run on that runtime.
 #[derive(Debug)]
-pub enum Source {
+pub enum Origin {
     File(PathBuf),
     Http {
         base: String,
@@ -61,12 +61,12 @@ pub enum Source {
     },
 }
 
-impl Source {
+impl Origin {
     /// Parses `file:///dir`, a plain directory path, or an `http(s)://` URL.
-    pub fn new(url: &str) -> Result<Self, SourceError> {
+    pub fn new(url: &str) -> Result<Self, OriginError> {
         if let Some(path) = url.strip_prefix("file://") {
             let path = path.split('?').next().unwrap_or(path);
-            return Ok(Source::File(PathBuf::from(path)));
+            return Ok(Origin::File(PathBuf::from(path)));
         }
         if url.starts_with("http://") || url.starts_with("https://") {
             let client = reqwest::Client::builder()
@@ -75,46 +75,46 @@ impl Source {
                 .read_timeout(Duration::from_secs(60))
                 .redirect(same_origin_redirects())
                 .build()
-                .map_err(|source| SourceError::Http {
+                .map_err(|source| OriginError::Http {
                     url: url.to_owned(),
                     source,
                 })?;
-            return Ok(Source::Http {
+            return Ok(Origin::Http {
                 base: url.trim_end_matches('/').to_owned(),
                 client,
             });
         }
         if url.starts_with('/') {
-            return Ok(Source::File(PathBuf::from(url)));
+            return Ok(Origin::File(PathBuf::from(url)));
         }
-        Err(SourceError::Url(url.to_owned()))
+        Err(OriginError::Url(url.to_owned()))
     }
 
     /// Where the source is, for messages.
     pub fn describe(&self) -> String {
         match self {
-            Source::File(p) => format!("file://{}", p.display()),
-            Source::Http { base, .. } => base.clone(),
+            Origin::File(p) => format!("file://{}", p.display()),
+            Origin::Http { base, .. } => base.clone(),
         }
     }
 
-    fn open(&self, rel: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+    fn open(&self, rel: &str) -> Result<Box<dyn Read + Send>, OriginError> {
         match self {
-            Source::File(dir) => {
+            Origin::File(dir) => {
                 let path = dir.join(rel);
                 match File::open(&path) {
                     Ok(f) => Ok(Box::new(BufReader::with_capacity(1 << 20, f))),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        Err(SourceError::NotFound(path.display().to_string()))
+                        Err(OriginError::NotFound(path.display().to_string()))
                     }
-                    Err(source) => Err(SourceError::File { path, source }),
+                    Err(source) => Err(OriginError::File { path, source }),
                 }
             }
-            Source::Http { base, client } => {
+            Origin::Http { base, client } => {
                 let url = format!("{base}/{rel}");
                 let handle = tokio::runtime::Handle::current();
                 let resp = handle.block_on(client.get(&url).send()).map_err(|source| {
-                    SourceError::Http {
+                    OriginError::Http {
                         url: url.clone(),
                         source: source.without_url(),
                     }
@@ -132,42 +132,42 @@ impl Source {
                             reader, handle,
                         )))
                     }
-                    404 | 410 => Err(SourceError::NotFound(url)),
-                    status => Err(SourceError::Status { url, status }),
+                    404 | 410 => Err(OriginError::NotFound(url)),
+                    status => Err(OriginError::Status { url, status }),
                 }
             }
         }
     }
 
-    fn read_small(&self, rel: &str, limit: usize) -> Result<Vec<u8>, SourceError> {
+    fn read_small(&self, rel: &str, limit: usize) -> Result<Vec<u8>, OriginError> {
         let mut buf = Vec::new();
         let url = format!("{}/{rel}", self.describe());
         self.open(rel)?
             .take(limit as u64 + 1)
             .read_to_end(&mut buf)
-            .map_err(|source| SourceError::File {
+            .map_err(|source| OriginError::File {
                 path: PathBuf::from(&url),
                 source,
             })?;
         if buf.len() > limit {
-            return Err(SourceError::TooLarge { url, limit });
+            return Err(OriginError::TooLarge { url, limit });
         }
         Ok(buf)
     }
 
     /// Checks the source is a binary cache (it has `nix-cache-info`, as
     /// Nix itself requires) for `/nix/store`.
-    pub fn check_cache_info(&self) -> Result<(), SourceError> {
+    pub fn check_cache_info(&self) -> Result<(), OriginError> {
         let text = match self.read_small("nix-cache-info", 64 << 10) {
             Ok(t) => t,
-            Err(SourceError::NotFound(url)) => return Err(SourceError::NotACache(url)),
+            Err(OriginError::NotFound(url)) => return Err(OriginError::NotACache(url)),
             Err(e) => return Err(e),
         };
         for line in String::from_utf8_lossy(&text).lines() {
             if let Some(dir) = line.strip_prefix("StoreDir:") {
                 let dir = dir.trim();
                 if dir != STORE_DIR {
-                    return Err(SourceError::StoreDir(dir.to_owned()));
+                    return Err(OriginError::StoreDir(dir.to_owned()));
                 }
             }
         }
@@ -175,26 +175,26 @@ impl Source {
     }
 
     /// Fetches and parses `<hash>.narinfo`.
-    pub fn narinfo(&self, hash_part: &str) -> Result<NarInfo, SourceError> {
+    pub fn narinfo(&self, hash_part: &str) -> Result<NarInfo, OriginError> {
         let rel = format!("{hash_part}.narinfo");
         let bytes = self.read_small(&rel, MAX_NARINFO_LEN)?;
-        NarInfo::parse(&bytes).map_err(|source| SourceError::NarInfo {
+        NarInfo::parse(&bytes).map_err(|source| OriginError::NarInfo {
             url: format!("{}/{rel}", self.describe()),
             source,
         })
     }
 
     /// Opens the NAR file a narinfo points at, still compressed.
-    pub fn nar_file(&self, info: &NarInfo) -> Result<Box<dyn Read + Send>, SourceError> {
+    pub fn nar_file(&self, info: &NarInfo) -> Result<Box<dyn Read + Send>, OriginError> {
         self.open(&info.url)
     }
 
     /// Hash parts of every narinfo in a `file://` cache.
-    pub fn list(&self) -> Result<Vec<String>, SourceError> {
-        let Source::File(dir) = self else {
-            return Err(SourceError::NotListable);
+    pub fn list(&self) -> Result<Vec<String>, OriginError> {
+        let Origin::File(dir) = self else {
+            return Err(OriginError::NotListable);
         };
-        let io = |source| SourceError::File {
+        let io = |source| OriginError::File {
             path: dir.clone(),
             source,
         };
@@ -214,8 +214,8 @@ impl Source {
     /// The directory of a file cache.
     pub fn dir(&self) -> Option<&Path> {
         match self {
-            Source::File(d) => Some(d),
-            Source::Http { .. } => None,
+            Origin::File(d) => Some(d),
+            Origin::Http { .. } => None,
         }
     }
 }
