@@ -8,7 +8,7 @@ use anyhow::Context;
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::{reader, Catalog, FeedStore};
 
-use super::{read_key, DataDir};
+use super::common::{read_key, DataDir};
 
 /// Write the NAR of a published path to stdout.
 ///

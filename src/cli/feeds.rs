@@ -6,7 +6,7 @@ use anyhow::Context;
 use hypernar_feed::format::identity::{feed_key_text, Identity};
 use hypernar_feed::FeedStore;
 
-use super::DataDir;
+use super::common::DataDir;
 
 /// List the feeds in a data directory: token, role, name, blocks.
 ///

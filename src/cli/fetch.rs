@@ -13,7 +13,7 @@ use hypernar_fetcher::sources::upstream::Upstreams;
 use hypernar_fetcher::sources::webseed::WebSeeds;
 use hypernar_fetcher::sources::{Sources, Timing};
 
-use super::DataDir;
+use super::common::DataDir;
 
 /// Fetch a path's NAR from peers and web seeds and write it to stdout.
 ///

@@ -1,6 +1,10 @@
-//! Command-line definitions and dispatch. Each command lives in its own module.
+//! Command-line definitions and dispatch. Each command lives in its own
+//! module; what several share is in `common`; the control socket of a
+//! running serve is `control` (its client and its server apart). No two
+//! modules import each other (`tests` below reads the imports).
 
 mod cat_nar;
+mod common;
 mod control;
 mod demo;
 mod feeds;
@@ -14,13 +18,10 @@ mod serve;
 mod set;
 mod status;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use hypernar_feed::format::identity::PublisherSecret;
-use hypernar_feed::format::storepath::{is_hash_part, StorePath};
+pub use common::error_chain;
 
 /// hypernar: a peer-to-peer binary cache for Nix.
 ///
@@ -101,71 +102,160 @@ pub fn init_tracing(verbose: u8) {
         .init();
 }
 
-/// The data directory: `--data`, else `$HYPERNAR_DATA`, else
-/// `$XDG_STATE_HOME/hypernar` (default `~/.local/state/hypernar`).
-#[derive(Debug, clap::Args)]
-pub struct DataDir {
-    /// Directory holding the feeds [default: $XDG_STATE_HOME/hypernar]
-    #[arg(long = "data", env = "HYPERNAR_DATA", value_name = "DIR")]
-    dir: Option<PathBuf>,
-}
+#[cfg(test)]
+mod tests {
+    //! No two modules of the command line import each other, even through
+    //! others (the three-floors issue): read from the sources.
 
-impl DataDir {
-    pub fn path(&self) -> anyhow::Result<PathBuf> {
-        if let Some(d) = &self.dir {
-            return Ok(d.clone());
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// `publish`, `control`, `control/client`; the root is `cli`.
+    fn name_of(rel: &Path) -> String {
+        let s = rel.with_extension("").to_string_lossy().into_owned();
+        match s.strip_suffix("mod") {
+            Some("") => "cli".to_owned(),
+            Some(parent) => parent.trim_end_matches('/').to_owned(),
+            None => s,
         }
-        let state = match std::env::var_os("XDG_STATE_HOME") {
-            Some(s) if !s.is_empty() => PathBuf::from(s),
-            _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --data")?)
-                .join(".local/state"),
+    }
+
+    /// The module `super::` names from `module` (`levels` times).
+    fn up(module: &str, is_mod_rs: bool, levels: usize) -> String {
+        let mut parts: Vec<&str> = if module == "cli" {
+            vec![]
+        } else {
+            module.split('/').collect()
         };
-        Ok(state.join("hypernar"))
-    }
-}
-
-/// Reads a publisher key file.
-pub fn read_key(path: &std::path::Path) -> anyhow::Result<PublisherSecret> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading publisher key {}", path.display()))?;
-    PublisherSecret::from_key_file(&text)
-        .with_context(|| format!("{} is not a hypernar publisher key", path.display()))
-}
-
-/// Accepts `/nix/store/<hash>-<name>`, `<hash>-<name>` or `<hash>` and
-/// returns the hash part.
-pub fn hash_part_of(arg: &str) -> anyhow::Result<String> {
-    let arg = arg.trim_end_matches('/');
-    if is_hash_part(arg) {
-        return Ok(arg.to_owned());
-    }
-    let parsed = if arg.starts_with('/') {
-        StorePath::parse(arg)
-    } else {
-        StorePath::from_base_name(arg)
-    };
-    match parsed {
-        Ok(p) => Ok(p.hash_part().to_owned()),
-        Err(e) => bail!("{arg:?} is not a store path: {e}"),
-    }
-}
-
-/// An error and its causes on one line, leaving out causes whose text the
-/// message already includes (library errors often embed their source).
-pub fn error_chain(e: &anyhow::Error) -> String {
-    // A full disk and its kin first, in plain words: the operator's fix.
-    let mut msg = e
-        .chain()
-        .find_map(hypernar_feed::error::local_condition)
-        .map(|c| format!("{c}: "))
-        .unwrap_or_default();
-    msg.push_str(&e.to_string());
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
+        // In `x/mod.rs`, `super` is x's parent; in `x/y.rs`, it is x.
+        let mut levels = levels;
+        if is_mod_rs && levels > 0 {
+            parts.pop();
+            levels -= 1;
+        }
+        for _ in 0..levels {
+            parts.pop();
+        }
+        if parts.is_empty() {
+            "cli".to_owned()
+        } else {
+            parts.join("/")
         }
     }
-    msg
+
+    fn join(base: &str, item: &str) -> String {
+        if base == "cli" {
+            item.to_owned()
+        } else {
+            format!("{base}/{item}")
+        }
+    }
+
+    fn graph() -> BTreeMap<String, BTreeSet<String>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+        let mut files = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    files.push(p);
+                }
+            }
+        }
+        let names: BTreeSet<String> = files
+            .iter()
+            .map(|p| name_of(p.strip_prefix(&root).unwrap()))
+            .collect();
+        let mut graph = BTreeMap::new();
+        for p in &files {
+            let rel = p.strip_prefix(&root).unwrap();
+            let me = name_of(rel);
+            let is_mod_rs = rel.file_name().is_some_and(|f| f == "mod.rs");
+            let text = std::fs::read_to_string(p).unwrap();
+            let mut edges = BTreeSet::new();
+            for line in text.lines() {
+                let code = line.split("//").next().unwrap_or("");
+                let mut rest = code;
+                while let Some(at) = rest.find("super::") {
+                    let mut after = &rest[at..];
+                    let mut levels = 0;
+                    while let Some(r) = after.strip_prefix("super::") {
+                        levels += 1;
+                        after = r;
+                    }
+                    let base = up(&me, is_mod_rs, levels);
+                    let items: Vec<String> = if let Some(group) = after.strip_prefix('{') {
+                        let group = group.split('}').next().unwrap_or("");
+                        group
+                            .split(',')
+                            .map(|i| i.trim().split("::").next().unwrap_or("").to_owned())
+                            .collect()
+                    } else {
+                        let ident: String = after
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        vec![ident]
+                    };
+                    for item in items.iter().filter(|i| !i.is_empty() && *i != "*") {
+                        let target = join(&base, item);
+                        if names.contains(&target) {
+                            edges.insert(target);
+                        } else if base != me {
+                            edges.insert(base.clone());
+                        }
+                    }
+                    rest = after;
+                }
+                // `control::client::…` after `use super::control`.
+                for n in names.iter().filter(|n| n.contains('/')) {
+                    if code.contains(&n.replace('/', "::")) {
+                        edges.insert(n.clone());
+                    }
+                }
+            }
+            edges.remove(&me);
+            graph.insert(me, edges);
+        }
+        graph
+    }
+
+    #[test]
+    fn the_command_line_has_no_import_circle() {
+        let graph = graph();
+        assert!(graph["publish"].contains("control/client"), "{graph:?}");
+        assert!(graph["control/server"].contains("publish"), "{graph:?}");
+        fn visit(
+            m: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|p| p == m) {
+                let mut c = path[at..].to_vec();
+                c.push(m.to_owned());
+                return Some(c);
+            }
+            if !done.insert(m.to_owned()) {
+                return None;
+            }
+            path.push(m.to_owned());
+            for n in graph.get(m).into_iter().flatten() {
+                if let Some(c) = visit(n, graph, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        for m in graph.keys() {
+            if let Some(c) = visit(m, &graph, &mut Vec::new(), &mut done) {
+                panic!("an import circle in the command line: {}", c.join(" -> "));
+            }
+        }
+    }
 }

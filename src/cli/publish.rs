@@ -16,7 +16,9 @@ use hypernar_publisher::{
 
 use indicatif::HumanBytes;
 
-use super::{control, hash_part_of, progress::Bar, read_key, DataDir};
+use super::common::{hash_part_of, read_key, DataDir};
+use super::control;
+use super::progress::Bar;
 
 /// Publish store paths from a Nix binary cache.
 ///
@@ -105,7 +107,7 @@ pub async fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         // A running `hypernar serve` holds the directory: publish through it,
         // so new paths reach its peers at once.
         Err(PublishError::Store(StoreError::Locked(_))) if control::socket(dir).exists() => {
-            control::via_serve(hypernar_publisher::control::Job::Publish(job)).await
+            control::client::via_serve(hypernar_publisher::control::Job::Publish(job)).await
         }
         Err(e) => {
             Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))

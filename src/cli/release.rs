@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use hypernar_publisher::Publisher;
 
-use super::{hash_part_of, read_key, DataDir};
+use super::common::{hash_part_of, read_key, DataDir};
 
 /// Release the decryption keys of published paths.
 ///

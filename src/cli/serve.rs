@@ -11,7 +11,7 @@ use hypernar_fetcher::sources::upstream::{Upstreams, DEFAULT_UPSTREAM};
 use hypernar_fetcher::sources::webseed::WebSeeds;
 use hypernar_fetcher::sources::Sources;
 
-use super::DataDir;
+use super::common::DataDir;
 
 /// Port `hypernar serve` listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7469;
@@ -260,7 +260,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sources = Sources::start(&node, web_seeds, upstreams.clone());
     hypernar_fetcher::pins::keep(&sources);
     let addr = node.listen_on(&args.listen).await?;
-    super::control::listen(&data_dir, sources.clone())?;
+    super::control::server::listen(&data_dir, sources.clone())?;
     say(&format!(
         "hypernar serve: listening on {addr}, data in {}",
         data_dir.display()

@@ -12,8 +12,9 @@ use hypernar_feed::FeedStore;
 use hypernar_publisher::control::{Job, SetAction, SetJob};
 use hypernar_publisher::sets::{self, SetOp};
 
+use super::common::{error_chain, read_key, DataDir};
+use super::control;
 use super::publish::Line;
-use super::{control, error_chain, read_key, DataDir};
 
 /// Keep a signed list of store paths a community vouches for.
 ///
@@ -183,7 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         // A running `hypernar serve` holds the directory: edit through it,
         // so the entries reach its peers at once.
         Err(StoreError::Locked(_)) if control::socket(dir).exists() => {
-            control::via_serve(Job::Set(job)).await
+            control::client::via_serve(Job::Set(job)).await
         }
         Err(e) => {
             Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))

@@ -9,7 +9,8 @@ use hypernar_fetcher::http::status;
 use hypernar_fetcher::sources::Sources;
 use hypernar_publisher::control::Job;
 
-use super::{control, DataDir};
+use super::common::DataDir;
+use super::control;
 
 /// Show what a node holds and does: disk use per publisher and set, peers,
 /// what is pinned.
@@ -67,7 +68,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(StoreError::Locked(_)) if control::socket(&dir).exists() => {
-            control::via_serve(Job::Status { data_dir: dir }).await
+            control::client::via_serve(Job::Status { data_dir: dir }).await
         }
         Err(e) => {
             Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))

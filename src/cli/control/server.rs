@@ -1,18 +1,8 @@
-//! The control socket of `hypernar serve`: `DATA/control.sock`, a Unix
-//! socket only its owner can use: it is created under the process's 077
-//! umask (so it is never reachable by others, not even between bind and
-//! chmod), set to 0600, in a 0700 directory, and a connecting process of
-//! another uid (root aside) is closed without a word. It lets `hypernar publish`
-//! publish into a data directory a running serve holds, through the
-//! serve's feed hubs, so new paths reach connected peers at once.
-//!
-//! The messages are typed and versioned (`hypernar_publisher::control`):
-//! the client sends one publish job, the server streams back lines for
-//! stdout and stderr and then the exit code. Jobs run one at a time.
+//! The server side of the control socket: `serve` listens, and runs each
+//! job through the command it belongs to (`publish`, `set`, `status`).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,18 +12,14 @@ use hypernar_fetcher::node::Node;
 use hypernar_fetcher::sources::Sources;
 use hypernar_publisher::control::{self, Job, PublishJob, Reply, Request, SetJob, VERSION};
 use hypernar_publisher::{Outcome, Progress, Publisher};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::publish::{self, Line};
-use super::{error_chain, read_key};
-
-/// Where a data directory's control socket lives.
-pub fn socket(dir: &Path) -> PathBuf {
-    dir.join("control.sock")
-}
+use super::super::common::{error_chain, read_key};
+use super::super::publish::{self, Line};
+use super::{read_frame, socket};
 
 /// Serves publish jobs on the data directory's control socket.
 pub fn listen(dir: &Path, sources: Sources) -> anyhow::Result<()> {
@@ -87,14 +73,6 @@ pub fn listen(dir: &Path, sources: Sources) -> anyhow::Result<()> {
         }
     });
     Ok(())
-}
-
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, control::FrameError> {
-    let mut header = [0u8; 4];
-    r.read_exact(&mut header).await?;
-    let mut body = vec![0u8; control::frame_len(header)?];
-    r.read_exact(&mut body).await?;
-    Ok(body)
 }
 
 async fn serve_one(
@@ -152,7 +130,7 @@ pub async fn handle(sources: Sources, dir: &Path, req: Request, out: mpsc::Sende
                 run_set(node, dir, job, out.clone()).await
             }
             Job::Status { .. } => {
-                let s = super::status::report(&sources).await;
+                let s = super::super::status::report(&sources).await;
                 for line in s.lines() {
                     let _ = out.send(Reply::Out(line.to_owned())).await;
                 }
@@ -241,7 +219,7 @@ async fn run_set(node: Node, dir: &Path, job: &SetJob, out: mpsc::Sender<Reply>)
             .await;
         return 1;
     }
-    let (lines, code) = super::set::execute(node.swarm(), job).await;
+    let (lines, code) = super::super::set::execute(node.swarm(), job).await;
     for line in lines {
         let reply = match line {
             Line::Err(l) => Reply::Err(l),
@@ -261,41 +239,6 @@ async fn run_set(node: Node, dir: &Path, job: &SetJob, out: mpsc::Sender<Reply>)
         }
     }
     code
-}
-
-/// Sends a job to the serve holding its data directory; prints what it
-/// answers.
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-pub async fn via_serve(job: Job) -> anyhow::Result<ExitCode> {
-    let dir = job.data_dir().to_owned();
-    let path = socket(&dir);
-    let stream = UnixStream::connect(&path).await.with_context(|| {
-        format!(
-            "{} is held by a running hypernar serve, and its control socket {} does not answer",
-            dir.display(),
-            path.display()
-        )
-    })?;
-    let (mut read, mut write) = stream.into_split();
-    let req = Request {
-        version: VERSION,
-        job,
-    };
-    write.write_all(&control::encode(&req)).await?;
-    loop {
-        let body = match read_frame(&mut read).await {
-            Ok(b) => b,
-            Err(control::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                bail!("the serve process closed the control socket without an answer")
-            }
-            Err(e) => return Err(e.into()),
-        };
-        match control::decode::<Reply>(&body)? {
-            Reply::Out(l) => println!("{l}"),
-            Reply::Err(l) => eprintln!("{l}"),
-            Reply::Exit(code) => return Ok(ExitCode::from(code)),
-        }
-    }
 }
 
 #[cfg(test)]
