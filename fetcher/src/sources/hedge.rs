@@ -289,6 +289,9 @@ pub(crate) mod tests {
         pub(crate) arrived: Notify,
         /// Reads that find the block gone (evicted) once each.
         pub(crate) evict_once: Mutex<HashSet<u64>>,
+        /// The bytes of blocks, where a test gives them (else
+        /// [`block_bytes`]).
+        pub(crate) content: Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     }
 
     impl FakeFeed {
@@ -308,19 +311,18 @@ pub(crate) mod tests {
         index.to_le_bytes().to_vec()
     }
 
-    impl Replica for Arc<FakeFeed> {
+    impl Replica for FakeFeed {
         fn read(&self, index: u64) -> BoxFuture<'static, Result<Vec<u8>, SupplyError>> {
-            let feed = self.clone();
-            Box::pin(async move {
-                if feed.evict_once.lock().unwrap().remove(&index) {
-                    feed.stored.lock().unwrap().remove(&index);
-                }
-                if feed.stored.lock().unwrap().contains(&index) {
-                    Ok(block_bytes(index))
-                } else {
-                    Err(SupplyError::NotHere { index })
-                }
-            })
+            if self.evict_once.lock().unwrap().remove(&index) {
+                self.stored.lock().unwrap().remove(&index);
+            }
+            let got = if self.stored.lock().unwrap().contains(&index) {
+                let content = self.content.lock().unwrap().get(&index).cloned();
+                Ok(content.unwrap_or_else(|| block_bytes(index)))
+            } else {
+                Err(SupplyError::NotHere { index })
+            };
+            Box::pin(async move { got })
         }
     }
 

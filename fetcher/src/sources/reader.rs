@@ -11,6 +11,7 @@
 //! a NAR is streamed ([`super::fallback`]).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,23 +25,34 @@ use tracing::{debug, info};
 
 use super::fallback::{NarSupply, Sink};
 use super::hedge::Hedge;
-use super::supply::{Peers, Supplier, Web};
-use super::{ByteRange, PathError, Sources};
+use super::supply::{Peers, Replica, Supplier, Web};
+use super::{ByteRange, PathError, Sources, Timing};
+use crate::node::Node;
 use crate::publishers::Found;
-use hypernar_swarm::hub::HubHandle;
+use hypernar_swarm::metrics::Metrics;
 
 /// Blocks got ahead of the one being decrypted, in a NAR stream.
 pub const BLOCKS_AHEAD: usize = 4;
 /// Longest pause between two tries of a kept (pinned) path.
 const KEEP_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
+/// The suppliers a reader's blocks come through, as values: the peers
+/// (primary), the web seeds (secondary), the feed's replica.
+type Chain = Hedge<Arc<dyn Supplier>, Arc<dyn Supplier>, Arc<dyn Replica>>;
+
 /// One path, open for reading: its record and key from the catalog, its
-/// data feed opened in the swarm.
+/// data feed opened in the swarm, the suppliers of its blocks.
 pub struct PathReader {
-    sources: Sources,
     found: Found,
-    hub: HubHandle,
     layout: Layout,
+    primary: Arc<dyn Supplier>,
+    secondary: Arc<dyn Supplier>,
+    replica: Arc<dyn Replica>,
+    timing: Timing,
+    metrics: Arc<Metrics>,
+    /// The catalog, told of each use and of reads in progress (so the
+    /// path is not evicted while read); none in the middle tests.
+    node: Option<Node>,
 }
 
 impl std::fmt::Debug for PathReader {
@@ -55,7 +67,7 @@ impl std::fmt::Debug for PathReader {
 /// wanted of the peers at once so the hub can spread it over them (rarest
 /// first rather than in reading order). Dropping it withdraws the want.
 pub struct Blocks {
-    hedge: Hedge<Peers, Web, Peers>,
+    hedge: Chain,
     next: u64,
     end: u64,
     _ahead: AbortOnDropHandle<()>,
@@ -103,6 +115,38 @@ impl BlockSource for Blocks {
 
 impl PathReader {
     pub(super) async fn open(sources: Sources, found: Found) -> Result<Self, PathError> {
+        let hub = sources
+            .node()
+            .add_feed(found.data_feed.verifying_key(), false)
+            .await?;
+        let web = Web {
+            seeds: sources.web_seeds().clone(),
+            hub: hub.clone(),
+            key: found.data_feed.to_bytes(),
+            metrics: sources.metrics().clone(),
+        };
+        let mut reader = PathReader::from_parts(
+            found,
+            Arc::new(Peers(hub.clone())),
+            Arc::new(web),
+            Arc::new(Peers(hub)),
+            sources.timing(),
+            sources.metrics().clone(),
+        )?;
+        reader.node = Some(sources.node().clone());
+        Ok(reader)
+    }
+
+    /// A reader of `found` over the given suppliers (what [`Sources::open`]
+    /// builds from the swarm and the web seeds; fakes in the tests).
+    pub(crate) fn from_parts(
+        found: Found,
+        primary: Arc<dyn Supplier>,
+        secondary: Arc<dyn Supplier>,
+        replica: Arc<dyn Replica>,
+        timing: Timing,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PathError> {
         let record = &found.record;
         let layout = record.layout()?;
         if layout.count() != record.block_count {
@@ -113,15 +157,15 @@ impl PathReader {
                 recorded: record.block_count,
             });
         }
-        let hub = sources
-            .node()
-            .add_feed(found.data_feed.verifying_key(), false)
-            .await?;
         Ok(PathReader {
-            sources,
             found,
-            hub,
             layout,
+            primary,
+            secondary,
+            replica,
+            timing,
+            metrics,
+            node: None,
         })
     }
 
@@ -135,8 +179,8 @@ impl PathReader {
     }
 
     /// The node's counters.
-    pub fn metrics(&self) -> &std::sync::Arc<hypernar_swarm::metrics::Metrics> {
-        self.sources.metrics()
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Blocks `start..end` of the path's data feed, in order.
@@ -153,21 +197,14 @@ impl PathReader {
         }
     }
 
-    fn hedge(&self, end: u64) -> Hedge<Peers, Web, Peers> {
-        let timing = self.sources.timing();
-        let web = Web {
-            seeds: self.sources.web_seeds().clone(),
-            hub: self.hub.clone(),
-            key: self.found.data_feed.to_bytes(),
-            metrics: self.sources.metrics().clone(),
-        };
+    fn hedge(&self, end: u64) -> Chain {
         Hedge::new(
-            Peers(self.hub.clone()),
-            web,
-            Peers(self.hub.clone()),
+            self.primary.clone(),
+            self.secondary.clone(),
+            self.replica.clone(),
             end,
-            timing.patience,
-            timing.deadline,
+            self.timing.patience,
+            self.timing.deadline,
         )
     }
 
@@ -215,7 +252,7 @@ impl PathReader {
                 }
             }
         };
-        if tokio::time::timeout(self.sources.timing().deadline, all)
+        if tokio::time::timeout(self.timing.deadline, all)
             .await
             .is_err()
         {
@@ -260,10 +297,9 @@ impl PathReader {
         let (first, end) = self.span();
         let mut blocks = self.blocks(first, end);
         let _reading = self
-            .sources
-            .node()
-            .publishers()
-            .reading(&self.record().store_path);
+            .node
+            .as_ref()
+            .map(|n| n.publishers().reading(&self.record().store_path));
         Ok(
             hypernar_feed::reader::write_nar(&mut blocks, self.record(), &self.found.key, out)
                 .await?,
@@ -293,13 +329,15 @@ impl PathReader {
             }
         }));
         let mut opener = Opener::new(self.layout.clone(), &self.found.key)?;
-        let publishers = self.sources.node().publishers();
+        let publishers = self.node.as_ref().map(|n| n.publishers());
         // Not evicted while it is sent (see `node/evict.rs`).
-        let _reading = publishers.reading(&record.store_path);
+        let _reading = publishers.map(|p| p.reading(&record.store_path));
         while let Some(got) = brx.recv().await {
             let (i, mut block) = got?;
             let s = i - base;
-            publishers.touch(&record.store_path);
+            if let Some(p) = publishers {
+                p.touch(&record.store_path);
+            }
             let (op, plain) = tokio::task::spawn_blocking(move || {
                 let mut plain = Vec::with_capacity(seg as usize);
                 let r = opener.open_into(s, &mut block, &mut plain);
@@ -346,6 +384,228 @@ fn segments(range: ByteRange, segment_size: u64) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::fallback::Continue;
+    use crate::sources::hedge::tests::{Behaviour, Fake, FakeFeed};
+    use hypernar_feed::format::identity::{FeedKey, PublisherSecret};
+    use hypernar_feed::format::narinfo::NarHasher;
+    use hypernar_feed::format::record::WrappedKey;
+    use hypernar_feed::format::segment::{PathKey, Sealer, MIN_SEGMENT_SIZE};
+    use hypernar_feed::format::storepath::StorePath;
+    use std::sync::Mutex;
+
+    const SEG: u64 = MIN_SEGMENT_SIZE as u64;
+    /// The path's blocks start here in its data feed, as a later path's do.
+    const BASE: u64 = 10;
+
+    /// A NAR of five and a half segments, sealed as a publisher would, its
+    /// blocks in `feed` (none of them stored here yet).
+    fn sealed(feed: &FakeFeed) -> (Found, Vec<u8>) {
+        let nar: Vec<u8> = (0..SEG * 11 / 2).map(|i| (i * 7 % 251) as u8).collect();
+        let store_path =
+            StorePath::parse("/nix/store/0c6kzph7l0dcbyxf0q1vn8ak8g2x2b9b-reader-test").unwrap();
+        let key = PathKey::generate();
+        let layout = Layout::new(store_path.clone(), nar.len() as u64, SEG as u32).unwrap();
+        let mut sealer = Sealer::new(layout.clone(), &key, 1).unwrap();
+        let mut content = feed.content.lock().unwrap();
+        for (i, chunk) in nar.chunks(SEG as usize).enumerate() {
+            content.insert(BASE + i as u64, sealer.seal(i as u64, chunk).unwrap());
+        }
+        drop(content);
+        let mut hasher = NarHasher::new();
+        hasher.update(&nar);
+        let secret = PublisherSecret::generate();
+        let record = PathRecord {
+            store_path,
+            nar_hash: hasher.finish(),
+            nar_size: nar.len() as u64,
+            references: vec![],
+            deriver: None,
+            ca: None,
+            sigs: vec![],
+            data_feed: 1,
+            first_block: BASE,
+            block_count: layout.count(),
+            segment_size: SEG as u32,
+            key_check: key.check(),
+            wrapped_key: WrappedKey {
+                nonce: [0; 12],
+                sealed: vec![0; 48],
+            },
+        };
+        let found = Found {
+            publisher: secret.identity(),
+            data_feed: FeedKey::from(secret.identity().0),
+            record,
+            key,
+            listing: None,
+        };
+        (found, nar)
+    }
+
+    fn timing() -> Timing {
+        Timing {
+            patience: Duration::from_secs(1),
+            deadline: Duration::from_secs(8),
+        }
+    }
+
+    fn reader(found: Found, feed: &Arc<FakeFeed>, peers: &Fake, web: &Fake) -> PathReader {
+        PathReader::from_parts(
+            found,
+            Arc::new(peers.clone()),
+            Arc::new(web.clone()),
+            feed.clone(),
+            timing(),
+            Arc::default(),
+        )
+        .unwrap()
+    }
+
+    async fn collect(supply: &impl NarSupply, range: ByteRange) -> Result<Vec<u8>, PathError> {
+        let (sink, mut rx) = Sink::new(1024);
+        let r = supply.stream(range, &sink).await;
+        drop(sink);
+        let mut out = Vec::new();
+        while let Some(Ok(b)) = rx.recv().await {
+            out.extend_from_slice(&b);
+        }
+        r.map(|()| out)
+    }
+
+    fn range(start: u64, end: u64) -> ByteRange {
+        ByteRange { start, end }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_range_of_the_nar_is_exactly_its_bytes() {
+        let feed = Arc::new(FakeFeed::default());
+        let (found, nar) = sealed(&feed);
+        let len = nar.len() as u64;
+        let peers = Fake::new(&feed, Behaviour::After(Duration::from_millis(3)));
+        let web = Fake::new(&feed, Behaviour::Silent).absent();
+        let r = reader(found, &feed, &peers, &web);
+        for (a, b) in [
+            (0, len),
+            (0, 1),
+            (SEG - 1, SEG + 1),
+            (SEG, 2 * SEG),
+            (len - 1, len),
+            (100, len - 100),
+            (5 * SEG, len),
+        ] {
+            let got = collect(&r, range(a, b)).await.unwrap();
+            assert!(got == nar[a as usize..b as usize], "{a}..{b}");
+        }
+        // Only the path's own blocks were asked for.
+        assert!(peers
+            .asks()
+            .iter()
+            .all(|&(s, e, _)| s >= BASE && e <= BASE + 6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_whole_nar_is_checked_and_a_block_that_does_not_open_fails_it() {
+        let feed = Arc::new(FakeFeed::default());
+        let (found, nar) = sealed(&feed);
+        // Every block here already: under the paused clock, a timer would
+        // never fire while write_nar's writer thread (spawn_blocking)
+        // waits, since tokio does not advance paused time then.
+        feed.store(BASE..BASE + 6);
+        let peers = Fake::new(&feed, Behaviour::Silent);
+        let web = Fake::new(&feed, Behaviour::Silent).absent();
+        let r = reader(found, &feed, &peers, &web);
+        let (out, summary) = r.write_nar(Vec::new()).await.unwrap();
+        assert!(out == nar);
+        assert_eq!(summary.nar_bytes, nar.len() as u64);
+        // A flipped byte in one block (a store that lies): the read fails.
+        feed.content.lock().unwrap().get_mut(&(BASE + 3)).unwrap()[40] ^= 1;
+        let err = r.write_nar(Vec::new()).await.unwrap_err();
+        assert!(matches!(err, PathError::Nar(_)), "{err}");
+        let err = collect(&r, range(0, nar.len() as u64)).await.unwrap_err();
+        assert!(matches!(err, PathError::Segment(_)), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_peer_every_block_comes_from_the_web_seed() {
+        let feed = Arc::new(FakeFeed::default());
+        let (found, nar) = sealed(&feed);
+        let peers = Fake::new(&feed, Behaviour::Silent).absent();
+        let web = Fake::new(&feed, Behaviour::After(Duration::from_millis(5)));
+        let r = reader(found, &feed, &peers, &web);
+        let got = collect(&r, range(0, nar.len() as u64)).await.unwrap();
+        assert!(got == nar);
+        // One ask from the first block, up to the path's end.
+        assert_eq!(
+            web.asks()
+                .iter()
+                .map(|&(s, e, _)| (s, e))
+                .collect::<Vec<_>>(),
+            [(BASE, BASE + 6)]
+        );
+    }
+
+    /// The NAR's bytes as an upstream would stream them.
+    struct Upstream {
+        nar: Vec<u8>,
+        asked: Mutex<Vec<ByteRange>>,
+    }
+
+    impl NarSupply for Upstream {
+        fn stream<'a>(
+            &'a self,
+            range: ByteRange,
+            sink: &'a Sink,
+        ) -> BoxFuture<'a, Result<(), PathError>> {
+            self.asked.lock().unwrap().push(range);
+            Box::pin(async move {
+                let bytes = self.nar[range.start as usize..range.end as usize].to_vec();
+                let _ = sink.send(Bytes::from(bytes)).await;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_swarm_hands_over_to_the_upstream_at_the_byte_reached() {
+        let feed = Arc::new(FakeFeed::default());
+        let (found, nar) = sealed(&feed);
+        // Two blocks are here; the peers send nothing more; no web seed.
+        feed.store(BASE..BASE + 2);
+        let peers = Fake::new(&feed, Behaviour::Silent);
+        let web = Fake::new(&feed, Behaviour::Silent).absent();
+        let len = nar.len() as u64;
+        let chain = Continue {
+            first: reader(found, &feed, &peers, &web),
+            then: Some(Upstream {
+                nar: nar.clone(),
+                asked: Mutex::default(),
+            }),
+        };
+        let t = tokio::time::Instant::now();
+        let got = collect(&chain, range(10, len)).await.unwrap();
+        assert!(got == nar[10..]);
+        assert_eq!(t.elapsed(), timing().deadline, "after one block's deadline");
+        assert_eq!(
+            *chain.then.as_ref().unwrap().asked.lock().unwrap(),
+            [range(2 * SEG, len)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_brings_every_block_and_prefetch_only_what_was_asked() {
+        let feed = Arc::new(FakeFeed::default());
+        let (found, _) = sealed(&feed);
+        let peers = Fake::new(&feed, Behaviour::After(Duration::from_millis(2)));
+        let web = Fake::new(&feed, Behaviour::Silent).absent();
+        let r = reader(found, &feed, &peers, &web);
+        r.prefetch(1, 3).await;
+        let here: std::collections::BTreeSet<u64> =
+            feed.stored.lock().unwrap().iter().copied().collect();
+        assert_eq!(here.into_iter().collect::<Vec<_>>(), [BASE + 1, BASE + 2]);
+        r.keep().await;
+        let here = feed.stored.lock().unwrap().len();
+        assert_eq!(here, 6);
+    }
 
     #[test]
     fn segments_of_a_range() {

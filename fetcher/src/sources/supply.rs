@@ -60,6 +60,22 @@ pub trait Replica: Send + Sync + 'static {
     fn read(&self, index: u64) -> BoxFuture<'static, Result<Vec<u8>, SupplyError>>;
 }
 
+impl<T: Supplier + ?Sized> Supplier for Arc<T> {
+    fn bring(&self, start: u64, end: u64) -> BoxFuture<'static, Result<(), SupplyError>> {
+        (**self).bring(start, end)
+    }
+
+    fn present(&self) -> bool {
+        (**self).present()
+    }
+}
+
+impl<T: Replica + ?Sized> Replica for Arc<T> {
+    fn read(&self, index: u64) -> BoxFuture<'static, Result<Vec<u8>, SupplyError>> {
+        (**self).read(index)
+    }
+}
+
 /// The peers of one feed, through its hub (which also holds the replica).
 #[derive(Debug, Clone)]
 pub struct Peers(pub HubHandle);
