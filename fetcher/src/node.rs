@@ -29,6 +29,8 @@ use hypernar_swarm::hub::HubHandle;
 use hypernar_swarm::metrics::Metrics;
 pub use hypernar_swarm::swarm::{GaveUp, Limits, PeerInfo, Swarm, SwarmConfig, SwarmError};
 use tokio::sync::watch;
+/// What services stop on: cancelled by [`Node::shutdown`].
+pub use tokio_util::sync::CancellationToken as Shutdown;
 
 use crate::publishers::Publishers;
 
@@ -201,6 +203,11 @@ impl Node {
 
     pub fn is_shut_down(&self) -> bool {
         self.swarm.is_shut_down()
+    }
+
+    /// Cancelled by [`Node::shutdown`]: what services stop on.
+    pub fn shutdown_token(&self) -> Shutdown {
+        self.swarm.shutdown_token()
     }
 
     /// Binds `addr` and accepts peers on it; returns the bound address.

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hypernar_feed::format::storepath::StorePath;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
@@ -17,29 +18,27 @@ use crate::sources::Sources;
 /// give yet (its key not released, say).
 const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-/// Keeps the pinned paths of `sources`' node until it shuts down.
-pub fn keep(sources: &Sources) {
-    let node = sources.node().clone();
-    let sources = sources.clone();
-    node.clone().spawn(async move {
-        let mut pinned = node.subscribe_pinned();
-        let mut tasks: HashMap<StorePath, AbortOnDropHandle<()>> = HashMap::new();
-        loop {
-            let now = pinned.borrow_and_update().clone();
-            tasks.retain(|path, _| now.contains(path));
-            for path in now.iter() {
-                if tasks.contains_key(path) {
-                    continue;
-                }
-                let (sources, path2) = (sources.clone(), path.clone());
-                let task = tokio::spawn(async move { keep_path(sources, path2).await });
-                tasks.insert(path.clone(), AbortOnDropHandle::new(task));
+/// Keeps the pinned paths of `sources`' node until `shutdown`; the tasks
+/// fetching them end with it.
+pub async fn run(sources: Sources, shutdown: CancellationToken) {
+    let mut pinned = sources.node().subscribe_pinned();
+    let mut tasks: HashMap<StorePath, AbortOnDropHandle<()>> = HashMap::new();
+    loop {
+        let now = pinned.borrow_and_update().clone();
+        tasks.retain(|path, _| now.contains(path));
+        for path in now.iter() {
+            if tasks.contains_key(path) {
+                continue;
             }
-            if pinned.changed().await.is_err() {
-                return;
-            }
+            let (sources, path2) = (sources.clone(), path.clone());
+            let task = tokio::spawn(async move { keep_path(sources, path2).await });
+            tasks.insert(path.clone(), AbortOnDropHandle::new(task));
         }
-    });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = pinned.changed() => if r.is_err() { return },
+        }
+    }
 }
 
 /// Opens `path` (waiting for the catalog to give it) and brings all its

@@ -236,15 +236,16 @@ async fn network(
     let listener = http::bind("127.0.0.1:0".parse()?, &Allow::default()).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let user_sources = Sources::start(&user, Default::default(), Arc::new(Upstreams::none()));
-    http::serve(
-        &user_sources,
+    user.spawn(http::run(
+        user_sources,
         listener,
         HttpConfig {
             allow: Allow::default(),
             hosts: Default::default(),
             limits: HttpLimits::default(),
         },
-    );
+        user.shutdown_token(),
+    ));
     println!(
         "6. a network on loopback: the publisher's seed at {seed_addr}, a peer at {peer_addr},"
     );

@@ -258,9 +258,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
     let sources = Sources::start(&node, web_seeds, upstreams.clone());
-    hypernar_fetcher::pins::keep(&sources);
+    node.spawn(hypernar_fetcher::pins::run(
+        sources.clone(),
+        node.shutdown_token(),
+    ));
     let addr = node.listen_on(&args.listen).await?;
-    super::control::server::listen(&data_dir, sources.clone())?;
+    let control = super::control::server::bind(&data_dir)?;
+    node.spawn(super::control::server::run(
+        control,
+        data_dir.clone(),
+        sources.clone(),
+        node.shutdown_token(),
+    ));
     say(&format!(
         "hypernar serve: listening on {addr}, data in {}",
         data_dir.display()
@@ -285,8 +294,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let at = listener.local_addr()?;
         let proxy = upstreams.proxies();
         let bases = upstreams.bases().join(", ");
-        http::serve(
-            &sources,
+        let api = http::run(
+            sources.clone(),
             listener,
             HttpConfig {
                 allow,
@@ -299,7 +308,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ..HttpLimits::default()
                 },
             },
+            node.shutdown_token(),
         );
+        node.spawn(api);
         say(&format!(
             "hypernar serve: binary cache for Nix at http://{at}"
         ));

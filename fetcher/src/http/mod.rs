@@ -152,9 +152,14 @@ struct Server {
     base: String,
 }
 
-/// Serves the API on `listener` until the node shuts down, reading paths
-/// through `sources`.
-pub fn serve(sources: &Sources, listener: TcpListener, config: HttpConfig) {
+/// Serves the API on `listener` until `shutdown` is cancelled, reading
+/// paths through `sources`. Its connections end with it.
+pub async fn run(
+    sources: Sources,
+    listener: TcpListener,
+    config: HttpConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let HttpConfig {
         allow,
         hosts,
@@ -170,7 +175,7 @@ pub fn serve(sources: &Sources, listener: TcpListener, config: HttpConfig) {
         .local_addr()
         .map_or_else(|_| "http://127.0.0.1".to_owned(), |a| format!("http://{a}"));
     let server = Arc::new(Server {
-        node: node.clone(),
+        node,
         sources,
         limits,
         hosts,
@@ -178,60 +183,64 @@ pub fn serve(sources: &Sources, listener: TcpListener, config: HttpConfig) {
         disk: status::DiskUsage::default(),
         base,
     });
-    let spawner = node.clone();
-    node.spawn(async move {
-        let mut refused_since_log = 0u64;
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: do not spin.
-                    warn!("HTTP accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            if !allow.permits(peer.ip()) {
-                debug!(%peer, "HTTP client not in --http-allow; closed");
+    info!("binary-cache API ready");
+    let mut connections = tokio::task::JoinSet::new();
+    let mut refused_since_log = 0u64;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        // Finished connections leave their results behind until collected.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                warn!("HTTP accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                refused_since_log += 1;
-                if refused_since_log == 1 || refused_since_log.is_multiple_of(1000) {
-                    warn!(
-                        refused = refused_since_log,
-                        "HTTP connections at their cap ({}); closing new ones",
-                        server.limits.max_connections
-                    );
-                }
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let server = server.clone();
-            spawner.spawn(async move {
-                let _permit = permit;
-                let limits = server.limits.clone();
-                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    let server = server.clone();
-                    req.extensions_mut().insert(ClientAddr(peer.ip()));
-                    async move { Ok::<_, Infallible>(server.handle(req).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.head_timeout)
-                    .max_buf_size(limits.max_head_bytes.max(8192))
-                    .keep_alive(true)
-                    .serve_connection(
-                        TokioIo::new(idle::IdleWrite::new(stream, limits.write_idle)),
-                        service,
-                    );
-                if let Err(e) = conn.await {
-                    debug!(%peer, "HTTP connection ended: {e}");
-                }
-            });
+        };
+        if !allow.permits(peer.ip()) {
+            debug!(%peer, "HTTP client not in --http-allow; closed");
+            continue;
         }
-    });
-    info!("binary-cache API ready");
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            refused_since_log += 1;
+            if refused_since_log == 1 || refused_since_log.is_multiple_of(1000) {
+                warn!(
+                    refused = refused_since_log,
+                    "HTTP connections at their cap ({}); closing new ones",
+                    server.limits.max_connections
+                );
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let limits = server.limits.clone();
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                let server = server.clone();
+                req.extensions_mut().insert(ClientAddr(peer.ip()));
+                async move { Ok::<_, Infallible>(server.handle(req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.head_timeout)
+                .max_buf_size(limits.max_head_bytes.max(8192))
+                .keep_alive(true)
+                .serve_connection(
+                    TokioIo::new(idle::IdleWrite::new(stream, limits.write_idle)),
+                    service,
+                );
+            if let Err(e) = conn.await {
+                debug!(%peer, "HTTP connection ended: {e}");
+            }
+        });
+    }
 }
 
 /// The client's address, in every request's extensions.

@@ -8,12 +8,14 @@
 //! is a pump between the wire and the feed's hub (`swarm/conn.rs`; one
 //! connection per remote node, `swarm/dedup.rs`).
 //!
-//! Shared state is a table per lock, each taken alone (no code path holds
-//! two at once, so there is no order between them to keep): `feeds`,
-//! `conns`, `peer_conn`, `banned`, `remotes`, `eager`, `accepted`,
-//! `roots`, `tasks`, `hub_threads`. `opening` (async) is held across a
-//! feed's open and its hub's registration, and only `feeds` and `conns`
-//! are taken, each briefly, inside it.
+//! Shared state is a table per lock: `feeds`, `conns`, `peer_conn`,
+//! `banned`, `remotes`, `eager`, `accepted`, `roots`, `tasks`,
+//! `hub_threads`, each taken alone and briefly (never across an await).
+//! The one nesting, and so the lock order: `conns`, then a connection's
+//! `opened` (in [`Swarm::add_hub`], which offers a new feed on every
+//! connection that has not opened it). `opening` (async) is held across a
+//! feed's open and its hub's registration; inside it only `feeds` and then
+//! `conns` are taken, one after the other.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -437,6 +439,12 @@ impl Swarm {
         if tokio::time::timeout(SHUTDOWN_WAIT, all).await.is_err() {
             warn!("shutdown: some tasks did not end within {SHUTDOWN_WAIT:?}");
         }
+    }
+
+    /// Cancelled when [`Swarm::shutdown`] is called: what a service run by
+    /// the floors above (`run(listener, shutdown)`) stops on.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.cancel.child_token()
     }
 
     /// Whether [`Swarm::shutdown`] was called.

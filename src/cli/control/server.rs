@@ -21,58 +21,71 @@ use super::super::common::{error_chain, read_key};
 use super::super::publish::{self, Line};
 use super::{read_frame, socket};
 
-/// Serves publish jobs on the data directory's control socket.
-pub fn listen(dir: &Path, sources: Sources) -> anyhow::Result<()> {
+/// Binds the data directory's control socket (mode 0600; the directory
+/// is 0700 and the umask 077, so it is never open to others).
+pub fn bind(dir: &Path) -> anyhow::Result<UnixListener> {
     let path = socket(dir);
     // We hold the directory's lock: a socket file here is a leftover.
     let _ = std::fs::remove_file(&path);
     let listener =
         UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves jobs on `listener` until `shutdown`, one at a time; a client of
+/// another uid (root aside) is closed without a word.
+pub async fn run(
+    listener: UnixListener,
+    dir: std::path::PathBuf,
+    sources: Sources,
+    shutdown: hypernar_fetcher::node::Shutdown,
+) {
     let me = hypernar_feed::private::euid();
-    let dir = dir.to_owned();
     let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
-    let tasks = sources.node().clone();
-    tasks.spawn(async move {
-        let mut failures = 0u32;
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => {
-                    failures = 0;
-                    match stream.peer_cred().map(|c| c.uid()) {
-                        Ok(uid) if uid == me || uid == 0 => stream,
-                        Ok(uid) => {
-                            warn!(
-                                uid,
-                                "control socket: a process of another user connected; closed"
-                            );
-                            continue;
-                        }
-                        Err(e) => {
-                            warn!(%e, "control socket: cannot tell who connected; closed");
-                            continue;
-                        }
+    let mut clients = tokio::task::JoinSet::new();
+    let mut failures = 0u32;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        while clients.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                failures = 0;
+                match stream.peer_cred().map(|c| c.uid()) {
+                    Ok(uid) if uid == me || uid == 0 => stream,
+                    Ok(uid) => {
+                        warn!(
+                            uid,
+                            "control socket: a process of another user connected; closed"
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(%e, "control socket: cannot tell who connected; closed");
+                        continue;
                     }
                 }
-                Err(e) => {
-                    // Out of file descriptors, say: back off, log rarely.
-                    failures += 1;
-                    if failures.is_power_of_two() {
-                        warn!(%e, failures, "control socket: accepting fails");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100) * failures.min(50)).await;
-                    continue;
+            }
+            Err(e) => {
+                // Out of file descriptors, say: back off, log rarely.
+                failures += 1;
+                if failures.is_power_of_two() {
+                    warn!(%e, failures, "control socket: accepting fails");
                 }
-            };
-            let (sources, dir, lock) = (sources.clone(), dir.clone(), one_at_a_time.clone());
-            sources.node().clone().spawn(async move {
-                if let Err(e) = serve_one(stream, sources, &dir, lock).await {
-                    warn!(%e, "control request failed");
-                }
-            });
-        }
-    });
-    Ok(())
+                tokio::time::sleep(Duration::from_millis(100) * failures.min(50)).await;
+                continue;
+            }
+        };
+        let (sources, dir, lock) = (sources.clone(), dir.clone(), one_at_a_time.clone());
+        clients.spawn(async move {
+            if let Err(e) = serve_one(stream, sources, &dir, lock).await {
+                warn!(%e, "control request failed");
+            }
+        });
+    }
 }
 
 async fn serve_one(
