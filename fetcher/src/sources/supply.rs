@@ -131,3 +131,84 @@ impl Supplier for Web {
         !self.seeds.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One contract, run against every supplier that can run in-process: the
+    //! peers over a real hub (its feed in a temporary directory, no peer, no
+    //! socket) and the fake the hedge and reader tests use.
+
+    use super::*;
+    use crate::sources::hedge::tests::{Behaviour, Fake, FakeFeed};
+    use std::time::Duration;
+
+    /// What a supplier and its replica must do: a range stored here is
+    /// brought at once and read back as stored; a range past the feed's
+    /// known length is `PastEnd` (which tells the hedge to ask the web seed
+    /// at once), not a wait until the deadline.
+    async fn conformance(
+        supplier: &dyn Supplier,
+        replica: &dyn Replica,
+        stored: std::ops::Range<u64>,
+        blocks: &[Vec<u8>],
+        past_end: u64,
+    ) {
+        let quick = Duration::from_secs(2);
+        tokio::time::timeout(quick, supplier.bring(stored.start, stored.end))
+            .await
+            .expect("stored blocks are brought at once")
+            .expect("stored blocks are brought");
+        for (i, want) in stored.clone().zip(blocks) {
+            let got = replica.read(i).await.expect("a stored block reads back");
+            assert_eq!(&got, want, "block {i}");
+        }
+        let r = tokio::time::timeout(quick, supplier.bring(past_end, past_end + 1))
+            .await
+            .expect("past the end is said, not waited for");
+        assert!(
+            matches!(r, Err(SupplyError::PastEnd { .. })),
+            "past the end: {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_peers_over_a_real_hub() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = hypernar_feed::store::FeedStore::open(tmp.path()).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let feed = store.open_writable(&key).await.unwrap();
+        let (events, _events) = tokio::sync::mpsc::channel(8);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (hub, thread) = hypernar_swarm::hub::spawn(
+            feed,
+            store.clone(),
+            false,
+            events,
+            cancel.clone(),
+            Default::default(),
+            Arc::new(hypernar_swarm::share::Share::new(Default::default())),
+        );
+        let blocks: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        hub.append(blocks.clone()).await.unwrap();
+        let peers = Peers(hub);
+        assert!(!peers.present(), "no peer has the feed open");
+        conformance(&peers, &peers, 0..4, &blocks, 4).await;
+        cancel.cancel();
+        drop(peers);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_fake() {
+        let feed = Arc::new(FakeFeed::default());
+        let blocks: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 10]).collect();
+        for (i, b) in blocks.iter().enumerate() {
+            feed.content.lock().unwrap().insert(i as u64, b.clone());
+        }
+        feed.store(0..4);
+        let fake = Fake::new(&feed, Behaviour::PastEnd);
+        conformance(&fake, &feed, 0..4, &blocks, 4).await;
+    }
+}
