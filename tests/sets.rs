@@ -196,6 +196,27 @@ fn without_require_set_every_trusted_path_is_served_and_a_set_id_is_checked() {
 }
 
 #[test]
+fn a_pinned_path_is_fetched_ahead_before_its_key_is_released() {
+    let w = World::new(&hypernar_publisher::sample::demo_paths());
+    w.publish_ok(&["--all", "--no-release"]);
+    let id = identity(&w);
+    let lab = Lab::new(w.tmp.path());
+    let set_id = lab.add(&id, &w.store_path("hello-2.12"));
+    let f = lab.follower(&w, &id, &["--pin", &set_id]);
+    // hello and its closure (libdemo): their blocks come, with no key.
+    wait_for_count(&f.node, "pinned path stored", 2, 30);
+    let api = f.node.http.clone().unwrap();
+    let hash = w.path("hello-2.12").info.store_path.hash_part().to_owned();
+    let r = http(&api, "GET", &format!("/{hash}.narinfo"), &[]);
+    assert_eq!(r.status, 404, "no key: not served yet");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("no key has been released"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+#[test]
 fn one_set_vouches_for_paths_of_two_publishers_each_as_its_own_publisher_signed_it() {
     // Two small paths per publisher.
     let world = |names: [&str; 2], seed: u64| {

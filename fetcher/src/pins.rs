@@ -1,26 +1,35 @@
 //! The pins front-end: every path the catalog says is pinned (the closure
-//! of pinned sets' paths, `node/pin.rs`) is fetched ahead through the path
-//! reader — peers, hedged with the web seeds, like any read — and kept.
-//! A path no longer pinned stops being fetched; its blocks stay, now
-//! evictable.
+//! of pinned sets' paths, `node/pin.rs`) is fetched ahead through the
+//! sources floor's chain — peers, hedged with the web seeds, like any read
+//! — and kept. Its blocks are fetched as the index places them, before the
+//! path's key is released too ([`Keeper`] needs no key). A path no longer
+//! pinned stops being fetched; its blocks stay, now evictable.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use hypernar_feed::format::identity::FeedKey;
 use hypernar_feed::format::storepath::StorePath;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::sources::Sources;
+use crate::sources::reader::Keeper;
+use crate::sources::{Sources, Timing};
 
-/// Longest wait between tries to open a pinned path the catalog cannot
-/// give yet (its key not released, say).
+/// Longest wait between tries to open a pinned path's data feed.
 const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A pin is not waited on by anyone: each block may take a minute before
+/// it is asked again (the web seeds are asked after the usual second).
+const KEEP_TIMING: Timing = Timing {
+    patience: Duration::from_secs(1),
+    deadline: Duration::from_secs(60),
+};
 
 /// Keeps the pinned paths of `sources`' node until `shutdown`; the tasks
 /// fetching them end with it.
 pub async fn run(sources: Sources, shutdown: CancellationToken) {
+    let sources = sources.with_timing(KEEP_TIMING);
     let mut pinned = sources.node().subscribe_pinned();
     let mut tasks: HashMap<StorePath, AbortOnDropHandle<()>> = HashMap::new();
     loop {
@@ -41,19 +50,32 @@ pub async fn run(sources: Sources, shutdown: CancellationToken) {
     }
 }
 
-/// Opens `path` (waiting for the catalog to give it) and brings all its
-/// blocks here.
+/// Brings all of `path`'s blocks here (its NAR's and its listing's, as
+/// the catalog places them), waiting for the catalog to place them. No
+/// key is needed: blocks are fetched ahead of a key's release.
 async fn keep_path(sources: Sources, path: StorePath) {
     let mut backoff = Duration::from_secs(1);
-    let reader = loop {
-        match sources.open_path(&path).await {
-            Ok(r) => break r,
+    let (feed, ranges) = loop {
+        if let Some(placed) = sources.node().publishers().ranges(&path) {
+            break placed;
+        }
+        debug!(%path, "a pinned path is not placed by any index yet; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(OPEN_BACKOFF_MAX);
+    };
+    let Ok(feed) = FeedKey::from_bytes(&feed) else {
+        warn!(%path, "the publisher declared this pinned path's data feed with an invalid key; not fetched");
+        return;
+    };
+    let keeper = loop {
+        match Keeper::open(&sources, feed).await {
+            Ok(k) => break k,
             Err(e) => {
-                debug!(%path, "a pinned path cannot be opened yet; retrying: {e}");
+                warn!(%path, "cannot open the data feed of a pinned path; retrying: {e}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(OPEN_BACKOFF_MAX);
             }
         }
     };
-    reader.keep().await;
+    keeper.keep(&ranges, &path).await;
 }

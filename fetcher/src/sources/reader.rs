@@ -29,6 +29,8 @@ use super::supply::{Peers, Replica, Supplier, Web};
 use super::{ByteRange, PathError, Sources, Timing};
 use crate::node::Node;
 use crate::publishers::Found;
+use hypernar_feed::format::identity::FeedKey;
+use hypernar_feed::format::storepath::StorePath;
 use hypernar_swarm::metrics::Metrics;
 
 /// Blocks got ahead of the one being decrypted, in a NAR stream.
@@ -268,24 +270,13 @@ impl PathReader {
         if let Some(l) = &self.found.listing {
             ranges.push((l.first_block, l.first_block.saturating_add(l.block_count)));
         }
-        let mut backoff = Duration::from_secs(1);
-        for (mut from, end) in ranges {
-            while from < end {
-                let mut blocks = self.blocks(from, end);
-                while let Some(got) = blocks.bring_next().await {
-                    match got {
-                        Ok(i) => from = i + 1,
-                        Err(e) => {
-                            debug!(path = %self.found.record.store_path, "fetching a kept path; retrying: {e}");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(KEEP_BACKOFF_MAX);
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        info!(path = %self.found.record.store_path, "pinned path stored");
+        let keeper = Keeper {
+            primary: self.primary.clone(),
+            secondary: self.secondary.clone(),
+            replica: self.replica.clone(),
+            timing: self.timing,
+        };
+        keeper.keep(&ranges, &self.found.record.store_path).await
     }
 
     /// The whole NAR into `out`: every segment verified, authenticated and
@@ -373,6 +364,87 @@ impl NarSupply for PathReader {
         sink: &'a Sink,
     ) -> BoxFuture<'a, Result<(), PathError>> {
         Box::pin(PathReader::stream(self, range, sink))
+    }
+}
+
+/// Blocks of one data feed brought here and kept. It needs no path key:
+/// a pinned path whose key is not released (yet, or not to this node) is
+/// still fetched ahead, as the catalog places its blocks.
+pub struct Keeper {
+    primary: Arc<dyn Supplier>,
+    secondary: Arc<dyn Supplier>,
+    replica: Arc<dyn Replica>,
+    timing: Timing,
+}
+
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keeper {
+    /// A keeper of the data feed `feed`, through `sources`' chain.
+    pub async fn open(sources: &Sources, feed: FeedKey) -> Result<Self, PathError> {
+        let hub = sources.node().add_feed(feed.verifying_key(), false).await?;
+        let web = Web {
+            seeds: sources.web_seeds().clone(),
+            hub: hub.clone(),
+            key: feed.to_bytes(),
+            metrics: sources.metrics().clone(),
+        };
+        Ok(Keeper {
+            primary: Arc::new(Peers(hub.clone())),
+            secondary: Arc::new(web),
+            replica: Arc::new(Peers(hub)),
+            timing: sources.timing(),
+        })
+    }
+
+    /// Brings blocks `ranges` here, trying again with backoff (reset
+    /// whenever blocks came) until they all are; returns once they are.
+    /// `path` names them in the log.
+    pub async fn keep(&self, ranges: &[(u64, u64)], path: &StorePath) {
+        let mut backoff = Duration::from_secs(1);
+        for &(mut from, end) in ranges {
+            while from < end {
+                let hedge = Hedge::new(
+                    self.primary.clone(),
+                    self.secondary.clone(),
+                    self.replica.clone(),
+                    end,
+                    self.timing.patience,
+                    self.timing.deadline,
+                );
+                let ask = hedge.primary().bring(from, end);
+                let mut blocks = Blocks {
+                    hedge,
+                    next: from,
+                    end,
+                    _ahead: AbortOnDropHandle::new(tokio::spawn(async move {
+                        let _ = ask.await;
+                    })),
+                };
+                let started = from;
+                while let Some(got) = blocks.bring_next().await {
+                    match got {
+                        Ok(i) => from = i + 1,
+                        Err(e) => {
+                            if from > started {
+                                backoff = Duration::from_secs(1);
+                            }
+                            debug!(%path, "fetching a kept path; retrying: {e}");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(KEEP_BACKOFF_MAX);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        info!(%path, "pinned path stored");
     }
 }
 
