@@ -141,7 +141,7 @@ struct Inner {
     noise: hypercore_handshake::state_machine::hc_specific::Keypair,
     /// Its public half.
     noise_public: [u8; 32],
-    /// The connection kept to each remote node (`node/dedup.rs`).
+    /// The connection kept to each remote node (`swarm/dedup.rs`).
     remotes: Mutex<dedup::Remotes>,
     events: mpsc::Sender<HubEvent>,
     /// Feeds replicated in full (trusted indexes, key feeds, mirrors), for

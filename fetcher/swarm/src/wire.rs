@@ -300,7 +300,7 @@ pub fn noise_keypair() -> Result<Keypair, WireError> {
 /// connection's [`Load`]. The dialling side is the Noise initiator; both
 /// sides use the node's own static key (`keypair`, one per process), so
 /// the remote's key after the handshake tells which node it is
-/// (`node/dedup.rs`).
+/// (`swarm/dedup.rs`).
 pub fn protocol(
     stream: TcpStream,
     initiator: bool,
