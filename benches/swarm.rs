@@ -165,7 +165,11 @@ fn main() {
         .arg(&seed_dir)
         .args(["--listen", &format!("{}:7469", ip(0))])
         .stdout(Stdio::piped())
-        .env("RUST_LOG", "hypernar_fetcher=info,hypernar_swarm=info")
+        .env(
+            "RUST_LOG",
+            std::env::var("HYPERNAR_SWARM_LOG")
+                .unwrap_or("hypernar_fetcher=info,hypernar_swarm=info".into()),
+        )
         .stderr(std::fs::File::create(root.join("seed.log")).unwrap())
         .spawn()
         .unwrap();
@@ -215,7 +219,7 @@ fn main() {
         cmd.arg(&store_path)
             .env(
                 "RUST_LOG",
-                "hypernar=info,hypernar_fetcher=info,hypernar_swarm=info,hypernar_fetcher::sources=debug",
+                std::env::var("HYPERNAR_SWARM_LOG").unwrap_or("hypernar=info,hypernar_fetcher=info,hypernar_swarm=info,hypernar_fetcher::sources=debug".into()),
             )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
