@@ -171,6 +171,27 @@ fn the_swarm_crate_cannot_reach_http_fuse_or_the_floors_above() {
 }
 
 #[test]
+fn front_ends_never_see_a_hub() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("mount.rs"), src.join("pins.rs")];
+    for e in std::fs::read_dir(src.join("http")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            assert!(
+                !code.contains("hypernar_swarm::hub") && !code.contains(".hub("),
+                "{}:{}: a front-end reaches a hub: read through sources::PathReader",
+                f.display(),
+                n + 1
+            );
+        }
+    }
+}
+
+#[test]
 fn the_reader_of_imports_sees_through_comments_and_paths() {
     let text = "use crate::hub::{self, HubHandle};\n\
                 // crate::http is only mentioned here\n\

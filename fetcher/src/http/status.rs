@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::node::evict::disk_usage;
-use crate::node::{Node, PeerInfo};
+pub use crate::node::evict::{disk_usage, DiskUsage, Usage, DISK_USAGE_TTL};
+use crate::node::PeerInfo;
 use hypernar_swarm::metrics::{AnswerLabel, Metrics, PEER, UPSTREAM};
 
 /// What the page shows.
@@ -91,60 +91,6 @@ impl Snapshot {
     }
 }
 
-/// Disk use per trusted publisher (its feeds' files) and per followed set
-/// (the blocks held of the paths it covers).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Publisher identity, bytes on disk.
-    pub publishers: Vec<(String, u64)>,
-    /// Set id, paths it covers, bytes of their blocks held here.
-    pub sets: Vec<(String, usize, u64)>,
-}
-
-/// Measures [`Usage`] now: a walk over each publisher's feed directories
-/// (off the async threads) and a count of held blocks per covered path.
-pub async fn usage(node: &Node) -> Usage {
-    let feeds_dir = node.feeds_dir().to_owned();
-    let each = node.publishers().feeds_of_each();
-    let publishers = tokio::task::spawn_blocking(move || {
-        each.into_iter()
-            .map(|(id, feeds)| {
-                let bytes = feeds
-                    .iter()
-                    .map(|k| disk_usage(&feeds_dir.join(hex::encode(k))))
-                    .sum();
-                (id.to_string(), bytes)
-            })
-            .collect()
-    })
-    .await
-    .unwrap_or_default();
-    let p = node.publishers();
-    let mut sets = Vec::new();
-    for s in node.sets().summary() {
-        let vouched = node.sets().entries_of(&s.id);
-        let lists = |k: &[u8; 32], path: &hypernar_feed::format::storepath::StorePath| {
-            p.references_listed(k, path)
-        };
-        let any = |path: &hypernar_feed::format::storepath::StorePath| p.references_any(path);
-        let covered = crate::sets::cover(&vouched, lists, any, p.path_count());
-        let mut bytes = 0u64;
-        for path in &covered {
-            let (Some((feed, ranges)), Some((_, rec, _))) = (p.ranges(path), p.find(path)) else {
-                continue;
-            };
-            let Some(hub) = node.hub(&feed) else { continue };
-            let mut held = 0u64;
-            for (start, end) in ranges {
-                held += hub.held(start, end).await.unwrap_or(0);
-            }
-            bytes = bytes.saturating_add(crate::node::evict::held_bytes(held, &rec));
-        }
-        sets.push((s.id.to_string(), covered.len(), bytes));
-    }
-    Usage { publishers, sets }
-}
-
 /// What follows the disk use: the bound, if any.
 fn bound(max_size: Option<u64>) -> String {
     max_size.map_or_else(
@@ -213,34 +159,6 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
         let _ = writeln!(t, "  {p}");
     }
     t
-}
-
-/// How long a measured disk usage is shown before it is measured again
-/// (a walk over every feed's files; the page reloads every 5 s).
-pub const DISK_USAGE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The disk usage the status page shows, measured at most once per
-/// [`DISK_USAGE_TTL`], off the async threads.
-#[derive(Debug, Default)]
-pub struct DiskUsage(tokio::sync::Mutex<Option<(std::time::Instant, u64, Usage)>>);
-
-impl DiskUsage {
-    /// The feeds' total, and per publisher and set.
-    pub async fn get(&self, node: &Node) -> (u64, Usage) {
-        let mut cached = self.0.lock().await;
-        if let Some((at, bytes, usage)) = &*cached {
-            if at.elapsed() < DISK_USAGE_TTL {
-                return (*bytes, usage.clone());
-            }
-        }
-        let dir = node.feeds_dir().to_path_buf();
-        let bytes = tokio::task::spawn_blocking(move || disk_usage(&dir))
-            .await
-            .unwrap_or(0);
-        let per = usage(node).await;
-        *cached = Some((std::time::Instant::now(), bytes, per.clone()));
-        (bytes, per)
-    }
 }
 
 /// `1.5 MiB`.
