@@ -164,7 +164,7 @@ impl NarSupply for UpstreamNar {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Mutex;
 
@@ -213,7 +213,8 @@ mod tests {
         }
     }
 
-    async fn collect(
+    /// What `supply` streams of `range`, and how it ended.
+    pub(crate) async fn collect(
         supply: &impl NarSupply,
         range: ByteRange,
     ) -> (Vec<u8>, Result<(), PathError>) {

@@ -47,10 +47,7 @@ type Chain = Hedge<Arc<dyn Supplier>, Arc<dyn Supplier>, Arc<dyn Replica>>;
 pub struct PathReader {
     found: Found,
     layout: Layout,
-    primary: Arc<dyn Supplier>,
-    secondary: Arc<dyn Supplier>,
-    replica: Arc<dyn Replica>,
-    timing: Timing,
+    chain: Suppliers,
     metrics: Arc<Metrics>,
     /// The catalog, told of each use and of reads in progress (so the
     /// path is not evicted while read); none in the middle tests.
@@ -117,36 +114,35 @@ impl BlockSource for Blocks {
 
 impl PathReader {
     pub(super) async fn open(sources: Sources, found: Found) -> Result<Self, PathError> {
-        let hub = sources
-            .node()
-            .add_feed(found.data_feed.verifying_key(), false)
-            .await?;
-        let web = Web {
-            seeds: sources.web_seeds().clone(),
-            hub: hub.clone(),
-            key: found.data_feed.to_bytes(),
-            metrics: sources.metrics().clone(),
-        };
-        let mut reader = PathReader::from_parts(
-            found,
-            Arc::new(Peers(hub.clone())),
-            Arc::new(web),
-            Arc::new(Peers(hub)),
-            sources.timing(),
-            sources.metrics().clone(),
-        )?;
+        let chain = Suppliers::of(&sources, found.data_feed).await?;
+        let mut reader = PathReader::with_chain(found, chain, sources.metrics().clone())?;
         reader.node = Some(sources.node().clone());
         Ok(reader)
     }
 
-    /// A reader of `found` over the given suppliers (what [`Sources::open`]
-    /// builds from the swarm and the web seeds; fakes in the tests).
+    /// A reader of `found` over the given suppliers: fakes, in the tests
+    /// ([`Sources::open`] builds them from the swarm and the web seeds).
+    #[cfg(test)]
     pub(crate) fn from_parts(
         found: Found,
         primary: Arc<dyn Supplier>,
         secondary: Arc<dyn Supplier>,
         replica: Arc<dyn Replica>,
         timing: Timing,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PathError> {
+        let chain = Suppliers {
+            primary,
+            secondary,
+            replica,
+            timing,
+        };
+        PathReader::with_chain(found, chain, metrics)
+    }
+
+    fn with_chain(
+        found: Found,
+        chain: Suppliers,
         metrics: Arc<Metrics>,
     ) -> Result<Self, PathError> {
         let record = &found.record;
@@ -162,10 +158,7 @@ impl PathReader {
         Ok(PathReader {
             found,
             layout,
-            primary,
-            secondary,
-            replica,
-            timing,
+            chain,
             metrics,
             node: None,
         })
@@ -187,27 +180,7 @@ impl PathReader {
 
     /// Blocks `start..end` of the path's data feed, in order.
     pub fn blocks(&self, start: u64, end: u64) -> Blocks {
-        let hedge = self.hedge(end);
-        let ask = hedge.primary().bring(start, end);
-        Blocks {
-            hedge,
-            next: start,
-            end,
-            _ahead: AbortOnDropHandle::new(tokio::spawn(async move {
-                let _ = ask.await;
-            })),
-        }
-    }
-
-    fn hedge(&self, end: u64) -> Chain {
-        Hedge::new(
-            self.primary.clone(),
-            self.secondary.clone(),
-            self.replica.clone(),
-            end,
-            self.timing.patience,
-            self.timing.deadline,
-        )
+        self.chain.blocks(start, end)
     }
 
     /// The feed indices of the path's segments.
@@ -229,7 +202,7 @@ impl PathReader {
                     length: record.block_count,
                 },
             })?;
-        let mut block = self.hedge(end).get(at).await?;
+        let mut block = self.chain.hedge(end).get(at).await?;
         let mut opener = Opener::new(self.layout.clone(), &self.found.key)?;
         let mut plain = Vec::with_capacity(record.segment_size as usize);
         opener.open_into(index, &mut block, &mut plain)?;
@@ -254,7 +227,7 @@ impl PathReader {
                 }
             }
         };
-        if tokio::time::timeout(self.timing.deadline, all)
+        if tokio::time::timeout(self.chain.timing.deadline, all)
             .await
             .is_err()
         {
@@ -270,13 +243,9 @@ impl PathReader {
         if let Some(l) = &self.found.listing {
             ranges.push((l.first_block, l.first_block.saturating_add(l.block_count)));
         }
-        let keeper = Keeper {
-            primary: self.primary.clone(),
-            secondary: self.secondary.clone(),
-            replica: self.replica.clone(),
-            timing: self.timing,
-        };
-        keeper.keep(&ranges, &self.found.record.store_path).await
+        Keeper(self.chain.clone())
+            .keep(&ranges, &self.found.record.store_path)
+            .await
     }
 
     /// The whole NAR into `out`: every segment verified, authenticated and
@@ -367,27 +336,19 @@ impl NarSupply for PathReader {
     }
 }
 
-/// Blocks of one data feed brought here and kept. It needs no path key:
-/// a pinned path whose key is not released (yet, or not to this node) is
-/// still fetched ahead, as the catalog places its blocks.
-pub struct Keeper {
+/// The suppliers of one data feed's blocks, as values, and their timing.
+#[derive(Clone)]
+struct Suppliers {
     primary: Arc<dyn Supplier>,
     secondary: Arc<dyn Supplier>,
     replica: Arc<dyn Replica>,
     timing: Timing,
 }
 
-impl std::fmt::Debug for Keeper {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keeper")
-            .field("timing", &self.timing)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Keeper {
-    /// A keeper of the data feed `feed`, through `sources`' chain.
-    pub async fn open(sources: &Sources, feed: FeedKey) -> Result<Self, PathError> {
+impl Suppliers {
+    /// The chain `sources` reads `feed` through: its peers (the hub, which
+    /// also holds the replica), hedged with the web seeds.
+    async fn of(sources: &Sources, feed: FeedKey) -> Result<Self, PathError> {
         let hub = sources.node().add_feed(feed.verifying_key(), false).await?;
         let web = Web {
             seeds: sources.web_seeds().clone(),
@@ -395,12 +356,57 @@ impl Keeper {
             key: feed.to_bytes(),
             metrics: sources.metrics().clone(),
         };
-        Ok(Keeper {
+        Ok(Suppliers {
             primary: Arc::new(Peers(hub.clone())),
             secondary: Arc::new(web),
             replica: Arc::new(Peers(hub)),
             timing: sources.timing(),
         })
+    }
+
+    fn hedge(&self, end: u64) -> Chain {
+        Hedge::new(
+            self.primary.clone(),
+            self.secondary.clone(),
+            self.replica.clone(),
+            end,
+            self.timing.patience,
+            self.timing.deadline,
+        )
+    }
+
+    /// Blocks `start..end` in order, the whole range wanted at once.
+    fn blocks(&self, start: u64, end: u64) -> Blocks {
+        let hedge = self.hedge(end);
+        let ask = hedge.primary().bring(start, end);
+        Blocks {
+            hedge,
+            next: start,
+            end,
+            _ahead: AbortOnDropHandle::new(tokio::spawn(async move {
+                let _ = ask.await;
+            })),
+        }
+    }
+}
+
+/// Blocks of one data feed brought here and kept. It needs no path key:
+/// a pinned path whose key is not released (yet, or not to this node) is
+/// still fetched ahead, as the catalog places its blocks.
+pub struct Keeper(Suppliers);
+
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("timing", &self.0.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keeper {
+    /// A keeper of the data feed `feed`, through `sources`' chain.
+    pub async fn open(sources: &Sources, feed: FeedKey) -> Result<Self, PathError> {
+        Ok(Keeper(Suppliers::of(sources, feed).await?))
     }
 
     /// Brings blocks `ranges` here, trying again with backoff (reset
@@ -410,23 +416,7 @@ impl Keeper {
         let mut backoff = Duration::from_secs(1);
         for &(mut from, end) in ranges {
             while from < end {
-                let hedge = Hedge::new(
-                    self.primary.clone(),
-                    self.secondary.clone(),
-                    self.replica.clone(),
-                    end,
-                    self.timing.patience,
-                    self.timing.deadline,
-                );
-                let ask = hedge.primary().bring(from, end);
-                let mut blocks = Blocks {
-                    hedge,
-                    next: from,
-                    end,
-                    _ahead: AbortOnDropHandle::new(tokio::spawn(async move {
-                        let _ = ask.await;
-                    })),
-                };
+                let mut blocks = self.0.blocks(from, end);
                 let started = from;
                 while let Some(got) = blocks.bring_next().await {
                     match got {
@@ -534,13 +524,7 @@ mod tests {
     }
 
     async fn collect(supply: &impl NarSupply, range: ByteRange) -> Result<Vec<u8>, PathError> {
-        let (sink, mut rx) = Sink::new(1024);
-        let r = supply.stream(range, &sink).await;
-        drop(sink);
-        let mut out = Vec::new();
-        while let Some(Ok(b)) = rx.recv().await {
-            out.extend_from_slice(&b);
-        }
+        let (out, r) = crate::sources::fallback::tests::collect(supply, range).await;
         r.map(|()| out)
     }
 
