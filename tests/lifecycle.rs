@@ -31,17 +31,9 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
     rt.block_on(async {
         let before = hub_threads();
         let node = Node::start(NodeConfig {
-            data_dir: data.clone(),
             peers: vec![a.addr.clone()],
             trust: vec![id],
-            feeds: vec![],
-            mirror: false,
-            sets: vec![],
-            pins: vec![],
-            require_set: false,
-            share: Default::default(),
-            max_size: None,
-            limits: Default::default(),
+            ..NodeConfig::new(data.clone())
         })
         .await
         .unwrap();

@@ -61,6 +61,27 @@ pub struct NodeConfig {
     pub max_size: Option<u64>,
 }
 
+impl NodeConfig {
+    /// A node on `data_dir` that dials no one, trusts no publisher and
+    /// follows no set, with the default limits, `--share all` and no disk
+    /// bound: the base the callers add their settings to.
+    pub fn new(data_dir: PathBuf) -> Self {
+        NodeConfig {
+            data_dir,
+            peers: Vec::new(),
+            trust: Vec::new(),
+            feeds: Vec::new(),
+            mirror: false,
+            limits: Limits::default(),
+            sets: Vec::new(),
+            pins: Vec::new(),
+            require_set: false,
+            share: Default::default(),
+            max_size: None,
+        }
+    }
+}
+
 /// What the node knows and keeps.
 struct Catalog {
     publishers: Publishers,

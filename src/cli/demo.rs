@@ -208,17 +208,9 @@ async fn network(
 ) -> anyhow::Result<()> {
     let node = |data: PathBuf, trust: Vec<Identity>, peers: Vec<String>| {
         Node::start(NodeConfig {
-            data_dir: data,
             peers,
             trust,
-            feeds: vec![],
-            mirror: false,
-            sets: vec![],
-            pins: vec![],
-            require_set: false,
-            share: Default::default(),
-            max_size: None,
-            limits: Default::default(),
+            ..NodeConfig::new(data)
         })
     };
     let seed = node(data_dir.to_owned(), vec![], vec![]).await?;

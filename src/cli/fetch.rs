@@ -71,17 +71,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{:?} is not a store path", args.store_path))?;
     let data_dir = args.data.path()?;
     let node = Node::start(NodeConfig {
-        limits: Default::default(),
-        data_dir: data_dir.clone(),
         peers: args.peer.clone(),
         trust: args.trust.clone(),
-        feeds: Vec::new(),
-        mirror: false,
-        sets: vec![],
-        pins: vec![],
-        require_set: false,
-        share: Default::default(),
-        max_size: None,
+        ..NodeConfig::new(data_dir.clone())
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;

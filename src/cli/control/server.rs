@@ -282,21 +282,7 @@ mod tests {
         let secret = hypernar_feed::format::identity::PublisherSecret::generate();
         std::fs::write(&key_file, secret.to_key_file()).unwrap();
         let data = tmp.path().join("data");
-        let node = Node::start(NodeConfig {
-            data_dir: data.clone(),
-            peers: vec![],
-            trust: vec![],
-            feeds: vec![],
-            mirror: false,
-            sets: vec![],
-            pins: vec![],
-            require_set: false,
-            share: Default::default(),
-            max_size: None,
-            limits: Default::default(),
-        })
-        .await
-        .unwrap();
+        let node = Node::start(NodeConfig::new(data.clone())).await.unwrap();
         let job = PublishJob {
             key_file,
             data_dir: data.clone(),
