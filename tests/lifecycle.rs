@@ -42,7 +42,7 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
             .wait(&path, Duration::from_secs(20))
             .await
             .unwrap();
-        let sources = hypernar_fetcher::sources::Sources::start(
+        let sources = hypernar_fetcher::sources::Sources::new(
             &node,
             Default::default(),
             std::sync::Arc::new(hypernar_fetcher::sources::upstream::Upstreams::none()),

@@ -27,7 +27,8 @@ use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::store::FeedStore;
 use hypernar_swarm::hub::HubHandle;
 use hypernar_swarm::metrics::Metrics;
-pub use hypernar_swarm::swarm::{GaveUp, Limits, PeerInfo, Swarm, SwarmConfig, SwarmError};
+pub use hypernar_swarm::swarm::{GaveUp, Limits, PeerInfo, Swarm, SwarmConfig};
+pub use hypernar_swarm::SwarmError;
 use tokio::sync::watch;
 /// What services stop on: cancelled by [`Node::shutdown`].
 pub use tokio_util::sync::CancellationToken as Shutdown;
@@ -233,7 +234,9 @@ impl Node {
 
     /// Binds `addr` and accepts peers on it; returns the bound address.
     pub async fn listen_on(&self, addr: &str) -> Result<SocketAddr, SwarmError> {
-        self.swarm.listen_on(addr).await
+        let (listener, local) = Swarm::bind(addr).await?;
+        self.spawn(self.swarm.clone().accept(listener, self.shutdown_token()));
+        Ok(local)
     }
 
     /// Starts replicating a feed (opening or creating its local replica).

@@ -227,7 +227,8 @@ async fn network(
     .await?;
     let listener = http::bind("127.0.0.1:0".parse()?, &Allow::default()).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let user_sources = Sources::start(&user, Default::default(), Arc::new(Upstreams::none()));
+    let user_sources = Sources::new(&user, Default::default(), Arc::new(Upstreams::none()));
+    user.spawn(user_sources.clone().follow(user.shutdown_token()));
     user.spawn(http::run(
         user_sources,
         listener,
@@ -250,11 +251,12 @@ async fn network(
     peer.publishers()
         .wait(&big.info.store_path, deadline)
         .await?;
-    let peer_sources = Sources::start(&peer, Default::default(), Arc::new(Upstreams::none()))
-        .with_timing(Timing {
-            deadline,
-            ..Timing::default()
-        });
+    let peer_sources = Sources::new(&peer, Default::default(), Arc::new(Upstreams::none()));
+    peer.spawn(peer_sources.clone().follow(peer.shutdown_token()));
+    let peer_sources = peer_sources.with_timing(Timing {
+        deadline,
+        ..Timing::default()
+    });
     peer_sources
         .open_path(&big.info.store_path)
         .await?

@@ -82,11 +82,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let web_seeds = WebSeeds::new(&args.web_seed, true).context("--web-seed")?;
     let deadline = Duration::from_secs(args.timeout.max(1));
-    let sources = Sources::start(&node, Arc::new(web_seeds), Arc::new(Upstreams::none()))
-        .with_timing(Timing {
-            deadline,
-            ..Timing::default()
-        });
+    let sources = Sources::new(&node, Arc::new(web_seeds), Arc::new(Upstreams::none()));
+    node.spawn(sources.clone().follow(node.shutdown_token()));
+    let sources = sources.with_timing(Timing {
+        deadline,
+        ..Timing::default()
+    });
     let started = Instant::now();
     // Index and key feeds replicate as the node connects: wait for the path.
     node.publishers()

@@ -257,7 +257,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
-    let sources = Sources::start(&node, web_seeds, upstreams.clone());
+    let sources = Sources::new(&node, web_seeds, upstreams.clone());
+    node.spawn(sources.clone().follow(node.shutdown_token()));
     node.spawn(hypernar_fetcher::pins::run(
         sources.clone(),
         node.shutdown_token(),
@@ -275,21 +276,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         data_dir.display()
     ));
     // Peers on the LAN: only when they could reach this node.
-    let _mdns = match (args.no_mdns, addr.ip().is_loopback()) {
-        (false, false) => match hypernar_fetcher::mdns::start(node.swarm(), addr.port()) {
+    if !args.no_mdns && !addr.ip().is_loopback() {
+        match hypernar_fetcher::mdns::start(addr.port()) {
             Ok(m) => {
+                node.spawn(m.run(node.swarm().clone(), node.shutdown_token()));
                 say("hypernar serve: looking for peers on the local network (mDNS; --no-mdns turns it off)");
-                Some(m)
             }
             Err(e) => {
                 tracing::warn!(
                     "mDNS is unavailable, so no peers on the local network will be found: {e}"
                 );
-                None
             }
-        },
-        _ => None,
-    };
+        }
+    }
     if let Some(listener) = http_listener {
         let at = listener.local_addr()?;
         let proxy = upstreams.proxies();
@@ -357,7 +356,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             state: data_dir.join("dht-peers"),
             allow_local: args.dht_allow_local,
         };
-        hypernar_fetcher::dht::start(node.swarm(), config);
+        node.spawn(hypernar_fetcher::dht::run(
+            node.swarm().clone(),
+            config,
+            node.shutdown_token(),
+        ));
         say("hypernar serve: looking for peers on the Mainline DHT (--no-dht turns it off)");
     }
     for id in &args.trust {

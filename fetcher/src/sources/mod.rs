@@ -141,12 +141,10 @@ impl std::fmt::Debug for Sources {
 }
 
 impl Sources {
-    /// The sources of `node`'s paths, and the tasks that keep them: its
-    /// fully replicated feeds followed on the web seeds as well as from
-    /// peers ([`webseed::follow`]), and the web seeds its trusted
-    /// publishers record taken in as their indexes replicate.
-    pub fn start(node: &Node, web_seeds: Arc<WebSeeds>, upstreams: Arc<Upstreams>) -> Self {
-        let sources = Sources {
+    /// The sources of `node`'s paths. Nothing runs until the composition
+    /// root runs [`Sources::follow`].
+    pub fn new(node: &Node, web_seeds: Arc<WebSeeds>, upstreams: Arc<Upstreams>) -> Self {
+        Sources {
             shared: Arc::new(Shared {
                 node: node.clone(),
                 web_seeds,
@@ -154,21 +152,31 @@ impl Sources {
                 listings: listing::cache(),
             }),
             timing: Timing::default(),
-        };
-        webseed::follow(node, sources.shared.web_seeds.clone());
-        let (node2, seeds) = (node.clone(), sources.shared.web_seeds.clone());
-        node.spawn(async move {
-            let mut changed = node2.publishers().subscribe();
+        }
+    }
+
+    /// The service that keeps the sources current until `shutdown`: the
+    /// node's fully replicated feeds followed on the web seeds as well as
+    /// from peers ([`webseed::follow`]), and the web seeds its trusted
+    /// publishers record taken in as their indexes replicate.
+    pub async fn follow(self, shutdown: crate::node::Shutdown) {
+        let node = self.shared.node.clone();
+        let seeds = self.shared.web_seeds.clone();
+        let learn = async {
+            let mut changed = node.publishers().subscribe();
             loop {
-                for (publisher, urls) in node2.publishers().recorded_web_seeds() {
+                for (publisher, urls) in node.publishers().recorded_web_seeds() {
                     seeds.learn(&publisher, &urls);
                 }
                 if changed.changed().await.is_err() {
                     return;
                 }
             }
-        });
-        sources
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = async { tokio::join!(webseed::follow(node.clone(), seeds.clone()), learn) } => {}
+        }
     }
 
     /// The same sources, read with `timing`.

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use hypernar_feed::store::StoreError;
 
 use super::webseed::{WebSeedError, WebSeeds};
-use hypernar_swarm::hub::{FetchError, HubHandle};
+use hypernar_swarm::hub::{HubHandle, SwarmError};
 use hypernar_swarm::metrics::Metrics;
 
 /// Why a supplier could not bring blocks, or the replica read one.
@@ -26,16 +26,16 @@ pub enum SupplyError {
     NotHere { index: u64 },
     /// The swarm failed (the local feed, its storage, a closed hub).
     #[error(transparent)]
-    Swarm(FetchError),
+    Swarm(SwarmError),
     /// No web seed gave the blocks.
     #[error(transparent)]
     WebSeed(#[from] WebSeedError),
 }
 
-impl From<FetchError> for SupplyError {
-    fn from(e: FetchError) -> Self {
+impl From<SwarmError> for SupplyError {
+    fn from(e: SwarmError) -> Self {
         match e {
-            FetchError::PastEnd { length, .. } => SupplyError::PastEnd { length },
+            SwarmError::PastEnd { length, .. } => SupplyError::PastEnd { length },
             e => SupplyError::Swarm(e),
         }
     }
@@ -96,7 +96,7 @@ impl Replica for Peers {
         let hub = self.0.clone();
         Box::pin(async move {
             match hub.get(index).await {
-                Err(FetchError::Store { source, .. })
+                Err(SwarmError::Store { source, .. })
                     if matches!(*source, StoreError::MissingBlock { .. }) =>
                 {
                     Err(SupplyError::NotHere { index })

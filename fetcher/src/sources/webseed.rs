@@ -26,7 +26,7 @@ use hypernar_feed::webseed::{
 use tracing::{debug, warn};
 
 use crate::node::Node;
-use hypernar_swarm::hub::{FetchError, HubHandle};
+use hypernar_swarm::hub::{HubHandle, SwarmError};
 use hypernar_swarm::metrics::Metrics;
 pub use hypernar_swarm::metrics::WEB_SEED;
 
@@ -65,7 +65,7 @@ pub enum WebSeedError {
     #[error("the block is past the web seed's copy ({0} blocks)")]
     Short(u64),
     #[error(transparent)]
-    Hub(#[from] FetchError),
+    Hub(#[from] SwarmError),
 }
 
 /// One web seed.
@@ -335,7 +335,7 @@ impl WebSeed {
         }
         let r = self.fetch_inner(hub, key, start, end, metrics).await;
         match &r {
-            Err(WebSeedError::Hub(FetchError::Rejected { reason, .. })) => {
+            Err(WebSeedError::Hub(SwarmError::Rejected { source: reason, .. })) => {
                 warn!(web_seed = %self.base, "bytes from the web seed did not verify ({reason}); not asking it for {BAD_SEED_PAUSE:?}");
                 metrics.verification_failures.get_or_create(&WEB_SEED).inc();
                 self.pause();
@@ -444,9 +444,9 @@ pub const WEB_SEED_POLL: Duration = Duration::from_secs(30);
 /// at once, when a feed is added, and every [`WEB_SEED_POLL`]. With no
 /// peer at all, a node still learns its publishers' paths and keys this
 /// way.
-pub fn follow(node: &Node, seeds: Arc<WebSeeds>) {
-    let n = node.clone();
-    node.spawn(async move {
+/// Runs until the node's feeds are gone (the caller stops it).
+pub async fn follow(n: Node, seeds: Arc<WebSeeds>) {
+    {
         let mut changed = seeds.subscribe();
         loop {
             changed.mark_unchanged();
@@ -473,7 +473,7 @@ pub fn follow(node: &Node, seeds: Arc<WebSeeds>) {
                 _ = changed.changed() => {}
             }
         }
-    });
+    }
 }
 
 /// Where blocks lie in a web seed's data file, from its tree: `roots` are

@@ -249,9 +249,9 @@ fn is_self(addr: SocketAddrV4, port: u16, public: Option<SocketAddrV4>) -> bool 
 
 /// Dials the peers saved last time, joins the DHT, and then announces this
 /// node under every root feed's topic and dials the peers found there,
-/// for as long as the node runs (the DHT client is one of the node's
-/// tasks: [`Swarm::shutdown`] ends it).
-pub fn start(node: &Swarm, config: DhtConfig) {
+/// until `shutdown` (the discovery service; the dials it starts are the
+/// swarm's connections, which [`Swarm::shutdown`] closes).
+pub async fn run(node: Swarm, config: DhtConfig, shutdown: tokio_util::sync::CancellationToken) {
     let saved = Saved::load(&config.state);
     let learned = Arc::new(Mutex::new(Learned::default()));
     let reach = config.reach();
@@ -265,7 +265,7 @@ pub fn start(node: &Swarm, config: DhtConfig) {
         learned.lock().expect("learned lock").remember(*addr);
     }
     for addr in &peers {
-        dial(node, &learned, *addr, reach);
+        dial(&node, &learned, *addr, reach);
     }
     if !peers.is_empty() {
         info!(
@@ -273,7 +273,10 @@ pub fn start(node: &Swarm, config: DhtConfig) {
             "dialling the peers learned from the DHT last time"
         );
     }
-    node.spawn(run(node.clone(), config, saved.nodes, learned));
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = follow(node, config, saved.nodes, learned) => {}
+    }
 }
 
 /// A DHT client bootstrapped from `bootstrap` (names resolved now, off the
@@ -321,7 +324,7 @@ fn dial(node: &Swarm, learned: &Arc<Mutex<Learned>>, addr: SocketAddr, reach: Re
     true
 }
 
-async fn run(
+async fn follow(
     node: Swarm,
     config: DhtConfig,
     saved_nodes: Vec<SocketAddr>,

@@ -19,6 +19,7 @@
 
 pub mod dht;
 pub mod dialset;
+pub mod error;
 mod fault;
 pub mod haves;
 pub mod hub;
@@ -30,4 +31,5 @@ pub mod swarm;
 pub mod wire;
 pub mod writer;
 
-pub use swarm::{Limits, PeerInfo, Swarm, SwarmConfig, SwarmError};
+pub use error::SwarmError;
+pub use swarm::{Limits, PeerInfo, Swarm, SwarmConfig};

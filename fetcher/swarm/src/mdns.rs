@@ -37,9 +37,11 @@ pub const MAX_PER_IP: usize = 4;
 pub const GIVE_UP_AFTER: u32 = 5;
 
 /// A running announcement and browse; both end when this is dropped.
+/// [`Mdns::run`] dials what the browse finds.
 pub struct Mdns {
     daemon: ServiceDaemon,
     id: String,
+    found: mdns_sd::Receiver<ServiceEvent>,
 }
 
 impl std::fmt::Debug for Mdns {
@@ -75,9 +77,9 @@ fn should_dial(own: &str, theirs: &str) -> bool {
     own < theirs
 }
 
-/// Announces this node (listening on `port`) and dials the hypernar nodes
-/// found on the LAN. The mDNS daemon runs on its own thread.
-pub fn start(node: &Swarm, port: u16) -> Result<Mdns, mdns_sd::Error> {
+/// Announces this node (listening on `port`) on the LAN and starts
+/// browsing for the others. The mDNS daemon runs on its own thread.
+pub fn start(port: u16) -> Result<Mdns, mdns_sd::Error> {
     let id = format!("{:016x}", rand::random::<u64>());
     let daemon = ServiceDaemon::new()?;
     let host = format!("{id}.local.");
@@ -86,11 +88,24 @@ pub fn start(node: &Swarm, port: u16) -> Result<Mdns, mdns_sd::Error> {
     daemon.register(info)?;
     let found = daemon.browse(SERVICE)?;
     info!(id, port, "announcing this node on the local network (mDNS)");
-    let dialled = Arc::new(Mutex::new(DialSet::new(MAX_DISCOVERED, MAX_PER_IP)));
-    let (own, task_node) = (id.clone(), node.clone());
-    node.spawn(async move {
+    Ok(Mdns { daemon, id, found })
+}
+
+impl Mdns {
+    /// The discovery service: dials the hypernar nodes found on the LAN
+    /// until `shutdown`, and then ends the announcement (dropping `self`).
+    pub async fn run(self, node: Swarm, shutdown: tokio_util::sync::CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = self.browse(&node) => {}
+        }
+    }
+
+    async fn browse(&self, node: &Swarm) {
+        let dialled = Arc::new(Mutex::new(DialSet::new(MAX_DISCOVERED, MAX_PER_IP)));
+        let own = self.id.clone();
         let (mut told_full, mut told_ip) = (false, false);
-        while let Ok(event) = found.recv_async().await {
+        while let Ok(event) = self.found.recv_async().await {
             let ServiceEvent::ServiceResolved(s) = event else {
                 continue;
             };
@@ -132,8 +147,8 @@ pub fn start(node: &Swarm, port: u16) -> Result<Mdns, mdns_sd::Error> {
                 }
             }
             info!(peer = %addr, id = theirs, "found on the local network");
-            let (n, d) = (task_node.clone(), dialled.clone());
-            task_node.spawn(async move {
+            let (n, d) = (node.clone(), dialled.clone());
+            node.spawn(async move {
                 let why = n
                     .dial_while_reachable(addr.to_string(), GIVE_UP_AFTER, None)
                     .await;
@@ -146,8 +161,7 @@ pub fn start(node: &Swarm, port: u16) -> Result<Mdns, mdns_sd::Error> {
                 debug!(peer = %addr, "a LAN peer stopped answering; dialled again if it announces itself again");
             });
         }
-    });
-    Ok(Mdns { daemon, id })
+    }
 }
 
 #[cfg(test)]

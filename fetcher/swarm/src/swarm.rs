@@ -38,6 +38,7 @@ mod dedup;
 mod reach;
 pub use reach::{GaveUp, OnHandshake};
 
+use crate::error::SwarmError;
 use crate::hub::{self, HubEvent, HubHandle, PeerId};
 
 /// A misbehaving peer's address is not dialled again for this long.
@@ -88,21 +89,6 @@ pub struct SwarmConfig {
     pub limits: Limits,
     /// What of the fetched blocks to announce and serve (`--share`).
     pub share: crate::share::ShareMode,
-}
-
-/// Errors starting the swarm, or opening a feed in it.
-#[derive(Debug, thiserror::Error)]
-pub enum SwarmError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("listening on {addr}: {source}")]
-    Listen {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot make this node's Noise key: {0}")]
-    NoiseKey(String),
 }
 
 struct FeedEntry {
@@ -213,12 +199,12 @@ impl std::fmt::Debug for Swarm {
 impl Swarm {
     /// Opens the data directory, starts a hub for every feed in it and for
     /// every trusted publisher, and dials the configured peers. Call
-    /// [`Swarm::listen`] to accept connections too.
+    /// [`Swarm::bind`] and run [`Swarm::accept`] to accept connections too.
     pub async fn start(config: SwarmConfig) -> Result<Self, SwarmError> {
-        let store = FeedStore::open(&config.data_dir)?;
+        let store =
+            FeedStore::open(&config.data_dir).map_err(|e| SwarmError::DataDir(Arc::new(e)))?;
         let (events, events_rx) = mpsc::channel(64);
-        let noise = hypercore_handshake::state_machine::hc_specific::generate_keypair()
-            .map_err(|e| SwarmError::NoiseKey(e.to_string()))?;
+        let noise = hypercore_handshake::state_machine::hc_specific::generate_keypair()?;
         let inner = Arc::new(Inner {
             store,
             mirror: config.mirror,
@@ -251,7 +237,12 @@ impl Swarm {
         node.spawn(node.clone().handle_events(events_rx));
 
         // Seed everything already here.
-        for key in node.inner.store.list()? {
+        for key in node
+            .inner
+            .store
+            .list()
+            .map_err(|e| SwarmError::DataDir(Arc::new(e)))?
+        {
             let eager = node.inner.mirror;
             node.add_feed(&key, eager).await?;
         }
@@ -261,40 +252,46 @@ impl Swarm {
         Ok(node)
     }
 
-    /// Accepts peers on `listener` until [`Swarm::shutdown`], within the
-    /// node's [`Limits`]: a connection over a cap is closed at once.
-    pub fn listen(&self, listener: TcpListener) {
-        let node = self.clone();
-        self.spawn(async move {
-            let mut failures = 0u32;
-            loop {
-                match listener.accept().await {
-                    Ok((stream, addr)) => {
-                        failures = 0;
-                        let Some(slot) = node.admit(addr.ip()) else {
-                            debug!(%addr, "connection refused: over the connection limit");
-                            continue;
-                        };
-                        debug!(%addr, "peer connected");
-                        let conn = node.clone();
-                        node.spawn(async move {
-                            conn.run_conn(stream, false, None, None).await;
-                            drop(slot);
-                        });
+    /// The accept service: takes peers on `listener` until `shutdown`,
+    /// within the node's [`Limits`] (a connection over a cap is closed at
+    /// once). Each connection runs in the swarm's task set, so
+    /// [`Swarm::shutdown`] closes them.
+    pub async fn accept(self, listener: TcpListener, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    failures = 0;
+                    let Some(slot) = self.admit(addr.ip()) else {
+                        debug!(%addr, "connection refused: over the connection limit");
+                        continue;
+                    };
+                    debug!(%addr, "peer connected");
+                    let conn = self.clone();
+                    self.spawn(async move {
+                        conn.run_conn(stream, false, None, None).await;
+                        drop(slot);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: back off, and say so
+                    // once in a while rather than on every try.
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        warn!(%e, failures, "accepting connections fails");
                     }
-                    Err(e) => {
-                        // Out of file descriptors, say: back off, and say so
-                        // once in a while rather than on every try.
-                        failures += 1;
-                        if failures.is_power_of_two() {
-                            warn!(%e, failures, "accepting connections fails");
-                        }
-                        let wait = Duration::from_millis(100) * failures.min(50);
-                        tokio::time::sleep(wait).await;
+                    let wait = Duration::from_millis(100) * failures.min(50);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
-        });
+        }
     }
 
     /// A place for one more accepted connection from `ip`, if the limits
@@ -313,20 +310,20 @@ impl Swarm {
         })
     }
 
-    /// Binds `addr` and accepts peers on it; returns the bound address.
-    pub async fn listen_on(&self, addr: &str) -> Result<SocketAddr, SwarmError> {
+    /// Binds `addr` for [`Swarm::accept`]; returns the listener and the
+    /// bound address.
+    pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), SwarmError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| SwarmError::Listen {
                 addr: addr.to_owned(),
-                source,
+                source: Arc::new(source),
             })?;
         let local = listener.local_addr().map_err(|source| SwarmError::Listen {
             addr: addr.to_owned(),
-            source,
+            source: Arc::new(source),
         })?;
-        self.listen(listener);
-        Ok(local)
+        Ok((listener, local))
     }
 
     /// What this node shares of what it fetched (`--share`).
@@ -356,7 +353,12 @@ impl Swarm {
                 hub
             }
             None => {
-                let feed = self.inner.store.open_replica(key).await?;
+                let feed = self
+                    .inner
+                    .store
+                    .open_replica(key)
+                    .await
+                    .map_err(|e| SwarmError::store(&hex::encode(bytes), e))?;
                 self.spawn_hub(feed, eager).await
             }
         };

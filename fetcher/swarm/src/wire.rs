@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::error::SwarmError;
+
 /// Largest frame accepted from a peer once the handshake is done: a block
 /// of the largest segment size with its proof fits many times over.
 pub const MAX_FRAME: usize = 8 << 20;
@@ -33,13 +35,6 @@ pub const MAX_FRAME: usize = 8 << 20;
 /// it reads its length, so a stranger sending noise must not make it
 /// reserve megabytes.
 pub const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
-
-/// Errors setting up the wire.
-#[derive(Debug, thiserror::Error)]
-pub enum WireError {
-    #[error("noise handshake setup: {0}")]
-    Handshake(#[from] hypercore_handshake::Error),
-}
 
 /// A TCP stream framed with 24-bit little-endian lengths.
 #[derive(Debug)]
@@ -292,7 +287,7 @@ impl Sink<Vec<u8>> for FramedTcp {
 pub use hypercore_handshake::state_machine::hc_specific::Keypair as NoiseKeypair;
 
 /// A fresh Noise static key (a node makes one per process).
-pub fn noise_keypair() -> Result<Keypair, WireError> {
+pub fn noise_keypair() -> Result<Keypair, SwarmError> {
     Ok(hypercore_handshake::state_machine::hc_specific::generate_keypair()?)
 }
 
@@ -305,7 +300,7 @@ pub fn protocol(
     stream: TcpStream,
     initiator: bool,
     keypair: &Keypair,
-) -> Result<(Protocol, Arc<Load>), WireError> {
+) -> Result<(Protocol, Arc<Load>), SwarmError> {
     let _ = stream.set_nodelay(true);
     let load = Arc::new(Load::default());
     let framed = Box::new(FramedTcp::new(stream, load.clone(), initiator));

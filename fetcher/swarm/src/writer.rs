@@ -14,7 +14,7 @@ pub struct HubFeed {
     key: VerifyingKey,
 }
 
-fn other(feed: &HubHandle, e: crate::hub::FetchError) -> FeedIoError {
+fn other(feed: &HubHandle, e: crate::hub::SwarmError) -> FeedIoError {
     FeedIoError::Owner {
         feed: feed.name().to_owned(),
         source: Box::new(e),

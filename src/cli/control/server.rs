@@ -263,7 +263,7 @@ mod tests {
 
     async fn replies(node: Node, dir: &Path, req: Request) -> Vec<Reply> {
         let (tx, mut rx) = mpsc::channel(64);
-        let sources = Sources::start(&node, Default::default(), Arc::new(Upstreams::none()));
+        let sources = Sources::new(&node, Default::default(), Arc::new(Upstreams::none()));
         handle(sources, dir, req, tx).await;
         let mut got = Vec::new();
         while let Ok(r) = rx.try_recv() {

@@ -199,7 +199,7 @@ impl Hub {
     pub(super) async fn on_outside_proof(
         &mut self,
         proof: hypercore_schema::Proof,
-    ) -> Result<bool, super::FetchError> {
+    ) -> Result<bool, super::SwarmError> {
         let got_block = proof.block.as_ref().map(|b| b.index);
         if got_block.is_some_and(|b| self.feed.has(b)) && proof.upgrade.is_none() {
             return Ok(false);
@@ -208,14 +208,14 @@ impl Hub {
         match self.feed.verify_and_apply(&proof).await {
             Ok(_) => {}
             Err(e) if Feed::is_bad_proof(&e) => {
-                return Err(super::FetchError::Rejected {
+                return Err(super::SwarmError::Rejected {
                     feed: self.feed.name().to_owned(),
-                    reason: e.to_string(),
+                    source: std::sync::Arc::new(e),
                 })
             }
             Err(e) => {
                 // Not the source's fault: the caller must not drop it.
-                let closed = super::FetchError::Closed(self.feed.name().to_owned());
+                let closed = super::SwarmError::Closed(self.feed.name().to_owned());
                 self.local_failure(e).await;
                 return Err(self.storage_error.clone().unwrap_or(closed));
             }

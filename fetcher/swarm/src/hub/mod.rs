@@ -61,38 +61,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// A replication channel, unique for the life of the process.
 pub type PeerId = u64;
 
-/// Why a wanted block range could not be had.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum FetchError {
-    /// Reading or writing the local feed failed.
-    #[error("feed {feed}: {source}")]
-    Store {
-        feed: String,
-        #[source]
-        source: Arc<StoreError>,
-    },
-    /// Blocks cannot be stored here now (see `storage.rs`); what is stored
-    /// is kept.
-    #[error("feed {feed}: cannot store blocks: {reason}")]
-    Storage {
-        feed: String,
-        reason: String,
-        #[source]
-        source: Arc<StoreError>,
-    },
-    #[error("feed {feed}: blocks {start}..{end} are past its end ({length})")]
-    PastEnd {
-        feed: String,
-        start: u64,
-        end: u64,
-        length: u64,
-    },
-    #[error("feed {0} is closed")]
-    Closed(String),
-    /// A proof from outside the swarm (a web seed) did not verify.
-    #[error("feed {feed}: {reason}")]
-    Rejected { feed: String, reason: String },
-}
+pub use crate::error::SwarmError;
 
 /// What the hub tells the node.
 #[derive(Debug)]
@@ -128,15 +97,15 @@ enum Msg {
     Want {
         start: u64,
         end: u64,
-        reply: oneshot::Sender<Result<(), FetchError>>,
+        reply: oneshot::Sender<Result<(), SwarmError>>,
     },
     Get {
         index: u64,
-        reply: oneshot::Sender<Result<Vec<u8>, FetchError>>,
+        reply: oneshot::Sender<Result<Vec<u8>, SwarmError>>,
     },
     Append {
         blocks: Vec<Vec<u8>>,
-        reply: oneshot::Sender<Result<u64, FetchError>>,
+        reply: oneshot::Sender<Result<u64, SwarmError>>,
     },
     SetEager,
     Tree {
@@ -144,21 +113,21 @@ enum Msg {
     },
     MissingNodes {
         index: u64,
-        reply: oneshot::Sender<Result<u64, FetchError>>,
+        reply: oneshot::Sender<Result<u64, SwarmError>>,
     },
     Proof {
         proof: Box<hypercore_schema::Proof>,
-        reply: oneshot::Sender<Result<bool, FetchError>>,
+        reply: oneshot::Sender<Result<bool, SwarmError>>,
     },
     WebSeedSync {
         root: std::path::PathBuf,
-        reply: oneshot::Sender<Result<Option<hypernar_feed::webseed::Head>, FetchError>>,
+        reply: oneshot::Sender<Result<Option<hypernar_feed::webseed::Head>, SwarmError>>,
     },
     /// Evict blocks: how many were held and are now dropped.
     Clear {
         start: u64,
         end: u64,
-        reply: oneshot::Sender<Result<u64, FetchError>>,
+        reply: oneshot::Sender<Result<u64, SwarmError>>,
     },
     Held {
         start: u64,
@@ -180,8 +149,8 @@ pub struct HubHandle {
 }
 
 impl HubHandle {
-    fn closed(&self) -> FetchError {
-        FetchError::Closed(self.name.clone())
+    fn closed(&self) -> SwarmError {
+        SwarmError::Closed(self.name.clone())
     }
 
     /// The feed's state now, and a way to wait for changes.
@@ -228,7 +197,7 @@ impl HubHandle {
     /// Resolves when blocks `start..end` are stored locally (verified),
     /// fetching them from peers as needed. Dropping the future cancels the
     /// want; wrap it in a timeout for a deadline.
-    pub async fn want(&self, start: u64, end: u64) -> Result<(), FetchError> {
+    pub async fn want(&self, start: u64, end: u64) -> Result<(), SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Want { start, end, reply })
@@ -239,7 +208,7 @@ impl HubHandle {
 
     /// Drops the stored blocks `start..end` (a replica's only; the disk
     /// space is given back) and tells peers; returns how many were held.
-    pub async fn clear(&self, start: u64, end: u64) -> Result<u64, FetchError> {
+    pub async fn clear(&self, start: u64, end: u64) -> Result<u64, SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Clear { start, end, reply })
@@ -255,7 +224,7 @@ impl HubHandle {
     }
 
     /// How many of blocks `start..end` are stored here.
-    pub async fn held(&self, start: u64, end: u64) -> Result<u64, FetchError> {
+    pub async fn held(&self, start: u64, end: u64) -> Result<u64, SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Held { start, end, reply })
@@ -265,7 +234,7 @@ impl HubHandle {
     }
 
     /// A locally stored block.
-    pub async fn get(&self, index: u64) -> Result<Vec<u8>, FetchError> {
+    pub async fn get(&self, index: u64) -> Result<Vec<u8>, SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Get { index, reply })
@@ -275,7 +244,7 @@ impl HubHandle {
     }
 
     /// The feed's verified length and fork.
-    pub async fn tree(&self) -> Result<(u64, u64), FetchError> {
+    pub async fn tree(&self) -> Result<(u64, u64), SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Tree { reply })
@@ -285,7 +254,7 @@ impl HubHandle {
     }
 
     /// How many tree nodes a proof of block `index` must carry here.
-    pub async fn missing_nodes(&self, index: u64) -> Result<u64, FetchError> {
+    pub async fn missing_nodes(&self, index: u64) -> Result<u64, SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::MissingNodes { index, reply })
@@ -297,7 +266,7 @@ impl HubHandle {
     /// Verifies a proof from outside the swarm (a web seed) against the
     /// signed tree and stores what it carries, as one from a peer; `false`
     /// if there was nothing new in it.
-    pub async fn apply_proof(&self, proof: hypercore_schema::Proof) -> Result<bool, FetchError> {
+    pub async fn apply_proof(&self, proof: hypercore_schema::Proof) -> Result<bool, SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Proof {
@@ -313,7 +282,7 @@ impl HubHandle {
     pub async fn sync_web_seed(
         &self,
         root: std::path::PathBuf,
-    ) -> Result<Option<hypernar_feed::webseed::Head>, FetchError> {
+    ) -> Result<Option<hypernar_feed::webseed::Head>, SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::WebSeedSync { root, reply })
@@ -328,7 +297,7 @@ impl HubHandle {
     }
 
     /// Appends blocks to a writable feed and tells every peer.
-    pub async fn append(&self, blocks: Vec<Vec<u8>>) -> Result<u64, FetchError> {
+    pub async fn append(&self, blocks: Vec<Vec<u8>>) -> Result<u64, SwarmError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Append { blocks, reply })
@@ -378,7 +347,7 @@ impl Peer {
 
 struct Waiter {
     want: wants::Want,
-    reply: Option<oneshot::Sender<Result<(), FetchError>>>,
+    reply: Option<oneshot::Sender<Result<(), SwarmError>>>,
     since: Instant,
 }
 
@@ -387,7 +356,7 @@ impl Waiter {
         self.reply.as_ref().is_none_or(|r| r.is_closed())
     }
 
-    fn answer(&mut self, r: Result<(), FetchError>) {
+    fn answer(&mut self, r: Result<(), SwarmError>) {
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(r);
         }
@@ -416,7 +385,7 @@ struct Hub {
     order: Vec<u64>,
     /// Whether storing works (see `storage.rs`), and why not.
     health: storage::Health,
-    storage_error: Option<FetchError>,
+    storage_error: Option<SwarmError>,
     /// Duplicate uploads held back (see `upload.rs`).
     uploads: upload::Uploads,
     order_built: Instant,
@@ -506,11 +475,8 @@ pub fn spawn(
     (handle, thread)
 }
 
-fn store_err(feed: &str, e: StoreError) -> FetchError {
-    FetchError::Store {
-        feed: feed.to_owned(),
-        source: Arc::new(e),
-    }
+fn store_err(feed: &str, e: StoreError) -> SwarmError {
+    SwarmError::store(feed, e)
 }
 
 impl Hub {

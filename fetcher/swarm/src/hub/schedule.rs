@@ -12,7 +12,7 @@ use tracing::debug;
 use super::downloads::Pending;
 use super::plan::{self, Seen};
 use super::wants;
-use super::{FetchError, Hub, PeerId, REQUEST_TIMEOUT, SCHEDULE_WINDOW};
+use super::{Hub, PeerId, SwarmError, REQUEST_TIMEOUT, SCHEDULE_WINDOW};
 
 /// How long a computed block order is used before it is ranked again.
 const ORDER_TTL: Duration = Duration::from_millis(100);
@@ -211,7 +211,7 @@ impl Hub {
             let name = self.feed.name().to_owned();
             for w in &mut self.waiters {
                 if w.want.end > info.length {
-                    w.answer(Err(FetchError::PastEnd {
+                    w.answer(Err(SwarmError::PastEnd {
                         feed: name.clone(),
                         start: w.want.start,
                         end: w.want.end,

@@ -5,7 +5,7 @@
 //! a permission changed), the hub:
 //!
 //! 1. stops asking for blocks and tells its readers why at once
-//!    ([`FetchError::Storage`]): a reader must not wait out a deadline for
+//!    ([`SwarmError::Storage`]): a reader must not wait out a deadline for
 //!    blocks that cannot be stored;
 //! 2. keeps every block already stored and goes on serving them to peers;
 //! 3. after a back-off ([`FIRST_RETRY`], doubling to [`MAX_RETRY`]) reopens
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use hypernar_feed::store::StoreError;
 use tracing::{info, warn};
 
-use super::{FetchError, Hub, PeerId};
+use super::{Hub, PeerId, SwarmError};
 
 /// The first wait before storage is tried again.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -203,7 +203,7 @@ impl Hub {
                     ),
                     None => {}
                 }
-                let e = FetchError::Storage {
+                let e = SwarmError::Storage {
                     feed: self.feed.name().to_owned(),
                     reason: why,
                     source: error,
@@ -226,7 +226,7 @@ impl Hub {
     }
 
     /// Withdraws every request and fails every reader with `error`.
-    async fn stop_downloads(&mut self, error: FetchError) {
+    async fn stop_downloads(&mut self, error: SwarmError) {
         self.downloads.abandon_all(Instant::now());
         for w in &mut self.waiters {
             w.answer(Err(error.clone()));
