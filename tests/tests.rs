@@ -18,6 +18,7 @@ mod large;
 mod lifecycle;
 mod local;
 mod nix;
+mod runs;
 mod sets;
 mod share;
 mod swarm;

@@ -83,7 +83,12 @@ impl PublisherIndex {
                     warn!(seq, path = %l.store_path, "listing record does not fit its path's record; skipped")
                 }
             },
-            Record::Header(_) | Record::Unknown(_) | Record::Key(_) | Record::SetEntry(_) => {}
+            Record::Header(_)
+            | Record::Unknown(_)
+            | Record::Key(_)
+            | Record::SetEntry(_)
+            | Record::RunPage(_)
+            | Record::Manifest(_) => {}
         }
         self.len = self.len.max(seq + 1);
     }

@@ -40,6 +40,8 @@ pub struct PublishJob {
     /// Where that copy is hosted, recorded in the index (`none`: withdraw);
     /// empty leaves the index as it is.
     pub web_seed_urls: Vec<String>,
+    /// Tail entries that make a run of the index (`--run-tail`).
+    pub run_tail: u64,
 }
 
 /// What `hypernar set` does.
@@ -170,6 +172,7 @@ mod tests {
             verbose: 2,
             web_seed: None,
             web_seed_urls: vec![],
+            run_tail: 7,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod journal;
 pub mod origin;
 pub mod publisher;
+pub mod runs;
 pub mod sets;
 pub mod spool;
 

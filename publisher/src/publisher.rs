@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use hypernar_feed::format::identity::{
     feed_key_text, Identity, PublisherSecret, AUDIENCE_KEYS_PREFIX, DATA_FEED_0, INDEX_FEED,
-    PUBLIC_KEYS_FEED,
+    PUBLIC_KEYS_FEED, RUNS_FEED,
 };
 use hypernar_feed::format::narinfo::NarInfo;
 use hypernar_feed::format::record::{
     unwrap_path_key, wrap_path_key, FeedDecl, FeedHeader, FeedRole, KeyRelease, ListingRecord,
     PathRecord, Record, WebSeedList,
 };
+use hypernar_feed::format::run::{self, Manifest};
 use hypernar_feed::format::segment::{ENVELOPE_OVERHEAD, MAX_SEGMENT_SIZE};
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::io::{ensure_header, FeedIo, FeedIoError, FeedOpener};
@@ -27,6 +28,7 @@ use tracing::{info, warn};
 use crate::error::PublishError;
 use crate::journal::{self, Pending, PendingListing};
 use crate::origin::{Origin, OriginError};
+use crate::runs;
 use crate::spool::{self, PrepareError, Prepared, SealSettings, SpoolReader};
 
 /// Most bytes appended to the data feed in one hypercore batch.
@@ -46,6 +48,8 @@ pub struct PublishOptions {
     /// Paths prepared (downloaded, compressed, sealed) at once.
     pub jobs: usize,
     pub seal: SealSettings,
+    /// Index entries not yet in a run that make one (`runs.rs`).
+    pub run_tail: u64,
 }
 
 /// Receives progress; the CLI draws it, tests ignore it.
@@ -109,9 +113,16 @@ pub struct Publisher<O: FeedOpener = FeedStore> {
     index_feed: O::Feed,
     data: O::Feed,
     public_keys: O::Feed,
+    /// The index's runs and manifests (`runs.rs`).
+    runs: O::Feed,
+    /// The runs feed's last manifest (empty before the first run).
+    manifest: Manifest,
+    /// Tail entries that make a run.
+    run_tail: u64,
     index: PublisherIndex,
     by_hash: HashMap<String, StorePath>,
-    released: HashSet<StorePath>,
+    /// Paths whose keys are in the public key feed, and at which block.
+    released: HashMap<StorePath, u64>,
     data_id: u32,
 }
 
@@ -167,6 +178,7 @@ impl<O: FeedOpener> Publisher<O> {
         let mut public_keys = opener
             .writable(&secret.feed_signing_key(PUBLIC_KEYS_FEED))
             .await?;
+        let mut runs_feed = opener.writable(&secret.feed_signing_key(RUNS_FEED)).await?;
         ensure_header(
             &mut index_feed,
             FeedHeader::new(FeedRole::Index, me, INDEX_FEED),
@@ -178,19 +190,25 @@ impl<O: FeedOpener> Publisher<O> {
             FeedHeader::new(FeedRole::Keys, me, PUBLIC_KEYS_FEED),
         )
         .await?;
+        ensure_header(
+            &mut runs_feed,
+            FeedHeader::new(FeedRole::Runs, me, RUNS_FEED),
+        )
+        .await?;
 
         let mut index = PublisherIndex::new(identity);
         index.catch_up(&mut index_feed).await?;
-        for (role, name, feed) in [
-            (FeedRole::Data, DATA_FEED_0, &data),
-            (FeedRole::Keys, PUBLIC_KEYS_FEED, &public_keys),
+        for (role, name, key) in [
+            (FeedRole::Data, DATA_FEED_0, data.public_key()),
+            (FeedRole::Keys, PUBLIC_KEYS_FEED, public_keys.public_key()),
+            (FeedRole::Runs, RUNS_FEED, runs_feed.public_key()),
         ] {
             if index.feed_named(role, name).is_none() {
                 let decl = FeedDecl {
                     id: index.feeds.keys().max().map_or(0, |m| m + 1),
                     role,
                     name: name.to_owned(),
-                    public_key: feed.public_key().to_bytes(),
+                    public_key: key.to_bytes(),
                 };
                 index_feed.write(vec![Record::Feed(decl).encode()]).await?;
                 index.catch_up(&mut index_feed).await?;
@@ -201,6 +219,7 @@ impl<O: FeedOpener> Publisher<O> {
             .expect("declared above")
             .id;
         let released = releases_in(&mut public_keys).await?;
+        let manifest = runs::last_manifest(&mut runs_feed).await?;
         let by_hash = index
             .paths
             .keys()
@@ -214,6 +233,9 @@ impl<O: FeedOpener> Publisher<O> {
             index_feed,
             data,
             public_keys,
+            runs: runs_feed,
+            manifest,
+            run_tail: runs::DEFAULT_RUN_TAIL,
             index,
             by_hash,
             released,
@@ -228,7 +250,12 @@ impl<O: FeedOpener> Publisher<O> {
     /// for that audience only). Returns each feed's new length.
     pub async fn sync_web_seed(&mut self, root: &Path) -> Result<Vec<u64>, PublishError> {
         let mut out = Vec::new();
-        for feed in [&mut self.index_feed, &mut self.data, &mut self.public_keys] {
+        for feed in [
+            &mut self.index_feed,
+            &mut self.data,
+            &mut self.public_keys,
+            &mut self.runs,
+        ] {
             if let Some(head) = feed.sync_web_seed(root).await? {
                 out.push(head.length);
             }
@@ -384,6 +411,8 @@ impl<O: FeedOpener> Publisher<O> {
                 }
             }
         }
+        self.set_run_tail(opts.run_tail);
+        self.cut_runs().await?;
         summary.elapsed = started.elapsed();
         Ok(summary)
     }
@@ -595,12 +624,13 @@ impl<O: FeedOpener> Publisher<O> {
                 self.index.catch_up(&mut self.index_feed).await?;
             }
         }
-        if pending.release && !self.released.contains(&rec.store_path) {
+        if pending.release && !self.released.contains_key(&rec.store_path) {
             let release = self.key_release(&rec.store_path)?;
+            let at = self.public_keys.length();
             self.public_keys
                 .write(vec![Record::Key(release).encode()])
                 .await?;
-            self.released.insert(rec.store_path.clone());
+            self.released.insert(rec.store_path.clone(), at);
             fault_point("release");
         }
         journal::clear(&self.staging).map_err(io_err(&self.staging))?;
@@ -611,6 +641,88 @@ impl<O: FeedOpener> Publisher<O> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Sets how many tail entries make a run (the default is
+    /// [`runs::DEFAULT_RUN_TAIL`]; tests use tiny ones).
+    pub fn set_run_tail(&mut self, entries: u64) {
+        self.run_tail = entries.max(1);
+    }
+
+    /// The runs feed's last manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Cuts the tail of the index into a run once it holds the configured
+    /// number of entries, merging the runs [`runs::plan`] says to, and
+    /// appends the pages and then the new manifest (see `runs.rs` for the
+    /// policy and its crash safety). Returns whether a run was cut.
+    pub async fn cut_runs(&mut self) -> Result<bool, PublishError> {
+        let (indexed_to, keys_indexed_to) =
+            (self.manifest.indexed_to, self.manifest.keys_indexed_to);
+        let index_len = self.index_feed.length();
+        let keys_len = self.public_keys.length();
+        let key_of = |p: &StorePath| self.released.get(p).copied();
+        let mut entries: Vec<run::RunEntry> = self
+            .index
+            .paths
+            .iter()
+            .filter(|(_, (seq, _))| *seq >= indexed_to)
+            .map(|(p, (seq, _))| runs::entry(run::path_hash(p), *seq, key_of(p)))
+            .collect();
+        // Keys released since the last cut for paths already in a run.
+        entries.extend(self.released.iter().filter_map(|(p, &k)| {
+            let seq = self.index.paths.get(p)?.0;
+            (k >= keys_indexed_to && seq < indexed_to)
+                .then(|| runs::entry(run::path_hash(p), seq, Some(k)))
+        }));
+        if (entries.len() as u64) < self.run_tail {
+            return Ok(false);
+        }
+        let live = self.manifest.runs.len();
+        let merge = runs::plan(&self.manifest.runs, (indexed_to, index_len), self.run_tail);
+        let kept = &self.manifest.runs[..live - merge];
+        for r in &self.manifest.runs[live - merge..] {
+            for block in r.first_block..r.first_block + r.pages() {
+                let record = self.runs.read_record(block).await?;
+                entries.extend(runs::page_entries(record));
+            }
+        }
+        let from = self
+            .manifest
+            .runs
+            .get(live - merge)
+            .map_or(indexed_to, |r| r.from);
+        let first_block = self.runs.length();
+        let (new_run, pages) = runs::encode_run(entries, first_block, from, index_len);
+        let mut feeds: Vec<FeedDecl> = self.index.feeds.values().cloned().collect();
+        feeds.sort_by_key(|f| f.id);
+        let manifest = Manifest {
+            indexed_to: index_len,
+            runs: kept.iter().copied().chain([new_run]).collect(),
+            keys_indexed_to: keys_len,
+            feeds,
+        };
+        manifest
+            .check(first_block + new_run.pages())
+            .map_err(|e| PublishError::Inconsistent(format!("a new run's manifest: {e}")))?;
+        for batch in runs::batches(pages) {
+            self.runs.write(batch).await?;
+            fault_point("run-pages");
+        }
+        self.runs
+            .write(vec![Record::Manifest(Box::new(manifest.clone())).encode()])
+            .await?;
+        info!(
+            entries = new_run.entries,
+            pages = new_run.pages(),
+            merged = merge,
+            live_runs = manifest.runs.len(),
+            "cut a run of the index"
+        );
+        self.manifest = manifest;
+        Ok(true)
     }
 
     fn key_release(&self, path: &StorePath) -> Result<KeyRelease, PublishError> {
@@ -651,7 +763,7 @@ impl<O: FeedOpener> Publisher<O> {
         let (feed, released, name) = match audience {
             None => (
                 &mut self.public_keys,
-                self.released.clone(),
+                self.released.keys().cloned().collect::<HashSet<_>>(),
                 PUBLIC_KEYS_FEED.to_owned(),
             ),
             Some(a) => {
@@ -666,7 +778,7 @@ impl<O: FeedOpener> Publisher<O> {
                     FeedHeader::new(FeedRole::Keys, me, &name),
                 )
                 .await?;
-                let released = releases_in(&mut audience_feed).await?;
+                let released = releases_in(&mut audience_feed).await?.into_keys().collect();
                 (&mut audience_feed, released, name)
             }
         };
@@ -691,12 +803,14 @@ impl<O: FeedOpener> Publisher<O> {
             );
             newly.push(p.clone());
         }
+        let first = feed.length();
         for chunk in batch.chunks(1024) {
             feed.write(chunk.to_vec()).await?;
         }
         let token = feed_key_text(&feed.public_key());
         if audience.is_none() {
-            self.released.extend(newly.iter().cloned());
+            self.released.extend(newly.iter().cloned().zip(first..));
+            self.cut_runs().await?;
         }
         Ok(ReleaseSummary {
             released: newly.len() as u64,
@@ -746,11 +860,12 @@ pub fn audience_feed_name(audience: &str) -> Result<String, PublishError> {
     Ok(format!("{AUDIENCE_KEYS_PREFIX}{audience}"))
 }
 
-async fn releases_in<F: FeedIo>(feed: &mut F) -> Result<HashSet<StorePath>, FeedIoError> {
-    let mut out = HashSet::new();
+/// The paths a key feed releases, each at the block of its first release.
+async fn releases_in<F: FeedIo>(feed: &mut F) -> Result<HashMap<StorePath, u64>, FeedIoError> {
+    let mut out = HashMap::new();
     for seq in 1..feed.length() {
         if let Record::Key(k) = feed.read_record(seq).await? {
-            out.insert(k.store_path);
+            out.entry(k.store_path).or_insert(seq);
         }
     }
     Ok(out)

@@ -98,6 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             segment_size: DEFAULT_SEGMENT_SIZE,
             zstd_level: 3,
         },
+        run_tail: hypernar_publisher::runs::DEFAULT_RUN_TAIL,
     };
     let hash_of = |name: &str| {
         written

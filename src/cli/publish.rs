@@ -76,6 +76,14 @@ pub struct Args {
     /// withdraws it
     #[arg(long, value_name = "URL")]
     web_seed_url: Vec<String>,
+    /// Cut the index's newest paths into a sorted run once this many are
+    /// in none: fetchers look a path up in runs with a few block reads
+    /// instead of replicating the whole index, and replicate only the
+    /// newest paths (at most about this many) eagerly (docs/protocol.md,
+    /// "Runs")
+    #[arg(long, default_value_t = hypernar_publisher::runs::DEFAULT_RUN_TAIL, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    run_tail: u64,
 }
 
 /// Where a publish's lines go: stdout for what it produces, stderr for
@@ -141,6 +149,7 @@ impl Args {
             verbose,
             web_seed: self.web_seed.as_deref().map(abs).transpose()?,
             web_seed_urls: self.web_seed_url.clone(),
+            run_tail: self.run_tail,
         })
     }
 }
@@ -174,6 +183,7 @@ pub async fn execute<O: FeedOpener>(
                 segment_size: job.segment_size,
                 zstd_level: job.zstd_level,
             },
+            run_tail: job.run_tail,
         };
         // Checked before the (maybe long) publish, written after it.
         let web_seed_urls = web_seed_urls(&job.web_seed_urls)?;

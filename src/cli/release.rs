@@ -29,6 +29,11 @@ pub struct Args {
     /// Update the web-seed copy of the feeds in DIR (see `publish --web-seed`)
     #[arg(long, value_name = "DIR")]
     web_seed: Option<PathBuf>,
+    /// Cut the index's newest entries into a sorted run once this many are
+    /// in none (as `publish --run-tail`)
+    #[arg(long, default_value_t = hypernar_publisher::runs::DEFAULT_RUN_TAIL, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    run_tail: u64,
 }
 
 #[allow(clippy::print_stdout)]
@@ -48,6 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut publisher = Publisher::open(&dir, secret)
         .await
         .with_context(|| format!("opening data directory {}", dir.display()))?;
+    publisher.set_run_tail(args.run_tail);
     let s = publisher.release(only, args.audience.as_deref()).await?;
     println!(
         "released {} keys to {} ({} were already released)",

@@ -222,11 +222,13 @@ impl World {
             assert!(store.open_existing(&keys_key).await.unwrap().is_some());
             let catalog = Catalog::load(store).await.unwrap();
             let publisher = catalog.publishers().next().expect("one publisher");
-            // Header, two feed declarations, then one record per path and
+            // Header, the feed declarations, then one record per path and
             // one per listing.
             assert_eq!(
                 index_len,
-                3 + publisher.paths.len() as u64 + publisher.listings.len() as u64,
+                1 + publisher.feeds.len() as u64
+                    + publisher.paths.len() as u64
+                    + publisher.listings.len() as u64,
                 "duplicate or stray index records"
             );
             let mut ranges: Vec<(u64, u64)> = publisher

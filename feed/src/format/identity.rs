@@ -27,6 +27,8 @@ pub const INDEX_FEED: &str = "index";
 pub const DATA_FEED_0: &str = "data/0";
 /// Name of the key feed listed in the index (keys released to everyone).
 pub const PUBLIC_KEYS_FEED: &str = "keys/public";
+/// Name of the runs feed: the index's sorted runs and their manifests.
+pub const RUNS_FEED: &str = "runs";
 /// Prefix of key feeds for an audience (not listed in the index).
 pub const AUDIENCE_KEYS_PREFIX: &str = "keys/audience/";
 

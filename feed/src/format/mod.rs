@@ -7,6 +7,7 @@ pub mod listing;
 pub mod narinfo;
 pub mod nixbase32;
 pub mod record;
+pub mod run;
 pub mod segment;
 pub mod storepath;
 

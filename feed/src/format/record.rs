@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::listing::MAX_LISTING_LEN;
 use super::narinfo::{Compression, NarHash, NarInfo};
+use super::run::{Manifest, RunPage, MAX_MANIFEST_FEEDS, MAX_RUNS};
 use super::segment::{Layout, PathKey, SegmentError};
 use super::storepath::StorePath;
 
@@ -31,6 +32,8 @@ const KIND_KEY: u8 = 3;
 const KIND_WEB_SEEDS: u8 = 4;
 const KIND_LISTING: u8 = 5;
 const KIND_SET_ENTRY: u8 = 6;
+const KIND_RUN_PAGE: u8 = 7;
+const KIND_MANIFEST: u8 = 8;
 
 /// Most web-seed URLs one index record may list.
 pub const MAX_WEB_SEED_URLS: usize = 8;
@@ -48,6 +51,9 @@ pub enum FeedRole {
     Keys,
     /// A safe-path set: entries vouching for (publisher, store path).
     Set,
+    /// The index's runs: pages of (hash → record, key) and manifests
+    /// (`run.rs`).
+    Runs,
 }
 
 /// Block 0 of every feed.
@@ -234,6 +240,10 @@ pub enum Record {
     WebSeeds(WebSeedList),
     Listing(ListingRecord),
     SetEntry(SetEntry),
+    /// A page of a run (runs feed).
+    RunPage(RunPage),
+    /// The live runs (the last block of a runs feed).
+    Manifest(Box<Manifest>),
     /// A kind this build does not know; readers skip it.
     Unknown(u8),
 }
@@ -264,6 +274,8 @@ impl Record {
             Record::WebSeeds(w) => (KIND_WEB_SEEDS, postcard::to_stdvec(w)),
             Record::Listing(l) => (KIND_LISTING, postcard::to_stdvec(l)),
             Record::SetEntry(e) => (KIND_SET_ENTRY, postcard::to_stdvec(e)),
+            Record::RunPage(p) => (KIND_RUN_PAGE, postcard::to_stdvec(p)),
+            Record::Manifest(m) => (KIND_MANIFEST, postcard::to_stdvec(m)),
             Record::Unknown(_) => panic!("unknown records are never written"),
         };
         let body = body.expect("records serialize");
@@ -337,6 +349,24 @@ impl Record {
                 Record::Listing(l)
             }
             KIND_SET_ENTRY => Record::SetEntry(postcard::from_bytes(body)?),
+            KIND_RUN_PAGE => {
+                let p: RunPage = postcard::from_bytes(body)?;
+                p.check()
+                    .map_err(|_| RecordError::Invalid("run page too full or unsorted"))?;
+                Record::RunPage(p)
+            }
+            KIND_MANIFEST => {
+                let m: Manifest = postcard::from_bytes(body)?;
+                if m.runs.len() > MAX_RUNS || m.feeds.len() > MAX_MANIFEST_FEEDS {
+                    return Err(RecordError::Invalid(
+                        "manifest lists too many runs or feeds",
+                    ));
+                }
+                for f in &m.feeds {
+                    plain(&f.name)?;
+                }
+                Record::Manifest(Box::new(m))
+            }
             other => Record::Unknown(other),
         };
         Ok(record)
@@ -456,10 +486,85 @@ mod tests {
                 store_path: sample_path(0).store_path,
                 vouched: false,
             }),
+            Record::Header(FeedHeader::new(FeedRole::Runs, [5; 32], "runs")),
+            Record::RunPage(RunPage {
+                bucket: 3,
+                entries: vec![super::super::run::RunEntry {
+                    hash: [7; 20],
+                    index_seq: 1 << 40,
+                    key_seq: 0,
+                }],
+            }),
+            Record::Manifest(Box::new(Manifest {
+                indexed_to: 9,
+                runs: vec![super::super::run::RunRef {
+                    first_block: 1,
+                    bits: 0,
+                    entries: 5,
+                    from: 0,
+                    to: 9,
+                }],
+                keys_indexed_to: 3,
+                feeds: vec![FeedDecl {
+                    id: 2,
+                    role: FeedRole::Runs,
+                    name: "runs".into(),
+                    public_key: [6; 32],
+                }],
+            })),
         ];
         for r in records {
             assert_eq!(Record::decode(&r.encode()).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn run_pages_and_manifests_over_their_bounds_do_not_decode() {
+        use super::super::run::{RunEntry, MAX_PAGE_ENTRIES};
+        let e = |i: u32| RunEntry {
+            hash: {
+                let mut h = [0; 20];
+                h[..4].copy_from_slice(&i.to_be_bytes());
+                h
+            },
+            index_seq: 1,
+            key_seq: 0,
+        };
+        let full = Record::RunPage(RunPage {
+            bucket: 0,
+            entries: (0..=MAX_PAGE_ENTRIES as u32).map(e).collect(),
+        });
+        assert!(matches!(
+            Record::decode(&full.encode()),
+            Err(RecordError::Invalid(_))
+        ));
+        let unsorted = Record::RunPage(RunPage {
+            bucket: 0,
+            entries: vec![e(2), e(1)],
+        });
+        assert!(matches!(
+            Record::decode(&unsorted.encode()),
+            Err(RecordError::Invalid(_))
+        ));
+        let crowded = Record::Manifest(Box::new(Manifest {
+            indexed_to: 0,
+            runs: vec![
+                super::super::run::RunRef {
+                    first_block: 0,
+                    bits: 0,
+                    entries: 0,
+                    from: 0,
+                    to: 1,
+                };
+                MAX_RUNS + 1
+            ],
+            keys_indexed_to: 0,
+            feeds: vec![],
+        }));
+        assert!(matches!(
+            Record::decode(&crowded.encode()),
+            Err(RecordError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Node {
                             let eager = match decl.role {
                                 FeedRole::Keys => true,
                                 FeedRole::Data => self.catalog.mirror,
-                                FeedRole::Index | FeedRole::Set => false,
+                                FeedRole::Index | FeedRole::Set | FeedRole::Runs => false,
                             };
                             match self.add_feed(&key, eager).await {
                                 Ok(hub) if decl.role == FeedRole::Keys => {

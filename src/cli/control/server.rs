@@ -297,6 +297,7 @@ mod tests {
             verbose: 1,
             web_seed: None,
             web_seed_urls: vec![],
+            run_tail: hypernar_publisher::runs::DEFAULT_RUN_TAIL,
         };
         // Another version is refused, saying why.
         let got = replies(
