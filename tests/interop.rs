@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use hypernar_feed::format::identity::{DATA_FEED_0, INDEX_FEED, PUBLIC_KEYS_FEED};
+use hypernar_feed::format::identity::{DATA_FEED_0, INDEX_FEED, PUBLIC_KEYS_FEED, RUNS_FEED};
 use hypernar_feed::FeedStore;
 use hypernar_publisher::sample::demo_paths;
 
@@ -43,7 +43,13 @@ fn interop(version: &str) {
     let id = identity(&w);
     let secret = w.secret();
     let key = |name: &str| hex::encode(secret.feed_signing_key(name).verifying_key().as_bytes());
-    let keys = [key(INDEX_FEED), key(DATA_FEED_0), key(PUBLIC_KEYS_FEED)].join(",");
+    let keys = [
+        key(INDEX_FEED),
+        key(DATA_FEED_0),
+        key(PUBLIC_KEYS_FEED),
+        key(RUNS_FEED),
+    ]
+    .join(",");
     let a = serve(&w.data, &[], &[]);
 
     let js_store = w.tmp.path().join(format!("js{version}"));

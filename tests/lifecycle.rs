@@ -38,15 +38,16 @@ fn shutdown_ends_every_task_and_frees_the_data_directory() {
         .await
         .unwrap();
         let addr = node.listen_on("127.0.0.1:0").await.unwrap();
-        node.publishers()
-            .wait(&path, Duration::from_secs(20))
-            .await
-            .unwrap();
         let sources = hypernar_fetcher::sources::Sources::new(
             &node,
             Default::default(),
             std::sync::Arc::new(hypernar_fetcher::sources::upstream::Upstreams::none()),
         );
+        node.spawn(sources.clone().follow(node.shutdown_token()));
+        sources
+            .wait_path(&path, Duration::from_secs(20))
+            .await
+            .unwrap();
         let (nar, _) = sources
             .open_path(&path)
             .await

@@ -127,3 +127,78 @@ fn publish_cuts_and_merges_runs_that_find_every_path_with_its_key_and_prove_miss
     w.check_consistent();
     w.assert_reads_back("p14");
 }
+
+/// The `have/length` of one of the feeds `hypernar feeds` lists, by name.
+fn stored_blocks(data: &std::path::Path, name: &str) -> (u64, u64) {
+    let out = ok(&["feeds", "--data", s(data)]);
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some(name))
+        .unwrap_or_else(|| panic!("no feed {name} in {out}"));
+    let counts = line
+        .split_whitespace()
+        .find(|w| w.contains('/'))
+        .expect("have/length");
+    let (have, length) = counts.split_once('/').unwrap();
+    (have.parse().unwrap(), length.parse().unwrap())
+}
+
+#[test]
+fn a_fresh_node_answers_from_runs_and_replicates_only_the_index_tail() {
+    let w = World::new(&paths(40));
+    let names: Vec<String> = (0..40).map(|i| w.store_path(&format!("p{i}"))).collect();
+    // Runs of 8; the last 4 paths stay in the tail.
+    for batch in names[..36].chunks(9) {
+        let mut args = vec!["--run-tail", "8"];
+        args.extend(batch.iter().map(String::as_str));
+        w.publish_ok(&args);
+    }
+    let mut args = vec!["--run-tail", "8"];
+    args.extend(names[36..].iter().map(String::as_str));
+    w.publish_ok(&args);
+    let m = manifest(&records(&w, RUNS_FEED));
+    assert!(!m.runs.is_empty());
+    let index_len = records(&w, INDEX_FEED).len() as u64;
+    assert!(m.indexed_to < index_len, "a tail is left: {m:?}");
+
+    let id = identity(&w);
+    let seed = serve(&w.data, &[], &[]);
+    let user = w.tmp.path().join("user");
+    let sub = serve(
+        &user,
+        &["--trust", &id, "--peer", &seed.addr, "--upstream", "none"],
+        &[],
+    );
+    let api = sub.http.clone().unwrap();
+    let hash = |name: &str| StorePath::parse(name).unwrap().hash_part().to_owned();
+    // A path in a run, one in the tail, and the NAR of one in a run.
+    wait_for_status(&api, &format!("/{}.narinfo", hash(&names[3])), 200, 20);
+    wait_for_status(&api, &format!("/{}.narinfo", hash(&names[39])), 200, 20);
+    let r = http(&api, "GET", &format!("/{}.narinfo", hash(&names[17])), &[]);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 200, "{text}");
+    let info = hypernar_feed::format::narinfo::NarInfo::parse(&r.body).unwrap();
+    let nar = http(&api, "GET", &format!("/{}", info.url), &[]);
+    assert_eq!(nar.status, 200);
+    assert!(nar.body == w.path("p17").nar, "the NAR differs");
+    // A miss is a miss, at once.
+    let r = http(
+        &api,
+        "GET",
+        "/00000000000000000000000000000000.narinfo",
+        &[],
+    );
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    // Of the index, the user holds its head and its tail, not the part in
+    // runs it did not look up.
+    sub.terminate();
+    let (have, length) = stored_blocks(&user, "index");
+    assert_eq!(length, index_len);
+    let looked_up = 2 * 2; // two paths' records and their listings' records
+    let tail = index_len - m.indexed_to;
+    assert!(
+        have <= 1 + 3 + tail + looked_up + 16,
+        "the user replicated {have} of {length} index blocks (tail {tail})"
+    );
+    assert!(have < length, "the whole index was replicated");
+}

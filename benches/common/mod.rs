@@ -282,3 +282,17 @@ pub fn node_size(n: &Entry) -> u64 {
         Entry::Dir(e) => e.iter().map(|(_, n)| node_size(n)).sum(),
     }
 }
+
+/// The CPU model, from /proc/cpuinfo ("unknown" elsewhere).
+#[allow(dead_code)]
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

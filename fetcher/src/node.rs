@@ -185,7 +185,20 @@ impl Node {
     /// Replicates a publisher: its index eagerly, and the feeds it declares
     /// (keys eagerly, data on demand or all with `mirror`).
     pub async fn trust(&self, id: Identity) -> Result<(), SwarmError> {
-        let index = self.swarm.add_feed(&id.0, true).await?;
+        // Its header and block 1 first: block 1 says whether the rest is
+        // replicated whole or looked up in runs (`node/follow.rs`).
+        let index = self.swarm.add_feed(&id.0, false).await?;
+        let head = hypernar_swarm::hub::EagerRange {
+            from: 0,
+            to: Some(2),
+        };
+        if self.catalog.mirror {
+            self.swarm
+                .set_eager_range(&index, Some(hypernar_swarm::hub::EagerRange::ALL))
+                .await;
+        } else {
+            self.swarm.set_eager_range(&index, Some(head)).await;
+        }
         self.swarm.add_root(id.0.to_bytes());
         self.catalog.publishers.add(id);
         self.spawn(self.clone().follow_index(id, index));

@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::watch;
 
 use hypernar_feed::format::identity::{FeedKey, Identity};
 use hypernar_feed::format::record::{KeyRelease, ListingRecord, PathRecord, Record};
+use hypernar_feed::format::run::Manifest;
 use hypernar_feed::format::segment::PathKey;
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::PublisherIndex;
@@ -17,6 +17,28 @@ use hypernar_feed::PublisherIndex;
 struct Known {
     index: PublisherIndex,
     releases: HashMap<StorePath, PathKey>,
+    /// How the index is read: whole, or by lookup in runs.
+    runs: Option<Runs>,
+}
+
+/// A publisher whose index is looked up in runs (docs/protocol.md, "Runs"):
+/// its runs feed, and what its last block said.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    pub feed: FeedKey,
+    pub manifest: ManifestState,
+}
+
+/// What a runs feed's last block says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestState {
+    /// Not read yet: the index's tail is not replicated until it is.
+    Unknown,
+    /// The runs feed holds no manifest (no run is cut yet): the index is
+    /// read whole, as small.
+    None,
+    /// The manifest at this block of the runs feed.
+    At(u64, Arc<Manifest>),
 }
 
 /// Trusted publishers' indexes and released keys.
@@ -26,7 +48,7 @@ pub struct Publishers {
     /// Store paths by their hash part, for narinfo and NAR requests (which
     /// name only the hash).
     by_hash: Mutex<HashMap<String, StorePath>>,
-    /// Bumped on every record and key applied, for [`Publishers::wait`].
+    /// Bumped on every record and key applied (`Sources::wait_path`).
     changed: watch::Sender<u64>,
     /// With `--require-set`: the only paths served (those trusted sets
     /// cover, see [`crate::sets`]); `None` serves every listed path.
@@ -311,25 +333,6 @@ impl Publishers {
             .cloned()
     }
 
-    /// Waits until `path` is known with its key (as index and key feeds
-    /// replicate), or `deadline` passes; then says why not.
-    pub async fn wait(&self, path: &StorePath, deadline: Duration) -> Result<Found, NotFound> {
-        let mut changed = self.changed.subscribe();
-        let until = tokio::time::Instant::now() + deadline;
-        loop {
-            changed.mark_unchanged();
-            match self.lookup(path) {
-                Ok(found) => return Ok(found),
-                Err(why) => {
-                    let wait = tokio::time::timeout_at(until, changed.changed()).await;
-                    if !matches!(wait, Ok(Ok(()))) {
-                        return self.lookup(path).or(Err(why));
-                    }
-                }
-            }
-        }
-    }
-
     pub(crate) fn add(&self, id: Identity) {
         self.by_id
             .lock()
@@ -338,7 +341,85 @@ impl Publishers {
             .or_insert_with(|| Known {
                 index: PublisherIndex::new(id),
                 releases: HashMap::new(),
+                runs: None,
             });
+    }
+
+    /// `id`'s index is looked up in the runs of `feed` (its index declared
+    /// the runs feed before its key feed: see `node/follow.rs`).
+    pub(crate) fn set_runs_feed(&self, id: &Identity, feed: FeedKey) {
+        if let Some(k) = self
+            .by_id
+            .lock()
+            .expect("publishers lock")
+            .get_mut(&id.to_bytes())
+        {
+            k.runs.get_or_insert(Runs {
+                feed,
+                manifest: ManifestState::Unknown,
+            });
+        }
+        self.bump();
+    }
+
+    /// What `id`'s runs feed says now; `None` for a publisher whose index
+    /// is read whole.
+    pub fn runs(&self, id: &Identity) -> Option<Runs> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        by_id.get(&id.to_bytes())?.runs.clone()
+    }
+
+    /// Every publisher whose index is looked up in runs, with its runs.
+    pub fn all_runs(&self) -> Vec<(Identity, Runs)> {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        by_id
+            .values()
+            .filter_map(|k| Some((k.index.identity, k.runs.clone()?)))
+            .collect()
+    }
+
+    /// Takes in what `id`'s runs feed's last block says (checked by the
+    /// caller against its position). A manifest never goes back to an
+    /// older one, and a known one is not forgotten for a block that is no
+    /// manifest (a cut the publisher is writing).
+    pub fn set_manifest(&self, id: &Identity, state: ManifestState) {
+        let mut by_id = self.by_id.lock().expect("publishers lock");
+        let Some(runs) = by_id.get_mut(&id.to_bytes()).and_then(|k| k.runs.as_mut()) else {
+            return;
+        };
+        let newer = match (&runs.manifest, &state) {
+            (ManifestState::At(old, _), ManifestState::At(new, _)) => new > old,
+            (ManifestState::At(..), _) => false,
+            (old, new) => old != new,
+        };
+        if newer {
+            runs.manifest = state;
+            drop(by_id);
+            self.bump();
+        }
+    }
+
+    /// Takes in a path found by lookup in `id`'s runs: its record at index
+    /// block `seq`, its listing's record if any, and its key release (each
+    /// checked by the caller against the signed feeds and the path).
+    pub(crate) fn insert_found(
+        &self,
+        id: &Identity,
+        seq: u64,
+        record: PathRecord,
+        listing: Option<ListingRecord>,
+        release: Option<KeyRelease>,
+    ) {
+        let path = record.store_path.clone();
+        self.apply(id, seq, Record::Path(Box::new(record)));
+        if let Some(l) = listing {
+            self.apply(id, seq + 1, Record::Listing(l));
+        }
+        if let Some(r) = release {
+            if r.store_path == path {
+                self.add_key(id, r);
+            }
+        }
     }
 
     pub(crate) fn apply(&self, id: &Identity, seq: u64, record: Record) {

@@ -198,21 +198,31 @@ impl<O: FeedOpener> Publisher<O> {
 
         let mut index = PublisherIndex::new(identity);
         index.catch_up(&mut index_feed).await?;
+        // Ids in this order (data/0 is 0 and keys/public 1 in a new index);
+        // written with the runs feed first, so that a fetcher reading a new
+        // index learns from its block 1 that the index is looked up in runs
+        // before it replicates anything else of it (docs/protocol.md).
+        let mut missing = Vec::new();
+        let mut next_id = index.feeds.keys().max().map_or(0, |m| m + 1);
         for (role, name, key) in [
             (FeedRole::Data, DATA_FEED_0, data.public_key()),
             (FeedRole::Keys, PUBLIC_KEYS_FEED, public_keys.public_key()),
             (FeedRole::Runs, RUNS_FEED, runs_feed.public_key()),
         ] {
             if index.feed_named(role, name).is_none() {
-                let decl = FeedDecl {
-                    id: index.feeds.keys().max().map_or(0, |m| m + 1),
+                missing.push(FeedDecl {
+                    id: next_id,
                     role,
                     name: name.to_owned(),
                     public_key: key.to_bytes(),
-                };
-                index_feed.write(vec![Record::Feed(decl).encode()]).await?;
-                index.catch_up(&mut index_feed).await?;
+                });
+                next_id += 1;
             }
+        }
+        missing.sort_by_key(|d| d.role != FeedRole::Runs);
+        for decl in missing {
+            index_feed.write(vec![Record::Feed(decl).encode()]).await?;
+            index.catch_up(&mut index_feed).await?;
         }
         let data_id = index
             .feed_named(FeedRole::Data, DATA_FEED_0)
@@ -703,6 +713,7 @@ impl<O: FeedOpener> Publisher<O> {
             runs: kept.iter().copied().chain([new_run]).collect(),
             keys_indexed_to: keys_len,
             feeds,
+            web_seeds: self.index.web_seeds.clone(),
         };
         manifest
             .check(first_block + new_run.pages())

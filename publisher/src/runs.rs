@@ -169,6 +169,7 @@ pub fn empty_manifest() -> Manifest {
         runs: Vec::new(),
         keys_indexed_to: 0,
         feeds: Vec::new(),
+        web_seeds: Vec::new(),
     }
 }
 

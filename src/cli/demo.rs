@@ -231,7 +231,7 @@ async fn network(
     let user_sources = Sources::new(&user, Default::default(), Arc::new(Upstreams::none()));
     user.spawn(user_sources.clone().follow(user.shutdown_token()));
     user.spawn(http::run(
-        user_sources,
+        user_sources.clone(),
         listener,
         HttpConfig {
             allow: Allow::default(),
@@ -249,15 +249,15 @@ async fn network(
         .iter()
         .max_by_key(|w| w.nar.len())
         .expect("sample paths");
-    peer.publishers()
-        .wait(&big.info.store_path, deadline)
-        .await?;
     let peer_sources = Sources::new(&peer, Default::default(), Arc::new(Upstreams::none()));
     peer.spawn(peer_sources.clone().follow(peer.shutdown_token()));
     let peer_sources = peer_sources.with_timing(Timing {
         deadline,
         ..Timing::default()
     });
+    peer_sources
+        .wait_path(&big.info.store_path, deadline)
+        .await?;
     peer_sources
         .open_path(&big.info.store_path)
         .await?
@@ -271,7 +271,7 @@ async fn network(
     let client = reqwest::Client::new();
     for w in written {
         let path = &w.info.store_path;
-        user.publishers().wait(path, deadline).await?;
+        user_sources.wait_path(path, deadline).await?;
         let narinfo = client
             .get(format!("{base}/{}.narinfo", path.hash_part()))
             .send()

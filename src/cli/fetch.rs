@@ -89,9 +89,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..Timing::default()
     });
     let started = Instant::now();
-    // Index and key feeds replicate as the node connects: wait for the path.
-    node.publishers()
-        .wait(&path, deadline)
+    // Index and key feeds replicate (or their runs are read) as the node
+    // connects: wait for the path.
+    sources
+        .wait_path(&path, deadline)
         .await
         .with_context(|| format!("after waiting {}s for the index and keys", args.timeout))?;
     let out = BufWriter::with_capacity(1 << 20, std::io::stdout());

@@ -365,6 +365,11 @@ impl Record {
                 for f in &m.feeds {
                     plain(&f.name)?;
                 }
+                WebSeedList {
+                    urls: m.web_seeds.clone(),
+                }
+                .check()
+                .map_err(RecordError::Invalid)?;
                 Record::Manifest(Box::new(m))
             }
             other => Record::Unknown(other),
@@ -511,6 +516,7 @@ mod tests {
                     name: "runs".into(),
                     public_key: [6; 32],
                 }],
+                web_seeds: vec!["https://seed.example.org/hn".into()],
             })),
         ];
         for r in records {
@@ -560,6 +566,7 @@ mod tests {
             ],
             keys_indexed_to: 0,
             feeds: vec![],
+            web_seeds: vec![],
         }));
         assert!(matches!(
             Record::decode(&crowded.encode()),

@@ -97,6 +97,9 @@ pub struct Manifest {
     pub keys_indexed_to: u64,
     /// Every feed the index declared below `indexed_to`.
     pub feeds: Vec<FeedDecl>,
+    /// The index's latest web-seed list below `indexed_to` (a
+    /// `WebSeedList`'s URLs; empty if none or withdrawn).
+    pub web_seeds: Vec<String>,
 }
 
 /// Why a page or manifest is refused.
@@ -465,6 +468,7 @@ mod tests {
             runs: vec![run(1, 2, 0, 10), run(5, 3, 10, 30)],
             keys_indexed_to: 0,
             feeds: vec![],
+            web_seeds: vec![],
         };
         ok.check(13).unwrap();
         assert!(matches!(ok.check(12), Err(RunError::PastManifest { .. })));
@@ -473,6 +477,7 @@ mod tests {
             runs: vec![],
             keys_indexed_to: 0,
             feeds: vec![],
+            web_seeds: vec![],
         };
         empty.check(1).unwrap();
         // A run of re-entries covers no index block.
@@ -481,6 +486,7 @@ mod tests {
             runs: vec![run(1, 0, 0, 10), run(2, 0, 10, 10)],
             keys_indexed_to: 0,
             feeds: vec![],
+            web_seeds: vec![],
         };
         keys_only.check(3).unwrap();
         let cases = [
@@ -496,6 +502,7 @@ mod tests {
                 runs,
                 keys_indexed_to: 0,
                 feeds: vec![],
+                web_seeds: vec![],
             };
             assert!(matches!(m.check(100), Err(RunError::NotTiled(_))), "{m:?}");
         }
@@ -504,6 +511,7 @@ mod tests {
             runs: vec![run(1, MAX_BUCKET_BITS + 1, 0, 10)],
             keys_indexed_to: 0,
             feeds: vec![],
+            web_seeds: vec![],
         };
         assert_eq!(bits.check(u64::MAX), Err(RunError::TooManyBits(25)));
         let overflow = Manifest {
@@ -511,6 +519,7 @@ mod tests {
             runs: vec![run(u64::MAX - 1, 2, 0, 10)],
             keys_indexed_to: 0,
             feeds: vec![],
+            web_seeds: vec![],
         };
         assert_eq!(overflow.check(u64::MAX), Err(RunError::Overflow));
         let mut crowded = run(1, 2, 0, 10);
@@ -520,6 +529,7 @@ mod tests {
             runs: vec![crowded],
             keys_indexed_to: 0,
             feeds: vec![],
+            web_seeds: vec![],
         };
         assert!(matches!(
             crowded.check(100),
@@ -530,6 +540,7 @@ mod tests {
             runs: (0..=MAX_RUNS as u64).map(|i| run(1, 0, i, i + 1)).collect(),
             keys_indexed_to: 0,
             feeds: vec![],
+            web_seeds: vec![],
         };
         assert_eq!(many.check(100), Err(RunError::TooManyRuns(MAX_RUNS + 1)));
     }

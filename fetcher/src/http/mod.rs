@@ -371,7 +371,7 @@ impl Server {
 
     async fn narinfo_answer(&self, hash: &str) -> (&'static str, Response<Body>) {
         let publishers = self.node.publishers();
-        let why = match publishers.path_by_hash(hash) {
+        let why = match self.sources.path_by_hash(hash).await {
             Some(path) => match publishers.lookup(&path) {
                 Ok(found) => {
                     let url = route::nar_url(hash, &found.record.nar_hash);
@@ -411,7 +411,12 @@ impl Server {
     /// scan of its NAR. Only for paths of trusted publishers.
     async fn listing(&self, hash: &str) -> Response<Body> {
         let publishers = self.node.publishers();
-        let found = match publishers.path_by_hash(hash).map(|p| publishers.lookup(&p)) {
+        let found = match self
+            .sources
+            .path_by_hash(hash)
+            .await
+            .map(|p| publishers.lookup(&p))
+        {
             Some(Ok(found)) => found,
             Some(Err(why)) => return self.failed(Ask::Listing, &why.into()),
             None => {
@@ -463,8 +468,10 @@ impl Server {
         head: bool,
     ) -> Response<Body> {
         let publishers = self.node.publishers();
-        let listed = publishers
+        let listed = self
+            .sources
             .path_by_hash(hash)
+            .await
             .and_then(|p| publishers.lookup(&p).ok());
         let source = match listed {
             Some(found) if found.record.nar_hash == *nar_hash => NarFrom::Swarm(Box::new(found)),

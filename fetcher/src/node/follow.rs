@@ -1,21 +1,52 @@
 //! A node following its trusted publishers as their feeds replicate: index
 //! records (feed declarations, paths, web seeds) and key releases.
 
+use std::collections::HashSet;
+
 use ed25519_dalek::VerifyingKey;
-use hypernar_feed::format::identity::{Identity, SetId};
-use hypernar_feed::format::record::{FeedRole, Record};
-use tracing::warn;
+use hypernar_feed::format::identity::{FeedKey, Identity, SetId};
+use hypernar_feed::format::record::{FeedDecl, FeedRole, Record};
+use tracing::{info, warn};
+
+use crate::publishers::ManifestState;
 
 use super::Node;
-use hypernar_swarm::hub::HubHandle;
+use hypernar_swarm::hub::{EagerRange, HubHandle};
+
+/// What one index's follower has declared so far.
+#[derive(Default)]
+struct Declared {
+    keys: HashSet<[u8; 32]>,
+    /// A key feed was declared: a runs feed declared after it does not
+    /// change how the index is read (an index made before runs).
+    key_feed: Option<HubHandle>,
+    /// The index declared its runs feed first: it is looked up in runs,
+    /// and only its tail past the manifest is replicated.
+    runs: bool,
+    /// Where the key feed is replicated from, once a manifest (or its
+    /// absence) said; a key feed declared later starts there.
+    keys_from: Option<u64>,
+}
 
 impl Node {
+    /// Follows a trusted publisher's index as it replicates. An index that
+    /// declares a runs feed in its first block (every index made since
+    /// runs exist) is looked up in its runs: its replication is paused
+    /// until the runs feed's manifest is read (by the sources floor, which
+    /// brings blocks from peers and web seeds), and then only its tail past
+    /// the manifest is replicated, and its key feed's past the manifest's
+    /// key mark. An older index is replicated whole, as before.
     pub(super) async fn follow_index(self, id: Identity, index: HubHandle) {
         let mut state = index.state();
+        let mut changed = self.catalog.publishers.subscribe();
         let mut next = 0u64;
+        let mut declared = Declared::default();
+        let mut applied: Option<ManifestState> = None;
+        let mut decided = false;
         loop {
-            let contiguous = state.borrow_and_update().contiguous;
-            while next < contiguous {
+            let st = *state.borrow_and_update();
+            next = next.max(st.eager.map_or(0, |e| e.from));
+            while next < st.ready {
                 let block = match index.get(next).await {
                     Ok(b) => b,
                     Err(e) => {
@@ -25,20 +56,7 @@ impl Node {
                 };
                 match Record::decode(&block) {
                     Ok(Record::Feed(decl)) => {
-                        if let Ok(key) = VerifyingKey::from_bytes(&decl.public_key) {
-                            let eager = match decl.role {
-                                FeedRole::Keys => true,
-                                FeedRole::Data => self.catalog.mirror,
-                                FeedRole::Index | FeedRole::Set | FeedRole::Runs => false,
-                            };
-                            match self.add_feed(&key, eager).await {
-                                Ok(hub) if decl.role == FeedRole::Keys => {
-                                    self.spawn(self.clone().follow_keys(id, hub));
-                                }
-                                Ok(_) => {}
-                                Err(e) => warn!(%e, "adding a declared feed"),
-                            }
-                        }
+                        self.declare(id, &index, &decl, &mut declared).await;
                         self.catalog.publishers.apply(&id, next, Record::Feed(decl));
                     }
                     Ok(record) => self.catalog.publishers.apply(&id, next, record),
@@ -48,9 +66,118 @@ impl Node {
                 }
                 next += 1;
             }
-            if state.changed().await.is_err() {
-                return;
+            // Block 1 says how the index is read: an index that does not
+            // declare its runs feed there is replicated whole.
+            if !decided && next >= 2 {
+                decided = true;
+                if !declared.runs {
+                    self.swarm
+                        .set_eager_range(&index, Some(EagerRange::ALL))
+                        .await;
+                }
             }
+            if declared.runs {
+                let now = self.catalog.publishers.runs(&id).map(|r| r.manifest);
+                if now != applied {
+                    self.apply_manifest(id, &index, now.clone(), &mut declared)
+                        .await;
+                    applied = now;
+                }
+            }
+            tokio::select! {
+                r = state.changed() => if r.is_err() { return },
+                r = changed.changed(), if declared.runs => if r.is_err() { return },
+            }
+        }
+    }
+
+    /// Starts replicating a feed the index declares, as its role says.
+    async fn declare(&self, id: Identity, index: &HubHandle, decl: &FeedDecl, d: &mut Declared) {
+        let Ok(key) = VerifyingKey::from_bytes(&decl.public_key) else {
+            return;
+        };
+        if !d.keys.insert(decl.public_key) {
+            return;
+        }
+        if decl.role == FeedRole::Runs && d.key_feed.is_none() {
+            d.runs = true;
+            self.catalog
+                .publishers
+                .set_runs_feed(&id, FeedKey::from(key));
+            // Nothing more of the index until its manifest says from where
+            // (a mirror keeps replicating everything).
+            if !self.catalog.mirror {
+                self.swarm.set_eager_range(index, None).await;
+            }
+        }
+        let eager = match decl.role {
+            FeedRole::Keys => !d.runs || self.catalog.mirror,
+            FeedRole::Data => self.catalog.mirror,
+            FeedRole::Index | FeedRole::Set | FeedRole::Runs => false,
+        };
+        match self.add_feed(&key, eager).await {
+            Ok(hub) if decl.role == FeedRole::Keys => {
+                if d.key_feed.is_none() {
+                    d.key_feed = Some(hub.clone());
+                    if let (true, false, Some(from)) = (d.runs, self.catalog.mirror, d.keys_from) {
+                        let range = EagerRange { from, to: None };
+                        self.swarm.set_eager_range(&hub, Some(range)).await;
+                    }
+                }
+                self.spawn(self.clone().follow_keys(id, hub));
+            }
+            Ok(_) => {}
+            Err(e) => warn!(%e, "adding a declared feed"),
+        }
+    }
+
+    /// The runs feed's last block changed: replicate the index (and the key
+    /// feed) from where its manifest says, with the feeds it declares.
+    async fn apply_manifest(
+        &self,
+        id: Identity,
+        index: &HubHandle,
+        state: Option<ManifestState>,
+        d: &mut Declared,
+    ) {
+        let (index_from, keys_from) = match state {
+            None | Some(ManifestState::Unknown) => return,
+            // No run cut yet: the index is small, read it whole.
+            Some(ManifestState::None) => (0, 0),
+            Some(ManifestState::At(_, m)) => {
+                for decl in &m.feeds {
+                    self.declare(id, index, decl, d).await;
+                    self.catalog
+                        .publishers
+                        .apply(&id, 0, Record::Feed(decl.clone()));
+                }
+                // Web seeds recorded in the part of the index in runs (a
+                // later record in the tail replaces them).
+                if !m.web_seeds.is_empty() {
+                    self.catalog.publishers.apply(
+                        &id,
+                        0,
+                        Record::WebSeeds(hypernar_feed::format::record::WebSeedList {
+                            urls: m.web_seeds.clone(),
+                        }),
+                    );
+                }
+                (m.indexed_to, m.keys_indexed_to)
+            }
+        };
+        info!(
+            publisher = %id,
+            from = index_from,
+            "index looked up in runs; replicating its tail"
+        );
+        if self.catalog.mirror {
+            return;
+        }
+        let from = |from| Some(EagerRange { from, to: None });
+        d.keys_from = Some(keys_from);
+        self.swarm.set_eager_range(index, from(index_from)).await;
+        if let Some(keys) = &d.key_feed {
+            self.swarm.set_eager_range(keys, from(keys_from)).await;
         }
     }
 
@@ -74,13 +201,15 @@ impl Node {
         }
     }
 
-    /// Reads key releases from a key feed as they arrive.
+    /// Reads key releases from a key feed as they arrive (from where it
+    /// is replicated: past the manifest's key mark for an index in runs).
     pub(crate) async fn follow_keys(self, id: Identity, keys: HubHandle) {
         let mut state = keys.state();
         let mut next = 1u64; // block 0 is the header
         loop {
-            let contiguous = state.borrow_and_update().contiguous;
-            while next < contiguous {
+            let st = *state.borrow_and_update();
+            next = next.max(st.eager.map_or(0, |e| e.from));
+            while next < st.ready {
                 match keys.get(next).await.map(|b| Record::decode(&b)) {
                     Ok(Ok(Record::Key(release))) => self.catalog.publishers.add_key(&id, release),
                     Ok(Ok(_)) => {}

@@ -22,6 +22,7 @@
 pub mod fallback;
 pub mod hedge;
 pub mod listing;
+pub mod lookup;
 pub mod reader;
 pub mod supply;
 pub mod upstream;
@@ -175,7 +176,13 @@ impl Sources {
         };
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = async { tokio::join!(webseed::follow(node.clone(), seeds.clone()), learn) } => {}
+            _ = async {
+                tokio::join!(
+                    webseed::follow(node.clone(), seeds.clone()),
+                    learn,
+                    self.follow_manifests()
+                )
+            } => {}
         }
     }
 
@@ -229,9 +236,37 @@ impl Sources {
         PathReader::open(self.clone(), found).await
     }
 
-    /// A reader of `path`, as the catalog lists it now.
+    /// A reader of `path`, as the catalog lists it now (looked up in the
+    /// runs of publishers whose index is in runs, if it holds no record).
     pub async fn open_path(&self, path: &StorePath) -> Result<PathReader, PathError> {
-        let found = self.shared.node.publishers().lookup(path)?;
+        let publishers = self.shared.node.publishers();
+        if publishers.path_by_hash(path.hash_part()).is_none() {
+            self.path_by_hash(path.hash_part()).await;
+        }
+        let found = publishers.lookup(path)?;
         self.open(found).await
+    }
+
+    /// Waits until `path` is known with its key — as index and key feeds
+    /// replicate, or by lookup in runs once their manifests are read — or
+    /// `deadline` passes; then says why not.
+    pub async fn wait_path(&self, path: &StorePath, deadline: Duration) -> Result<Found, NotFound> {
+        let publishers = self.shared.node.publishers();
+        let until = tokio::time::Instant::now() + deadline;
+        let mut changed = publishers.subscribe();
+        loop {
+            changed.mark_unchanged();
+            if publishers.path_by_hash(path.hash_part()).is_none() {
+                self.path_by_hash(path.hash_part()).await;
+            }
+            let why = match publishers.lookup(path) {
+                Ok(found) => return Ok(found),
+                Err(why) => why,
+            };
+            let wait = tokio::time::timeout_at(until, changed.changed()).await;
+            if !matches!(wait, Ok(Ok(()))) {
+                return publishers.lookup(path).or(Err(why));
+            }
+        }
     }
 }

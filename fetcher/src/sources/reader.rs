@@ -390,6 +390,21 @@ impl Suppliers {
     }
 }
 
+/// Block `index` of `feed`, verified, through the chain a path reader uses
+/// (peers hedged with the web seeds, within the sources' deadline).
+pub(crate) async fn block_of(
+    sources: &Sources,
+    feed: FeedKey,
+    index: u64,
+) -> Result<Vec<u8>, PathError> {
+    let chain = Suppliers::of(sources, feed).await?;
+    let mut blocks = chain.blocks(index, index + 1);
+    match blocks.next().await {
+        Some(got) => got.map(|(_, b)| b),
+        None => unreachable!("a range of one block yields it"),
+    }
+}
+
 /// Blocks of one data feed brought here and kept. It needs no path key:
 /// a pinned path whose key is not released (yet, or not to this node) is
 /// still fetched ahead, as the catalog places its blocks.

@@ -455,8 +455,17 @@ pub async fn follow(n: Node, seeds: Arc<WebSeeds>) {
                     break;
                 }
                 loop {
-                    let have = hub.state().borrow().contiguous;
-                    let to = have + BLOCKS_PER_REQUEST;
+                    let (have, until) = {
+                        let st = hub.state();
+                        let st = st.borrow();
+                        (st.ready, st.eager.and_then(|e| e.to))
+                    };
+                    let to = until.map_or(have + BLOCKS_PER_REQUEST, |u| {
+                        u.min(have + BLOCKS_PER_REQUEST)
+                    });
+                    if have >= to {
+                        break;
+                    }
                     match seeds.fetch(&hub, &key, have, to, n.metrics()).await {
                         Ok(got) if got > 0 => continue,
                         Ok(_) => break,

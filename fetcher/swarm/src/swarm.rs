@@ -372,8 +372,24 @@ impl Swarm {
         Ok(hub)
     }
 
+    /// Replicates the blocks of `range` of the feed of `hub` in full (the
+    /// head or the tail of an index read by lookup in between), or, with
+    /// `None`, only what is wanted; it joins or leaves
+    /// [`Swarm::eager_feeds`] accordingly.
+    pub async fn set_eager_range(&self, hub: &HubHandle, range: Option<hub::EagerRange>) {
+        hub.set_eager_range(range).await;
+        let bytes = hub.key().to_bytes();
+        let mut list = self.inner.eager.lock().expect("eager lock");
+        list.retain(|(k, _)| *k != bytes);
+        if range.is_some() {
+            list.push((bytes, hub.clone()));
+            self.inner.eager_added.notify_one();
+        }
+    }
+
     /// Feeds this node replicates in full (trusted indexes, key feeds,
-    /// mirrored feeds), by key.
+    /// mirrored feeds), by key; from where [`crate::hub::FeedState::ready`]
+    /// says.
     pub fn eager_feeds(&self) -> Vec<([u8; 32], HubHandle)> {
         self.inner.eager.lock().expect("eager lock").clone()
     }

@@ -63,6 +63,24 @@ pub type PeerId = u64;
 
 pub use crate::error::SwarmError;
 
+/// Blocks of a feed replicated in full: every block from `from`, up to
+/// `to` if set, that any peer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EagerRange {
+    pub from: u64,
+    pub to: Option<u64>,
+}
+
+impl EagerRange {
+    /// The whole feed, as it grows.
+    pub const ALL: EagerRange = EagerRange { from: 0, to: None };
+
+    /// Whether block `i` is in the range.
+    pub fn contains(&self, i: u64) -> bool {
+        i >= self.from && self.to.is_none_or(|t| i < t)
+    }
+}
+
 /// What the hub tells the node.
 #[derive(Debug)]
 pub enum HubEvent {
@@ -77,6 +95,12 @@ pub struct FeedState {
     pub length: u64,
     /// Blocks stored locally from 0 without a gap.
     pub contiguous: u64,
+    /// The blocks replicated in full ([`HubHandle::set_eager_range`]), if
+    /// any.
+    pub eager: Option<EagerRange>,
+    /// Blocks stored without a gap from the eager range's start (from 0
+    /// when not eager): what a follower of the feed may read up to.
+    pub ready: u64,
     /// Peers that have this feed open now.
     pub peers: usize,
 }
@@ -107,7 +131,7 @@ enum Msg {
         blocks: Vec<Vec<u8>>,
         reply: oneshot::Sender<Result<u64, SwarmError>>,
     },
-    SetEager,
+    SetEager(Option<EagerRange>),
     Tree {
         reply: oneshot::Sender<(u64, u64)>,
     },
@@ -293,7 +317,14 @@ impl HubHandle {
 
     /// From now on, fetch every block peers have (index and key feeds, mirrors).
     pub async fn set_eager(&self) {
-        let _ = self.tx.send(Msg::SetEager).await;
+        self.set_eager_range(Some(EagerRange::ALL)).await
+    }
+
+    /// From now on, fetch every block of `range` that peers have (the head
+    /// or the tail of an index whose middle is read by lookup), or, with
+    /// `None`, only what is wanted.
+    pub async fn set_eager_range(&self, range: Option<EagerRange>) {
+        let _ = self.tx.send(Msg::SetEager(range)).await;
     }
 
     /// Appends blocks to a writable feed and tells every peer.
@@ -366,7 +397,11 @@ impl Waiter {
 struct Hub {
     feed: Feed,
     store: FeedStore,
-    eager: bool,
+    /// Replicate every block of this range (`None`: only what is wanted).
+    eager: Option<EagerRange>,
+    /// The first block at or after the eager range's start not stored
+    /// (see [`FeedState::ready`]).
+    ready: u64,
     peers: HashMap<PeerId, Peer>,
     waiters: Vec<Waiter>,
     /// Requests out to peers (see `downloads.rs`).
@@ -424,6 +459,8 @@ pub fn spawn(
     let (state, state_rx) = watch::channel(FeedState {
         length: info.length,
         contiguous: info.contiguous_length,
+        eager: eager.then_some(EagerRange::ALL),
+        ready: info.contiguous_length,
         peers: 0,
     });
     let name = feed.name().to_owned();
@@ -433,7 +470,8 @@ pub fn spawn(
     let hub = Hub {
         feed,
         store,
-        eager,
+        eager: eager.then_some(EagerRange::ALL),
+        ready: info.contiguous_length,
         peers: HashMap::new(),
         waiters: Vec::new(),
         downloads: Downloads::default(),
@@ -496,10 +534,19 @@ impl Hub {
         }
     }
 
-    fn publish_state(&self) {
+    fn publish_state(&mut self) {
         let info = self.feed.info();
         let was = *self.state.borrow();
-        if self.eager
+        // The stored run from the eager range's start (from 0 when not
+        // eager): a cursor that only moves forward, past what a follower
+        // may read.
+        let start = self.eager.map_or(0, |e| e.from);
+        let mut ready = self.ready.max(start).max(info.contiguous_length);
+        while ready < info.length && self.feed.has(ready) {
+            ready += 1;
+        }
+        self.ready = ready;
+        if self.eager == Some(EagerRange::ALL)
             && info.length > 0
             && info.contiguous_length == info.length
             && was.contiguous < info.length
@@ -514,6 +561,8 @@ impl Hub {
             let new = FeedState {
                 length: info.length,
                 contiguous: info.contiguous_length,
+                eager: self.eager,
+                ready,
                 peers: self.peers.len(),
             };
             let changed = *s != new;
@@ -608,8 +657,10 @@ impl Hub {
                     .map_err(|e| store_err(self.feed.name(), e));
                 let _ = reply.send(r);
             }
-            Msg::SetEager => {
-                self.eager = true;
+            Msg::SetEager(range) => {
+                self.eager = range;
+                self.ready = range.map_or(0, |r| r.from);
+                self.publish_state();
                 self.reschedule().await;
             }
             Msg::Tree { reply } => {

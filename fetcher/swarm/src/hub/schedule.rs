@@ -35,8 +35,9 @@ impl Hub {
         for w in self.waiters.iter().filter(|w| !w.done()) {
             wants::collect(&w.want, info.length, has, asked, SCHEDULE_WINDOW, &mut set);
         }
-        if self.eager {
-            let all = wants::Want::new(info.contiguous_length, info.length);
+        if let Some(r) = self.eager {
+            let end = r.to.map_or(info.length, |t| t.min(info.length));
+            let all = wants::Want::new(info.contiguous_length.max(r.from), end);
             wants::collect(&all, info.length, has, asked, SCHEDULE_WINDOW, &mut set);
         }
         let wanted: Vec<u64> = set.into_iter().take(SCHEDULE_WINDOW).collect();
@@ -232,12 +233,14 @@ impl Hub {
     /// peers stop sending them. Not for a feed replicated in full, which
     /// wants every block anyway.
     async fn cancel_unwanted(&mut self) {
-        if self.eager {
+        if self.eager == Some(super::EagerRange::ALL) {
             return;
         }
+        let eager = self.eager;
         let unwanted: Vec<u64> = self
             .downloads
             .blocks_in_flight()
+            .filter(|&i| !eager.is_some_and(|r| r.contains(i)))
             .filter(|&i| {
                 !self
                     .waiters

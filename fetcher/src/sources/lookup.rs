@@ -1,0 +1,354 @@
+//! Looking a path up in a publisher's runs (docs/protocol.md, "Runs"), and
+//! keeping each runs feed's manifest current.
+//!
+//! A lookup of a hash the catalog does not hold costs, per publisher whose
+//! index is in runs: one page of every live run, asked at once (one round
+//! trip), then the path's index record (and its listing's, the next block)
+//! and its key release, asked at once (a second). Every block comes through
+//! the same chain as a path's data (peers, hedged with the web seeds), so
+//! it is verified against the publisher's signed tree; a miss is proven by
+//! the signed pages, not by a silence. A page once fetched stays in the
+//! runs feed's replica: a second lookup on it (a warm miss) reads it here,
+//! with no round trip. What a lookup finds is checked (the record names the
+//! hash; the key release names the path and matches the record's key
+//! commitment, in the catalog) and then put in the catalog, so the readers
+//! above find it as if the index had been replicated.
+//!
+//! A page that does not decode, or does not belong to the block it was
+//! asked as, or points past the run, fails the lookup of that publisher
+//! with [`LookupError`]; the reader then answers as for any source error
+//! (the HTTP API falls through to the upstream).
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use hypernar_feed::format::identity::{FeedKey, Identity};
+use hypernar_feed::format::record::{FeedRole, KeyRelease, ListingRecord, Record, RecordError};
+use hypernar_feed::format::run::{self, Manifest, RunEntry, RunError, NO_KEY};
+use hypernar_feed::format::storepath::StorePath;
+use tracing::{debug, warn};
+
+use super::{reader, PathError, Sources};
+use crate::publishers::{ManifestState, NotFound, Runs};
+
+/// How often a runs feed's manifest is read again when nothing said it
+/// changed (a web seed tells nothing by itself).
+pub const MANIFEST_POLL: Duration = Duration::from_secs(30);
+
+/// Longest a lookup waits for one block.
+pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Why a lookup in a publisher's runs failed (not: "the path is not there").
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("block {block} of the runs feed: {source}")]
+    Fetch {
+        block: u64,
+        #[source]
+        source: Box<PathError>,
+    },
+    #[error("block {block} of the runs feed does not decode: {source}")]
+    Decode {
+        block: u64,
+        #[source]
+        source: RecordError,
+    },
+    #[error("block {block} of the runs feed is no run page")]
+    NotAPage { block: u64 },
+    #[error("block {block} of the runs feed: {source}")]
+    Page {
+        block: u64,
+        #[source]
+        source: RunError,
+    },
+    #[error("index block {seq}: {why}")]
+    Record { seq: u64, why: String },
+}
+
+/// What one lookup cost, for the benchmark and the logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Rounds of block requests made (each round's requests go at once).
+    pub rounds: u32,
+    /// Blocks asked for.
+    pub blocks: u32,
+}
+
+impl Sources {
+    /// The store path whose hash part is `hash`, if a trusted publisher
+    /// lists it: from the catalog, or else by lookup in the runs of each
+    /// publisher whose index is in runs (what is found is then in the
+    /// catalog). `None` when no publisher has it, or none could be asked.
+    pub async fn path_by_hash(&self, hash: &str) -> Option<StorePath> {
+        let publishers = self.node().publishers();
+        let known = publishers.path_by_hash(hash);
+        if let Some(p) = &known {
+            // A record read with the index's head, or one whose key could
+            // not be fetched: its key is looked up again.
+            if !matches!(publishers.lookup(p), Err(NotFound::NoKey(_))) {
+                return known;
+            }
+        }
+        let Some(h) = run::hash_of(hash) else {
+            return known;
+        };
+        for (id, runs) in publishers.all_runs() {
+            let ManifestState::At(at, m) = &runs.manifest else {
+                continue;
+            };
+            match self.lookup_in(&id, &runs, *at, m, &h).await {
+                Ok((Some(path), _)) => return Some(path),
+                Ok((None, _)) => {}
+                Err(e) => warn!(publisher = %id, hash, "looking a path up in runs: {e}"),
+            }
+        }
+        known
+    }
+
+    /// Looks `hash` up in one publisher's runs (manifest `m`, block `at` of
+    /// its runs feed); on a hit, the path is put in the catalog.
+    pub async fn lookup_in(
+        &self,
+        id: &Identity,
+        runs: &Runs,
+        at: u64,
+        m: &Manifest,
+        hash: &run::PathHash,
+    ) -> Result<(Option<StorePath>, Cost), LookupError> {
+        let mut cost = Cost::default();
+        let Some(entry) = self.probe(runs.feed, at, m, hash, &mut cost).await? else {
+            return Ok((None, cost));
+        };
+        debug!(publisher = %id, index_seq = entry.index_seq, key_seq = entry.key_seq, "found in a run");
+        let (index, keys) = feeds_of(id, m);
+        // The listing's record is the next block, if the index has one.
+        let index_length = self
+            .node()
+            .hub(&index.to_bytes())
+            .map_or(0, |h| h.state().borrow().length);
+        let listing_seq = entry.index_seq + 1;
+        let record = async {
+            let next = async {
+                if listing_seq < index_length {
+                    Some(self.block(index, listing_seq).await)
+                } else {
+                    None
+                }
+            };
+            futures::join!(self.block(index, entry.index_seq), next)
+        };
+        let release = async {
+            match (keys, entry.key_seq) {
+                (Some(keys), k) if k != NO_KEY => Some(self.block(keys, k).await),
+                _ => None,
+            }
+        };
+        let ((block, next), key) = futures::join!(record, release);
+        cost.rounds += 1;
+        cost.blocks += 1 + u32::from(next.is_some()) + u32::from(key.is_some());
+        let bad = |why: String| LookupError::Record {
+            seq: entry.index_seq,
+            why,
+        };
+        let block = block.map_err(|e| bad(e.to_string()))?;
+        let record = match Record::decode(&block) {
+            Ok(Record::Path(p)) if run::path_hash(&p.store_path) == *hash => *p,
+            Ok(Record::Path(p)) => {
+                return Err(bad(format!(
+                    "it records {}, not the hash looked up",
+                    p.store_path
+                )))
+            }
+            Ok(_) => return Err(bad("it is no path record".into())),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let path = record.store_path.clone();
+        // The listing's record follows the path's, if it has one.
+        let listing: Option<ListingRecord> = match next.map(|b| b.map(|b| Record::decode(&b))) {
+            Some(Ok(Ok(Record::Listing(l)))) if l.layout(&record, entry.index_seq).is_some() => {
+                Some(l)
+            }
+            _ => None,
+        };
+        let release: Option<KeyRelease> = match key.map(|k| k.map(|b| Record::decode(&b))) {
+            Some(Ok(Ok(Record::Key(k)))) if k.store_path == path => Some(k),
+            Some(Ok(Ok(_))) => {
+                warn!(publisher = %id, %path, "the key release a run points at is for another path; ignored");
+                None
+            }
+            Some(Ok(Err(e))) => {
+                warn!(publisher = %id, %path, "the key release a run points at does not decode: {e}");
+                None
+            }
+            Some(Err(e)) => {
+                debug!(publisher = %id, %path, "fetching the key release: {e}");
+                None
+            }
+            None => None,
+        };
+        self.node()
+            .publishers()
+            .insert_found(id, entry.index_seq, record, listing, release);
+        Ok((Some(path), cost))
+    }
+
+    /// The newest entry for `hash` in the live runs: one page of each,
+    /// asked at once.
+    async fn probe(
+        &self,
+        feed: FeedKey,
+        at: u64,
+        m: &Manifest,
+        hash: &run::PathHash,
+        cost: &mut Cost,
+    ) -> Result<Option<RunEntry>, LookupError> {
+        let _ = at;
+        if m.runs.is_empty() {
+            return Ok(None);
+        }
+        let pages = join_all(m.runs.iter().map(|r| async move {
+            let block = r.page_block(hash);
+            let bytes = self
+                .block(feed, block)
+                .await
+                .map_err(|e| LookupError::Fetch {
+                    block,
+                    source: Box::new(e),
+                })?;
+            let page = match Record::decode(&bytes) {
+                Ok(Record::RunPage(p)) => p,
+                Ok(_) => return Err(LookupError::NotAPage { block }),
+                Err(source) => return Err(LookupError::Decode { block, source }),
+            };
+            r.check_page(block, &page)
+                .map_err(|source| LookupError::Page { block, source })?;
+            Ok(page.find(hash).copied())
+        }))
+        .await;
+        cost.rounds += 1;
+        cost.blocks += m.runs.len() as u32;
+        let mut found: Option<RunEntry> = None;
+        for p in pages {
+            if let Some(e) = p? {
+                found = Some(found.map_or(e, |f| run::newest(f, e)));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Block `index` of `feed`, verified, through the chain, within at
+    /// most [`LOOKUP_DEADLINE`]: a narinfo question must not wait out a
+    /// NAR's deadline on a swarm that cannot answer.
+    async fn block(&self, feed: FeedKey, index: u64) -> Result<Vec<u8>, PathError> {
+        let timing = self.timing();
+        let quick = self.with_timing(super::Timing {
+            deadline: timing.deadline.min(LOOKUP_DEADLINE),
+            patience: timing.patience.min(LOOKUP_DEADLINE),
+        });
+        reader::block_of(&quick, feed, index).await
+    }
+
+    /// Reads the last block of every runs feed the catalog knows, now and
+    /// whenever a runs feed grows (peers tell) or every [`MANIFEST_POLL`]
+    /// (web seeds do not), and gives the catalog what it says. Part of
+    /// [`Sources::follow`].
+    pub(super) async fn follow_manifests(&self) {
+        let publishers = self.node().publishers();
+        let mut changed = publishers.subscribe();
+        loop {
+            let mut growing = Vec::new();
+            for (id, runs) in publishers.all_runs() {
+                if let Some(hub) = self.refresh_manifest(&id, &runs).await {
+                    growing.push(hub);
+                }
+            }
+            let grown = async {
+                let mut states: Vec<_> = growing.iter().map(|h| h.state()).collect();
+                if states.is_empty() {
+                    return std::future::pending().await;
+                }
+                let waits = states.iter_mut().map(|s| Box::pin(s.changed()));
+                let _ = futures::future::select_all(waits).await;
+            };
+            tokio::select! {
+                _ = grown => {}
+                _ = tokio::time::sleep(MANIFEST_POLL) => {}
+                r = changed.changed() => if r.is_err() { return },
+            }
+            // Many records may arrive at once: take them in together.
+            changed.mark_unchanged();
+        }
+    }
+
+    /// Reads one runs feed's last block; returns its hub, to watch.
+    async fn refresh_manifest(
+        &self,
+        id: &Identity,
+        runs: &Runs,
+    ) -> Option<hypernar_swarm::hub::HubHandle> {
+        let hub = self
+            .node()
+            .add_feed(runs.feed.verifying_key(), false)
+            .await
+            .ok()?;
+        let seeds = self.web_seeds();
+        if !seeds.is_empty() {
+            // Asking past the end makes a web seed tell its signed length.
+            let key = runs.feed.to_bytes();
+            let _ = seeds
+                .fetch(&hub, &key, u64::MAX - 1, u64::MAX, self.metrics())
+                .await;
+        }
+        let length = hub.state().borrow().length;
+        let state = match length {
+            0 => return Some(hub), // no source has told its length yet
+            1 => ManifestState::None,
+            _ => {
+                let at = length - 1;
+                if let ManifestState::At(old, _) = &runs.manifest {
+                    if *old == at {
+                        return Some(hub);
+                    }
+                }
+                match self.block(runs.feed, at).await.map(|b| Record::decode(&b)) {
+                    Ok(Ok(Record::Manifest(m))) => match m.check(at) {
+                        Ok(()) => ManifestState::At(at, m.into()),
+                        Err(e) => {
+                            warn!(publisher = %id, at, "the runs feed's manifest is refused: {e}");
+                            return Some(hub);
+                        }
+                    },
+                    // A cut the publisher is writing: keep what is known.
+                    Ok(Ok(_)) => ManifestState::None,
+                    Ok(Err(e)) => {
+                        warn!(publisher = %id, at, "the runs feed's last block does not decode: {e}");
+                        return Some(hub);
+                    }
+                    Err(e) => {
+                        debug!(publisher = %id, at, "reading the runs feed's manifest: {e}");
+                        return Some(hub);
+                    }
+                }
+            }
+        };
+        publishers_set(self, id, state);
+        Some(hub)
+    }
+}
+
+fn publishers_set(sources: &Sources, id: &Identity, state: ManifestState) {
+    sources.node().publishers().set_manifest(id, state);
+}
+
+/// The index feed and the public key feed of `id`, by the manifest's
+/// declarations.
+fn feeds_of(id: &Identity, m: &Manifest) -> (FeedKey, Option<FeedKey>) {
+    let keys = m
+        .feeds
+        .iter()
+        .find(|d| {
+            d.role == FeedRole::Keys && d.name == hypernar_feed::format::identity::PUBLIC_KEYS_FEED
+        })
+        .and_then(|d| FeedKey::from_bytes(&d.public_key).ok());
+    (FeedKey::from(id.0), keys)
+}
