@@ -202,3 +202,77 @@ fn a_fresh_node_answers_from_runs_and_replicates_only_the_index_tail() {
     );
     assert!(have < length, "the whole index was replicated");
 }
+
+/// Rewrites `w`'s index as an index made before runs existed: no runs
+/// declaration, `data/0` and `keys/public` first (each listing's record
+/// renumbered after its path's), and no runs feed.
+fn make_it_old(w: &World) {
+    let records = records(w, INDEX_FEED);
+    let secret = w.secret();
+    let old: Vec<Vec<u8>> = records
+        .into_iter()
+        .filter(|r| !matches!(r, Record::Feed(d) if d.role == hypernar_feed::format::record::FeedRole::Runs))
+        .map(|r| match r {
+            Record::Listing(mut l) => {
+                l.index_seq -= 1;
+                Record::Listing(l).encode()
+            }
+            r => r.encode(),
+        })
+        .collect();
+    std::fs::remove_dir_all(w.feed_dir(INDEX_FEED)).unwrap();
+    std::fs::remove_dir_all(w.feed_dir(RUNS_FEED)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = FeedStore::open(&w.data).unwrap();
+        let mut feed = store
+            .open_writable(&secret.feed_signing_key(INDEX_FEED))
+            .await
+            .unwrap();
+        feed.append_batch(&old).await.unwrap();
+    });
+}
+
+#[test]
+fn an_index_made_before_runs_is_read_whole_and_publishing_into_it_cuts_its_first_run() {
+    let w = World::new(&paths(6));
+    let names: Vec<String> = (0..6).map(|i| w.store_path(&format!("p{i}"))).collect();
+    let mut args = vec![];
+    args.extend(names[..4].iter().map(String::as_str));
+    w.publish_ok(&args);
+    make_it_old(&w);
+    let id = identity(&w);
+    let hash = |name: &str| StorePath::parse(name).unwrap().hash_part().to_owned();
+    {
+        let seed = serve(&w.data, &[], &[]);
+        let user = w.tmp.path().join("user");
+        let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+        let api = sub.http.clone().unwrap();
+        for name in &names[..4] {
+            wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 200, 20);
+        }
+        sub.terminate();
+        let (have, length) = stored_blocks(&user, "index");
+        assert_eq!(have, length, "an old index is replicated whole");
+    }
+    // Publishing into it again declares its runs feed and cuts a run.
+    let mut args = vec!["--run-tail", "2"];
+    args.extend(names[4..].iter().map(String::as_str));
+    w.publish_ok(&args);
+    let index = records(&w, INDEX_FEED);
+    assert!(matches!(&index[1], Record::Feed(d) if d.name == "data/0"));
+    let m = manifest(&records(&w, RUNS_FEED));
+    assert_eq!(m.indexed_to, index.len() as u64);
+    // A fresh node still reads it whole (its block 1 is no runs feed) and
+    // serves every path, old and new.
+    let seed = serve(&w.data, &[], &[]);
+    let user = w.tmp.path().join("user2");
+    let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let api = sub.http.clone().unwrap();
+    for name in &names {
+        wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 200, 20);
+    }
+    drop((sub, seed));
+    w.assert_reads_back("p1");
+    w.assert_reads_back("p5");
+}
