@@ -100,10 +100,13 @@ impl Mounted {
         }
     }
 
+    /// What serve logged so far (lossily: a read of a log being written
+    /// must not come back empty for one odd byte).
     fn log(&self) -> String {
         self.serve
             .as_ref()
-            .map(|s| std::fs::read_to_string(&s.log).unwrap_or_default())
+            .and_then(|s| std::fs::read(&s.log).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
 }
@@ -282,6 +285,10 @@ fn sigterm_unmounts_cleanly_and_a_stale_mount_is_cleared_at_the_next_start() {
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
     let next = Mounted::start(&w.data, &at, &["--trust", &id], &[]);
     next.wait_for(&w);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !next.log().contains("stale mount") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(next.log().contains("stale mount"), "{}", next.log());
     assert!(std::fs::read(nar_path(&at, &w, "noise")).unwrap() == w.path("noise").nar);
 

@@ -201,6 +201,17 @@ fn a_fresh_node_answers_from_runs_and_replicates_only_the_index_tail() {
         "the user replicated {have} of {length} index blocks (tail {tail})"
     );
     assert!(have < length, "the whole index was replicated");
+    // Restarted, it answers for paths it looked up and for others (their
+    // records name a data feed declared in the part of the index in runs).
+    let sub = serve(
+        &user,
+        &["--trust", &id, "--peer", &seed.addr, "--upstream", "none"],
+        &[],
+    );
+    let api = sub.http.clone().unwrap();
+    for name in [&names[3], &names[25], &names[38]] {
+        wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 200, 20);
+    }
 }
 
 /// Rewrites `w`'s index as an index made before runs existed: no runs

@@ -423,19 +423,42 @@ impl Publishers {
     }
 
     pub(crate) fn apply(&self, id: &Identity, seq: u64, record: Record) {
-        if let Record::Path(p) = &record {
+        let path = match &record {
+            Record::Path(p) => Some(p.store_path.clone()),
+            _ => None,
+        };
+        let taken = {
+            let mut by_id = self.by_id.lock().expect("publishers lock");
+            match by_id.get_mut(&id.to_bytes()) {
+                Some(k) => {
+                    // A path found by lookup may name a data feed the index
+                    // declared in its part in runs: the manifest declares it.
+                    if let (
+                        Record::Path(p),
+                        Some(Runs {
+                            manifest: ManifestState::At(_, m),
+                            ..
+                        }),
+                    ) = (&record, &k.runs)
+                    {
+                        if !k.index.feeds.contains_key(&p.data_feed) {
+                            for d in m.feeds.iter().filter(|d| d.id == p.data_feed) {
+                                k.index.apply(0, Record::Feed(d.clone()));
+                            }
+                        }
+                    }
+                    k.index.apply(seq, record);
+                    path.as_ref().is_some_and(|p| k.index.paths.contains_key(p))
+                }
+                None => false,
+            }
+        };
+        // Only a record the index took is found by its hash.
+        if let (Some(p), true) = (path, taken) {
             self.by_hash
                 .lock()
                 .expect("by_hash lock")
-                .insert(p.store_path.hash_part().to_owned(), p.store_path.clone());
-        }
-        if let Some(k) = self
-            .by_id
-            .lock()
-            .expect("publishers lock")
-            .get_mut(&id.to_bytes())
-        {
-            k.index.apply(seq, record);
+                .insert(p.hash_part().to_owned(), p);
         }
         self.bump();
     }
@@ -549,6 +572,70 @@ impl Publishers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hypernar_feed::format::identity::PublisherSecret;
+    use hypernar_feed::format::narinfo::NarHash;
+    use hypernar_feed::format::record::{wrap_path_key, FeedDecl, FeedRole};
+
+    #[test]
+    fn a_path_found_by_lookup_is_taken_with_the_data_feed_its_manifest_declares() {
+        let p = Publishers::default();
+        let secret = PublisherSecret::from_bytes([4; 32]);
+        let id = secret.identity();
+        p.add(id);
+        let runs = FeedKey::from(secret.feed_signing_key("runs").verifying_key());
+        p.set_runs_feed(&id, runs);
+        let data = FeedDecl {
+            id: 0,
+            role: FeedRole::Data,
+            name: "data/0".into(),
+            public_key: secret.feed_signing_key("data/0").verifying_key().to_bytes(),
+        };
+        let manifest = Manifest {
+            indexed_to: 10,
+            runs: vec![],
+            keys_indexed_to: 1,
+            feeds: vec![data],
+            web_seeds: vec![],
+        };
+        p.set_manifest(&id, ManifestState::At(5, Arc::new(manifest)));
+        let path = StorePath::from_base_name(&format!("{:0>32}-x", 1)).unwrap();
+        let key = PathKey([3; 32]);
+        let record = PathRecord {
+            references: vec![],
+            wrapped_key: wrap_path_key(&[9; 32], &path, &key),
+            store_path: path.clone(),
+            nar_hash: NarHash([1; 32]),
+            nar_size: 10,
+            deriver: None,
+            ca: None,
+            sigs: vec![],
+            data_feed: 0,
+            first_block: 1,
+            block_count: 1,
+            segment_size: 4096,
+            key_check: key.check(),
+        };
+        // The index's own declaration of data/0 was never read (it is in
+        // the part in runs): the manifest's is used.
+        let release = KeyRelease {
+            index_seq: 7,
+            store_path: path.clone(),
+            key: key.0,
+        };
+        p.insert_found(&id, 7, record.clone(), None, Some(release));
+        assert_eq!(p.path_by_hash(path.hash_part()), Some(path.clone()));
+        assert!(p.lookup(&path).is_ok());
+        // A record naming a feed nobody declared is not taken, nor found
+        // by its hash.
+        let other = StorePath::from_base_name(&format!("{:0>32}-y", 2)).unwrap();
+        let stray = PathRecord {
+            store_path: other.clone(),
+            data_feed: 9,
+            ..record
+        };
+        p.insert_found(&id, 8, stray, None, None);
+        assert_eq!(p.path_by_hash(other.hash_part()), None);
+    }
 
     #[test]
     fn a_path_is_being_read_while_any_of_its_readers_lives() {

@@ -48,6 +48,10 @@ pub const MAX_RUNS: usize = 64;
 /// Most feed declarations a manifest may carry.
 pub const MAX_MANIFEST_FEEDS: usize = 1024;
 
+/// Most blocks a feed a manifest names may have (2^40; peers track far
+/// fewer per feed): a larger mark is refused.
+pub const MAX_FEED_BLOCKS: u64 = 1 << 40;
+
 /// "No key released" in [`RunEntry::key_seq`] (block 0 of a key feed is its
 /// header, so no release is there).
 pub const NO_KEY: u64 = 0;
@@ -127,6 +131,13 @@ pub enum RunError {
     PastManifest { end: u64, manifest: u64 },
     #[error("a run holds {entries} entries, more than the {blocks} index blocks below its end")]
     TooManyEntries { entries: u64, blocks: u64 },
+    #[error(
+        "a manifest's marks ({indexed_to}, {keys_indexed_to}) are past {MAX_FEED_BLOCKS} blocks"
+    )]
+    AbsurdMarks {
+        indexed_to: u64,
+        keys_indexed_to: u64,
+    },
     #[error("a page entry points at index block {0}, past the run's range")]
     EntryOutOfRange(u64),
 }
@@ -235,6 +246,12 @@ impl Manifest {
         }
         if self.feeds.len() > MAX_MANIFEST_FEEDS {
             return Err(RunError::TooManyFeeds(self.feeds.len()));
+        }
+        if self.indexed_to > MAX_FEED_BLOCKS || self.keys_indexed_to > MAX_FEED_BLOCKS {
+            return Err(RunError::AbsurdMarks {
+                indexed_to: self.indexed_to,
+                keys_indexed_to: self.keys_indexed_to,
+            });
         }
         let mut next = 0u64;
         for r in &self.runs {
@@ -535,6 +552,14 @@ mod tests {
             crowded.check(100),
             Err(RunError::TooManyEntries { .. })
         ));
+        let far = Manifest {
+            indexed_to: 0,
+            runs: vec![],
+            keys_indexed_to: u64::MAX - 3,
+            feeds: vec![],
+            web_seeds: vec![],
+        };
+        assert!(matches!(far.check(1), Err(RunError::AbsurdMarks { .. })));
         let many = Manifest {
             indexed_to: MAX_RUNS as u64 + 1,
             runs: (0..=MAX_RUNS as u64).map(|i| run(1, 0, i, i + 1)).collect(),

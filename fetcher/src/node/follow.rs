@@ -13,6 +13,10 @@ use crate::publishers::ManifestState;
 use super::Node;
 use hypernar_swarm::hub::{EagerRange, HubHandle};
 
+/// How long an index in runs waits for its manifest before it is read
+/// whole (from peers that do not know its runs feed).
+const MANIFEST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What one index's follower has declared so far.
 #[derive(Default)]
 struct Declared {
@@ -43,6 +47,8 @@ impl Node {
         let mut declared = Declared::default();
         let mut applied: Option<ManifestState> = None;
         let mut decided = false;
+        // When an index in runs whose manifest nobody gave is read whole.
+        let mut give_up: Option<tokio::time::Instant> = None;
         loop {
             let st = *state.borrow_and_update();
             next = next.max(st.eager.map_or(0, |e| e.from));
@@ -77,16 +83,33 @@ impl Node {
                 }
             }
             if declared.runs {
-                let now = self.catalog.publishers.runs(&id).map(|r| r.manifest);
+                let mut now = self.catalog.publishers.runs(&id).map(|r| r.manifest);
+                let unknown = matches!(now, Some(ManifestState::Unknown));
+                let waited = give_up.is_some_and(|t| tokio::time::Instant::now() >= t);
+                if unknown && waited {
+                    // Peers that do not know the runs feed (an older build,
+                    // the JavaScript reference) can still give the index.
+                    warn!(
+                        publisher = %id,
+                        "no peer or web seed gave this index's runs within {MANIFEST_WAIT:?}; reading the index whole"
+                    );
+                    now = Some(ManifestState::None);
+                }
+                if unknown && give_up.is_none() {
+                    give_up = Some(tokio::time::Instant::now() + MANIFEST_WAIT);
+                }
                 if now != applied {
                     self.apply_manifest(id, &index, now.clone(), &mut declared)
                         .await;
                     applied = now;
                 }
             }
+            let waiting = declared.runs && matches!(applied, None | Some(ManifestState::Unknown));
+            let until = give_up.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 r = state.changed() => if r.is_err() { return },
                 r = changed.changed(), if declared.runs => if r.is_err() { return },
+                _ = tokio::time::sleep_until(until), if waiting && give_up.is_some() => {}
             }
         }
     }
@@ -113,7 +136,8 @@ impl Node {
         let eager = match decl.role {
             FeedRole::Keys => !d.runs || self.catalog.mirror,
             FeedRole::Data => self.catalog.mirror,
-            FeedRole::Index | FeedRole::Set | FeedRole::Runs => false,
+            FeedRole::Runs => self.catalog.mirror,
+            FeedRole::Index | FeedRole::Set => false,
         };
         match self.add_feed(&key, eager).await {
             Ok(hub) if decl.role == FeedRole::Keys => {
@@ -153,7 +177,13 @@ impl Node {
                 }
                 // Web seeds recorded in the part of the index in runs (a
                 // later record in the tail replaces them).
-                if !m.web_seeds.is_empty() {
+                if !m.web_seeds.is_empty()
+                    && self
+                        .catalog
+                        .publishers
+                        .recorded_web_seeds_of(&id)
+                        .is_none_or(|u| u.is_empty())
+                {
                     self.catalog.publishers.apply(
                         &id,
                         0,

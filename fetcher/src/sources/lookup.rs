@@ -85,24 +85,35 @@ impl Sources {
         if let Some(p) = &known {
             // A record read with the index's head, or one whose key could
             // not be fetched: its key is looked up again.
-            if !matches!(publishers.lookup(p), Err(NotFound::NoKey(_))) {
+            if !matches!(
+                publishers.lookup(p),
+                Err(NotFound::NoKey(_) | NotFound::Unknown { .. })
+            ) {
                 return known;
             }
         }
         let Some(h) = run::hash_of(hash) else {
             return known;
         };
-        for (id, runs) in publishers.all_runs() {
-            let ManifestState::At(at, m) = &runs.manifest else {
-                continue;
+        // Every publisher at once: a miss waits for the slowest, not the sum.
+        let asked = publishers.all_runs().into_iter().filter_map(|(id, runs)| {
+            let ManifestState::At(at, m) = runs.manifest.clone() else {
+                return None;
             };
-            match self.lookup_in(&id, &runs, *at, m, &h).await {
-                Ok((Some(path), _)) => return Some(path),
+            Some(async move {
+                let r = self.lookup_in(&id, &runs, at, &m, &h).await;
+                (id, r)
+            })
+        });
+        let mut found = None;
+        for (id, r) in join_all(asked).await {
+            match r {
+                Ok((Some(path), _)) => found = found.or(Some(path)),
                 Ok((None, _)) => {}
                 Err(e) => warn!(publisher = %id, hash, "looking a path up in runs: {e}"),
             }
         }
-        known
+        found.or(known)
     }
 
     /// Looks `hash` up in one publisher's runs (manifest `m`, block `at` of
@@ -256,27 +267,51 @@ impl Sources {
         let publishers = self.node().publishers();
         let mut changed = publishers.subscribe();
         loop {
-            let mut growing = Vec::new();
-            for (id, runs) in publishers.all_runs() {
-                if let Some(hub) = self.refresh_manifest(&id, &runs).await {
-                    growing.push(hub);
+            let all = publishers.all_runs();
+            let feeds = feed_set(&all);
+            let mut watched = Vec::new();
+            for (id, runs) in &all {
+                if let Some(hub) = self.refresh_manifest(id, runs).await {
+                    let length = hub.state().borrow().length;
+                    watched.push((hub, length));
                 }
             }
-            let grown = async {
-                let mut states: Vec<_> = growing.iter().map(|h| h.state()).collect();
-                if states.is_empty() {
-                    return std::future::pending().await;
+            // Until a runs feed grows, another is declared, or the poll.
+            let poll = tokio::time::sleep(MANIFEST_POLL);
+            tokio::pin!(poll);
+            loop {
+                let mut states: Vec<_> = watched.iter().map(|(h, _)| h.state()).collect();
+                for s in &mut states {
+                    s.mark_unchanged();
                 }
-                let waits = states.iter_mut().map(|s| Box::pin(s.changed()));
-                let _ = futures::future::select_all(waits).await;
-            };
-            tokio::select! {
-                _ = grown => {}
-                _ = tokio::time::sleep(MANIFEST_POLL) => {}
-                r = changed.changed() => if r.is_err() { return },
+                let moved = async {
+                    if states.is_empty() {
+                        return std::future::pending().await;
+                    }
+                    let waits = states.iter_mut().map(|s| Box::pin(s.changed()));
+                    let _ = futures::future::select_all(waits).await;
+                };
+                changed.mark_unchanged();
+                tokio::select! {
+                    _ = &mut poll => break,
+                    _ = moved => {
+                        let grew = watched
+                            .iter()
+                            .any(|(h, length)| h.state().borrow().length != *length);
+                        if grew {
+                            break;
+                        }
+                    }
+                    r = changed.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        if feed_set(&publishers.all_runs()) != feeds {
+                            break;
+                        }
+                    }
+                }
             }
-            // Many records may arrive at once: take them in together.
-            changed.mark_unchanged();
         }
     }
 
@@ -334,6 +369,13 @@ impl Sources {
         publishers_set(self, id, state);
         Some(hub)
     }
+}
+
+/// The runs feeds of `all`, in one order.
+fn feed_set(all: &[(Identity, Runs)]) -> Vec<[u8; 32]> {
+    let mut keys: Vec<[u8; 32]> = all.iter().map(|(_, r)| r.feed.to_bytes()).collect();
+    keys.sort_unstable();
+    keys
 }
 
 fn publishers_set(sources: &Sources, id: &Identity, state: ManifestState) {

@@ -460,9 +460,8 @@ pub async fn follow(n: Node, seeds: Arc<WebSeeds>) {
                         let st = st.borrow();
                         (st.ready, st.eager.and_then(|e| e.to))
                     };
-                    let to = until.map_or(have + BLOCKS_PER_REQUEST, |u| {
-                        u.min(have + BLOCKS_PER_REQUEST)
-                    });
+                    let step = have.saturating_add(BLOCKS_PER_REQUEST);
+                    let to = until.map_or(step, |u| u.min(step));
                     if have >= to {
                         break;
                     }

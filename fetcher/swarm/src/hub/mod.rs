@@ -541,7 +541,12 @@ impl Hub {
         // eager): a cursor that only moves forward, past what a follower
         // may read.
         let start = self.eager.map_or(0, |e| e.from);
-        let mut ready = self.ready.max(start).max(info.contiguous_length);
+        let floor = start.max(info.contiguous_length);
+        let mut ready = self.ready.max(floor).min(info.length);
+        // Blocks cleared or a replica started afresh: count again.
+        if ready > floor && !self.feed.has(ready - 1) {
+            ready = floor;
+        }
         while ready < info.length && self.feed.has(ready) {
             ready += 1;
         }

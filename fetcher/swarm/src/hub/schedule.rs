@@ -37,7 +37,11 @@ impl Hub {
         }
         if let Some(r) = self.eager {
             let end = r.to.map_or(info.length, |t| t.min(info.length));
-            let all = wants::Want::new(info.contiguous_length.max(r.from), end);
+            // From the first block missing in the range: `wants::collect`
+            // looks a bounded number of blocks past its start, so a start
+            // far behind what is stored would want nothing.
+            let start = self.ready.max(r.from).max(info.contiguous_length);
+            let all = wants::Want::new(start, end);
             wants::collect(&all, info.length, has, asked, SCHEDULE_WINDOW, &mut set);
         }
         let wanted: Vec<u64> = set.into_iter().take(SCHEDULE_WINDOW).collect();
