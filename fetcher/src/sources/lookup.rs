@@ -97,11 +97,11 @@ impl Sources {
         };
         // Every publisher at once: a miss waits for the slowest, not the sum.
         let asked = publishers.all_runs().into_iter().filter_map(|(id, runs)| {
-            let ManifestState::At(at, m) = runs.manifest.clone() else {
+            let ManifestState::At(_, m) = runs.manifest.clone() else {
                 return None;
             };
             Some(async move {
-                let r = self.lookup_in(&id, &runs, at, &m, &h).await;
+                let r = self.lookup_in(&id, &runs, &m, &h).await;
                 (id, r)
             })
         });
@@ -116,18 +116,18 @@ impl Sources {
         found.or(known)
     }
 
-    /// Looks `hash` up in one publisher's runs (manifest `m`, block `at` of
-    /// its runs feed); on a hit, the path is put in the catalog.
+    /// Looks `hash` up in one publisher's runs (manifest `m`, checked
+    /// against its position when it was read); on a hit, the path is put in
+    /// the catalog.
     pub async fn lookup_in(
         &self,
         id: &Identity,
         runs: &Runs,
-        at: u64,
         m: &Manifest,
         hash: &run::PathHash,
     ) -> Result<(Option<StorePath>, Cost), LookupError> {
         let mut cost = Cost::default();
-        let Some(entry) = self.probe(runs.feed, at, m, hash, &mut cost).await? else {
+        let Some(entry) = self.probe(runs.feed, m, hash, &mut cost).await? else {
             return Ok((None, cost));
         };
         debug!(publisher = %id, index_seq = entry.index_seq, key_seq = entry.key_seq, "found in a run");
@@ -208,12 +208,10 @@ impl Sources {
     async fn probe(
         &self,
         feed: FeedKey,
-        at: u64,
         m: &Manifest,
         hash: &run::PathHash,
         cost: &mut Cost,
     ) -> Result<Option<RunEntry>, LookupError> {
-        let _ = at;
         if m.runs.is_empty() {
             return Ok(None);
         }
