@@ -351,8 +351,15 @@ impl Sources {
                             return Some(hub);
                         }
                     },
-                    // A cut the publisher is writing: keep what is known.
-                    Ok(Ok(_)) => ManifestState::None,
+                    // A cut the publisher is writing (its manifest comes
+                    // last), or one it was killed in (it appends the last
+                    // manifest again when it opens): keep what is known, and
+                    // a node that knows nothing waits (then, past
+                    // `node/follow.rs`'s wait, reads the index whole).
+                    Ok(Ok(_)) => {
+                        debug!(publisher = %id, at, "the runs feed's last block is no manifest yet");
+                        return Some(hub);
+                    }
                     Ok(Err(e)) => {
                         warn!(publisher = %id, at, "the runs feed's last block does not decode: {e}");
                         return Some(hub);
