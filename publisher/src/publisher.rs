@@ -16,7 +16,7 @@ use hypernar_feed::format::record::{
     unwrap_path_key, wrap_path_key, FeedDecl, FeedHeader, FeedRole, KeyRelease, ListingRecord,
     PathRecord, Record, WebSeedList,
 };
-use hypernar_feed::format::run::{self, Manifest};
+use hypernar_feed::format::run::Manifest;
 use hypernar_feed::format::segment::{ENVELOPE_OVERHEAD, MAX_SEGMENT_SIZE};
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::io::{ensure_header, FeedIo, FeedIoError, FeedOpener};
@@ -110,19 +110,19 @@ pub struct Publisher<O: FeedOpener = FeedStore> {
     dir: PathBuf,
     staging: PathBuf,
     opener: O,
-    index_feed: O::Feed,
+    pub(crate) index_feed: O::Feed,
     data: O::Feed,
-    public_keys: O::Feed,
+    pub(crate) public_keys: O::Feed,
     /// The index's runs and manifests (`runs.rs`).
-    runs: O::Feed,
+    pub(crate) runs: O::Feed,
     /// The runs feed's last manifest (empty before the first run).
-    manifest: Manifest,
+    pub(crate) manifest: Manifest,
     /// Tail entries that make a run.
-    run_tail: u64,
-    index: PublisherIndex,
+    pub(crate) run_tail: u64,
+    pub(crate) index: PublisherIndex,
     by_hash: HashMap<String, StorePath>,
     /// Paths whose keys are in the public key feed, and at which block.
-    released: HashMap<StorePath, u64>,
+    pub(crate) released: HashMap<StorePath, u64>,
     data_id: u32,
 }
 
@@ -653,89 +653,6 @@ impl<O: FeedOpener> Publisher<O> {
         Ok(())
     }
 
-    /// Sets how many tail entries make a run (the default is
-    /// [`runs::DEFAULT_RUN_TAIL`]; tests use tiny ones).
-    pub fn set_run_tail(&mut self, entries: u64) {
-        self.run_tail = entries.max(1);
-    }
-
-    /// The runs feed's last manifest.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-
-    /// Cuts the tail of the index into a run once it holds the configured
-    /// number of entries, merging the runs [`runs::plan`] says to, and
-    /// appends the pages and then the new manifest (see `runs.rs` for the
-    /// policy and its crash safety). Returns whether a run was cut.
-    pub async fn cut_runs(&mut self) -> Result<bool, PublishError> {
-        let (indexed_to, keys_indexed_to) =
-            (self.manifest.indexed_to, self.manifest.keys_indexed_to);
-        let index_len = self.index_feed.length();
-        let keys_len = self.public_keys.length();
-        let key_of = |p: &StorePath| self.released.get(p).copied();
-        let mut entries: Vec<run::RunEntry> = self
-            .index
-            .paths
-            .iter()
-            .filter(|(_, (seq, _))| *seq >= indexed_to)
-            .map(|(p, (seq, _))| runs::entry(run::path_hash(p), *seq, key_of(p)))
-            .collect();
-        // Keys released since the last cut for paths already in a run.
-        entries.extend(self.released.iter().filter_map(|(p, &k)| {
-            let seq = self.index.paths.get(p)?.0;
-            (k >= keys_indexed_to && seq < indexed_to)
-                .then(|| runs::entry(run::path_hash(p), seq, Some(k)))
-        }));
-        if (entries.len() as u64) < self.run_tail {
-            return Ok(false);
-        }
-        let live = self.manifest.runs.len();
-        let merge = runs::plan(&self.manifest.runs, (indexed_to, index_len), self.run_tail);
-        let kept = &self.manifest.runs[..live - merge];
-        for r in &self.manifest.runs[live - merge..] {
-            for block in r.first_block..r.first_block + r.pages() {
-                let record = self.runs.read_record(block).await?;
-                entries.extend(runs::page_entries(record));
-            }
-        }
-        let from = self
-            .manifest
-            .runs
-            .get(live - merge)
-            .map_or(indexed_to, |r| r.from);
-        let first_block = self.runs.length();
-        let (new_run, pages) = runs::encode_run(entries, first_block, from, index_len);
-        let mut feeds: Vec<FeedDecl> = self.index.feeds.values().cloned().collect();
-        feeds.sort_by_key(|f| f.id);
-        let manifest = Manifest {
-            indexed_to: index_len,
-            runs: kept.iter().copied().chain([new_run]).collect(),
-            keys_indexed_to: keys_len,
-            feeds,
-            web_seeds: self.index.web_seeds.clone(),
-        };
-        manifest
-            .check(first_block + new_run.pages())
-            .map_err(|e| PublishError::Inconsistent(format!("a new run's manifest: {e}")))?;
-        for batch in runs::batches(pages) {
-            self.runs.write(batch).await?;
-            fault_point("run-pages");
-        }
-        self.runs
-            .write(vec![Record::Manifest(Box::new(manifest.clone())).encode()])
-            .await?;
-        info!(
-            entries = new_run.entries,
-            pages = new_run.pages(),
-            merged = merge,
-            live_runs = manifest.runs.len(),
-            "cut a run of the index"
-        );
-        self.manifest = manifest;
-        Ok(true)
-    }
-
     fn key_release(&self, path: &StorePath) -> Result<KeyRelease, PublishError> {
         let (seq, rec) = &self.index.paths[path];
         let key = unwrap_path_key(&self.secret.wrap_key(), path, &rec.wrapped_key)
@@ -848,7 +765,7 @@ fn prepare_error_path(e: &PrepareError) -> &StorePath {
 /// when it reaches that point of a commit. Off unless that variable is set
 /// by whoever starts the process; nothing from the network or the cache
 /// can turn it on. The crash-recovery tests use it to hit each step.
-fn fault_point(point: &str) {
+pub(crate) fn fault_point(point: &str) {
     // Only in a build with the `fault-injection` feature (the test command's).
     if cfg!(feature = "fault-injection")
         && std::env::var_os("HYPERNAR_FAULT_ABORT_AT").is_some_and(|v| v == point)

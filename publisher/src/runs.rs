@@ -21,10 +21,99 @@
 //! next open re-appends the last manifest ([`Publisher::open_with`]), so
 //! the pages written are dead blocks, never read.
 
-use hypernar_feed::format::record::Record;
+use hypernar_feed::format::record::{FeedDecl, Record};
 use hypernar_feed::format::run::{self, Manifest, RunEntry, RunPage, RunRef, MAX_RUNS, NO_KEY};
-use hypernar_feed::io::{FeedIo, FeedIoError};
-use tracing::warn;
+use hypernar_feed::format::storepath::StorePath;
+use hypernar_feed::io::{FeedIo, FeedIoError, FeedOpener};
+use tracing::{info, warn};
+
+use crate::error::PublishError;
+use crate::publisher::{fault_point, Publisher};
+
+impl<O: FeedOpener> Publisher<O> {
+    /// Sets how many tail entries make a run (the default is
+    /// [`DEFAULT_RUN_TAIL`]; tests use tiny ones).
+    pub fn set_run_tail(&mut self, entries: u64) {
+        self.run_tail = entries.max(1);
+    }
+
+    /// The runs feed's last manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Cuts the tail of the index into a run once it holds the configured
+    /// number of entries, merging the runs [`plan`] says to, and
+    /// appends the pages and then the new manifest (see `runs.rs` for the
+    /// policy and its crash safety). Returns whether a run was cut.
+    pub async fn cut_runs(&mut self) -> Result<bool, PublishError> {
+        let (indexed_to, keys_indexed_to) =
+            (self.manifest.indexed_to, self.manifest.keys_indexed_to);
+        let index_len = self.index_feed.length();
+        let keys_len = self.public_keys.length();
+        let key_of = |p: &StorePath| self.released.get(p).copied();
+        let mut entries: Vec<run::RunEntry> = self
+            .index
+            .paths
+            .iter()
+            .filter(|(_, (seq, _))| *seq >= indexed_to)
+            .map(|(p, (seq, _))| entry(run::path_hash(p), *seq, key_of(p)))
+            .collect();
+        // Keys released since the last cut for paths already in a run.
+        entries.extend(self.released.iter().filter_map(|(p, &k)| {
+            let seq = self.index.paths.get(p)?.0;
+            (k >= keys_indexed_to && seq < indexed_to)
+                .then(|| entry(run::path_hash(p), seq, Some(k)))
+        }));
+        if (entries.len() as u64) < self.run_tail {
+            return Ok(false);
+        }
+        let live = self.manifest.runs.len();
+        let merge = plan(&self.manifest.runs, (indexed_to, index_len), self.run_tail);
+        let kept = &self.manifest.runs[..live - merge];
+        for r in &self.manifest.runs[live - merge..] {
+            for block in r.first_block..r.first_block + r.pages() {
+                let record = self.runs.read_record(block).await?;
+                entries.extend(page_entries(record));
+            }
+        }
+        let from = self
+            .manifest
+            .runs
+            .get(live - merge)
+            .map_or(indexed_to, |r| r.from);
+        let first_block = self.runs.length();
+        let (new_run, pages) = encode_run(entries, first_block, from, index_len);
+        let mut feeds: Vec<FeedDecl> = self.index.feeds.values().cloned().collect();
+        feeds.sort_by_key(|f| f.id);
+        let manifest = Manifest {
+            indexed_to: index_len,
+            runs: kept.iter().copied().chain([new_run]).collect(),
+            keys_indexed_to: keys_len,
+            feeds,
+            web_seeds: self.index.web_seeds.clone(),
+        };
+        manifest
+            .check(first_block + new_run.pages())
+            .map_err(|e| PublishError::Inconsistent(format!("a new run's manifest: {e}")))?;
+        for batch in batches(pages) {
+            self.runs.write(batch).await?;
+            fault_point("run-pages");
+        }
+        self.runs
+            .write(vec![Record::Manifest(Box::new(manifest.clone())).encode()])
+            .await?;
+        info!(
+            entries = new_run.entries,
+            pages = new_run.pages(),
+            merged = merge,
+            live_runs = manifest.runs.len(),
+            "cut a run of the index"
+        );
+        self.manifest = manifest;
+        Ok(true)
+    }
+}
 
 /// Tail entries that make a run, by default.
 pub const DEFAULT_RUN_TAIL: u64 = 4096;

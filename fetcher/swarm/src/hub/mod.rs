@@ -13,7 +13,8 @@
 //! - `schedule.rs` (the shell), `plan.rs` (its pure decisions), `wants.rs`,
 //!   `window.rs`: which block next, from whom,
 //!   how many in flight;
-//! - `storage.rs`: what a failing disk does to a hub.
+//! - `storage.rs`: what a failing disk does to a hub;
+//! - `eager.rs`: which blocks are replicated in full, wanted or not.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -30,6 +31,7 @@ use tracing::{debug, info};
 
 mod announce;
 mod downloads;
+mod eager;
 mod inbound;
 mod plan;
 mod schedule;
@@ -41,6 +43,7 @@ mod window;
 use crate::haves::Haves;
 use downloads::Downloads;
 
+pub use eager::EagerRange;
 pub use upload::out_of_bounds;
 pub use window::MAX_WINDOW;
 /// Blocks waiting for one peer past which its requests are dropped.
@@ -62,24 +65,6 @@ const TICK: Duration = Duration::from_millis(100);
 pub type PeerId = u64;
 
 pub use crate::error::SwarmError;
-
-/// Blocks of a feed replicated in full: every block from `from`, up to
-/// `to` if set, that any peer has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EagerRange {
-    pub from: u64,
-    pub to: Option<u64>,
-}
-
-impl EagerRange {
-    /// The whole feed, as it grows.
-    pub const ALL: EagerRange = EagerRange { from: 0, to: None };
-
-    /// Whether block `i` is in the range.
-    pub fn contains(&self, i: u64) -> bool {
-        i >= self.from && self.to.is_none_or(|t| i < t)
-    }
-}
 
 /// What the hub tells the node.
 #[derive(Debug)]
