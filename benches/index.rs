@@ -172,7 +172,7 @@ struct Lookup {
 
 /// A cold lookup of `hash`: the manifest, a page per live run, then (a
 /// hit) the record, its listing's and its key.
-fn lookup(g: &Grown, n: u64, hash: &run::PathHash, hit: bool) -> Lookup {
+fn lookup(g: &Grown, n: u64, hash: &run::PathHash, hit: bool, sizes: (u64, u64, u64)) -> Lookup {
     let runs_proof = levels(g.runs_feed_blocks) * PROOF_LEVEL;
     let manifest = 64 + 24 * g.runs.len() as u64 + 3 * 40;
     let mut bytes = manifest + runs_proof;
@@ -183,7 +183,7 @@ fn lookup(g: &Grown, n: u64, hash: &run::PathHash, hit: bool) -> Lookup {
     if hit {
         let index_proof = levels(4 + 2 * n) * PROOF_LEVEL;
         let key_proof = levels(1 + n) * PROOF_LEVEL;
-        let (record, listing, key) = record_sizes();
+        let (record, listing, key) = sizes;
         bytes += record + listing + 2 * index_proof + key + key_proof;
         rounds += 1;
     }
@@ -191,16 +191,17 @@ fn lookup(g: &Grown, n: u64, hash: &run::PathHash, hit: bool) -> Lookup {
 }
 
 fn report(n: u64, tail: u64, rng: &mut Rng) {
+    let sizes = record_sizes();
     let started = std::time::Instant::now();
     let g = grow(n, tail, rng);
     let grown_in = started.elapsed();
     let (mut hit, mut miss) = ((0u64, 0u64, 0u64), (0u64, 0u64, 0u64));
     for _ in 0..1000 {
         let h = g.hashes[(rng.next() % n) as usize];
-        let l = lookup(&g, n, &h, true);
+        let l = lookup(&g, n, &h, true, sizes);
         hit = (hit.0 + l.rounds, hit.1 + l.bytes, hit.2.max(l.bytes));
         let absent = rng.hash();
-        let l = lookup(&g, n, &absent, false);
+        let l = lookup(&g, n, &absent, false, sizes);
         miss = (miss.0 + l.rounds, miss.1 + l.bytes, miss.2.max(l.bytes));
     }
     let pages: u64 = g.page_bytes.len() as u64;

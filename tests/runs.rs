@@ -25,6 +25,14 @@ fn paths(n: usize) -> Vec<hypernar_publisher::sample::SamplePath> {
         .collect()
 }
 
+/// `hypernar publish` of `names` with `--run-tail tail` and `extra`.
+fn publish_with_tail(w: &World, tail: &str, names: &[String], extra: &[&str]) {
+    let mut args = vec!["--run-tail", tail];
+    args.extend_from_slice(extra);
+    args.extend(names.iter().map(String::as_str));
+    w.publish_ok(&args);
+}
+
 /// Every block of one of the world's feeds, decoded.
 fn records(w: &World, name: &str) -> Vec<Record> {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -71,9 +79,7 @@ fn publish_cuts_and_merges_runs_that_find_every_path_with_its_key_and_prove_miss
     let names: Vec<String> = (0..15).map(|i| w.store_path(&format!("p{i}"))).collect();
     // Four runs of three: the fourth merges them into one.
     for batch in names[..12].chunks(3) {
-        let mut args = vec!["--run-tail", "3"];
-        args.extend(batch.iter().map(String::as_str));
-        w.publish_ok(&args);
+        publish_with_tail(&w, "3", batch, &[]);
     }
     let runs = records(&w, RUNS_FEED);
     let m = manifest(&runs);
@@ -83,9 +89,7 @@ fn publish_cuts_and_merges_runs_that_find_every_path_with_its_key_and_prove_miss
     assert_eq!(m.runs[0].entries, 12);
     m.check(runs.len() as u64 - 1).unwrap();
     // Three more, keys held back: a run of their records without keys.
-    let mut args = vec!["--run-tail", "3", "--no-release"];
-    args.extend(names[12..].iter().map(String::as_str));
-    w.publish_ok(&args);
+    publish_with_tail(&w, "3", &names[12..], &["--no-release"]);
     let m = manifest(&records(&w, RUNS_FEED));
     assert_eq!(m.runs.len(), 2, "{m:?}");
     // Releasing them cuts a run of re-entries that carry the keys.
@@ -149,13 +153,9 @@ fn a_fresh_node_answers_from_runs_and_replicates_only_the_index_tail() {
     let names: Vec<String> = (0..40).map(|i| w.store_path(&format!("p{i}"))).collect();
     // Runs of 8; the last 4 paths stay in the tail.
     for batch in names[..36].chunks(9) {
-        let mut args = vec!["--run-tail", "8"];
-        args.extend(batch.iter().map(String::as_str));
-        w.publish_ok(&args);
+        publish_with_tail(&w, "8", batch, &[]);
     }
-    let mut args = vec!["--run-tail", "8"];
-    args.extend(names[36..].iter().map(String::as_str));
-    w.publish_ok(&args);
+    publish_with_tail(&w, "8", &names[36..], &[]);
     let m = manifest(&records(&w, RUNS_FEED));
     assert!(!m.runs.is_empty());
     let index_len = records(&w, INDEX_FEED).len() as u64;
@@ -248,9 +248,8 @@ fn make_it_old(w: &World) {
 fn an_index_made_before_runs_is_read_whole_and_publishing_into_it_cuts_its_first_run() {
     let w = World::new(&paths(6));
     let names: Vec<String> = (0..6).map(|i| w.store_path(&format!("p{i}"))).collect();
-    let mut args = vec![];
-    args.extend(names[..4].iter().map(String::as_str));
-    w.publish_ok(&args);
+    let first: Vec<&str> = names[..4].iter().map(String::as_str).collect();
+    w.publish_ok(&first);
     make_it_old(&w);
     let id = identity(&w);
     let hash = |name: &str| StorePath::parse(name).unwrap().hash_part().to_owned();
@@ -267,9 +266,7 @@ fn an_index_made_before_runs_is_read_whole_and_publishing_into_it_cuts_its_first
         assert_eq!(have, length, "an old index is replicated whole");
     }
     // Publishing into it again declares its runs feed and cuts a run.
-    let mut args = vec!["--run-tail", "2"];
-    args.extend(names[4..].iter().map(String::as_str));
-    w.publish_ok(&args);
+    publish_with_tail(&w, "2", &names[4..], &[]);
     let index = records(&w, INDEX_FEED);
     assert!(matches!(&index[1], Record::Feed(d) if d.name == "data/0"));
     let m = manifest(&records(&w, RUNS_FEED));

@@ -478,33 +478,25 @@ mod tests {
         }
     }
 
+    fn manifest(indexed_to: u64, runs: Vec<RunRef>) -> Manifest {
+        Manifest {
+            indexed_to,
+            runs,
+            keys_indexed_to: 0,
+            feeds: vec![],
+            web_seeds: vec![],
+        }
+    }
+
     #[test]
     fn a_manifest_tiles_the_index_in_order_before_itself() {
-        let ok = Manifest {
-            indexed_to: 30,
-            runs: vec![run(1, 2, 0, 10), run(5, 3, 10, 30)],
-            keys_indexed_to: 0,
-            feeds: vec![],
-            web_seeds: vec![],
-        };
+        let ok = manifest(30, vec![run(1, 2, 0, 10), run(5, 3, 10, 30)]);
         ok.check(13).unwrap();
         assert!(matches!(ok.check(12), Err(RunError::PastManifest { .. })));
-        let empty = Manifest {
-            indexed_to: 0,
-            runs: vec![],
-            keys_indexed_to: 0,
-            feeds: vec![],
-            web_seeds: vec![],
-        };
+        let empty = manifest(0, vec![]);
         empty.check(1).unwrap();
         // A run of re-entries covers no index block.
-        let keys_only = Manifest {
-            indexed_to: 10,
-            runs: vec![run(1, 0, 0, 10), run(2, 0, 10, 10)],
-            keys_indexed_to: 0,
-            feeds: vec![],
-            web_seeds: vec![],
-        };
+        let keys_only = manifest(10, vec![run(1, 0, 0, 10), run(2, 0, 10, 10)]);
         keys_only.check(3).unwrap();
         let cases = [
             (vec![run(1, 2, 0, 10), run(5, 3, 11, 30)], 30), // gap
@@ -523,31 +515,13 @@ mod tests {
             };
             assert!(matches!(m.check(100), Err(RunError::NotTiled(_))), "{m:?}");
         }
-        let bits = Manifest {
-            indexed_to: 10,
-            runs: vec![run(1, MAX_BUCKET_BITS + 1, 0, 10)],
-            keys_indexed_to: 0,
-            feeds: vec![],
-            web_seeds: vec![],
-        };
+        let bits = manifest(10, vec![run(1, MAX_BUCKET_BITS + 1, 0, 10)]);
         assert_eq!(bits.check(u64::MAX), Err(RunError::TooManyBits(25)));
-        let overflow = Manifest {
-            indexed_to: 10,
-            runs: vec![run(u64::MAX - 1, 2, 0, 10)],
-            keys_indexed_to: 0,
-            feeds: vec![],
-            web_seeds: vec![],
-        };
+        let overflow = manifest(10, vec![run(u64::MAX - 1, 2, 0, 10)]);
         assert_eq!(overflow.check(u64::MAX), Err(RunError::Overflow));
         let mut crowded = run(1, 2, 0, 10);
         crowded.entries = 11;
-        let crowded = Manifest {
-            indexed_to: 10,
-            runs: vec![crowded],
-            keys_indexed_to: 0,
-            feeds: vec![],
-            web_seeds: vec![],
-        };
+        let crowded = manifest(10, vec![crowded]);
         assert!(matches!(
             crowded.check(100),
             Err(RunError::TooManyEntries { .. })
@@ -560,13 +534,10 @@ mod tests {
             web_seeds: vec![],
         };
         assert!(matches!(far.check(1), Err(RunError::AbsurdMarks { .. })));
-        let many = Manifest {
-            indexed_to: MAX_RUNS as u64 + 1,
-            runs: (0..=MAX_RUNS as u64).map(|i| run(1, 0, i, i + 1)).collect(),
-            keys_indexed_to: 0,
-            feeds: vec![],
-            web_seeds: vec![],
-        };
+        let many = manifest(
+            MAX_RUNS as u64 + 1,
+            (0..=MAX_RUNS as u64).map(|i| run(1, 0, i, i + 1)).collect(),
+        );
         assert_eq!(many.check(100), Err(RunError::TooManyRuns(MAX_RUNS + 1)));
     }
 

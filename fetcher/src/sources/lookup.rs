@@ -371,7 +371,7 @@ impl Sources {
                 }
             }
         };
-        publishers_set(self, id, state);
+        self.node().publishers().set_manifest(id, state);
         Some(hub)
     }
 }
@@ -381,10 +381,6 @@ fn feed_set(all: &[(Identity, Runs)]) -> Vec<[u8; 32]> {
     let mut keys: Vec<[u8; 32]> = all.iter().map(|(_, r)| r.feed.to_bytes()).collect();
     keys.sort_unstable();
     keys
-}
-
-fn publishers_set(sources: &Sources, id: &Identity, state: ManifestState) {
-    sources.node().publishers().set_manifest(id, state);
 }
 
 /// The index feed and the public key feed of `id`, by the manifest's

@@ -239,11 +239,8 @@ impl Sources {
     /// A reader of `path`, as the catalog lists it now (looked up in the
     /// runs of publishers whose index is in runs, if it holds no record).
     pub async fn open_path(&self, path: &StorePath) -> Result<PathReader, PathError> {
-        let publishers = self.shared.node.publishers();
-        if publishers.path_by_hash(path.hash_part()).is_none() {
-            self.path_by_hash(path.hash_part()).await;
-        }
-        let found = publishers.lookup(path)?;
+        self.path_by_hash(path.hash_part()).await;
+        let found = self.shared.node.publishers().lookup(path)?;
         self.open(found).await
     }
 
@@ -256,9 +253,7 @@ impl Sources {
         let mut changed = publishers.subscribe();
         loop {
             changed.mark_unchanged();
-            if publishers.path_by_hash(path.hash_part()).is_none() {
-                self.path_by_hash(path.hash_part()).await;
-            }
+            self.path_by_hash(path.hash_part()).await;
             let why = match publishers.lookup(path) {
                 Ok(found) => return Ok(found),
                 Err(why) => why,
