@@ -28,6 +28,8 @@ use hypernar_feed::format::run::{self, Manifest, RunEntry, RunError, NO_KEY};
 use hypernar_feed::format::storepath::StorePath;
 use tracing::{debug, warn};
 
+use hypernar_swarm::hub::HubHandle;
+
 use super::{reader, PathError, Sources};
 use crate::publishers::{ManifestState, NotFound, Runs};
 
@@ -269,9 +271,8 @@ impl Sources {
             let feeds = feed_set(&all);
             let mut watched = Vec::new();
             for (id, runs) in &all {
-                if let Some(hub) = self.refresh_manifest(id, runs).await {
-                    let length = hub.state().borrow().length;
-                    watched.push((hub, length));
+                if let Some(seen) = self.refresh_manifest(id, runs).await {
+                    watched.push(seen);
                 }
             }
             // Until a runs feed grows, another is declared, or the poll.
@@ -281,6 +282,15 @@ impl Sources {
                 let mut states: Vec<_> = watched.iter().map(|(h, _)| h.state()).collect();
                 for s in &mut states {
                     s.mark_unchanged();
+                }
+                // A length that moved since it was read (before the marks
+                // above) is not missed.
+                let grew = |w: &[(HubHandle, u64)]| {
+                    w.iter()
+                        .any(|(h, length)| h.state().borrow().length != *length)
+                };
+                if grew(&watched) {
+                    break;
                 }
                 let moved = async {
                     if states.is_empty() {
@@ -293,10 +303,7 @@ impl Sources {
                 tokio::select! {
                     _ = &mut poll => break,
                     _ = moved => {
-                        let grew = watched
-                            .iter()
-                            .any(|(h, length)| h.state().borrow().length != *length);
-                        if grew {
+                        if grew(&watched) {
                             break;
                         }
                     }
@@ -313,12 +320,9 @@ impl Sources {
         }
     }
 
-    /// Reads one runs feed's last block; returns its hub, to watch.
-    async fn refresh_manifest(
-        &self,
-        id: &Identity,
-        runs: &Runs,
-    ) -> Option<hypernar_swarm::hub::HubHandle> {
+    /// Reads one runs feed's last block; returns its hub, to watch, and
+    /// the length that was read.
+    async fn refresh_manifest(&self, id: &Identity, runs: &Runs) -> Option<(HubHandle, u64)> {
         let hub = self
             .node()
             .add_feed(runs.feed.verifying_key(), false)
@@ -334,13 +338,13 @@ impl Sources {
         }
         let length = hub.state().borrow().length;
         let state = match length {
-            0 => return Some(hub), // no source has told its length yet
+            0 => return Some((hub, 0)), // no source has told its length yet
             1 => ManifestState::None,
             _ => {
                 let at = length - 1;
                 if let ManifestState::At(old, _) = &runs.manifest {
                     if *old == at {
-                        return Some(hub);
+                        return Some((hub, length));
                     }
                 }
                 match self.block(runs.feed, at).await.map(|b| Record::decode(&b)) {
@@ -348,7 +352,7 @@ impl Sources {
                         Ok(()) => ManifestState::At(at, m.into()),
                         Err(e) => {
                             warn!(publisher = %id, at, "the runs feed's manifest is refused: {e}");
-                            return Some(hub);
+                            return Some((hub, length));
                         }
                     },
                     // A cut the publisher is writing (its manifest comes
@@ -358,21 +362,21 @@ impl Sources {
                     // `node/follow.rs`'s wait, reads the index whole).
                     Ok(Ok(_)) => {
                         debug!(publisher = %id, at, "the runs feed's last block is no manifest yet");
-                        return Some(hub);
+                        return Some((hub, length));
                     }
                     Ok(Err(e)) => {
                         warn!(publisher = %id, at, "the runs feed's last block does not decode: {e}");
-                        return Some(hub);
+                        return Some((hub, length));
                     }
                     Err(e) => {
                         debug!(publisher = %id, at, "reading the runs feed's manifest: {e}");
-                        return Some(hub);
+                        return Some((hub, length));
                     }
                 }
             }
         };
         self.node().publishers().set_manifest(id, state);
-        Some(hub)
+        Some((hub, length))
     }
 }
 
