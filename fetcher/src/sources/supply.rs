@@ -177,13 +177,12 @@ mod tests {
         let store = hypernar_feed::store::FeedStore::open(tmp.path()).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let feed = store.open_writable(&key).await.unwrap();
-        let (events, _events) = tokio::sync::mpsc::channel(8);
         let cancel = tokio_util::sync::CancellationToken::new();
         let (hub, thread) = hypernar_swarm::hub::spawn(
             feed,
             store.clone(),
             false,
-            events,
+            Arc::new(|_, _| {}),
             cancel.clone(),
             Default::default(),
             Arc::new(hypernar_swarm::share::Share::new(Default::default())),

@@ -28,7 +28,7 @@ use ed25519_dalek::VerifyingKey;
 use hypercore_protocol::{discovery_key, CommandTx};
 use hypernar_feed::store::{FeedStore, StoreError};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -39,7 +39,7 @@ mod reach;
 pub use reach::{GaveUp, OnHandshake};
 
 use crate::error::SwarmError;
-use crate::hub::{self, HubEvent, HubHandle, PeerId};
+use crate::hub::{self, HubHandle, PeerId};
 
 /// A misbehaving peer's address is not dialled again for this long.
 pub const BAN_TIME: Duration = Duration::from_secs(600);
@@ -129,7 +129,6 @@ struct Inner {
     noise_public: [u8; 32],
     /// The connection kept to each remote node (`swarm/dedup.rs`).
     remotes: Mutex<dedup::Remotes>,
-    events: mpsc::Sender<HubEvent>,
     /// Feeds replicated in full (trusted indexes, key feeds, mirrors), for
     /// the web seeds to keep up to date.
     eager: Mutex<Vec<([u8; 32], HubHandle)>>,
@@ -203,7 +202,6 @@ impl Swarm {
     pub async fn start(config: SwarmConfig) -> Result<Self, SwarmError> {
         let store =
             FeedStore::open(&config.data_dir).map_err(|e| SwarmError::DataDir(Arc::new(e)))?;
-        let (events, events_rx) = mpsc::channel(64);
         let noise = hypercore_handshake::state_machine::hc_specific::generate_keypair()?;
         let inner = Arc::new(Inner {
             store,
@@ -220,7 +218,6 @@ impl Swarm {
                 .expect("a 32-byte Noise key"),
             noise,
             remotes: Mutex::new(dedup::Remotes::default()),
-            events,
             eager: Mutex::new(Vec::new()),
             eager_added: Notify::new(),
             metrics: Arc::new(crate::metrics::Metrics::default()),
@@ -234,7 +231,6 @@ impl Swarm {
             share: Arc::new(crate::share::Share::new(config.share)),
         });
         let node = Swarm { inner };
-        node.spawn(node.clone().handle_events(events_rx));
 
         // Seed everything already here.
         for key in node
@@ -401,11 +397,19 @@ impl Swarm {
 
     /// Starts the hub of an opened feed and registers it.
     async fn spawn_hub(&self, feed: hypernar_feed::Feed, eager: bool) -> HubHandle {
+        // Weak: the hubs outlive nothing of the node's, and a strong
+        // reference from each would keep `Inner` alive forever.
+        let node = Arc::downgrade(&self.inner);
+        let on_misbehaved: hub::OnMisbehaved = Arc::new(move |peer, reason: &str| {
+            if let Some(inner) = node.upgrade() {
+                Swarm { inner }.misbehaved(peer, reason);
+            }
+        });
         let (hub, thread) = hub::spawn(
             feed,
             self.inner.store.clone(),
             eager,
-            self.inner.events.clone(),
+            on_misbehaved,
             self.inner.cancel.clone(),
             self.inner.metrics.requests_cancelled.clone(),
             self.inner.share.clone(),
@@ -549,43 +553,41 @@ impl Swarm {
         Ok(self.spawn_hub(feed, false).await)
     }
 
-    async fn handle_events(self, mut rx: mpsc::Receiver<HubEvent>) {
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                HubEvent::Misbehaved { peer, reason } => {
-                    self.inner
-                        .metrics
-                        .verification_failures
-                        .get_or_create(&crate::metrics::PEER)
-                        .inc();
-                    let conn = self
-                        .inner
-                        .peer_conn
-                        .lock()
-                        .expect("peer lock")
-                        .get(&peer)
-                        .copied();
-                    let Some(conn) = conn else { continue };
-                    let found = self
-                        .inner
-                        .conns
-                        .lock()
-                        .expect("conns lock")
-                        .get(&conn)
-                        .map(|c| (c.kill.clone(), c.dialled.clone()));
-                    if let Some((kill, dialled)) = found {
-                        warn!(conn, peer_addr = ?dialled, %reason, "disconnecting a peer that sent bad data");
-                        if let Some(addr) = dialled {
-                            self.inner
-                                .banned
-                                .lock()
-                                .expect("ban lock")
-                                .insert(addr, Instant::now() + BAN_TIME);
-                        }
-                        kill.notify_one();
-                    }
-                }
-            }
+    /// A hub found `peer` sending bad data: count it, disconnect its
+    /// connection and ban the address it was dialled at.
+    fn misbehaved(&self, peer: PeerId, reason: &str) {
+        self.inner
+            .metrics
+            .verification_failures
+            .get_or_create(&crate::metrics::PEER)
+            .inc();
+        let conn = self
+            .inner
+            .peer_conn
+            .lock()
+            .expect("peer lock")
+            .get(&peer)
+            .copied();
+        let found = conn.and_then(|conn| {
+            self.inner
+                .conns
+                .lock()
+                .expect("conns lock")
+                .get(&conn)
+                .map(|c| (conn, c.kill.clone(), c.dialled.clone()))
+        });
+        let Some((conn, kill, dialled)) = found else {
+            warn!(peer, %reason, "a peer that sent bad data had already disconnected");
+            return;
+        };
+        warn!(conn, peer_addr = ?dialled, %reason, "disconnecting a peer that sent bad data");
+        if let Some(addr) = dialled {
+            self.inner
+                .banned
+                .lock()
+                .expect("ban lock")
+                .insert(addr, Instant::now() + BAN_TIME);
         }
+        kill.notify_one();
     }
 }

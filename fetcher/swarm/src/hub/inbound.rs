@@ -11,7 +11,7 @@ use std::time::Instant;
 use tracing::{debug, warn};
 
 use super::downloads::{Answer, Pending};
-use super::{Hub, HubEvent, PeerId, HEDGE_RANGE, MAX_VIOLATIONS};
+use super::{Hub, PeerId, HEDGE_RANGE, MAX_VIOLATIONS};
 
 impl Hub {
     /// A reply that matches nothing we asked this peer (an id we never
@@ -38,10 +38,7 @@ impl Hub {
     pub(super) async fn misbehaved(&mut self, peer: PeerId, reason: String) {
         warn!(feed = self.feed.name(), peer, %reason, "peer misbehaved");
         self.leave(peer);
-        let _ = self
-            .events
-            .send(HubEvent::Misbehaved { peer, reason })
-            .await;
+        (self.on_misbehaved)(peer, &reason);
         self.reschedule().await;
     }
 

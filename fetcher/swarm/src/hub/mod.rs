@@ -66,12 +66,11 @@ pub type PeerId = u64;
 
 pub use crate::error::SwarmError;
 
-/// What the hub tells the node.
-#[derive(Debug)]
-pub enum HubEvent {
-    /// The peer sent data that failed verification: disconnect and ban it.
-    Misbehaved { peer: PeerId, reason: String },
-}
+/// Called by a hub, on its own thread and before it handles anything
+/// else, when a peer sent data that failed verification: the node
+/// disconnects and bans it. Synchronous so the ban is in force (and
+/// logged) before the fetch that the honest peers finish can end.
+pub type OnMisbehaved = Arc<dyn Fn(PeerId, &str) + Send + Sync>;
 
 /// The state of a feed others can watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -394,7 +393,7 @@ struct Hub {
     /// Blocks a peer failed to deliver, not to ask it again for a while.
     avoid: HashMap<u64, PeerId>,
     state: watch::Sender<FeedState>,
-    events: mpsc::Sender<HubEvent>,
+    on_misbehaved: OnMisbehaved,
     corrupt_uploads: bool,
     silent_uploads: bool,
     /// Fault switch: bytes of blocks to upload before going silent, and
@@ -434,7 +433,7 @@ pub fn spawn(
     feed: Feed,
     store: FeedStore,
     eager: bool,
-    events: mpsc::Sender<HubEvent>,
+    on_misbehaved: OnMisbehaved,
     cancel: CancellationToken,
     cancelled_unwanted: prometheus_client::metrics::counter::Counter,
     share: Arc<crate::share::Share>,
@@ -462,7 +461,7 @@ pub fn spawn(
         downloads: Downloads::default(),
         avoid: HashMap::new(),
         state,
-        events,
+        on_misbehaved,
         corrupt_uploads: crate::fault::corrupt_uploads(),
         silent_uploads: crate::fault::silent_uploads(),
         silent_after: crate::fault::silent_after_bytes(),
