@@ -132,6 +132,84 @@ fn publish_cuts_and_merges_runs_that_find_every_path_with_its_key_and_prove_miss
     w.assert_reads_back("p14");
 }
 
+/// The key releases of the public key feed, by path.
+fn releases(w: &World) -> Vec<StorePath> {
+    records(w, PUBLIC_KEYS_FEED)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Key(k) => Some(k.store_path),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_publisher_finds_what_its_runs_hold_and_never_publishes_or_releases_twice() {
+    let w = World::new(&paths(10));
+    let names: Vec<String> = (0..10).map(|i| w.store_path(&format!("p{i}"))).collect();
+    // Runs of three, cut as publishing goes: nine paths in runs, keys held.
+    publish_with_tail(&w, "3", &names[..9], &["--no-release"]);
+    let m = manifest(&records(&w, RUNS_FEED));
+    assert_eq!(m.indexed_to, records(&w, INDEX_FEED).len() as u64, "{m:?}");
+    assert!(releases(&w).is_empty());
+    // Published again (the publisher holds no map of them now): each is
+    // found in a run, and nothing is appended.
+    let before = records(&w, INDEX_FEED).len();
+    let out = w.publish_ok(&[&names[4], &names[8], &names[9], "--no-release"]);
+    assert_eq!(records(&w, INDEX_FEED).len(), before + 2, "{out}");
+    // One key released by name, from a run; then again: nothing new.
+    let release = |extra: &[&str]| {
+        let mut args = vec!["release", "--key", s(&w.key), "--data", s(&w.data)];
+        args.extend_from_slice(&["--run-tail", "3"]);
+        args.extend_from_slice(extra);
+        let out = hypernar(&args);
+        assert!(out.status.success(), "release {extra:?}: {}", failed(&out));
+    };
+    release(&[&names[4]]);
+    release(&[&names[4]]);
+    let p4 = StorePath::parse(&names[4]).unwrap();
+    assert_eq!(releases(&w), vec![p4.clone()]);
+    // Everything: the nine others, each once.
+    release(&[]);
+    let mut all = releases(&w);
+    assert_eq!(all.len(), 10, "{all:?}");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 10, "a key released twice");
+    release(&[]);
+    assert_eq!(releases(&w).len(), 10, "released again");
+    // A path never published is refused by name.
+    let out = hypernar(&[
+        "release",
+        "--key",
+        s(&w.key),
+        "--data",
+        s(&w.data),
+        "00000000000000000000000000000000",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        failed(&out).contains("00000000000000000000000000000000"),
+        "{}",
+        failed(&out)
+    );
+    // What the runs say agrees with the feeds.
+    let runs = records(&w, RUNS_FEED);
+    let m = manifest(&runs);
+    let keys = records(&w, PUBLIC_KEYS_FEED);
+    for name in &names {
+        let path = StorePath::parse(name).unwrap();
+        let Some(e) = lookup(&runs, &m, &run::path_hash(&path)) else {
+            continue; // still in the tail
+        };
+        if e.key_seq != NO_KEY {
+            assert!(matches!(&keys[e.key_seq as usize], Record::Key(k) if k.store_path == path));
+        }
+    }
+    w.check_consistent();
+    w.assert_reads_back("p9");
+}
+
 /// The `have/length` of one of the feeds `hypernar feeds` lists, by name.
 fn stored_blocks(data: &std::path::Path, name: &str) -> (u64, u64) {
     let out = ok(&["feeds", "--data", s(data)]);
@@ -149,9 +227,9 @@ fn stored_blocks(data: &std::path::Path, name: &str) -> (u64, u64) {
 
 #[test]
 fn a_fresh_node_answers_from_runs_and_replicates_only_the_index_tail() {
-    let w = World::new(&paths(40));
-    let names: Vec<String> = (0..40).map(|i| w.store_path(&format!("p{i}"))).collect();
-    // Runs of 8; the last 4 paths stay in the tail.
+    let w = World::new(&paths(39));
+    let names: Vec<String> = (0..39).map(|i| w.store_path(&format!("p{i}"))).collect();
+    // Runs of 8, cut as publishing goes: the last 7 paths stay in the tail.
     for batch in names[..36].chunks(9) {
         publish_with_tail(&w, "8", batch, &[]);
     }
@@ -173,7 +251,7 @@ fn a_fresh_node_answers_from_runs_and_replicates_only_the_index_tail() {
     let hash = |name: &str| StorePath::parse(name).unwrap().hash_part().to_owned();
     // A path in a run, one in the tail, and the NAR of one in a run.
     wait_for_status(&api, &format!("/{}.narinfo", hash(&names[3])), 200, 20);
-    wait_for_status(&api, &format!("/{}.narinfo", hash(&names[39])), 200, 20);
+    wait_for_status(&api, &format!("/{}.narinfo", hash(&names[38])), 200, 20);
     let r = http(&api, "GET", &format!("/{}.narinfo", hash(&names[17])), &[]);
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.status, 200, "{text}");
@@ -209,7 +287,7 @@ fn a_fresh_node_answers_from_runs_and_replicates_only_the_index_tail() {
         &[],
     );
     let api = sub.http.clone().unwrap();
-    for name in [&names[3], &names[25], &names[38]] {
+    for name in [&names[3], &names[25], &names[37]] {
         wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 200, 20);
     }
 }
@@ -265,12 +343,19 @@ fn an_index_made_before_runs_is_read_whole_and_publishing_into_it_cuts_its_first
         let (have, length) = stored_blocks(&user, "index");
         assert_eq!(have, length, "an old index is replicated whole");
     }
-    // Publishing into it again declares its runs feed and cuts a run.
+    // Publishing into it again declares its runs feed and cuts a run of
+    // everything it held (and of the first new path: runs are cut as
+    // publishing goes).
+    let old_len = records(&w, INDEX_FEED).len() as u64;
     publish_with_tail(&w, "2", &names[4..], &[]);
     let index = records(&w, INDEX_FEED);
     assert!(matches!(&index[1], Record::Feed(d) if d.name == "data/0"));
     let m = manifest(&records(&w, RUNS_FEED));
-    assert_eq!(m.indexed_to, index.len() as u64);
+    assert!(
+        m.indexed_to > old_len && m.indexed_to <= index.len() as u64,
+        "{m:?} of {} blocks, {old_len} old",
+        index.len()
+    );
     // A fresh node still reads it whole (its block 1 is no runs feed) and
     // serves every path, old and new.
     let seed = serve(&w.data, &[], &[]);

@@ -13,6 +13,7 @@ pub mod control;
 pub mod error;
 pub mod journal;
 pub mod origin;
+mod published;
 pub mod publisher;
 pub mod runs;
 pub mod sets;

@@ -16,7 +16,7 @@ use hypernar_feed::format::record::{
     unwrap_path_key, wrap_path_key, FeedDecl, FeedHeader, FeedRole, KeyRelease, ListingRecord,
     PathRecord, Record, WebSeedList,
 };
-use hypernar_feed::format::run::Manifest;
+use hypernar_feed::format::run::{self, Manifest, PathHash};
 use hypernar_feed::format::segment::{ENVELOPE_OVERHEAD, MAX_SEGMENT_SIZE};
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::io::{ensure_header, FeedIo, FeedIoError, FeedOpener};
@@ -119,10 +119,14 @@ pub struct Publisher<O: FeedOpener = FeedStore> {
     pub(crate) manifest: Manifest,
     /// Tail entries that make a run.
     pub(crate) run_tail: u64,
+    /// The tail of the index: records past the manifest's `indexed_to`
+    /// (`published.rs`), with the feed declarations and web seeds of all.
     pub(crate) index: PublisherIndex,
-    by_hash: HashMap<String, StorePath>,
-    /// Paths whose keys are in the public key feed, and at which block.
-    pub(crate) released: HashMap<StorePath, u64>,
+    /// The tail's paths by hash part.
+    pub(crate) by_hash: HashMap<String, StorePath>,
+    /// Key releases past the manifest's `keys_indexed_to`, by path hash,
+    /// at their block of the public key feed.
+    pub(crate) released: HashMap<PathHash, u64>,
     data_id: u32,
 }
 
@@ -196,7 +200,23 @@ impl<O: FeedOpener> Publisher<O> {
         )
         .await?;
 
+        // Only the tail is read: what is older is found in the runs.
+        let manifest = runs::last_manifest(&mut runs_feed).await?;
+        if manifest.indexed_to > index_feed.length()
+            || manifest.keys_indexed_to > public_keys.length()
+        {
+            return Err(PublishError::Inconsistent(format!(
+                "the runs' manifest indexes {} index blocks and {} key blocks; the feeds hold {} and {}",
+                manifest.indexed_to,
+                manifest.keys_indexed_to,
+                index_feed.length(),
+                public_keys.length()
+            )));
+        }
         let mut index = PublisherIndex::new(identity);
+        index.feeds = manifest.feeds.iter().map(|d| (d.id, d.clone())).collect();
+        index.web_seeds = manifest.web_seeds.clone();
+        index.len = manifest.indexed_to;
         index.catch_up(&mut index_feed).await?;
         // Ids in this order (data/0 is 0 and keys/public 1 in a new index);
         // written with the runs feed first, so that a fetcher reading a new
@@ -228,8 +248,11 @@ impl<O: FeedOpener> Publisher<O> {
             .feed_named(FeedRole::Data, DATA_FEED_0)
             .expect("declared above")
             .id;
-        let released = releases_in(&mut public_keys).await?;
-        let manifest = runs::last_manifest(&mut runs_feed).await?;
+        let released = releases_in(&mut public_keys, manifest.keys_indexed_to)
+            .await?
+            .into_iter()
+            .map(|(p, at)| (run::path_hash(&p), at))
+            .collect();
         let by_hash = index
             .paths
             .keys()
@@ -306,11 +329,6 @@ impl<O: FeedOpener> Publisher<O> {
         &self.dir
     }
 
-    /// Paths in the index.
-    pub fn published(&self) -> impl Iterator<Item = &PathRecord> {
-        self.index.paths.values().map(|(_, r)| r)
-    }
-
     async fn recover(&mut self) -> Result<(), PublishError> {
         let pending = journal::read(&self.staging).map_err(io_err(&self.staging))?;
         if let Some(pending) = pending {
@@ -336,6 +354,7 @@ impl<O: FeedOpener> Publisher<O> {
         progress: Arc<dyn Progress>,
     ) -> Result<PublishSummary, PublishError> {
         let started = Instant::now();
+        self.set_run_tail(opts.run_tail);
         if opts.all && source.dir().is_none() {
             return Err(PublishError::Cache {
                 url: source.describe(),
@@ -366,7 +385,7 @@ impl<O: FeedOpener> Publisher<O> {
         let mut summary = PublishSummary::default();
         let plan = self
             .plan(&source, roots, opts.closure, &mut summary, &*progress)
-            .await;
+            .await?;
         let nar_total: u64 = plan.iter().map(|i| i.nar_size).sum();
         progress.planned(plan.len() as u64, nar_total);
 
@@ -394,6 +413,8 @@ impl<O: FeedOpener> Publisher<O> {
                     let path = prepared.info.store_path.clone();
                     let (nar, stored) = (prepared.info.nar_size, prepared.stored_bytes);
                     self.commit(prepared, opts.release).await?;
+                    // A long run cuts as it goes, so the tail stays bounded.
+                    self.cut_runs().await?;
                     summary.published += 1;
                     summary.released += opts.release as u64;
                     summary.nar_bytes += nar;
@@ -421,7 +442,6 @@ impl<O: FeedOpener> Publisher<O> {
                 }
             }
         }
-        self.set_run_tail(opts.run_tail);
         self.cut_runs().await?;
         summary.elapsed = started.elapsed();
         Ok(summary)
@@ -437,7 +457,7 @@ impl<O: FeedOpener> Publisher<O> {
         closure: bool,
         summary: &mut PublishSummary,
         progress: &dyn Progress,
-    ) -> Vec<NarInfo> {
+    ) -> Result<Vec<NarInfo>, PublishError> {
         let mut seen: HashSet<String> = HashSet::new();
         let mut frontier: Vec<(String, Option<StorePath>)> =
             roots.into_iter().map(|h| (h, None)).collect();
@@ -449,14 +469,15 @@ impl<O: FeedOpener> Publisher<O> {
                 if !seen.insert(hash.clone()) {
                     continue;
                 }
-                if let Some(path) = self.by_hash.get(&hash) {
+                if let Some(found) = self.find(&hash).await? {
+                    let rec = self.record_at(found.index_seq).await?;
                     summary.already += 1;
-                    progress.path_done(path, &Outcome::AlreadyPublished);
+                    progress.path_done(&rec.store_path, &Outcome::AlreadyPublished);
                     if closure {
-                        let refs = &self.index.paths[path].1.references;
                         next.extend(
-                            refs.iter()
-                                .map(|r| (r.hash_part().to_owned(), Some(path.clone()))),
+                            rec.references
+                                .iter()
+                                .map(|r| (r.hash_part().to_owned(), Some(rec.store_path.clone()))),
                         );
                     }
                     continue;
@@ -486,7 +507,7 @@ impl<O: FeedOpener> Publisher<O> {
             }
             frontier = next;
         }
-        plan
+        Ok(plan)
     }
 
     fn planned(
@@ -613,34 +634,42 @@ impl<O: FeedOpener> Publisher<O> {
                 .encode()
             })
         };
-        if !self.index.paths.contains_key(&rec.store_path) {
-            // The path's record and its listing's, in one append.
-            let seq = self.index_feed.length();
-            let mut records = vec![Record::Path(Box::new(rec.clone())).encode()];
-            records.extend(listing(seq));
-            self.index_feed.write(records).await?;
-            self.index.catch_up(&mut self.index_feed).await?;
-            self.by_hash.insert(
-                rec.store_path.hash_part().to_owned(),
-                rec.store_path.clone(),
-            );
-            fault_point("index");
-        } else if !self.index.listings.contains_key(&rec.store_path) {
-            // A journal of an earlier build may have left the path's record
-            // without its listing's.
-            let seq = self.index.paths[&rec.store_path].0;
-            if let Some(l) = listing(seq) {
-                self.index_feed.write(vec![l]).await?;
+        let found = self.find(rec.store_path.hash_part()).await?;
+        let seq = match found {
+            None => {
+                // The path's record and its listing's, in one append.
+                let seq = self.index_feed.length();
+                let mut records = vec![Record::Path(Box::new(rec.clone())).encode()];
+                records.extend(listing(seq));
+                self.index_feed.write(records).await?;
                 self.index.catch_up(&mut self.index_feed).await?;
+                self.by_hash.insert(
+                    rec.store_path.hash_part().to_owned(),
+                    rec.store_path.clone(),
+                );
+                fault_point("index");
+                seq
             }
-        }
-        if pending.release && !self.released.contains_key(&rec.store_path) {
-            let release = self.key_release(&rec.store_path)?;
+            Some(found) => {
+                // A journal of an earlier build may have left the path's
+                // record without its listing's.
+                let seq = found.index_seq;
+                if !self.has_listing(seq).await? {
+                    if let Some(l) = listing(seq) {
+                        self.index_feed.write(vec![l]).await?;
+                        self.index.catch_up(&mut self.index_feed).await?;
+                    }
+                }
+                seq
+            }
+        };
+        if pending.release && found.and_then(|f| f.key_seq).is_none() {
+            let release = self.key_release(seq).await?;
             let at = self.public_keys.length();
             self.public_keys
                 .write(vec![Record::Key(release).encode()])
                 .await?;
-            self.released.insert(rec.store_path.clone(), at);
+            self.released.insert(run::path_hash(&rec.store_path), at);
             fault_point("release");
         }
         journal::clear(&self.staging).map_err(io_err(&self.staging))?;
@@ -653,12 +682,18 @@ impl<O: FeedOpener> Publisher<O> {
         Ok(())
     }
 
-    fn key_release(&self, path: &StorePath) -> Result<KeyRelease, PublishError> {
-        let (seq, rec) = &self.index.paths[path];
+    /// The key release of the path whose record is at index block `seq`.
+    async fn key_release(&mut self, seq: u64) -> Result<KeyRelease, PublishError> {
+        let rec = self.record_at(seq).await?;
+        self.release_of(seq, &rec)
+    }
+
+    fn release_of(&self, seq: u64, rec: &PathRecord) -> Result<KeyRelease, PublishError> {
+        let path = &rec.store_path;
         let key = unwrap_path_key(&self.secret.wrap_key(), path, &rec.wrapped_key)
             .ok_or_else(|| PublishError::Unwrap(path.clone()))?;
         Ok(KeyRelease {
-            index_seq: *seq,
+            index_seq: seq,
             store_path: path.clone(),
             key: key.0,
         })
@@ -666,88 +701,124 @@ impl<O: FeedOpener> Publisher<O> {
 
     /// Releases keys of published paths (all of them, or `only`) to the
     /// public key feed, or to the key feed of `audience`.
+    ///
+    /// All of them is one pass over the index, with the hashes of the
+    /// paths already released in memory (20 bytes each, from the runs);
+    /// `only` is a lookup per path.
     pub async fn release(
         &mut self,
         only: Option<Vec<String>>,
         audience: Option<&str>,
     ) -> Result<ReleaseSummary, PublishError> {
-        let paths: Vec<StorePath> = match only {
-            None => {
-                let mut all: Vec<_> = self.index.paths.keys().cloned().collect();
-                all.sort();
-                all
-            }
-            Some(hashes) => hashes
-                .iter()
-                .map(|h| {
-                    self.by_hash
-                        .get(h)
-                        .cloned()
-                        .ok_or_else(|| PublishError::NotPublished(h.clone()))
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let mut audience_feed;
-        let (feed, released, name) = match audience {
-            None => (
-                &mut self.public_keys,
-                self.released.keys().cloned().collect::<HashSet<_>>(),
-                PUBLIC_KEYS_FEED.to_owned(),
-            ),
+        // Index blocks of the paths asked for, and whether each is known
+        // to be released already (`None`: check the set below).
+        let mut targets: Vec<(u64, Option<bool>)> = Vec::new();
+        let all = only.is_none();
+        for h in only.unwrap_or_default() {
+            let found = self
+                .find(&h)
+                .await?
+                .ok_or_else(|| PublishError::NotPublished(h.clone()))?;
+            targets.push((found.index_seq, Some(found.key_seq.is_some())));
+        }
+        if all {
+            targets.extend((1..self.index_feed.length()).map(|seq| (seq, None)));
+        }
+        let (mut audience_feed, audience_released, name) = match audience {
+            None => (None, None, PUBLIC_KEYS_FEED.to_owned()),
             Some(a) => {
                 let name = audience_feed_name(a)?;
-                audience_feed = self
+                let mut feed = self
                     .opener
                     .writable(&self.secret.feed_signing_key(&name))
                     .await?;
                 let me = self.index.identity.to_bytes();
-                ensure_header(
-                    &mut audience_feed,
-                    FeedHeader::new(FeedRole::Keys, me, &name),
-                )
-                .await?;
-                let released = releases_in(&mut audience_feed).await?.into_keys().collect();
-                (&mut audience_feed, released, name)
+                ensure_header(&mut feed, FeedHeader::new(FeedRole::Keys, me, &name)).await?;
+                let released: HashSet<StorePath> =
+                    releases_in(&mut feed, 1).await?.into_keys().collect();
+                (Some(feed), Some(released), name)
             }
+        };
+        let public_released = match (&audience_released, all) {
+            (None, true) => Some(self.released_hashes().await?),
+            _ => None,
         };
         let mut batch = Vec::new();
         let mut already = 0;
-        let mut newly = Vec::new();
-        for p in &paths {
-            if released.contains(p) {
+        let mut newly = 0u64;
+        let token = feed_key_text(&match &audience_feed {
+            Some(f) => f.public_key(),
+            None => self.public_keys.public_key(),
+        });
+        for (seq, known) in targets {
+            let rec = match self.index_feed.read_record(seq).await {
+                Ok(Record::Path(p)) => *p,
+                // Release of everything walks every block of the index.
+                Ok(_) | Err(FeedIoError::Record { .. }) if all => continue,
+                Ok(other) => {
+                    return Err(PublishError::Inconsistent(format!(
+                        "block {seq} of the index should be a path record, is {}",
+                        other.kind_name()
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let done = match (&audience_released, &public_released, known) {
+                (Some(set), _, _) => set.contains(&rec.store_path),
+                (None, _, Some(known)) => known,
+                (None, Some(set), None) => set.contains(&run::path_hash(&rec.store_path)),
+                (None, None, None) => unreachable!("a set is read for every unknown target"),
+            };
+            if done {
                 already += 1;
                 continue;
             }
-            let (seq, rec) = &self.index.paths[p];
-            let key = unwrap_path_key(&self.secret.wrap_key(), p, &rec.wrapped_key)
-                .ok_or_else(|| PublishError::Unwrap(p.clone()))?;
-            batch.push(
-                Record::Key(KeyRelease {
-                    index_seq: *seq,
-                    store_path: p.clone(),
-                    key: key.0,
-                })
-                .encode(),
-            );
-            newly.push(p.clone());
+            batch.push((run::path_hash(&rec.store_path), self.release_of(seq, &rec)?));
+            newly += 1;
+            if batch.len() >= RELEASE_BATCH {
+                self.write_releases(audience_feed.as_mut(), std::mem::take(&mut batch))
+                    .await?;
+            }
         }
-        let first = feed.length();
-        for chunk in batch.chunks(1024) {
-            feed.write(chunk.to_vec()).await?;
-        }
-        let token = feed_key_text(&feed.public_key());
-        if audience.is_none() {
-            self.released.extend(newly.iter().cloned().zip(first..));
-            self.cut_runs().await?;
-        }
+        self.write_releases(audience_feed.as_mut(), batch).await?;
         Ok(ReleaseSummary {
-            released: newly.len() as u64,
+            released: newly,
             already,
             feed_token: token,
             feed_name: name,
         })
     }
+
+    /// Appends key releases to `audience`'s feed, or to the public key
+    /// feed (then cutting a run once the tail is full).
+    async fn write_releases(
+        &mut self,
+        audience: Option<&mut O::Feed>,
+        batch: Vec<(PathHash, KeyRelease)>,
+    ) -> Result<(), PublishError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let blocks = batch
+            .iter()
+            .map(|(_, k)| Record::Key(k.clone()).encode())
+            .collect();
+        match audience {
+            Some(feed) => feed.write(blocks).await?,
+            None => {
+                let first = self.public_keys.length();
+                self.public_keys.write(blocks).await?;
+                self.released
+                    .extend(batch.iter().map(|(h, _)| *h).zip(first..));
+                self.cut_runs().await?;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Key releases appended in one batch.
+const RELEASE_BATCH: usize = 1024;
 
 fn prepare_error_path(e: &PrepareError) -> &StorePath {
     match e {
@@ -788,10 +859,14 @@ pub fn audience_feed_name(audience: &str) -> Result<String, PublishError> {
     Ok(format!("{AUDIENCE_KEYS_PREFIX}{audience}"))
 }
 
-/// The paths a key feed releases, each at the block of its first release.
-async fn releases_in<F: FeedIo>(feed: &mut F) -> Result<HashMap<StorePath, u64>, FeedIoError> {
+/// The paths a key feed releases from block `from` on, each at the block
+/// of its first release.
+async fn releases_in<F: FeedIo>(
+    feed: &mut F,
+    from: u64,
+) -> Result<HashMap<StorePath, u64>, FeedIoError> {
     let mut out = HashMap::new();
-    for seq in 1..feed.length() {
+    for seq in from.max(1)..feed.length() {
         if let Record::Key(k) = feed.read_record(seq).await? {
             out.entry(k.store_path).or_insert(seq);
         }

@@ -21,9 +21,10 @@
 //! next open re-appends the last manifest ([`Publisher::open_with`]), so
 //! the pages written are dead blocks, never read.
 
+use std::collections::HashSet;
+
 use hypernar_feed::format::record::{FeedDecl, Record};
 use hypernar_feed::format::run::{self, Manifest, RunEntry, RunPage, RunRef, MAX_RUNS, NO_KEY};
-use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::io::{FeedIo, FeedIoError, FeedOpener};
 use tracing::{info, warn};
 
@@ -47,26 +48,38 @@ impl<O: FeedOpener> Publisher<O> {
     /// appends the pages and then the new manifest (see `runs.rs` for the
     /// policy and its crash safety). Returns whether a run was cut.
     pub async fn cut_runs(&mut self) -> Result<bool, PublishError> {
-        let (indexed_to, keys_indexed_to) =
-            (self.manifest.indexed_to, self.manifest.keys_indexed_to);
+        let indexed_to = self.manifest.indexed_to;
         let index_len = self.index_feed.length();
         let keys_len = self.public_keys.length();
-        let key_of = |p: &StorePath| self.released.get(p).copied();
+        // The tail's paths, each with its key if released since.
         let mut entries: Vec<run::RunEntry> = self
             .index
             .paths
             .iter()
-            .filter(|(_, (seq, _))| *seq >= indexed_to)
-            .map(|(p, (seq, _))| entry(run::path_hash(p), *seq, key_of(p)))
+            .map(|(p, (seq, _))| {
+                let hash = run::path_hash(p);
+                entry(hash, *seq, self.released.get(&hash).copied())
+            })
             .collect();
         // Keys released since the last cut for paths already in a run.
-        entries.extend(self.released.iter().filter_map(|(p, &k)| {
-            let seq = self.index.paths.get(p)?.0;
-            (k >= keys_indexed_to && seq < indexed_to)
-                .then(|| entry(run::path_hash(p), seq, Some(k)))
-        }));
-        if (entries.len() as u64) < self.run_tail {
+        let in_tail: HashSet<run::PathHash> = entries.iter().map(|e| e.hash).collect();
+        let later: Vec<(run::PathHash, u64)> = self
+            .released
+            .iter()
+            .filter(|(h, _)| !in_tail.contains(*h))
+            .map(|(h, k)| (*h, *k))
+            .collect();
+        if ((entries.len() + later.len()) as u64) < self.run_tail {
             return Ok(false);
+        }
+        for (hash, key) in later {
+            match self.find_in_runs(&hash).await? {
+                Some(e) => entries.push(entry(hash, e.index_seq, Some(key))),
+                None => warn!(
+                    key_block = key,
+                    "a key release names a path in no run; left out of the new run"
+                ),
+            }
         }
         let live = self.manifest.runs.len();
         let merge = plan(&self.manifest.runs, (indexed_to, index_len), self.run_tail);
@@ -111,6 +124,7 @@ impl<O: FeedOpener> Publisher<O> {
             "cut a run of the index"
         );
         self.manifest = manifest;
+        self.tail_cut();
         Ok(true)
     }
 }

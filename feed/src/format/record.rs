@@ -264,6 +264,22 @@ pub enum RecordError {
 }
 
 impl Record {
+    /// What kind of record this is, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Record::Header(_) => "a feed header",
+            Record::Feed(_) => "a feed declaration",
+            Record::Path(_) => "a path record",
+            Record::Key(_) => "a key release",
+            Record::WebSeeds(_) => "a web-seed list",
+            Record::Listing(_) => "a listing record",
+            Record::SetEntry(_) => "a set entry",
+            Record::RunPage(_) => "a page of a run",
+            Record::Manifest(_) => "a manifest",
+            Record::Unknown(_) => "a record of an unknown kind",
+        }
+    }
+
     /// Encodes a record block.
     pub fn encode(&self) -> Vec<u8> {
         let (kind, body) = match self {
