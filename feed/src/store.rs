@@ -85,6 +85,9 @@ impl StoreError {
 pub struct FeedStore {
     root: PathBuf,
     _lock: Arc<File>,
+    /// Feeds we write fsync every write (false only for
+    /// [`FeedStore::open_unsynced`]).
+    sync_writes: bool,
 }
 
 impl FeedStore {
@@ -117,7 +120,43 @@ impl FeedStore {
         Ok(FeedStore {
             root,
             _lock: Arc::new(lock),
+            sync_writes: true,
         })
+    }
+
+    /// Like [`FeedStore::open`], but feeds we write do not fsync each write:
+    /// for bulk data that need not survive a power cut until
+    /// [`FeedStore::sync_all`] (the synthetic publisher of the benchmarks).
+    /// A process killed is no matter either way: its writes are in the page
+    /// cache.
+    pub fn open_unsynced(data_dir: &Path) -> Result<Self, StoreError> {
+        let mut store = FeedStore::open(data_dir)?;
+        store.sync_writes = false;
+        Ok(store)
+    }
+
+    /// Fsyncs every file of every feed in the store.
+    pub fn sync_all(&self) -> Result<(), StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        for dir in std::fs::read_dir(&self.root).map_err(io(&self.root))? {
+            let dir = dir.map_err(io(&self.root))?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let path = file.map_err(io(&dir))?.path();
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io(&path))?;
+            }
+            File::open(&dir)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&dir))?;
+        }
+        Ok(())
     }
 
     fn feed_dir(&self, key: &VerifyingKey) -> PathBuf {
@@ -191,7 +230,7 @@ impl FeedStore {
             feed: name.clone(),
             source,
         };
-        let sync = key_pair.secret.is_some();
+        let sync = key_pair.secret.is_some() && self.sync_writes;
         let storage = disk_storage(&dir, true, sync).await.map_err(hc)?;
         let core = core_builder(storage)
             .key_pair(key_pair)
@@ -254,7 +293,7 @@ impl FeedStore {
             }
         };
         let mut core = open(false).await.map_err(hc)?;
-        if core.key_pair().secret.is_some() {
+        if core.key_pair().secret.is_some() && self.sync_writes {
             // A feed we write: reopen with every write fsynced.
             drop(core);
             core = open(true).await.map_err(hc)?;

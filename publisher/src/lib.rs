@@ -27,3 +27,5 @@ pub use publisher::{
 pub use spool::SealSettings;
 #[cfg(feature = "sample")]
 pub mod sample;
+#[cfg(feature = "sample")]
+pub mod synth;

@@ -106,12 +106,12 @@ pub struct ReleaseSummary {
 /// holding the data directory's lock) or inside a running node, through
 /// the node's feed hubs.
 pub struct Publisher<O: FeedOpener = FeedStore> {
-    secret: PublisherSecret,
+    pub(crate) secret: PublisherSecret,
     dir: PathBuf,
     staging: PathBuf,
     opener: O,
     pub(crate) index_feed: O::Feed,
-    data: O::Feed,
+    pub(crate) data: O::Feed,
     pub(crate) public_keys: O::Feed,
     /// The index's runs and manifests (`runs.rs`).
     pub(crate) runs: O::Feed,
@@ -127,7 +127,7 @@ pub struct Publisher<O: FeedOpener = FeedStore> {
     /// Key releases past the manifest's `keys_indexed_to`, by path hash,
     /// at their block of the public key feed.
     pub(crate) released: HashMap<PathHash, u64>,
-    data_id: u32,
+    pub(crate) data_id: u32,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PublishError + '_ {

@@ -17,6 +17,7 @@ mod release;
 mod serve;
 mod set;
 mod status;
+mod synth;
 
 use std::process::ExitCode;
 
@@ -63,6 +64,9 @@ pub enum Command {
     Set(set::Args),
     /// Show a node's disk use per publisher and set, its peers and pins.
     Status(status::Args),
+    /// Publish synthetic paths fast, for benchmarks and tests at scale.
+    #[command(hide = true)]
+    Synth(synth::Args),
 }
 
 pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
@@ -78,6 +82,7 @@ pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
         Command::Feeds(a) => feeds::run(a).await,
         Command::Set(a) => set::run(a).await,
         Command::Status(a) => status::run(a).await,
+        Command::Synth(a) => synth::run(a).await,
     }
 }
 
