@@ -255,4 +255,282 @@ fn main() {
     }
     let (record, listing, key) = record_sizes();
     println!("(a path record is {record} B encoded, its listing's {listing} B, its key release {key} B; proofs at {PROOF_LEVEL} B per tree level)");
+    if std::env::var_os("HYPERNAR_BENCH_INDEX_MODEL_ONLY").is_some() {
+        return;
+    }
+    println!();
+    println!("end to end (`hypernar synth`, then real serve processes on loopback; bytes are what the seed wrote to its sockets, Noise frames and proofs included):");
+    let mut base: Option<EndToEnd> = None;
+    for n in sizes_e2e() {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let e = end_to_end(n, &mut rng);
+        let ratio = |f: fn(&EndToEnd) -> f64| match &base {
+            Some(b) => format!(" ({:.2}x of 10 k)", f(&e) / f(b).max(1e-9)),
+            None => String::new(),
+        };
+        println!(
+            "N = {n:>10}: synth {:.0} paths/s; first narinfo {:.2} s{} after the fresh node starts; cold hit {:.1} KB, {:.1} ms{}; cold miss {:.1} KB, {:.1} ms{}; warm miss {:.0} B",
+            e.synth_rate,
+            e.first_narinfo,
+            ratio(|e| e.first_narinfo),
+            e.hit_bytes / 1e3,
+            e.hit_ms,
+            ratio(|e| e.hit_bytes),
+            e.miss_bytes / 1e3,
+            e.miss_ms,
+            ratio(|e| e.miss_bytes),
+            e.warm_miss_bytes,
+        );
+        println!(
+            "               serve RSS {:.1} MiB (peak {:.1}){} after 100 lookups and 10 s of following; publish of 200 paths into it: {:.2}x the rate into an empty publisher, peak RSS {:.1} MiB{}; load average before: {}",
+            e.serve_rss,
+            e.serve_hwm,
+            ratio(|e| e.serve_hwm),
+            e.publish_rate,
+            e.publish_rss,
+            ratio(|e| e.publish_rss),
+            load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        );
+        if base.is_none() {
+            base = Some(e);
+        }
+    }
+}
+
+/// N of the end-to-end runs: 10 k and 1 M, and 10 M when asked.
+fn sizes_e2e() -> Vec<u64> {
+    let mut sizes = vec![10_000u64, 1_000_000];
+    if std::env::var_os("HYPERNAR_BENCH_INDEX_10M").is_some() {
+        sizes.push(10_000_000);
+    }
+    sizes
+}
+
+// ---- End to end: real processes over loopback ------------------------------
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `/proc/<pid>/status` field in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes a process has written through syscalls (`wchar`: for a seed that
+/// appends nothing, what it sent on its sockets).
+fn wchar(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `cmd` to its end: how long it took and its peak RSS in MiB
+/// (`VmHWM`, sampled every 10 ms; its last sample before the exit).
+fn run_peak(cmd: &mut std::process::Command) -> (std::time::Duration, f64) {
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    loop {
+        peak = peak.max(status_kb(child.id(), "VmHWM:"));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (started.elapsed(), peak as f64 / 1024.0)
+}
+
+struct Proc(std::process::Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(api: &str, path: &str) -> u16 {
+    common::http_get(api, path).0
+}
+
+/// The figures of one end-to-end run at `n` paths.
+struct EndToEnd {
+    synth_rate: f64,
+    first_narinfo: f64,
+    hit_bytes: f64,
+    hit_ms: f64,
+    miss_bytes: f64,
+    miss_ms: f64,
+    warm_miss_bytes: f64,
+    serve_rss: f64,
+    serve_hwm: f64,
+    publish_rate: f64,
+    publish_rss: f64,
+}
+
+fn end_to_end(n: u64, rng: &mut Rng) -> EndToEnd {
+    use hypernar_feed::format::nixbase32;
+    use hypernar_publisher::sample::{write_cache, Contents, NixSigningKey, SamplePath};
+    use hypernar_publisher::synth;
+    let bin = common::hypernar_bin();
+    let dir = common::bench_dir("index");
+    let key = dir.path().join("pub.key");
+    let id = common::keygen(bin, &key);
+    let data = dir.path().join("pub");
+    let (took, _) = run_peak(
+        std::process::Command::new(bin)
+            .args(["synth", "--key"])
+            .arg(&key)
+            .arg("--data")
+            .arg(&data)
+            .args(["--paths", &n.to_string()]),
+    );
+    let synth_rate = n as f64 / took.as_secs_f64();
+
+    // `publish` of 200 small real paths into it, and into an empty one.
+    let cache = dir.path().join("cache");
+    let paths: Vec<SamplePath> = (0..200)
+        .map(|i| SamplePath {
+            name: format!("real-{i}"),
+            contents: Contents::RawNar(synth::nar(10_000_000_000 + i)),
+            references: vec![],
+            compression: hypernar_feed::format::narinfo::Compression::Zstd,
+        })
+        .collect();
+    write_cache(
+        &cache,
+        &paths,
+        &NixSigningKey::from_seed("bench-1", [3; 32]),
+    )
+    .unwrap();
+    let publish_into = |into: &std::path::Path| {
+        let (took, peak) = run_peak(
+            std::process::Command::new(bin)
+                .args(["publish", "--all", "--key"])
+                .arg(&key)
+                .arg("--data")
+                .arg(into)
+                .arg("--from")
+                .arg(format!("file://{}", cache.display())),
+        );
+        (200.0 / took.as_secs_f64(), peak)
+    };
+    let (empty_rate, _) = publish_into(&dir.path().join("empty"));
+    let (full_rate, publish_rss) = publish_into(&data);
+
+    // A seed of it and a fresh node that trusts it, over loopback.
+    let (seed_port, user_port, api_port) = (free_port(), free_port(), free_port());
+    let seed = Proc(
+        std::process::Command::new(bin)
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{seed_port}")])
+            .args(["--http", "none", "--no-mdns", "--upstream", "none"])
+            .args(common::no_dht())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", seed_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the seed never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let api = format!("http://127.0.0.1:{api_port}");
+    let started = std::time::Instant::now();
+    let user = Proc(
+        std::process::Command::new(bin)
+            .arg("serve")
+            .arg("--data")
+            .arg(dir.path().join("user"))
+            .args(["--listen", &format!("127.0.0.1:{user_port}")])
+            .args(["--http", &format!("127.0.0.1:{api_port}")])
+            .args(["--trust", &id, "--peer", &format!("127.0.0.1:{seed_port}")])
+            .args(["--no-mdns", "--upstream", "none"])
+            .args(common::no_dht())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let first = format!("/{}.narinfo", synth::store_path(n / 2).hash_part());
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok() && get(&api, &first) == 200
+        {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no narinfo from the fresh node in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let first_narinfo = started.elapsed().as_secs_f64();
+
+    // Cold lookups, each of a path (or a hash) nobody asked for before:
+    // bytes the seed sent for it, and the time.
+    let lookups = 50;
+    let measure = |path: &str, want: u16| {
+        let before = wchar(seed.0.id());
+        let t = std::time::Instant::now();
+        assert_eq!(get(&api, path), want, "{path}");
+        (
+            (wchar(seed.0.id()) - before) as f64,
+            t.elapsed().as_secs_f64() * 1e3,
+        )
+    };
+    let (mut hit, mut miss, mut warm) = ((0.0, 0.0), (0.0, 0.0), 0.0);
+    for _ in 0..lookups {
+        let i = rng.next() % n;
+        let (b, ms) = measure(
+            &format!("/{}.narinfo", synth::store_path(i).hash_part()),
+            200,
+        );
+        hit = (hit.0 + b, hit.1 + ms);
+        let absent = format!("/{}.narinfo", nixbase32::encode(&rng.hash()));
+        let (b, ms) = measure(&absent, 404);
+        miss = (miss.0 + b, miss.1 + ms);
+        warm += measure(&absent, 404).0;
+    }
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let pid = user.0.id();
+    let l = lookups as f64;
+    EndToEnd {
+        synth_rate,
+        first_narinfo,
+        hit_bytes: hit.0 / l,
+        hit_ms: hit.1 / l,
+        miss_bytes: miss.0 / l,
+        miss_ms: miss.1 / l,
+        warm_miss_bytes: warm / l,
+        serve_rss: status_kb(pid, "VmRSS:") as f64 / 1024.0,
+        serve_hwm: status_kb(pid, "VmHWM:") as f64 / 1024.0,
+        publish_rate: full_rate / empty_rate,
+        publish_rss,
+    }
 }

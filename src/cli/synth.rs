@@ -36,12 +36,13 @@ pub struct Args {
     run_tail: u64,
 }
 
-#[allow(clippy::print_stdout)]
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let secret = read_key(&args.key)?;
     let dir = args.data.path()?;
     // No fsync per write: synthetic data is synced once at the end.
-    hypernar_feed::private::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    hypernar_feed::private::create_dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let store = FeedStore::open_unsynced(&dir)
         .with_context(|| format!("opening data directory {}", dir.display()))?;
     let mut publisher = Publisher::open_with(store.clone(), &dir, secret)
