@@ -316,16 +316,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A `/proc/<pid>/status` field in kB.
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Bytes a process has written through syscalls (`wchar`: for a seed that
 /// appends nothing, what it sent on its sockets).
 fn wchar(pid: u32) -> u64 {
@@ -348,7 +338,7 @@ fn run_peak(cmd: &mut std::process::Command) -> (std::time::Duration, f64) {
         .unwrap();
     let mut peak = 0;
     loop {
-        peak = peak.max(status_kb(child.id(), "VmHWM:"));
+        peak = peak.max(common::proc_status_kib(child.id(), "VmHWM:"));
         if child.try_wait().unwrap().is_some() {
             break;
         }
@@ -528,8 +518,8 @@ fn end_to_end(n: u64, rng: &mut Rng) -> EndToEnd {
         miss_bytes: miss.0 / l,
         miss_ms: miss.1 / l,
         warm_miss_bytes: warm / l,
-        serve_rss: status_kb(pid, "VmRSS:") as f64 / 1024.0,
-        serve_hwm: status_kb(pid, "VmHWM:") as f64 / 1024.0,
+        serve_rss: common::proc_status_kib(pid, "VmRSS:") as f64 / 1024.0,
+        serve_hwm: common::proc_status_kib(pid, "VmHWM:") as f64 / 1024.0,
         publish_rate: full_rate / empty_rate,
         publish_rss,
     }

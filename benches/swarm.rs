@@ -36,16 +36,6 @@ fn sh_quiet(cmd: &str) {
         .status();
 }
 
-/// A field of /proc/PID/status in KiB (VmRSS: now, VmHWM: the peak).
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -180,7 +170,7 @@ fn main() {
     let seed_pid = seed.id();
     procs.0.push(seed);
     // `ip netns exec` execs the serve: this is its pid.
-    let seed_idle_rss = proc_status_kib(seed_pid, "VmRSS:");
+    let seed_idle_rss = common::proc_status_kib(seed_pid, "VmRSS:");
     let tx0 = tx_bytes(0);
 
     // HYPERNAR_SWARM_PERF=FILE: a system-wide `perf record` of the run.
@@ -280,7 +270,7 @@ fn main() {
     }
     let egress = tx_bytes(0) - tx0;
     let wall = started.elapsed().as_secs_f64();
-    let seed_peak_rss = proc_status_kib(seed_pid, "VmHWM:");
+    let seed_peak_rss = common::proc_status_kib(seed_pid, "VmHWM:");
     if let Some(mut perf) = perf {
         let _ = Command::new("kill")
             .args(["-INT", &perf.id().to_string()])

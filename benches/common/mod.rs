@@ -117,6 +117,16 @@ pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (v, t.elapsed())
 }
 
+/// A field of /proc/PID/status in KiB (VmRSS: now, VmHWM: the peak).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds (user + system) of finished, waited-for child processes.
 pub fn children_cpu() -> f64 {
     #[allow(unsafe_code)]
