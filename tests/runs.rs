@@ -33,6 +33,13 @@ fn publish_with_tail(w: &World, tail: &str, names: &[String], extra: &[&str]) {
     w.publish_ok(&args);
 }
 
+/// `hypernar release` of `w`'s publisher with `extra`.
+fn release(w: &World, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["release", "--key", s(&w.key), "--data", s(&w.data)];
+    args.extend_from_slice(extra);
+    hypernar(&args)
+}
+
 /// Every block of one of the world's feeds, decoded.
 fn records(w: &World, name: &str) -> Vec<Record> {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -93,15 +100,7 @@ fn publish_cuts_and_merges_runs_that_find_every_path_with_its_key_and_prove_miss
     let m = manifest(&records(&w, RUNS_FEED));
     assert_eq!(m.runs.len(), 2, "{m:?}");
     // Releasing them cuts a run of re-entries that carry the keys.
-    let out = hypernar(&[
-        "release",
-        "--key",
-        s(&w.key),
-        "--data",
-        s(&w.data),
-        "--run-tail",
-        "3",
-    ]);
+    let out = release(&w, &["--run-tail", "3"]);
     assert!(out.status.success(), "{}", failed(&out));
     let runs = records(&w, RUNS_FEED);
     let m = manifest(&runs);
@@ -158,35 +157,27 @@ fn a_publisher_finds_what_its_runs_hold_and_never_publishes_or_releases_twice() 
     let out = w.publish_ok(&[&names[4], &names[8], &names[9], "--no-release"]);
     assert_eq!(records(&w, INDEX_FEED).len(), before + 2, "{out}");
     // One key released by name, from a run; then again: nothing new.
-    let release = |extra: &[&str]| {
-        let mut args = vec!["release", "--key", s(&w.key), "--data", s(&w.data)];
-        args.extend_from_slice(&["--run-tail", "3"]);
-        args.extend_from_slice(extra);
-        let out = hypernar(&args);
-        assert!(out.status.success(), "release {extra:?}: {}", failed(&out));
+    let release_ok = |paths: &[&str]| {
+        let mut args = vec!["--run-tail", "3"];
+        args.extend_from_slice(paths);
+        let out = release(&w, &args);
+        assert!(out.status.success(), "release {paths:?}: {}", failed(&out));
     };
-    release(&[&names[4]]);
-    release(&[&names[4]]);
+    release_ok(&[&names[4]]);
+    release_ok(&[&names[4]]);
     let p4 = StorePath::parse(&names[4]).unwrap();
     assert_eq!(releases(&w), vec![p4.clone()]);
     // Everything: the nine others, each once.
-    release(&[]);
+    release_ok(&[]);
     let mut all = releases(&w);
     assert_eq!(all.len(), 10, "{all:?}");
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 10, "a key released twice");
-    release(&[]);
+    release_ok(&[]);
     assert_eq!(releases(&w).len(), 10, "released again");
     // A path never published is refused by name.
-    let out = hypernar(&[
-        "release",
-        "--key",
-        s(&w.key),
-        "--data",
-        s(&w.data),
-        "00000000000000000000000000000000",
-    ]);
+    let out = release(&w, &["00000000000000000000000000000000"]);
     assert!(!out.status.success());
     assert!(
         failed(&out).contains("00000000000000000000000000000000"),
