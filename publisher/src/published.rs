@@ -16,6 +16,7 @@ use std::collections::HashSet;
 
 use hypernar_feed::format::record::{PathRecord, Record};
 use hypernar_feed::format::run::{self, PathHash, RunEntry, NO_KEY};
+use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::io::{FeedIo, FeedOpener};
 
 use crate::error::PublishError;
@@ -91,20 +92,23 @@ impl<O: FeedOpener> Publisher<O> {
         }
     }
 
-    /// Whether the index holds a listing for the path whose record is at
+    /// Whether the index holds a listing for `path`, whose record is at
     /// `seq`. A listing is written in the same append as its record (the
     /// block after it); a journal of an earlier build may have left it out.
-    pub(crate) async fn has_listing(&mut self, seq: u64) -> Result<bool, PublishError> {
-        let path = match self.index.paths.iter().find(|(_, (s, _))| *s == seq) {
-            Some((path, _)) => return Ok(self.index.listings.contains_key(path)),
-            None => self.record_at(seq).await?.store_path,
-        };
+    pub(crate) async fn has_listing(
+        &mut self,
+        path: &StorePath,
+        seq: u64,
+    ) -> Result<bool, PublishError> {
+        if self.index.paths.contains_key(path) {
+            return Ok(self.index.listings.contains_key(path));
+        }
         if seq + 1 >= self.index_feed.length() {
             return Ok(false);
         }
         Ok(matches!(
             self.index_feed.read_record(seq + 1).await?,
-            Record::Listing(l) if l.store_path == path && l.index_seq == seq
+            Record::Listing(l) if l.store_path == *path && l.index_seq == seq
         ))
     }
 

@@ -654,7 +654,7 @@ impl<O: FeedOpener> Publisher<O> {
                 // A journal of an earlier build may have left the path's
                 // record without its listing's.
                 let seq = found.index_seq;
-                if !self.has_listing(seq).await? {
+                if !self.has_listing(&rec.store_path, seq).await? {
                     if let Some(l) = listing(seq) {
                         self.index_feed.write(vec![l]).await?;
                         self.index.catch_up(&mut self.index_feed).await?;

@@ -51,6 +51,12 @@ impl<O: FeedOpener> Publisher<O> {
         let indexed_to = self.manifest.indexed_to;
         let index_len = self.index_feed.length();
         let keys_len = self.public_keys.length();
+        // Called after every path `publish` commits: the tail's entries
+        // are at most its paths and its releases, so most calls end here
+        // without building them.
+        if ((self.index.paths.len() + self.released.len()) as u64) < self.run_tail {
+            return Ok(false);
+        }
         // The tail's paths, each with its key if released since.
         let mut entries: Vec<run::RunEntry> = self
             .index
