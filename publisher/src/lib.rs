@@ -15,6 +15,7 @@ pub mod journal;
 pub mod origin;
 mod published;
 pub mod publisher;
+mod release;
 pub mod runs;
 pub mod sets;
 pub mod spool;
