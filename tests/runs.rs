@@ -360,3 +360,52 @@ fn an_index_made_before_runs_is_read_whole_and_publishing_into_it_cuts_its_first
     w.assert_reads_back("p1");
     w.assert_reads_back("p5");
 }
+
+#[test]
+fn a_fresh_node_asked_for_a_path_in_the_tail_it_has_not_read_yet_answers_200_not_404() {
+    use hypernar_publisher::synth;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("pub.key");
+    let id = ok(&["keygen", "--out", s(&key)]);
+    let id = id.split_whitespace().last().unwrap().to_owned();
+    let data = tmp.path().join("pub");
+    // One run of 16 384 paths and a tail of 13 616 (27 232 index blocks):
+    // far more than a fresh node reads in the moment between its first
+    // answer and the next question.
+    let n = 30_000u64;
+    let paths = n.to_string();
+    ok(&[
+        "synth",
+        "--key",
+        s(&key),
+        "--data",
+        s(&data),
+        "--paths",
+        &paths,
+        "--run-tail",
+        "16384",
+    ]);
+    let seed = serve(&data, &[], &[]);
+    let user = tmp.path().join("user");
+    let sub = serve(
+        &user,
+        &["--trust", &id, "--peer", &seed.addr, "--upstream", "none"],
+        &[],
+    );
+    let api = sub.http.clone().unwrap();
+    let narinfo = |i: u64| format!("/{}.narinfo", synth::store_path(i).hash_part());
+    // A path in the run, once the node reached the seed and read the
+    // manifest; then the newest path, asked once: the node must not say
+    // "no" (Nix would keep that for an hour) while it is reading the tail.
+    wait_for_status(&api, &narinfo(0), 200, 30);
+    let r = http(&api, "GET", &narinfo(n - 1), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // A miss is still answered, once the tail is read.
+    let r = http(
+        &api,
+        "GET",
+        "/00000000000000000000000000000000.narinfo",
+        &[],
+    );
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+}

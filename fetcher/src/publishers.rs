@@ -19,6 +19,58 @@ struct Known {
     releases: HashMap<StorePath, PathKey>,
     /// How the index is read: whole, or by lookup in runs.
     runs: Option<Runs>,
+    /// How far the followers have read the index and the public key feed
+    /// (`node/follow.rs`).
+    progress: Option<Progress>,
+    keys_progress: Option<Progress>,
+}
+
+/// Which of a publisher's feeds a follower reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    Index,
+    Keys,
+}
+
+/// How long a miss waits for a publisher's index to settle (see
+/// [`Progress::settling`]): past this since the follower last moved, a
+/// follower that cannot get the blocks it lacks no longer slows misses.
+pub const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// What a publisher's index follower has read, against what the feed says
+/// it holds: a path in the part not yet read is in no run and not in the
+/// catalog, and a miss there must not be answered (Nix caches a 404 for an
+/// hour) while the follower is getting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Index blocks read and applied, from 0 (or from where the runs end).
+    pub applied: u64,
+    /// The index's verified length.
+    pub length: u64,
+    /// Peers that have the index open.
+    pub peers: usize,
+    /// The index is in runs and its manifest is not read yet: nothing of
+    /// its tail is replicated until it is.
+    pub awaiting_manifest: bool,
+    /// When any of the above last changed.
+    pub moved: tokio::time::Instant,
+}
+
+impl Progress {
+    /// Whether a miss should wait for this publisher at `now`: its index
+    /// is known (or is being told by a peer) to hold more than is applied,
+    /// and the follower moved within [`SETTLE_WAIT`]. A publisher nobody
+    /// has told of (no length, no peer) never makes a miss wait, so an
+    /// offline node answers at once.
+    pub fn settling(&self, now: tokio::time::Instant) -> bool {
+        if now.saturating_duration_since(self.moved) >= SETTLE_WAIT {
+            return false;
+        }
+        if self.length == 0 {
+            return self.peers > 0;
+        }
+        self.awaiting_manifest || self.applied < self.length
+    }
 }
 
 /// A publisher whose index is looked up in runs (docs/protocol.md, "Runs"):
@@ -342,6 +394,8 @@ impl Publishers {
                 index: PublisherIndex::new(id),
                 releases: HashMap::new(),
                 runs: None,
+                progress: None,
+                keys_progress: None,
             });
     }
 
@@ -360,6 +414,53 @@ impl Publishers {
             });
         }
         self.bump();
+    }
+
+    /// The follower of `id`'s index (or key feed) read it up to `applied`
+    /// of `length` (see [`Progress`]); the time it moved is kept when
+    /// nothing changed.
+    pub(crate) fn follower_at(
+        &self,
+        id: &Identity,
+        feed: Followed,
+        applied: u64,
+        length: u64,
+        peers: usize,
+        awaiting_manifest: bool,
+    ) {
+        let mut by_id = self.by_id.lock().expect("publishers lock");
+        let Some(known) = by_id.get_mut(&id.to_bytes()) else {
+            return;
+        };
+        let moved = tokio::time::Instant::now();
+        let now = Progress {
+            applied,
+            length,
+            peers,
+            awaiting_manifest,
+            moved,
+        };
+        let progress = match feed {
+            Followed::Index => &mut known.progress,
+            Followed::Keys => &mut known.keys_progress,
+        };
+        let same = progress.is_some_and(|p| Progress { moved, ..p } == now);
+        if !same {
+            *progress = Some(now);
+            drop(by_id);
+            self.bump();
+        }
+    }
+
+    /// Whether a miss should wait for some publisher's index to settle
+    /// ([`Progress::settling`]).
+    pub fn settling(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let by_id = self.by_id.lock().expect("publishers lock");
+        by_id
+            .values()
+            .flat_map(|k| [k.progress, k.keys_progress])
+            .any(|p| p.is_some_and(|p| p.settling(now)))
     }
 
     /// What `id`'s runs feed says now; `None` for a publisher whose index
@@ -448,6 +549,12 @@ impl Publishers {
                         }
                     }
                     k.index.apply(seq, record);
+                    // Each record applied is a move: a miss waiting for
+                    // this index keeps waiting while records arrive.
+                    if let Some(p) = k.progress.as_mut().filter(|p| seq >= p.applied) {
+                        p.applied = seq + 1;
+                        p.moved = tokio::time::Instant::now();
+                    }
                     path.as_ref().is_some_and(|p| k.index.paths.contains_key(p))
                 }
                 None => false,
@@ -635,6 +742,97 @@ mod tests {
         };
         p.insert_found(&id, 8, stray, None, None);
         assert_eq!(p.path_by_hash(other.hash_part()), None);
+    }
+
+    #[test]
+    fn a_miss_waits_only_for_an_index_that_is_behind_and_moving() {
+        let t0 = tokio::time::Instant::now();
+        let at = |applied, length, peers, awaiting_manifest| Progress {
+            applied,
+            length,
+            peers,
+            awaiting_manifest,
+            moved: t0,
+        };
+        let soon = t0 + SETTLE_WAIT / 2;
+        let late = t0 + SETTLE_WAIT;
+        for (p, now, want, why) in [
+            (
+                at(0, 0, 0, false),
+                soon,
+                false,
+                "nobody told of it: offline",
+            ),
+            (
+                at(0, 0, 1, false),
+                soon,
+                true,
+                "a peer has it, length not yet told",
+            ),
+            (at(2, 10, 1, false), soon, true, "records not applied yet"),
+            (at(10, 10, 1, false), soon, false, "all applied"),
+            (at(10, 10, 0, false), soon, false, "all applied, peer gone"),
+            (
+                at(10, 10, 1, true),
+                soon,
+                true,
+                "manifest not read: tail unknown",
+            ),
+            (
+                at(2, 10, 0, false),
+                soon,
+                true,
+                "behind with no peer (a web seed)",
+            ),
+            (at(2, 10, 1, false), late, false, "stalled for SETTLE_WAIT"),
+            (at(0, 0, 1, true), late, false, "stalled before its length"),
+        ] {
+            assert_eq!(p.settling(now), want, "{why}: {p:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_that_does_not_move_stops_making_misses_wait() {
+        let p = Publishers::default();
+        let id = PublisherSecret::from_bytes([4; 32]).identity();
+        assert!(!p.settling(), "no publisher");
+        p.add(id);
+        assert!(!p.settling(), "a publisher whose follower never reported");
+        let mut changed = p.subscribe();
+        changed.mark_unchanged();
+        p.follower_at(&id, Followed::Index, 1, 10, 1, false);
+        assert!(
+            changed.has_changed().unwrap(),
+            "progress wakes waiting misses"
+        );
+        assert!(p.settling());
+        tokio::time::advance(SETTLE_WAIT - std::time::Duration::from_millis(1)).await;
+        // The same report again does not count as moving.
+        changed.mark_unchanged();
+        p.follower_at(&id, Followed::Index, 1, 10, 1, false);
+        assert!(!changed.has_changed().unwrap());
+        tokio::time::advance(std::time::Duration::from_millis(1)).await;
+        assert!(!p.settling(), "stalled: misses are answered");
+        // A record applied (between the follower's reports) is a move.
+        let decl = FeedDecl {
+            id: 0,
+            role: FeedRole::Data,
+            name: "data/0".into(),
+            public_key: [7; 32],
+        };
+        p.apply(&id, 1, Record::Feed(decl));
+        assert!(p.settling(), "a record applied");
+        tokio::time::advance(SETTLE_WAIT).await;
+        p.follower_at(&id, Followed::Index, 5, 10, 1, false);
+        assert!(p.settling(), "moving again");
+        p.follower_at(&id, Followed::Index, 10, 10, 1, false);
+        assert!(!p.settling(), "caught up");
+        // The key feed counts as well: a record whose key is in its part
+        // not read yet is not answered "no key" while it is being read.
+        p.follower_at(&id, Followed::Keys, 3, 10, 1, false);
+        assert!(p.settling(), "keys behind");
+        p.follower_at(&id, Followed::Keys, 10, 10, 1, false);
+        assert!(!p.settling(), "keys caught up");
     }
 
     #[test]

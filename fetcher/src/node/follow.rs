@@ -8,7 +8,7 @@ use hypernar_feed::format::identity::{FeedKey, Identity, SetId};
 use hypernar_feed::format::record::{FeedDecl, FeedRole, Record};
 use tracing::{info, warn};
 
-use crate::publishers::ManifestState;
+use crate::publishers::{Followed, ManifestState};
 
 use super::Node;
 use hypernar_swarm::hub::{EagerRange, HubHandle};
@@ -105,6 +105,15 @@ impl Node {
                 }
             }
             let waiting = declared.runs && matches!(applied, None | Some(ManifestState::Unknown));
+            // A miss waits while this is behind (`Progress::settling`).
+            self.catalog.publishers.follower_at(
+                &id,
+                Followed::Index,
+                next,
+                st.length,
+                st.peers,
+                waiting,
+            );
             let until = give_up.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 r = state.changed() => if r.is_err() { return },
@@ -250,7 +259,24 @@ impl Node {
                     }
                 }
                 next += 1;
+                // Each block read is a move (`Progress::settling`).
+                self.catalog.publishers.follower_at(
+                    &id,
+                    Followed::Keys,
+                    next,
+                    st.length,
+                    st.peers,
+                    false,
+                );
             }
+            self.catalog.publishers.follower_at(
+                &id,
+                Followed::Keys,
+                next,
+                st.length,
+                st.peers,
+                false,
+            );
             if state.changed().await.is_err() {
                 return;
             }

@@ -19,6 +19,7 @@
 //! with [`LookupError`]; the reader then answers as for any source error
 //! (the HTTP API falls through to the upstream).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -31,7 +32,12 @@ use tracing::{debug, warn};
 use hypernar_swarm::hub::HubHandle;
 
 use super::{reader, PathError, Sources};
-use crate::publishers::{ManifestState, NotFound, Runs};
+use crate::publishers::{ManifestState, NotFound, Runs, SETTLE_WAIT};
+
+/// The longest a miss waits for publishers' indexes to settle, however
+/// steadily they move: the tail replicated eagerly is bounded (4096 paths
+/// by default, about a second), an index read whole is not.
+pub const SETTLE_MAX: Duration = Duration::from_secs(30);
 
 /// How often a runs feed's manifest is read again when nothing said it
 /// changed (a web seed tells nothing by itself).
@@ -81,29 +87,79 @@ impl Sources {
     /// lists it: from the catalog, or else by lookup in the runs of each
     /// publisher whose index is in runs (what is found is then in the
     /// catalog). `None` when no publisher has it, or none could be asked.
+    ///
+    /// A miss is not answered while a publisher's index is settling (its
+    /// runs manifest not read yet, or records past the runs not applied
+    /// yet: [`crate::publishers::Progress::settling`]): it waits for them
+    /// while they move, up to [`SETTLE_MAX`] in all, looking again as they
+    /// arrive. A fresh node
+    /// asked for a path in the index's tail would otherwise say "no" a
+    /// moment before it knows, and Nix keeps that "no" for an hour.
     pub async fn path_by_hash(&self, hash: &str) -> Option<StorePath> {
         let publishers = self.node().publishers();
-        let known = publishers.path_by_hash(hash);
-        if let Some(p) = &known {
-            // A record read with the index's head, or one whose key could
-            // not be fetched: its key is looked up again.
-            if !matches!(
-                publishers.lookup(p),
-                Err(NotFound::NoKey(_) | NotFound::Unknown { .. })
-            ) {
+        let until = tokio::time::Instant::now() + SETTLE_MAX;
+        let mut changed = publishers.subscribe();
+        // The manifest each publisher was probed at, in this call.
+        let mut probed: HashMap<[u8; 32], u64> = HashMap::new();
+        let mut waited = false;
+        loop {
+            changed.mark_unchanged();
+            let known = publishers.path_by_hash(hash);
+            if let Some(p) = &known {
+                // A record read with the index's head, or one whose key
+                // could not be fetched: its key is looked up again.
+                if !matches!(
+                    publishers.lookup(p),
+                    Err(NotFound::NoKey(_) | NotFound::Unknown { .. })
+                ) {
+                    return known;
+                }
+            }
+            let Some(h) = run::hash_of(hash) else {
+                return known;
+            };
+            if let Some(found) = self.probe_runs(hash, &h, &mut probed).await {
+                return Some(found);
+            }
+            // A miss, or a record whose key is not read yet.
+            if !publishers.settling() {
                 return known;
             }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return known;
+            }
+            if !waited {
+                waited = true;
+                debug!(hash, "a publisher's index is settling; the miss waits");
+            }
+            // Woken by progress, or to see that it stalled.
+            let wake = until.min(now + SETTLE_WAIT);
+            if let Ok(Err(_)) = tokio::time::timeout_at(wake, changed.changed()).await {
+                return publishers.path_by_hash(hash);
+            }
         }
-        let Some(h) = run::hash_of(hash) else {
-            return known;
-        };
-        // Every publisher at once: a miss waits for the slowest, not the sum.
-        let asked = publishers.all_runs().into_iter().filter_map(|(id, runs)| {
-            let ManifestState::At(_, m) = runs.manifest.clone() else {
+    }
+
+    /// Looks `h` up in the runs of every publisher whose manifest is read
+    /// and was not probed at that manifest yet (`probed`), all at once: a
+    /// miss waits for the slowest, not the sum.
+    async fn probe_runs(
+        &self,
+        hash: &str,
+        h: &run::PathHash,
+        probed: &mut HashMap<[u8; 32], u64>,
+    ) -> Option<StorePath> {
+        let all = self.node().publishers().all_runs();
+        let asked = all.into_iter().filter_map(|(id, runs)| {
+            let ManifestState::At(at, m) = runs.manifest.clone() else {
                 return None;
             };
+            if probed.insert(id.to_bytes(), at) == Some(at) {
+                return None;
+            }
             Some(async move {
-                let r = self.lookup_in(&id, &runs, &m, &h).await;
+                let r = self.lookup_in(&id, &runs, &m, h).await;
                 (id, r)
             })
         });
@@ -115,7 +171,7 @@ impl Sources {
                 Err(e) => warn!(publisher = %id, hash, "looking a path up in runs: {e}"),
             }
         }
-        found.or(known)
+        found
     }
 
     /// Looks `hash` up in one publisher's runs (manifest `m`, checked
