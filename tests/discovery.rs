@@ -214,7 +214,13 @@ fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
         }
     }
     let _ = mdns.shutdown();
-    assert_eq!(seen.len(), 2, "both nodes announce themselves: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "both nodes announce themselves: {seen:?}\n--- seed:\n{}\n--- user:\n{}",
+        seed.log(),
+        node.log()
+    );
 }
 
 /// The demo paths, published; their publisher's identity, and the path

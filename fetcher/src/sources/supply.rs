@@ -120,10 +120,17 @@ impl Supplier for Web {
     fn bring(&self, start: u64, end: u64) -> BoxFuture<'static, Result<(), SupplyError>> {
         let me = self.clone();
         Box::pin(async move {
-            me.seeds
+            match me
+                .seeds
                 .fetch(&me.hub, &me.key, start, end, &me.metrics)
-                .await?;
-            Ok(())
+                .await
+            {
+                Ok(_) => Ok(()),
+                // The web seed's signed copy ends before `start`: past the
+                // feed's end as far as anyone here can know.
+                Err(WebSeedError::Short(length)) => Err(SupplyError::PastEnd { length }),
+                Err(e) => Err(e.into()),
+            }
         })
     }
 
@@ -134,18 +141,20 @@ impl Supplier for Web {
 
 #[cfg(test)]
 mod tests {
-    //! One contract, run against every supplier that can run in-process: the
-    //! peers over a real hub (its feed in a temporary directory, no peer, no
-    //! socket) and the fake the hedge and reader tests use.
+    //! One contract, run against every supplier: the peers over a real hub
+    //! (its feed in a temporary directory, no peer, no socket), the web
+    //! seeds over a real web-seed copy served on loopback by a small range
+    //! server, and the fake the hedge and reader tests use.
 
     use super::*;
     use crate::sources::hedge::tests::{Behaviour, Fake, FakeFeed};
     use std::time::Duration;
 
-    /// What a supplier and its replica must do: a range stored here is
-    /// brought at once and read back as stored; a range past the feed's
-    /// known length is `PastEnd` (which tells the hedge to ask the web seed
-    /// at once), not a wait until the deadline.
+    /// What a supplier and its replica must do: a range it holds (stored
+    /// here, or on the web seed) is brought at once and read back as
+    /// stored; a range past the feed's known length is `PastEnd` (which
+    /// tells the hedge to ask the web seed at once), not a wait until the
+    /// deadline.
     async fn conformance(
         supplier: &dyn Supplier,
         replica: &dyn Replica,
@@ -194,6 +203,109 @@ mod tests {
         conformance(&peers, &peers, 0..4, &blocks, 4).await;
         cancel.cancel();
         drop(peers);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    /// Serves the files under `root` over HTTP/1.1 on loopback, with one
+    /// `Range: bytes=a-b` honoured as a static server (nginx) does.
+    async fn range_server(root: std::path::PathBuf) -> (String, tokio::task::JoinHandle<()>) {
+        use http_body_util::Full;
+        use hyper::{Request, Response, StatusCode};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let answer = move |req: Request<hyper::body::Incoming>| {
+            let file = root.join(req.uri().path().trim_start_matches('/'));
+            let reply = |status, body: Vec<u8>| {
+                let mut r = Response::new(Full::new(bytes::Bytes::from(body)));
+                *r.status_mut() = status;
+                r
+            };
+            let Ok(body) = std::fs::read(&file) else {
+                return reply(StatusCode::NOT_FOUND, vec![]);
+            };
+            let range = req
+                .headers()
+                .get(hyper::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes="))
+                .and_then(|v| v.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+            match range {
+                Some((a, b)) if a <= b && a < body.len() => {
+                    let b = b.min(body.len() - 1);
+                    let mut r = reply(StatusCode::PARTIAL_CONTENT, body[a..=b].to_vec());
+                    let value = format!("bytes {a}-{b}/{}", body.len());
+                    r.headers_mut()
+                        .insert(hyper::header::CONTENT_RANGE, value.parse().unwrap());
+                    r
+                }
+                Some(_) => reply(StatusCode::RANGE_NOT_SATISFIABLE, vec![]),
+                None => reply(StatusCode::OK, body),
+            }
+        };
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let r = answer(req);
+                        async move { Ok::<_, std::convert::Infallible>(r) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        (base, task)
+    }
+
+    #[tokio::test]
+    async fn the_web_seeds_over_a_real_copy_on_loopback() {
+        use super::super::webseed::WebSeeds;
+        let tmp = tempfile::tempdir().unwrap();
+        // The publisher's feed, and its web-seed copy.
+        let origin = hypernar_feed::store::FeedStore::open(&tmp.path().join("origin")).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let mut feed = origin.open_writable(&key).await.unwrap();
+        let blocks: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 300 + usize::from(i)]).collect();
+        feed.append_batch(&blocks).await.unwrap();
+        let root = tmp.path().join("seed");
+        hypernar_feed::webseed::sync(&mut feed, &root)
+            .await
+            .unwrap()
+            .expect("a head");
+        let (base, server) = range_server(root).await;
+        // A fresh replica of it, which knows nothing but the key.
+        let store = hypernar_feed::store::FeedStore::open(&tmp.path().join("user")).unwrap();
+        let replica = store.open_replica(&key.verifying_key()).await.unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (hub, thread) = hypernar_swarm::hub::spawn(
+            replica,
+            store.clone(),
+            false,
+            Arc::new(|_, _| {}),
+            cancel.clone(),
+            Default::default(),
+            Arc::new(hypernar_swarm::share::Share::new(Default::default())),
+        );
+        let web = Web {
+            seeds: Arc::new(WebSeeds::new(&[base], false).unwrap()),
+            hub: hub.clone(),
+            key: key.verifying_key().to_bytes(),
+            metrics: Arc::new(Metrics::default()),
+        };
+        assert!(web.present());
+        conformance(&web, &Peers(hub.clone()), 0..4, &blocks, 4).await;
+        cancel.cancel();
+        drop((web, hub));
+        server.abort();
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();
