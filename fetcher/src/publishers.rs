@@ -1,5 +1,13 @@
 //! What a node knows of its trusted publishers: their index records and the
 //! keys released for their paths, as the feeds replicate.
+//!
+//! Shared state is a table per lock: `by_id` (each publisher's index,
+//! keys, runs and followers' progress), `by_hash` (hash part to path),
+//! `gate` (`--require-set`), `used` (last use per path, for eviction) and
+//! `reading` (reads in progress). Each is taken alone and briefly, never
+//! across an await and never while another is held (a method that needs
+//! two copies out of the first and drops it before taking the second), so
+//! there is no lock order to keep.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -10,6 +10,11 @@
 //! what no honest copy would (a tree claiming impossible sizes, another
 //! range than asked, more bytes than asked), is dropped for
 //! [`BAD_SEED_PAUSE`].
+//!
+//! Locks: a web seed's `bad_until` (its pause) and `pages` (tree pages
+//! cached), the set's `given` (each publisher's recorded list as given)
+//! and `learned` (the seeds made of it). Each is taken alone and briefly,
+//! never across an await, and none while another is held.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
