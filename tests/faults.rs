@@ -309,3 +309,27 @@ fn spools_left_by_a_killed_prepare_are_removed() {
     assert!(!stale.exists(), "stale spool was kept");
     w.check_consistent();
 }
+
+/// Abort between making the next data feed and declaring it: the next run
+/// appends to the last declared feed, rolls again, and loses nothing.
+#[test]
+fn a_crash_while_opening_the_next_data_feed_is_finished_by_the_next_run() {
+    if !faults_built_in() {
+        return;
+    }
+    let w = crash_world();
+    let from = w.cache_url();
+    let out = Command::new(bin())
+        .args(w.publish_args(&from))
+        .args(["--all", "--jobs", "1", "--data-feed-blocks", "8"])
+        .env("HYPERNAR_FAULT_ABORT_AT", "data-rolled")
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_none(), "the run did not abort");
+    w.publish_ok(&["--all", "--data-feed-blocks", "8"]);
+    let names = w.check_consistent();
+    assert_eq!(names.len(), w.written.len());
+    for p in &w.written {
+        w.assert_reads_back(p.info.store_path.name());
+    }
+}

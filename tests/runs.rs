@@ -210,7 +210,10 @@ fn stored_blocks(data: &std::path::Path, name: &str) -> (u64, u64) {
         .unwrap_or_else(|| panic!("no feed {name} in {out}"));
     let counts = line
         .split_whitespace()
-        .find(|w| w.contains('/'))
+        .find(|w| {
+            w.split_once('/')
+                .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok())
+        })
         .expect("have/length");
     let (have, length) = counts.split_once('/').unwrap();
     (have.parse().unwrap(), length.parse().unwrap())
@@ -408,4 +411,63 @@ fn a_fresh_node_asked_for_a_path_in_the_tail_it_has_not_read_yet_answers_200_not
         &[],
     );
     assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[test]
+fn a_full_data_feed_is_followed_by_the_next_and_every_reader_reads_across_them() {
+    let w = World::new(&paths(7));
+    let names: Vec<String> = (0..7).map(|i| w.store_path(&format!("p{i}"))).collect();
+    let arg = |range: std::ops::Range<usize>| -> Vec<&str> {
+        let mut a = vec!["--data-feed-blocks", "5"];
+        a.extend(names[range].iter().map(String::as_str));
+        a
+    };
+    // Each path is one segment and its listing: a feed of 5 blocks (the
+    // header included) holds two.
+    w.publish_ok(&arg(0..5));
+    let held = |name: &str| stored_blocks(&w.data, name);
+    assert_eq!(held("data/0"), (5, 5));
+    assert_eq!(held("data/1"), (5, 5));
+    assert_eq!(held("data/2"), (3, 3));
+    w.check_consistent();
+    // Opened again, the publisher appends to the newest feed, and rolls on;
+    // its web-seed copy has every data feed.
+    let seed_root = w.tmp.path().join("web-seed");
+    let mut again = arg(5..7);
+    again.extend(["--web-seed", s(&seed_root)]);
+    w.publish_ok(&again);
+    assert_eq!(held("data/0"), (5, 5));
+    assert_eq!(held("data/2"), (5, 5));
+    assert_eq!(held("data/3"), (3, 3));
+    assert_eq!(w.check_consistent().len(), 7);
+    for n in 0..4 {
+        let key = w
+            .secret()
+            .feed_signing_key(&format!("data/{n}"))
+            .verifying_key();
+        let head = seed_root
+            .join(hypernar_feed::webseed::feed_path(key.as_bytes()))
+            .join("head");
+        assert!(head.exists(), "no web-seed copy of data/{n}");
+    }
+    for i in 0..7 {
+        w.assert_reads_back(&format!("p{i}"));
+    }
+    // A fresh node finds and reads paths of the first and the last feed.
+    let id = identity(&w);
+    let seed = serve(&w.data, &[], &[]);
+    let user = w.tmp.path().join("user");
+    let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
+    let api = sub.http.clone().unwrap();
+    for i in [0, 3, 6] {
+        let hash = StorePath::parse(&names[i]).unwrap().hash_part().to_owned();
+        let r = wait_for_status(&api, &format!("/{hash}.narinfo"), 200, 20);
+        let info = hypernar_feed::format::narinfo::NarInfo::parse(&r.body).unwrap();
+        let nar = http(&api, "GET", &format!("/{}", info.url), &[]);
+        assert_eq!(nar.status, 200, "p{i}");
+        assert!(
+            nar.body == w.path(&format!("p{i}")).nar,
+            "p{i}: the NAR differs"
+        );
+    }
 }

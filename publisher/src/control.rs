@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The version of the control messages this build speaks.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 10;
 
@@ -42,6 +42,8 @@ pub struct PublishJob {
     pub web_seed_urls: Vec<String>,
     /// Tail entries that make a run of the index (`--run-tail`).
     pub run_tail: u64,
+    /// Blocks a data feed holds before the next (`--data-feed-blocks`).
+    pub data_feed_blocks: u64,
 }
 
 /// What `hypernar set` does.
@@ -173,6 +175,7 @@ mod tests {
             web_seed: None,
             web_seed_urls: vec![],
             run_tail: 7,
+            data_feed_blocks: 9,
         }
     }
 

@@ -10,6 +10,7 @@
 //! Modules: [`source`], [`spool`], [`journal`], [`publisher`], [`error`].
 
 pub mod control;
+pub mod data;
 pub mod error;
 pub mod journal;
 pub mod origin;

@@ -50,6 +50,8 @@ pub struct PublishOptions {
     pub seal: SealSettings,
     /// Index entries not yet in a run that make one (`runs.rs`).
     pub run_tail: u64,
+    /// Blocks a data feed holds before the next is opened (`data.rs`).
+    pub data_feed_blocks: u64,
 }
 
 /// Receives progress; the CLI draws it, tests ignore it.
@@ -128,6 +130,8 @@ pub struct Publisher<O: FeedOpener = FeedStore> {
     /// at their block of the public key feed.
     pub(crate) released: HashMap<PathHash, u64>,
     pub(crate) data_id: u32,
+    /// Blocks a data feed holds before the next is opened (`data.rs`).
+    pub(crate) data_bound: u64,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PublishError + '_ {
@@ -244,10 +248,31 @@ impl<O: FeedOpener> Publisher<O> {
             index_feed.write(vec![Record::Feed(decl).encode()]).await?;
             index.catch_up(&mut index_feed).await?;
         }
-        let data_id = index
-            .feed_named(FeedRole::Data, DATA_FEED_0)
+        // Blocks go to the newest declared data feed (`data.rs`).
+        let current = index
+            .feeds
+            .values()
+            .filter(|d| d.role == FeedRole::Data)
+            .max_by_key(|d| d.id)
             .expect("declared above")
-            .id;
+            .clone();
+        if current.name != DATA_FEED_0 {
+            data = opener
+                .writable(&secret.feed_signing_key(&current.name))
+                .await?;
+            ensure_header(
+                &mut data,
+                FeedHeader::new(FeedRole::Data, me, &current.name),
+            )
+            .await?;
+            if data.public_key().to_bytes() != current.public_key {
+                return Err(PublishError::Inconsistent(format!(
+                    "the index declares {} with another key than this publisher's",
+                    current.name
+                )));
+            }
+        }
+        let data_id = current.id;
         let released = releases_in(&mut public_keys, manifest.keys_indexed_to)
             .await?
             .into_iter()
@@ -273,6 +298,7 @@ impl<O: FeedOpener> Publisher<O> {
             by_hash,
             released,
             data_id,
+            data_bound: crate::data::DEFAULT_DATA_FEED_BLOCKS,
         };
         publisher.recover().await?;
         Ok(publisher)
@@ -283,6 +309,25 @@ impl<O: FeedOpener> Publisher<O> {
     /// for that audience only). Returns each feed's new length.
     pub async fn sync_web_seed(&mut self, root: &Path) -> Result<Vec<u64>, PublishError> {
         let mut out = Vec::new();
+        // The data feeds before the current one (`data.rs`): full, but a
+        // copy made before they filled is brought up to date once.
+        let mut older: Vec<FeedDecl> = self
+            .index
+            .feeds
+            .values()
+            .filter(|d| d.role == FeedRole::Data && d.id != self.data_id)
+            .cloned()
+            .collect();
+        older.sort_by_key(|d| d.id);
+        for decl in older {
+            let mut feed = self
+                .opener
+                .writable(&self.secret.feed_signing_key(&decl.name))
+                .await?;
+            if let Some(head) = feed.sync_web_seed(root).await? {
+                out.push(head.length);
+            }
+        }
         for feed in [
             &mut self.index_feed,
             &mut self.data,
@@ -355,6 +400,7 @@ impl<O: FeedOpener> Publisher<O> {
     ) -> Result<PublishSummary, PublishError> {
         let started = Instant::now();
         self.set_run_tail(opts.run_tail);
+        self.set_data_feed_blocks(opts.data_feed_blocks);
         if opts.all && source.dir().is_none() {
             return Err(PublishError::Cache {
                 url: source.describe(),
@@ -545,6 +591,10 @@ impl<O: FeedOpener> Publisher<O> {
     }
 
     async fn commit(&mut self, prepared: Prepared, release: bool) -> Result<(), PublishError> {
+        let blocks = prepared.block_count + prepared.listing.as_ref().map_or(0, |l| l.block_count);
+        if crate::data::must_roll(self.data.length(), blocks, self.data_bound) {
+            self.roll_data_feed().await?;
+        }
         let info = &prepared.info;
         let path = info.store_path.clone();
         let record = PathRecord {
@@ -580,6 +630,12 @@ impl<O: FeedOpener> Publisher<O> {
     /// Carries a journaled commit to its end; safe to run again at any point.
     async fn finish(&mut self, pending: Pending) -> Result<(), PublishError> {
         let rec = &pending.record;
+        if rec.data_feed != self.data_id {
+            return Err(PublishError::Inconsistent(format!(
+                "journal for {} appends to data feed {}, the current one is {}",
+                rec.store_path, rec.data_feed, self.data_id
+            )));
+        }
         let end = rec.first_block + pending.blocks();
         let have = self.data.length();
         if have < rec.first_block || have > end {

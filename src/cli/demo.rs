@@ -99,6 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             zstd_level: 3,
         },
         run_tail: hypernar_publisher::runs::DEFAULT_RUN_TAIL,
+        data_feed_blocks: hypernar_publisher::data::DEFAULT_DATA_FEED_BLOCKS,
     };
     let hash_of = |name: &str| {
         written

@@ -84,6 +84,12 @@ pub struct Args {
     #[arg(long, default_value_t = hypernar_publisher::runs::DEFAULT_RUN_TAIL, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     run_tail: u64,
+    /// Start the next data feed (`data/1`, `data/2`, ...) once the current
+    /// one would hold more than this many blocks: peers track at most 2^27
+    /// blocks of a feed. A path is never split between feeds
+    #[arg(long, default_value_t = hypernar_publisher::data::DEFAULT_DATA_FEED_BLOCKS, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(2..))]
+    data_feed_blocks: u64,
 }
 
 /// Where a publish's lines go: stdout for what it produces, stderr for
@@ -150,6 +156,7 @@ impl Args {
             web_seed: self.web_seed.as_deref().map(abs).transpose()?,
             web_seed_urls: self.web_seed_url.clone(),
             run_tail: self.run_tail,
+            data_feed_blocks: self.data_feed_blocks,
         })
     }
 }
@@ -184,6 +191,7 @@ pub async fn execute<O: FeedOpener>(
                 zstd_level: job.zstd_level,
             },
             run_tail: job.run_tail,
+            data_feed_blocks: job.data_feed_blocks,
         };
         // Checked before the (maybe long) publish, written after it.
         let web_seed_urls = web_seed_urls(&job.web_seed_urls)?;

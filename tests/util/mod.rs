@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use hypernar_feed::format::identity::{PublisherSecret, DATA_FEED_0, INDEX_FEED, PUBLIC_KEYS_FEED};
 use hypernar_feed::format::narinfo::Compression;
+use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::{Catalog, FeedStore};
 use hypernar_publisher::sample::{self, Contents, Entry, NixSigningKey, SamplePath, WrittenPath};
 use sha2::{Digest, Sha256};
@@ -201,18 +202,17 @@ impl World {
     }
 
     /// Checks the invariants a killed or failed run must keep: every data
-    /// block belongs to exactly one path record, no path is recorded twice,
-    /// every record's blocks are present (each path's listing right after
-    /// its segments). Returns the paths recorded.
+    /// block of every declared data feed belongs to exactly one path
+    /// record, no path is recorded twice, every record's blocks are present
+    /// (each path's listing right after its segments, in the same feed).
+    /// Returns the paths recorded.
     pub fn check_consistent(&self) -> Vec<String> {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let store = FeedStore::open(&self.data).unwrap();
             let secret = self.secret();
-            let data_key = secret.feed_signing_key(DATA_FEED_0).verifying_key();
             let index_key = secret.feed_signing_key(INDEX_FEED).verifying_key();
             let keys_key = secret.feed_signing_key(PUBLIC_KEYS_FEED).verifying_key();
-            let data_len = store.open_existing(&data_key).await.unwrap().unwrap().len();
             let index_len = store
                 .open_existing(&index_key)
                 .await
@@ -220,7 +220,7 @@ impl World {
                 .unwrap()
                 .len();
             assert!(store.open_existing(&keys_key).await.unwrap().is_some());
-            let catalog = Catalog::load(store).await.unwrap();
+            let catalog = Catalog::load(store.clone()).await.unwrap();
             let publisher = catalog.publishers().next().expect("one publisher");
             // Header, the feed declarations, then one record per path and
             // one per listing.
@@ -231,15 +231,16 @@ impl World {
                     + publisher.listings.len() as u64,
                 "duplicate or stray index records"
             );
-            let mut ranges: Vec<(u64, u64)> = publisher
+            let feed_of = |path: &StorePath| publisher.paths[path].1.data_feed;
+            let mut ranges: Vec<(u32, u64, u64)> = publisher
                 .paths
                 .values()
-                .map(|(_, r)| (r.first_block, r.block_count))
+                .map(|(_, r)| (r.data_feed, r.first_block, r.block_count))
                 .chain(
                     publisher
                         .listings
-                        .values()
-                        .map(|l| (l.first_block, l.block_count)),
+                        .iter()
+                        .map(|(p, l)| (feed_of(p), l.first_block, l.block_count)),
                 )
                 .collect();
             for (path, l) in &publisher.listings {
@@ -247,15 +248,31 @@ impl World {
                 assert_eq!(l.first_block, r.first_block + r.block_count, "{path}");
             }
             ranges.sort();
-            let mut next = 1; // block 0 is the header
-            for (first, count) in ranges {
+            let data_feeds: Vec<_> = publisher
+                .feeds
+                .values()
+                .filter(|d| d.role == hypernar_feed::format::record::FeedRole::Data)
+                .collect();
+            assert!(data_feeds.iter().any(|d| d.name == DATA_FEED_0));
+            for decl in data_feeds {
+                let key = secret.feed_signing_key(&decl.name).verifying_key();
+                assert_eq!(key.to_bytes(), decl.public_key, "{}", decl.name);
+                let data_len = store.open_existing(&key).await.unwrap().unwrap().len();
+                let mut next = 1; // block 0 is the header
+                for &(_, first, count) in ranges.iter().filter(|r| r.0 == decl.id) {
+                    assert_eq!(
+                        first, next,
+                        "{}: data blocks without a record, or overlapping records",
+                        decl.name
+                    );
+                    next = first + count;
+                }
                 assert_eq!(
-                    first, next,
-                    "data blocks without a record, or overlapping records"
+                    next, data_len,
+                    "{}: data blocks past the last record",
+                    decl.name
                 );
-                next = first + count;
             }
-            assert_eq!(next, data_len, "data blocks past the last record");
             let mut names: Vec<String> = publisher.paths.keys().map(|p| p.to_string()).collect();
             names.sort();
             names

@@ -298,6 +298,7 @@ mod tests {
             web_seed: None,
             web_seed_urls: vec![],
             run_tail: hypernar_publisher::runs::DEFAULT_RUN_TAIL,
+            data_feed_blocks: hypernar_publisher::data::DEFAULT_DATA_FEED_BLOCKS,
         };
         // Another version is refused, saying why.
         let got = replies(
