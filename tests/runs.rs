@@ -372,10 +372,11 @@ fn a_fresh_node_asked_for_a_path_in_the_tail_it_has_not_read_yet_answers_200_not
     let id = ok(&["keygen", "--out", s(&key)]);
     let id = id.split_whitespace().last().unwrap().to_owned();
     let data = tmp.path().join("pub");
-    // One run of 16 384 paths and a tail of 13 616 (27 232 index blocks):
-    // far more than a fresh node reads in the moment between its first
-    // answer and the next question.
-    let n = 30_000u64;
+    // One run of 8 192 paths and a tail of 5 808 (11 616 index blocks):
+    // more than a fresh node reads in the moment between its first answer
+    // and the next question, and within what a miss waits for even on a
+    // loaded machine.
+    let n = 14_000u64;
     let paths = n.to_string();
     ok(&[
         "synth",
@@ -386,7 +387,7 @@ fn a_fresh_node_asked_for_a_path_in_the_tail_it_has_not_read_yet_answers_200_not
         "--paths",
         &paths,
         "--run-tail",
-        "16384",
+        "8192",
     ]);
     let seed = serve(&data, &[], &[]);
     let user = tmp.path().join("user");

@@ -43,7 +43,9 @@ pub enum Followed {
 /// How long a miss waits for a publisher's index to settle (see
 /// [`Progress::settling`]): past this since the follower last moved, a
 /// follower that cannot get the blocks it lacks no longer slows misses.
-pub const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// Longer than the swarm's request timeout (8 s), so a request lost and
+/// asked again is not taken for a stall.
+pub const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a publisher's index follower has read, against what the feed says
 /// it holds: a path in the part not yet read is in no run and not in the
