@@ -52,6 +52,20 @@ impl<O: FeedOpener> Publisher<O> {
         }))
     }
 
+    /// Where the path of hash part `hash` is published, if the tail holds
+    /// it: what a commit checks. A journaled commit's record, if written,
+    /// is always in the tail, because runs are cut only after a commit
+    /// clears its journal, and opening finishes a journal before anything
+    /// else; and a path in a run was skipped when the publish was planned.
+    pub(crate) fn find_in_tail(&self, hash: &str) -> Option<Found> {
+        let path = self.by_hash.get(hash)?;
+        let released = run::hash_of(hash).and_then(|h| self.released.get(&h).copied());
+        Some(Found {
+            index_seq: self.index.paths[path].0,
+            key_seq: released,
+        })
+    }
+
     /// The newest entry for `hash` in the live runs.
     pub(crate) async fn find_in_runs(
         &mut self,

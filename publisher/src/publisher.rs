@@ -690,7 +690,7 @@ impl<O: FeedOpener> Publisher<O> {
                 .encode()
             })
         };
-        let found = self.find(rec.store_path.hash_part()).await?;
+        let found = self.find_in_tail(rec.store_path.hash_part());
         let seq = match found {
             None => {
                 // The path's record and its listing's, in one append.

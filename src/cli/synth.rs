@@ -63,6 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let s = publisher
         .append_synthetic(args.from, args.paths, !args.no_release, &progress)
         .await?;
+    publisher.flush_logs().await?;
     drop(publisher);
     store
         .sync_all()
