@@ -88,13 +88,13 @@ impl Sources {
     /// publisher whose index is in runs (what is found is then in the
     /// catalog). `None` when no publisher has it, or none could be asked.
     ///
-    /// A miss is not answered while a publisher's index is settling (its
-    /// runs manifest not read yet, or records past the runs not applied
-    /// yet: [`crate::publishers::Progress::settling`]): it waits for them
-    /// while they move, up to [`SETTLE_MAX`] in all, looking again as they
-    /// arrive. A fresh node
-    /// asked for a path in the index's tail would otherwise say "no" a
-    /// moment before it knows, and Nix keeps that "no" for an hour.
+    /// A miss is not answered while a publisher's index or key feed is
+    /// settling (its runs manifest not read yet, or records a peer told of
+    /// not applied yet: [`crate::publishers::Progress::settling`]): it
+    /// waits for them while they move, up to [`SETTLE_MAX`] in all, looking
+    /// again as they arrive. A fresh node asked for a path in the index's
+    /// tail would otherwise say "no" a moment before it knows, and Nix
+    /// keeps that "no" for an hour.
     pub async fn path_by_hash(&self, hash: &str) -> Option<StorePath> {
         let publishers = self.node().publishers();
         let until = tokio::time::Instant::now() + SETTLE_MAX;
