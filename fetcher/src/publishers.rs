@@ -81,6 +81,14 @@ impl Progress {
         }
         self.awaiting_manifest || self.applied < self.length
     }
+
+    /// Block `seq` was read and applied: a move, if it is past `applied`.
+    fn read(&mut self, seq: u64) {
+        if seq >= self.applied {
+            self.applied = seq + 1;
+            self.moved = tokio::time::Instant::now();
+        }
+    }
 }
 
 /// A publisher whose index is looked up in runs (docs/protocol.md, "Runs"):
@@ -528,7 +536,7 @@ impl Publishers {
         }
         if let Some(r) = release {
             if r.store_path == path {
-                self.add_key(id, r);
+                self.add_key(id, r, None);
             }
         }
     }
@@ -561,9 +569,8 @@ impl Publishers {
                     k.index.apply(seq, record);
                     // Each record applied is a move: a miss waiting for
                     // this index keeps waiting while records arrive.
-                    if let Some(p) = k.progress.as_mut().filter(|p| seq >= p.applied) {
-                        p.applied = seq + 1;
-                        p.moved = tokio::time::Instant::now();
+                    if let Some(p) = k.progress.as_mut() {
+                        p.read(seq);
                     }
                     path.as_ref().is_some_and(|p| k.index.paths.contains_key(p))
                 }
@@ -580,7 +587,10 @@ impl Publishers {
         self.bump();
     }
 
-    pub(crate) fn add_key(&self, id: &Identity, release: KeyRelease) {
+    /// Takes in a key release; `seq` is its block of the key feed when the
+    /// key feed's follower read it (a move, as for [`Publishers::apply`]),
+    /// `None` when a lookup found it.
+    pub(crate) fn add_key(&self, id: &Identity, release: KeyRelease, seq: Option<u64>) {
         if let Some(k) = self
             .by_id
             .lock()
@@ -588,6 +598,9 @@ impl Publishers {
             .get_mut(&id.to_bytes())
         {
             k.releases.insert(release.store_path, PathKey(release.key));
+            if let (Some(p), Some(seq)) = (k.keys_progress.as_mut(), seq) {
+                p.read(seq);
+            }
         }
         self.bump();
     }
@@ -841,6 +854,15 @@ mod tests {
         // not read yet is not answered "no key" while it is being read.
         p.follower_at(&id, Followed::Keys, 3, 10, 1, false);
         assert!(p.settling(), "keys behind");
+        tokio::time::advance(SETTLE_WAIT).await;
+        assert!(!p.settling(), "keys stalled");
+        let release = KeyRelease {
+            index_seq: 1,
+            store_path: StorePath::from_base_name(&format!("{:0>32}-k", 1)).unwrap(),
+            key: [5; 32],
+        };
+        p.add_key(&id, release, Some(3));
+        assert!(p.settling(), "a key read is a move");
         p.follower_at(&id, Followed::Keys, 10, 10, 1, false);
         assert!(!p.settling(), "keys caught up");
     }

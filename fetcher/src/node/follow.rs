@@ -250,7 +250,9 @@ impl Node {
             next = next.max(st.eager.map_or(0, |e| e.from));
             while next < st.ready {
                 match keys.get(next).await.map(|b| Record::decode(&b)) {
-                    Ok(Ok(Record::Key(release))) => self.catalog.publishers.add_key(&id, release),
+                    Ok(Ok(Record::Key(release))) => {
+                        self.catalog.publishers.add_key(&id, release, Some(next))
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => warn!(seq = next, %e, "malformed key record skipped"),
                     Err(e) => {
@@ -259,15 +261,6 @@ impl Node {
                     }
                 }
                 next += 1;
-                // Each block read is a move (`Progress::settling`).
-                self.catalog.publishers.follower_at(
-                    &id,
-                    Followed::Keys,
-                    next,
-                    st.length,
-                    st.peers,
-                    false,
-                );
             }
             self.catalog.publishers.follower_at(
                 &id,
