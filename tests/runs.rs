@@ -460,15 +460,9 @@ fn a_full_data_feed_is_followed_by_the_next_and_every_reader_reads_across_them()
     let user = w.tmp.path().join("user");
     let sub = serve(&user, &["--trust", &id, "--peer", &seed.addr], &[]);
     let api = sub.http.clone().unwrap();
-    for i in [0, 3, 6] {
-        let hash = StorePath::parse(&names[i]).unwrap().hash_part().to_owned();
-        let r = wait_for_status(&api, &format!("/{hash}.narinfo"), 200, 20);
-        let info = hypernar_feed::format::narinfo::NarInfo::parse(&r.body).unwrap();
-        let nar = http(&api, "GET", &format!("/{}", info.url), &[]);
-        assert_eq!(nar.status, 200, "p{i}");
-        assert!(
-            nar.body == w.path(&format!("p{i}")).nar,
-            "p{i}: the NAR differs"
-        );
+    for name in ["p0", "p3", "p6"] {
+        let nar = nar_of(&api, &w, name);
+        assert_eq!(nar.status, 200, "{name}");
+        assert!(nar.body == w.path(name).nar, "{name}: the NAR differs");
     }
 }

@@ -3,7 +3,7 @@
 //! peer's, stored and re-served; a server that ignores `Range` and a copy
 //! with a flipped byte are noticed and never reach Nix.
 
-use hypernar_feed::format::narinfo::{Compression, NarInfo};
+use hypernar_feed::format::narinfo::Compression;
 
 use crate::util::*;
 
@@ -66,13 +66,6 @@ fn serve_with_fallbacks(st: &Setup) -> Serve {
         ],
         &[],
     )
-}
-
-fn nar_of(base: &str, w: &World, name: &str) -> HttpReply {
-    let hash = w.path(name).info.store_path.hash_part().to_owned();
-    let r = wait_for_status(base, &format!("/{hash}.narinfo"), 200, 20);
-    let url = format!("/{}", NarInfo::parse(&r.body).unwrap().url);
-    http(base, "GET", &url, &[])
 }
 
 #[test]
