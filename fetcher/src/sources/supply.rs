@@ -180,12 +180,12 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_peers_over_a_real_hub() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = hypernar_feed::store::FeedStore::open(tmp.path()).unwrap();
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let feed = store.open_writable(&key).await.unwrap();
+    /// A hub on `feed` with no peer and no socket, and what stops it (the
+    /// hub cancelled, its thread joined).
+    fn hub_of(
+        feed: hypernar_feed::Feed,
+        store: &hypernar_feed::store::FeedStore,
+    ) -> (HubHandle, impl std::future::Future<Output = ()>) {
         let cancel = tokio_util::sync::CancellationToken::new();
         let (hub, thread) = hypernar_swarm::hub::spawn(
             feed,
@@ -196,16 +196,29 @@ mod tests {
             Default::default(),
             Arc::new(hypernar_swarm::share::Share::new(Default::default())),
         );
+        let stop = async move {
+            cancel.cancel();
+            tokio::task::spawn_blocking(move || thread.join().unwrap())
+                .await
+                .unwrap();
+        };
+        (hub, stop)
+    }
+
+    #[tokio::test]
+    async fn the_peers_over_a_real_hub() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = hypernar_feed::store::FeedStore::open(tmp.path()).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let feed = store.open_writable(&key).await.unwrap();
+        let (hub, stop) = hub_of(feed, &store);
         let blocks: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
         hub.append(blocks.clone()).await.unwrap();
         let peers = Peers(hub);
         assert!(!peers.present(), "no peer has the feed open");
         conformance(&peers, &peers, 0..4, &blocks, 4).await;
-        cancel.cancel();
         drop(peers);
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
+        stop.await;
     }
 
     /// Serves the files under `root` over HTTP/1.1 on loopback, with one
@@ -285,16 +298,7 @@ mod tests {
         // A fresh replica of it, which knows nothing but the key.
         let store = hypernar_feed::store::FeedStore::open(&tmp.path().join("user")).unwrap();
         let replica = store.open_replica(&key.verifying_key()).await.unwrap();
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let (hub, thread) = hypernar_swarm::hub::spawn(
-            replica,
-            store.clone(),
-            false,
-            Arc::new(|_, _| {}),
-            cancel.clone(),
-            Default::default(),
-            Arc::new(hypernar_swarm::share::Share::new(Default::default())),
-        );
+        let (hub, stop) = hub_of(replica, &store);
         let web = Web {
             seeds: Arc::new(WebSeeds::new(&[base], false).unwrap()),
             hub: hub.clone(),
@@ -303,12 +307,9 @@ mod tests {
         };
         assert!(web.present());
         conformance(&web, &Peers(hub.clone()), 0..4, &blocks, 4).await;
-        cancel.cancel();
         drop((web, hub));
         server.abort();
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
+        stop.await;
     }
 
     #[tokio::test]
