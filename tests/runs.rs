@@ -12,7 +12,7 @@ use hypernar_feed::FeedStore;
 
 use crate::util::*;
 
-fn paths(n: usize) -> Vec<hypernar_publisher::sample::SamplePath> {
+pub(crate) fn paths(n: usize) -> Vec<hypernar_publisher::sample::SamplePath> {
     (0..n)
         .map(|i| {
             let nar = hypernar_publisher::sample::nar_of(&tree_file(
@@ -26,7 +26,7 @@ fn paths(n: usize) -> Vec<hypernar_publisher::sample::SamplePath> {
 }
 
 /// `hypernar publish` of `names` with `--run-tail tail` and `extra`.
-fn publish_with_tail(w: &World, tail: &str, names: &[String], extra: &[&str]) {
+pub(crate) fn publish_with_tail(w: &World, tail: &str, names: &[String], extra: &[&str]) {
     let mut args = vec!["--run-tail", tail];
     args.extend_from_slice(extra);
     args.extend(names.iter().map(String::as_str));
@@ -41,7 +41,7 @@ fn release(w: &World, extra: &[&str]) -> std::process::Output {
 }
 
 /// Every block of one of the world's feeds, decoded.
-fn records(w: &World, name: &str) -> Vec<Record> {
+pub(crate) fn records(w: &World, name: &str) -> Vec<Record> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = FeedStore::open(&w.data).unwrap();
@@ -56,7 +56,7 @@ fn records(w: &World, name: &str) -> Vec<Record> {
 }
 
 /// The manifest the runs feed ends with.
-fn manifest(runs: &[Record]) -> Manifest {
+pub(crate) fn manifest(runs: &[Record]) -> Manifest {
     match runs.last() {
         Some(Record::Manifest(m)) => (**m).clone(),
         other => panic!("the runs feed ends with {other:?}, not a manifest"),

@@ -19,6 +19,7 @@ mod lifecycle;
 mod local;
 mod nix;
 mod runs;
+mod runs_hostile;
 mod sets;
 mod share;
 mod swarm;

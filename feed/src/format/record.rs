@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::listing::MAX_LISTING_LEN;
 use super::narinfo::{Compression, NarHash, NarInfo};
-use super::run::{Manifest, RunPage, MAX_MANIFEST_FEEDS, MAX_RUNS};
+use super::run::{Manifest, RunError, RunPage, MAX_MANIFEST_FEEDS, MAX_RUNS};
 use super::segment::{Layout, PathKey, SegmentError};
 use super::storepath::StorePath;
 
@@ -261,6 +261,8 @@ pub enum RecordError {
     Body(#[from] postcard::Error),
     #[error("record is inconsistent: {0}")]
     Invalid(&'static str),
+    #[error("{0}")]
+    Run(#[from] RunError),
 }
 
 impl Record {
@@ -367,8 +369,7 @@ impl Record {
             KIND_SET_ENTRY => Record::SetEntry(postcard::from_bytes(body)?),
             KIND_RUN_PAGE => {
                 let p: RunPage = postcard::from_bytes(body)?;
-                p.check()
-                    .map_err(|_| RecordError::Invalid("run page too full or unsorted"))?;
+                p.check()?;
                 Record::RunPage(p)
             }
             KIND_MANIFEST => {
@@ -558,7 +559,7 @@ mod tests {
         });
         assert!(matches!(
             Record::decode(&full.encode()),
-            Err(RecordError::Invalid(_))
+            Err(RecordError::Run(RunError::PageTooFull(n))) if n == MAX_PAGE_ENTRIES + 1
         ));
         let unsorted = Record::RunPage(RunPage {
             bucket: 0,
@@ -566,7 +567,7 @@ mod tests {
         });
         assert!(matches!(
             Record::decode(&unsorted.encode()),
-            Err(RecordError::Invalid(_))
+            Err(RecordError::Run(RunError::Unsorted))
         ));
         let crowded = Record::Manifest(Box::new(Manifest {
             indexed_to: 0,
