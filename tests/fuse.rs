@@ -776,3 +776,65 @@ fn cat_of_one_small_file_of_a_large_path_fetches_at_most_two_segments() {
     let big = received_from_peers(&api) - before;
     assert!(big >= 15 * 65_536, "the 1 MiB file received {big} bytes");
 }
+
+/// The view of a publisher whose index is in runs lists the index's tail
+/// and what was looked up (a node does not hold the rest), and finds any
+/// other path when its name is asked for, as Nix's file:// store asks.
+#[test]
+fn a_mount_of_an_index_in_runs_finds_a_path_not_listed_when_its_name_is_asked() {
+    use crate::runs::{manifest, paths, publish_with_tail, records};
+    use hypernar_feed::format::identity::{INDEX_FEED, RUNS_FEED};
+    if !fuse_available() {
+        return skip_or_fail("FUSE (/dev/fuse and fusermount3, Debian package fuse3)");
+    }
+    let w = World::new(&paths(20));
+    let names: Vec<String> = (0..20).map(|i| w.store_path(&format!("p{i}"))).collect();
+    for batch in names[..18].chunks(9) {
+        publish_with_tail(&w, "8", batch, &[]);
+    }
+    publish_with_tail(&w, "8", &names[18..], &[]);
+    let m = manifest(&records(&w, RUNS_FEED));
+    assert!(m.indexed_to > 0 && m.indexed_to < records(&w, INDEX_FEED).len() as u64);
+    let id = identity(&w);
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let at = w.tmp.path().join("mnt");
+    let mnt = Mounted::start(
+        &w.tmp.path().join("user"),
+        &at,
+        &["--trust", &id, "--peer", &seed.addr],
+        &[],
+    );
+    let narinfo = |name: &str| format!("{}.narinfo", w.path(name).info.store_path.hash_part());
+    // The tail is listed once replicated.
+    let until = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(&at)
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_str() == Some(&narinfo("p19")))
+    {
+        assert!(
+            Instant::now() < until,
+            "the tail is not listed: {}",
+            mnt.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listed = |name: &str| {
+        std::fs::read_dir(&at)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_str() == Some(&narinfo(name)))
+    };
+    assert!(
+        !listed("p3"),
+        "a path in a run is listed before it was looked up"
+    );
+    // Asked by name: its narinfo and its NAR, and it is listed from then on.
+    assert!(std::fs::read(nar_path(&at, &w, "p3")).unwrap() == w.path("p3").nar);
+    assert!(listed("p3"));
+    // Under store/ too.
+    let base = w.path("p12").info.store_path.base_name().to_owned();
+    assert!(at.join("store").join(&base).exists(), "{}", mnt.log());
+    // A name no publisher has is not there (and nothing breaks).
+    assert!(!at.join("00000000000000000000000000000000.narinfo").exists());
+    assert!(!at.join("not-a-hash.narinfo").exists());
+    assert!(std::fs::read(nar_path(&at, &w, "p19")).unwrap() == w.path("p19").nar);
+}

@@ -1,4 +1,6 @@
-//! The FUSE view's [`Backing`]: the paths whose keys this node holds, and
+//! The FUSE view's [`Backing`]: the paths whose keys this node holds (of
+//! an index in runs, those looked up so far and its tail; any other is
+//! looked up when its name is asked for), and
 //! their segments through the path reader (`sources::reader`), the way the
 //! substituter gets its blocks (local, then peers, hedged with the web
 //! seeds, within a deadline), each verified against the publisher's tree
@@ -85,6 +87,20 @@ impl Backing for MountBacking {
             .iter()
             .map(|(r, _)| path_info(r))
             .collect()
+    }
+
+    /// A path not in the catalog yet is looked up in its publisher's runs
+    /// (`sources/lookup.rs`), as a narinfo request is; once found it is in
+    /// the catalog, so in [`Backing::paths`].
+    fn look_up(&self, hash: &str) -> bool {
+        let sources = self.sources.clone();
+        let hash = hash.to_owned();
+        self.rt.block_on(async move {
+            match sources.path_by_hash(&hash).await {
+                Some(p) => sources.node().publishers().lookup(&p).is_ok(),
+                None => false,
+            }
+        })
     }
 
     fn segment(&self, path: &PathInfo, index: u64) -> Result<Vec<u8>, BackingError> {

@@ -86,8 +86,17 @@ pub trait Backing: Send + Sync + 'static {
     /// Bumped whenever [`Backing::paths`] would answer differently (cheap;
     /// asked before every listing and every lookup of an unknown name).
     fn generation(&self) -> u64;
-    /// Every path the view shows now.
+    /// Every path the view shows now: not necessarily every path the
+    /// source could find (see [`Backing::look_up`]).
     fn paths(&self) -> Vec<PathInfo>;
+    /// Looks up the path whose hash part is `hash` (32 characters of
+    /// Nix's base32) when the view does not show it, as a name that is
+    /// not listed is asked for: true if [`Backing::paths`] lists it now.
+    /// May block like [`Backing::segment`]. A source that lists every path
+    /// it has keeps the default.
+    fn look_up(&self, _hash: &str) -> bool {
+        false
+    }
     /// The narinfo of `path`, exactly `path.narinfo_len` bytes.
     fn narinfo(&self, path: &PathInfo) -> Result<String, BackingError>;
     /// Segment `index` of `path`'s NAR, verified and decrypted: exactly
@@ -191,10 +200,16 @@ impl View {
     /// replicates, its generation changes with every record, and a listing
     /// of every path per record would be quadratic.
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table_as_of(false)
+    }
+
+    /// The table, brought up to date with the source if it changed; at
+    /// once if `now`, else as [`View::table`].
+    fn table_as_of(&self, now: bool) -> std::sync::MutexGuard<'_, Table> {
         let mut t = self.table.lock().expect("table lock");
         let g = self.source.generation();
         let mut last = self.refreshed.lock().expect("refreshed lock");
-        let due = last.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
+        let due = now || last.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
         if t.generation() != Some(g) && due {
             t.refresh(g, self.source.paths());
             *last = Some(std::time::Instant::now());
@@ -407,8 +422,18 @@ impl Filesystem for View {
                 }
             }
             _ => {
-                let hit = name.to_str().and_then(|n| table.lookup(parent.0, n));
+                let name = name.to_str();
+                let mut hit = name.and_then(|n| table.lookup(parent.0, n));
                 drop(table);
+                // A path the view does not list may still be had: an index
+                // in runs lists only what was looked up.
+                if hit.is_none() {
+                    if let Some(hash) = name.and_then(|n| table::hash_of_name(parent.0, n)) {
+                        if self.source.look_up(hash) {
+                            hit = self.table_as_of(true).lookup(parent.0, name.unwrap_or(""));
+                        }
+                    }
+                }
                 hit.map(|(ino, node)| self.node_attr(ino, &node))
             }
         };

@@ -70,6 +70,20 @@ pub fn slot_of(ino: u64) -> Option<usize> {
         .and_then(|i| usize::try_from(i / 2).ok())
 }
 
+/// The store-path hash part a name in directory `parent` would be the
+/// path of, if it has one's form: `<hash>.narinfo` at the root,
+/// `<hash>-…` under `nar/` and `store/` (32 characters of Nix's base32).
+/// Whether a path has it is the source's to say.
+pub fn hash_of_name(parent: u64, name: &str) -> Option<&str> {
+    let hash = match parent {
+        ROOT => name.strip_suffix(".narinfo")?,
+        NAR_DIR | STORE_DIR => name.split_once('-')?.0,
+        _ => return None,
+    };
+    let base32 = |c: u8| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&c);
+    (hash.len() == 32 && hash.bytes().all(base32)).then_some(hash)
+}
+
 /// Every path the view has shown, by slot.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -203,6 +217,23 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_of_paths_give_their_hash_and_nothing_else_does() {
+        let h = "0123456789abcdfghijklmnpqrsvwxyz";
+        assert_eq!(hash_of_name(ROOT, &format!("{h}.narinfo")), Some(h));
+        assert_eq!(hash_of_name(NAR_DIR, &format!("{h}-{h}.nar")), Some(h));
+        assert_eq!(hash_of_name(STORE_DIR, &format!("{h}-hello-2.12")), Some(h));
+        // Not a hash: too short, too long, a letter Nix's base32 lacks
+        // (e, o, t, u), no suffix, or a directory with no paths.
+        assert_eq!(hash_of_name(ROOT, "0123.narinfo"), None);
+        assert_eq!(hash_of_name(ROOT, &format!("{h}0.narinfo")), None);
+        assert_eq!(hash_of_name(ROOT, &format!("{}e.narinfo", &h[..31])), None);
+        assert_eq!(hash_of_name(ROOT, h), None);
+        assert_eq!(hash_of_name(STORE_DIR, h), None);
+        assert_eq!(hash_of_name(LOG_DIR, &format!("{h}-x")), None);
+        assert_eq!(hash_of_name(ROOT, "nix-cache-info"), None);
+    }
 
     fn path(hash: &str, size: u64) -> PathInfo {
         PathInfo {
