@@ -15,6 +15,9 @@ use hypernar_feed::FeedStore;
 use crate::runs::{manifest, paths, publish_with_tail, records};
 use crate::util::*;
 
+/// What a node logs once it has read a runs feed's manifest it can use.
+const READ: &str = "index looked up in runs";
+
 /// Twelve paths, published in runs of four (and a tail); nginx serving the
 /// same paths as the upstream cache.
 struct Setup {
@@ -119,18 +122,30 @@ impl Setup {
 
     /// A fresh node that trusts the publisher, with a seed peer of its
     /// feeds and nginx on the original cache as its upstream, asked for
-    /// `name`: the narinfo and the NAR are right, the log names `refusal`,
-    /// and memory stayed bounded. Returns the node's log.
+    /// `name` once it has read the runs feed's manifest: the narinfo and
+    /// the NAR are right, the log names `refusal`, and memory stayed
+    /// bounded. Returns the node's log.
     fn asked_for(&self, name: &str, refusal: &str, from_upstream: bool) -> String {
-        let seed = serve(&self.w.data, &["--http", "none"], &[]);
-        self.asked_with(&["--peer", &seed.addr], name, refusal, from_upstream)
+        self.asked_after(READ, name, refusal, from_upstream)
     }
 
-    /// [`Setup::asked_for`], the node's sources being `sources` (and the
+    /// [`Setup::asked_for`], asked once the log says `ready`.
+    fn asked_after(&self, ready: &str, name: &str, refusal: &str, from_upstream: bool) -> String {
+        let seed = serve(&self.w.data, &["--http", "none"], &[]);
+        self.asked_with(&["--peer", &seed.addr], ready, name, refusal, from_upstream)
+    }
+
+    /// [`Setup::asked_after`], the node's sources being `sources` (and the
     /// upstream).
+    ///
+    /// The node is asked only once its log says `ready`: a node that has
+    /// not reached any source yet answers a miss from the upstream at once
+    /// (it has nothing to wait for), and the lookup whose refusal the test
+    /// is about would then never be made.
     fn asked_with(
         &self,
         sources: &[&str],
+        ready: &str,
         name: &str,
         refusal: &str,
         from_upstream: bool,
@@ -142,6 +157,7 @@ impl Setup {
         args.extend_from_slice(sources);
         let sub = serve(&user, &args, &[]);
         let api = sub.http.clone().unwrap();
+        wait_for_log(&sub, ready, 30);
         let hash = self.w.path(name).info.store_path.hash_part().to_owned();
         wait_for_status(&api, &format!("/{hash}.narinfo"), 200, 60);
         let nar = nar_of(&api, &self.w, name);
@@ -262,7 +278,7 @@ fn a_manifest_claiming_absurd_sizes_is_refused_and_the_path_is_still_served() {
     // reads the index whole; either way the path is served, right.
     let (name, _) = st.in_runs(0);
     st.append(Vec::new(), |_, m| m.runs[0].bits = 200);
-    st.asked_for(&name, "bucket bits are 200", false);
+    st.asked_after("bucket bits are 200", &name, "bucket bits are 200", false);
 }
 
 #[test]
@@ -298,5 +314,11 @@ fn a_web_seed_whose_run_pages_do_not_verify_is_refused_and_the_path_comes_from_u
     std::fs::write(&data, bytes).unwrap();
     let web = nginx(&st.w.tmp.path().join("web-seed"), "");
     // No peer: every block comes from the web seed.
-    st.asked_with(&["--web-seed", &web.base], &name, "did not verify", true);
+    st.asked_with(
+        &["--web-seed", &web.base],
+        READ,
+        &name,
+        "did not verify",
+        true,
+    );
 }
