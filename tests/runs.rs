@@ -273,6 +273,18 @@ fn a_fresh_node_answers_from_runs_and_replicates_only_the_index_tail() {
         "the user replicated {have} of {length} index blocks (tail {tail})"
     );
     assert!(have < length, "the whole index was replicated");
+    // `cat-nar` reads that sparse copy by lookup too: the path it fetched
+    // reads back; one in a run whose record it never fetched is an error
+    // that says so, not "not published".
+    let out = hypernar(&["cat-nar", "--data", s(&user), &names[17]]);
+    assert!(out.status.success(), "cat-nar p17: {}", failed(&out));
+    assert!(out.stdout == w.path("p17").nar, "cat-nar p17 differs");
+    let out = hypernar(&["cat-nar", "--data", s(&user), &names[20]]);
+    let err = failed(&out);
+    assert!(
+        err.contains("not in this data directory"),
+        "cat-nar p20: {err}"
+    );
     // Restarted, it answers for paths it looked up and for others (their
     // records name a data feed declared in the part of the index in runs).
     let sub = serve(

@@ -1,5 +1,7 @@
-//! What a feed store holds, read back: each publisher's index (feeds and
-//! path records) and the keys released for its paths.
+//! What a feed store holds, read back whole: each publisher's index (feeds
+//! and path records) and the keys released for its paths. Memory grows with
+//! the index: the tests use it to check a store end to end; the commands
+//! find a path by lookup instead ([`crate::lookup`]).
 
 use std::collections::HashMap;
 
@@ -114,6 +116,12 @@ pub enum CatalogError {
     NoKey(StorePath),
     #[error("data feed {feed} of {path} is not in this data directory")]
     NoDataFeed { path: StorePath, feed: String },
+    #[error("publisher {publisher}: {source}")]
+    Lookup {
+        publisher: String,
+        #[source]
+        source: crate::lookup::LookupError,
+    },
 }
 
 /// Everything a feed store holds, by publisher.

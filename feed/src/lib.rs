@@ -16,6 +16,7 @@
 //! - [`private`]: a data directory only its owner can read (0700/0600).
 //! - [`io`]: reading and appending a feed through whoever owns it.
 //! - [`catalog`]: a store read back as publishers, paths and released keys.
+//! - [`lookup`]: one path found by lookup in a publisher's runs and tail.
 //! - [`reader`]: streaming a path's NAR out of its blocks, verified.
 //! - [`set`]: a safe-path set as its entries make it.
 //! - [`error`]: the error types in one place.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod file;
 pub mod format;
 pub mod io;
+pub mod lookup;
 pub mod oplog;
 pub mod private;
 pub mod reader;

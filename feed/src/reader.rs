@@ -176,23 +176,37 @@ pub enum CatError {
     Read(#[from] ReadError),
 }
 
-/// Finds `path` in the catalog and writes its verified NAR to `out`. The key
-/// comes from a key feed, or, for the publisher itself, from unwrapping the
-/// index record with `wrap_key`.
+/// Finds `path` among the publishers in `store` by lookup
+/// ([`crate::lookup::locate`]: no index is read whole) and writes its
+/// verified NAR to `out`. The key comes from a key feed, or, for the
+/// publisher itself, from unwrapping the index record with `wrap_key`.
+/// Returns what was found with what was read.
 pub async fn cat<W: Write + Send + 'static>(
-    catalog: &crate::catalog::Catalog,
+    store: &crate::store::FeedStore,
     path: &StorePath,
     wrap_key: Option<&[u8; 32]>,
     out: W,
-) -> Result<(W, ReadSummary), CatError> {
+) -> Result<(W, ReadSummary, crate::lookup::Located), CatError> {
     use crate::catalog::CatalogError;
-    let (publisher, record) = catalog.find(path)?;
-    let key = match catalog.key(&publisher.identity, path) {
+    let found = crate::lookup::locate(store, path).await?;
+    let record = &found.record;
+    let key = match &found.key {
         Some(k) => k.clone(),
         None => wrap_key
             .and_then(|w| crate::format::record::unwrap_path_key(w, path, &record.wrapped_key))
             .ok_or_else(|| CatalogError::NoKey(path.clone()))?,
     };
-    let mut data = catalog.data_feed(publisher, record).await?;
-    Ok(write_nar(&mut data, record, &key, out).await?)
+    let no_feed = || CatalogError::NoDataFeed {
+        path: path.clone(),
+        feed: hex::encode(found.data_feed.public_key),
+    };
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&found.data_feed.public_key)
+        .map_err(|_| no_feed())?;
+    let mut data = store
+        .open_existing(&public)
+        .await
+        .map_err(CatalogError::from)?
+        .ok_or_else(no_feed)?;
+    let (out, summary) = write_nar(&mut data, record, &key, out).await?;
+    Ok((out, summary, found))
 }

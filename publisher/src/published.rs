@@ -66,32 +66,19 @@ impl<O: FeedOpener> Publisher<O> {
         })
     }
 
-    /// The newest entry for `hash` in the live runs.
+    /// The newest entry for `hash` in the live runs
+    /// ([`hypernar_feed::lookup::find_in_runs`], as `cat-nar` reads them).
     pub(crate) async fn find_in_runs(
         &mut self,
         hash: &PathHash,
     ) -> Result<Option<RunEntry>, PublishError> {
-        let mut found: Option<RunEntry> = None;
-        for i in 0..self.manifest.runs.len() {
-            let r = self.manifest.runs[i];
-            let block = r.page_block(hash);
-            let page = match self.runs.read_record(block).await? {
-                Record::RunPage(page) => page,
-                other => {
-                    return Err(PublishError::Inconsistent(format!(
-                        "block {block} of the runs feed should be a page of a run, is {}",
-                        other.kind_name()
-                    )))
-                }
-            };
-            r.check_page(block, &page).map_err(|e| {
-                PublishError::Inconsistent(format!("block {block} of the runs feed: {e}"))
-            })?;
-            if let Some(e) = page.find(hash) {
-                found = Some(found.map_or(*e, |f| run::newest(f, *e)));
-            }
-        }
-        Ok(found)
+        use hypernar_feed::lookup::{self, LookupError};
+        lookup::find_in_runs(&mut self.runs, &self.manifest, hash)
+            .await
+            .map_err(|e| match e {
+                LookupError::Io(e) => e.into(),
+                other => PublishError::Inconsistent(other.to_string()),
+            })
     }
 
     /// The path record at block `seq` of the index (the tail's copy when

@@ -253,22 +253,18 @@ pub fn entry(hash: run::PathHash, index_seq: u64, key_seq: Option<u64>) -> RunEn
 /// publisher that has cut no run.
 pub async fn last_manifest<F: FeedIo>(feed: &mut F) -> Result<Manifest, FeedIoError> {
     let len = feed.length();
-    let mut at = len;
-    while at > 1 {
-        at -= 1;
-        if let Record::Manifest(m) = feed.read_record(at).await? {
-            if at + 1 != len {
-                warn!(
-                    dead = len - at - 1,
-                    "the runs feed ends with pages of a run cut short; appending its last manifest again"
-                );
-                feed.write(vec![Record::Manifest(m.clone()).encode()])
-                    .await?;
-            }
-            return Ok(*m);
-        }
+    let Some((at, m)) = hypernar_feed::lookup::last_manifest(feed).await? else {
+        return Ok(empty_manifest());
+    };
+    if at + 1 != len {
+        warn!(
+            dead = len - at - 1,
+            "the runs feed ends with pages of a run cut short; appending its last manifest again"
+        );
+        feed.write(vec![Record::Manifest(Box::new(m.clone())).encode()])
+            .await?;
     }
-    Ok(empty_manifest())
+    Ok(m)
 }
 
 /// The empty manifest of a publisher that has cut no run.

@@ -6,15 +6,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hypernar_feed::format::storepath::StorePath;
-use hypernar_feed::{reader, Catalog, FeedStore};
+use hypernar_feed::{reader, FeedStore};
 
 use super::common::{read_key, DataDir};
 
 /// Write the NAR of a published path to stdout.
 ///
-/// The path is read from the feeds in the data directory alone: each block
-/// is authenticated and decrypted with the path's released key, and the
-/// whole NAR is checked against its NarHash. Exits non-zero (after writing
+/// The path is read from the feeds in the data directory alone, found by
+/// lookup (one page of each run, then its record and key: no index is read
+/// whole): each block is authenticated and decrypted with the path's
+/// released key, and the whole NAR is checked against its NarHash. Exits non-zero (after writing
 /// what was verified) if anything does not check out.
 ///
 /// Example:  hypernar cat-nar --data DIR /nix/store/…-hello | nix-store --restore ./hello
@@ -39,8 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let dir = args.data.path()?;
     let store = FeedStore::open(&dir)?;
-    let catalog = Catalog::load(store).await?;
     let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-    reader::cat(&catalog, &path, wrap.as_ref(), out).await?;
+    reader::cat(&store, &path, wrap.as_ref(), out).await?;
     Ok(ExitCode::SUCCESS)
 }

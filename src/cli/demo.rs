@@ -11,7 +11,7 @@ use hypernar_feed::format::identity::{Identity, PublisherSecret};
 use hypernar_feed::format::narinfo::{Compression, NarInfo};
 use hypernar_feed::format::segment::DEFAULT_SEGMENT_SIZE;
 use hypernar_feed::reader::{self, CatError};
-use hypernar_feed::{Catalog, FeedStore};
+use hypernar_feed::FeedStore;
 use hypernar_fetcher::http::{self, Allow, HttpConfig, HttpLimits, DEFAULT_HTTP_PORT};
 use hypernar_fetcher::node::{Node, NodeConfig};
 use hypernar_fetcher::sources::upstream::Upstreams;
@@ -143,15 +143,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "4. reading every path back from the feeds in {}:",
         data_dir.display()
     );
-    let catalog = Catalog::load(FeedStore::open(&data_dir)?).await?;
+    let store = FeedStore::open(&data_dir)?;
     for w in &written {
         let path = &w.info.store_path;
-        match reader::cat(&catalog, path, None, Vec::new()).await {
-            Ok((nar, summary)) => {
+        match reader::cat(&store, path, None, Vec::new()).await {
+            Ok((nar, summary, found)) => {
                 if nar != w.nar {
                     bail!("{path}: read back differs from the original NAR");
                 }
-                let (_, rec) = catalog.find(path)?;
+                let rec = &found.record;
                 println!(
                     "   ok  {path}  {} NAR, {} block{}, {} stored, NarHash verified",
                     HumanBytes(summary.nar_bytes),
@@ -166,7 +166,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e).context("demo read-back"),
         }
     }
-    drop(catalog);
+    drop(store);
 
     // 5. Release the held-back key; now it reads.
     let secret_identity = secret.identity();
@@ -175,8 +175,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .release(Some(vec![private.hash_part().to_owned()]), None)
         .await?;
     drop(publisher);
-    let catalog = Catalog::load(FeedStore::open(&data_dir)?).await?;
-    let (nar, _) = reader::cat(&catalog, &private, None, Vec::new()).await?;
+    let store = FeedStore::open(&data_dir)?;
+    let (nar, _, _) = reader::cat(&store, &private, None, Vec::new()).await?;
     let original = &written
         .iter()
         .find(|w| w.info.store_path == private)
@@ -189,7 +189,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "5. released {} key to {}: {} now reads back and verifies",
         r.released, r.feed_name, private
     );
-    drop(catalog);
+    drop(store);
 
     // 6. The network, on loopback.
     network(&root, &data_dir, &secret_identity, &written, &nix_key).await?;
