@@ -202,7 +202,7 @@ fn a_publisher_finds_what_its_runs_hold_and_never_publishes_or_releases_twice() 
 }
 
 /// The `have/length` of one of the feeds `hypernar feeds` lists, by name.
-fn stored_blocks(data: &std::path::Path, name: &str) -> (u64, u64) {
+pub(crate) fn stored_blocks(data: &std::path::Path, name: &str) -> (u64, u64) {
     let out = ok(&["feeds", "--data", s(data)]);
     let line = out
         .lines()

@@ -270,3 +270,68 @@ fn one_set_vouches_for_paths_of_two_publishers_each_as_its_own_publisher_signed_
         assert_eq!(r.status, 404, "{name} is not covered");
     }
 }
+
+#[test]
+fn a_set_over_an_index_in_runs_is_covered_and_pinned_path_by_path() {
+    use hypernar_feed::format::narinfo::Compression;
+    // app -> lib -> libc, published first and cut into runs of four with
+    // twelve more paths: the set's paths and their closure are in runs,
+    // never in the tail a fresh node replicates.
+    let file = |text: &str| {
+        hypernar_publisher::sample::nar_of(&tree_file(text.as_bytes().to_vec(), false)).unwrap()
+    };
+    let mut paths = vec![
+        raw("libc", file("libc"), Compression::None, &[]),
+        raw("lib", file("lib"), Compression::None, &["libc"]),
+        raw("app", file("app"), Compression::None, &["lib"]),
+    ];
+    paths.extend(crate::runs::paths(12));
+    let w = World::new(&paths);
+    let names: Vec<String> = ["libc", "lib", "app"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..12).map(|i| format!("p{i}")))
+        .map(|n| w.store_path(&n))
+        .collect();
+    crate::runs::publish_with_tail(&w, "4", &names, &[]);
+    let m = crate::runs::manifest(&crate::runs::records(
+        &w,
+        hypernar_feed::format::identity::RUNS_FEED,
+    ));
+    let id = identity(&w);
+    let lab = Lab::new(w.tmp.path());
+    let set_id = lab.add(&id, &w.store_path("app"));
+    let f = lab.follower(&w, &id, &["--pin", &set_id, "--require-set"]);
+    let api = f.node.http.clone().unwrap();
+    let hash = |name: &str| w.path(name).info.store_path.hash_part().to_owned();
+    // The walk looked each up in the runs: all three are pinned and served.
+    wait_for_count(&f.node, "pinned path stored", 3, 30);
+    for name in ["app", "lib", "libc"] {
+        wait_for_status(&api, &format!("/{}.narinfo", hash(name)), 200, 30);
+    }
+    // Listed but not covered, in a run or in the tail: not served.
+    for name in ["p0", "p11"] {
+        let r = http(&api, "GET", &format!("/{}.narinfo", hash(name)), &[]);
+        assert_eq!(r.status, 404, "{name}");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("safe-path set"),
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // The status shows what the set covers.
+    let user = w.tmp.path().join("user");
+    let status = ok(&["status", "--data", s(&user)]);
+    assert!(
+        status.contains("1 paths listed, 3 covered with their closures"),
+        "{status}"
+    );
+    drop(f);
+    // The node never read the index whole.
+    let (have, length) = crate::runs::stored_blocks(&user, "index");
+    assert!(m.indexed_to > 6, "the closure is in runs: {m:?}");
+    assert!(
+        have < length,
+        "the user holds {have} of {length} index blocks"
+    );
+}

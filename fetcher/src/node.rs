@@ -94,7 +94,17 @@ struct Catalog {
     mirror: bool,
     /// `--max-size`: the disk is bounded, and uses of paths are saved.
     max_size: Option<u64>,
+    /// How the node's own services (set coverage, eviction) look a path up
+    /// that the catalog does not hold: set by the sources floor.
+    resolver: std::sync::OnceLock<Resolver>,
 }
+
+/// Looks up the path of a hash part in the trusted publishers' runs, as
+/// the sources floor does (`Sources::look_up_now`), without waiting for
+/// indexes to settle; what it finds is then in the catalog. The node's own
+/// services need it but sit below that floor, which gives it to them.
+pub type Resolver =
+    Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, Option<StorePath>> + Send + Sync>;
 
 /// A running node. Cloning shares it.
 #[derive(Clone)]
@@ -130,6 +140,7 @@ impl Node {
                 pins: watch::channel(Arc::default()).0,
                 mirror: config.mirror,
                 max_size: config.max_size,
+                resolver: std::sync::OnceLock::new(),
             }),
         };
         for id in &config.trust {
@@ -180,6 +191,21 @@ impl Node {
     /// `--max-size`, if the disk is bounded.
     pub fn max_size(&self) -> Option<u64> {
         self.catalog.max_size
+    }
+
+    /// Gives the node its [`Resolver`] (the first one given stays).
+    pub fn set_resolver(&self, resolver: Resolver) {
+        let _ = self.catalog.resolver.set(resolver);
+    }
+
+    /// The path of `hash`, from the catalog or else by the [`Resolver`]
+    /// (none before the sources floor gave one).
+    pub async fn resolve(&self, hash: &str) -> Option<StorePath> {
+        if let Some(p) = self.catalog.publishers.path_by_hash(hash) {
+            return Some(p);
+        }
+        let r = self.catalog.resolver.get()?.clone();
+        r(hash.to_owned()).await
     }
 
     /// Replicates a publisher: its index eagerly, and the feeds it declares

@@ -65,6 +65,11 @@ pub struct Publishers {
     by_hash: Mutex<HashMap<String, StorePath>>,
     /// Bumped on every record and key applied (`Sources::wait_path`).
     changed: watch::Sender<u64>,
+    /// Bumped when what the publishers list may have changed: a record or
+    /// key their followers read, a manifest, a publisher added. Not by a
+    /// lookup's find, which only brings in what was listed already (what
+    /// the coverage walk waits on: `node/pin.rs`).
+    content: std::sync::atomic::AtomicU64,
     /// With `--require-set`: the only paths served (those trusted sets
     /// cover, see [`crate::sets`]); `None` serves every listed path.
     gate: Mutex<Option<Arc<HashSet<StorePath>>>>,
@@ -102,6 +107,7 @@ impl Default for Publishers {
             by_id: Mutex::new(HashMap::new()),
             by_hash: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
+            content: std::sync::atomic::AtomicU64::new(0),
             gate: Mutex::new(None),
             used: Mutex::new((HashMap::new(), false)),
             reading: Arc::default(),
@@ -146,6 +152,20 @@ pub enum NotFound {
 impl Publishers {
     fn bump(&self) {
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// A change to what the publishers list (see `content`), then [`bump`].
+    fn bump_content(&self) {
+        self.content
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.bump();
+    }
+
+    /// Moves when what the publishers list may have changed (not on a
+    /// lookup's find): a coverage walk done at one mark is current until
+    /// it moves.
+    pub fn content_mark(&self) -> u64 {
+        self.content.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Serves only `paths` from now on (`None`: every listed path).
@@ -360,6 +380,7 @@ impl Publishers {
                 progress: None,
                 keys_progress: None,
             });
+        self.bump_content();
     }
 
     /// `id`'s index is looked up in the runs of `feed` (its index declared
@@ -376,7 +397,7 @@ impl Publishers {
                 manifest: ManifestState::Unknown,
             });
         }
-        self.bump();
+        self.bump_content();
     }
 
     /// The follower of `id`'s index (or key feed) read it up to `applied`
@@ -459,7 +480,7 @@ impl Publishers {
         if newer {
             runs.manifest = state;
             drop(by_id);
-            self.bump();
+            self.bump_content();
         }
     }
 
@@ -475,9 +496,9 @@ impl Publishers {
         release: Option<KeyRelease>,
     ) {
         let path = record.store_path.clone();
-        self.apply(id, seq, Record::Path(Box::new(record)));
+        self.take(id, seq, Record::Path(Box::new(record)), true);
         if let Some(l) = listing {
-            self.apply(id, seq + 1, Record::Listing(l));
+            self.take(id, seq + 1, Record::Listing(l), true);
         }
         if let Some(r) = release {
             if r.store_path == path {
@@ -486,7 +507,13 @@ impl Publishers {
         }
     }
 
+    /// Takes in index record `seq` as the index's follower read it.
     pub(crate) fn apply(&self, id: &Identity, seq: u64, record: Record) {
+        self.take(id, seq, record, false)
+    }
+
+    /// [`Publishers::apply`], or (`found`) a record a lookup found.
+    fn take(&self, id: &Identity, seq: u64, record: Record, found: bool) {
         let path = match &record {
             Record::Path(p) => Some(p.store_path.clone()),
             _ => None,
@@ -529,7 +556,11 @@ impl Publishers {
                 .expect("by_hash lock")
                 .insert(p.hash_part().to_owned(), p);
         }
-        self.bump();
+        if found {
+            self.bump();
+        } else {
+            self.bump_content();
+        }
     }
 
     /// Takes in a key release; `seq` is its block of the key feed when the
@@ -547,7 +578,11 @@ impl Publishers {
                 p.read(seq);
             }
         }
-        self.bump();
+        if seq.is_some() {
+            self.bump_content();
+        } else {
+            self.bump();
+        }
     }
 
     /// The publisher, record and data-feed key of a published path.

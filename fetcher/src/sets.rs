@@ -8,11 +8,17 @@
 //! - the paths *pinned*: those covered by a `--pin`ned set, fetched ahead
 //!   and kept (never evicted).
 //!
-//! The computation is pure ([`cover`]); the node recomputes it whenever a
-//! set or a publisher's index changes.
+//! The walk is [`cover`], over two lookups it is given; the node runs it
+//! (`node/pin.rs`) with lookups that ask the catalog and, for a publisher
+//! whose index is in runs, its runs (a set of 10^5 paths is checked path by
+//! path, never by loading the publisher), whenever a set or a publisher's
+//! index changes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
 
 use hypernar_feed::format::identity::SetId;
 use hypernar_feed::format::record::SetEntry;
@@ -29,10 +35,19 @@ struct Followed {
     pinned: bool,
 }
 
+/// The most paths one set covers: the walk stops there (a set, or an
+/// index, that names more is not followed further).
+pub const COVER_LIMIT: usize = 1 << 20;
+
+/// Lookups a walk makes at once.
+const CONCURRENCY: usize = 32;
+
 /// The sets a node follows.
 #[derive(Debug)]
 pub struct Sets {
     by_id: Mutex<HashMap<[u8; 32], Followed>>,
+    /// What each set covered when the node last walked it.
+    covered: Mutex<HashMap<[u8; 32], Arc<HashSet<StorePath>>>>,
     changed: watch::Sender<u64>,
 }
 
@@ -40,6 +55,7 @@ impl Default for Sets {
     fn default() -> Self {
         Sets {
             by_id: Mutex::new(HashMap::new()),
+            covered: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
         }
     }
@@ -118,6 +134,32 @@ impl Sets {
             .unwrap_or_default()
     }
 
+    /// Every followed set, pinned or not.
+    pub(crate) fn ids(&self) -> Vec<(SetId, bool)> {
+        let by_id = self.by_id.lock().expect("sets lock");
+        by_id
+            .iter()
+            .filter_map(|(k, f)| {
+                Some((
+                    SetId(ed25519_dalek::VerifyingKey::from_bytes(k).ok()?),
+                    f.pinned,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records what `id` covers now.
+    pub(crate) fn set_covered(&self, id: &SetId, covered: Arc<HashSet<StorePath>>) {
+        let mut all = self.covered.lock().expect("covered lock");
+        all.insert(id.to_bytes(), covered);
+    }
+
+    /// What `id` covered when the node last walked it (empty before).
+    pub fn covered_of(&self, id: &SetId) -> Arc<HashSet<StorePath>> {
+        let all = self.covered.lock().expect("covered lock");
+        all.get(&id.to_bytes()).cloned().unwrap_or_default()
+    }
+
     /// Every followed set.
     pub fn summary(&self) -> Vec<SetSummary> {
         let by_id = self.by_id.lock().expect("sets lock");
@@ -139,35 +181,62 @@ impl Sets {
 /// The paths covered by `vouched`: each pair whose publisher lists the
 /// path (`lists(publisher, path)` gives its references), and the closure
 /// of those through references listed by any publisher (`any(path)`).
-/// Visits each path once; at most `limit` paths (the closure stops
-/// growing there).
-pub fn cover<L, A>(vouched: &[Vouched], lists: L, any: A, limit: usize) -> HashSet<StorePath>
+/// Asks about each path once, [`CONCURRENCY`] at a time; at most `limit`
+/// paths (the closure stops growing there).
+pub async fn cover<L, A, FL, FA>(
+    vouched: &[Vouched],
+    lists: L,
+    any: A,
+    limit: usize,
+) -> HashSet<StorePath>
 where
-    L: Fn(&[u8; 32], &StorePath) -> Option<Vec<StorePath>>,
-    A: Fn(&StorePath) -> Option<Vec<StorePath>>,
+    L: Fn(&[u8; 32], &StorePath) -> FL,
+    FL: Future<Output = Option<Vec<StorePath>>>,
+    A: Fn(&StorePath) -> FA,
+    FA: Future<Output = Option<Vec<StorePath>>>,
 {
     let mut covered = HashSet::new();
+    // Every path asked about, listed or not: each is asked once.
+    let mut asked: HashSet<StorePath> = HashSet::new();
     let mut queue = VecDeque::new();
-    for (publisher, path) in vouched {
+    let mut answers = futures::stream::iter(vouched.iter().cloned())
+        .map(|(publisher, path)| {
+            let f = lists(&publisher, &path);
+            async move { (path, f.await) }
+        })
+        .buffered(CONCURRENCY);
+    while let Some((path, refs)) = answers.next().await {
         if covered.len() >= limit {
             break;
         }
-        if let Some(refs) = lists(publisher, path) {
+        if let Some(refs) = refs {
             if covered.insert(path.clone()) {
+                asked.insert(path.clone());
                 queue.extend(refs);
             }
         }
     }
-    while let Some(path) = queue.pop_front() {
-        if covered.len() >= limit {
-            break;
-        }
-        if covered.contains(&path) {
-            continue;
-        }
-        if let Some(refs) = any(&path) {
-            covered.insert(path);
-            queue.extend(refs);
+    drop(answers);
+    // The closure, a wave at a time: the references not asked about yet.
+    while !queue.is_empty() && covered.len() < limit {
+        let wave: Vec<StorePath> = queue
+            .drain(..)
+            .filter(|p| asked.insert(p.clone()))
+            .collect();
+        let mut answers = futures::stream::iter(wave)
+            .map(|path| {
+                let f = any(&path);
+                async move { (path, f.await) }
+            })
+            .buffered(CONCURRENCY);
+        while let Some((path, refs)) = answers.next().await {
+            if covered.len() >= limit {
+                break;
+            }
+            if let Some(refs) = refs {
+                covered.insert(path);
+                queue.extend(refs.into_iter().filter(|r| !asked.contains(r)));
+            }
         }
     }
     covered
@@ -181,8 +250,8 @@ mod tests {
         StorePath::from_base_name(&format!("{:0>32}-{n}", n.len())).unwrap()
     }
 
-    #[test]
-    fn a_set_covers_its_vouched_paths_and_their_closure_only_as_listed() {
+    #[tokio::test]
+    async fn a_set_covers_its_vouched_paths_and_their_closure_only_as_listed() {
         // Publisher 1 lists app -> lib -> libc (libc listed by 2 only);
         // self-references and cycles are fine; ghost is listed by no one.
         let (a, b) = ([1u8; 32], [2u8; 32]);
@@ -194,21 +263,36 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let lists = |pubk: &[u8; 32], path: &StorePath| index.get(&(*pubk, path.clone())).cloned();
-        let any = |path: &StorePath| {
-            index
-                .iter()
-                .find(|((_, q), _)| q == path)
-                .map(|(_, r)| r.clone())
+        // Each question is counted: a path is asked about once.
+        let asked: Mutex<Vec<StorePath>> = Mutex::new(Vec::new());
+        let lists = |pubk: &[u8; 32], path: &StorePath| {
+            asked.lock().unwrap().push(path.clone());
+            std::future::ready(index.get(&(*pubk, path.clone())).cloned())
         };
-        let got = cover(&[(a, p("app"))], lists, any, 100);
+        let any = |path: &StorePath| {
+            asked.lock().unwrap().push(path.clone());
+            std::future::ready(
+                index
+                    .iter()
+                    .find(|((_, q), _)| q == path)
+                    .map(|(_, r)| r.clone()),
+            )
+        };
+        let got = cover(&[(a, p("app")), (a, p("app"))], lists, any, 100).await;
         let want: HashSet<StorePath> = [p("app"), p("lib"), p("libc")].into_iter().collect();
         assert_eq!(got, want);
+        let mut each = asked.lock().unwrap().clone();
+        // The vouched pair twice (both asked: pairs are not deduplicated
+        // before they are asked), then lib, ghost, libc once each.
+        let mut once = vec![p("app"), p("app"), p("ghost"), p("lib"), p("libc")];
+        each.sort();
+        once.sort();
+        assert_eq!(each, once);
         // A pair whose publisher does not list the path covers nothing.
-        assert!(cover(&[(b, p("app"))], lists, any, 100).is_empty());
-        assert!(cover(&[(a, p("other"))], lists, any, 100).is_empty());
+        assert!(cover(&[(b, p("app"))], lists, any, 100).await.is_empty());
+        assert!(cover(&[(a, p("other"))], lists, any, 100).await.is_empty());
         // The limit holds.
-        assert_eq!(cover(&[(a, p("app"))], lists, any, 2).len(), 2);
+        assert_eq!(cover(&[(a, p("app"))], lists, any, 2).await.len(), 2);
     }
 
     #[test]

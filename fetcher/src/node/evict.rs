@@ -291,14 +291,10 @@ pub async fn usage(node: &Node) -> Usage {
     let p = node.publishers();
     let mut sets = Vec::new();
     for s in node.sets().summary() {
-        let vouched = node.sets().entries_of(&s.id);
-        let lists = |k: &[u8; 32], path: &hypernar_feed::format::storepath::StorePath| {
-            p.references_listed(k, path)
-        };
-        let any = |path: &hypernar_feed::format::storepath::StorePath| p.references_any(path);
-        let covered = crate::sets::cover(&vouched, lists, any, p.path_count());
+        // What the coverage walk (`node/pin.rs`) found it covers.
+        let covered = node.sets().covered_of(&s.id);
         let mut bytes = 0u64;
-        for path in &covered {
+        for path in covered.iter() {
             let (Some((feed, ranges)), Some((_, rec, _))) = (p.ranges(path), p.find(path)) else {
                 continue;
             };

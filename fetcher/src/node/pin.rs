@@ -10,39 +10,100 @@ use hypernar_feed::format::storepath::StorePath;
 use tracing::debug;
 
 use super::Node;
-use crate::sets::cover;
+use hypernar_feed::format::identity::Identity;
+
+use crate::sets::{cover, COVER_LIMIT};
 
 /// A burst of changes (an index replicating) is taken in one go.
 const SETTLE: Duration = Duration::from_millis(200);
 
 impl Node {
-    /// Recomputes coverage and pins whenever a set or an index changes.
+    /// Recomputes coverage and pins whenever a set or what the publishers
+    /// list changes ([`crate::publishers::Publishers::content_mark`]: not
+    /// when a lookup, this walk's own among them, only found a record).
     pub(super) async fn keep_sets(self, require_set: bool, by_sets: bool) {
         let mut sets_rx = self.catalog.sets.subscribe();
         let mut pubs_rx = self.catalog.publishers.subscribe();
+        let mut walked: Option<(u64, u64)> = None;
         loop {
-            sets_rx.mark_unchanged();
+            let now = (
+                *sets_rx.borrow_and_update(),
+                self.catalog.publishers.content_mark(),
+            );
             pubs_rx.mark_unchanged();
-            let (all, pinned) = self.catalog.sets.vouched();
-            let p = &self.catalog.publishers;
-            let limit = p.path_count();
-            let lists = |k: &[u8; 32], s: &StorePath| p.references_listed(k, s);
-            let any = |s: &StorePath| p.references_any(s);
-            if require_set {
-                p.set_gate(Some(cover(&all, lists, any, limit)));
+            if walked != Some(now) {
+                walked = Some(now);
+                self.walk_sets(require_set, by_sets).await;
             }
-            if by_sets {
-                let covered = cover(&all, lists, any, limit);
-                self.share_covered(&covered).await;
-            }
-            let pinned = cover(&pinned, lists, any, limit);
-            self.update_pins(pinned);
             tokio::select! {
                 r = sets_rx.changed() => if r.is_err() { return },
                 r = pubs_rx.changed() => if r.is_err() { return },
             }
             tokio::time::sleep(SETTLE).await;
         }
+    }
+
+    /// Walks every followed set ([`cover`], each path asked of the
+    /// catalog and, if it does not hold it, looked up), then sets the gate,
+    /// what is shared and what is pinned from what they cover.
+    async fn walk_sets(&self, require_set: bool, by_sets: bool) {
+        let mut all: HashSet<StorePath> = HashSet::new();
+        let mut pinned: HashSet<StorePath> = HashSet::new();
+        for (id, is_pinned) in self.catalog.sets.ids() {
+            let vouched = self.catalog.sets.entries_of(&id);
+            let covered = cover(
+                &vouched,
+                |k, s| self.references_listed(*k, s.clone()),
+                |s| self.references_any(s.clone()),
+                COVER_LIMIT,
+            )
+            .await;
+            debug!(set = %id, vouched = vouched.len(), covered = covered.len(), "a set's coverage walked");
+            if is_pinned {
+                pinned.extend(covered.iter().cloned());
+            }
+            all.extend(covered.iter().cloned());
+            self.catalog.sets.set_covered(&id, Arc::new(covered));
+        }
+        let p = &self.catalog.publishers;
+        if require_set {
+            p.set_gate(Some(all.clone()));
+        }
+        if by_sets {
+            self.share_covered(&all).await;
+        }
+        self.update_pins(pinned);
+    }
+
+    /// The references of `path` if `publisher` lists it: in the catalog,
+    /// or else looked up (when its index is in runs).
+    async fn references_listed(
+        &self,
+        publisher: [u8; 32],
+        path: StorePath,
+    ) -> Option<Vec<StorePath>> {
+        let p = &self.catalog.publishers;
+        if let Some(refs) = p.references_listed(&publisher, &path) {
+            return Some(refs);
+        }
+        let id = Identity::from_bytes(&publisher).ok()?;
+        p.runs(&id)?;
+        self.resolve(path.hash_part()).await?;
+        p.references_listed(&publisher, &path)
+    }
+
+    /// The references of `path` if any trusted publisher lists it: in the
+    /// catalog, or else looked up.
+    async fn references_any(&self, path: StorePath) -> Option<Vec<StorePath>> {
+        let p = &self.catalog.publishers;
+        if let Some(refs) = p.references_any(&path) {
+            return Some(refs);
+        }
+        if p.all_runs().is_empty() {
+            return None;
+        }
+        self.resolve(path.hash_part()).await?;
+        p.references_any(&path)
     }
 
     /// `--share sets`: of data feeds, only the blocks of covered paths are

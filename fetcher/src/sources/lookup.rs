@@ -141,6 +141,18 @@ impl Sources {
         }
     }
 
+    /// The path of `hash`: the catalog's, or else looked up once in the
+    /// runs of every publisher whose manifest is read, without waiting for
+    /// indexes to settle: what the node's own services ask
+    /// ([`crate::node::Resolver`]).
+    pub async fn look_up_now(&self, hash: &str) -> Option<StorePath> {
+        if let Some(p) = self.node().publishers().path_by_hash(hash) {
+            return Some(p);
+        }
+        let h = run::hash_of(hash)?;
+        self.probe_runs(hash, &h, &mut HashMap::new()).await
+    }
+
     /// Looks `h` up in the runs of every publisher whose manifest is read
     /// and was not probed at that manifest yet (`probed`), all at once: a
     /// miss waits for the slowest, not the sum.

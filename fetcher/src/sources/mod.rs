@@ -144,8 +144,11 @@ impl std::fmt::Debug for Sources {
 impl Sources {
     /// The sources of `node`'s paths. Nothing runs until the composition
     /// root runs [`Sources::follow`].
+    ///
+    /// The node's own services (set coverage, eviction) look paths up
+    /// through these sources from now on ([`Node::set_resolver`]).
     pub fn new(node: &Node, web_seeds: Arc<WebSeeds>, upstreams: Arc<Upstreams>) -> Self {
-        Sources {
+        let sources = Sources {
             shared: Arc::new(Shared {
                 node: node.clone(),
                 web_seeds,
@@ -153,7 +156,21 @@ impl Sources {
                 listings: listing::cache(),
             }),
             timing: Timing::default(),
-        }
+        };
+        // Weak: the node must not keep its sources alive.
+        let weak = Arc::downgrade(&sources.shared);
+        node.set_resolver(Arc::new(move |hash: String| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let shared = weak.upgrade()?;
+                let sources = Sources {
+                    shared,
+                    timing: Timing::default(),
+                };
+                sources.look_up_now(&hash).await
+            })
+        }));
+        sources
     }
 
     /// The service that keeps the sources current until `shutdown`: the
