@@ -32,6 +32,11 @@ fn nar_of(api: &str, w: &World, name: &str) -> Option<Vec<u8>> {
 /// A publisher of incompressible 2 MiB paths named `names` (noise seeds
 /// from `seed`), published; and its identity.
 fn published_2mib(names: &[&str], seed: u64) -> (World, String) {
+    published_2mib_with(names, seed, &[])
+}
+
+/// [`published_2mib`], published with `extra` flags.
+fn published_2mib_with(names: &[&str], seed: u64, extra: &[&str]) -> (World, String) {
     let w = World::new(
         &names
             .iter()
@@ -39,7 +44,7 @@ fn published_2mib(names: &[&str], seed: u64) -> (World, String) {
             .map(|(n, i)| raw(n, noise(2 << 20, i), Compression::Zstd, &[]))
             .collect::<Vec<_>>(),
     );
-    w.publish_ok(&["--all"]);
+    w.publish_ok(&[&["--all"][..], extra].concat());
     let id = identity(&w);
     (w, id)
 }
@@ -124,10 +129,25 @@ fn a_bounded_node_drops_the_least_recently_used_and_keeps_pinned_paths_and_its_o
 
 #[test]
 fn a_restarted_bounded_node_still_knows_which_paths_were_used_last() {
+    restarted_bounded_node(&[]);
+}
+
+/// The same of an index in runs (a run cut after each path): the
+/// restarted node's catalog holds none of the paths it used before, and it
+/// still evicts them, in the order it used them.
+#[test]
+fn a_restarted_bounded_node_evicts_paths_of_an_index_in_runs_it_no_longer_holds_records_of() {
+    restarted_bounded_node(&["--run-tail", "1"]);
+}
+
+/// Two of three 2 MiB paths used through a node bounded at 5 MiB, which
+/// restarts and then uses the third: the one of the two used less recently
+/// goes. `publish` are the publisher's extra flags.
+fn restarted_bounded_node(publish: &[&str]) {
     if !faults_built_in() {
         return;
     }
-    let (w, id) = published_2mib(&["q1", "q2", "q3"], 11);
+    let (w, id) = published_2mib_with(&["q1", "q2", "q3"], 11, publish);
     let seed = serve(&w.data, &["--http", "none"], &[]);
     let user_data = w.tmp.path().join("user");
     let args = [

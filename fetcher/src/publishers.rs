@@ -281,10 +281,18 @@ impl Publishers {
         }
     }
 
-    /// The uses of listed paths, if any changed since the last call; the
-    /// map forgets paths no trusted publisher lists any more.
+    /// The uses of listed paths, if any changed since the last call. The
+    /// map forgets paths no trusted publisher lists any more when every
+    /// index is read whole; with an index in runs the catalog holds only
+    /// part of what is listed, so the map keeps the newest
+    /// [`crate::recent::MAX_ENTRIES`] uses instead.
     pub fn recent(&self) -> Option<Vec<crate::recent::Used>> {
-        let listed: HashSet<StorePath> = self.all_paths().into_iter().collect();
+        let in_runs = !self.all_runs().is_empty();
+        let listed: HashSet<StorePath> = if in_runs {
+            HashSet::new()
+        } else {
+            self.all_paths().into_iter().collect()
+        };
         let mut used = self.used.lock().expect("used lock");
         if !std::mem::take(&mut used.1) {
             return None;
@@ -293,10 +301,24 @@ impl Publishers {
         if !listed.is_empty() {
             used.0.retain(|p, _| listed.contains(p));
         }
+        let max = crate::recent::MAX_ENTRIES;
+        if used.0.len() > max {
+            let mut times: Vec<u64> = used.0.values().copied().collect();
+            let (_, cut, _) = times.select_nth_unstable_by(max, |a, b| b.cmp(a));
+            let cut = *cut;
+            used.0.retain(|_, t| *t > cut);
+        }
         Some(used.0.iter().map(|(p, t)| (p.clone(), *t)).collect())
     }
 
-    /// Every path the trusted publishers list.
+    /// Every path whose use is remembered.
+    pub fn used_paths(&self) -> Vec<StorePath> {
+        let used = self.used.lock().expect("used lock");
+        used.0.keys().cloned().collect()
+    }
+
+    /// Every path the catalog holds of the trusted publishers' (for an
+    /// index in runs: its tail and what was looked up).
     pub fn all_paths(&self) -> Vec<StorePath> {
         let by_id = self.by_id.lock().expect("publishers lock");
         by_id
@@ -798,6 +820,59 @@ mod tests {
         assert!(p.settling(), "a key read is a move");
         p.follower_at(&id, Followed::Keys, 10, 10, 1, false);
         assert!(!p.settling(), "keys caught up");
+    }
+
+    #[test]
+    fn uses_are_kept_for_paths_an_index_in_runs_holds_no_record_of_and_capped() {
+        let p = Publishers::default();
+        let secret = PublisherSecret::from_bytes([4; 32]);
+        let id = secret.identity();
+        p.add(id);
+        let path = |i: usize| StorePath::from_base_name(&format!("{i:0>32}-x")).unwrap();
+        // Read whole, a path is listed: a use of an unlisted one goes.
+        let decl = FeedDecl {
+            id: 0,
+            role: FeedRole::Data,
+            name: "data/0".into(),
+            public_key: [7; 32],
+        };
+        p.apply(&id, 1, Record::Feed(decl));
+        let record = PathRecord {
+            references: vec![],
+            wrapped_key: wrap_path_key(&[9; 32], &path(1), &PathKey([3; 32])),
+            store_path: path(1),
+            nar_hash: NarHash([1; 32]),
+            nar_size: 10,
+            deriver: None,
+            ca: None,
+            sigs: vec![],
+            data_feed: 0,
+            first_block: 1,
+            block_count: 1,
+            segment_size: 4096,
+            key_check: PathKey([3; 32]).check(),
+        };
+        p.apply(&id, 2, Record::Path(Box::new(record)));
+        p.touch(&path(1));
+        p.touch(&path(2));
+        let kept: Vec<StorePath> = p.recent().unwrap().into_iter().map(|u| u.0).collect();
+        assert_eq!(kept, vec![path(1)]);
+        // In runs, the catalog holds part of what is listed: kept.
+        p.set_runs_feed(
+            &id,
+            FeedKey::from(secret.feed_signing_key("runs").verifying_key()),
+        );
+        p.touch(&path(2));
+        assert_eq!(p.recent().unwrap().len(), 2);
+        // At most MAX_ENTRIES, the newest.
+        let max = crate::recent::MAX_ENTRIES;
+        p.remember_used((0..max + 5).map(|i| (path(i + 10), i as u64)).collect());
+        p.touch(&path(3));
+        let uses = p.recent().unwrap();
+        assert!(uses.len() <= max, "{}", uses.len());
+        assert!(uses.len() >= max - 1, "{}", uses.len());
+        assert!(uses.iter().any(|u| u.0 == path(3)));
+        assert!(!uses.iter().any(|u| u.0 == path(10)), "the oldest is kept");
     }
 
     #[test]

@@ -192,8 +192,13 @@ impl Node {
         let even_read = crate::fault::evict_reading();
         let now = crate::publishers::now_ms();
         let protect = u64::try_from(protect.as_millis()).unwrap_or(u64::MAX);
-        let candidates: Vec<(StorePath, Option<u64>)> = p
-            .all_paths()
+        // The paths the catalog holds, and those used before whose records
+        // it holds no longer (an index in runs keeps only its tail and what
+        // was looked up lately): each is looked up again when its turn
+        // comes.
+        let mut all: HashSet<StorePath> = p.all_paths().into_iter().collect();
+        all.extend(p.used_paths());
+        let candidates: Vec<(StorePath, Option<u64>)> = all
             .into_iter()
             .filter(|path| !pinned.contains(path) && (even_read || !p.is_being_read(path)))
             .map(|path| {
@@ -208,10 +213,10 @@ impl Node {
             if freed >= excess {
                 break;
             }
-            let Some((feed, ranges)) = p.ranges(&path) else {
-                continue;
-            };
-            let Some((_, rec, _)) = p.find(&path) else {
+            if p.find(&path).is_none() {
+                self.resolve(path.hash_part()).await;
+            }
+            let (Some((feed, ranges)), Some((_, rec, _))) = (p.ranges(&path), p.find(&path)) else {
                 continue;
             };
             let Some(hub) = VerifyingKey::from_bytes(&feed)
