@@ -3,11 +3,15 @@
 //!
 //! Shared state is a table per lock: `by_id` (each publisher's index,
 //! keys, runs and followers' progress), `by_hash` (hash part to path),
-//! `gate` (`--require-set`), `used` (last use per path, for eviction) and
-//! `reading` (reads in progress). Each is taken alone and briefly, never
-//! across an await and never while another is held (a method that needs
-//! two copies out of the first and drops it before taking the second), so
-//! there is no lock order to keep.
+//! `gate` (`--require-set`), `used` (last use per path, for eviction),
+//! `reading` (reads in progress) and `kept` (records never forgotten).
+//! Each is taken alone and briefly, never across an await and never while
+//! another is held (a method that needs two copies out of the first and
+//! drops it before taking the second), so there is no lock order to keep.
+//!
+//! For an index in runs the catalog holds its tail, the pinned paths, and
+//! at most [`FOUND_MAX`] records found by lookup (least recently found
+//! forgotten first): its memory does not grow with the index.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -28,6 +32,10 @@ pub use progress::{Followed, Progress, SETTLE_WAIT};
 struct Known {
     index: PublisherIndex,
     releases: HashMap<StorePath, PathKey>,
+    /// Paths whose records are held not as the index's tail but because a
+    /// lookup found them (or a cut put the tail they were in into a run),
+    /// least recently found first: at most [`FOUND_MAX`] are kept.
+    found: lru::LruCache<StorePath, ()>,
     /// How the index is read: whole, or by lookup in runs.
     runs: Option<Runs>,
     /// How far the followers have read the index and the public key feed
@@ -35,6 +43,12 @@ struct Known {
     progress: Option<Progress>,
     keys_progress: Option<Progress>,
 }
+
+/// The most records a node keeps per publisher of paths it looked up in
+/// runs (about 0.75 KB each: 12 MiB), besides the index's tail and the
+/// pinned paths. One forgotten is looked up again when next asked, from
+/// the pages and record the node's replica keeps (no round trip).
+pub const FOUND_MAX: usize = 16_384;
 
 /// A publisher whose index is looked up in runs (docs/protocol.md, "Runs"):
 /// its runs feed, and what its last block said.
@@ -79,6 +93,8 @@ pub struct Publishers {
     used: Mutex<(HashMap<StorePath, u64>, bool)>,
     /// Readers in progress per path (see [`Publishers::reading`]).
     reading: Arc<Mutex<HashMap<StorePath, usize>>>,
+    /// Paths whose records are never forgotten (the pinned ones).
+    kept: Mutex<Arc<HashSet<StorePath>>>,
 }
 
 /// A read in progress of one path: while it lives, the path is not
@@ -111,6 +127,7 @@ impl Default for Publishers {
             gate: Mutex::new(None),
             used: Mutex::new((HashMap::new(), false)),
             reading: Arc::default(),
+            kept: Mutex::default(),
         }
     }
 }
@@ -398,6 +415,7 @@ impl Publishers {
             .or_insert_with(|| Known {
                 index: PublisherIndex::new(id),
                 releases: HashMap::new(),
+                found: lru::LruCache::unbounded(),
                 runs: None,
                 progress: None,
                 keys_progress: None,
@@ -490,6 +508,7 @@ impl Publishers {
     /// older one, and a known one is not forgotten for a block that is no
     /// manifest (a cut the publisher is writing).
     pub fn set_manifest(&self, id: &Identity, state: ManifestState) {
+        let kept = self.kept.lock().expect("kept lock").clone();
         let mut by_id = self.by_id.lock().expect("publishers lock");
         let Some(runs) = by_id.get_mut(&id.to_bytes()).and_then(|k| k.runs.as_mut()) else {
             return;
@@ -501,7 +520,30 @@ impl Publishers {
         };
         if newer {
             runs.manifest = state;
+            // What a cut put into a run is no longer the tail: its records
+            // are kept as if found, within the bound.
+            let mut forgot = Vec::new();
+            if let Some(k) = by_id.get_mut(&id.to_bytes()) {
+                if let Some(Runs {
+                    manifest: ManifestState::At(_, m),
+                    ..
+                }) = &k.runs
+                {
+                    let to = m.indexed_to;
+                    let cut: Vec<StorePath> = k
+                        .index
+                        .paths
+                        .iter()
+                        .filter(|(p, (seq, _))| *seq < to && !k.found.contains(*p))
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    for p in cut {
+                        forgot.extend(bound_found(k, p, &kept));
+                    }
+                }
+            }
             drop(by_id);
+            self.unhash(forgot);
             self.bump_content();
         }
     }
@@ -529,6 +571,24 @@ impl Publishers {
         }
     }
 
+    /// Never forgets the records of `paths` (the pinned ones), from now on.
+    pub(crate) fn keep(&self, paths: Arc<HashSet<StorePath>>) {
+        *self.kept.lock().expect("kept lock") = paths;
+    }
+
+    /// Drops forgotten paths from `by_hash` (each if it still names it).
+    fn unhash(&self, forgot: Vec<StorePath>) {
+        if forgot.is_empty() {
+            return;
+        }
+        let mut by_hash = self.by_hash.lock().expect("by_hash lock");
+        for p in forgot {
+            if by_hash.get(p.hash_part()) == Some(&p) {
+                by_hash.remove(p.hash_part());
+            }
+        }
+    }
+
     /// Takes in index record `seq` as the index's follower read it.
     pub(crate) fn apply(&self, id: &Identity, seq: u64, record: Record) {
         self.take(id, seq, record, false)
@@ -540,6 +600,8 @@ impl Publishers {
             Record::Path(p) => Some(p.store_path.clone()),
             _ => None,
         };
+        let kept = self.kept.lock().expect("kept lock").clone();
+        let mut forgot = Vec::new();
         let taken = {
             let mut by_id = self.by_id.lock().expect("publishers lock");
             match by_id.get_mut(&id.to_bytes()) {
@@ -566,11 +628,16 @@ impl Publishers {
                     if let Some(p) = k.progress.as_mut() {
                         p.read(seq);
                     }
-                    path.as_ref().is_some_and(|p| k.index.paths.contains_key(p))
+                    let taken = path.as_ref().is_some_and(|p| k.index.paths.contains_key(p));
+                    if let (true, true, Some(p)) = (found, taken, &path) {
+                        forgot = bound_found(k, p.clone(), &kept);
+                    }
+                    taken
                 }
                 None => false,
             }
         };
+        self.unhash(forgot);
         // Only a record the index took is found by its hash.
         if let (Some(p), true) = (path, taken) {
             self.by_hash
@@ -701,6 +768,28 @@ impl Publishers {
     }
 }
 
+/// Counts `path` as found (the most recent) in `k`, and forgets the least
+/// recently found past [`FOUND_MAX`]: their records, listings and keys.
+/// Returns the paths forgotten (for `by_hash`). A path in `kept` is never
+/// forgotten: it leaves the count instead.
+fn bound_found(k: &mut Known, path: StorePath, kept: &HashSet<StorePath>) -> Vec<StorePath> {
+    k.found.push(path, ());
+    let mut forgot = Vec::new();
+    while k.found.len() > FOUND_MAX {
+        let Some((p, ())) = k.found.pop_lru() else {
+            break;
+        };
+        if kept.contains(&p) {
+            continue;
+        }
+        k.index.paths.remove(&p);
+        k.index.listings.remove(&p);
+        k.releases.remove(&p);
+        forgot.push(p);
+    }
+    forgot
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -820,6 +909,70 @@ mod tests {
         assert!(p.settling(), "a key read is a move");
         p.follower_at(&id, Followed::Keys, 10, 10, 1, false);
         assert!(!p.settling(), "keys caught up");
+    }
+
+    #[test]
+    fn records_found_by_lookup_and_a_cut_tail_are_bounded_and_pinned_ones_kept() {
+        let p = Publishers::default();
+        let secret = PublisherSecret::from_bytes([4; 32]);
+        let id = secret.identity();
+        p.add(id);
+        p.set_runs_feed(
+            &id,
+            FeedKey::from(secret.feed_signing_key("runs").verifying_key()),
+        );
+        let data = FeedDecl {
+            id: 0,
+            role: FeedRole::Data,
+            name: "data/0".into(),
+            public_key: [7; 32],
+        };
+        let manifest = |indexed_to| Manifest {
+            indexed_to,
+            runs: vec![],
+            keys_indexed_to: 1,
+            feeds: vec![data.clone()],
+            web_seeds: vec![],
+        };
+        p.set_manifest(&id, ManifestState::At(5, Arc::new(manifest(10))));
+        let path = |i: usize| StorePath::from_base_name(&format!("{i:0>32}-x")).unwrap();
+        let record = |i: usize| PathRecord {
+            references: vec![],
+            wrapped_key: wrap_path_key(&[9; 32], &path(i), &PathKey([3; 32])),
+            store_path: path(i),
+            nar_hash: NarHash([1; 32]),
+            nar_size: 10,
+            deriver: None,
+            ca: None,
+            sigs: vec![],
+            data_feed: 0,
+            first_block: 1,
+            block_count: 1,
+            segment_size: 4096,
+            key_check: PathKey([3; 32]).check(),
+        };
+        // Two paths in the tail (read by the follower), past block 10.
+        p.apply(&id, 10, Record::Feed(data.clone()));
+        p.apply(&id, 11, Record::Path(Box::new(record(1))));
+        p.apply(&id, 12, Record::Path(Box::new(record(2))));
+        // A cut puts them in a run: now they count as found, oldest first.
+        p.set_manifest(&id, ManifestState::At(6, Arc::new(manifest(13))));
+        // One found and pinned, then enough others to pass the bound.
+        p.insert_found(&id, 3, record(3), None, None);
+        p.keep(Arc::new([path(3)].into_iter().collect()));
+        // (The pinned path leaves the count when its turn comes, and is
+        // kept: one more than the bound pushes out the first of these.)
+        for i in 0..=FOUND_MAX {
+            p.insert_found(&id, 100 + i as u64, record(100 + i), None, None);
+        }
+        assert!(p.path_count() <= FOUND_MAX + 1, "{}", p.path_count());
+        for gone in [1, 2, 100] {
+            assert_eq!(p.path_by_hash(path(gone).hash_part()), None, "{gone}");
+            assert!(p.find(&path(gone)).is_none(), "{gone}");
+        }
+        assert!(p.find(&path(3)).is_some(), "the pinned path was forgotten");
+        let newest = path(100 + FOUND_MAX);
+        assert_eq!(p.path_by_hash(newest.hash_part()), Some(newest));
     }
 
     #[test]

@@ -140,6 +140,8 @@ impl Node {
             .into_iter()
             .filter(|p| self.catalog.publishers.ranges(p).is_some())
             .collect();
+        // Their records stay in the catalog whatever else is looked up.
+        self.catalog.publishers.keep(Arc::new(placed.clone()));
         self.catalog.pins.send_if_modified(|now| {
             if **now == placed {
                 return false;
