@@ -291,10 +291,165 @@ fn main() {
             ratio(|e| e.publish_rss),
             load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         );
+        if let Some(w) = &e.web {
+            println!(
+                "               from a web seed alone (nginx on loopback, headers included): cold hit {:.1} KB in {:.1} requests, {:.1} ms; cold miss {:.1} KB in {:.1} requests, {:.1} ms",
+                w.hit_bytes / 1e3,
+                w.hit_requests,
+                w.hit_ms,
+                w.miss_bytes / 1e3,
+                w.miss_requests,
+                w.miss_ms,
+            );
+        }
         if base.is_none() {
             base = Some(e);
         }
     }
+}
+
+/// Writes the web-seed copy of the publisher in `data` (a publish of what
+/// it holds with `--web-seed`), serves it with nginx on loopback, and looks
+/// paths up from a fresh node that has no other source. `None` without
+/// nginx.
+fn web_seed_lookups(
+    bin: &str,
+    key: &std::path::Path,
+    id: &str,
+    data: &std::path::Path,
+    cache: &std::path::Path,
+    n: u64,
+    rng: &mut Rng,
+) -> Option<WebLookups> {
+    use hypernar_feed::format::nixbase32;
+    use hypernar_publisher::synth;
+    if std::process::Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        println!("               (no nginx: the web-seed lookups are not measured)");
+        return None;
+    }
+    let root = data.with_file_name("web-seed");
+    run_peak(
+        std::process::Command::new(bin)
+            .args(["publish", "--all", "--key"])
+            .arg(key)
+            .arg("--data")
+            .arg(data)
+            .arg("--from")
+            .arg(format!("file://{}", cache.display()))
+            .arg("--web-seed")
+            .arg(&root),
+    );
+    let work = data.with_file_name("nginx");
+    std::fs::create_dir_all(&work).unwrap();
+    let port = free_port();
+    let d = work.display();
+    let log = work.join("access.log");
+    std::fs::write(
+        work.join("nginx.conf"),
+        format!(
+            "daemon off; master_process off; worker_processes 1;\n\
+             error_log {d}/error.log; pid {d}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ log_format sent '$bytes_sent'; access_log {} sent; sendfile on;\n\
+               client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
+               uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+               keepalive_requests 100000; default_type application/octet-stream;\n\
+               server {{ listen 127.0.0.1:{port}; root {}; }} }}\n",
+            log.display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let _nginx = Proc(
+        std::process::Command::new("nginx")
+            .args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let _user = Proc(
+        std::process::Command::new(bin)
+            .arg("serve")
+            .arg("--data")
+            .arg(data.with_file_name("web-user"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--http", &format!("127.0.0.1:{api_port}")])
+            .args([
+                "--trust",
+                id,
+                "--web-seed",
+                &format!("http://127.0.0.1:{port}"),
+            ])
+            .args(["--no-mdns", "--upstream", "none"])
+            .args(common::no_dht())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Ready once a first path is found (the manifest and tail read).
+    let first = format!("/{}.narinfo", synth::store_path(n / 3).hash_part());
+    let started = std::time::Instant::now();
+    while !(std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
+        && get(&api, &first) == 200)
+    {
+        assert!(
+            started.elapsed().as_secs() < 180,
+            "no narinfo from the web seed's node in 180 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Every request the node has made is in the log when nginx answered it.
+    let sent = || -> (u64, u64) {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let bytes = text
+            .lines()
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .sum();
+        (bytes, text.lines().count() as u64)
+    };
+    let measure = |path: &str, want: u16| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let before = sent();
+        let t = std::time::Instant::now();
+        assert_eq!(get(&api, path), want, "{path}");
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let after = sent();
+        ((after.0 - before.0) as f64, (after.1 - before.1) as f64, ms)
+    };
+    let lookups = 20;
+    let (mut hit, mut miss) = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0));
+    for _ in 0..lookups {
+        let i = rng.next() % n;
+        let (b, r, ms) = measure(
+            &format!("/{}.narinfo", synth::store_path(i).hash_part()),
+            200,
+        );
+        hit = (hit.0 + b, hit.1 + r, hit.2 + ms);
+        let absent = format!("/{}.narinfo", nixbase32::encode(&rng.hash()));
+        let (b, r, ms) = measure(&absent, 404);
+        miss = (miss.0 + b, miss.1 + r, miss.2 + ms);
+    }
+    let l = lookups as f64;
+    Some(WebLookups {
+        hit_bytes: hit.0 / l,
+        hit_requests: hit.1 / l,
+        hit_ms: hit.2 / l,
+        miss_bytes: miss.0 / l,
+        miss_requests: miss.1 / l,
+        miss_ms: miss.2 / l,
+    })
 }
 
 /// N of the end-to-end runs: 10 k and 1 M, and 10 M when asked.
@@ -378,6 +533,20 @@ struct EndToEnd {
     serve_hwm: f64,
     publish_rate: f64,
     publish_rss: f64,
+    /// The same lookups from a web seed alone, if nginx is here.
+    web: Option<WebLookups>,
+}
+
+/// Cold lookups of a fresh node whose only source is a web seed (nginx on
+/// loopback): per lookup, what nginx sent (headers included) and how many
+/// requests it answered, hit and miss, and the time.
+struct WebLookups {
+    hit_bytes: f64,
+    hit_requests: f64,
+    hit_ms: f64,
+    miss_bytes: f64,
+    miss_requests: f64,
+    miss_ms: f64,
 }
 
 fn end_to_end(n: u64, rng: &mut Rng) -> EndToEnd {
@@ -510,7 +679,12 @@ fn end_to_end(n: u64, rng: &mut Rng) -> EndToEnd {
     std::thread::sleep(std::time::Duration::from_secs(10));
     let pid = user.0.id();
     let l = lookups as f64;
+    let serve_rss = common::proc_status_kib(pid, "VmRSS:") as f64 / 1024.0;
+    let serve_hwm = common::proc_status_kib(pid, "VmHWM:") as f64 / 1024.0;
+    drop((user, seed));
+    let web = web_seed_lookups(bin, &key, &id, &data, &cache, n, rng);
     EndToEnd {
+        web,
         synth_rate,
         first_narinfo,
         hit_bytes: hit.0 / l,
@@ -518,8 +692,8 @@ fn end_to_end(n: u64, rng: &mut Rng) -> EndToEnd {
         miss_bytes: miss.0 / l,
         miss_ms: miss.1 / l,
         warm_miss_bytes: warm / l,
-        serve_rss: common::proc_status_kib(pid, "VmRSS:") as f64 / 1024.0,
-        serve_hwm: common::proc_status_kib(pid, "VmHWM:") as f64 / 1024.0,
+        serve_rss,
+        serve_hwm,
         publish_rate: full_rate / empty_rate,
         publish_rss,
     }

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use hypercore_schema::{DataBlock, DataUpgrade, Node as TreeNode, Proof};
 use hypernar_feed::format::segment::MAX_SEGMENT_SIZE;
 use hypernar_feed::webseed::{
@@ -42,9 +43,16 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// A web seed that sent bytes that did not verify is not asked again for
 /// this long.
 pub const BAD_SEED_PAUSE: Duration = Duration::from_secs(600);
-/// Tree nodes fetched per request (40 KiB), and pages kept per web seed.
-const PAGE_NODES: u64 = 1024;
-const PAGES_KEPT: usize = 256;
+/// Tree nodes fetched per request (320 B): sized for a lookup, whose
+/// proofs need a node or two per level of the tree spread over the tree
+/// file, while a sequential read's leaves and low uncles share a page.
+/// (docs/benchmarks.md, "Index at scale": at 1 024 nodes a cold hit in a
+/// 10^6-path index read 1 MB from a web seed, at 32 nodes 106 KB.)
+const PAGE_NODES: u64 = 8;
+/// Pages kept per web seed (at most 5 MiB).
+const PAGES_KEPT: usize = 16_384;
+/// Page requests one proof's nodes are fetched with at once.
+const PAGE_REQUESTS: usize = 8;
 /// Blocks fetched per data request.
 pub const BLOCKS_PER_REQUEST: u64 = 16;
 /// Largest block a web seed's tree may claim (a segment and its envelope).
@@ -273,7 +281,8 @@ impl WebSeed {
         })
     }
 
-    /// Tree nodes `indices` of the feed (below `2·length`).
+    /// Tree nodes `indices` of the feed (below `2·length`), in order: the
+    /// pages that hold them and are not cached yet fetched at once.
     async fn nodes(
         &self,
         key: &[u8; 32],
@@ -283,40 +292,58 @@ impl WebSeed {
     ) -> Result<Vec<TreeNode>, WebSeedError> {
         let path = feed_path(key);
         let tree_nodes = 2 * length - 1;
-        let mut out = Vec::with_capacity(indices.len());
-        for &i in indices {
-            if i >= tree_nodes {
-                return Err(WebSeedError::Short(length));
+        if indices.iter().any(|&i| i >= tree_nodes) {
+            return Err(WebSeedError::Short(length));
+        }
+        // A page is usable if it reaches the node (one cached while the
+        // tree was shorter may not).
+        let reaches = |b: &Bytes, i: u64| (b.len() as u64) > (i % PAGE_NODES) * NODE_SIZE;
+        let mut have: HashMap<u64, Bytes> = HashMap::new();
+        let mut fetch: Vec<u64> = Vec::new();
+        {
+            let pages = self.pages.lock().expect("pages lock");
+            for &i in indices {
+                let page = i / PAGE_NODES;
+                match pages.get(&(path.clone(), page)) {
+                    Some(b) if reaches(b, i) => {
+                        have.insert(page, b.clone());
+                    }
+                    _ => fetch.push(page),
+                }
             }
-            let page = i / PAGE_NODES;
-            let cached = self
-                .pages
-                .lock()
-                .expect("pages lock")
-                .get(&(path.clone(), page))
-                .cloned();
-            let bytes = match cached {
-                Some(b) if (b.len() as u64) > (i % PAGE_NODES) * NODE_SIZE => b,
-                _ => {
+        }
+        fetch.sort_unstable();
+        fetch.dedup();
+        let url = format!("{}/{path}/tree", self.base);
+        let fetched: Vec<(u64, Bytes)> = futures::stream::iter(fetch)
+            .map(|page| {
+                let url = &url;
+                async move {
                     let first = page * PAGE_NODES;
                     let count = PAGE_NODES.min(tree_nodes - first);
-                    let url = format!("{}/{path}/tree", self.base);
+                    let range = (first * NODE_SIZE, count * NODE_SIZE);
                     let b = self
-                        .get(
-                            &url,
-                            Some((first * NODE_SIZE, count * NODE_SIZE)),
-                            count * NODE_SIZE,
-                            metrics,
-                        )
+                        .get(url, Some(range), count * NODE_SIZE, metrics)
                         .await?;
-                    let mut pages = self.pages.lock().expect("pages lock");
-                    if pages.len() >= PAGES_KEPT {
-                        pages.clear();
-                    }
-                    pages.insert((path.clone(), page), b.clone());
-                    b
+                    Ok::<_, WebSeedError>((page, b))
                 }
-            };
+            })
+            .buffer_unordered(PAGE_REQUESTS)
+            .try_collect()
+            .await?;
+        if !fetched.is_empty() {
+            let mut pages = self.pages.lock().expect("pages lock");
+            if pages.len() + fetched.len() > PAGES_KEPT {
+                pages.clear();
+            }
+            for (page, b) in &fetched {
+                pages.insert((path.clone(), *page), b.clone());
+            }
+        }
+        have.extend(fetched);
+        let mut out = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let bytes = &have[&(i / PAGE_NODES)];
             let at = ((i % PAGE_NODES) * NODE_SIZE) as usize;
             let raw: &[u8; 40] = bytes[at..at + 40].try_into().expect("40 bytes");
             out.push(node_from_bytes(i, raw));
@@ -392,19 +419,25 @@ impl WebSeed {
             return Err(WebSeedError::Short(length));
         }
         let url = format!("{}/{}/data", self.base, feed_path(key));
-        let roots: Vec<u64> = self
-            .nodes(key, &offset_nodes(start), length, metrics)
-            .await?
-            .iter()
-            .map(|n| n.length)
-            .collect();
+        // One round of tree requests for every node the blocks' proofs
+        // need: the roots that give block `start`'s offset, the leaves'
+        // sizes, and each block's uncles as the hub lacks them now (a
+        // block stored before the next one only lessens what that one
+        // lacks: its uncles then are a prefix of these).
+        let offset = offset_nodes(start);
         let leaves: Vec<u64> = (start..end).map(|b| 2 * b).collect();
-        let sizes: Vec<u64> = self
-            .nodes(key, &leaves, length, metrics)
+        let mut all: Vec<u64> = offset.iter().chain(&leaves).copied().collect();
+        for b in start..end {
+            all.extend(block_nodes(b, hub.missing_nodes(b).await?));
+        }
+        let got: HashMap<u64, TreeNode> = self
+            .nodes(key, &all, length, metrics)
             .await?
-            .iter()
-            .map(|n| n.length)
+            .into_iter()
+            .map(|n| (n.index, n))
             .collect();
+        let roots: Vec<u64> = offset.iter().map(|i| got[i].length).collect();
+        let sizes: Vec<u64> = leaves.iter().map(|i| got[i].length).collect();
         let (offset, total) = match data_range(&roots, &sizes) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(0),
@@ -418,10 +451,11 @@ impl WebSeed {
         for (b, size) in (start..end).zip(sizes) {
             let value = data.slice(at..at + size as usize).to_vec();
             at += size as usize;
-            let missing = hub.missing_nodes(b).await?;
-            let nodes = self
-                .nodes(key, &block_nodes(b, missing), length, metrics)
-                .await?;
+            let want = block_nodes(b, hub.missing_nodes(b).await?);
+            let nodes = match want.iter().map(|i| got.get(i).cloned()).collect() {
+                Some(nodes) => nodes,
+                None => self.nodes(key, &want, length, metrics).await?,
+            };
             let proof = Proof {
                 fork,
                 block: Some(DataBlock {
