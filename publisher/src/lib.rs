@@ -9,6 +9,7 @@
 //!
 //! Modules: [`source`], [`spool`], [`journal`], [`publisher`], [`error`].
 
+pub mod channel;
 pub mod control;
 pub mod data;
 pub mod error;

@@ -6,6 +6,7 @@ pub mod identity;
 pub mod listing;
 pub mod narinfo;
 pub mod nixbase32;
+pub mod nixkey;
 pub mod record;
 pub mod run;
 pub mod segment;

@@ -1,0 +1,223 @@
+//! Nix's binary-cache signing keys, as `trusted-public-keys` names them
+//! (`name:base64(ed25519 public key)`), and the check Nix makes of a
+//! narinfo's `Sig:` lines: an ed25519 signature, by a key of that name,
+//! over the path's fingerprint (`1;<path>;<NarHash>;<NarSize>;<refs>`,
+//! [`super::narinfo::fingerprint`]).
+//!
+//! Pure and bounded: a key or a signature that does not parse is not
+//! trusted, never an error that stops anything else. Verification is
+//! ed25519-dalek's `verify_strict` (no small-order key, canonical `S`),
+//! as strict as libsodium's, which Nix uses.
+
+use base64::Engine as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::narinfo::NarInfo;
+
+/// The key cache.nixos.org signs with: the default a follower and a node
+/// trust for upstream paths.
+pub const CACHE_NIXOS_ORG_1: &str =
+    "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+
+/// The longest key name taken (Nix's are short: `cache.nixos.org-1`).
+const MAX_NAME: usize = 128;
+
+/// A public key Nix would trust for signatures named after it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NixPublicKey {
+    name: String,
+    key: VerifyingKey,
+}
+
+impl std::fmt::Debug for NixPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NixPublicKey({self})")
+    }
+}
+
+impl std::fmt::Display for NixPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        write!(f, "{}:{}", self.name, b64.encode(self.key.as_bytes()))
+    }
+}
+
+/// Why a key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NixKeyError {
+    #[error("{0:?} is not a Nix public key (expected name:base64, as in trusted-public-keys, e.g. {CACHE_NIXOS_ORG_1})")]
+    Form(String),
+    #[error("{0:?}: the key is not 32 bytes of base64")]
+    Key(String),
+    #[error("{0:?}: not a valid ed25519 public key")]
+    Point(String),
+}
+
+impl std::str::FromStr for NixPublicKey {
+    type Err = NixKeyError;
+
+    fn from_str(text: &str) -> Result<Self, NixKeyError> {
+        let text = text.trim();
+        let Some((name, b64)) = text.split_once(':') else {
+            return Err(NixKeyError::Form(text.to_owned()));
+        };
+        if name.is_empty() || name.len() > MAX_NAME || name.contains(char::is_whitespace) {
+            return Err(NixKeyError::Form(text.to_owned()));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| NixKeyError::Key(text.to_owned()))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| NixKeyError::Key(text.to_owned()))?;
+        let key =
+            VerifyingKey::from_bytes(&bytes).map_err(|_| NixKeyError::Point(text.to_owned()))?;
+        if key.is_weak() {
+            return Err(NixKeyError::Point(text.to_owned()));
+        }
+        Ok(NixPublicKey {
+            name: name.to_owned(),
+            key,
+        })
+    }
+}
+
+impl NixPublicKey {
+    /// The key's name (what a `Sig:` line starts with).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `sig` (a `Sig:` value, `name:base64`) is this key's
+    /// signature of `fingerprint`.
+    pub fn verifies(&self, fingerprint: &str, sig: &str) -> bool {
+        let Some((name, b64)) = sig.trim().split_once(':') else {
+            return false;
+        };
+        if name != self.name {
+            return false;
+        }
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+            return false;
+        };
+        let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+            return false;
+        };
+        self.key
+            .verify_strict(fingerprint.as_bytes(), &Signature::from_bytes(&bytes))
+            .is_ok()
+    }
+}
+
+/// The first of `keys` that signed `info` (over its fingerprint), if any:
+/// what makes Nix accept a narinfo from a substituter.
+pub fn signed_by<'a>(info: &NarInfo, keys: &'a [NixPublicKey]) -> Option<&'a NixPublicKey> {
+    let fingerprint = info.fingerprint();
+    keys.iter()
+        .find(|k| info.sigs.iter().any(|s| k.verifies(&fingerprint, s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn key(seed: u8, name: &str) -> (SigningKey, NixPublicKey) {
+        let sk = SigningKey::from_bytes(&[seed; 32]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(sk.verifying_key().as_bytes());
+        (sk, format!("{name}:{b64}").parse().unwrap())
+    }
+
+    fn sign(sk: &SigningKey, name: &str, text: &str) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        format!("{name}:{}", b64.encode(sk.sign(text.as_bytes()).to_bytes()))
+    }
+
+    #[test]
+    fn a_narinfo_is_signed_by_the_first_trusted_key_that_verifies_one_of_its_sigs() {
+        let text = "StorePath: /nix/store/yzpnsva739ix5g71hc0yfpy1szrpa0hm-hn-b\n\
+            URL: nar/x.nar.xz\nCompression: xz\n\
+            NarHash: sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0\n\
+            NarSize: 1000520\nReferences: dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a\n";
+        let mut info = NarInfo::parse(text.as_bytes()).unwrap();
+        let (sk, pk) = key(1, "up-1");
+        let (sk2, pk2) = key(2, "up-2");
+        assert_eq!(signed_by(&info, &[pk.clone()]), None, "unsigned");
+        info.sigs = vec![
+            "junk".into(),
+            sign(&sk2, "up-2", "1;something else"),
+            sign(&sk, "up-1", &info.fingerprint()),
+        ];
+        assert_eq!(signed_by(&info, &[pk2.clone(), pk.clone()]), Some(&pk));
+        assert_eq!(
+            signed_by(&info, &[pk2.clone()]),
+            None,
+            "up-2 signed another fingerprint"
+        );
+        // A reference changed after signing: no longer signed.
+        info.references.clear();
+        assert_eq!(signed_by(&info, &[pk, pk2]), None);
+        let _ = sk2;
+    }
+
+    #[test]
+    fn cache_nixos_org_s_key_parses_and_prints_back() {
+        let k: NixPublicKey = CACHE_NIXOS_ORG_1.parse().unwrap();
+        assert_eq!(k.name(), "cache.nixos.org-1");
+        assert_eq!(k.to_string(), CACHE_NIXOS_ORG_1);
+    }
+
+    #[test]
+    fn keys_that_do_not_parse_are_refused_with_what_was_expected() {
+        for bad in [
+            "",
+            "no-colon",
+            ":AAAA",
+            "name with space:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=",
+            "k:not base64!",
+            "k:AAAA",
+            // 32 bytes, but the identity point: a weak key.
+            "k:AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ] {
+            assert!(bad.parse::<NixPublicKey>().is_err(), "{bad:?}");
+        }
+        let err = "x".parse::<NixPublicKey>().unwrap_err().to_string();
+        assert!(err.contains("trusted-public-keys"), "{err}");
+    }
+
+    #[test]
+    fn a_signature_verifies_only_by_its_named_key_over_its_fingerprint() {
+        let (sk, pk) = key(1, "test-1");
+        let (_, other) = key(2, "test-1");
+        let (_, renamed) = key(1, "test-2");
+        let fp = "1;/nix/store/aaa-x;sha256:abc;10;";
+        let sig = sign(&sk, "test-1", fp);
+        assert!(pk.verifies(fp, &sig));
+        assert!(!other.verifies(fp, &sig), "another key of the same name");
+        assert!(
+            !renamed.verifies(fp, &sig),
+            "the same key under another name"
+        );
+        assert!(
+            !pk.verifies("1;/nix/store/aaa-x;sha256:abc;11;", &sig),
+            "another size"
+        );
+        for bad in ["", "test-1", "test-1:", "test-1:AAAA", "test-1:!!"] {
+            assert!(!pk.verifies(fp, bad), "{bad:?}");
+        }
+        // A signature with S + L (not canonical) is refused, as by libsodium.
+        let mut raw = sk.sign(fp.as_bytes()).to_bytes();
+        let l: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (s, l) in raw[32..].iter_mut().zip(l) {
+            let v = u16::from(*s) + u16::from(l) + carry;
+            *s = v as u8;
+            carry = v >> 8;
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        assert!(!pk.verifies(fp, &format!("test-1:{}", b64.encode(raw))));
+    }
+}
