@@ -216,7 +216,7 @@ fn help_teaches_each_command() {
     // flattened `Args` once made `mount --help` panic) is caught here.
     for cmd in [
         "publish", "release", "cat-nar", "keygen", "demo", "serve", "mount", "fetch", "feeds",
-        "set", "status",
+        "set", "status", "follow",
     ] {
         let out = ok(&[cmd, "--help"]);
         assert!(out.len() > 300, "{cmd} --help is thin: {out}");

@@ -10,6 +10,7 @@ mod discovery;
 mod disk;
 mod evict;
 mod faults;
+mod follow;
 mod fuse;
 mod hostile;
 mod http;

@@ -13,6 +13,7 @@ pub mod channel;
 pub mod control;
 pub mod data;
 pub mod error;
+pub mod follow;
 pub mod journal;
 pub mod origin;
 mod published;

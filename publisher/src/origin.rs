@@ -113,27 +113,49 @@ impl Origin {
             Origin::Http { base, client } => {
                 let url = format!("{base}/{rel}");
                 let handle = tokio::runtime::Handle::current();
-                let resp = handle.block_on(client.get(&url).send()).map_err(|source| {
-                    OriginError::Http {
+                let mut wait = RETRY_FIRST;
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    let sent = handle.block_on(client.get(&url).send());
+                    // Busy, failing or slow: asked again later, up to
+                    // RETRY_TRIES times; its Retry-After is obeyed (capped).
+                    let again = match &sent {
+                        Ok(resp) => {
+                            let status = resp.status().as_u16();
+                            (status == 429 || (500..600).contains(&status))
+                                .then(|| (format!("answered {status}"), retry_after(resp)))
+                        }
+                        Err(e) if e.is_timeout() || e.is_connect() => Some((format!("{e}"), None)),
+                        Err(_) => None,
+                    };
+                    if let (Some((why, after)), true) = (&again, tries < RETRY_TRIES) {
+                        let pause = after.unwrap_or(wait).min(RETRY_MAX);
+                        tracing::info!(%url, "the source {why}; asking again in {pause:?}");
+                        std::thread::sleep(pause);
+                        wait = (wait * 2).min(RETRY_MAX);
+                        continue;
+                    }
+                    let resp = sent.map_err(|source| OriginError::Http {
                         url: url.clone(),
                         source: source.without_url(),
-                    }
-                })?;
-                match resp.status().as_u16() {
-                    // The body as a blocking reader (this runs on a blocking
-                    // thread); a transfer error names the URL.
-                    200 => {
-                        use futures::TryStreamExt;
-                        let body = resp
-                            .bytes_stream()
-                            .map_err(move |e| io::Error::other(format!("{url}: {e}")));
-                        let reader = tokio_util::io::StreamReader::new(body);
-                        Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
-                            reader, handle,
-                        )))
-                    }
-                    404 | 410 => Err(OriginError::NotFound(url)),
-                    status => Err(OriginError::Status { url, status }),
+                    })?;
+                    return match resp.status().as_u16() {
+                        // The body as a blocking reader (this runs on a
+                        // blocking thread); a transfer error names the URL.
+                        200 => {
+                            use futures::TryStreamExt;
+                            let body = resp
+                                .bytes_stream()
+                                .map_err(move |e| io::Error::other(format!("{url}: {e}")));
+                            let reader = tokio_util::io::StreamReader::new(body);
+                            Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+                                reader, handle,
+                            )))
+                        }
+                        404 | 410 => Err(OriginError::NotFound(url)),
+                        status => Err(OriginError::Status { url, status }),
+                    };
                 }
             }
         }
@@ -218,6 +240,21 @@ impl Origin {
             Origin::Http { .. } => None,
         }
     }
+}
+
+/// Tries of one request to an HTTP source that answers 429 or 5xx, or
+/// times out or cannot be reached, before its error is the answer.
+pub const RETRY_TRIES: u32 = 8;
+/// The first wait before asking again; it doubles each time.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait (a Retry-After above it is cut to it).
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A response's `Retry-After`, in seconds (a date is not read).
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = v.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 /// Redirects within the cache's own scheme, host and port, at most 5 (as

@@ -11,6 +11,7 @@ use hypernar_feed::format::identity::{
     Identity, PublisherSecret, DATA_FEED_0, INDEX_FEED, PUBLIC_KEYS_FEED, RUNS_FEED,
 };
 use hypernar_feed::format::narinfo::NarInfo;
+use hypernar_feed::format::nixkey::{self, NixPublicKey};
 use hypernar_feed::format::record::{
     wrap_path_key, FeedDecl, FeedHeader, FeedRole, ListingRecord, PathRecord, Record, WebSeedList,
 };
@@ -52,6 +53,13 @@ pub struct PublishOptions {
     pub run_tail: u64,
     /// Blocks a data feed holds before the next is opened (`data.rs`).
     pub data_feed_blocks: u64,
+    /// If not empty, a narinfo is published (and its references followed)
+    /// only if one of these keys signed it: what `follow` asks of an
+    /// upstream; any other is refused ([`PublishSummary::refused`]).
+    pub trusted_keys: Vec<NixPublicKey>,
+    /// Publish the paths the most others in the plan reference first (a
+    /// half-done closure is then already useful), not in the order found.
+    pub most_referenced_first: bool,
 }
 
 /// Receives progress; the CLI draws it, tests ignore it.
@@ -62,6 +70,26 @@ pub trait Progress: Send + Sync {
     fn nar_bytes(&self, _n: u64) {}
     /// A path was committed, skipped or failed.
     fn path_done(&self, _path: &StorePath, _outcome: &Outcome) {}
+}
+
+/// Sorts `plan` so the paths the most others in it reference come first
+/// (ties in the order found): a closure half published is then mostly the
+/// paths everything needs.
+fn order_by_referrers(plan: &mut [NarInfo]) {
+    let mut referrers: HashMap<String, u64> = HashMap::new();
+    for info in plan.iter() {
+        for r in info.references.iter().filter(|r| **r != info.store_path) {
+            *referrers.entry(r.hash_part().to_owned()).or_default() += 1;
+        }
+    }
+    plan.sort_by_key(|i| {
+        std::cmp::Reverse(
+            referrers
+                .get(i.store_path.hash_part())
+                .copied()
+                .unwrap_or(0),
+        )
+    });
 }
 
 /// No progress output.
@@ -88,6 +116,12 @@ pub struct PublishSummary {
     pub already: u64,
     pub released: u64,
     pub failed: Vec<String>,
+    /// Of `failed`: paths the source does not have (404), as named or
+    /// referenced.
+    pub missing: Vec<String>,
+    /// Of `failed`: narinfos refused because no trusted key signed them
+    /// (with `trusted_keys`): never published.
+    pub refused: Vec<String>,
     pub nar_bytes: u64,
     pub stored_bytes: u64,
     pub elapsed: Duration,
@@ -429,9 +463,12 @@ impl<O: FeedOpener> Publisher<O> {
             );
         }
         let mut summary = PublishSummary::default();
-        let plan = self
-            .plan(&source, roots, opts.closure, &mut summary, &*progress)
+        let mut plan = self
+            .plan(&source, roots, opts, &mut summary, &*progress)
             .await?;
+        if opts.most_referenced_first {
+            order_by_referrers(&mut plan);
+        }
         let nar_total: u64 = plan.iter().map(|i| i.nar_size).sum();
         progress.planned(plan.len() as u64, nar_total);
 
@@ -500,10 +537,12 @@ impl<O: FeedOpener> Publisher<O> {
         &mut self,
         source: &Arc<Origin>,
         roots: Vec<String>,
-        closure: bool,
+        opts: &PublishOptions,
         summary: &mut PublishSummary,
         progress: &dyn Progress,
     ) -> Result<Vec<NarInfo>, PublishError> {
+        let closure = opts.closure;
+        let keys = &opts.trusted_keys;
         let mut seen: HashSet<String> = HashSet::new();
         let mut frontier: Vec<(String, Option<StorePath>)> =
             roots.into_iter().map(|h| (h, None)).collect();
@@ -539,13 +578,14 @@ impl<O: FeedOpener> Publisher<O> {
                         .await
                         .expect("non-empty")
                         .expect("narinfo task");
-                    self.planned(done, closure, &mut plan, &mut next, summary);
+                    self.planned(done, closure, keys, &mut plan, &mut next, summary);
                 }
             }
             while let Some(done) = fetches.join_next().await {
                 self.planned(
                     done.expect("narinfo task"),
                     closure,
+                    keys,
                     &mut plan,
                     &mut next,
                     summary,
@@ -560,15 +600,38 @@ impl<O: FeedOpener> Publisher<O> {
         &self,
         (hash, referrer, result): (String, Option<StorePath>, Result<NarInfo, OriginError>),
         closure: bool,
+        keys: &[NixPublicKey],
         plan: &mut Vec<NarInfo>,
         next: &mut Vec<(String, Option<StorePath>)>,
         summary: &mut PublishSummary,
     ) {
+        let named = |what: &str| match &referrer {
+            Some(by) => format!("{hash} (a reference of {by}): {what}"),
+            None => format!("{hash}: {what}"),
+        };
         match result {
             Ok(info) if info.store_path.hash_part() != hash => summary.failed.push(format!(
                 "{hash}.narinfo describes {} instead",
                 info.store_path
             )),
+            // Refused before anything of it is fetched or followed.
+            Ok(info) if !keys.is_empty() && nixkey::signed_by(&info, keys).is_none() => {
+                let names: Vec<&str> = keys.iter().map(|k| k.name()).collect();
+                let msg = named(&format!(
+                    "{} is not signed by a trusted key ({}): not published",
+                    info.store_path,
+                    names.join(", ")
+                ));
+                info!("{msg}");
+                summary.failed.push(msg.clone());
+                summary.refused.push(msg);
+            }
+            Err(OriginError::NotFound(_)) => {
+                let msg = named("the source does not have it (404)");
+                info!("{msg}");
+                summary.failed.push(msg.clone());
+                summary.missing.push(msg);
+            }
             Ok(info) => {
                 if closure {
                     next.extend(

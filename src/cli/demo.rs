@@ -100,6 +100,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         run_tail: hypernar_publisher::runs::DEFAULT_RUN_TAIL,
         data_feed_blocks: hypernar_publisher::data::DEFAULT_DATA_FEED_BLOCKS,
+        trusted_keys: Vec::new(),
+        most_referenced_first: false,
     };
     let hash_of = |name: &str| {
         written

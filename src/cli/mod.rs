@@ -9,6 +9,7 @@ mod control;
 mod demo;
 mod feeds;
 mod fetch;
+mod follow;
 mod keygen;
 mod mount;
 mod progress;
@@ -50,6 +51,8 @@ pub enum Command {
     Publish(publish::Args),
     /// Release the keys of published paths to everyone or to an audience.
     Release(release::Args),
+    /// Follow channels: publish each new release's closure, checked against the upstream's keys.
+    Follow(follow::Args),
     /// Write the NAR of a published path to stdout, verified and decrypted.
     CatNar(cat_nar::Args),
     /// Seed this data directory's feeds and replicate trusted publishers.
@@ -75,6 +78,7 @@ pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
         Command::Keygen(a) => keygen::run(a),
         Command::Publish(a) => publish::run(a, verbose).await,
         Command::Release(a) => release::run(a).await,
+        Command::Follow(a) => follow::run(a).await,
         Command::CatNar(a) => cat_nar::run(a).await,
         Command::Serve(a) => serve::run(a).await,
         Command::Mount(a) => mount::run(a).await,

@@ -192,6 +192,8 @@ pub async fn execute<O: FeedOpener>(
             },
             run_tail: job.run_tail,
             data_feed_blocks: job.data_feed_blocks,
+            trusted_keys: Vec::new(),
+            most_referenced_first: false,
         };
         // Checked before the (maybe long) publish, written after it.
         let web_seed_urls = web_seed_urls(&job.web_seed_urls)?;

@@ -504,6 +504,11 @@ pub fn nginx_available() -> bool {
 }
 
 pub fn nginx(root: &Path, extra: &str) -> Nginx {
+    nginx_with(root, "", extra)
+}
+
+/// [`nginx`] with `http_extra` in its `http` block (a `limit_req_zone`).
+pub fn nginx_with(root: &Path, http_extra: &str, extra: &str) -> Nginx {
     let dir = tempfile::Builder::new()
         .prefix("hypernar-nginx-")
         .tempdir()
@@ -525,7 +530,7 @@ pub fn nginx(root: &Path, extra: &str) -> Nginx {
              http {{ access_log {d}/access.log;\n\
                client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
                uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
-               default_type application/octet-stream;\n\
+               default_type application/octet-stream; {http_extra}\n\
                server {{ listen 127.0.0.1:{port}; root {root}; {extra} }} }}\n",
             root = root.display()
         );

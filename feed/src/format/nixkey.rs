@@ -142,7 +142,11 @@ mod tests {
         let mut info = NarInfo::parse(text.as_bytes()).unwrap();
         let (sk, pk) = key(1, "up-1");
         let (sk2, pk2) = key(2, "up-2");
-        assert_eq!(signed_by(&info, &[pk.clone()]), None, "unsigned");
+        assert_eq!(
+            signed_by(&info, std::slice::from_ref(&pk)),
+            None,
+            "unsigned"
+        );
         info.sigs = vec![
             "junk".into(),
             sign(&sk2, "up-2", "1;something else"),
@@ -150,7 +154,7 @@ mod tests {
         ];
         assert_eq!(signed_by(&info, &[pk2.clone(), pk.clone()]), Some(&pk));
         assert_eq!(
-            signed_by(&info, &[pk2.clone()]),
+            signed_by(&info, std::slice::from_ref(&pk2)),
             None,
             "up-2 signed another fingerprint"
         );

@@ -1,0 +1,321 @@
+//! `hypernar follow`: a channel URL that redirects (302, from nginx) to
+//! release directories holding `store-paths.xz`, beside a binary cache of
+//! xz NARs whose narinfos a test key signs (standing in for
+//! `cache.nixos.org-1`). The releases share most of their closure.
+//!
+//! A stand-in, said so: the paths are built by the test's own NAR writer
+//! and signed by the test's key (`publisher/src/sample.rs`), not built by
+//! Nix; what a real channel serves has the same shape (checked against
+//! channels.nixos.org's layout in docs/protocol.md).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hypernar_feed::format::narinfo::Compression;
+use hypernar_publisher::sample::{nar_of, NixSigningKey, SamplePath};
+
+use crate::util::*;
+
+/// The closure every release shares: app1 -> lib -> libc, app2 -> lib,
+/// tool -> libc.
+fn closure() -> Vec<SamplePath> {
+    let file = |t: &str| nar_of(&tree_file(t.repeat(200).into_bytes(), false)).unwrap();
+    vec![
+        raw("libc", file("libc"), Compression::Xz, &[]),
+        raw("lib", file("lib"), Compression::Xz, &["libc"]),
+        raw("app1", file("app1"), Compression::Xz, &["lib"]),
+        raw("app2", file("app2"), Compression::Xz, &["lib"]),
+        raw("tool", file("tool"), Compression::Xz, &["libc"]),
+    ]
+}
+
+/// The site nginx serves: `cache/` (the binary cache) and
+/// `releases/<name>/store-paths.xz`.
+struct Site {
+    w: World,
+    root: PathBuf,
+}
+
+impl Site {
+    fn new() -> Self {
+        let w = World::new(&closure());
+        let root = w.tmp.path().join("site");
+        std::fs::create_dir_all(root.join("releases")).unwrap();
+        std::os::unix::fs::symlink(&w.cache, root.join("cache")).unwrap();
+        Site { w, root }
+    }
+
+    /// A release directory `name` listing the store paths of `roots`
+    /// (names, or full paths as given).
+    fn release(&self, name: &str, roots: &[&str]) {
+        let dir = self.root.join("releases").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = roots
+            .iter()
+            .map(|r| {
+                if r.starts_with("/nix/store/") {
+                    format!("{r}\n")
+                } else {
+                    format!("{}\n", self.w.store_path(r))
+                }
+            })
+            .collect();
+        let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+        e.write_all(text.as_bytes()).unwrap();
+        std::fs::write(dir.join("store-paths.xz"), e.finish().unwrap()).unwrap();
+        std::fs::write(dir.join("git-revision"), "0123456789abcdef\n").unwrap();
+    }
+
+    /// nginx on the site, its `/channel` redirecting to release `to`.
+    fn serve_channel(&self, to: &str) -> Nginx {
+        self.serve_channel_with(to, "", "")
+    }
+
+    /// [`Site::serve_channel`] with more nginx configuration: `http`
+    /// applies to the server, `cache` to the cache's location.
+    fn serve_channel_with(&self, to: &str, http: &str, cache: &str) -> Nginx {
+        nginx_with(
+            &self.root,
+            http,
+            &format!(
+                "location = /channel {{ return 302 /releases/{to}/; }} \
+                 location /cache/ {{ {cache} }}"
+            ),
+        )
+    }
+
+    /// `hypernar follow --once` of the channel `test` at `ng`, trusting
+    /// the cache's key.
+    fn follow(&self, ng: &Nginx, extra: &[&str]) -> std::process::Output {
+        let key = NixSigningKey::from_seed("test-cache-1", [1; 32]).public_text();
+        let channel = format!("test={}/channel", ng.base);
+        let upstream = format!("{}/cache", ng.base);
+        let mut args = vec![
+            "follow",
+            "--once",
+            "--key",
+            s(&self.w.key),
+            "--data",
+            s(&self.w.data),
+            "--channel",
+            &channel,
+            "--upstream",
+            &upstream,
+            "--trusted-public-key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        hypernar(&args)
+    }
+
+    fn state(&self) -> String {
+        std::fs::read_to_string(self.w.data.join("channels/test.json")).unwrap_or_default()
+    }
+
+    /// Store paths the publisher's index holds.
+    fn published(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .w
+            .check_consistent()
+            .into_iter()
+            .map(|p| {
+                hypernar_feed::format::storepath::StorePath::parse(&p)
+                    .unwrap()
+                    .name()
+                    .to_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_followed_channel_is_published_release_by_release_and_never_goes_back() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let site = Site::new();
+    site.release("nixos-test.100.aaaaaaa", &["app1"]);
+    site.release("nixos-test.101.bbbbbbb", &["app1", "app2"]);
+    site.release("nixos-test.99.ccccccc", &["tool"]);
+
+    // Release 1: app1 and its closure.
+    let ng = site.serve_channel("nixos-test.100.aaaaaaa");
+    let out = site.follow(&ng, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "committed nixos-test.100.aaaaaaa (1 roots, 3 closure paths: 3 published now, 0 before; 0 missing upstream)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(site.published(), ["app1", "lib", "libc"]);
+    assert!(
+        site.state()
+            .contains("\"git_revision\": \"0123456789abcdef\""),
+        "{}",
+        site.state()
+    );
+    // Looked at again: nothing to do.
+    let out = site.follow(&ng, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nixos-test.100.aaaaaaa is committed already"),
+        "{}",
+        stdout(&out)
+    );
+    drop(ng);
+
+    // The channel moves: only app2 is new.
+    let ng = site.serve_channel("nixos-test.101.bbbbbbb");
+    let out = site.follow(&ng, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "committed nixos-test.101.bbbbbbb (2 roots, 4 closure paths: 1 published now, 3 before"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(site.published(), ["app1", "app2", "lib", "libc"]);
+    drop(ng);
+
+    // It goes back in time: refused, nothing published, the state kept.
+    let ng = site.serve_channel("nixos-test.99.ccccccc");
+    let before = site.state();
+    let out = site.follow(&ng, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("older than nixos-test.101.bbbbbbb"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(site.published(), ["app1", "app2", "lib", "libc"]);
+    assert_eq!(site.state(), before);
+    site.w.assert_reads_back("app2");
+}
+
+/// Rewrites `name`'s narinfo in the cache with `edit`.
+fn edit_narinfo(cache: &Path, w: &World, name: &str, edit: impl FnOnce(String) -> String) {
+    let hash = w.path(name).info.store_path.hash_part().to_owned();
+    let f = cache.join(format!("{hash}.narinfo"));
+    let text = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, edit(text)).unwrap();
+}
+
+#[test]
+fn unsigned_narinfos_and_bad_nars_are_refused_and_missing_paths_do_not_block_a_release() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let site = Site::new();
+    let w = &site.w;
+    // tool's narinfo signed by a key nobody trusts; app2's NAR corrupted.
+    let other = NixSigningKey::from_seed("test-cache-1", [2; 32]);
+    edit_narinfo(&w.cache, w, "tool", |t| {
+        let info = hypernar_feed::format::narinfo::NarInfo::parse(t.as_bytes()).unwrap();
+        let sig = other.sign(&info.fingerprint());
+        t.lines()
+            .map(|l| {
+                if l.starts_with("Sig: ") {
+                    format!("Sig: {sig}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    });
+    let app2 = w.path("app2").info.url.clone();
+    let nar = w.cache.join(&app2);
+    let mut bytes = std::fs::read(&nar).unwrap();
+    // Another valid xz stream of other bytes: it decompresses, its hash is wrong.
+    let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+    e.write_all(&vec![b'x'; w.path("app2").nar.len()]).unwrap();
+    bytes = {
+        let _ = bytes;
+        e.finish().unwrap()
+    };
+    std::fs::write(&nar, bytes).unwrap();
+    let ghost = "/nix/store/00000000000000000000000000000000-ghost";
+    site.release("nixos-test.200.ddddddd", &["app1", "tool", "app2", ghost]);
+    let ng = site.serve_channel("nixos-test.200.ddddddd");
+    let out = site.follow(&ng, &[]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused:")
+            && err.contains("tool is not signed by a trusted key (test-cache-1)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("missing upstream: 00000000000000000000000000000000"),
+        "{err}"
+    );
+    assert!(err.contains("failed:") && err.contains("app2"), "{err}");
+    assert!(err.contains("not committed"), "{err}");
+    // Neither is published; the rest is.
+    assert_eq!(site.published(), ["app1", "lib", "libc"]);
+    assert_eq!(
+        site.state(),
+        "",
+        "a release with refused paths was committed"
+    );
+
+    // Once what was wrong is gone, only the missing path is left: the
+    // release commits, counting it.
+    std::fs::remove_dir_all(site.root.join("releases/nixos-test.200.ddddddd")).unwrap();
+    site.release("nixos-test.201.eeeeeee", &["app1", ghost]);
+    drop(ng);
+    let ng = site.serve_channel("nixos-test.201.eeeeeee");
+    let out = site.follow(&ng, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 missing upstream"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        site.state().contains("nixos-test.201.eeeeeee"),
+        "{}",
+        site.state()
+    );
+}
+
+#[test]
+fn an_upstream_that_answers_429_when_asked_too_fast_is_waited_for_and_the_release_commits() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let site = Site::new();
+    site.release("nixos-test.300.fffffff", &["app1", "app2", "tool"]);
+    // At most 4 requests a second, one more in a burst, and 429 for the
+    // rest: the follower asks many narinfos at once.
+    let ng = site.serve_channel_with(
+        "nixos-test.300.fffffff",
+        "limit_req_zone $binary_remote_addr zone=up:1m rate=4r/s;",
+        "limit_req zone=up burst=1 nodelay; limit_req_status 429;",
+    );
+    let out = site.follow(&ng, &["-v"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("answered 429; asking again"),
+        "never throttled: {err}"
+    );
+    assert!(
+        stdout(&out).contains("5 closure paths: 5 published now"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(site.published(), ["app1", "app2", "lib", "libc", "tool"]);
+}
