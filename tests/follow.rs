@@ -319,3 +319,87 @@ fn an_upstream_that_answers_429_when_asked_too_fast_is_waited_for_and_the_releas
     );
     assert_eq!(site.published(), ["app1", "app2", "lib", "libc", "tool"]);
 }
+
+#[test]
+fn a_follow_killed_mid_release_is_finished_by_the_next_without_publishing_anything_twice() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    // Eight paths of 256 KiB of noise, each NAR sent at 512 KiB/s: a
+    // release takes seconds, and is killed inside it.
+    let paths: Vec<SamplePath> = (0..8)
+        .map(|i| {
+            let nar = nar_of(&tree_file(noise(256 << 10, 40 + i), false)).unwrap();
+            raw(&format!("big{i}"), nar, Compression::Xz, &[])
+        })
+        .collect();
+    let w = World::new(&paths);
+    let root = w.tmp.path().join("site");
+    std::fs::create_dir_all(root.join("releases")).unwrap();
+    std::os::unix::fs::symlink(&w.cache, root.join("cache")).unwrap();
+    let site = Site { w, root };
+    let names: Vec<String> = (0..8).map(|i| format!("big{i}")).collect();
+    let roots: Vec<&str> = names.iter().map(String::as_str).collect();
+    site.release("nixos-test.400.abcdef0", &roots);
+    let ng = nginx_with(
+        &site.root,
+        "",
+        "location = /channel { return 302 /releases/nixos-test.400.abcdef0/; } \
+         location /cache/nar/ { limit_rate 512k; }",
+    );
+    let key = NixSigningKey::from_seed("test-cache-1", [1; 32]).public_text();
+    let channel = format!("test={}/channel", ng.base);
+    let upstream = format!("{}/cache", ng.base);
+    let log = site.w.tmp.path().join("follow.log");
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "follow",
+            "-v",
+            "--once",
+            "--jobs",
+            "2",
+            "--key",
+            s(&site.w.key),
+            "--data",
+        ])
+        .arg(&site.w.data)
+        .args(["--channel", &channel, "--upstream", &upstream])
+        .args(["--trusted-public-key", &key])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed once two paths are in, before all are.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches(" published")
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "nothing published in 30 s: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = site.published().len();
+    assert!(before < 8, "the run ended before it was killed");
+    assert_eq!(site.state(), "", "committed before its end");
+    // The next run finishes it: every path once, and the release committed.
+    let out = site.follow(&ng, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "8 closure paths: {} published now, {before} before",
+            8 - before
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(site.published().len(), 8);
+    site.w.assert_reads_back("big7");
+}

@@ -120,16 +120,24 @@ impl Origin {
                     let sent = handle.block_on(client.get(&url).send());
                     // Busy, failing or slow: asked again later, up to
                     // RETRY_TRIES times; its Retry-After is obeyed (capped).
-                    let again = match &sent {
+                    // A source that refuses connections is asked fewer
+                    // times: it is more likely gone than busy.
+                    let (again, most) = match &sent {
                         Ok(resp) => {
                             let status = resp.status().as_u16();
-                            (status == 429 || (500..600).contains(&status))
-                                .then(|| (format!("answered {status}"), retry_after(resp)))
+                            let busy = status == 429 || (500..600).contains(&status);
+                            (
+                                busy.then(|| (format!("answered {status}"), retry_after(resp))),
+                                RETRY_TRIES,
+                            )
                         }
-                        Err(e) if e.is_timeout() || e.is_connect() => Some((format!("{e}"), None)),
-                        Err(_) => None,
+                        Err(e) if e.is_timeout() => (Some((format!("{e}"), None)), RETRY_TRIES),
+                        Err(e) if e.is_connect() => {
+                            (Some((format!("{e}"), None)), RETRY_CONNECT_TRIES)
+                        }
+                        Err(_) => (None, 1),
                     };
-                    if let (Some((why, after)), true) = (&again, tries < RETRY_TRIES) {
+                    if let (Some((why, after)), true) = (&again, tries < most) {
                         let pause = after.unwrap_or(wait).min(RETRY_MAX);
                         tracing::info!(%url, "the source {why}; asking again in {pause:?}");
                         std::thread::sleep(pause);
@@ -245,6 +253,8 @@ impl Origin {
 /// Tries of one request to an HTTP source that answers 429 or 5xx, or
 /// times out or cannot be reached, before its error is the answer.
 pub const RETRY_TRIES: u32 = 8;
+/// Tries of a request whose connection is refused or cannot be made.
+pub const RETRY_CONNECT_TRIES: u32 = 3;
 /// The first wait before asking again; it doubles each time.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait (a Retry-After above it is cut to it).

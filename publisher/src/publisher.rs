@@ -499,6 +499,7 @@ impl<O: FeedOpener> Publisher<O> {
                     // A long run cuts as it goes, so the tail stays bounded.
                     self.cut_runs().await?;
                     summary.published += 1;
+                    info!(%path, nar_bytes = nar, stored_bytes = stored, "published");
                     summary.released += opts.release as u64;
                     summary.nar_bytes += nar;
                     summary.stored_bytes += stored;
@@ -626,8 +627,8 @@ impl<O: FeedOpener> Publisher<O> {
                 summary.failed.push(msg.clone());
                 summary.refused.push(msg);
             }
-            Err(OriginError::NotFound(_)) => {
-                let msg = named("the source does not have it (404)");
+            Err(e @ OriginError::NotFound(_)) => {
+                let msg = named(&e.to_string());
                 info!("{msg}");
                 summary.failed.push(msg.clone());
                 summary.missing.push(msg);
