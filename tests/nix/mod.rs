@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::util::*;
 
 mod degraded;
+mod follow;
 mod private;
 
 const NIX_CONFIG: &str = "sandbox = false\nsubstituters =\nexperimental-features = nix-command\n";

@@ -1,0 +1,162 @@
+//! `hypernar follow` of a channel whose releases real Nix built: three
+//! releases sharing most of their closure, signed by a Nix key standing in
+//! for `cache.nixos.org-1` and copied into an xz binary cache by `nix copy`
+//! (as cache.nixos.org's NARs are), the channel a 302 from nginx. Then real
+//! Nix substitutes a release's closure through the swarm with the upstream
+//! gone.
+
+use std::io::Write;
+
+use super::*;
+
+/// Release 1 is app-a; release 2 adds app-b (both on lib, on base);
+/// release 3 is app-b and app-c (on base alone).
+const RELEASES: &str = r#"
+let
+  mk = name: script: derivation {
+    inherit name script;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "eval \"$script\"" ];
+    PATH = "/usr/bin:/bin";
+  };
+  base = mk "hn-chan-base" "mkdir -p $out; seq 1 50000 > $out/data";
+  lib = mk "hn-chan-lib" "mkdir -p $out; echo ${base} > $out/uses; seq 1 30000 > $out/lib";
+  appA = mk "hn-chan-app-a" "mkdir -p $out/bin; echo ${lib} > $out/bin/a";
+  appB = mk "hn-chan-app-b" "mkdir -p $out/bin; echo ${lib} > $out/bin/b";
+  appC = mk "hn-chan-app-c" "mkdir -p $out/bin; echo ${base} > $out/bin/c";
+in { r1 = [ appA ]; r2 = [ appA appB ]; r3 = [ appB appC ]; }
+"#;
+
+/// The store paths `nix-build -A attr` gives.
+fn build(expr: &std::path::Path, attr: &str) -> Vec<String> {
+    nix(&["nix-build", s(expr), "-A", attr, "--no-out-link"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_release(site: &std::path::Path, name: &str, roots: &[String]) {
+    let dir = site.join("releases").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+    for r in roots {
+        writeln!(e, "{r}").unwrap();
+    }
+    std::fs::write(dir.join("store-paths.xz"), e.finish().unwrap()).unwrap();
+    std::fs::write(dir.join("git-revision"), "89abcdef01234567\n").unwrap();
+}
+
+#[test]
+fn a_channel_built_by_nix_is_followed_and_nix_substitutes_a_release_through_the_swarm() {
+    if !nix_available() {
+        return skip_or_fail("Nix (Debian package nix-bin)");
+    }
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("hypernar-nix-follow-")
+        .tempdir()
+        .unwrap();
+    let expr = tmp.path().join("releases.nix");
+    std::fs::write(&expr, RELEASES).unwrap();
+    let releases: Vec<Vec<String>> = ["r1", "r2", "r3"].iter().map(|a| build(&expr, a)).collect();
+
+    // Signed by the stand-in upstream key, copied as xz like cache.nixos.org.
+    let (sk, pk) = (tmp.path().join("up-sk"), tmp.path().join("up-pk"));
+    nix(&[
+        "nix-store",
+        "--generate-binary-cache-key",
+        "hypernar-upstream-1",
+        s(&sk),
+        s(&pk),
+    ]);
+    let pk = std::fs::read_to_string(&pk).unwrap().trim().to_owned();
+    let site = tmp.path().join("site");
+    let all: Vec<&str> = releases.iter().flatten().map(String::as_str).collect();
+    let mut sign = vec!["nix", "store", "sign", "--key-file", s(&sk), "-r"];
+    sign.extend(&all);
+    nix(&sign);
+    let to = format!("file://{}?compression=xz", site.join("cache").display());
+    let mut copy = vec!["nix", "copy", "--to", &to];
+    copy.extend(&all);
+    nix(&copy);
+    let names = [
+        "nixos-test.1.1111111",
+        "nixos-test.2.2222222",
+        "nixos-test.3.3333333",
+    ];
+    for (name, roots) in names.iter().zip(&releases) {
+        write_release(&site, name, roots);
+    }
+
+    let key = tmp.path().join("publisher.key");
+    let id = ok(&["keygen", "--out", s(&key)])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let data = tmp.path().join("publisher-data");
+    let follow = |release: &str| {
+        let ng = nginx(
+            &site,
+            &format!("location = /channel {{ return 302 /releases/{release}/; }}"),
+        );
+        let channel = format!("test={}/channel", ng.base);
+        let upstream = format!("{}/cache", ng.base);
+        let out = hypernar(&[
+            "follow",
+            "--once",
+            "--key",
+            s(&key),
+            "--data",
+            s(&data),
+            "--channel",
+            &channel,
+            "--upstream",
+            &upstream,
+            "--trusted-public-key",
+            &pk,
+        ]);
+        assert!(
+            out.status.success(),
+            "follow {release}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Release 1: app-a, lib, base. Release 2 adds only app-b.
+    let out = follow(names[0]);
+    assert!(
+        out.contains("3 closure paths: 3 published now, 0 before"),
+        "{out}"
+    );
+    let out = follow(names[1]);
+    assert!(
+        out.contains("4 closure paths: 1 published now, 3 before"),
+        "{out}"
+    );
+
+    // The upstream is gone: Nix gets release 2's closure from a node whose
+    // only source is the publisher's seed.
+    let seed = serve(&data, &["--http", "none"], &[]);
+    let user = tmp.path().join("user-data");
+    let sub = serve(
+        &user,
+        &["--trust", &id, "--peer", &seed.addr, "--upstream", "none"],
+        &[],
+    );
+    let api = sub.http.clone().unwrap();
+    let mut closure_args = vec!["nix-store", "-qR"];
+    closure_args.extend(releases[1].iter().map(String::as_str));
+    let closure: Vec<String> = nix(&closure_args).lines().map(str::to_owned).collect();
+    assert_eq!(closure.len(), 4, "{closure:?}");
+    let b = Built {
+        tmp,
+        closure,
+        roots: releases[1].clone(),
+    };
+    copy_and_realise(&b, &api, &pk, &b.tmp.path().join("xdg"), "follow");
+}
