@@ -403,3 +403,37 @@ fn a_follow_killed_mid_release_is_finished_by_the_next_without_publishing_anythi
     assert_eq!(site.published().len(), 8);
     site.w.assert_reads_back("big7");
 }
+
+#[test]
+fn a_follower_kept_under_the_upstreams_request_limit_is_never_throttled() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let site = Site::new();
+    site.release("nixos-test.500.1234567", &["app1", "app2", "tool"]);
+    // The upstream answers 429 past 4 requests a second (one in a burst);
+    // the follower asks at most 3 a second: never a 429.
+    let ng = site.serve_channel_with(
+        "nixos-test.500.1234567",
+        "limit_req_zone $binary_remote_addr zone=up:1m rate=4r/s;",
+        "limit_req zone=up burst=1 nodelay; limit_req_status 429;",
+    );
+    let out = site.follow(&ng, &["--max-upstream-requests", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("5 closure paths: 5 published now"),
+        "{}",
+        stdout(&out)
+    );
+    let log = ng.access_log();
+    let cache: Vec<&str> = log.lines().filter(|l| l.contains("/cache/")).collect();
+    assert!(cache.len() >= 10, "{log}");
+    assert!(
+        !cache.iter().any(|l| l.contains("\" 429 ")),
+        "the follower went past its limit: {log}"
+    );
+    // A limit of nothing is refused, with what to give.
+    let out = site.follow(&ng, &["--max-upstream-rate", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("a rate of 0"), "{}", stderr(&out));
+}

@@ -15,6 +15,7 @@ pub mod data;
 pub mod error;
 pub mod follow;
 pub mod journal;
+pub mod limit;
 pub mod origin;
 mod published;
 pub mod publisher;

@@ -58,6 +58,8 @@ pub enum Origin {
     Http {
         base: String,
         client: reqwest::Client,
+        /// Requests and bytes per second towards it ([`Origin::with_limits`]).
+        limits: crate::limit::Limits,
     },
 }
 
@@ -82,12 +84,26 @@ impl Origin {
             return Ok(Origin::Http {
                 base: url.trim_end_matches('/').to_owned(),
                 client,
+                limits: crate::limit::Limits::default(),
             });
         }
         if url.starts_with('/') {
             return Ok(Origin::File(PathBuf::from(url)));
         }
         Err(OriginError::Url(url.to_owned()))
+    }
+
+    /// The same source, asked at most as `limits` allow (an HTTP source;
+    /// a file is read as fast as it can be).
+    pub fn with_limits(self, limits: crate::limit::Limits) -> Self {
+        match self {
+            Origin::Http { base, client, .. } => Origin::Http {
+                base,
+                client,
+                limits,
+            },
+            file => file,
+        }
     }
 
     /// Where the source is, for messages.
@@ -110,13 +126,18 @@ impl Origin {
                     Err(source) => Err(OriginError::File { path, source }),
                 }
             }
-            Origin::Http { base, client } => {
+            Origin::Http {
+                base,
+                client,
+                limits,
+            } => {
                 let url = format!("{base}/{rel}");
                 let handle = tokio::runtime::Handle::current();
                 let mut wait = RETRY_FIRST;
                 let mut tries = 0;
                 loop {
                     tries += 1;
+                    limits.request();
                     let sent = handle.block_on(client.get(&url).send());
                     // Busy, failing or slow: asked again later, up to
                     // RETRY_TRIES times; its Retry-After is obeyed (capped).
@@ -157,8 +178,8 @@ impl Origin {
                                 .bytes_stream()
                                 .map_err(move |e| io::Error::other(format!("{url}: {e}")));
                             let reader = tokio_util::io::StreamReader::new(body);
-                            Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
-                                reader, handle,
+                            Ok(limits.reader(Box::new(
+                                tokio_util::io::SyncIoBridge::new_with_handle(reader, handle),
                             )))
                         }
                         404 | 410 => Err(OriginError::NotFound(url)),

@@ -61,6 +61,14 @@ pub struct Args {
     /// NARs downloaded and sealed at once [default: number of CPUs]
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    /// At most this many requests a second to the upstream (narinfos and
+    /// NARs together) [default: no limit]
+    #[arg(long, value_name = "N")]
+    max_upstream_requests: Option<f64>,
+    /// At most this many bytes a second from the upstream, e.g. 10M
+    /// [default: no limit]
+    #[arg(long, value_name = "SIZE", value_parser = parse_rate)]
+    max_upstream_rate: Option<u64>,
     /// Keep the paths' keys back; release them later with `hypernar release`
     #[arg(long)]
     no_release: bool,
@@ -79,7 +87,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("opening data directory {}", dir.display()))?;
     let client = ChannelClient::new().context("building the HTTP client")?;
-    let upstream = Arc::new(Origin::new(&args.upstream)?);
+    if args
+        .max_upstream_requests
+        .is_some_and(|r| !(r > 0.0 && r.is_finite()))
+    {
+        anyhow::bail!("--max-upstream-requests: give a number of requests a second over 0");
+    }
+    let limits =
+        hypernar_publisher::limit::Limits::new(args.max_upstream_requests, args.max_upstream_rate);
+    let upstream = Arc::new(Origin::new(&args.upstream)?.with_limits(limits));
     let opts = PublishOptions {
         closure: true,
         all: false,
@@ -208,4 +224,12 @@ async fn look(
         summary.already,
         generation.missing
     )))
+}
+
+/// A rate in bytes a second: bytes, or a number with K, M or G.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    match hypernar_fetcher::node::evict::parse_size(text)? {
+        0 => Err(format!("{text:?}: a rate of 0 would never finish")),
+        n => Ok(n),
+    }
 }
