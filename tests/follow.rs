@@ -203,6 +203,15 @@ fn a_followed_channel_is_published_release_by_release_and_never_goes_back() {
     assert_eq!(site.published(), ["app1", "app2", "lib", "libc"]);
     assert_eq!(site.state(), before);
     site.w.assert_reads_back("app2");
+    // The operator may take it all the same (after a bad commit).
+    let out = site.follow(&ng, &["--allow-older"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        site.state().contains("nixos-test.99.ccccccc"),
+        "{}",
+        site.state()
+    );
+    assert_eq!(site.published(), ["app1", "app2", "lib", "libc", "tool"]);
 }
 
 /// Rewrites `name`'s narinfo in the cache with `edit`.

@@ -15,8 +15,10 @@
 //! What the feeds say is checked as a fetcher checks it: the manifest and
 //! each page against their bounds ([`Manifest::check`],
 //! [`RunRef::check_page`]), the record against the path asked, the key
-//! against the record's commitment. A block this store does not hold (a
-//! sparse replica) is an error naming the block, never a "not published".
+//! against the record's commitment. A record or key block this store does
+//! not hold (a sparse replica) is an error naming it; a run page or the
+//! manifest not held is the store's "not stored locally" error; neither is
+//! ever a "not published".
 
 use ed25519_dalek::VerifyingKey;
 
@@ -112,7 +114,9 @@ pub struct Located {
     pub publisher: Identity,
     pub record: PathRecord,
     /// Its released key, checked against the record's commitment; `None`
-    /// if the publisher has not released it (or this store lacks it).
+    /// if the publisher has not released it, or released it to a key feed
+    /// this store lacks (a key block a run names that a sparse copy lacks
+    /// is an error instead: [`LookupError::NotHeld`]).
     pub key: Option<PathKey>,
     /// The data feed holding its blocks.
     pub data_feed: FeedDecl,

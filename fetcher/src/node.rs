@@ -103,8 +103,14 @@ struct Catalog {
 /// the sources floor does (`Sources::look_up_now`), without waiting for
 /// indexes to settle; what it finds is then in the catalog. The node's own
 /// services need it but sit below that floor, which gives it to them.
-pub type Resolver =
-    Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, Option<StorePath>> + Send + Sync>;
+///
+/// Given a publisher, only that publisher's runs are looked in (and the
+/// catalog's answer for the hash, which may be another's, is not taken).
+pub type Resolver = Arc<
+    dyn Fn(String, Option<Identity>) -> futures::future::BoxFuture<'static, Option<StorePath>>
+        + Send
+        + Sync,
+>;
 
 /// A running node. Cloning shares it.
 #[derive(Clone)]
@@ -205,7 +211,13 @@ impl Node {
             return Some(p);
         }
         let r = self.catalog.resolver.get()?.clone();
-        r(hash.to_owned()).await
+        r(hash.to_owned(), None).await
+    }
+
+    /// The path of `hash` in publisher `id`'s runs, by the [`Resolver`].
+    pub async fn resolve_in(&self, id: &Identity, hash: &str) -> Option<StorePath> {
+        let r = self.catalog.resolver.get()?.clone();
+        r(hash.to_owned(), Some(*id)).await
     }
 
     /// Replicates a publisher: its index eagerly, and the feeds it declares

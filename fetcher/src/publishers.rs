@@ -36,6 +36,10 @@ struct Known {
     /// lookup found them (or a cut put the tail they were in into a run),
     /// least recently found first: at most [`FOUND_MAX`] are kept.
     found: lru::LruCache<StorePath, ()>,
+    /// Releases the key feed's follower read (past the manifest's key
+    /// mark), by path, with their block: kept whatever `found` forgets,
+    /// until a cut puts them in a run.
+    tail_keys: HashMap<StorePath, u64>,
     /// How the index is read: whole, or by lookup in runs.
     runs: Option<Runs>,
     /// How far the followers have read the index and the public key feed
@@ -320,12 +324,20 @@ impl Publishers {
         }
         let max = crate::recent::MAX_ENTRIES;
         if used.0.len() > max {
-            let mut times: Vec<u64> = used.0.values().copied().collect();
-            let (_, cut, _) = times.select_nth_unstable_by(max, |a, b| b.cmp(a));
-            let cut = *cut;
-            used.0.retain(|_, t| *t > cut);
+            let mut all: Vec<(StorePath, u64)> = used.0.drain().collect();
+            all.sort_by_key(|u| std::cmp::Reverse(u.1));
+            all.truncate(max);
+            used.0.extend(all);
         }
         Some(used.0.iter().map(|(p, t)| (p.clone(), *t)).collect())
+    }
+
+    /// Forgets when `path` was used (its blocks were all evicted).
+    pub fn forget_use(&self, path: &StorePath) {
+        let mut used = self.used.lock().expect("used lock");
+        if used.0.remove(path).is_some() {
+            used.1 = true;
+        }
     }
 
     /// Every path whose use is remembered.
@@ -416,6 +428,7 @@ impl Publishers {
                 index: PublisherIndex::new(id),
                 releases: HashMap::new(),
                 found: lru::LruCache::unbounded(),
+                tail_keys: HashMap::new(),
                 runs: None,
                 progress: None,
                 keys_progress: None,
@@ -530,6 +543,20 @@ impl Publishers {
                 }) = &k.runs
                 {
                     let to = m.indexed_to;
+                    // Keys a cut put in a run: kept only with a record.
+                    let keys_to = m.keys_indexed_to;
+                    let cut_keys: Vec<StorePath> = k
+                        .tail_keys
+                        .iter()
+                        .filter(|(_, seq)| **seq < keys_to)
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    for p in cut_keys {
+                        k.tail_keys.remove(&p);
+                        if !k.index.paths.contains_key(&p) {
+                            k.releases.remove(&p);
+                        }
+                    }
                     let cut: Vec<StorePath> = k
                         .index
                         .paths
@@ -629,8 +656,13 @@ impl Publishers {
                         p.read(seq);
                     }
                     let taken = path.as_ref().is_some_and(|p| k.index.paths.contains_key(p));
-                    if let (true, true, Some(p)) = (found, taken, &path) {
-                        forgot = bound_found(k, p.clone(), &kept);
+                    match (found, taken, &path) {
+                        (true, true, Some(p)) => forgot = bound_found(k, p.clone(), &kept),
+                        // The tail's record now: not one a lookup found.
+                        (false, true, Some(p)) => {
+                            k.found.pop(p);
+                        }
+                        _ => {}
                     }
                     taken
                 }
@@ -662,6 +694,9 @@ impl Publishers {
             .expect("publishers lock")
             .get_mut(&id.to_bytes())
         {
+            if let Some(seq) = seq {
+                k.tail_keys.insert(release.store_path.clone(), seq);
+            }
             k.releases.insert(release.store_path, PathKey(release.key));
             if let (Some(p), Some(seq)) = (k.keys_progress.as_mut(), seq) {
                 p.read(seq);
@@ -784,7 +819,10 @@ fn bound_found(k: &mut Known, path: StorePath, kept: &HashSet<StorePath>) -> Vec
         }
         k.index.paths.remove(&p);
         k.index.listings.remove(&p);
-        k.releases.remove(&p);
+        // A key the follower read is in no run yet: no lookup would find it.
+        if !k.tail_keys.contains_key(&p) {
+            k.releases.remove(&p);
+        }
         forgot.push(p);
     }
     forgot
@@ -925,7 +963,7 @@ mod tests {
             id: 0,
             role: FeedRole::Data,
             name: "data/0".into(),
-            public_key: [7; 32],
+            public_key: secret.feed_signing_key("data/0").verifying_key().to_bytes(),
         };
         let manifest = |indexed_to| Manifest {
             indexed_to,
@@ -973,6 +1011,36 @@ mod tests {
         assert!(p.find(&path(3)).is_some(), "the pinned path was forgotten");
         let newest = path(100 + FOUND_MAX);
         assert_eq!(p.path_by_hash(newest.hash_part()), Some(newest));
+
+        // A key the key follower read (the path's run entry had none) is
+        // kept when its found record is forgotten: found again, the path
+        // is served.
+        p.insert_found(&id, 50, record(50), None, None);
+        let release = KeyRelease {
+            index_seq: 50,
+            store_path: path(50),
+            key: [3; 32],
+        };
+        p.add_key(&id, release, Some(7));
+        // And a record the index follower applied is the tail's: a found
+        // one's forgetting does not take it.
+        p.insert_found(&id, 60, record(60), None, None);
+        p.apply(&id, 20, Record::Path(Box::new(record(60))));
+        for i in 0..=FOUND_MAX {
+            p.insert_found(&id, 30_000 + i as u64, record(30_000 + i), None, None);
+        }
+        assert!(p.find(&path(50)).is_none(), "not forgotten");
+        assert!(
+            p.find(&path(60)).is_some(),
+            "the tail's record was forgotten"
+        );
+        p.insert_found(&id, 50, record(50), None, None);
+        let got = p.lookup(&path(50));
+        assert!(
+            got.is_ok(),
+            "the followed key was forgotten: {:?}",
+            got.err()
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The longest one take waits.
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
+
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
 #[derive(Debug)]
 pub struct Bucket {
@@ -54,7 +57,10 @@ impl Bucket {
         if b.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-b.tokens / self.rate)
+            // Bounded: a rate too small to say in a Duration waits a day.
+            Duration::try_from_secs_f64(-b.tokens / self.rate)
+                .unwrap_or(MAX_WAIT)
+                .min(MAX_WAIT)
         }
     }
 

@@ -152,14 +152,18 @@ impl Origin {
                                 RETRY_TRIES,
                             )
                         }
-                        Err(e) if e.is_timeout() => (Some((format!("{e}"), None)), RETRY_TRIES),
+                        // A connection not made (refused, or timed out
+                        // connecting) first: it is both.
                         Err(e) if e.is_connect() => {
                             (Some((format!("{e}"), None)), RETRY_CONNECT_TRIES)
                         }
+                        Err(e) if e.is_timeout() => (Some((format!("{e}"), None)), RETRY_TRIES),
                         Err(_) => (None, 1),
                     };
                     if let (Some((why, after)), true) = (&again, tries < most) {
-                        let pause = after.unwrap_or(wait).min(RETRY_MAX);
+                        // Never sooner than the backoff (a Retry-After of
+                        // 0 would make the tries back to back).
+                        let pause = after.map_or(wait, |a| a.max(wait)).min(RETRY_MAX);
                         tracing::info!(%url, "the source {why}; asking again in {pause:?}");
                         std::thread::sleep(pause);
                         wait = (wait * 2).min(RETRY_MAX);

@@ -52,6 +52,11 @@ pub struct Args {
     /// nix.conf's trusted-public-keys (repeatable) [default: cache.nixos.org-1]
     #[arg(long = "trusted-public-key", value_name = "NAME:BASE64")]
     trusted_keys: Vec<NixPublicKey>,
+    /// Take the release a channel points at even if it is older than the
+    /// one last committed (after a commit of a release that should not
+    /// have been; docs/threat-model.md)
+    #[arg(long)]
+    allow_older: bool,
     /// Look at each channel once and exit (default: keep following)
     #[arg(long)]
     once: bool,
@@ -89,9 +94,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = ChannelClient::new().context("building the HTTP client")?;
     if args
         .max_upstream_requests
-        .is_some_and(|r| !(r > 0.0 && r.is_finite()))
+        .is_some_and(|r| !(0.01..=1e6).contains(&r))
     {
-        anyhow::bail!("--max-upstream-requests: give a number of requests a second over 0");
+        anyhow::bail!(
+            "--max-upstream-requests: give a number of requests a second from 0.01 to 1000000"
+        );
     }
     let limits =
         hypernar_publisher::limit::Limits::new(args.max_upstream_requests, args.max_upstream_rate);
@@ -115,7 +122,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     loop {
         for channel in &args.channels {
-            match look(&mut publisher, &client, &upstream, &opts, &dir, channel).await {
+            let looked = look(
+                &mut publisher,
+                &client,
+                &upstream,
+                &opts,
+                &dir,
+                channel,
+                args.allow_older,
+            );
+            match looked.await {
                 Ok(Some(line)) => println!("{line}"),
                 Ok(None) => {}
                 Err(e) => {
@@ -153,10 +169,22 @@ async fn look(
     opts: &PublishOptions,
     dir: &std::path::Path,
     channel: &Channel,
+    allow_older: bool,
 ) -> anyhow::Result<Option<String>> {
     let mut release = client.resolve(channel).await?;
     let mut state = follow::load_state(dir, &channel.name)?;
-    if !follow::should_ingest(&channel.name, &state, &release)? {
+    let should = |release: &hypernar_publisher::channel::Release| match follow::should_ingest(
+        &channel.name,
+        &state,
+        release,
+    ) {
+        Err(follow::FollowError::Older { .. }) if allow_older => {
+            warn!(channel = %channel.name, release = %release.name, "older than the release last committed; taken (--allow-older)");
+            Ok(true)
+        }
+        r => r,
+    };
+    if !should(&release)? {
         info!(channel = %channel.name, release = %release.name, "no new release");
         return Ok(Some(format!(
             "channel {}: {} is committed already",
@@ -165,7 +193,7 @@ async fn look(
     }
     let (roots, git_revision) = client.roots(&mut release).await?;
     // The time may order it when its name does not.
-    follow::should_ingest(&channel.name, &state, &release)?;
+    should(&release)?;
     info!(channel = %channel.name, release = %release.name, roots = roots.len(), "ingesting a release");
     let hashes: Vec<String> = roots.iter().map(|p| p.hash_part().to_owned()).collect();
     let bar = Arc::new(Bar::new());

@@ -228,16 +228,29 @@ impl Node {
             if hub.writable() {
                 continue;
             }
+            // A read may have started while this pass looked paths up.
+            if !even_read && p.is_being_read(&path) {
+                continue;
+            }
             let mut dropped = 0;
+            let mut whole = true;
             for (start, end) in ranges {
                 match hub.clear(start, end).await {
                     Ok(n) => dropped += n,
-                    Err(e) => warn!(%path, %e, "evicting a path's blocks failed; it is kept"),
+                    Err(e) => {
+                        whole = false;
+                        warn!(%path, %e, "evicting a path's blocks failed; it is kept");
+                    }
                 }
             }
             if dropped > 0 {
                 freed += held_bytes(dropped, &rec);
                 paths += 1;
+            }
+            // Nothing of it is held now: not a candidate again (nor looked
+            // up again) until it is used.
+            if whole {
+                p.forget_use(&path);
             }
         }
         (freed, paths)

@@ -16,6 +16,13 @@ use crate::sets::{cover, COVER_LIMIT};
 
 /// A burst of changes (an index replicating) is taken in one go.
 const SETTLE: Duration = Duration::from_millis(200);
+/// Between two walks that only the publishers' indexes moved (a
+/// publisher publishing record after record), at least this many times
+/// what the last walk took, up to [`WALK_SPACING_MAX`]: a walk of a few
+/// paths the catalog holds is redone at once, one of 10^5 lookups is not
+/// redone back to back. A set's change is walked at once.
+const WALK_SPACING: u32 = 4;
+const WALK_SPACING_MAX: Duration = Duration::from_secs(60);
 
 impl Node {
     /// Recomputes coverage and pins whenever a set or what the publishers
@@ -25,15 +32,20 @@ impl Node {
         let mut sets_rx = self.catalog.sets.subscribe();
         let mut pubs_rx = self.catalog.publishers.subscribe();
         let mut walked: Option<(u64, u64)> = None;
+        let mut next = tokio::time::Instant::now();
         loop {
-            let now = (
-                *sets_rx.borrow_and_update(),
-                self.catalog.publishers.content_mark(),
-            );
+            let sets_now = *sets_rx.borrow_and_update();
+            if walked.is_some_and(|(s, _)| s == sets_now) {
+                tokio::time::sleep_until(next).await;
+            }
+            let now = (sets_now, self.catalog.publishers.content_mark());
             pubs_rx.mark_unchanged();
             if walked != Some(now) {
                 walked = Some(now);
+                let started = tokio::time::Instant::now();
                 self.walk_sets(require_set, by_sets).await;
+                let took = started.elapsed();
+                next = tokio::time::Instant::now() + (took * WALK_SPACING).min(WALK_SPACING_MAX);
             }
             tokio::select! {
                 r = sets_rx.changed() => if r.is_err() { return },
@@ -69,10 +81,14 @@ impl Node {
         if require_set {
             p.set_gate(Some(all.clone()));
         }
+        // The pinned paths' records are kept from here on, whatever the
+        // walk of other sets looked up meanwhile; any forgotten during the
+        // walk is looked up again (from the local replica) to place it.
+        p.keep(Arc::new(pinned.clone()));
+        self.update_pins(pinned).await;
         if by_sets {
             self.share_covered(&all).await;
         }
-        self.update_pins(pinned);
     }
 
     /// The references of `path` if `publisher` lists it: in the catalog,
@@ -88,7 +104,8 @@ impl Node {
         }
         let id = Identity::from_bytes(&publisher).ok()?;
         p.runs(&id)?;
-        self.resolve(path.hash_part()).await?;
+        // In this publisher's runs, even if another publisher lists it.
+        self.resolve_in(&id, path.hash_part()).await?;
         p.references_listed(&publisher, &path)
     }
 
@@ -135,13 +152,17 @@ impl Node {
 
     /// Publishes the paths pinned now (those whose blocks the index
     /// places); the pins front-end (`crate::pins`) fetches and keeps them.
-    fn update_pins(&self, pinned: HashSet<StorePath>) {
-        let placed: HashSet<StorePath> = pinned
-            .into_iter()
-            .filter(|p| self.catalog.publishers.ranges(p).is_some())
-            .collect();
-        // Their records stay in the catalog whatever else is looked up.
-        self.catalog.publishers.keep(Arc::new(placed.clone()));
+    async fn update_pins(&self, pinned: HashSet<StorePath>) {
+        let p = &self.catalog.publishers;
+        let mut placed = HashSet::with_capacity(pinned.len());
+        for path in pinned {
+            if p.ranges(&path).is_none() {
+                self.resolve(path.hash_part()).await;
+            }
+            if p.ranges(&path).is_some() {
+                placed.insert(path);
+            }
+        }
         self.catalog.pins.send_if_modified(|now| {
             if **now == placed {
                 return false;

@@ -153,6 +153,23 @@ impl Sources {
         self.probe_runs(hash, &h, &mut HashMap::new()).await
     }
 
+    /// The path of `hash` in publisher `id`'s runs, looked up there (its
+    /// manifest read), whatever the catalog holds of other publishers.
+    pub async fn look_up_in(&self, id: &Identity, hash: &str) -> Option<StorePath> {
+        let h = run::hash_of(hash)?;
+        let runs = self.node().publishers().runs(id)?;
+        let ManifestState::At(_, m) = runs.manifest.clone() else {
+            return None;
+        };
+        match self.lookup_in(id, &runs, &m, &h).await {
+            Ok((found, _)) => found,
+            Err(e) => {
+                warn!(publisher = %id, hash, "looking a path up in runs: {e}");
+                None
+            }
+        }
+    }
+
     /// Looks `h` up in the runs of every publisher whose manifest is read
     /// and was not probed at that manifest yet (`probed`), all at once: a
     /// miss waits for the slowest, not the sum.

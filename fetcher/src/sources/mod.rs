@@ -159,7 +159,7 @@ impl Sources {
         };
         // Weak: the node must not keep its sources alive.
         let weak = Arc::downgrade(&sources.shared);
-        node.set_resolver(Arc::new(move |hash: String| {
+        node.set_resolver(Arc::new(move |hash: String, only| {
             let weak = weak.clone();
             Box::pin(async move {
                 let shared = weak.upgrade()?;
@@ -167,7 +167,10 @@ impl Sources {
                     shared,
                     timing: Timing::default(),
                 };
-                sources.look_up_now(&hash).await
+                match only {
+                    Some(id) => sources.look_up_in(&id, &hash).await,
+                    None => sources.look_up_now(&hash).await,
+                }
             })
         }));
         sources
