@@ -200,6 +200,24 @@ impl Publishers {
         self.bump();
     }
 
+    /// Lets `paths` through the gate too (a walk of the sets under way:
+    /// what it has found covered so far is served before it ends; the end
+    /// of the walk sets the gate exactly). No gate: nothing to widen.
+    pub(crate) fn widen_gate(&self, paths: &HashSet<StorePath>) {
+        let mut gate = self.gate.lock().expect("gate lock");
+        let Some(now) = gate.as_ref() else {
+            return;
+        };
+        if paths.iter().all(|p| now.contains(p)) {
+            return;
+        }
+        let mut wider: HashSet<StorePath> = (**now).clone();
+        wider.extend(paths.iter().cloned());
+        *gate = Some(Arc::new(wider));
+        drop(gate);
+        self.bump();
+    }
+
     /// Whether the gate lets `path` through.
     fn admits(&self, path: &StorePath) -> bool {
         self.gate
@@ -1094,6 +1112,23 @@ mod tests {
         assert!(uses.len() >= max - 1, "{}", uses.len());
         assert!(uses.iter().any(|u| u.0 == path(3)));
         assert!(!uses.iter().any(|u| u.0 == path(10)), "the oldest is kept");
+    }
+
+    #[test]
+    fn a_walk_widens_the_gate_as_it_goes_and_its_end_sets_it_exactly() {
+        let p = Publishers::default();
+        let path = |i: usize| StorePath::from_base_name(&format!("{i:0>32}-x")).unwrap();
+        let set = |v: &[usize]| v.iter().map(|&i| path(i)).collect::<HashSet<_>>();
+        // No gate: widening makes none.
+        p.widen_gate(&set(&[1]));
+        assert!(p.admits(&path(9)));
+        p.set_gate(Some(set(&[1])));
+        assert!(!p.admits(&path(2)));
+        p.widen_gate(&set(&[2]));
+        assert!(p.admits(&path(1)) && p.admits(&path(2)));
+        assert!(!p.admits(&path(3)));
+        p.set_gate(Some(set(&[2])));
+        assert!(!p.admits(&path(1)), "the walk's end narrows it exactly");
     }
 
     #[test]

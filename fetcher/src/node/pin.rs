@@ -74,6 +74,11 @@ impl Node {
             if is_pinned {
                 pinned.extend(covered.iter().cloned());
             }
+            // A long walk (10^5 lookups over a cold replica) serves what
+            // each set covers as soon as that set is walked.
+            if require_set {
+                self.catalog.publishers.widen_gate(&covered);
+            }
             all.extend(covered.iter().cloned());
             self.catalog.sets.set_covered(&id, Arc::new(covered));
         }
