@@ -149,6 +149,12 @@ fn a_channel_built_by_nix_is_followed_and_nix_substitutes_a_release_through_the_
         &[],
     );
     let api = sub.http.clone().unwrap();
+    // Asked once it has reached its peer: a node with no source yet
+    // answers a miss at once, and Nix would keep that answer.
+    for root in &releases[1] {
+        let hash = StorePath::parse(root).unwrap().hash_part().to_owned();
+        wait_for_status(&api, &format!("/{hash}.narinfo"), 200, 30);
+    }
     let mut closure_args = vec!["nix-store", "-qR"];
     closure_args.extend(releases[1].iter().map(String::as_str));
     let closure: Vec<String> = nix(&closure_args).lines().map(str::to_owned).collect();
