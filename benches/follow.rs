@@ -26,6 +26,7 @@
 
 mod common;
 
+use common::{run_peak, Proc};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,14 +34,6 @@ use std::time::{Duration, Instant};
 
 use hypernar_feed::format::narinfo::Compression;
 use hypernar_publisher::sample::{nar_of, write_cache, Contents, Entry, NixSigningKey, SamplePath};
-
-struct Proc(std::process::Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// nginx on 127.0.0.1:`port` serving `root`, `/channel` a 302 to
 /// `release`.
@@ -71,31 +64,6 @@ fn nginx(root: &Path, work: &Path, port: u16, release: &str) -> Proc {
         std::thread::sleep(Duration::from_millis(20));
     }
     child
-}
-
-/// Runs `cmd` to its end: its time and peak RSS in MiB.
-fn run_peak(cmd: &mut Command) -> (Duration, f64) {
-    let t = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut peak = 0;
-    loop {
-        peak = peak.max(common::proc_status_kib(child.id(), "VmHWM:"));
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (t.elapsed(), peak as f64 / 1024.0)
 }
 
 fn main() {

@@ -23,6 +23,8 @@
 
 mod common;
 
+use common::{run_peak, Proc};
+
 use hypernar_feed::format::narinfo::NarHash;
 use hypernar_feed::format::record::{wrap_path_key, KeyRelease, ListingRecord, PathRecord, Record};
 use hypernar_feed::format::run::{self, RunEntry, RunRef, TARGET_PAGE_ENTRIES};
@@ -480,40 +482,6 @@ fn wchar(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("wchar:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// Runs `cmd` to its end: how long it took and its peak RSS in MiB
-/// (`VmHWM`, sampled every 10 ms; its last sample before the exit).
-fn run_peak(cmd: &mut std::process::Command) -> (std::time::Duration, f64) {
-    let started = std::time::Instant::now();
-    let mut child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut peak = 0;
-    loop {
-        peak = peak.max(common::proc_status_kib(child.id(), "VmHWM:"));
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (started.elapsed(), peak as f64 / 1024.0)
-}
-
-struct Proc(std::process::Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn get(api: &str, path: &str) -> u16 {

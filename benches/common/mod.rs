@@ -306,3 +306,38 @@ pub fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// Runs `cmd` to its end: how long it took and its peak RSS in MiB
+/// (`VmHWM`, sampled every 10 ms; its last sample before the exit).
+pub fn run_peak(cmd: &mut std::process::Command) -> (std::time::Duration, f64) {
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    loop {
+        peak = peak.max(proc_status_kib(child.id(), "VmHWM:"));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (started.elapsed(), peak as f64 / 1024.0)
+}
+
+/// A child process, killed when dropped.
+pub struct Proc(pub std::process::Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
