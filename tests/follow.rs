@@ -108,8 +108,81 @@ impl Site {
         hypernar(&args)
     }
 
+    /// What `hypernar channels` says was committed.
     fn state(&self) -> String {
-        std::fs::read_to_string(self.w.data.join("channels/test.json")).unwrap_or_default()
+        let out = hypernar(&["channels", "--data", s(&self.w.data)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    }
+
+    /// Whether the generations feed's last block is a generations record.
+    fn ends_with_record(&self) -> bool {
+        use hypernar_feed::format::record::Record;
+        use hypernar_feed::io::FeedIo;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = hypernar_feed::FeedStore::open(&self.w.data).unwrap();
+            let key = self
+                .w
+                .secret()
+                .feed_signing_key(hypernar_feed::format::identity::GENERATIONS_FEED)
+                .verifying_key();
+            let mut feed = store.open_existing(&key).await.unwrap().unwrap();
+            let last = feed.length() - 1;
+            matches!(feed.read_record(last).await, Ok(Record::Generations(_)))
+        })
+    }
+
+    /// The committed generation of channel `test`, read from the
+    /// generations feed: its release and the names of the paths its table
+    /// lists, each entry checked to point at that path's record (and at
+    /// its key release, when it has one).
+    fn generation(&self) -> Option<(String, Vec<String>)> {
+        use hypernar_feed::format::identity::{GENERATIONS_FEED, INDEX_FEED, PUBLIC_KEYS_FEED};
+        use hypernar_feed::format::record::Record;
+        use hypernar_feed::format::run;
+        use hypernar_feed::io::FeedIo;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = hypernar_feed::FeedStore::open(&self.w.data).unwrap();
+            let secret = self.w.secret();
+            let open = |name: &str| {
+                let key = secret.feed_signing_key(name).verifying_key();
+                let store = store.clone();
+                async move { store.open_existing(&key).await.unwrap() }
+            };
+            let mut feed = open(GENERATIONS_FEED).await?;
+            let (_, last) = hypernar_feed::lookup::last_generations(&mut feed)
+                .await
+                .unwrap()?;
+            let g = last.get("test")?.clone();
+            let mut index = open(INDEX_FEED).await.unwrap();
+            let mut keys = open(PUBLIC_KEYS_FEED).await.unwrap();
+            let mut names = Vec::new();
+            let t = g.table;
+            for block in t.first_block..t.end_block().unwrap() {
+                let Record::RunPage(page) = feed.read_record(block).await.unwrap() else {
+                    panic!("block {block} of the table is no page");
+                };
+                t.check_page(block, &page).unwrap();
+                for e in page.entries {
+                    let Record::Path(p) = index.read_record(e.index_seq).await.unwrap() else {
+                        panic!("an entry points at no path record");
+                    };
+                    assert_eq!(run::path_hash(&p.store_path), e.hash);
+                    if e.key_seq != run::NO_KEY {
+                        let Record::Key(k) = keys.read_record(e.key_seq).await.unwrap() else {
+                            panic!("an entry points at no key release");
+                        };
+                        assert_eq!(k.store_path, p.store_path);
+                    }
+                    names.push(p.store_path.name().to_owned());
+                }
+            }
+            assert_eq!(names.len() as u64, g.closure);
+            names.sort();
+            Some((g.release, names))
+        })
     }
 
     /// Store paths the publisher's index holds.
@@ -160,9 +233,16 @@ fn a_followed_channel_is_published_release_by_release_and_never_goes_back() {
         stdout(&out)
     );
     assert_eq!(site.published(), ["app1", "lib", "libc"]);
+    // The generation committed lists exactly the closure.
+    assert_eq!(
+        site.generation(),
+        Some((
+            "nixos-test.100.aaaaaaa".into(),
+            vec!["app1".into(), "lib".into(), "libc".into()]
+        ))
+    );
     assert!(
-        site.state()
-            .contains("\"git_revision\": \"0123456789abcdef\""),
+        site.state().contains("git 0123456789abcdef"),
         "{}",
         site.state()
     );
@@ -188,6 +268,16 @@ fn a_followed_channel_is_published_release_by_release_and_never_goes_back() {
         stdout(&out)
     );
     assert_eq!(site.published(), ["app1", "app2", "lib", "libc"]);
+    // Its generation lists the paths published before too.
+    assert_eq!(
+        site.generation().map(|(_, names)| names),
+        Some(vec![
+            "app1".into(),
+            "app2".into(),
+            "lib".into(),
+            "libc".into()
+        ])
+    );
     drop(ng);
 
     // It goes back in time: refused, nothing published, the state kept.
@@ -445,4 +535,88 @@ fn a_follower_kept_under_the_upstreams_request_limit_is_never_throttled() {
     let out = site.follow(&ng, &["--max-upstream-rate", "0"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("a rate of 0"), "{}", stderr(&out));
+}
+
+/// Aborted while committing a generation — after creating the feed,
+/// after writing the table — the release is not committed, what was
+/// committed before still reads back, and the next run commits it with
+/// nothing published twice.
+#[test]
+fn a_follow_aborted_while_committing_a_generation_commits_it_next_time() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    if !faults_built_in() {
+        return;
+    }
+    for point in ["generations-created", "generation-pages"] {
+        let site = Site::new();
+        site.release("nixos-test.100.aaaaaaa", &["app1"]);
+        site.release("nixos-test.101.bbbbbbb", &["app1", "tool"]);
+        let ng = site.serve_channel("nixos-test.100.aaaaaaa");
+        let aborted = |site: &Site, ng: &Nginx| {
+            let key = NixSigningKey::from_seed("test-cache-1", [1; 32]).public_text();
+            let out = std::process::Command::new(bin())
+                .args(["follow", "--once", "--key", s(&site.w.key), "--data"])
+                .arg(&site.w.data)
+                .args(["--channel", &format!("test={}/channel", ng.base)])
+                .args(["--upstream", &format!("{}/cache", ng.base)])
+                .args(["--trusted-public-key", &key])
+                .env("HYPERNAR_FAULT_ABORT_AT", point)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.code().is_none(),
+                "{point}: the run did not abort"
+            );
+        };
+        aborted(&site, &ng);
+        assert_eq!(site.state(), "", "{point}: committed before its record");
+        assert_eq!(site.generation(), None, "{point}");
+        let out = site.follow(&ng, &[]);
+        assert!(out.status.success(), "{point}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("3 closure paths: 0 published now, 3 before"),
+            "{point}: {}",
+            stdout(&out)
+        );
+        assert_eq!(
+            site.generation().map(|(r, n)| (r, n.len())),
+            Some(("nixos-test.100.aaaaaaa".into(), 3)),
+            "{point}"
+        );
+        drop(ng);
+        if point == "generation-pages" {
+            // Release 2's table written, its record not: release 1 is
+            // still the one committed, for readers too.
+            let ng = site.serve_channel("nixos-test.101.bbbbbbb");
+            aborted(&site, &ng);
+            assert!(
+                site.state().contains("nixos-test.100.aaaaaaa"),
+                "{}",
+                site.state()
+            );
+            assert!(!site.ends_with_record());
+            // Opened again (with nothing to do), the publisher appends the
+            // last record again: peers read only the last block.
+            let ng1 = site.serve_channel("nixos-test.100.aaaaaaa");
+            let out = site.follow(&ng1, &[]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(site.ends_with_record());
+            drop(ng1);
+            let out = site.follow(&ng, &[]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(
+                site.generation(),
+                Some((
+                    "nixos-test.101.bbbbbbb".into(),
+                    ["app1", "lib", "libc", "tool"].map(String::from).to_vec()
+                ))
+            );
+        }
+        assert_eq!(
+            site.published().len(),
+            if point == "generation-pages" { 4 } else { 3 }
+        );
+    }
 }

@@ -90,7 +90,8 @@ impl PublisherIndex {
             | Record::Key(_)
             | Record::SetEntry(_)
             | Record::RunPage(_)
-            | Record::Manifest(_) => {}
+            | Record::Manifest(_)
+            | Record::Generations(_) => {}
         }
         self.len = self.len.max(seq + 1);
     }

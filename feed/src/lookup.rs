@@ -23,6 +23,7 @@
 use ed25519_dalek::VerifyingKey;
 
 use crate::catalog::CatalogError;
+use crate::format::generation::{GenerationError, Generations};
 use crate::format::identity::{Identity, PUBLIC_KEYS_FEED, RUNS_FEED};
 use crate::format::record::{FeedDecl, FeedRole, PathRecord, Record};
 use crate::format::run::{self, Manifest, PathHash, RunEntry, RunError, RunRef, NO_KEY};
@@ -52,6 +53,16 @@ pub enum LookupError {
         #[source]
         source: RunError,
     },
+    #[error(
+        "block {block} of the generations feed should be a page or a generations record, is {kind}"
+    )]
+    NotGenerations { block: u64, kind: &'static str },
+    #[error("block {block} of the generations feed: {source}")]
+    Generations {
+        block: u64,
+        #[source]
+        source: GenerationError,
+    },
 }
 
 /// The manifest a runs feed ends with, and its block; `None` for a feed
@@ -66,6 +77,33 @@ pub async fn last_manifest<F: FeedIo>(
         at -= 1;
         if let Record::Manifest(m) = feed.read_record(at).await? {
             return Ok(Some((at, *m)));
+        }
+    }
+    Ok(None)
+}
+
+/// The `Generations` record a generations feed ends with, and its block,
+/// checked against it; `None` for a feed that holds none. Pages of a
+/// commit cut short after it are read past, as readers do.
+pub async fn last_generations<F: FeedIo>(
+    feed: &mut F,
+) -> Result<Option<(u64, Generations)>, LookupError> {
+    let mut at = feed.length();
+    while at > 1 {
+        at -= 1;
+        match feed.read_record(at).await? {
+            Record::Generations(g) => {
+                g.check(at)
+                    .map_err(|source| LookupError::Generations { block: at, source })?;
+                return Ok(Some((at, *g)));
+            }
+            Record::RunPage(_) => {}
+            other => {
+                return Err(LookupError::NotGenerations {
+                    block: at,
+                    kind: other.kind_name(),
+                })
+            }
         }
     }
     Ok(None)

@@ -6,10 +6,10 @@
 //! journaled publisher (a run killed at any instant is finished by the
 //! next, and nothing is published twice).
 //!
-//! What a follower has committed is kept per channel in
-//! `DATA/channels/<name>.json` ([`ChannelState`]), replaced whole (written
-//! beside, synced, renamed): the release last committed, and the one being
-//! ingested. A release is committed once its closure is published but for
+//! What a follower has committed is a **generation** per channel, in its
+//! `generations` feed (`generations.rs`): peers read it, and so does the
+//! follower, to know which release it committed last. A release is
+//! committed once its closure is published but for
 //! paths the upstream does not have (404: reported, they do not block it);
 //! a narinfo no trusted key signed, or any other failure, keeps it from
 //! committing, and the next run tries again. A release older than the last
@@ -19,11 +19,10 @@
 //! name any store paths, and the follower publishes only what the trusted
 //! keys signed (docs/threat-model.md).
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hypernar_feed::format::generation::{is_channel_name, Generation};
 use hypernar_feed::format::storepath::StorePath;
-use serde::{Deserialize, Serialize};
 
 use crate::channel::{self, Order, Release};
 
@@ -60,12 +59,6 @@ pub enum FollowError {
         last: String,
         next: String,
     },
-    #[error("{path}: {source}")]
-    State {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{0:?} is not a channel name (letters, digits, '.', '_', '-'; at most 64)")]
     Name(String),
 }
@@ -89,13 +82,7 @@ impl std::str::FromStr for Channel {
                 (name.to_owned(), text.to_owned())
             }
         };
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            && !name.starts_with('.');
-        if !ok {
+        if !is_channel_name(&name) {
             return Err(FollowError::Name(name));
         }
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -108,85 +95,14 @@ impl std::str::FromStr for Channel {
     }
 }
 
-/// What a follower keeps of one channel.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelState {
-    /// The release last committed.
-    pub committed: Option<Generation>,
-}
-
-/// A release committed: what it named and what of it was published.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Generation {
-    pub release: String,
-    pub url: String,
-    pub revision_count: Option<u64>,
-    pub modified: Option<u64>,
-    pub git_revision: Option<String>,
-    /// When it was committed (seconds since the epoch).
-    pub committed_at: u64,
-    /// Paths `store-paths.xz` listed.
-    pub roots: u64,
-    /// Paths of the closure published (now or before).
-    pub closure: u64,
-    /// Paths of the closure the upstream does not have.
-    pub missing: u64,
-}
-
-impl Generation {
-    /// The release it was.
-    pub fn release(&self) -> Release {
-        Release {
-            name: self.release.clone(),
-            url: self.url.clone(),
-            revision_count: self.revision_count,
-            modified: self.modified,
-        }
+/// The release a committed generation was.
+pub fn release_of(g: &Generation) -> Release {
+    Release {
+        name: g.release.clone(),
+        url: g.url.clone(),
+        revision_count: g.revision_count,
+        modified: g.modified,
     }
-}
-
-/// Where `name`'s state is kept in `data_dir`.
-pub fn state_path(data_dir: &Path, name: &str) -> PathBuf {
-    data_dir.join("channels").join(format!("{name}.json"))
-}
-
-/// Reads a channel's state: none yet is the empty state. A file that does
-/// not parse is an error (it is never replaced by a guess: the operator
-/// sees it).
-pub fn load_state(data_dir: &Path, name: &str) -> Result<ChannelState, FollowError> {
-    let path = state_path(data_dir, name);
-    let err = |source| FollowError::State {
-        path: path.clone(),
-        source,
-    };
-    match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() > 1 << 20 => Err(err(std::io::Error::other("over 1 MiB"))),
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(std::io::Error::other(e))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ChannelState::default()),
-        Err(e) => Err(err(e)),
-    }
-}
-
-/// Replaces a channel's state whole.
-pub fn store_state(data_dir: &Path, name: &str, state: &ChannelState) -> Result<(), FollowError> {
-    use std::io::Write;
-    let path = state_path(data_dir, name);
-    let err = |source| FollowError::State {
-        path: path.clone(),
-        source,
-    };
-    let dir = path.parent().expect("a state file has a directory");
-    hypernar_feed::private::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = hypernar_feed::private::create_temp(&tmp).map_err(err)?;
-    let text = serde_json::to_vec_pretty(state).expect("a state serializes");
-    f.write_all(&text).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// The HTTP side of following: the channel's redirect and the release's
@@ -354,17 +270,17 @@ impl ChannelClient {
     }
 }
 
-/// What to do with `next` given the channel's state: `Ok(true)` to ingest
-/// it, `Ok(false)` if it is the release already committed.
+/// What to do with `next` given the channel's last committed generation:
+/// `Ok(true)` to ingest it, `Ok(false)` if it is the release committed.
 pub fn should_ingest(
     channel: &str,
-    state: &ChannelState,
+    last: Option<&Generation>,
     next: &Release,
 ) -> Result<bool, FollowError> {
-    let Some(last) = &state.committed else {
+    let Some(last) = last else {
         return Ok(true);
     };
-    match channel::order(&last.release(), next) {
+    match channel::order(&release_of(last), next) {
         Order::Same => Ok(false),
         Order::Newer | Order::Unordered => Ok(true),
         Order::Older => Err(FollowError::Older {
@@ -429,6 +345,7 @@ mod tests {
     #[test]
     fn a_release_is_ingested_unless_committed_and_refused_if_older() {
         let generation = |name: &str| Generation {
+            channel: "c".into(),
             release: name.into(),
             url: format!("http://x/{name}/"),
             revision_count: channel::revision_count(name),
@@ -436,47 +353,25 @@ mod tests {
             git_revision: None,
             committed_at: 0,
             roots: 1,
-            closure: 1,
+            closure: 0,
             missing: 0,
+            table: hypernar_feed::format::run::RunRef {
+                first_block: 1,
+                bits: 0,
+                entries: 0,
+                from: 0,
+                to: 0,
+            },
         };
-        let release = |name: &str| generation(name).release();
-        let empty = ChannelState::default();
-        assert!(should_ingest("c", &empty, &release("nixos-t.100.aaaaaaa")).unwrap());
-        let state = ChannelState {
-            committed: Some(generation("nixos-t.100.aaaaaaa")),
-        };
-        assert!(!should_ingest("c", &state, &release("nixos-t.100.aaaaaaa")).unwrap());
-        assert!(should_ingest("c", &state, &release("nixos-t.101.bbbbbbb")).unwrap());
-        let err = should_ingest("c", &state, &release("nixos-t.99.ccccccc")).unwrap_err();
+        let release = |name: &str| release_of(&generation(name));
+        assert!(should_ingest("c", None, &release("nixos-t.100.aaaaaaa")).unwrap());
+        let last = generation("nixos-t.100.aaaaaaa");
+        assert!(!should_ingest("c", Some(&last), &release("nixos-t.100.aaaaaaa")).unwrap());
+        assert!(should_ingest("c", Some(&last), &release("nixos-t.101.bbbbbbb")).unwrap());
+        let err = should_ingest("c", Some(&last), &release("nixos-t.99.ccccccc")).unwrap_err();
         assert!(
             err.to_string().contains("older than nixos-t.100.aaaaaaa"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn a_channel_state_is_replaced_whole_and_a_broken_one_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            load_state(dir.path(), "c").unwrap(),
-            ChannelState::default()
-        );
-        let state = ChannelState {
-            committed: Some(Generation {
-                release: "r.1.abcdef0".into(),
-                url: "http://x/r.1.abcdef0/".into(),
-                revision_count: Some(1),
-                modified: Some(5),
-                git_revision: Some("abc".into()),
-                committed_at: 9,
-                roots: 2,
-                closure: 3,
-                missing: 1,
-            }),
-        };
-        store_state(dir.path(), "c", &state).unwrap();
-        assert_eq!(load_state(dir.path(), "c").unwrap(), state);
-        std::fs::write(state_path(dir.path(), "c"), b"{").unwrap();
-        assert!(load_state(dir.path(), "c").is_err());
     }
 }

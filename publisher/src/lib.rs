@@ -14,6 +14,7 @@ pub mod control;
 pub mod data;
 pub mod error;
 pub mod follow;
+mod generations;
 pub mod journal;
 pub mod limit;
 pub mod origin;

@@ -15,7 +15,7 @@ use hypernar_feed::format::nixkey::{self, NixPublicKey};
 use hypernar_feed::format::record::{
     wrap_path_key, FeedDecl, FeedHeader, FeedRole, ListingRecord, PathRecord, Record, WebSeedList,
 };
-use hypernar_feed::format::run::{self, Manifest, PathHash};
+use hypernar_feed::format::run::{self, Manifest, PathHash, RunEntry};
 use hypernar_feed::format::segment::{ENVELOPE_OVERHEAD, MAX_SEGMENT_SIZE};
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::io::{ensure_header, FeedIo, FeedOpener};
@@ -122,6 +122,10 @@ pub struct PublishSummary {
     /// Of `failed`: narinfos refused because no trusted key signed them
     /// (with `trusted_keys`): never published.
     pub refused: Vec<String>,
+    /// Where every path of the walk published now or before is, in this
+    /// publisher's index and public key feed: the closure's table when
+    /// the walk is a release's (`generations.rs`).
+    pub entries: Vec<RunEntry>,
     pub nar_bytes: u64,
     pub stored_bytes: u64,
     pub elapsed: Duration,
@@ -166,6 +170,8 @@ pub struct Publisher<O: FeedOpener = FeedStore> {
     pub(crate) data_id: u32,
     /// Blocks a data feed holds before the next is opened (`data.rs`).
     pub(crate) data_bound: u64,
+    /// The generations feed, once declared (`generations.rs`).
+    pub(crate) generations: Option<crate::generations::GenerationsFeed<O::Feed>>,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PublishError + '_ {
@@ -333,7 +339,9 @@ impl<O: FeedOpener> Publisher<O> {
             released,
             data_id,
             data_bound: crate::data::DEFAULT_DATA_FEED_BLOCKS,
+            generations: None,
         };
+        publisher.open_generations().await?;
         publisher.recover().await?;
         Ok(publisher)
     }
@@ -369,6 +377,11 @@ impl<O: FeedOpener> Publisher<O> {
             &mut self.runs,
         ] {
             if let Some(head) = feed.sync_web_seed(root).await? {
+                out.push(head.length);
+            }
+        }
+        if let Some(g) = &mut self.generations {
+            if let Some(head) = g.feed.sync_web_seed(root).await? {
                 out.push(head.length);
             }
         }
@@ -496,6 +509,14 @@ impl<O: FeedOpener> Publisher<O> {
                     let path = prepared.info.store_path.clone();
                     let (nar, stored) = (prepared.info.nar_size, prepared.stored_bytes);
                     self.commit(prepared, opts.release).await?;
+                    // Where it went, before a cut forgets the tail.
+                    if let Some(found) = self.find_in_tail(path.hash_part()) {
+                        summary.entries.push(runs::entry(
+                            run::path_hash(&path),
+                            found.index_seq,
+                            found.key_seq,
+                        ));
+                    }
                     // A long run cuts as it goes, so the tail stays bounded.
                     self.cut_runs().await?;
                     summary.published += 1;
@@ -558,6 +579,11 @@ impl<O: FeedOpener> Publisher<O> {
                 if let Some(found) = self.find(&hash).await? {
                     let rec = self.record_at(found.index_seq).await?;
                     summary.already += 1;
+                    summary.entries.push(runs::entry(
+                        run::path_hash(&rec.store_path),
+                        found.index_seq,
+                        found.key_seq,
+                    ));
                     progress.path_done(&rec.store_path, &Outcome::AlreadyPublished);
                     if closure {
                         next.extend(

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hypernar_feed::format::generation::Generation;
 use hypernar_feed::format::nixkey::{NixPublicKey, CACHE_NIXOS_ORG_1};
 use hypernar_feed::format::segment::DEFAULT_SEGMENT_SIZE;
-use hypernar_publisher::follow::{self, Channel, ChannelClient, Generation};
+use hypernar_publisher::follow::{self, Channel, ChannelClient};
 use hypernar_publisher::{Origin, PublishOptions, Publisher, SealSettings};
 use tracing::{info, warn};
 
@@ -127,7 +128,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &client,
                 &upstream,
                 &opts,
-                &dir,
                 channel,
                 args.allow_older,
             );
@@ -167,15 +167,14 @@ async fn look(
     client: &ChannelClient,
     upstream: &Arc<Origin>,
     opts: &PublishOptions,
-    dir: &std::path::Path,
     channel: &Channel,
     allow_older: bool,
 ) -> anyhow::Result<Option<String>> {
     let mut release = client.resolve(channel).await?;
-    let mut state = follow::load_state(dir, &channel.name)?;
+    let last = publisher.generations().get(&channel.name).cloned();
     let should = |release: &hypernar_publisher::channel::Release| match follow::should_ingest(
         &channel.name,
-        &state,
+        last.as_ref(),
         release,
     ) {
         Err(follow::FollowError::Older { .. }) if allow_older => {
@@ -227,6 +226,7 @@ async fn look(
         );
     }
     let generation = Generation {
+        channel: channel.name.clone(),
         release: release.name.clone(),
         url: release.url.clone(),
         revision_count: release.revision_count,
@@ -236,11 +236,20 @@ async fn look(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         roots: roots.len() as u64,
-        closure: summary.published + summary.already,
+        closure: 0,
         missing: summary.missing.len() as u64,
+        table: hypernar_feed::format::run::RunRef {
+            first_block: 0,
+            bits: 0,
+            entries: 0,
+            from: 0,
+            to: 0,
+        },
     };
-    state.committed = Some(generation.clone());
-    follow::store_state(dir, &channel.name, &state)?;
+    let generation = publisher
+        .commit_generation(generation, summary.entries)
+        .await
+        .context("committing the generation")?;
     info!(channel = %channel.name, release = %release.name, "release committed");
     Ok(Some(format!(
         "channel {}: committed {} ({} roots, {} closure paths: {} published now, {} before; {} missing upstream)",

@@ -4,6 +4,7 @@
 //! modules import each other (`tests` below reads the imports).
 
 mod cat_nar;
+mod channels;
 mod common;
 mod control;
 mod demo;
@@ -53,6 +54,8 @@ pub enum Command {
     Release(release::Args),
     /// Follow channels: publish each new release's closure, checked against the upstream's keys.
     Follow(follow::Args),
+    /// Show the channels followed here and the release last committed of each.
+    Channels(channels::Args),
     /// Write the NAR of a published path to stdout, verified and decrypted.
     CatNar(cat_nar::Args),
     /// Seed this data directory's feeds and replicate trusted publishers.
@@ -79,6 +82,7 @@ pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
         Command::Publish(a) => publish::run(a, verbose).await,
         Command::Release(a) => release::run(a).await,
         Command::Follow(a) => follow::run(a).await,
+        Command::Channels(a) => channels::run(a).await,
         Command::CatNar(a) => cat_nar::run(a).await,
         Command::Serve(a) => serve::run(a).await,
         Command::Mount(a) => mount::run(a).await,

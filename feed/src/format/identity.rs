@@ -29,6 +29,8 @@ pub const DATA_FEED_0: &str = "data/0";
 pub const PUBLIC_KEYS_FEED: &str = "keys/public";
 /// Name of the runs feed: the index's sorted runs and their manifests.
 pub const RUNS_FEED: &str = "runs";
+/// A follower's generations feed (`generation.rs`).
+pub const GENERATIONS_FEED: &str = "generations";
 /// Prefix of key feeds for an audience (not listed in the index).
 pub const AUDIENCE_KEYS_PREFIX: &str = "keys/audience/";
 

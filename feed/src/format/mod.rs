@@ -2,6 +2,7 @@
 //! a disk hands us is parsed here, so this is what the property tests and
 //! fuzz targets exercise. docs/protocol.md is the prose version.
 
+pub mod generation;
 pub mod identity;
 pub mod listing;
 pub mod narinfo;

@@ -12,6 +12,7 @@
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use serde::{Deserialize, Serialize};
 
+use super::generation::{GenerationError, Generations};
 use super::listing::MAX_LISTING_LEN;
 use super::narinfo::{Compression, NarHash, NarInfo};
 use super::run::{Manifest, RunError, RunPage, MAX_MANIFEST_FEEDS, MAX_RUNS};
@@ -33,6 +34,7 @@ const KIND_WEB_SEEDS: u8 = 4;
 const KIND_LISTING: u8 = 5;
 const KIND_SET_ENTRY: u8 = 6;
 const KIND_RUN_PAGE: u8 = 7;
+const KIND_GENERATIONS: u8 = 9;
 const KIND_MANIFEST: u8 = 8;
 
 /// Most web-seed URLs one index record may list.
@@ -54,6 +56,9 @@ pub enum FeedRole {
     /// The index's runs: pages of (hash → record, key) and manifests
     /// (`run.rs`).
     Runs,
+    /// A follower's committed releases: closure tables and
+    /// `Generations` records (`generation.rs`).
+    Generations,
 }
 
 /// Block 0 of every feed.
@@ -244,6 +249,9 @@ pub enum Record {
     RunPage(RunPage),
     /// The live runs (the last block of a runs feed).
     Manifest(Box<Manifest>),
+    /// The newest generation of each channel (the last block of a
+    /// generations feed).
+    Generations(Box<Generations>),
     /// A kind this build does not know; readers skip it.
     Unknown(u8),
 }
@@ -263,6 +271,8 @@ pub enum RecordError {
     Invalid(&'static str),
     #[error("{0}")]
     Run(#[from] RunError),
+    #[error("{0}")]
+    Generation(#[from] GenerationError),
 }
 
 impl Record {
@@ -278,6 +288,7 @@ impl Record {
             Record::SetEntry(_) => "a set entry",
             Record::RunPage(_) => "a page of a run",
             Record::Manifest(_) => "a manifest",
+            Record::Generations(_) => "a generations record",
             Record::Unknown(_) => "a record of an unknown kind",
         }
     }
@@ -294,6 +305,7 @@ impl Record {
             Record::SetEntry(e) => (KIND_SET_ENTRY, postcard::to_stdvec(e)),
             Record::RunPage(p) => (KIND_RUN_PAGE, postcard::to_stdvec(p)),
             Record::Manifest(m) => (KIND_MANIFEST, postcard::to_stdvec(m)),
+            Record::Generations(g) => (KIND_GENERATIONS, postcard::to_stdvec(g)),
             Record::Unknown(_) => panic!("unknown records are never written"),
         };
         let body = body.expect("records serialize");
@@ -388,6 +400,11 @@ impl Record {
                 .check()
                 .map_err(RecordError::Invalid)?;
                 Record::Manifest(Box::new(m))
+            }
+            KIND_GENERATIONS => {
+                let g: Generations = postcard::from_bytes(body)?;
+                g.check_fields()?;
+                Record::Generations(Box::new(g))
             }
             other => Record::Unknown(other),
         };

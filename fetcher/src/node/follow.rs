@@ -145,7 +145,7 @@ impl Node {
         let eager = match decl.role {
             FeedRole::Keys => !d.runs || self.catalog.mirror,
             FeedRole::Data => self.catalog.mirror,
-            FeedRole::Runs => self.catalog.mirror,
+            FeedRole::Runs | FeedRole::Generations => self.catalog.mirror,
             FeedRole::Index | FeedRole::Set => false,
         };
         match self.add_feed(&key, eager).await {
