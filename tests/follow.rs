@@ -620,3 +620,116 @@ fn a_follow_aborted_while_committing_a_generation_commits_it_next_time() {
         );
     }
 }
+
+/// Waits until `serve`'s log has `needle` `n` times.
+fn wait_for_count(serve: &Serve, needle: &str, n: usize, secs: u64) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        if log.matches(needle).count() >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{needle:?} not {n} times in:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Peers follow a channel's newest generation: a node that pins
+/// `ID/test` holds each release's closure as soon as it is committed and
+/// seeded, before anyone asks for it, and with `--require-set` serves
+/// only the newest release; a path the next release drops is no longer
+/// served nor pinned.
+#[test]
+fn a_node_pinned_to_a_channel_holds_each_new_release_and_serves_only_the_newest() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let site = Site::new();
+    site.release("nixos-test.1.aaaaaaa", &["app1"]);
+    site.release("nixos-test.2.bbbbbbb", &["app1", "app2"]);
+    site.release("nixos-test.3.ccccccc", &["app2", "tool"]);
+    // Runs cut every two records: the pinned node reads the tables'
+    // entries' records by where they point, not from a replicated index.
+    let follow = |release: &str| {
+        let ng = site.serve_channel(release);
+        let out = site.follow(&ng, &["--run-tail", "2"]);
+        assert!(out.status.success(), "{release}: {}", stderr(&out));
+    };
+    let channel = format!("{}/test", identity(&site.w));
+    follow("nixos-test.1.aaaaaaa");
+    // The pinned node knows no peer: each seed of the publisher dials it
+    // (the publisher's data directory is locked while it follows).
+    let pinned = serve(
+        &site.w.tmp.path().join("pinned"),
+        &["--pin", &channel, "--require-set"],
+        &[],
+    );
+    let seed = || {
+        serve(
+            &site.w.data,
+            &["--http", "none", "--peer", &pinned.addr],
+            &[],
+        )
+    };
+    let api = pinned.http.clone().unwrap();
+    let narinfo =
+        |name: &str| format!("/{}.narinfo", site.w.path(name).info.store_path.hash_part());
+    let s1 = seed();
+    wait_for_count(&pinned, "pinned path stored", 3, 30);
+    wait_for_status(&api, &narinfo("app1"), 200, 10);
+    drop(s1);
+
+    follow("nixos-test.2.bbbbbbb");
+    let s2 = seed();
+    wait_for_count(&pinned, "pinned path stored", 4, 30);
+    drop(s2);
+    // The seed is gone: release 2's closure is all here, never asked for.
+    for name in ["app1", "app2", "lib", "libc"] {
+        let r = wait_for_status(&api, &narinfo(name), 200, 10);
+        let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+            .unwrap()
+            .url;
+        let nar = http(&api, "GET", &format!("/{url}"), &[]);
+        assert_eq!(nar.status, 200, "{name}");
+        assert!(nar.body == site.w.path(name).nar, "{name}: NAR differs");
+    }
+    let status = ok(&["status", "--data", s(&site.w.tmp.path().join("pinned"))]);
+    assert!(
+        status.contains(&format!(
+            "{channel}  pinned, release nixos-test.2.bbbbbbb (git 0123456789abcdef), 4 of its 4 paths known here"
+        )),
+        "{status}"
+    );
+    assert!(status.contains("pinned paths: 4"), "{status}");
+    // The status page shows it, as a browser renders it.
+    if has_chromium() {
+        let dom = rendered_dom(&format!("{api}/"), &site.w.tmp.path().join("chromium"));
+        assert!(dom.contains("<table id=\"channels\">"), "{dom}");
+        assert!(
+            dom.contains(&format!(
+                "<td><code>{channel}</code></td><td>pinned, release nixos-test.2.bbbbbbb"
+            )),
+            "{dom}"
+        );
+    } else {
+        skip_or_fail("chromium (Debian package chromium), for the status page");
+    }
+
+    // Release 3 drops app1: no longer served (nor pinned), tool is new.
+    follow("nixos-test.3.ccccccc");
+    let _s3 = seed();
+    wait_for_count(&pinned, "pinned path stored", 5, 30);
+    let r = wait_for_status(&api, &narinfo("app1"), 404, 10);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("channel release"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    wait_for_status(&api, &narinfo("tool"), 200, 10);
+    let status = ok(&["status", "--data", s(&site.w.tmp.path().join("pinned"))]);
+    assert!(status.contains("pinned paths: 4"), "{status}");
+    assert!(!status.contains(&site.w.store_path("app1")), "{status}");
+}

@@ -13,6 +13,7 @@
 //! - **front-ends** — [`http`] (the binary-cache API), [`mount`] (the FUSE
 //!   view's source), [`pins`] (pinned paths kept).
 
+pub mod channels;
 mod fault;
 pub mod http;
 pub mod mount;

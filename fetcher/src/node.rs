@@ -33,6 +33,7 @@ use tokio::sync::watch;
 /// What services stop on: cancelled by [`Node::shutdown`].
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
+use crate::channels::ChannelRef;
 use crate::publishers::Publishers;
 
 /// What a node serves and whom it talks to.
@@ -54,6 +55,11 @@ pub struct NodeConfig {
     /// the closure of every path in them is fetched ahead and kept).
     pub sets: Vec<SetId>,
     pub pins: Vec<SetId>,
+    /// Channels to follow (`--set P/NAME`) and to follow and pin (`--pin
+    /// P/NAME`): the newest generation a publisher committed of each
+    /// (its publisher is trusted too).
+    pub channels: Vec<ChannelRef>,
+    pub pinned_channels: Vec<ChannelRef>,
     /// Serve only paths that followed sets cover (`--require-set`).
     pub require_set: bool,
     /// What of the fetched blocks to announce and serve (`--share`).
@@ -76,6 +82,8 @@ impl NodeConfig {
             limits: Limits::default(),
             sets: Vec::new(),
             pins: Vec::new(),
+            channels: Vec::new(),
+            pinned_channels: Vec::new(),
             require_set: false,
             share: Default::default(),
             max_size: None,
@@ -87,6 +95,7 @@ impl NodeConfig {
 struct Catalog {
     publishers: Publishers,
     sets: crate::sets::Sets,
+    channels: crate::channels::Channels,
     /// The paths pinned now (the closure of pinned sets' paths): the pins
     /// front-end (`crate::pins`) keeps their blocks.
     pins: watch::Sender<Arc<HashSet<StorePath>>>,
@@ -97,7 +106,25 @@ struct Catalog {
     /// How the node's own services (set coverage, eviction) look a path up
     /// that the catalog does not hold: set by the sources floor.
     resolver: std::sync::OnceLock<Resolver>,
+    /// How the node's own services read a generation's table: set by the
+    /// sources floor too.
+    tables: std::sync::OnceLock<TableReader>,
 }
+
+/// Reads the paths of a generation's table (docs/protocol.md,
+/// "Generations") of a publisher's generations feed: every page, and the
+/// record each entry points at, verified, the records then in the catalog.
+/// At most `limit` paths. An error says which block failed.
+pub type TableReader = Arc<
+    dyn Fn(
+            Identity,
+            hypernar_feed::format::identity::FeedKey,
+            hypernar_feed::format::run::RunRef,
+            usize,
+        ) -> futures::future::BoxFuture<'static, Result<Vec<StorePath>, String>>
+        + Send
+        + Sync,
+>;
 
 /// Looks up the path of a hash part in the trusted publishers' runs, as
 /// the sources floor does (`Sources::look_up_now`), without waiting for
@@ -143,14 +170,31 @@ impl Node {
             catalog: Arc::new(Catalog {
                 publishers: Publishers::default(),
                 sets: crate::sets::Sets::default(),
+                channels: crate::channels::Channels::default(),
                 pins: watch::channel(Arc::default()).0,
                 mirror: config.mirror,
                 max_size: config.max_size,
                 resolver: std::sync::OnceLock::new(),
+                tables: std::sync::OnceLock::new(),
             }),
         };
-        for id in &config.trust {
+        // A followed channel's publisher is trusted too (once).
+        let mut trust = config.trust.clone();
+        for c in config.channels.iter().chain(&config.pinned_channels) {
+            if !trust.contains(&c.publisher) {
+                trust.push(c.publisher);
+            }
+        }
+        for id in &trust {
             node.trust(*id).await?;
+        }
+        for (c, pinned) in config
+            .pinned_channels
+            .iter()
+            .map(|c| (c, true))
+            .chain(config.channels.iter().map(|c| (c, false)))
+        {
+            node.catalog.channels.add(c.clone(), pinned);
         }
         for key in &config.feeds {
             node.swarm.add_root(key.to_bytes());
@@ -166,7 +210,12 @@ impl Node {
             node.follow_set(*id, pinned).await?;
         }
         let by_sets = config.share == hypernar_swarm::share::ShareMode::Sets;
-        if !config.pins.is_empty() || !config.sets.is_empty() || config.require_set || by_sets {
+        if !config.pins.is_empty()
+            || !config.sets.is_empty()
+            || !node.catalog.channels.is_empty()
+            || config.require_set
+            || by_sets
+        {
             if config.require_set {
                 // Nothing is served until the sets say what may be.
                 node.catalog.publishers.set_gate(Some(HashSet::new()));
@@ -194,6 +243,11 @@ impl Node {
         &self.catalog.sets
     }
 
+    /// The channels the node follows.
+    pub fn channels(&self) -> &crate::channels::Channels {
+        &self.catalog.channels
+    }
+
     /// `--max-size`, if the disk is bounded.
     pub fn max_size(&self) -> Option<u64> {
         self.catalog.max_size
@@ -212,6 +266,26 @@ impl Node {
         }
         let r = self.catalog.resolver.get()?.clone();
         r(hash.to_owned(), None).await
+    }
+
+    /// Sets how the node's services read a generation's table (by the
+    /// sources floor).
+    pub fn set_table_reader(&self, reader: TableReader) {
+        let _ = self.catalog.tables.set(reader);
+    }
+
+    /// The paths of a generation's table, by the [`TableReader`].
+    pub async fn read_table(
+        &self,
+        id: Identity,
+        feed: hypernar_feed::format::identity::FeedKey,
+        table: hypernar_feed::format::run::RunRef,
+        limit: usize,
+    ) -> Result<Vec<StorePath>, String> {
+        let Some(r) = self.catalog.tables.get().cloned() else {
+            return Err("no sources to read it through".into());
+        };
+        r(id, feed, table, limit).await
     }
 
     /// The path of `hash` in publisher `id`'s runs, by the [`Resolver`].

@@ -164,7 +164,7 @@ pub enum NotFound {
     Unknown { path: StorePath, known: usize },
     #[error("no key has been released for {0} by its publisher")]
     NoKey(StorePath),
-    #[error("{0} is in no trusted safe-path set (this node serves only those: --require-set)")]
+    #[error("{0} is in no followed safe-path set nor channel release (this node serves only those: --require-set)")]
     NotInSet(StorePath),
     #[error("the publisher of {0} declared its data feed with a key that is not a valid key")]
     BadFeed(StorePath),

@@ -11,7 +11,7 @@ use std::path::Path;
 const FLOORS: &[(&str, &[&str])] = &[
     (
         "catalog tables (what the node knows)",
-        &["publishers", "sets", "recent", "fault"],
+        &["publishers", "sets", "channels", "recent", "fault"],
     ),
     ("catalog (the node: following, pins, the disk)", &["node"]),
     ("sources", &["sources"]),

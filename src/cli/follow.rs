@@ -78,6 +78,12 @@ pub struct Args {
     /// Keep the paths' keys back; release them later with `hypernar release`
     #[arg(long)]
     no_release: bool,
+    /// Cut the index's newest records into a sorted run once this many
+    /// are past the last one, as `publish --run-tail` (docs/protocol.md,
+    /// "Runs")
+    #[arg(long, default_value_t = hypernar_publisher::runs::DEFAULT_RUN_TAIL, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    run_tail: u64,
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -115,7 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             segment_size: DEFAULT_SEGMENT_SIZE,
             zstd_level: 3,
         },
-        run_tail: hypernar_publisher::runs::DEFAULT_RUN_TAIL,
+        run_tail: args.run_tail,
         data_feed_blocks: hypernar_publisher::data::DEFAULT_DATA_FEED_BLOCKS,
         trusted_keys: keys,
         most_referenced_first: true,

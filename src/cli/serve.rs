@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hypernar_feed::format::identity::{parse_feed_key_text, Identity, SetId};
+use hypernar_fetcher::channels::{ChannelRef, Followable};
 use hypernar_fetcher::http::host::HostPolicy;
 use hypernar_fetcher::http::{self, Allow, HttpConfig, HttpLimits, DEFAULT_HTTP_PORT};
 use hypernar_fetcher::node::{Limits, Node, NodeConfig};
@@ -149,17 +150,22 @@ pub struct Args {
     /// any address there, and this node would dial it
     #[arg(long)]
     dht_allow_local: bool,
-    /// Safe-path set to follow (hypernar-set1:…, repeatable): with
-    /// --require-set, only paths it covers are served
-    #[arg(long = "set", value_name = "SET_ID", value_delimiter = ',')]
-    sets: Vec<SetId>,
-    /// Safe-path set to follow and pin (repeatable): the closure of every
-    /// path in it is fetched ahead, as paths are added, and kept
-    #[arg(long, value_name = "SET_ID", value_delimiter = ',')]
-    pin: Vec<SetId>,
+    /// Safe-path set to follow (hypernar-set1:…), or a publisher's
+    /// channel (hypernar1:…/NAME: the newest release its `hypernar follow`
+    /// committed; the publisher is trusted too). Repeatable; with
+    /// --require-set, only what they cover is served
+    #[arg(long = "set", value_name = "SET_ID|ID/CHANNEL", value_delimiter = ',')]
+    sets: Vec<Followable>,
+    /// A set or channel to follow and pin (repeatable): the closure of every
+    /// path in a set, or every path of the channel's newest release, is
+    /// fetched ahead (as paths are added, as releases are committed) and
+    /// kept; a release's paths the next one drops become evictable
+    #[arg(long, value_name = "SET_ID|ID/CHANNEL", value_delimiter = ',')]
+    pin: Vec<Followable>,
     /// Serve Nix only paths that a followed set (--set, --pin) vouches for
-    /// or that are in the closure of one; other paths of trusted
-    /// publishers answer 404 (the upstream, if any, is still asked)
+    /// or that are in the closure of one, or in a followed channel's newest
+    /// release; other paths of trusted publishers answer 404 (the
+    /// upstream, if any, is still asked)
     #[arg(long)]
     require_set: bool,
     /// What to announce and serve to peers of what this node fetched: all
@@ -185,6 +191,24 @@ pub struct Args {
 /// The HTTP API's address unless told otherwise.
 pub fn default_http() -> String {
     format!("127.0.0.1:{DEFAULT_HTTP_PORT}")
+}
+
+fn sets_of(all: &[Followable]) -> Vec<SetId> {
+    all.iter()
+        .filter_map(|f| match f {
+            Followable::Set(s) => Some(*s),
+            Followable::Channel(_) => None,
+        })
+        .collect()
+}
+
+fn channels_of(all: &[Followable]) -> Vec<ChannelRef> {
+    all.iter()
+        .filter_map(|f| match f {
+            Followable::Channel(c) => Some(c.clone()),
+            Followable::Set(_) => None,
+        })
+        .collect()
 }
 
 /// Prints a status line; a closed stdout must not stop a long-running node.
@@ -249,8 +273,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         trust: args.trust.clone(),
         feeds,
         mirror: args.mirror,
-        sets: args.sets.clone(),
-        pins: args.pin.clone(),
+        sets: sets_of(&args.sets),
+        pins: sets_of(&args.pin),
+        channels: channels_of(&args.sets),
+        pinned_channels: channels_of(&args.pin),
         require_set: args.require_set,
         share: args.share,
         max_size: args.max_size,
@@ -367,10 +393,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         say(&format!("trusting {id}"));
     }
     for id in &args.pin {
-        say(&format!("pinning set {id}"));
+        say(&format!("pinning {id}"));
     }
     for id in &args.sets {
-        say(&format!("following set {id}"));
+        say(&format!("following {id}"));
     }
     if args.require_set {
         say("serving only paths in followed sets (--require-set)");

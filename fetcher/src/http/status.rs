@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub data_dir: String,
     /// Safe-path sets followed.
     pub sets: Vec<crate::sets::SetSummary>,
+    /// Channels followed (`--set ID/NAME`, `--pin ID/NAME`).
+    pub channels: Vec<crate::channels::ChannelSummary>,
     /// Paths pinned now (the closure of pinned sets' paths).
     pub pinned: usize,
     /// `--share`.
@@ -78,6 +80,7 @@ impl Snapshot {
             disk_bytes,
             max_size: node.max_size(),
             sets: node.sets().summary(),
+            channels: node.channels().summary(),
             pinned: node.pinned().len(),
             share: node.share().mode(),
             usage,
@@ -154,11 +157,35 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
             human(bytes)
         );
     }
+    let _ = writeln!(t, "channels: {}", s.channels.len());
+    for c in &s.channels {
+        let _ = writeln!(t, "  {}  {}", c.channel, channel_line(c));
+    }
     let _ = writeln!(t, "pinned paths: {}", pinned.len());
     for p in pinned {
         let _ = writeln!(t, "  {p}");
     }
     t
+}
+
+/// What a followed channel is at: its newest generation, or that none is
+/// read yet.
+fn channel_line(c: &crate::channels::ChannelSummary) -> String {
+    let kept = if c.pinned { "pinned" } else { "followed" };
+    match &c.generation {
+        None => format!("{kept}, no generation read yet"),
+        Some(g) => format!(
+            "{kept}, release {} (git {}), {} of its {} paths known here, {} missing upstream, committed {}",
+            g.release,
+            g.git_revision.as_deref().unwrap_or("-"),
+            c.covered,
+            g.closure,
+            g.missing,
+            httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(g.committed_at)
+            )
+        ),
+    }
 }
 
 /// `1.5 MiB`.
@@ -324,6 +351,21 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
             "<p id=\"pinned\">{} paths pinned (the closure of the pinned sets' paths).</p>",
             s.pinned
         );
+    }
+    let _ = writeln!(h, "<h2>Channels ({})</h2>", s.channels.len());
+    if s.channels.is_empty() {
+        h.push_str("<p class=\"empty\">None (<code>--set hypernar1:…/NAME</code>, <code>--pin hypernar1:…/NAME</code>).</p>\n");
+    } else {
+        h.push_str("<table id=\"channels\"><tr><th>channel</th><th>release</th></tr>\n");
+        for c in &s.channels {
+            let _ = writeln!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td></tr>",
+                esc(&c.channel.to_string()),
+                esc(&channel_line(c))
+            );
+        }
+        h.push_str("</table>\n");
     }
     h.push_str("<h2>Web seeds</h2>\n");
     if s.web_seeds.is_empty() {

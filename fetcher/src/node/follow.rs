@@ -142,6 +142,9 @@ impl Node {
                 self.swarm.set_eager_range(index, None).await;
             }
         }
+        if decl.role == FeedRole::Generations {
+            self.catalog.channels.set_feed(id, FeedKey::from(key));
+        }
         let eager = match decl.role {
             FeedRole::Keys => !d.runs || self.catalog.mirror,
             FeedRole::Data => self.catalog.mirror,

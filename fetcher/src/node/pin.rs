@@ -7,12 +7,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hypernar_feed::format::storepath::StorePath;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::Node;
 use hypernar_feed::format::identity::Identity;
 
+use crate::channels::ChannelRef;
 use crate::sets::{cover, COVER_LIMIT};
+use hypernar_feed::format::identity::FeedKey;
+
+/// The discovery topic of one generation of a channel: a root the node
+/// announces and looks up like a feed's (`hypernar-swarm`'s `dht.rs`),
+/// computable only by whoever can read the publisher's generations feed.
+pub fn generation_topic(feed: &FeedKey, channel: &str, release: &str) -> [u8; 32] {
+    use blake2::digest::consts::U32;
+    use blake2::{Blake2b, Digest};
+    let mut h = Blake2b::<U32>::new();
+    h.update(b"hypernar/v1/generation-topic");
+    h.update(feed.to_bytes());
+    h.update((channel.len() as u32).to_le_bytes());
+    h.update(channel.as_bytes());
+    h.update(release.as_bytes());
+    h.finalize().into()
+}
 
 /// A burst of changes (an index replicating) is taken in one go.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -30,11 +47,15 @@ impl Node {
     /// when a lookup, this walk's own among them, only found a record).
     pub(super) async fn keep_sets(self, require_set: bool, by_sets: bool) {
         let mut sets_rx = self.catalog.sets.subscribe();
+        let mut channels_rx = self.catalog.channels.subscribe();
         let mut pubs_rx = self.catalog.publishers.subscribe();
-        let mut walked: Option<(u64, u64)> = None;
+        let mut walked: Option<((u64, u64), u64)> = None;
         let mut next = tokio::time::Instant::now();
         loop {
-            let sets_now = *sets_rx.borrow_and_update();
+            let sets_now = (
+                *sets_rx.borrow_and_update(),
+                *channels_rx.borrow_and_update(),
+            );
             if walked.is_some_and(|(s, _)| s == sets_now) {
                 tokio::time::sleep_until(next).await;
             }
@@ -49,6 +70,7 @@ impl Node {
             }
             tokio::select! {
                 r = sets_rx.changed() => if r.is_err() { return },
+                r = channels_rx.changed() => if r.is_err() { return },
                 r = pubs_rx.changed() => if r.is_err() { return },
             }
             tokio::time::sleep(SETTLE).await;
@@ -82,6 +104,16 @@ impl Node {
             all.extend(covered.iter().cloned());
             self.catalog.sets.set_covered(&id, Arc::new(covered));
         }
+        for (channel, is_pinned, covered) in self.walk_channels().await {
+            if is_pinned {
+                pinned.extend(covered.iter().cloned());
+            }
+            if require_set {
+                self.catalog.publishers.widen_gate(&covered);
+            }
+            all.extend(covered.iter().cloned());
+            debug!(%channel, covered = covered.len(), "a channel's generation walked");
+        }
         let p = &self.catalog.publishers;
         if require_set {
             p.set_gate(Some(all.clone()));
@@ -94,6 +126,62 @@ impl Node {
         if by_sets {
             self.share_covered(&all).await;
         }
+    }
+
+    /// What the newest generation of each followed channel covers: its
+    /// table's paths, read once per release (a channel whose generation is
+    /// not known yet covers nothing). Each generation followed is a
+    /// discovery topic too, looked up first: peers on the same release
+    /// hold the same closure.
+    async fn walk_channels(&self) -> Vec<(ChannelRef, bool, Arc<HashSet<StorePath>>)> {
+        let channels = &self.catalog.channels;
+        let feeds: HashMap<Identity, FeedKey> = channels
+            .feeds_to_read()
+            .into_iter()
+            .map(|(id, feed, _)| (id, feed))
+            .collect();
+        let mut out = Vec::new();
+        let mut topics = Vec::new();
+        for (channel, pinned, generation) in channels.followed() {
+            let (Some(g), Some(feed)) = (generation, feeds.get(&channel.publisher)) else {
+                out.push((channel, pinned, Arc::default()));
+                continue;
+            };
+            topics.push(generation_topic(feed, &g.channel, &g.release));
+            if let Some(covered) = channels.covered_at(&channel, &g.release) {
+                out.push((channel, pinned, covered));
+                continue;
+            }
+            let read = self
+                .read_table(channel.publisher, *feed, g.table, COVER_LIMIT)
+                .await;
+            match read {
+                Ok(paths) => {
+                    let covered: Arc<HashSet<StorePath>> = Arc::new(paths.into_iter().collect());
+                    info!(
+                        %channel,
+                        release = %g.release,
+                        paths = covered.len(),
+                        of = g.closure,
+                        "following a channel's newest generation"
+                    );
+                    // Read whole: kept for this release. Part of it (records
+                    // not reached yet): read again at the next walk.
+                    if covered.len() as u64 >= g.closure.min(COVER_LIMIT as u64) {
+                        channels.set_covered(&channel, g.release.clone(), covered.clone());
+                    }
+                    out.push((channel, pinned, covered));
+                }
+                Err(e) => {
+                    warn!(%channel, release = %g.release, "reading the generation's table: {e}");
+                    // What it covered before is kept until the new one reads.
+                    let before = channels.covered_any(&channel).unwrap_or_default();
+                    out.push((channel, pinned, before));
+                }
+            }
+        }
+        self.swarm.set_first_roots(topics);
+        out
     }
 
     /// The references of `path` if `publisher` lists it: in the catalog,

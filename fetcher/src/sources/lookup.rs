@@ -218,6 +218,22 @@ impl Sources {
             return Ok((None, cost));
         };
         debug!(publisher = %id, index_seq = entry.index_seq, key_seq = entry.key_seq, "found in a run");
+        let path = self.fetch_entry(id, m, &entry, &mut cost).await?;
+        Ok((Some(path), cost))
+    }
+
+    /// The record (and listing's record, and key release) `entry` of a
+    /// run or a generation's table points at, fetched at once, checked,
+    /// and put in the catalog; the index's feeds as manifest `m` declares
+    /// them.
+    pub(super) async fn fetch_entry(
+        &self,
+        id: &Identity,
+        m: &Manifest,
+        entry: &RunEntry,
+        cost: &mut Cost,
+    ) -> Result<StorePath, LookupError> {
+        let hash = &entry.hash;
         let (index, keys) = feeds_of(id, m);
         // The listing's record is the next block, if the index has one.
         let index_length = self
@@ -287,7 +303,7 @@ impl Sources {
         self.node()
             .publishers()
             .insert_found(id, entry.index_seq, record, listing, release);
-        Ok((Some(path), cost))
+        Ok(path)
     }
 
     /// The newest entry for `hash` in the live runs: one page of each,
@@ -335,7 +351,7 @@ impl Sources {
     /// Block `index` of `feed`, verified, through the chain, within at
     /// most [`LOOKUP_DEADLINE`]: a narinfo question must not wait out a
     /// NAR's deadline on a swarm that cannot answer.
-    async fn block(&self, feed: FeedKey, index: u64) -> Result<Vec<u8>, PathError> {
+    pub(super) async fn block(&self, feed: FeedKey, index: u64) -> Result<Vec<u8>, PathError> {
         let timing = self.timing();
         let quick = self.with_timing(super::Timing {
             deadline: timing.deadline.min(LOOKUP_DEADLINE),
@@ -361,47 +377,22 @@ impl Sources {
                 }
             }
             // Until a runs feed grows, another is declared, or the poll.
-            let poll = tokio::time::sleep(MANIFEST_POLL);
-            tokio::pin!(poll);
-            loop {
-                let mut states: Vec<_> = watched.iter().map(|(h, _)| h.state()).collect();
-                for s in &mut states {
-                    s.mark_unchanged();
-                }
-                // A length that moved since it was read (before the marks
-                // above) is not missed.
-                let grew = |w: &[(HubHandle, u64)]| {
-                    w.iter()
-                        .any(|(h, length)| h.state().borrow().length != *length)
-                };
-                if grew(&watched) {
-                    break;
-                }
-                let moved = async {
-                    if states.is_empty() {
-                        return std::future::pending().await;
-                    }
-                    let waits = states.iter_mut().map(|s| Box::pin(s.changed()));
-                    let _ = futures::future::select_all(waits).await;
-                };
-                changed.mark_unchanged();
-                tokio::select! {
-                    _ = &mut poll => break,
-                    _ = moved => {
-                        if grew(&watched) {
-                            break;
-                        }
-                    }
-                    r = changed.changed() => {
-                        if r.is_err() {
-                            return;
-                        }
-                        if feed_set(&publishers.all_runs()) != feeds {
-                            break;
-                        }
-                    }
-                }
+            let same = || feed_set(&publishers.all_runs()) == feeds;
+            if !wait_for_growth(&watched, &mut changed, same, MANIFEST_POLL).await {
+                return;
             }
+        }
+    }
+
+    /// Makes the web seeds (if any) tell `hub`'s signed length: asking
+    /// past the end does.
+    pub(super) async fn ask_length(&self, hub: &HubHandle, feed: &FeedKey) {
+        let seeds = self.web_seeds();
+        if !seeds.is_empty() {
+            let key = feed.to_bytes();
+            let _ = seeds
+                .fetch(hub, &key, u64::MAX - 1, u64::MAX, self.metrics())
+                .await;
         }
     }
 
@@ -413,14 +404,7 @@ impl Sources {
             .add_feed(runs.feed.verifying_key(), false)
             .await
             .ok()?;
-        let seeds = self.web_seeds();
-        if !seeds.is_empty() {
-            // Asking past the end makes a web seed tell its signed length.
-            let key = runs.feed.to_bytes();
-            let _ = seeds
-                .fetch(&hub, &key, u64::MAX - 1, u64::MAX, self.metrics())
-                .await;
-        }
+        self.ask_length(&hub, &runs.feed).await;
         let length = hub.state().borrow().length;
         let state = match length {
             0 => return Some((hub, 0)), // no source has told its length yet
@@ -462,6 +446,60 @@ impl Sources {
         };
         self.node().publishers().set_manifest(id, state);
         Some((hub, length))
+    }
+}
+
+/// Waits until a `watched` hub's length moves from the one read with it,
+/// `changed` fires and `same()` says the feeds to watch are no longer
+/// the same, or `poll` passes. False once `changed` is closed (the node
+/// is gone).
+pub(super) async fn wait_for_growth(
+    watched: &[(HubHandle, u64)],
+    changed: &mut tokio::sync::watch::Receiver<u64>,
+    same: impl Fn() -> bool,
+    poll: Duration,
+) -> bool {
+    let poll = tokio::time::sleep(poll);
+    tokio::pin!(poll);
+    loop {
+        let mut states: Vec<_> = watched.iter().map(|(h, _)| h.state()).collect();
+        for s in &mut states {
+            s.mark_unchanged();
+        }
+        // A length that moved since it was read (before the marks above)
+        // is not missed.
+        let grew = || {
+            watched
+                .iter()
+                .any(|(h, length)| h.state().borrow().length != *length)
+        };
+        if grew() {
+            return true;
+        }
+        let moved = async {
+            if states.is_empty() {
+                return std::future::pending().await;
+            }
+            let waits = states.iter_mut().map(|s| Box::pin(s.changed()));
+            let _ = futures::future::select_all(waits).await;
+        };
+        changed.mark_unchanged();
+        tokio::select! {
+            _ = &mut poll => return true,
+            _ = moved => {
+                if grew() {
+                    return true;
+                }
+            }
+            r = changed.changed() => {
+                if r.is_err() {
+                    return false;
+                }
+                if !same() {
+                    return true;
+                }
+            }
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 //! `publishers`), never a front-end (`http`, `mount`, `pins`).
 
 pub mod fallback;
+mod generations;
 pub mod hedge;
 pub mod listing;
 pub mod lookup;
@@ -173,6 +174,20 @@ impl Sources {
                 }
             })
         }));
+        let weak = Arc::downgrade(&sources.shared);
+        node.set_table_reader(Arc::new(move |id, feed, table, limit| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let Some(shared) = weak.upgrade() else {
+                    return Err("the node is shutting down".into());
+                };
+                let sources = Sources {
+                    shared,
+                    timing: Timing::default(),
+                };
+                sources.read_table(&id, feed, table, limit).await
+            })
+        }));
         sources
     }
 
@@ -200,7 +215,8 @@ impl Sources {
                 tokio::join!(
                     webseed::follow(node.clone(), seeds.clone()),
                     learn,
-                    self.follow_manifests()
+                    self.follow_manifests(),
+                    self.follow_generations()
                 )
             } => {}
         }

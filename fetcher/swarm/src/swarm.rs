@@ -150,6 +150,8 @@ struct Inner {
     /// Feeds whose peers are looked for on the DHT, in order of priority
     /// (see [`Swarm::roots`]).
     roots: Mutex<Vec<[u8; 32]>>,
+    /// Topics looked up before the roots (`Swarm::set_first_roots`).
+    first_roots: Mutex<Vec<[u8; 32]>>,
     /// What hubs may announce and serve of replicas.
     share: Arc<crate::share::Share>,
 }
@@ -228,6 +230,7 @@ impl Swarm {
             hub_threads: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(()),
             roots: Mutex::new(Vec::new()),
+            first_roots: Mutex::new(Vec::new()),
             share: Arc::new(crate::share::Share::new(config.share)),
         });
         let node = Swarm { inner };

@@ -253,8 +253,26 @@ impl Swarm {
     /// for a publisher's seed), in that order. A publisher's other feeds
     /// need no topic of their own: a peer met through its index is offered
     /// every feed both sides hold on the same connection.
+    ///
+    /// Topics set by [`Swarm::set_first_roots`] come before them all.
     pub fn roots(&self) -> Vec<[u8; 32]> {
-        self.inner.roots.lock().expect("roots lock").clone()
+        let mut out = self.inner.first_roots.lock().expect("roots lock").clone();
+        let roots = self.inner.roots.lock().expect("roots lock").clone();
+        for r in roots {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Replaces the topics announced and looked up before every root:
+    /// those of the generations this node follows (peers on the same
+    /// release hold the same closure, so they are met first), at most a
+    /// few, within the DHT's cap on topics.
+    pub fn set_first_roots(&self, mut topics: Vec<[u8; 32]>) {
+        topics.dedup();
+        *self.inner.first_roots.lock().expect("roots lock") = topics;
     }
 
     /// Index and set feeds among the feeds stored here whose header is
