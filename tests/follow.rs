@@ -733,3 +733,100 @@ fn a_node_pinned_to_a_channel_holds_each_new_release_and_serves_only_the_newest(
     assert!(status.contains("pinned paths: 4"), "{status}");
     assert!(!status.contains(&site.w.store_path("app1")), "{status}");
 }
+
+/// A safe-path set vouches for "channel test as this publisher commits it"
+/// in one entry: a node following the set serves, with `--require-set`,
+/// exactly the newest release's paths, and nothing of it once the entry is
+/// withdrawn.
+#[test]
+fn a_set_vouching_for_a_channel_covers_its_newest_release_in_one_entry() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let site = Site::new();
+    site.release("nixos-test.1.aaaaaaa", &["app1", "tool"]);
+    site.release("nixos-test.2.bbbbbbb", &["app1"]);
+    for release in ["nixos-test.1.aaaaaaa", "nixos-test.2.bbbbbbb"] {
+        let ng = site.serve_channel(release);
+        let out = site.follow(&ng, &[]);
+        assert!(out.status.success(), "{release}: {}", stderr(&out));
+    }
+    let id = identity(&site.w);
+    // The set's maintainer: a key and a data directory of its own.
+    let lab_key = site.w.tmp.path().join("lab.key");
+    let lab = site.w.tmp.path().join("lab");
+    ok(&["keygen", "--out", s(&lab_key)]);
+    let edit = |verb: &str| {
+        ok(&[
+            "set",
+            verb,
+            "--key",
+            s(&lab_key),
+            "--data",
+            s(&lab),
+            "lab",
+            "--publisher",
+            &id,
+            "--channel",
+            "test",
+        ])
+    };
+    let out = edit("add");
+    assert!(out.contains("added 1 entries to set lab"), "{out}");
+    let set_id = out.lines().last().unwrap().trim().to_owned();
+    let listed = hypernar(&[
+        "set",
+        "list",
+        "--key",
+        s(&lab_key),
+        "--data",
+        s(&lab),
+        "lab",
+    ]);
+    assert!(
+        stdout(&listed).contains(&format!("channel test  {id}")),
+        "{}",
+        stdout(&listed)
+    );
+
+    let seed = serve(&site.w.data, &["--http", "none"], &[]);
+    let lab_seed = serve(&lab, &["--http", "none"], &[]);
+    let node = serve(
+        &site.w.tmp.path().join("user"),
+        &[
+            "--trust",
+            &id,
+            "--set",
+            &set_id,
+            "--require-set",
+            "--peer",
+            &seed.addr,
+            "--peer",
+            &lab_seed.addr,
+        ],
+        &[],
+    );
+    let api = node.http.clone().unwrap();
+    let narinfo =
+        |name: &str| format!("/{}.narinfo", site.w.path(name).info.store_path.hash_part());
+    for name in ["app1", "lib", "libc"] {
+        wait_for_status(&api, &narinfo(name), 200, 30);
+    }
+    // Published by release 1, not in release 2: not covered.
+    let r = http(&api, "GET", &narinfo("tool"), &[]);
+    assert_eq!(r.status, 404);
+    let status = ok(&["status", "--data", s(&site.w.tmp.path().join("user"))]);
+    assert!(
+        status.contains(&format!(
+            "{id}/test  followed for a set, release nixos-test.2.bbbbbbb"
+        )),
+        "{status}"
+    );
+
+    // Withdrawn through the lab's running serve (its control socket), so
+    // the node hears it live: nothing of the release is served.
+    let out = edit("remove");
+    assert!(out.contains("removed 1 entries"), "{out}");
+    wait_for_status(&api, &narinfo("app1"), 404, 30);
+    drop(lab_seed);
+}

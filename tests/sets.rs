@@ -58,7 +58,7 @@ fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers
     .concat());
     let set_id = out.lines().last().unwrap().to_owned();
     assert!(set_id.starts_with("hypernar-set1:"), "{out}");
-    assert!(out.contains("added 1 paths to set lab"), "{out}");
+    assert!(out.contains("added 1 entries to set lab"), "{out}");
     let out = set(&[
         &["add"][..],
         &common,
@@ -66,7 +66,7 @@ fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers
     ]
     .concat());
     assert!(
-        out.contains("added 0 paths to set lab (1 were already in it)"),
+        out.contains("added 0 entries to set lab (1 were already in it)"),
         "{out}"
     );
     assert_eq!(out.lines().last().unwrap(), set_id, "one name, one id");
@@ -101,7 +101,7 @@ fn a_pinned_set_is_fetched_ahead_live_and_require_set_serves_only_what_it_covers
         &["lab", "--publisher", &id, &w.store_path("empty-file")],
     ]
     .concat());
-    assert!(out.contains("added 1 paths"), "{out}");
+    assert!(out.contains("added 1 entries"), "{out}");
     wait_for_status(&api, &format!("/{}.narinfo", hash("empty-file")), 200, 30);
     wait_for_count(&user, "pinned path stored", 3, 30);
     // `hypernar status` asks the running node: publisher, set, pins.

@@ -89,6 +89,7 @@ impl PublisherIndex {
             | Record::Unknown(_)
             | Record::Key(_)
             | Record::SetEntry(_)
+            | Record::SetChannel(_)
             | Record::RunPage(_)
             | Record::Manifest(_)
             | Record::Generations(_) => {}

@@ -13,27 +13,55 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::format::record::SetEntry;
+use crate::format::record::{SetChannelEntry, SetEntry};
 use crate::format::storepath::StorePath;
 
 /// Most (publisher, path) pairs one set holds.
 pub const MAX_SET_ENTRIES: usize = 1 << 20;
+
+/// Most (publisher, channel) pairs one set holds.
+pub const MAX_SET_CHANNELS: usize = 1024;
 
 /// Errors applying an entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetError {
     #[error("the set already holds {MAX_SET_ENTRIES} paths, the most one set may")]
     Full,
+    #[error("the set already holds {MAX_SET_CHANNELS} channels, the most one set may")]
+    TooManyChannels,
 }
 
-/// The (publisher, store path) pairs a set vouches for now.
+/// The (publisher, store path) pairs a set vouches for now, and the
+/// (publisher, channel) pairs: every path of the channel's newest
+/// generation as that publisher commits it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetState {
     by_path: HashMap<StorePath, BTreeSet<[u8; 32]>>,
     len: usize,
+    channels: BTreeSet<([u8; 32], String)>,
 }
 
 impl SetState {
+    /// Applies one channel entry; `Ok(true)` if it changed the set.
+    pub fn apply_channel(&mut self, e: &SetChannelEntry) -> Result<bool, SetError> {
+        let pair = (e.publisher, e.channel.clone());
+        if !e.vouched {
+            return Ok(self.channels.remove(&pair));
+        }
+        if self.channels.contains(&pair) {
+            return Ok(false);
+        }
+        if self.channels.len() >= MAX_SET_CHANNELS {
+            return Err(SetError::TooManyChannels);
+        }
+        Ok(self.channels.insert(pair))
+    }
+
+    /// Every (publisher, channel) pair, sorted.
+    pub fn channels(&self) -> Vec<([u8; 32], String)> {
+        self.channels.iter().cloned().collect()
+    }
+
     /// Applies one entry; `Ok(true)` if it changed the set (adding what is
     /// there, or removing what is not, changes nothing).
     pub fn apply(&mut self, e: &SetEntry) -> Result<bool, SetError> {
@@ -147,6 +175,33 @@ mod tests {
         // What it holds can still be removed, and then added again.
         assert_eq!(s.apply(&entry(1, 1, false)), Ok(true));
         assert_eq!(s.apply(&entry(1, 2, true)), Ok(true));
+    }
+
+    #[test]
+    fn channels_are_vouched_for_and_withdrawn_and_bounded() {
+        let mut s = SetState::default();
+        let c = |p: u8, name: &str, vouched| SetChannelEntry {
+            publisher: [p; 32],
+            channel: name.into(),
+            vouched,
+        };
+        assert_eq!(s.apply_channel(&c(1, "a", true)), Ok(true));
+        assert_eq!(s.apply_channel(&c(1, "a", true)), Ok(false));
+        assert_eq!(s.apply_channel(&c(2, "a", true)), Ok(true));
+        assert_eq!(s.channels().len(), 2);
+        assert!(s.is_empty(), "channels are not paths");
+        assert_eq!(s.apply_channel(&c(1, "a", false)), Ok(true));
+        assert_eq!(s.apply_channel(&c(1, "a", false)), Ok(false));
+        assert_eq!(s.channels(), vec![([2; 32], "a".to_owned())]);
+        for i in 1..MAX_SET_CHANNELS {
+            s.apply_channel(&c(3, &format!("c{i}"), true)).unwrap();
+        }
+        let before = s.clone();
+        assert_eq!(
+            s.apply_channel(&c(4, "over", true)),
+            Err(SetError::TooManyChannels)
+        );
+        assert_eq!(s, before);
     }
 
     #[test]

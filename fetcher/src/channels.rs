@@ -87,7 +87,8 @@ impl std::str::FromStr for Followable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelSummary {
     pub channel: ChannelRef,
-    pub pinned: bool,
+    /// `None`: followed only because a set vouches for it.
+    pub pinned: Option<bool>,
     /// Its newest generation, once read.
     pub generation: Option<Generation>,
     /// Paths of it the node knows (as of the last walk).
@@ -96,8 +97,10 @@ pub struct ChannelSummary {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Followed channels: pinned or not.
+    /// Channels followed by name (`--set`, `--pin`): pinned or not.
     followed: HashMap<ChannelRef, bool>,
+    /// Channels followed because a followed set vouches for them.
+    by_sets: HashSet<ChannelRef>,
     /// Each publisher's generations feed, as its index declares it.
     feeds: HashMap<Identity, FeedKey>,
     /// The last `Generations` record read of each, and its block.
@@ -132,14 +135,29 @@ impl Channels {
     /// not followed yet.
     pub(crate) fn add(&self, channel: ChannelRef, pinned: bool) -> bool {
         let mut inner = self.inner.lock().expect("channels lock");
-        let new = !inner.followed.contains_key(&channel);
-        *inner.followed.entry(channel).or_default() |= pinned;
+        let before = inner.followed.get(&channel).copied();
+        let now = before.unwrap_or(false) | pinned;
+        inner.followed.insert(channel, now);
         drop(inner);
-        self.bump();
-        new
+        if before != Some(now) {
+            self.bump();
+        }
+        before.is_none()
     }
 
-    /// Whether any channel is followed.
+    /// The channels the followed sets vouch for now (replacing those of
+    /// the last call).
+    pub(crate) fn set_by_sets(&self, channels: HashSet<ChannelRef>) {
+        let mut inner = self.inner.lock().expect("channels lock");
+        if inner.by_sets == channels {
+            return;
+        }
+        inner.by_sets = channels;
+        drop(inner);
+        self.bump();
+    }
+
+    /// Whether any channel is followed by name.
     pub fn is_empty(&self) -> bool {
         self.inner
             .lock()
@@ -164,7 +182,13 @@ impl Channels {
         let mut out: Vec<_> = inner
             .feeds
             .iter()
-            .filter(|(id, _)| inner.followed.keys().any(|c| c.publisher == **id))
+            .filter(|(id, _)| {
+                inner
+                    .followed
+                    .keys()
+                    .chain(&inner.by_sets)
+                    .any(|c| c.publisher == **id)
+            })
             .map(|(id, feed)| (*id, *feed, inner.newest.get(id).map(|(at, _)| *at)))
             .collect();
         out.sort_by_key(|(id, _, _)| id.to_bytes());
@@ -188,19 +212,25 @@ impl Channels {
         self.bump();
     }
 
-    /// Every followed channel, whether it is pinned, and its newest
-    /// generation if it is known.
-    pub fn followed(&self) -> Vec<(ChannelRef, bool, Option<Generation>)> {
+    /// Every followed channel: whether it is pinned (`None`: followed only
+    /// because a set vouches for it), and its newest generation if it is
+    /// known.
+    pub fn followed(&self) -> Vec<(ChannelRef, Option<bool>, Option<Generation>)> {
         let inner = self.inner.lock().expect("channels lock");
-        let mut out: Vec<_> = inner
-            .followed
+        let by_name = inner.followed.iter().map(|(c, p)| (c, Some(*p)));
+        let by_sets = inner
+            .by_sets
             .iter()
+            .filter(|c| !inner.followed.contains_key(*c))
+            .map(|c| (c, None));
+        let mut out: Vec<_> = by_name
+            .chain(by_sets)
             .map(|(c, pinned)| {
                 let g = inner
                     .newest
                     .get(&c.publisher)
                     .and_then(|(_, r)| r.get(&c.name).cloned());
-                (c.clone(), *pinned, g)
+                (c.clone(), pinned, g)
             })
             .collect();
         out.sort_by_key(|(c, _, _)| c.to_string());
@@ -330,7 +360,17 @@ mod tests {
             ch.feeds_to_read(),
             vec![(id(1), FeedKey::from(id(1).0), None)]
         );
-        assert_eq!(ch.followed(), vec![(c.clone(), true, None)]);
+        assert_eq!(ch.followed(), vec![(c.clone(), Some(true), None)]);
+        // One a set vouches for is followed too, and so is its feed read.
+        let d = ChannelRef {
+            publisher: id(2),
+            name: "d".into(),
+        };
+        ch.set_by_sets([d.clone()].into_iter().collect());
+        assert_eq!(ch.followed().len(), 2);
+        assert!(ch.followed().contains(&(d.clone(), None, None)));
+        assert_eq!(ch.feeds_to_read().len(), 2);
+        ch.set_by_sets(HashSet::new());
         let mut rx = ch.subscribe();
         rx.mark_unchanged();
         let r1 = Generations::default().with(generation("c", "r.1.aaaaaaa"));

@@ -100,6 +100,33 @@ impl Sets {
         Ok(())
     }
 
+    /// Applies the set's next channel entry.
+    pub(crate) fn apply_channel(
+        &self,
+        id: &SetId,
+        entry: &hypernar_feed::format::record::SetChannelEntry,
+    ) -> Result<(), SetError> {
+        let mut by_id = self.by_id.lock().expect("sets lock");
+        let Some(f) = by_id.get_mut(&id.to_bytes()) else {
+            return Ok(());
+        };
+        let changed = f.state.apply_channel(entry)?;
+        drop(by_id);
+        if changed {
+            self.changed.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    /// The (publisher, channel) pairs one followed set vouches for.
+    pub fn channels_of(&self, id: &SetId) -> Vec<([u8; 32], String)> {
+        let by_id = self.by_id.lock().expect("sets lock");
+        by_id
+            .get(&id.to_bytes())
+            .map(|f| f.state.channels())
+            .unwrap_or_default()
+    }
+
     /// Waits for the next change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

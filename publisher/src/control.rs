@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The version of the control messages this build speaks.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 10;
 
@@ -65,6 +65,8 @@ pub struct SetJob {
     pub publisher: Option<String>,
     /// Store paths, as given.
     pub paths: Vec<String>,
+    /// Channel names (`--channel`), as given.
+    pub channels: Vec<String>,
 }
 
 /// Any job.
@@ -195,6 +197,7 @@ mod tests {
                 name: "lab".into(),
                 publisher: Some("hypernar1:x".into()),
                 paths: vec!["/nix/store/a".into(), "b".into()],
+                channels: vec!["nixos-unstable".into()],
             }),
         };
         assert_eq!(decode_request_frame(&encode(&req)).unwrap(), req);

@@ -11,8 +11,9 @@
 //! reach peers at once.
 
 use ed25519_dalek::SigningKey;
+use hypernar_feed::format::generation::is_channel_name;
 use hypernar_feed::format::identity::{Identity, PublisherSecret, SetId, SETS_PREFIX};
-use hypernar_feed::format::record::{FeedHeader, FeedRole, Record, SetEntry};
+use hypernar_feed::format::record::{FeedHeader, FeedRole, Record, SetChannelEntry, SetEntry};
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::io::{ensure_header, FeedIo, FeedIoError, FeedOpener};
 use hypernar_feed::set::{SetError, SetState};
@@ -25,16 +26,19 @@ pub const MAX_ENTRIES_PER_EDIT: usize = 100_000;
 /// What to do to a set.
 #[derive(Debug, Clone)]
 pub enum SetOp {
-    /// Vouch for `paths` as `publisher` signed them.
+    /// Vouch for `paths` as `publisher` signed them, and for the newest
+    /// generation of each of `channels` as `publisher` commits it.
     Add {
         publisher: Identity,
         paths: Vec<StorePath>,
+        channels: Vec<String>,
     },
-    /// Withdraw `paths`: as `publisher` signed them, or for every
-    /// publisher with `None`.
+    /// Withdraw `paths` and `channels`: as `publisher` signed them, or for
+    /// every publisher with `None`.
     Remove {
         publisher: Option<Identity>,
         paths: Vec<StorePath>,
+        channels: Vec<String>,
     },
 }
 
@@ -59,6 +63,8 @@ pub enum SetCmdError {
     NoSuchSet(String),
     #[error("more than {MAX_ENTRIES_PER_EDIT} paths in one command; split it")]
     TooMany,
+    #[error("{0:?} is not a channel name (letters, digits, '.', '_', '-'; at most 64)")]
+    Channel(String),
     #[error("block {index} of the set's feed is not a set entry")]
     NotAnEntry { index: u64 },
     #[error(transparent)]
@@ -99,6 +105,9 @@ pub async fn read<F: FeedIo>(feed: &mut F) -> Result<SetState, SetCmdError> {
             Record::SetEntry(e) => {
                 state.apply(&e)?;
             }
+            Record::SetChannel(e) => {
+                state.apply_channel(&e)?;
+            }
             Record::Unknown(_) => {}
             _ => return Err(SetCmdError::NotAnEntry { index }),
         }
@@ -117,8 +126,19 @@ pub async fn edit<O: FeedOpener>(
     let key = signing_key(secret, name)?;
     let id = SetId(key.verifying_key());
     let asked = match &op {
-        SetOp::Add { paths, .. } | SetOp::Remove { paths, .. } => paths.len(),
+        SetOp::Add {
+            paths, channels, ..
+        }
+        | SetOp::Remove {
+            paths, channels, ..
+        } => paths.len() + channels.len(),
     };
+    let names = match &op {
+        SetOp::Add { channels, .. } | SetOp::Remove { channels, .. } => channels.clone(),
+    };
+    if let Some(bad) = names.iter().find(|c| !is_channel_name(c)) {
+        return Err(SetCmdError::Channel(bad.clone()));
+    }
     if asked > MAX_ENTRIES_PER_EDIT {
         return Err(SetCmdError::TooMany);
     }
@@ -133,8 +153,39 @@ pub async fn edit<O: FeedOpener>(
     );
     ensure_header(&mut feed, header).await?;
     let mut state = read(&mut feed).await?;
+    let channel_entries: Vec<SetChannelEntry> = match &op {
+        SetOp::Add { publisher, .. } => names
+            .iter()
+            .map(|channel| SetChannelEntry {
+                publisher: publisher.to_bytes(),
+                channel: channel.clone(),
+                vouched: true,
+            })
+            .collect(),
+        SetOp::Remove { publisher, .. } => names
+            .iter()
+            .flat_map(|channel| {
+                let pubs: Vec<[u8; 32]> = match publisher {
+                    Some(p) => vec![p.to_bytes()],
+                    None => state
+                        .channels()
+                        .into_iter()
+                        .filter(|(_, c)| c == channel)
+                        .map(|(p, _)| p)
+                        .collect(),
+                };
+                pubs.into_iter().map(move |publisher| SetChannelEntry {
+                    publisher,
+                    channel: channel.clone(),
+                    vouched: false,
+                })
+            })
+            .collect(),
+    };
     let entries: Vec<SetEntry> = match op {
-        SetOp::Add { publisher, paths } => paths
+        SetOp::Add {
+            publisher, paths, ..
+        } => paths
             .into_iter()
             .map(|store_path| SetEntry {
                 publisher: publisher.to_bytes(),
@@ -142,7 +193,9 @@ pub async fn edit<O: FeedOpener>(
                 vouched: true,
             })
             .collect(),
-        SetOp::Remove { publisher, paths } => paths
+        SetOp::Remove {
+            publisher, paths, ..
+        } => paths
             .into_iter()
             .flat_map(|store_path| {
                 let pubs: Vec<[u8; 32]> = match publisher {
@@ -161,6 +214,11 @@ pub async fn edit<O: FeedOpener>(
     for e in &entries {
         if state.apply(e)? {
             blocks.push(Record::SetEntry(e.clone()).encode());
+        }
+    }
+    for e in &channel_entries {
+        if state.apply_channel(e)? {
+            blocks.push(Record::SetChannel(e.clone()).encode());
         }
     }
     let changed = blocks.len();
@@ -219,13 +277,18 @@ mod tests {
                 "lab",
                 SetOp::Remove {
                     publisher: None,
-                    paths: vec![path(1)]
+                    paths: vec![path(1)],
+                    channels: vec![],
                 }
             )
             .await,
             Err(SetCmdError::NoSuchSet(_))
         ));
-        let add = |publisher, paths| SetOp::Add { publisher, paths };
+        let add = |publisher, paths| SetOp::Add {
+            publisher,
+            paths,
+            channels: vec![],
+        };
         let s = edit(&store, &secret, "lab", add(a, vec![path(1), path(2)]))
             .await
             .unwrap();
@@ -247,6 +310,7 @@ mod tests {
             SetOp::Remove {
                 publisher: None,
                 paths: vec![path(2)],
+                channels: vec![],
             },
         )
         .await

@@ -20,8 +20,10 @@ use super::publish::Line;
 ///
 /// A safe-path set is a feed of its own, signed by its maintainer's key (a
 /// `hypernar keygen` key file; the maintainer need not publish anything).
-/// It lists (publisher, store path) pairs; one set may vouch for paths of
-/// several publishers. Its id, `hypernar-set1:…`, is printed last by `add`
+/// It lists (publisher, store path) pairs — and (publisher, channel)
+/// pairs: every path of a channel's newest release as that publisher's
+/// `hypernar follow` commits it; one set may vouch for paths of several
+/// publishers. Its id, `hypernar-set1:…`, is printed last by `add`
 /// and `remove`: hand it to the set's users.
 ///
 /// Users run `hypernar serve --pin SET_ID` to fetch and keep the closure of
@@ -32,6 +34,8 @@ use super::publish::Line;
 /// Examples:
 ///   hypernar set add --key lab.key --data /srv/hypernar lab \
 ///       --publisher hypernar1:… /nix/store/…-firefox-128.0
+///   hypernar set add --key lab.key --data /srv/hypernar lab \
+///       --publisher hypernar1:… --channel nixos-unstable
 ///   hypernar set remove --key lab.key --data /srv/hypernar lab /nix/store/…-firefox-128.0
 ///   hypernar set list --key lab.key --data /srv/hypernar lab
 #[derive(Debug, clap::Args)]
@@ -71,17 +75,34 @@ struct Edit {
     /// publisher
     #[arg(long, value_name = "ID")]
     publisher: Option<Identity>,
+    /// A channel of the publisher (as its `hypernar follow --channel NAME=…`
+    /// names it): the set vouches for every path of the channel's newest
+    /// release as the publisher commits it (repeatable)
+    #[arg(long = "channel", value_name = "NAME")]
+    channels: Vec<String>,
     /// Store paths (/nix/store/<hash>-<name> or <hash>-<name>)
-    #[arg(required = true, value_name = "STORE_PATH")]
+    #[arg(value_name = "STORE_PATH", required_unless_present = "channels")]
     paths: Vec<String>,
 }
 
 impl Args {
     fn to_job(&self) -> anyhow::Result<SetJob> {
-        let (action, common, publisher, paths) = match &self.action {
-            Action::Add(e) => (SetAction::Add, &e.common, e.publisher, e.paths.clone()),
-            Action::Remove(e) => (SetAction::Remove, &e.common, e.publisher, e.paths.clone()),
-            Action::List(c) => (SetAction::List, c, None, vec![]),
+        let (action, common, publisher, paths, channels) = match &self.action {
+            Action::Add(e) => (
+                SetAction::Add,
+                &e.common,
+                e.publisher,
+                e.paths.clone(),
+                e.channels.clone(),
+            ),
+            Action::Remove(e) => (
+                SetAction::Remove,
+                &e.common,
+                e.publisher,
+                e.paths.clone(),
+                e.channels.clone(),
+            ),
+            Action::List(c) => (SetAction::List, c, None, vec![], vec![]),
         };
         Ok(SetJob {
             key_file: std::path::absolute(&common.key)?,
@@ -90,6 +111,7 @@ impl Args {
             name: common.name.clone(),
             publisher: publisher.map(|p| p.to_string()),
             paths,
+            channels,
         })
     }
 }
@@ -132,30 +154,51 @@ async fn run_job<O: FeedOpener>(opener: &O, job: &SetJob) -> anyhow::Result<Vec<
     match job.action {
         SetAction::List => {
             let (id, state) = sets::list(opener, &secret, name).await?;
-            for (publisher, path) in state.entries() {
-                let publisher = Identity::from_bytes(&publisher)
+            let named = |publisher: &[u8; 32]| {
+                Identity::from_bytes(publisher)
                     .map(|i| i.to_string())
-                    .unwrap_or_else(|_| "(not a valid identity)".to_owned());
-                out.push(Line::Out(format!("{path}  {publisher}")));
+                    .unwrap_or_else(|_| "(not a valid identity)".to_owned())
+            };
+            for (publisher, path) in state.entries() {
+                out.push(Line::Out(format!("{path}  {}", named(&publisher))));
+            }
+            for (publisher, channel) in state.channels() {
+                out.push(Line::Out(format!(
+                    "channel {channel}  {}",
+                    named(&publisher)
+                )));
             }
             out.push(Line::Err(format!(
-                "set {name} ({id}) vouches for {} paths",
-                state.len()
+                "set {name} ({id}) vouches for {} paths and {} channels",
+                state.len(),
+                state.channels().len()
             )));
         }
         SetAction::Add => {
             let publisher = publisher.context(
                 "`set add` needs --publisher hypernar1:…: whose signed records of these paths the set vouches for",
             )?;
-            let s = sets::edit(opener, &secret, name, SetOp::Add { publisher, paths }).await?;
+            let channels = job.channels.clone();
+            let op = SetOp::Add {
+                publisher,
+                paths,
+                channels,
+            };
+            let s = sets::edit(opener, &secret, name, op).await?;
             out.push(Line::Out(format!(
-                "added {} paths to set {name} ({} were already in it); it vouches for {} paths",
+                "added {} entries to set {name} ({} were already in it); it vouches for {} paths",
                 s.changed, s.unchanged, s.len
             )));
             out.push(Line::Out(s.id.to_string()));
         }
         SetAction::Remove => {
-            let s = sets::edit(opener, &secret, name, SetOp::Remove { publisher, paths }).await?;
+            let channels = job.channels.clone();
+            let op = SetOp::Remove {
+                publisher,
+                paths,
+                channels,
+            };
+            let s = sets::edit(opener, &secret, name, op).await?;
             out.push(Line::Out(format!(
                 "removed {} entries from set {name}; it vouches for {} paths",
                 s.changed, s.len

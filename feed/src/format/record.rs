@@ -35,6 +35,7 @@ const KIND_LISTING: u8 = 5;
 const KIND_SET_ENTRY: u8 = 6;
 const KIND_RUN_PAGE: u8 = 7;
 const KIND_GENERATIONS: u8 = 9;
+const KIND_SET_CHANNEL: u8 = 10;
 const KIND_MANIFEST: u8 = 8;
 
 /// Most web-seed URLs one index record may list.
@@ -235,6 +236,17 @@ pub struct SetEntry {
     pub vouched: bool,
 }
 
+/// A change to a safe-path set: its maintainer vouches for every path of
+/// the newest generation of `channel` as `publisher` commits it (its
+/// `hypernar follow`), or withdraws that.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SetChannelEntry {
+    pub publisher: [u8; 32],
+    /// A channel name (`generation::is_channel_name`).
+    pub channel: String,
+    pub vouched: bool,
+}
+
 /// Any record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -245,6 +257,8 @@ pub enum Record {
     WebSeeds(WebSeedList),
     Listing(ListingRecord),
     SetEntry(SetEntry),
+    /// A set vouching for a publisher's channel (set feeds).
+    SetChannel(SetChannelEntry),
     /// A page of a run (runs feed).
     RunPage(RunPage),
     /// The live runs (the last block of a runs feed).
@@ -286,6 +300,7 @@ impl Record {
             Record::WebSeeds(_) => "a web-seed list",
             Record::Listing(_) => "a listing record",
             Record::SetEntry(_) => "a set entry",
+            Record::SetChannel(_) => "a set's channel entry",
             Record::RunPage(_) => "a page of a run",
             Record::Manifest(_) => "a manifest",
             Record::Generations(_) => "a generations record",
@@ -303,6 +318,7 @@ impl Record {
             Record::WebSeeds(w) => (KIND_WEB_SEEDS, postcard::to_stdvec(w)),
             Record::Listing(l) => (KIND_LISTING, postcard::to_stdvec(l)),
             Record::SetEntry(e) => (KIND_SET_ENTRY, postcard::to_stdvec(e)),
+            Record::SetChannel(e) => (KIND_SET_CHANNEL, postcard::to_stdvec(e)),
             Record::RunPage(p) => (KIND_RUN_PAGE, postcard::to_stdvec(p)),
             Record::Manifest(m) => (KIND_MANIFEST, postcard::to_stdvec(m)),
             Record::Generations(g) => (KIND_GENERATIONS, postcard::to_stdvec(g)),
@@ -379,6 +395,15 @@ impl Record {
                 Record::Listing(l)
             }
             KIND_SET_ENTRY => Record::SetEntry(postcard::from_bytes(body)?),
+            KIND_SET_CHANNEL => {
+                let e: SetChannelEntry = postcard::from_bytes(body)?;
+                if !super::generation::is_channel_name(&e.channel) {
+                    return Err(RecordError::Invalid(
+                        "a set's channel entry names no channel",
+                    ));
+                }
+                Record::SetChannel(e)
+            }
             KIND_RUN_PAGE => {
                 let p: RunPage = postcard::from_bytes(body)?;
                 p.check()?;

@@ -171,7 +171,11 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
 /// What a followed channel is at: its newest generation, or that none is
 /// read yet.
 fn channel_line(c: &crate::channels::ChannelSummary) -> String {
-    let kept = if c.pinned { "pinned" } else { "followed" };
+    let kept = match c.pinned {
+        Some(true) => "pinned",
+        Some(false) => "followed",
+        None => "followed for a set",
+    };
     match &c.generation {
         None => format!("{kept}, no generation read yet"),
         Some(g) => format!(

@@ -307,6 +307,11 @@ impl Node {
                             warn!(set = %id, seq = next, %e, "set entry not applied");
                         }
                     }
+                    (_, Ok(Record::SetChannel(e))) => {
+                        if let Err(e) = self.catalog.sets.apply_channel(&id, &e) {
+                            warn!(set = %id, seq = next, %e, "set entry not applied");
+                        }
+                    }
                     (_, Ok(_)) => {}
                     (_, Err(e)) => warn!(set = %id, seq = next, %e, "malformed set entry skipped"),
                 }

@@ -83,15 +83,51 @@ impl Node {
     async fn walk_sets(&self, require_set: bool, by_sets: bool) {
         let mut all: HashSet<StorePath> = HashSet::new();
         let mut pinned: HashSet<StorePath> = HashSet::new();
+        // The channels sets vouch for are followed too (of trusted
+        // publishers only, as a set's paths are), then walked first.
+        let mut vouched_channels = HashSet::new();
+        for (id, _) in self.catalog.sets.ids() {
+            for (publisher, name) in self.catalog.sets.channels_of(&id) {
+                let Ok(publisher) = Identity::from_bytes(&publisher) else {
+                    continue;
+                };
+                if self.catalog.publishers.is_trusted(&publisher) {
+                    vouched_channels.insert(ChannelRef { publisher, name });
+                }
+            }
+        }
+        self.catalog.channels.set_by_sets(vouched_channels);
+        let channels = self.walk_channels().await;
+        for (channel, is_pinned, covered) in &channels {
+            // Followed only for a set: what it covers counts for the set.
+            let Some(is_pinned) = is_pinned else { continue };
+            if *is_pinned {
+                pinned.extend(covered.iter().cloned());
+            }
+            if require_set {
+                self.catalog.publishers.widen_gate(covered);
+            }
+            all.extend(covered.iter().cloned());
+            debug!(%channel, covered = covered.len(), "a channel's generation walked");
+        }
         for (id, is_pinned) in self.catalog.sets.ids() {
             let vouched = self.catalog.sets.entries_of(&id);
-            let covered = cover(
+            let mut covered = cover(
                 &vouched,
                 |k, s| self.references_listed(*k, s.clone()),
                 |s| self.references_any(s.clone()),
                 COVER_LIMIT,
             )
             .await;
+            // A channel it vouches for: that generation's paths.
+            for (publisher, name) in self.catalog.sets.channels_of(&id) {
+                if let Some((_, _, c)) = channels
+                    .iter()
+                    .find(|(c, _, _)| c.publisher.to_bytes() == publisher && c.name == name)
+                {
+                    covered.extend(c.iter().cloned());
+                }
+            }
             debug!(set = %id, vouched = vouched.len(), covered = covered.len(), "a set's coverage walked");
             if is_pinned {
                 pinned.extend(covered.iter().cloned());
@@ -103,16 +139,6 @@ impl Node {
             }
             all.extend(covered.iter().cloned());
             self.catalog.sets.set_covered(&id, Arc::new(covered));
-        }
-        for (channel, is_pinned, covered) in self.walk_channels().await {
-            if is_pinned {
-                pinned.extend(covered.iter().cloned());
-            }
-            if require_set {
-                self.catalog.publishers.widen_gate(&covered);
-            }
-            all.extend(covered.iter().cloned());
-            debug!(%channel, covered = covered.len(), "a channel's generation walked");
         }
         let p = &self.catalog.publishers;
         if require_set {
@@ -133,7 +159,7 @@ impl Node {
     /// not known yet covers nothing). Each generation followed is a
     /// discovery topic too, looked up first: peers on the same release
     /// hold the same closure.
-    async fn walk_channels(&self) -> Vec<(ChannelRef, bool, Arc<HashSet<StorePath>>)> {
+    async fn walk_channels(&self) -> Vec<(ChannelRef, Option<bool>, Arc<HashSet<StorePath>>)> {
         let channels = &self.catalog.channels;
         let feeds: HashMap<Identity, FeedKey> = channels
             .feeds_to_read()
