@@ -464,6 +464,7 @@ fn a_follow_killed_mid_release_is_finished_by_the_next_without_publishing_anythi
         .arg(&site.w.data)
         .args(["--channel", &channel, "--upstream", &upstream])
         .args(["--trusted-public-key", &key])
+        .env("HYPERNAR_PROGRESS_SECS", "0")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -472,7 +473,7 @@ fn a_follow_killed_mid_release_is_finished_by_the_next_without_publishing_anythi
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::fs::read_to_string(&log)
         .unwrap_or_default()
-        .matches(" published")
+        .matches("publisher: published")
         .count()
         < 2
     {
@@ -485,6 +486,14 @@ fn a_follow_killed_mid_release_is_finished_by_the_next_without_publishing_anythi
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    // Its log has the progress as plain lines (stderr is no terminal).
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(
+            "channel test: publishing; channel at nixos-test.400.abcdef0, committed none; paths: 1 of 8 published"
+        ),
+        "{text}"
+    );
     let before = site.published().len();
     assert!(before < 8, "the run ended before it was killed");
     assert_eq!(site.state(), "", "committed before its end");
@@ -829,4 +838,83 @@ fn a_set_vouching_for_a_channel_covers_its_newest_release_in_one_entry() {
     assert!(out.contains("removed 1 entries"), "{out}");
     wait_for_status(&api, &narinfo("app1"), 404, 30);
     drop(lab_seed);
+}
+
+/// `hypernar follow` on a data directory a running serve holds goes
+/// through that serve (its control socket): what it publishes reaches the
+/// serve's peers at once, and the follower's figures are in `hypernar
+/// status`, on the status page and in `/metrics`.
+#[test]
+fn a_follow_through_a_running_serve_shows_its_progress_in_status_and_metrics() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let site = Site::new();
+    site.release("nixos-test.1.aaaaaaa", &["app1"]);
+    let seed = serve(&site.w.data, &[], &[]);
+    let api = seed.http.clone().unwrap();
+    let id = identity(&site.w);
+    let user = serve(
+        &site.w.tmp.path().join("user"),
+        &["--trust", &id, "--peer", &seed.addr],
+        &[],
+    );
+    let ng = site.serve_channel("nixos-test.1.aaaaaaa");
+    let out = site.follow(&ng, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("committed nixos-test.1.aaaaaaa (1 roots, 3 closure paths: 3 published now"),
+        "{}",
+        stdout(&out)
+    );
+    // Through the serve (the directory is its: nothing else could write
+    // it), so its peer has the paths at once.
+    let user_api = user.http.clone().unwrap();
+    let narinfo =
+        |name: &str| format!("/{}.narinfo", site.w.path(name).info.store_path.hash_part());
+    wait_for_status(&user_api, &narinfo("app1"), 200, 30);
+
+    let status = ok(&["status", "--data", s(&site.w.data)]);
+    assert!(
+        status.contains(
+            "test  waiting for the next look; channel at nixos-test.1.aaaaaaa, committed nixos-test.1.aaaaaaa; paths: 3 of 3 published, 0 before, 0 failed"
+        ),
+        "{status}"
+    );
+    let metrics = String::from_utf8(http(&api, "GET", "/metrics", &[]).body).unwrap();
+    for want in [
+        "hypernar_follow_paths{channel=\"test\",state=\"published\"} 3",
+        "hypernar_follow_paths{channel=\"test\",state=\"planned\"} 3",
+        "hypernar_follow_lag_seconds{channel=\"test\"} 0",
+    ] {
+        assert!(metrics.contains(want), "{want} not in:\n{metrics}");
+    }
+    let nar_bytes: u64 = ["app1", "lib", "libc"]
+        .iter()
+        .map(|n| site.w.path(n).nar.len() as u64)
+        .sum();
+    assert!(
+        metrics.contains(&format!(
+            "hypernar_follow_bytes{{channel=\"test\",what=\"done\"}} {nar_bytes}"
+        )),
+        "{metrics}"
+    );
+    if has_chromium() {
+        let dom = rendered_dom(&format!("{api}/"), &site.w.tmp.path().join("chromium"));
+        assert!(dom.contains("<table id=\"following\">"), "{dom}");
+        assert!(dom.contains("committed nixos-test.1.aaaaaaa"), "{dom}");
+    } else {
+        skip_or_fail("chromium (Debian package chromium), for the status page");
+    }
+    // Looked at again through the serve: nothing to do.
+    let out = site.follow(&ng, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nixos-test.1.aaaaaaa is committed already"),
+        "{}",
+        stdout(&out)
+    );
+    drop(seed);
+    assert_eq!(site.published(), ["app1", "lib", "libc"]);
 }

@@ -15,6 +15,7 @@
 
 pub mod channels;
 mod fault;
+pub mod following;
 pub mod http;
 pub mod mount;
 pub mod node;

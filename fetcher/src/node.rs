@@ -96,6 +96,8 @@ struct Catalog {
     publishers: Publishers,
     sets: crate::sets::Sets,
     channels: crate::channels::Channels,
+    /// `hypernar follow` runs inside this node, by channel.
+    following: crate::following::Following,
     /// The paths pinned now (the closure of pinned sets' paths): the pins
     /// front-end (`crate::pins`) keeps their blocks.
     pins: watch::Sender<Arc<HashSet<StorePath>>>,
@@ -165,12 +167,14 @@ impl Node {
             share: config.share,
         })
         .await?;
+        let metrics = swarm.metrics().clone();
         let node = Node {
             swarm,
             catalog: Arc::new(Catalog {
                 publishers: Publishers::default(),
                 sets: crate::sets::Sets::default(),
                 channels: crate::channels::Channels::default(),
+                following: crate::following::Following::new(metrics),
                 pins: watch::channel(Arc::default()).0,
                 mirror: config.mirror,
                 max_size: config.max_size,
@@ -246,6 +250,12 @@ impl Node {
     /// The channels the node follows.
     pub fn channels(&self) -> &crate::channels::Channels {
         &self.catalog.channels
+    }
+
+    /// The channel followers running inside this node (`hypernar follow`
+    /// through its control socket).
+    pub fn following(&self) -> &crate::following::Following {
+        &self.catalog.following
     }
 
     /// `--max-size`, if the disk is bounded.

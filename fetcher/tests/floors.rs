@@ -11,7 +11,14 @@ use std::path::Path;
 const FLOORS: &[(&str, &[&str])] = &[
     (
         "catalog tables (what the node knows)",
-        &["publishers", "sets", "channels", "recent", "fault"],
+        &[
+            "publishers",
+            "sets",
+            "channels",
+            "following",
+            "recent",
+            "fault",
+        ],
     ),
     ("catalog (the node: following, pins, the disk)", &["node"]),
     ("sources", &["sources"]),

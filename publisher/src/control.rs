@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The version of the control messages this build speaks.
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 10;
 
@@ -69,11 +69,32 @@ pub struct SetJob {
     pub channels: Vec<String>,
 }
 
+/// A `hypernar follow` run, with paths made absolute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowJob {
+    pub key_file: PathBuf,
+    pub data_dir: PathBuf,
+    /// (name, URL) of each channel.
+    pub channels: Vec<(String, String)>,
+    pub upstream: String,
+    /// `--trusted-public-key`s, as given (empty: cache.nixos.org-1).
+    pub trusted_keys: Vec<String>,
+    pub allow_older: bool,
+    pub once: bool,
+    pub interval_secs: u64,
+    pub jobs: Option<u32>,
+    pub max_upstream_requests: Option<f64>,
+    pub max_upstream_rate: Option<u64>,
+    pub release: bool,
+    pub run_tail: u64,
+}
+
 /// Any job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Job {
     Publish(PublishJob),
     Set(SetJob),
+    Follow(FollowJob),
     /// `hypernar status`: the serve's state as text.
     Status {
         data_dir: PathBuf,
@@ -86,13 +107,14 @@ impl Job {
         match self {
             Job::Publish(j) => &j.data_dir,
             Job::Set(j) => &j.data_dir,
+            Job::Follow(j) => &j.data_dir,
             Job::Status { data_dir } => data_dir,
         }
     }
 }
 
 /// What the client sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub version: u16,
     pub job: Job,
@@ -198,6 +220,25 @@ mod tests {
                 publisher: Some("hypernar1:x".into()),
                 paths: vec!["/nix/store/a".into(), "b".into()],
                 channels: vec!["nixos-unstable".into()],
+            }),
+        };
+        assert_eq!(decode_request_frame(&encode(&req)).unwrap(), req);
+        let req = Request {
+            version: VERSION,
+            job: Job::Follow(FollowJob {
+                key_file: "/k".into(),
+                data_dir: "/d".into(),
+                channels: vec![("c".into(), "http://x/c".into())],
+                upstream: "http://x/cache".into(),
+                trusted_keys: vec!["k-1:AAAA".into()],
+                allow_older: true,
+                once: true,
+                interval_secs: 600,
+                jobs: Some(2),
+                max_upstream_requests: Some(2.5),
+                max_upstream_rate: Some(1 << 20),
+                release: false,
+                run_tail: 4,
             }),
         };
         assert_eq!(decode_request_frame(&encode(&req)).unwrap(), req);

@@ -340,7 +340,10 @@ impl Server {
             Route::Metrics => full(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                self.node.metrics().encode(),
+                {
+                    self.node.following().refresh();
+                    self.node.metrics().encode()
+                },
             ),
             Route::Listing(hash) => self.listing(&hash).await,
             Route::NotHere | Route::Unknown => text(StatusCode::NOT_FOUND, "not here"),

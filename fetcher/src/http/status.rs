@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub sets: Vec<crate::sets::SetSummary>,
     /// Channels followed (`--set ID/NAME`, `--pin ID/NAME`).
     pub channels: Vec<crate::channels::ChannelSummary>,
+    /// Channel followers running inside this node.
+    pub following: Vec<(String, crate::following::FollowStatus)>,
     /// Paths pinned now (the closure of pinned sets' paths).
     pub pinned: usize,
     /// `--share`.
@@ -81,6 +83,7 @@ impl Snapshot {
             max_size: node.max_size(),
             sets: node.sets().summary(),
             channels: node.channels().summary(),
+            following: node.following().all(),
             pinned: node.pinned().len(),
             share: node.share().mode(),
             usage,
@@ -160,6 +163,13 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
     let _ = writeln!(t, "channels: {}", s.channels.len());
     for c in &s.channels {
         let _ = writeln!(t, "  {}  {}", c.channel, channel_line(c));
+    }
+    if !s.following.is_empty() {
+        let _ = writeln!(t, "following: {}", s.following.len());
+        let (now, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+        for (name, f) in &s.following {
+            let _ = writeln!(t, "  {name}  {}", f.line(now, wall));
+        }
     }
     let _ = writeln!(t, "pinned paths: {}", pinned.len());
     for p in pinned {
@@ -367,6 +377,20 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
                 "<tr><td><code>{}</code></td><td>{}</td></tr>",
                 esc(&c.channel.to_string()),
                 esc(&channel_line(c))
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    if !s.following.is_empty() {
+        let _ = writeln!(h, "<h2>Following ({})</h2>", s.following.len());
+        h.push_str("<table id=\"following\"><tr><th>channel</th><th>follower</th></tr>\n");
+        let (now, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+        for (name, f) in &s.following {
+            let _ = writeln!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td></tr>",
+                esc(name),
+                esc(&f.line(now, wall))
             );
         }
         h.push_str("</table>\n");

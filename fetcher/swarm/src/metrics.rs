@@ -31,6 +31,27 @@ pub struct PeerLabel {
     pub peer: String,
 }
 
+/// A followed channel (`hypernar follow` run inside this node).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+/// A followed channel's paths in one state (planned, published, already,
+/// failed, missing, refused).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FollowPathsLabel {
+    pub channel: String,
+    pub state: &'static str,
+}
+
+/// A followed channel's NAR bytes (`done`, `planned`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FollowBytesLabel {
+    pub channel: String,
+    pub what: &'static str,
+}
+
 /// Byte sources.
 pub const PEER: SourceLabel = SourceLabel { source: "peer" };
 pub const UPSTREAM: SourceLabel = SourceLabel { source: "upstream" };
@@ -61,6 +82,13 @@ pub struct Metrics {
     /// Block requests withdrawn from peers because no reader wanted them
     /// any more (an HTTP client went away mid-NAR).
     pub requests_cancelled: Counter,
+    /// A channel follower's current walk: paths by state, NAR bytes, how
+    /// long the channel has been ahead of the last commit, and when that
+    /// was (`hypernar follow` through this serve).
+    pub follow_paths: Family<FollowPathsLabel, Gauge>,
+    pub follow_bytes: Family<FollowBytesLabel, Gauge>,
+    pub follow_lag: Family<ChannelLabel, Gauge>,
+    pub follow_committed: Family<ChannelLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,6 +105,10 @@ impl Default for Metrics {
             fallbacks: Family::default(),
             connections: Gauge::default(),
             requests_cancelled: Counter::default(),
+            follow_paths: Family::default(),
+            follow_bytes: Family::default(),
+            follow_lag: Family::default(),
+            follow_committed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -128,6 +160,26 @@ impl Default for Metrics {
             "requests_cancelled",
             "Block requests withdrawn from peers because no reader wanted them any more",
             m.requests_cancelled.clone(),
+        );
+        registry.register(
+            "follow_paths",
+            "A channel follower's walk: paths by state (planned, published, already, failed, missing, refused)",
+            m.follow_paths.clone(),
+        );
+        registry.register(
+            "follow_bytes",
+            "A channel follower's walk: NAR bytes done and planned",
+            m.follow_bytes.clone(),
+        );
+        registry.register(
+            "follow_lag_seconds",
+            "How long the channel has pointed at a release not committed yet",
+            m.follow_lag.clone(),
+        );
+        registry.register(
+            "follow_committed_time_seconds",
+            "When the release last committed was committed (seconds since the epoch)",
+            m.follow_committed.clone(),
         );
         Metrics { registry, ..m }
     }

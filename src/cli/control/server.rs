@@ -1,5 +1,6 @@
 //! The server side of the control socket: `serve` listens, and runs each
-//! job through the command it belongs to (`publish`, `set`, `status`).
+//! job through the command it belongs to (`publish`, `set`, `follow`,
+//! `status`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -8,9 +9,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hypernar_feed::format::storepath::StorePath;
+use hypernar_fetcher::following::FollowStatus;
 use hypernar_fetcher::node::Node;
 use hypernar_fetcher::sources::Sources;
-use hypernar_publisher::control::{self, Job, PublishJob, Reply, Request, SetJob, VERSION};
+use hypernar_publisher::control::{
+    self, FollowJob, Job, PublishJob, Reply, Request, SetJob, VERSION,
+};
 use hypernar_publisher::{Outcome, Progress, Publisher};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
@@ -18,6 +22,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::super::common::{error_chain, read_key};
+use super::super::follow;
 use super::super::publish::{self, Line};
 use super::{read_frame, socket};
 
@@ -98,20 +103,19 @@ async fn serve_one(
     let request = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut read))
         .await
         .context("no request within 10 s")?;
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel::<Reply>(64);
     let answer = async move {
         match request.and_then(|b| control::decode::<Request>(&b)) {
-            Ok(req) => {
-                let _one = lock.lock().await;
-                handle(sources, dir, req, tx).await
-            }
+            Ok(req) => handle(sources, dir, req, tx, &lock).await,
             Err(e) => {
                 let _ = tx.send(Reply::Err(format!("error: {e}"))).await;
                 let _ = tx.send(Reply::Exit(2)).await;
             }
         }
     };
-    let send = async {
+    // Owns the receiver: a client gone drops it, which a long job (a
+    // follow) sees as its sender closing.
+    let send = async move {
         while let Some(reply) = rx.recv().await {
             write.write_all(&control::encode(&reply)).await?;
         }
@@ -122,7 +126,15 @@ async fn serve_one(
 }
 
 /// Runs one control request and sends its replies, the exit code last.
-pub async fn handle(sources: Sources, dir: &Path, req: Request, out: mpsc::Sender<Reply>) {
+/// Jobs that write run one at a time (under `lock`); a status does not
+/// wait for them, and a follow takes the lock for each look only.
+pub async fn handle(
+    sources: Sources,
+    dir: &Path,
+    req: Request,
+    out: mpsc::Sender<Reply>,
+    lock: &tokio::sync::Mutex<()>,
+) {
     let node = sources.node().clone();
     let code = if req.version != VERSION {
         let _ = out
@@ -136,11 +148,17 @@ pub async fn handle(sources: Sources, dir: &Path, req: Request, out: mpsc::Sende
         match &req.job {
             Job::Publish(job) => {
                 info!(?job, "publishing for a control client");
+                let _one = lock.lock().await;
                 run_publish(node, dir, job, out.clone()).await
             }
             Job::Set(job) => {
                 info!(?job, "editing a set for a control client");
+                let _one = lock.lock().await;
                 run_set(node, dir, job, out.clone()).await
+            }
+            Job::Follow(job) => {
+                info!(?job, "following channels for a control client");
+                run_follow(node, dir, job, out.clone(), lock).await
             }
             Job::Status { .. } => {
                 let s = super::super::status::report(&sources).await;
@@ -212,6 +230,89 @@ async fn run_publish(node: Node, dir: &Path, job: &PublishJob, out: mpsc::Sender
     code
 }
 
+/// A follow run inside this serve: its figures in the node (status page,
+/// `hypernar status`, `/metrics`), its lines to the client, in order.
+struct FollowReport {
+    node: Node,
+    lines: mpsc::UnboundedSender<Reply>,
+}
+
+impl follow::Report for FollowReport {
+    fn out(&self, line: String) {
+        let _ = self.lines.send(Reply::Out(line));
+    }
+    fn err(&self, line: String) {
+        let _ = self.lines.send(Reply::Err(line));
+    }
+    fn update(&self, channel: &str, f: &mut dyn FnMut(&mut FollowStatus)) {
+        self.node.following().update(channel, |s| f(s));
+    }
+    fn line_every(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+async fn run_follow(
+    node: Node,
+    dir: &Path,
+    job: &FollowJob,
+    out: mpsc::Sender<Reply>,
+    lock: &tokio::sync::Mutex<()>,
+) -> u8 {
+    let checked = read_key(&job.key_file).and_then(|secret| {
+        same_dir(&job.data_dir, dir)?;
+        Ok(secret)
+    });
+    let secret = match checked {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = out
+                .send(Reply::Err(format!("error: {}", error_chain(&e))))
+                .await;
+            return 1;
+        }
+    };
+    // Opened afresh for each look: a publish job may write between two.
+    let (swarm, dir_buf) = (node.swarm().clone(), dir.to_owned());
+    let mut open = move || {
+        let (swarm, dir, secret) = (swarm.clone(), dir_buf.clone(), secret.clone());
+        Box::pin(async move { Ok(Publisher::open_with(swarm, &dir, secret).await?) })
+            as follow::OpenFuture<'static, hypernar_fetcher::node::Swarm>
+    };
+    let (lines, mut rx) = mpsc::unbounded_channel();
+    let forward = {
+        let out = out.clone();
+        async move {
+            while let Some(r) = rx.recv().await {
+                if out.send(r).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let report = Arc::new(FollowReport {
+        node: node.clone(),
+        lines,
+    });
+    // Ends when the client goes away (or the node shuts down).
+    let gone = {
+        let out = out.clone();
+        let shutdown = node.shutdown_token();
+        async move {
+            tokio::select! {
+                _ = out.closed() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    };
+    let run = async {
+        let code = follow::execute(&mut open, false, job, report, gone, lock).await;
+        code
+    };
+    let (code, ()) = tokio::join!(run, forward);
+    code
+}
+
 /// Checks that the job is for the directory this serve holds.
 fn same_dir(asked: &Path, dir: &Path) -> anyhow::Result<()> {
     let asked = std::fs::canonicalize(asked)?;
@@ -262,9 +363,9 @@ mod tests {
     use hypernar_publisher::sample::{self, NixSigningKey};
 
     async fn replies(node: Node, dir: &Path, req: Request) -> Vec<Reply> {
-        let (tx, mut rx) = mpsc::channel(64);
+        let (tx, mut rx) = mpsc::channel::<Reply>(64);
         let sources = Sources::new(&node, Default::default(), Arc::new(Upstreams::none()));
-        handle(sources, dir, req, tx).await;
+        handle(sources, dir, req, tx, &tokio::sync::Mutex::new(())).await;
         let mut got = Vec::new();
         while let Ok(r) = rx.try_recv() {
             got.push(r);
