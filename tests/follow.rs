@@ -918,3 +918,112 @@ fn a_follow_through_a_running_serve_shows_its_progress_in_status_and_metrics() {
     drop(seed);
     assert_eq!(site.published(), ["app1", "lib", "libc"]);
 }
+
+/// The upstream is down for a while (503, with a Retry-After), then
+/// throttles (429): the follower waits both out and the release commits.
+#[test]
+fn an_upstream_down_a_while_then_throttling_is_waited_out_and_the_release_commits() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let site = Site::new();
+    site.release("nixos-test.310.f0f0f0f", &["app1", "app2", "tool"]);
+    let down = site.root.join("down");
+    std::fs::write(&down, b"").unwrap();
+    let ng = site.serve_channel_with(
+        "nixos-test.310.f0f0f0f",
+        "limit_req_zone $binary_remote_addr zone=up:1m rate=4r/s;",
+        &format!(
+            "if (-f {}) {{ add_header Retry-After 1 always; return 503; }} \
+             limit_req zone=up burst=1 nodelay; limit_req_status 429;",
+            down.display()
+        ),
+    );
+    // Back up after two seconds.
+    let up = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        std::fs::remove_file(&down).unwrap();
+    });
+    let out = site.follow(&ng, &["-v"]);
+    up.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("answered 503; asking again"),
+        "never down: {err}"
+    );
+    assert!(
+        err.contains("answered 429; asking again"),
+        "never throttled: {err}"
+    );
+    assert!(
+        stdout(&out).contains("5 closure paths: 5 published now"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(site.published(), ["app1", "app2", "lib", "libc", "tool"]);
+    let log = ng.access_log();
+    assert!(log.contains("\" 503 "), "{log}");
+}
+
+/// Peers that follow the same release meet under its own DHT topic: a
+/// node pinned to the channel announces the generation's topic as soon as
+/// it reads it, and a node that follows the channel and knows no peer
+/// meets it on the DHT and gets the release from it (the publisher's seed
+/// is gone and was never on the DHT).
+#[test]
+fn peers_on_the_same_generation_announce_its_topic_and_meet_on_the_dht() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let testnet = mainline::Testnet::new(5).expect("a local DHT testnet");
+    let boot = testnet.bootstrap.join(",");
+    let site = Site::new();
+    site.release("nixos-test.1.aaaaaaa", &["app1"]);
+    let channel = format!("{}/test", identity(&site.w));
+    let on_dht = ["--dht-bootstrap", &boot, "--dht-allow-local"];
+    let debug = [("RUST_LOG", "hypernar_swarm=debug,hypernar_fetcher=info")];
+    // On the DHT, its first topics announced, before any release exists:
+    // the generation's topic comes later, and is announced when it does
+    // (not at the next round, 15 minutes on).
+    let mut args = vec!["--pin", &channel, "--http", "none"];
+    args.extend(on_dht);
+    let pinned = serve(&site.w.tmp.path().join("pinned"), &args, &debug);
+    wait_for_log(&pinned, "announced on the DHT", 30);
+    let ng = site.serve_channel("nixos-test.1.aaaaaaa");
+    let out = site.follow(&ng, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seed = serve(
+        &site.w.data,
+        &["--http", "none", "--peer", &pinned.addr],
+        &[],
+    );
+    wait_for_count(&pinned, "pinned path stored", 3, 30);
+    let feed = hypernar_feed::format::identity::FeedKey::from(
+        site.w
+            .secret()
+            .feed_signing_key(hypernar_feed::format::identity::GENERATIONS_FEED)
+            .verifying_key(),
+    );
+    let root = hypernar_fetcher::node::generation_topic(&feed, "test", "nixos-test.1.aaaaaaa");
+    let topic = hypernar_fetcher::dht::topic(&root).to_string();
+    wait_for_log(&pinned, &format!("announced on the DHT topic={topic}"), 30);
+    drop(seed);
+
+    let mut args = vec!["--set", &channel];
+    args.extend(on_dht);
+    let user = serve(&site.w.tmp.path().join("user"), &args, &[]);
+    let api = user.http.clone().unwrap();
+    let narinfo = format!(
+        "/{}.narinfo",
+        site.w.path("app1").info.store_path.hash_part()
+    );
+    let r = wait_for_status(&api, &narinfo, 200, 60);
+    let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+        .unwrap()
+        .url;
+    let nar = http(&api, "GET", &format!("/{url}"), &[]);
+    assert_eq!(nar.status, 200);
+    assert!(nar.body == site.w.path("app1").nar, "NAR differs");
+    wait_for_log(&user, "found on the DHT", 10);
+}

@@ -15,6 +15,7 @@
 pub mod evict;
 mod follow;
 mod pin;
+pub use pin::generation_topic;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -1,9 +1,10 @@
 //! `hypernar follow` of a channel whose releases real Nix built: three
 //! releases sharing most of their closure, signed by a Nix key standing in
 //! for `cache.nixos.org-1` and copied into an xz binary cache by `nix copy`
-//! (as cache.nixos.org's NARs are), the channel a 302 from nginx. Then real
-//! Nix substitutes a release's closure through the swarm with the upstream
-//! gone.
+//! (as cache.nixos.org's NARs are), the channel a 302 from nginx. Then a
+//! peer pinned to the channel fetches release 2's closure ahead, and real
+//! Nix substitutes it through the swarm from that peer alone, with the
+//! upstream and the publisher gone.
 
 use std::io::Write;
 
@@ -34,6 +35,22 @@ fn build(expr: &std::path::Path, attr: &str) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// Waits until `serve`'s log has `needle` `n` times.
+fn wait_for_log_count(serve: &Serve, needle: &str, n: usize, secs: u64) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        if log.matches(needle).count() >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{needle:?} not {n} times in:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn write_release(site: &std::path::Path, name: &str, roots: &[String]) {
@@ -139,13 +156,23 @@ fn a_channel_built_by_nix_is_followed_and_nix_substitutes_a_release_through_the_
         "{out}"
     );
 
-    // The upstream is gone: Nix gets release 2's closure from a node whose
-    // only source is the publisher's seed.
-    let seed = serve(&data, &["--http", "none"], &[]);
+    // A peer pinned to the channel holds release 2's closure as soon as
+    // the publisher's seed reaches it, before anyone asks for any of it.
+    let channel = format!("{id}/test");
+    let pinned = serve(
+        &tmp.path().join("pinned-data"),
+        &["--pin", &channel, "--http", "none"],
+        &[],
+    );
+    let seed = serve(&data, &["--http", "none", "--peer", &pinned.addr], &[]);
+    wait_for_log_count(&pinned, "pinned path stored", 4, 60);
+    // The upstream and the publisher are gone: Nix gets release 2's
+    // closure from a node whose only source is the pinned peer.
+    drop(seed);
     let user = tmp.path().join("user-data");
     let sub = serve(
         &user,
-        &["--trust", &id, "--peer", &seed.addr, "--upstream", "none"],
+        &["--trust", &id, "--peer", &pinned.addr, "--upstream", "none"],
         &[],
     );
     let api = sub.http.clone().unwrap();

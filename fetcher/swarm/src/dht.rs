@@ -358,6 +358,8 @@ async fn follow(
     let mut next_announce = Instant::now();
     let mut wait = FIRST_LOOKUP_AGAIN;
     let mut warned_topics = false;
+    // The topics of the last round.
+    let mut announced: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
     let mut last_saved = Saved::default();
     loop {
         let mut roots = node.roots();
@@ -372,15 +374,30 @@ async fn follow(
         let public = dht.info().await.public_address();
         // `--share none`: look, never announce.
         let announce = node.share().mode() != crate::share::ShareMode::None;
-        if announce && Instant::now() >= next_announce {
-            for key in &roots {
+        // A topic new since the last round (a generation followed, a set
+        // written here) is announced and looked up now, not at the next
+        // round of announcements or lookups.
+        let new: Vec<[u8; 32]> = roots
+            .iter()
+            .filter(|k| !announced.contains(*k))
+            .copied()
+            .collect();
+        if !new.is_empty() && !announced.is_empty() {
+            wait = FIRST_LOOKUP_AGAIN;
+        }
+        let due = Instant::now() >= next_announce;
+        if announce && (due || !new.is_empty()) {
+            for key in roots.iter().filter(|k| due || new.contains(*k)) {
                 match dht.announce_peer(topic(key), Some(config.port)).await {
                     Ok(_) => debug!(topic = %topic(key), "announced on the DHT"),
                     Err(e) => debug!(topic = %topic(key), %e, "announcing on the DHT failed"),
                 }
             }
-            next_announce = Instant::now() + ANNOUNCE_EVERY;
+            if due {
+                next_announce = Instant::now() + ANNOUNCE_EVERY;
+            }
         }
+        announced = roots.iter().copied().collect();
         for key in &roots {
             let mut found = dht.get_peers(topic(key));
             while let Some(batch) = found.next().await {
@@ -417,7 +434,17 @@ async fn follow(
                 }
             }
         }
-        tokio::time::sleep(wait).await;
+        // Until the next round, or sooner when the topics change.
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            let left = until.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            let mut now = node.roots();
+            now.truncate(MAX_TOPICS);
+            if now.iter().any(|k| !announced.contains(k)) {
+                break;
+            }
+        }
         wait = (wait * 2).min(LOOKUP_AT_MOST_EVERY);
     }
 }
