@@ -687,13 +687,13 @@ fn a_node_pinned_to_a_channel_holds_each_new_release_and_serves_only_the_newest(
     let narinfo =
         |name: &str| format!("/{}.narinfo", site.w.path(name).info.store_path.hash_part());
     let s1 = seed();
-    wait_for_count(&pinned, "pinned path stored", 3, 30);
+    wait_for_count(&pinned, "pinned path ready", 3, 30);
     wait_for_status(&api, &narinfo("app1"), 200, 10);
     drop(s1);
 
     follow("nixos-test.2.bbbbbbb");
     let s2 = seed();
-    wait_for_count(&pinned, "pinned path stored", 4, 30);
+    wait_for_count(&pinned, "pinned path ready", 4, 30);
     drop(s2);
     // The seed is gone: release 2's closure is all here, never asked for.
     for name in ["app1", "app2", "lib", "libc"] {
@@ -730,7 +730,7 @@ fn a_node_pinned_to_a_channel_holds_each_new_release_and_serves_only_the_newest(
     // Release 3 drops app1: no longer served (nor pinned), tool is new.
     follow("nixos-test.3.ccccccc");
     let _s3 = seed();
-    wait_for_count(&pinned, "pinned path stored", 5, 30);
+    wait_for_count(&pinned, "pinned path ready", 5, 30);
     let r = wait_for_status(&api, &narinfo("app1"), 404, 10);
     assert!(
         String::from_utf8_lossy(&r.body).contains("channel release"),
@@ -915,6 +915,44 @@ fn a_follow_through_a_running_serve_shows_its_progress_in_status_and_metrics() {
         "{}",
         stdout(&out)
     );
+    // Following on (no --once) through the serve until its client goes:
+    // then the serve stops following, and says so.
+    let key = NixSigningKey::from_seed("test-cache-1", [1; 32]).public_text();
+    let mut client = std::process::Command::new(bin())
+        .args([
+            "follow",
+            "--interval",
+            "1",
+            "--key",
+            s(&site.w.key),
+            "--data",
+        ])
+        .arg(&site.w.data)
+        .args(["--channel", &format!("test={}/channel", ng.base)])
+        .args(["--upstream", &format!("{}/cache", ng.base)])
+        .args(["--trusted-public-key", &key])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(client.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains("is committed already"), "{first}");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = ok(&["status", "--data", s(&site.w.data)]);
+        if status.contains("test  not following (its client went away)") {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     drop(seed);
     assert_eq!(site.published(), ["app1", "lib", "libc"]);
 }
@@ -998,7 +1036,7 @@ fn peers_on_the_same_generation_announce_its_topic_and_meet_on_the_dht() {
         &["--http", "none", "--peer", &pinned.addr],
         &[],
     );
-    wait_for_count(&pinned, "pinned path stored", 3, 30);
+    wait_for_count(&pinned, "pinned path ready", 3, 30);
     let feed = hypernar_feed::format::identity::FeedKey::from(
         site.w
             .secret()

@@ -106,7 +106,8 @@ struct Inner {
     /// The last `Generations` record read of each, and its block.
     newest: HashMap<Identity, (u64, Arc<Generations>)>,
     /// What each channel's generation covered when last walked: the
-    /// release and its paths.
+    /// generation (its release and table, `release@first_block`) and its
+    /// paths.
     covered: HashMap<ChannelRef, (String, Arc<HashSet<StorePath>>)>,
 }
 
@@ -255,6 +256,13 @@ impl Channels {
     pub fn covered_any(&self, channel: &ChannelRef) -> Option<Arc<HashSet<StorePath>>> {
         let inner = self.inner.lock().expect("channels lock");
         inner.covered.get(channel).map(|(_, c)| c.clone())
+    }
+
+    /// Forgets what channels not in `keep` covered (no longer followed).
+    pub(crate) fn forget_covered_but<'a>(&self, keep: impl Iterator<Item = &'a ChannelRef>) {
+        let keep: HashSet<&ChannelRef> = keep.collect();
+        let mut inner = self.inner.lock().expect("channels lock");
+        inner.covered.retain(|c, _| keep.contains(c));
     }
 
     /// Records what `channel` covers at `release`.

@@ -26,6 +26,8 @@ pub enum Phase {
     Publishing,
     /// The last look failed (it is tried again at the next).
     Failed(String),
+    /// The follow ended (its client went away, or the serve is stopping).
+    Stopped,
 }
 
 impl std::fmt::Display for Phase {
@@ -35,6 +37,7 @@ impl std::fmt::Display for Phase {
             Phase::Walking => write!(f, "walking the release's closure"),
             Phase::Publishing => write!(f, "publishing"),
             Phase::Failed(why) => write!(f, "the last look failed: {why}"),
+            Phase::Stopped => write!(f, "not following (its client went away)"),
         }
     }
 }

@@ -12,7 +12,7 @@ use hypernar_feed::format::identity::FeedKey;
 use hypernar_feed::format::storepath::StorePath;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::sources::reader::Keeper;
 use crate::sources::{Sources, Timing};
@@ -78,4 +78,26 @@ async fn keep_path(sources: Sources, path: StorePath) {
         }
     };
     keeper.keep(&ranges, &path).await;
+    // Its key too, once released: a path held without it cannot be served
+    // when the sources are gone. Asked again (a lookup fetches the release
+    // its run entry names) until it is known.
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match sources.node().publishers().key_known(&path) {
+            Some(true) => {
+                info!(%path, "pinned path ready: its blocks and key are here");
+                return;
+            }
+            None => return,
+            Some(false) => {
+                sources.path_by_hash(path.hash_part()).await;
+                if sources.node().publishers().key_known(&path) == Some(true) {
+                    continue;
+                }
+                debug!(%path, "a pinned path's key is not known here yet; asking again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(OPEN_BACKOFF_MAX);
+            }
+        }
+    }
 }

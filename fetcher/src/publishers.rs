@@ -395,6 +395,13 @@ impl Publishers {
     }
 
     /// The path with its released key, or why not (now).
+    /// Whether the key of `path` is known here (`None`: no trusted
+    /// publisher lists it); unlike [`Publishers::lookup`], not a use.
+    pub fn key_known(&self, path: &StorePath) -> Option<bool> {
+        let (publisher, _, _) = self.find(path)?;
+        Some(self.key(&publisher, path).is_some())
+    }
+
     pub fn lookup(&self, path: &StorePath) -> Result<Found, NotFound> {
         if !self.admits(path) {
             return Err(NotFound::NotInSet(path.clone()));

@@ -70,7 +70,7 @@ pub struct SetJob {
 }
 
 /// A `hypernar follow` run, with paths made absolute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowJob {
     pub key_file: PathBuf,
     pub data_dir: PathBuf,
@@ -83,14 +83,16 @@ pub struct FollowJob {
     pub once: bool,
     pub interval_secs: u64,
     pub jobs: Option<u32>,
-    pub max_upstream_requests: Option<f64>,
+    /// Requests a second to the upstream, in thousandths (an integer: a
+    /// float's NaN would not compare equal to itself).
+    pub max_upstream_millirequests: Option<u64>,
     pub max_upstream_rate: Option<u64>,
     pub release: bool,
     pub run_tail: u64,
 }
 
 /// Any job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Job {
     Publish(PublishJob),
     Set(SetJob),
@@ -114,7 +116,7 @@ impl Job {
 }
 
 /// What the client sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub version: u16,
     pub job: Job,
@@ -235,7 +237,7 @@ mod tests {
                 once: true,
                 interval_secs: 600,
                 jobs: Some(2),
-                max_upstream_requests: Some(2.5),
+                max_upstream_millirequests: Some(2500),
                 max_upstream_rate: Some(1 << 20),
                 release: false,
                 run_tail: 4,

@@ -46,9 +46,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("reading the generations feed of {publisher}"))?;
         for g in last.map(|(_, g)| g.channels).unwrap_or_default() {
-            let when = httpdate::fmt_http_date(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(g.committed_at),
-            );
+            let when = hypernar_feed::format::generation::http_date(g.committed_at);
             lines.push(format!(
                 "{} {} git {} committed {when}: {} roots, {} closure paths, {} missing upstream, publisher {publisher}",
                 g.channel,

@@ -131,7 +131,9 @@ impl Args {
             once: self.once,
             interval_secs: self.interval.max(1),
             jobs: self.jobs.map(|j| j.min(u32::MAX as usize) as u32),
-            max_upstream_requests: self.max_upstream_requests,
+            max_upstream_millirequests: self
+                .max_upstream_requests
+                .map(|r| (r * 1000.0).round() as u64),
             max_upstream_rate: self.max_upstream_rate,
             release: !self.no_release,
             run_tail: self.run_tail,
@@ -360,8 +362,15 @@ fn prepare(job: &FollowJob) -> anyhow::Result<Prepared> {
             .collect::<Result<Vec<_>, _>>()?
     };
     let client = ChannelClient::new().context("building the HTTP client")?;
-    let limits =
-        hypernar_publisher::limit::Limits::new(job.max_upstream_requests, job.max_upstream_rate);
+    let requests = match job.max_upstream_millirequests {
+        Some(m) if !(10..=1_000_000_000).contains(&m) => {
+            anyhow::bail!(
+                "--max-upstream-requests: give a number of requests a second from 0.01 to 1000000"
+            )
+        }
+        m => m.map(|m| m as f64 / 1000.0),
+    };
+    let limits = hypernar_publisher::limit::Limits::new(requests, job.max_upstream_rate);
     let upstream = Arc::new(Origin::new(&job.upstream)?.with_limits(limits));
     let opts = PublishOptions {
         closure: true,
@@ -428,8 +437,17 @@ async fn follow_loop<O: FeedOpener>(
                     }
                 });
             }
-            let looked = look(&mut publisher, env, channel, &report);
-            match looked.await {
+            // Stopped mid-look (a serve shutting down, its client gone):
+            // what is committed stays; a commit cut short is finished when
+            // the publisher next opens (its journal), as after a kill.
+            let looked = tokio::select! {
+                r = look(&mut publisher, env, channel, &report) => r,
+                _ = &mut stop => {
+                    stopped(&report, env.channels);
+                    return 0;
+                }
+            };
+            match looked {
                 Ok(Some(line)) => report.out(line),
                 Ok(None) => {}
                 Err(e) => {
@@ -450,8 +468,18 @@ async fn follow_loop<O: FeedOpener>(
         failed = false;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(env.job.interval_secs.max(1))) => {}
-            _ = &mut stop => return 0,
+            _ = &mut stop => {
+                stopped(&report, env.channels);
+                return 0;
+            }
         }
+    }
+}
+
+/// The follow ends: its figures say so.
+fn stopped(report: &Arc<dyn Report>, channels: &[Channel]) {
+    for c in channels {
+        report.update(&c.name, &mut |s| s.phase = Phase::Stopped);
     }
 }
 
@@ -498,6 +526,32 @@ async fn look<O: FeedOpener>(
     let (roots, git_revision) = client.roots(&mut release).await?;
     // The time may order it when its name does not.
     should(&release)?;
+    // What the generation will say, checked before anything is ingested
+    // (a release whose name or URL could not be committed is refused now).
+    let mut generation = Generation {
+        channel: name.clone(),
+        release: release.name.clone(),
+        url: release.url.clone(),
+        revision_count: release.revision_count,
+        modified: release.modified,
+        git_revision,
+        committed_at: SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        roots: roots.len() as u64,
+        closure: 0,
+        missing: 0,
+        table: hypernar_feed::format::run::RunRef {
+            first_block: 0,
+            bits: 0,
+            entries: 0,
+            from: 0,
+            to: 0,
+        },
+    };
+    generation
+        .check_fields()
+        .with_context(|| format!("release {} cannot be committed", release.name))?;
     info!(channel = %name, release = %release.name, roots = roots.len(), "ingesting a release");
     let hashes: Vec<String> = roots.iter().map(|p| p.hash_part().to_owned()).collect();
     let progress = Arc::new(Tracked {
@@ -540,27 +594,10 @@ async fn look<O: FeedOpener>(
             summary.published
         );
     }
-    let generation = Generation {
-        channel: name.clone(),
-        release: release.name.clone(),
-        url: release.url.clone(),
-        revision_count: release.revision_count,
-        modified: release.modified,
-        git_revision,
-        committed_at: SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        roots: roots.len() as u64,
-        closure: 0,
-        missing: summary.missing.len() as u64,
-        table: hypernar_feed::format::run::RunRef {
-            first_block: 0,
-            bits: 0,
-            entries: 0,
-            from: 0,
-            to: 0,
-        },
-    };
+    generation.missing = summary.missing.len() as u64;
+    generation.committed_at = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let generation = publisher
         .commit_generation(generation, summary.entries)
         .await

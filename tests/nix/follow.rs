@@ -165,7 +165,7 @@ fn a_channel_built_by_nix_is_followed_and_nix_substitutes_a_release_through_the_
         &[],
     );
     let seed = serve(&data, &["--http", "none", "--peer", &pinned.addr], &[]);
-    wait_for_log_count(&pinned, "pinned path stored", 4, 60);
+    wait_for_log_count(&pinned, "pinned path ready", 4, 60);
     // The upstream and the publisher are gone: Nix gets release 2's
     // closure from a node whose only source is the pinned peer.
     drop(seed);

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::run::{RunError, RunRef, MAX_BUCKET_BITS, MAX_FEED_BLOCKS};
+use super::run::{bits_for, RunError, RunRef, MAX_BUCKET_BITS, MAX_FEED_BLOCKS};
 
 /// Most channels one follower's record lists.
 pub const MAX_CHANNELS: usize = 64;
@@ -27,6 +27,13 @@ pub const MAX_CHANNELS: usize = 64;
 pub const MAX_CHANNEL_NAME: usize = 64;
 /// Longest release name, URL or git revision a record carries.
 pub const MAX_TEXT: usize = 1024;
+/// Latest time a record may carry (the last second of year 9999: dates
+/// past it are neither written nor shown).
+pub const MAX_TIME: u64 = 253_402_300_799;
+/// Bits a table may have beyond what its entries need: the cutter adds
+/// one while a page would overflow, which four more cover many times over;
+/// more would only make a reader fetch empty pages.
+pub const SPARE_BITS: u8 = 4;
 
 /// One committed release of one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,12 +89,23 @@ pub enum GenerationError {
         #[source]
         source: RunError,
     },
+    #[error("channel {channel}: a time is past the year 9999")]
+    BadTime { channel: String },
     #[error("channel {channel}: its table holds {entries} entries, not the {closure} paths of its closure")]
     Count {
         channel: String,
         entries: u64,
         closure: u64,
     },
+}
+
+/// A record's time (seconds since the epoch) as an HTTP date; a time past
+/// [`MAX_TIME`] (never in a checked record) as a number.
+pub fn http_date(secs: u64) -> String {
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs)) {
+        Some(t) if secs <= MAX_TIME => httpdate::fmt_http_date(t),
+        _ => format!("{secs} s after 1970"),
+    }
 }
 
 /// Whether `name` is a channel name: letters, digits, `.`, `_`, `-`, not
@@ -121,12 +139,17 @@ impl Generation {
                 channel: self.channel.clone(),
             });
         }
+        if self.committed_at > MAX_TIME || self.modified.is_some_and(|m| m > MAX_TIME) {
+            return Err(GenerationError::BadTime {
+                channel: self.channel.clone(),
+            });
+        }
         let t = &self.table;
         let table = |source| GenerationError::Table {
             channel: self.channel.clone(),
             source,
         };
-        if t.bits > MAX_BUCKET_BITS {
+        if t.bits > MAX_BUCKET_BITS || t.bits > bits_for(t.entries).saturating_add(SPARE_BITS) {
             return Err(table(RunError::TooManyBits(t.bits)));
         }
         if t.from != 0 || t.to > MAX_FEED_BLOCKS {
@@ -350,6 +373,30 @@ mod tests {
                     ..ok.clone()
                 },
             ),
+            (
+                "empty pages",
+                Generation {
+                    table: RunRef {
+                        bits: 5,
+                        ..ok.table
+                    },
+                    ..ok.clone()
+                },
+            ),
+            (
+                "time",
+                Generation {
+                    committed_at: MAX_TIME + 1,
+                    ..ok.clone()
+                },
+            ),
+            (
+                "time",
+                Generation {
+                    modified: Some(u64::MAX),
+                    ..ok.clone()
+                },
+            ),
         ];
         for (what, g) in broken {
             assert!(g.check_fields().is_err(), "{what}: {g:?}");
@@ -376,5 +423,9 @@ mod tests {
             channels: vec![generation("a", u64::MAX, 1, 1)],
         };
         assert!(huge.check(u64::MAX).is_err());
+        // A few spare bits are fine; dates print whatever they are.
+        assert_eq!(generation("a", 1, 4, 3).check_fields(), Ok(()));
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert!(http_date(u64::MAX).contains("after 1970"));
     }
 }

@@ -195,9 +195,7 @@ fn channel_line(c: &crate::channels::ChannelSummary) -> String {
             c.covered,
             g.closure,
             g.missing,
-            httpdate::fmt_http_date(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(g.committed_at)
-            )
+            hypernar_feed::format::generation::http_date(g.committed_at)
         ),
     }
 }

@@ -40,6 +40,9 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// redone back to back. A set's change is walked at once.
 const WALK_SPACING: u32 = 4;
 const WALK_SPACING_MAX: Duration = Duration::from_secs(60);
+/// Generations announced and looked up on the DHT before every other
+/// topic: a few, so that the publishers' own topics stay within the cap.
+const MAX_GENERATION_TOPICS: usize = 8;
 
 impl Node {
     /// Recomputes coverage and pins whenever a set or what the publishers
@@ -173,8 +176,11 @@ impl Node {
                 out.push((channel, pinned, Arc::default()));
                 continue;
             };
-            topics.push(generation_topic(feed, &g.channel, &g.release));
-            if let Some(covered) = channels.covered_at(&channel, &g.release) {
+            if topics.len() < MAX_GENERATION_TOPICS {
+                topics.push(generation_topic(feed, &g.channel, &g.release));
+            }
+            let at = format!("{}@{}", g.release, g.table.first_block);
+            if let Some(covered) = channels.covered_at(&channel, &at) {
                 out.push((channel, pinned, covered));
                 continue;
             }
@@ -193,8 +199,8 @@ impl Node {
                     );
                     // Read whole: kept for this release. Part of it (records
                     // not reached yet): read again at the next walk.
-                    if covered.len() as u64 >= g.closure.min(COVER_LIMIT as u64) {
-                        channels.set_covered(&channel, g.release.clone(), covered.clone());
+                    if covered.len() as u64 >= g.closure {
+                        channels.set_covered(&channel, at, covered.clone());
                     }
                     out.push((channel, pinned, covered));
                 }
@@ -207,6 +213,7 @@ impl Node {
             }
         }
         self.swarm.set_first_roots(topics);
+        channels.forget_covered_but(out.iter().map(|(c, _, _)| c));
         out
     }
 

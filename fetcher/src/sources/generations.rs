@@ -127,14 +127,22 @@ impl Sources {
                 Ok(page.entries)
             })
             .buffered(TABLE_CONCURRENCY);
+        if table.entries > limit as u64 {
+            return Err(format!(
+                "the generation lists {} paths, more than the {limit} a node follows of one channel",
+                table.entries
+            ));
+        }
         futures::pin_mut!(pages);
         let mut entries = Vec::new();
         while let Some(page) = pages.next().await {
             entries.extend(page?);
-            if entries.len() >= limit {
-                warn!(publisher = %id, limit, "a generation lists more paths than a node follows; the rest is left out");
-                entries.truncate(limit);
-                break;
+            // Pages holding more than the table says are a lie.
+            if entries.len() as u64 > table.entries {
+                return Err(format!(
+                    "the table's pages hold more than the {} entries it has",
+                    table.entries
+                ));
             }
         }
         let publishers = self.node().publishers();
@@ -147,8 +155,11 @@ impl Sources {
                 let manifest = manifest.clone();
                 async move {
                     let hash = nixbase32::encode(&entry.hash);
+                    // Held already, as this publisher lists it.
                     if let Some(p) = publishers.path_by_hash(&hash) {
-                        return Ok(Some(p));
+                        if publishers.references_listed(&id.to_bytes(), &p).is_some() {
+                            return Ok(Some(p));
+                        }
                     }
                     // An index read whole lists every path: one it does not
                     // list yet is not there yet.
@@ -163,11 +174,24 @@ impl Sources {
             })
             .buffer_unordered(TABLE_CONCURRENCY);
         futures::pin_mut!(found);
+        // What could not be fetched now is left out (the caller reads the
+        // table again later: it is not whole), one failure logged.
         let mut out = Vec::new();
+        let mut failed = 0u64;
         while let Some(p) = found.next().await {
-            if let Some(p) = p? {
-                out.push(p);
+            match p {
+                Ok(Some(p)) => out.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    if failed == 0 {
+                        warn!(publisher = %id, "a path of a generation's table could not be read (others may follow): {e}");
+                    }
+                    failed += 1;
+                }
             }
+        }
+        if failed > 0 {
+            debug!(publisher = %id, failed, "paths of a generation's table not read this time");
         }
         Ok(out)
     }

@@ -16,7 +16,7 @@ use hypernar_publisher::control::{
     self, FollowJob, Job, PublishJob, Reply, Request, SetJob, VERSION,
 };
 use hypernar_publisher::{Outcome, Progress, Publisher};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -47,7 +47,7 @@ pub async fn run(
     shutdown: hypernar_fetcher::node::Shutdown,
 ) {
     let me = hypernar_feed::private::euid();
-    let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
+    let one_at_a_time = Arc::new(Locks::default());
     let mut clients = tokio::task::JoinSet::new();
     let mut failures = 0u32;
     loop {
@@ -97,16 +97,26 @@ async fn serve_one(
     stream: UnixStream,
     sources: Sources,
     dir: &Path,
-    lock: Arc<tokio::sync::Mutex<()>>,
+    lock: Arc<Locks>,
 ) -> anyhow::Result<()> {
     let (mut read, mut write) = stream.into_split();
     let request = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut read))
         .await
         .context("no request within 10 s")?;
     let (tx, mut rx) = mpsc::channel::<Reply>(64);
+    // A client that closes its end is gone: a long job (a follow) ends.
+    let gone = hypernar_fetcher::node::Shutdown::new();
+    let eof = {
+        let gone = gone.clone();
+        async move {
+            let mut byte = [0u8; 1];
+            let _ = read.read(&mut byte).await;
+            gone.cancel();
+        }
+    };
     let answer = async move {
         match request.and_then(|b| control::decode::<Request>(&b)) {
-            Ok(req) => handle(sources, dir, req, tx, &lock).await,
+            Ok(req) => handle(sources, dir, req, tx, &lock, &gone).await,
             Err(e) => {
                 let _ = tx.send(Reply::Err(format!("error: {e}"))).await;
                 let _ = tx.send(Reply::Exit(2)).await;
@@ -121,19 +131,37 @@ async fn serve_one(
         }
         anyhow::Ok(())
     };
-    let ((), sent) = tokio::join!(answer, send);
+    // The job ends (its Exit sent) before the client closes: the EOF
+    // waits no longer than the answer.
+    let ((), sent) = tokio::select! {
+        r = async { tokio::join!(answer, send) } => r,
+        _ = async {
+            eof.await;
+            std::future::pending::<()>().await
+        } => unreachable!("pending never ends"),
+    };
     sent
 }
 
+/// What jobs wait for: writers of the publisher's feeds (`publish`, and
+/// each look of a `follow`) run one at a time, and so do set edits; a
+/// status waits for neither.
+#[derive(Default)]
+pub struct Locks {
+    pub publishing: tokio::sync::Mutex<()>,
+    pub sets: tokio::sync::Mutex<()>,
+}
+
 /// Runs one control request and sends its replies, the exit code last.
-/// Jobs that write run one at a time (under `lock`); a status does not
-/// wait for them, and a follow takes the lock for each look only.
+/// Writers run one at a time ([`Locks`]); a follow takes its turn for
+/// each look only, and ends when `gone` is cancelled (its client left).
 pub async fn handle(
     sources: Sources,
     dir: &Path,
     req: Request,
     out: mpsc::Sender<Reply>,
-    lock: &tokio::sync::Mutex<()>,
+    lock: &Locks,
+    gone: &hypernar_fetcher::node::Shutdown,
 ) {
     let node = sources.node().clone();
     let code = if req.version != VERSION {
@@ -148,17 +176,17 @@ pub async fn handle(
         match &req.job {
             Job::Publish(job) => {
                 info!(?job, "publishing for a control client");
-                let _one = lock.lock().await;
+                let _one = lock.publishing.lock().await;
                 run_publish(node, dir, job, out.clone()).await
             }
             Job::Set(job) => {
                 info!(?job, "editing a set for a control client");
-                let _one = lock.lock().await;
+                let _one = lock.sets.lock().await;
                 run_set(node, dir, job, out.clone()).await
             }
             Job::Follow(job) => {
                 info!(?job, "following channels for a control client");
-                run_follow(node, dir, job, out.clone(), lock).await
+                run_follow(node, dir, job, out.clone(), &lock.publishing, gone).await
             }
             Job::Status { .. } => {
                 let s = super::super::status::report(&sources).await;
@@ -234,15 +262,15 @@ async fn run_publish(node: Node, dir: &Path, job: &PublishJob, out: mpsc::Sender
 /// `hypernar status`, `/metrics`), its lines to the client, in order.
 struct FollowReport {
     node: Node,
-    lines: mpsc::UnboundedSender<Reply>,
+    lines: mpsc::Sender<Reply>,
 }
 
 impl follow::Report for FollowReport {
     fn out(&self, line: String) {
-        let _ = self.lines.send(Reply::Out(line));
+        let _ = self.lines.try_send(Reply::Out(line));
     }
     fn err(&self, line: String) {
-        let _ = self.lines.send(Reply::Err(line));
+        let _ = self.lines.try_send(Reply::Err(line));
     }
     fn update(&self, channel: &str, f: &mut dyn FnMut(&mut FollowStatus)) {
         self.node.following().update(channel, |s| f(s));
@@ -258,6 +286,7 @@ async fn run_follow(
     job: &FollowJob,
     out: mpsc::Sender<Reply>,
     lock: &tokio::sync::Mutex<()>,
+    client_gone: &hypernar_fetcher::node::Shutdown,
 ) -> u8 {
     let checked = read_key(&job.key_file).and_then(|secret| {
         same_dir(&job.data_dir, dir)?;
@@ -279,7 +308,9 @@ async fn run_follow(
         Box::pin(async move { Ok(Publisher::open_with(swarm, &dir, secret).await?) })
             as follow::OpenFuture<'static, hypernar_fetcher::node::Swarm>
     };
-    let (lines, mut rx) = mpsc::unbounded_channel();
+    // Bounded: a client that stops reading loses progress lines, and the
+    // follow goes on (`FollowReport` drops what does not fit).
+    let (lines, mut rx) = mpsc::channel(1024);
     let forward = {
         let out = out.clone();
         async move {
@@ -298,9 +329,11 @@ async fn run_follow(
     let gone = {
         let out = out.clone();
         let shutdown = node.shutdown_token();
+        let client_gone = client_gone.clone();
         async move {
             tokio::select! {
                 _ = out.closed() => {}
+                _ = client_gone.cancelled() => {}
                 _ = shutdown.cancelled() => {}
             }
         }
@@ -365,7 +398,15 @@ mod tests {
     async fn replies(node: Node, dir: &Path, req: Request) -> Vec<Reply> {
         let (tx, mut rx) = mpsc::channel::<Reply>(64);
         let sources = Sources::new(&node, Default::default(), Arc::new(Upstreams::none()));
-        handle(sources, dir, req, tx, &tokio::sync::Mutex::new(())).await;
+        handle(
+            sources,
+            dir,
+            req,
+            tx,
+            &Locks::default(),
+            &hypernar_fetcher::node::Shutdown::new(),
+        )
+        .await;
         let mut got = Vec::new();
         while let Ok(r) = rx.try_recv() {
             got.push(r);
