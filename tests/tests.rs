@@ -15,6 +15,7 @@ mod fuse;
 mod hostile;
 mod http;
 mod interop;
+mod keep;
 mod large;
 mod lifecycle;
 mod local;

@@ -11,6 +11,7 @@ mod demo;
 mod feeds;
 mod fetch;
 mod follow;
+mod keep;
 mod keygen;
 mod mount;
 mod progress;

@@ -183,6 +183,20 @@ pub struct Args {
     /// largest paths fetched at once. Unbounded if not given
     #[arg(long, value_name = "SIZE", value_parser = hypernar_fetcher::node::evict::parse_size)]
     max_size: Option<u64>,
+    /// Do not keep what is pulled through from the upstreams. By default a
+    /// pulled-through path whose narinfo a --trusted-public-key signed is
+    /// also published into this node's own feeds (key DATA/node.key, made
+    /// on first start) and served from there, to Nix and to every peer
+    /// that trusts this node's identity: whoever knows that identity (or
+    /// finds it on the DHT under it) learns which such paths this machine
+    /// fetched. Unsigned and locally built paths are never kept
+    #[arg(long)]
+    no_keep: bool,
+    /// A key whose signature a pulled-through narinfo must carry to be
+    /// kept, as in nix.conf's trusted-public-keys (repeatable) [default:
+    /// cache.nixos.org-1]
+    #[arg(long = "trusted-public-key", value_name = "NAME:BASE64")]
+    trusted_keys: Vec<hypernar_feed::format::nixkey::NixPublicKey>,
     /// Most peer connections accepted at once from one IP address
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
     max_connections_per_ip: usize,
@@ -263,6 +277,32 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(a) => Some(http::bind(a, &allow).await?),
         None => None,
     };
+    // What is pulled through is kept in the node's own feeds (--no-keep).
+    let keeping = !args.no_keep && upstreams.proxies();
+    let node_secret = if keeping {
+        hypernar_feed::private::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        Some(super::keep::node_key(&data_dir)?)
+    } else {
+        None
+    };
+    let mut trust = args.trust.clone();
+    if let Some(secret) = &node_secret {
+        // Its own index, once it keeps anything, is served like any.
+        let id = secret.identity();
+        let held = data_dir
+            .join("feeds")
+            .join(
+                id.to_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+            )
+            .exists();
+        if held && !trust.contains(&id) {
+            trust.push(id);
+        }
+    }
     let node = Node::start(NodeConfig {
         limits: Limits {
             max_connections: args.max_connections,
@@ -270,7 +310,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         data_dir: data_dir.clone(),
         peers: args.peer.clone(),
-        trust: args.trust.clone(),
+        trust,
         feeds,
         mirror: args.mirror,
         sets: sets_of(&args.sets),
@@ -283,6 +323,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
+    let mut keep_line = None;
+    if let Some(secret) = node_secret {
+        let trusted = if args.trusted_keys.is_empty() {
+            vec![hypernar_feed::format::nixkey::CACHE_NIXOS_ORG_1
+                .parse()
+                .expect("the built-in key parses")]
+        } else {
+            args.trusted_keys.clone()
+        };
+        let names: Vec<String> = trusted.iter().map(|k| k.name().to_owned()).collect();
+        let id = secret.identity();
+        let keeper = super::keep::Keeper::start(&node, &data_dir, secret, trusted)?;
+        upstreams.set_keep(keeper);
+        keep_line = Some(format!(
+            "keeping pulled-through paths signed by {} as node {id} (--no-keep turns it off)",
+            names.join(", ")
+        ));
+    }
     let sources = Sources::new(&node, web_seeds, upstreams.clone());
     node.spawn(sources.clone().follow(node.shutdown_token()));
     node.spawn(hypernar_fetcher::pins::run(
@@ -343,6 +401,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             (true, _) => say("upstream: none (a path the swarm cannot deliver fails)"),
             (false, true) => say(&format!("upstream: {bases} (fallback and pull-through)")),
             (false, false) => say(&format!("upstream: {bases} (fallback only)")),
+        }
+        if let Some(line) = &keep_line {
+            say(line);
         }
     }
     let mounted = match &args.mount {

@@ -138,7 +138,7 @@ impl NarSupply for PullThrough {
             };
             Ok(self
                 .upstreams
-                .stream_nar(&self.u, range, sink, &self.metrics, slot)
+                .stream_nar(&self.u, range, sink, &self.metrics, slot, true)
                 .await?)
         })
     }

@@ -157,7 +157,7 @@ impl NarSupply for UpstreamNar {
             };
             Ok(self
                 .upstreams
-                .stream_nar(&u, range, sink, &self.metrics, slot)
+                .stream_nar(&u, range, sink, &self.metrics, slot, false)
                 .await?)
         })
     }

@@ -183,9 +183,79 @@ impl Drop for ClientSlot {
     }
 }
 
+/// What a node does with a NAR it pulled through whole and verified: keep
+/// it in feeds of its own (`serve`'s re-publisher, which decides what it
+/// takes: narinfos signed by a key it trusts, not kept yet, while there is
+/// room). Asked before the NAR is streamed; the NAR's plain bytes are
+/// written to the file it names as they go to Nix.
+pub trait Keep: Send + Sync {
+    /// Where to write the NAR of `u`, if it is to be kept.
+    fn begin(&self, u: &UpstreamInfo) -> Option<std::path::PathBuf>;
+    /// The whole NAR of `u`, its size and NarHash checked, is at `file`.
+    fn done(&self, u: &UpstreamInfo, file: std::path::PathBuf);
+    /// It was not (the stream failed, or its client went away): `file`
+    /// is removed.
+    fn abandon(&self, u: &UpstreamInfo, file: std::path::PathBuf);
+}
+
+/// A NAR being kept: its file, abandoned unless it is finished.
+struct Keeping {
+    keep: Arc<dyn Keep>,
+    u: UpstreamInfo,
+    path: std::path::PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Keeping {
+    fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        if let Some(f) = &mut self.file {
+            if let Err(e) = f.write_all(bytes) {
+                // A full disk is no reason to fail Nix's download.
+                tracing::warn!(path = %self.u.info.store_path, file = %self.path.display(), %e, "not keeping a pulled-through path");
+                self.file = None;
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        use std::io::Write;
+        let ok = match self.file.take() {
+            Some(mut f) => f.flush().is_ok() && f.get_ref().sync_data().is_ok(),
+            None => false,
+        };
+        let path = std::mem::take(&mut self.path);
+        if ok {
+            self.keep.done(&self.u, path);
+        } else {
+            self.keep.abandon(&self.u, path);
+        }
+    }
+}
+
+impl Drop for Keeping {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            self.file = None;
+            self.keep.abandon(&self.u, std::mem::take(&mut self.path));
+        }
+    }
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams")
+            .field("bases", &self.bases)
+            .field("proxy", &self.proxy)
+            .field("keeps", &self.keep.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The configured upstreams, in the order they are asked.
-#[derive(Debug)]
 pub struct Upstreams {
+    /// Keeps what is pulled through, if set (`serve`).
+    keep: std::sync::OnceLock<Arc<dyn Keep>>,
     bases: Vec<String>,
     client: reqwest::Client,
     proxy: bool,
@@ -211,6 +281,7 @@ impl Upstreams {
             },
         )?;
         Ok(Upstreams {
+            keep: std::sync::OnceLock::new(),
             bases: bases
                 .into_iter()
                 .map(|b| b.trim_end_matches('/').to_owned())
@@ -222,6 +293,11 @@ impl Upstreams {
             per_client: Arc::default(),
             fallback: Arc::new(Semaphore::new(MAX_FALLBACK_STREAMS)),
         })
+    }
+
+    /// Keeps every NAR pulled through whole that `keep` takes (once).
+    pub fn set_keep(&self, keep: Arc<dyn Keep>) {
+        let _ = self.keep.set(keep);
     }
 
     /// No upstream at all.
@@ -378,6 +454,9 @@ impl Upstreams {
     /// wrong.
     /// `slot` is held until the blocking reader is done, not only while
     /// this future lives.
+    ///
+    /// A path pulled through (`pull_through`), asked whole, is offered to
+    /// the [`Keep`], if any, as it streams.
     pub async fn stream_nar(
         &self,
         u: &UpstreamInfo,
@@ -385,8 +464,31 @@ impl Upstreams {
         tx: &Sink,
         metrics: &Metrics,
         slot: StreamSlot,
+        pull_through: bool,
     ) -> Result<(), UpstreamError> {
-        let r = self.stream_nar_inner(u, range, tx, metrics, slot).await;
+        let keeping = match self.keep.get() {
+            Some(k) if pull_through && range.start == 0 && range.end == u.info.nar_size => {
+                k.begin(u).and_then(|path| {
+                    match std::fs::File::create(&path) {
+                        Ok(f) => Some(Keeping {
+                            keep: k.clone(),
+                            u: u.clone(),
+                            path,
+                            file: Some(std::io::BufWriter::with_capacity(1 << 20, f)),
+                        }),
+                        Err(e) => {
+                            tracing::warn!(file = %path.display(), %e, "not keeping a pulled-through path");
+                            k.abandon(u, path);
+                            None
+                        }
+                    }
+                })
+            }
+            _ => None,
+        };
+        let r = self
+            .stream_nar_inner(u, range, tx, metrics, slot, keeping)
+            .await;
         if matches!(
             r,
             Err(UpstreamError::NarHash { .. }
@@ -405,6 +507,7 @@ impl Upstreams {
         tx: &Sink,
         metrics: &Metrics,
         slot: StreamSlot,
+        mut keeping: Option<Keeping>,
     ) -> Result<(), UpstreamError> {
         let url = format!("{}/{}", self.bases[u.upstream], u.info.url);
         let resp = self
@@ -459,6 +562,9 @@ impl Upstreams {
                     Err(e) => return Err(read_err(e)),
                 };
                 hasher.update(&buf[..n]);
+                if let Some(k) = &mut keeping {
+                    k.write(&buf[..n]);
+                }
                 let (lo, hi) = (pos, pos + n as u64);
                 pos = hi;
                 if pos > size {
@@ -491,6 +597,10 @@ impl Upstreams {
             let got = hasher.finish();
             if got != expected {
                 return Err(UpstreamError::NarHash { url, expected, got });
+            }
+            // Whole and verified: kept (whether or not Nix reads the end).
+            if let Some(k) = keeping.take() {
+                k.finish();
             }
             if let Some(p) = pending {
                 let _ = tx.blocking_send(p);
