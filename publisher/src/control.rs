@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The version of the control messages this build speaks.
-pub const VERSION: u16 = 7;
+pub const VERSION: u16 = 8;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 10;
 
@@ -26,6 +26,8 @@ pub struct PublishJob {
     pub key_file: PathBuf,
     pub data_dir: PathBuf,
     pub from: String,
+    /// `--sign-key` (absolute): a Nix secret key signing local paths.
+    pub sign_key: Option<PathBuf>,
     pub paths: Vec<String>,
     pub closure: bool,
     pub all: bool,
@@ -190,6 +192,7 @@ mod tests {
             key_file: "/k".into(),
             data_dir: "/d".into(),
             from: "file:///c".into(),
+            sign_key: Some("/s".into()),
             paths: vec!["abc".into()],
             closure: true,
             all: false,

@@ -17,6 +17,7 @@ pub mod follow;
 mod generations;
 pub mod journal;
 pub mod limit;
+pub mod local;
 pub mod origin;
 mod published;
 pub mod publisher;

@@ -45,8 +45,10 @@ pub enum OriginError {
     StoreDir(String),
     #[error("unsupported cache URL {0:?} (use file:///dir, http:// or https://)")]
     Url(String),
-    #[error("--all needs a file:// cache: an HTTP cache cannot be listed")]
+    #[error("--all needs a file:// cache: an HTTP cache or the local store is not listed")]
     NotListable,
+    #[error("the local Nix store: {0}")]
+    Local(String),
 }
 
 /// A binary cache to publish from. Its methods block: call them from a
@@ -61,11 +63,19 @@ pub enum Origin {
         /// Requests and bytes per second towards it ([`Origin::with_limits`]).
         limits: crate::limit::Limits,
     },
+    /// The local Nix store (`--from local`, `crate::local`), each narinfo
+    /// signed by `sign` too if given.
+    Local {
+        sign: Option<hypernar_feed::format::nixkey::NixSecretKey>,
+    },
 }
 
 impl Origin {
     /// Parses `file:///dir`, a plain directory path, or an `http(s)://` URL.
     pub fn new(url: &str) -> Result<Self, OriginError> {
+        if url == "local" || url == "/nix/store" {
+            return Ok(Origin::Local { sign: None });
+        }
         if let Some(path) = url.strip_prefix("file://") {
             let path = path.split('?').next().unwrap_or(path);
             return Ok(Origin::File(PathBuf::from(path)));
@@ -106,16 +116,39 @@ impl Origin {
         }
     }
 
+    /// The local store with every narinfo signed by `key` too (an error
+    /// for another source: only a local path can be signed here).
+    pub fn signed_by(
+        self,
+        key: hypernar_feed::format::nixkey::NixSecretKey,
+    ) -> Result<Self, OriginError> {
+        match self {
+            Origin::Local { .. } => Ok(Origin::Local { sign: Some(key) }),
+            other => Err(OriginError::Local(format!(
+                "--sign-key signs paths of the local store only, not of {}",
+                other.describe()
+            ))),
+        }
+    }
+
     /// Where the source is, for messages.
     pub fn describe(&self) -> String {
         match self {
             Origin::File(p) => format!("file://{}", p.display()),
             Origin::Http { base, .. } => base.clone(),
+            Origin::Local { .. } => "the local Nix store".to_owned(),
         }
     }
 
     fn open(&self, rel: &str) -> Result<Box<dyn Read + Send>, OriginError> {
         match self {
+            Origin::Local { .. } => match rel.strip_prefix("local/") {
+                Some(base) => Ok(Box::new(BufReader::with_capacity(
+                    1 << 20,
+                    crate::local::dump(base)?,
+                ))),
+                None => Err(OriginError::NotFound(format!("local:{rel}"))),
+            },
             Origin::File(dir) => {
                 let path = dir.join(rel);
                 match File::open(&path) {
@@ -213,6 +246,21 @@ impl Origin {
     /// Checks the source is a binary cache (it has `nix-cache-info`, as
     /// Nix itself requires) for `/nix/store`.
     pub fn check_cache_info(&self) -> Result<(), OriginError> {
+        if let Origin::Local { .. } = self {
+            let ok = std::process::Command::new("nix-store")
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            return if ok {
+                Ok(())
+            } else {
+                Err(OriginError::Local(
+                    "nix-store does not run here (is Nix installed and on PATH?)".into(),
+                ))
+            };
+        }
         let text = match self.read_small("nix-cache-info", 64 << 10) {
             Ok(t) => t,
             Err(OriginError::NotFound(url)) => return Err(OriginError::NotACache(url)),
@@ -231,6 +279,11 @@ impl Origin {
 
     /// Fetches and parses `<hash>.narinfo`.
     pub fn narinfo(&self, hash_part: &str) -> Result<NarInfo, OriginError> {
+        if let Origin::Local { sign } = self {
+            let path = crate::local::find(hash_part)?
+                .ok_or_else(|| OriginError::NotFound(format!("{STORE_DIR}/{hash_part}-…")))?;
+            return crate::local::narinfo(&path, sign.as_ref());
+        }
         let rel = format!("{hash_part}.narinfo");
         let bytes = self.read_small(&rel, MAX_NARINFO_LEN)?;
         NarInfo::parse(&bytes).map_err(|source| OriginError::NarInfo {
@@ -270,7 +323,7 @@ impl Origin {
     pub fn dir(&self) -> Option<&Path> {
         match self {
             Origin::File(d) => Some(d),
-            Origin::Http { .. } => None,
+            Origin::Http { .. } | Origin::Local { .. } => None,
         }
     }
 }

@@ -38,8 +38,8 @@ pub fn read_key(path: &std::path::Path) -> anyhow::Result<PublisherSecret> {
         .with_context(|| format!("{} is not a hypernar publisher key", path.display()))
 }
 
-/// Accepts `/nix/store/<hash>-<name>`, `<hash>-<name>` or `<hash>` and
-/// returns the hash part.
+/// Accepts `/nix/store/<hash>-<name>`, `<hash>-<name>`, `<hash>` or a
+/// link into the store (`./result`) and returns the hash part.
 pub fn hash_part_of(arg: &str) -> anyhow::Result<String> {
     let arg = arg.trim_end_matches('/');
     if is_hash_part(arg) {
@@ -52,7 +52,14 @@ pub fn hash_part_of(arg: &str) -> anyhow::Result<String> {
     };
     match parsed {
         Ok(p) => Ok(p.hash_part().to_owned()),
-        Err(e) => bail!("{arg:?} is not a store path: {e}"),
+        // A link into the store (`./result`, a profile) names its target.
+        Err(e) => match std::fs::canonicalize(arg)
+            .ok()
+            .and_then(|t| StorePath::parse(&t.to_string_lossy()).ok())
+        {
+            Some(p) => Ok(p.hash_part().to_owned()),
+            None => bail!("{arg:?} is not a store path: {e}"),
+        },
     }
 }
 

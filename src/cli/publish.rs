@@ -33,6 +33,7 @@ use super::progress::Bar;
 /// Examples:
 ///   hypernar publish --key pub.key --from file:///srv/cache --all
 ///   hypernar publish --key pub.key --from https://cache.example.org --closure /nix/store/…-hello-2.12
+///   hypernar publish --key pub.key --from local --sign-key ci.sec --closure ./result
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -41,9 +42,16 @@ pub struct Args {
     pub(super) key: PathBuf,
     #[command(flatten)]
     pub(super) data: DataDir,
-    /// Binary cache to read: file:///dir, http://… or https://…
+    /// Binary cache to read: file:///dir, http://… or https://…, or
+    /// `local` for the local Nix store (narinfos from its own path info,
+    /// NARs from `nix-store --dump`)
     #[arg(long, value_name = "SOURCE")]
     from: String,
+    /// With --from local: also sign each path with this Nix secret key
+    /// (as `nix-store --generate-binary-cache-key` writes it), so that
+    /// machines whose Nix trusts its public key accept it
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
     /// Store paths to publish (/nix/store/<hash>-<name>, <hash>-<name> or <hash>)
     paths: Vec<String>,
     /// Also publish everything the named paths reference, recursively
@@ -134,17 +142,19 @@ impl Args {
     /// process whose working directory is not ours can run it.
     pub fn to_job(&self, verbose: u8) -> anyhow::Result<PublishJob> {
         let abs = |p: &std::path::Path| std::path::absolute(p);
-        let from = if self.from.starts_with('/') || self.from.contains("://") {
-            self.from.clone()
-        } else {
-            abs(std::path::Path::new(&self.from))?
-                .to_string_lossy()
-                .into_owned()
-        };
+        let from =
+            if self.from == "local" || self.from.starts_with('/') || self.from.contains("://") {
+                self.from.clone()
+            } else {
+                abs(std::path::Path::new(&self.from))?
+                    .to_string_lossy()
+                    .into_owned()
+            };
         Ok(PublishJob {
             key_file: abs(&self.key)?,
             data_dir: abs(&self.data.path()?)?,
             from,
+            sign_key: self.sign_key.as_deref().map(abs).transpose()?,
             paths: self.paths.clone(),
             closure: self.closure,
             all: self.all,
@@ -177,7 +187,16 @@ pub async fn execute<O: FeedOpener>(
             .iter()
             .map(|p| hash_part_of(p))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let source = Arc::new(Origin::new(&job.from)?);
+        let mut source = Origin::new(&job.from)?;
+        if let Some(file) = &job.sign_key {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the Nix secret key {}", file.display()))?;
+            let key: hypernar_feed::format::nixkey::NixSecretKey = text
+                .parse()
+                .with_context(|| format!("{} is no Nix secret key", file.display()))?;
+            source = source.signed_by(key)?;
+        }
+        let source = Arc::new(source);
         let opts = PublishOptions {
             closure: job.closure,
             all: job.all,

@@ -16,6 +16,7 @@ use crate::util::*;
 
 mod degraded;
 mod follow;
+mod local;
 mod private;
 
 const NIX_CONFIG: &str = "sandbox = false\nsubstituters =\nexperimental-features = nix-command\n";

@@ -51,6 +51,8 @@ pub enum NixKeyError {
     Key(String),
     #[error("{0:?}: not a valid ed25519 public key")]
     Point(String),
+    #[error("{0} is not a Nix secret key (expected name:base64 of 64 bytes, as nix-store --generate-binary-cache-key writes)")]
+    SecretForm(String),
 }
 
 impl std::str::FromStr for NixPublicKey {
@@ -79,6 +81,76 @@ impl std::str::FromStr for NixPublicKey {
             name: name.to_owned(),
             key,
         })
+    }
+}
+
+/// A Nix signing key, as `nix-store --generate-binary-cache-key` writes
+/// it: `name:base64(64 bytes: the ed25519 seed, then its public key)`.
+/// Only its name and the seed's key are kept; a file whose public half is
+/// not the seed's is refused (it is not what Nix would sign with).
+pub struct NixSecretKey {
+    name: String,
+    key: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for NixSecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NixSecretKey({})", self.name)
+    }
+}
+
+impl std::str::FromStr for NixSecretKey {
+    type Err = NixKeyError;
+
+    fn from_str(text: &str) -> Result<Self, NixKeyError> {
+        let text = text.trim();
+        let shown = || text.split(':').next().unwrap_or("").to_owned() + ":…";
+        let Some((name, b64)) = text.split_once(':') else {
+            return Err(NixKeyError::SecretForm(shown()));
+        };
+        if name.is_empty() || name.len() > MAX_NAME || name.contains(char::is_whitespace) {
+            return Err(NixKeyError::SecretForm(shown()));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| NixKeyError::SecretForm(shown()))?;
+        let bytes: [u8; 64] = bytes
+            .try_into()
+            .map_err(|_| NixKeyError::SecretForm(shown()))?;
+        let seed: [u8; 32] = bytes[..32].try_into().expect("32 bytes");
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        if key.verifying_key().as_bytes()[..] != bytes[32..] {
+            return Err(NixKeyError::SecretForm(shown()));
+        }
+        Ok(NixSecretKey {
+            name: name.to_owned(),
+            key,
+        })
+    }
+}
+
+impl NixSecretKey {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A `Sig:` value (`name:base64`) over `fingerprint`.
+    pub fn sign(&self, fingerprint: &str) -> String {
+        use ed25519_dalek::Signer;
+        let sig = self.key.sign(fingerprint.as_bytes());
+        format!(
+            "{}:{}",
+            self.name,
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+        )
+    }
+
+    /// Its public key, as trusted-public-keys names it.
+    pub fn public(&self) -> NixPublicKey {
+        NixPublicKey {
+            name: self.name.clone(),
+            key: self.key.verifying_key(),
+        }
     }
 }
 
@@ -223,5 +295,28 @@ mod tests {
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         assert!(!pk.verifies(fp, &format!("test-1:{}", b64.encode(raw))));
+    }
+
+    #[test]
+    fn a_secret_key_signs_what_its_public_key_verifies() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let seed = [7u8; 32];
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let mut bytes = seed.to_vec();
+        bytes.extend_from_slice(key.verifying_key().as_bytes());
+        let text = format!("ci-1:{}", b64.encode(&bytes));
+        let sk: NixSecretKey = text.parse().unwrap();
+        let sig = sk.sign("1;/nix/store/x;sha256:y;1;");
+        assert!(sk.public().verifies("1;/nix/store/x;sha256:y;1;", &sig));
+        assert!(!sk.public().verifies("1;/nix/store/x;sha256:y;2;", &sig));
+        // The wrong public half, short, or no name: refused, and the error
+        // never repeats the secret.
+        bytes[40] ^= 1;
+        let bad = format!("ci-1:{}", b64.encode(&bytes));
+        let err = bad.parse::<NixSecretKey>().unwrap_err().to_string();
+        assert!(!err.contains(&b64.encode(&bytes)), "{err}");
+        for bad in [bad.as_str(), "ci-1:AAAA", "nocolon", ":AAAA"] {
+            assert!(bad.parse::<NixSecretKey>().is_err(), "{bad}");
+        }
     }
 }

@@ -429,6 +429,7 @@ mod tests {
             key_file,
             data_dir: data.clone(),
             from: format!("file://{}", cache.display()),
+            sign_key: None,
             paths: vec![],
             closure: false,
             all: true,
