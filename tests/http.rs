@@ -643,3 +643,69 @@ fn a_client_that_stops_reading_is_closed_and_frees_its_slot() {
         assert!(rest.len() < 48 << 20, "the whole NAR came: {}", rest.len());
     }
 }
+
+/// A TCP relay to `to` that accepts at once but connects onward only after
+/// `delay`: a peer that is slow to reach.
+fn slow_relay(to: String, delay: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(a) = conn else { return };
+            let to = to.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(b) = TcpStream::connect(&to) else {
+                    return;
+                };
+                let (mut a2, mut b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+                let (mut a, mut b) = (a, b);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a2, &mut b2);
+                    let _ = b2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut b, &mut a);
+                let _ = a.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// A node asked for a path the moment it starts, its `--peer` not reached
+/// yet, waits for the peer instead of answering "not here" (which Nix
+/// would keep for an hour); a node with no peer to reach answers at once.
+#[test]
+fn a_fresh_node_waits_for_its_peers_before_it_says_not_here() {
+    let w = World::new(&hypernar_publisher::sample::demo_paths());
+    w.publish_ok(&["--all"]);
+    let id = identity(&w);
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let relay = slow_relay(seed.addr.clone(), Duration::from_secs(2));
+    let user = serve(
+        &w.tmp.path().join("user"),
+        &["--trust", &id, "--peer", &relay],
+        &[],
+    );
+    let api = user.http.clone().unwrap();
+    let hash = w.path("hello-2.12").info.store_path.hash_part().to_owned();
+    let t = Instant::now();
+    let r = http(&api, "GET", &format!("/{hash}.narinfo"), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    // Alone (no --peer), a miss is answered at once.
+    let alone = serve(&w.tmp.path().join("alone"), &["--trust", &id], &[]);
+    let t = Instant::now();
+    let r = http(
+        &alone.http.clone().unwrap(),
+        "GET",
+        &format!("/{hash}.narinfo"),
+        &[],
+    );
+    assert_eq!(r.status, 404);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}

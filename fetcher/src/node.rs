@@ -112,7 +112,16 @@ struct Catalog {
     /// How the node's own services read a generation's table: set by the
     /// sources floor too.
     tables: std::sync::OnceLock<TableReader>,
+    /// When the node started, and how many peers it was told to dial
+    /// ([`Node::reaching_peers`]).
+    started: tokio::time::Instant,
+    told_peers: usize,
 }
+
+/// How long after start a miss waits for the `--peer`s to be reached when
+/// none is yet: a fresh node asked at once would say "not here", and Nix
+/// keeps that for an hour.
+pub const STARTUP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads the paths of a generation's table (docs/protocol.md,
 /// "Generations") of a publisher's generations feed: every page, and the
@@ -181,6 +190,8 @@ impl Node {
                 max_size: config.max_size,
                 resolver: std::sync::OnceLock::new(),
                 tables: std::sync::OnceLock::new(),
+                started: tokio::time::Instant::now(),
+                told_peers: config.peers.len(),
             }),
         };
         // A followed channel's publisher is trusted too (once).
@@ -246,6 +257,17 @@ impl Node {
     /// The safe-path sets the node follows.
     pub fn sets(&self) -> &crate::sets::Sets {
         &self.catalog.sets
+    }
+
+    /// Whether the node is still reaching the peers it was told of: it
+    /// started less than [`STARTUP_GRACE`] ago, was given `--peer`s, and a
+    /// trusted publisher's index has not been heard of yet (no peer told
+    /// its length: a connection still in its handshake tells nothing). A
+    /// miss then waits.
+    pub fn reaching_peers(&self) -> bool {
+        self.catalog.told_peers > 0
+            && self.catalog.started.elapsed() < STARTUP_GRACE
+            && self.catalog.publishers.unheard_of()
     }
 
     /// The channels the node follows.

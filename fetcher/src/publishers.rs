@@ -525,6 +525,16 @@ impl Publishers {
             .any(|p| p.is_some_and(|p| p.settling(now)))
     }
 
+    /// Whether some trusted publisher's index or public key feed is not
+    /// heard of yet: no source told its length and nothing of it is
+    /// applied (a node that has not reached its peers yet).
+    pub fn unheard_of(&self) -> bool {
+        let by_id = self.by_id.lock().expect("publishers lock");
+        by_id.values().any(|k| {
+            k.progress.is_none_or(|p| p.unheard()) || k.keys_progress.is_none_or(|p| p.unheard())
+        })
+    }
+
     /// What `id`'s runs feed says now; `None` for a publisher whose index
     /// is read whole.
     pub fn runs(&self, id: &Identity) -> Option<Runs> {

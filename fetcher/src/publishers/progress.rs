@@ -50,6 +50,12 @@ impl Progress {
         self.awaiting_manifest || self.applied < self.length
     }
 
+    /// No source has told this index's length, and nothing of it is
+    /// applied: it has not been heard of yet.
+    pub fn unheard(&self) -> bool {
+        self.length == 0 && self.peers == 0 && self.applied == 0
+    }
+
     /// Block `seq` was read and applied: a move, if it is past `applied`.
     pub(super) fn read(&mut self, seq: u64) {
         if seq >= self.applied {

@@ -121,8 +121,11 @@ impl Sources {
             if let Some(found) = self.probe_runs(hash, &h, &mut probed).await {
                 return Some(found);
             }
-            // A miss, or a record whose key is not read yet.
-            if !publishers.settling() {
+            // A miss, or a record whose key is not read yet: answered,
+            // unless an index is still arriving or the peers that will bring
+            // it are still being reached.
+            let reaching = self.node().reaching_peers();
+            if !publishers.settling() && !reaching {
                 return known;
             }
             let now = tokio::time::Instant::now();
@@ -133,8 +136,14 @@ impl Sources {
                 waited = true;
                 debug!(hash, "a publisher's index is settling; the miss waits");
             }
-            // Woken by progress, or to see that it stalled.
-            let wake = until.min(now + SETTLE_WAIT);
+            // Woken by progress, or to see that it stalled (or, reaching
+            // peers, to look again soon: a connection is no progress).
+            let step = if reaching {
+                std::time::Duration::from_millis(100)
+            } else {
+                SETTLE_WAIT
+            };
+            let wake = until.min(now + step);
             if let Ok(Err(_)) = tokio::time::timeout_at(wake, changed.changed()).await {
                 return publishers.path_by_hash(hash);
             }
