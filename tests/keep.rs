@@ -86,6 +86,18 @@ fn a_signed_pulled_through_path_is_kept_and_served_with_the_upstream_gone() {
     let secret =
         PublisherSecret::from_key_file(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
     let node_id = secret.identity().to_string();
+    // `hypernar status` says what it shares, and as whom.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = ok(&["status", "--data", s(&a_data)]);
+        if status.contains(&format!(
+            "keeping pulled-through paths as node {node_id}: 2 kept, readable by every node that trusts it"
+        )) {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // The upstream goes away: A serves what it kept from its own feeds,
     // and B, which trusts A's identity, fetches it from A.

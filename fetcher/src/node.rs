@@ -112,6 +112,9 @@ struct Catalog {
     /// How the node's own services read a generation's table: set by the
     /// sources floor too.
     tables: std::sync::OnceLock<TableReader>,
+    /// The identity whose feeds hold what this node keeps of what it
+    /// pulls through (`serve`'s keeper), for `hypernar status`.
+    kept: std::sync::OnceLock<Identity>,
     /// When the node started, and how many peers it was told to dial
     /// ([`Node::reaching_peers`]).
     started: tokio::time::Instant,
@@ -190,6 +193,7 @@ impl Node {
                 max_size: config.max_size,
                 resolver: std::sync::OnceLock::new(),
                 tables: std::sync::OnceLock::new(),
+                kept: std::sync::OnceLock::new(),
                 started: tokio::time::Instant::now(),
                 told_peers: config.peers.len(),
             }),
@@ -268,6 +272,16 @@ impl Node {
         self.catalog.told_peers > 0
             && self.catalog.started.elapsed() < STARTUP_GRACE
             && self.catalog.publishers.unheard_of()
+    }
+
+    /// Names the identity this node keeps what it pulls through as (once).
+    pub fn set_kept_identity(&self, id: Identity) {
+        let _ = self.catalog.kept.set(id);
+    }
+
+    /// The identity [`Node::set_kept_identity`] named.
+    pub fn kept_identity(&self) -> Option<Identity> {
+        self.catalog.kept.get().copied()
     }
 
     /// The channels the node follows.

@@ -112,6 +112,7 @@ impl Keeper {
             "StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 50\n",
         )
         .with_context(|| format!("writing into {}", incoming.display()))?;
+        node.set_kept_identity(secret.identity());
         let (tx, rx) = mpsc::channel(MAX_QUEUED);
         let keeper = Arc::new(Keeper {
             node: node.clone(),

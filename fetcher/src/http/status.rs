@@ -36,6 +36,9 @@ pub struct Snapshot {
     pub channels: Vec<crate::channels::ChannelSummary>,
     /// Channel followers running inside this node.
     pub following: Vec<(String, crate::following::FollowStatus)>,
+    /// What this node keeps of what it pulls through: its identity and how
+    /// many paths it lists.
+    pub kept: Option<(String, usize)>,
     /// Paths pinned now (the closure of pinned sets' paths).
     pub pinned: usize,
     /// `--share`.
@@ -84,6 +87,15 @@ impl Snapshot {
             sets: node.sets().summary(),
             channels: node.channels().summary(),
             following: node.following().all(),
+            kept: node.kept_identity().map(|id| {
+                let n = node
+                    .publishers()
+                    .summary()
+                    .into_iter()
+                    .find(|(p, _, _)| *p == id)
+                    .map_or(0, |(_, paths, _)| paths);
+                (id.to_string(), n)
+            }),
             pinned: node.pinned().len(),
             share: node.share().mode(),
             usage,
@@ -120,6 +132,12 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
         human(s.from_upstream),
         human(s.uploaded)
     );
+    if let Some((id, n)) = &s.kept {
+        let _ = writeln!(
+            t,
+            "keeping pulled-through paths as node {id}: {n} kept, readable by every node that trusts it"
+        );
+    }
     let _ = writeln!(t, "peers: {}", s.peers.len());
     for p in &s.peers {
         let _ = writeln!(
