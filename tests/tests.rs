@@ -12,6 +12,7 @@ mod evict;
 mod faults;
 mod follow;
 mod fuse;
+mod group;
 mod hostile;
 mod http;
 mod interop;

@@ -16,6 +16,7 @@
 pub mod channels;
 mod fault;
 pub mod following;
+pub mod groups;
 pub mod http;
 pub mod mount;
 pub mod node;

@@ -67,6 +67,11 @@ pub struct NodeConfig {
     pub share: hypernar_swarm::share::ShareMode,
     /// Keep the feeds under this many bytes (`--max-size`).
     pub max_size: Option<u64>,
+    /// Groups this node is a member of (`--group`).
+    pub groups: Vec<crate::groups::Membership>,
+    /// Nix keys a group member's path must be signed by to be served
+    /// (`--trusted-public-key`).
+    pub vouch_keys: Vec<hypernar_feed::format::nixkey::NixPublicKey>,
 }
 
 impl NodeConfig {
@@ -88,6 +93,8 @@ impl NodeConfig {
             require_set: false,
             share: Default::default(),
             max_size: None,
+            groups: Vec::new(),
+            vouch_keys: Vec::new(),
         }
     }
 }
@@ -119,6 +126,12 @@ struct Catalog {
     /// ([`Node::reaching_peers`]).
     started: tokio::time::Instant,
     told_peers: usize,
+    /// The groups and the members met (`crate::groups`).
+    groups: crate::groups::Groups,
+    /// What a member's path must be signed by (`NodeConfig::vouch_keys`).
+    vouch_keys: Arc<Vec<hypernar_feed::format::nixkey::NixPublicKey>>,
+    /// This node's identity in its groups' cards.
+    card_identity: Option<Identity>,
 }
 
 /// How long after start a miss waits for the `--peer`s to be reached when
@@ -172,12 +185,33 @@ impl Node {
     /// every trusted publisher, token feed and set, and dials the
     /// configured peers. Call [`Node::listen_on`] to accept connections too.
     pub async fn start(config: NodeConfig) -> Result<Self, SwarmError> {
+        // Cards from members, handed on by the meeting feeds' greetings
+        // (a full queue drops one: it comes again at the next connection).
+        let (cards_tx, cards_rx) = tokio::sync::mpsc::channel(256);
+        let greetings = config
+            .groups
+            .iter()
+            .map(|m| {
+                let id = m.secret.id();
+                let tx = cards_tx.clone();
+                let greeting = hypernar_swarm::swarm::Greeting {
+                    name: hypernar_feed::format::group::CARD_EXTENSION.to_owned(),
+                    message: m.card.map(|c| c.encode()).unwrap_or_default(),
+                    on_receive: Arc::new(move |_remote: &[u8; 32], bytes: &[u8]| {
+                        let _ = tx.try_send((id, bytes.to_vec()));
+                    }),
+                };
+                (m.secret.meeting_key().to_bytes(), greeting)
+            })
+            .collect();
+        drop(cards_tx);
         let swarm = Swarm::start(SwarmConfig {
             data_dir: config.data_dir.clone(),
             peers: config.peers.clone(),
             mirror: config.mirror,
             limits: config.limits,
             share: config.share,
+            greetings,
         })
         .await?;
         let metrics = swarm.metrics().clone();
@@ -196,8 +230,17 @@ impl Node {
                 kept: std::sync::OnceLock::new(),
                 started: tokio::time::Instant::now(),
                 told_peers: config.peers.len(),
+                groups: crate::groups::Groups::default(),
+                vouch_keys: Arc::new(config.vouch_keys.clone()),
+                card_identity: config.groups.iter().find_map(|m| m.card.map(|c| c.node)),
             }),
         };
+        for m in &config.groups {
+            node.join_group(m).await?;
+        }
+        if !config.groups.is_empty() {
+            node.spawn(node.clone().meet_members(cards_rx));
+        }
         // A followed channel's publisher is trusted too (once).
         let mut trust = config.trust.clone();
         for c in config.channels.iter().chain(&config.pinned_channels) {
@@ -341,9 +384,108 @@ impl Node {
         r(hash.to_owned(), Some(*id)).await
     }
 
+    /// The groups this node is a member of and the members it met.
+    pub fn groups(&self) -> &crate::groups::Groups {
+        &self.catalog.groups
+    }
+
+    /// Becomes a member of a group: writes its meeting feed (the same one
+    /// block at every member) and looks for members under its topic first.
+    async fn join_group(&self, m: &crate::groups::Membership) -> Result<(), SwarmError> {
+        use hypernar_feed::io::FeedOpener;
+        self.catalog.groups.add(m);
+        let key = m.secret.meeting_signing_key();
+        let mut feed = self
+            .swarm
+            .writable(&key)
+            .await
+            .map_err(|e| SwarmError::Group(e.to_string()))?;
+        hypernar_feed::io::ensure_header(&mut feed, m.secret.meeting_header())
+            .await
+            .map_err(|e| SwarmError::Group(e.to_string()))?;
+        self.swarm.add_lead_root(key.verifying_key().to_bytes());
+        Ok(())
+    }
+
+    /// Follows each member whose card comes (`crate::groups`).
+    async fn meet_members(
+        self,
+        mut cards: tokio::sync::mpsc::Receiver<(hypernar_feed::format::group::GroupId, Vec<u8>)>,
+    ) {
+        use crate::groups::Met;
+        use hypernar_feed::format::group::GroupCard;
+        while let Some((group, bytes)) = cards.recv().await {
+            if bytes.is_empty() {
+                continue; // a member that offers nothing
+            }
+            let card = match GroupCard::decode(&bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(%group, %e, "a group card not read");
+                    continue;
+                }
+            };
+            let met = self.catalog.groups.meet(
+                group,
+                &card,
+                self.catalog.card_identity,
+                crate::publishers::now_ms(),
+            );
+            match met {
+                Met::New => {
+                    tracing::info!(%group, member = %card.node, "met a group member");
+                    if let Err(e) = self.follow_member(card).await {
+                        tracing::warn!(%group, member = %card.node, %e, "following a group member");
+                    }
+                }
+                Met::Full => {
+                    tracing::debug!(%group, member = %card.node, "group has its most members; card not taken")
+                }
+                Met::Known | Met::Itself => {}
+            }
+        }
+    }
+
+    /// Follows a member: its index as a publisher's whose paths are taken
+    /// only when a trusted Nix key signed them, and its key feed for the
+    /// group (whose header must name that member).
+    async fn follow_member(
+        &self,
+        card: hypernar_feed::format::group::GroupCard,
+    ) -> Result<(), SwarmError> {
+        let id = card.node;
+        if !self.catalog.publishers.is_trusted(&id) {
+            self.catalog
+                .publishers
+                .add_vouched(id, self.catalog.vouch_keys.clone());
+            self.follow_publisher(id).await?;
+        }
+        self.follow_key_feed(id, &card.keys).await
+    }
+
+    /// Follows the key releases of `keys`, a key feed of publisher `id`
+    /// that its index does not declare (an audience's: this node's own for
+    /// a group, say), if its header names that publisher.
+    pub async fn follow_key_feed(
+        &self,
+        id: Identity,
+        keys: &VerifyingKey,
+    ) -> Result<(), SwarmError> {
+        let hub = self.swarm.add_feed(keys, true).await?;
+        self.spawn(self.clone().follow_keys_of(id, hub));
+        Ok(())
+    }
+
     /// Replicates a publisher: its index eagerly, and the feeds it declares
     /// (keys eagerly, data on demand or all with `mirror`).
     pub async fn trust(&self, id: Identity) -> Result<(), SwarmError> {
+        self.swarm.add_root(id.0.to_bytes());
+        self.catalog.publishers.add(id);
+        self.follow_publisher(id).await
+    }
+
+    /// Starts following the index of `id` (added to the publishers).
+    async fn follow_publisher(&self, id: Identity) -> Result<(), SwarmError> {
         // Its header and block 1 first: block 1 says whether the rest is
         // replicated whole or looked up in runs (`node/follow.rs`).
         let index = self.swarm.add_feed(&id.0, false).await?;
@@ -358,8 +500,6 @@ impl Node {
         } else {
             self.swarm.set_eager_range(&index, Some(head)).await;
         }
-        self.swarm.add_root(id.0.to_bytes());
-        self.catalog.publishers.add(id);
         self.spawn(self.clone().follow_index(id, index));
         Ok(())
     }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use hypernar_feed::format::identity::{FeedKey, Identity};
+use hypernar_feed::format::nixkey::{record_signed_by, NixPublicKey};
 use hypernar_feed::format::record::{KeyRelease, ListingRecord, PathRecord, Record};
 use hypernar_feed::format::run::Manifest;
 use hypernar_feed::format::segment::PathKey;
@@ -46,6 +47,12 @@ struct Known {
     /// (`node/follow.rs`).
     progress: Option<Progress>,
     keys_progress: Option<Progress>,
+    /// A group member's node (`crate::groups`): only its paths that one of
+    /// these Nix keys signed are taken (the group grants reading, not
+    /// trust), and each NAR is checked whole before a byte of it is served.
+    vouch: Option<Arc<Vec<NixPublicKey>>>,
+    /// A member's paths whose NAR did not check: never taken again.
+    refused: HashSet<StorePath>,
 }
 
 /// The most records a node keeps per publisher of paths it looked up in
@@ -155,6 +162,10 @@ pub struct Found {
     pub key: PathKey,
     /// Where the path's listing is, if it was published with one.
     pub listing: Option<ListingRecord>,
+    /// Its publisher is a group member, trusted for nothing: its NAR must
+    /// be checked whole against the (signed) NarHash before any byte of
+    /// it is served, as its blocks are only as good as the member.
+    pub check_whole: bool,
 }
 
 /// Why a path is not ready to fetch.
@@ -419,18 +430,25 @@ impl Publishers {
         let key = self
             .key(&publisher, path)
             .ok_or_else(|| NotFound::NoKey(path.clone()))?;
-        let listing = self
+        let (listing, check_whole) = self
             .by_id
             .lock()
             .expect("publishers lock")
             .get(&publisher.to_bytes())
-            .and_then(|k| k.index.listings.get(path).cloned());
+            // A member's listing is not checked by anything: the listing
+            // front-end makes one from the (checked) NAR instead.
+            .map(|k| match k.vouch {
+                Some(_) => (None, true),
+                None => (k.index.listings.get(path).cloned(), false),
+            })
+            .unwrap_or((None, false));
         Ok(Found {
             publisher,
             record,
             data_feed,
             key,
             listing,
+            check_whole,
         })
     }
 
@@ -445,20 +463,71 @@ impl Publishers {
     }
 
     pub(crate) fn add(&self, id: Identity) {
+        self.add_as(id, None);
+    }
+
+    /// Adds a group member's node (unless its identity is trusted already):
+    /// only its paths that one of `keys` signed are taken.
+    pub(crate) fn add_vouched(&self, id: Identity, keys: Arc<Vec<NixPublicKey>>) {
+        self.add_as(id, Some(keys));
+    }
+
+    fn add_as(&self, id: Identity, vouch: Option<Arc<Vec<NixPublicKey>>>) {
+        let mut by_id = self.by_id.lock().expect("publishers lock");
+        match by_id.get_mut(&id.to_bytes()) {
+            // Trusted outright beats vouched for by signatures.
+            Some(k) => {
+                if vouch.is_none() && k.vouch.is_some() {
+                    k.vouch = None;
+                }
+            }
+            None => {
+                by_id.insert(
+                    id.to_bytes(),
+                    Known {
+                        index: PublisherIndex::new(id),
+                        releases: HashMap::new(),
+                        found: lru::LruCache::unbounded(),
+                        tail_keys: HashMap::new(),
+                        runs: None,
+                        progress: None,
+                        keys_progress: None,
+                        vouch,
+                        refused: HashSet::new(),
+                    },
+                );
+            }
+        }
+        drop(by_id);
+        self.bump_content();
+    }
+
+    /// Drops a group member's path whose NAR did not check against its
+    /// signed narinfo, for good (a trusted publisher's is never dropped).
+    pub(crate) fn refuse(&self, id: &Identity, path: &StorePath) {
+        let mut by_id = self.by_id.lock().expect("publishers lock");
+        let Some(k) = by_id.get_mut(&id.to_bytes()) else {
+            return;
+        };
+        if k.vouch.is_none() {
+            return;
+        }
+        k.refused.insert(path.clone());
+        k.index.paths.remove(path);
+        k.index.listings.remove(path);
+        k.found.pop(path);
+        drop(by_id);
+        self.bump_content();
+    }
+
+    /// Whether `id` is followed only as a group member (see
+    /// [`Publishers::add_vouched`]).
+    pub fn is_vouched(&self, id: &Identity) -> bool {
         self.by_id
             .lock()
             .expect("publishers lock")
-            .entry(id.to_bytes())
-            .or_insert_with(|| Known {
-                index: PublisherIndex::new(id),
-                releases: HashMap::new(),
-                found: lru::LruCache::unbounded(),
-                tail_keys: HashMap::new(),
-                runs: None,
-                progress: None,
-                keys_progress: None,
-            });
-        self.bump_content();
+            .get(&id.to_bytes())
+            .is_some_and(|k| k.vouch.is_some())
     }
 
     /// `id`'s index is looked up in the runs of `feed` (its index declared
@@ -684,7 +753,22 @@ impl Publishers {
                             }
                         }
                     }
-                    k.index.apply(seq, record);
+                    // A member's path that no trusted key signed is not
+                    // taken: it is as if the index did not list it.
+                    let refused = match (&record, &k.vouch) {
+                        (Record::Path(p), Some(keys)) => {
+                            k.refused.contains(&p.store_path) || record_signed_by(p, keys).is_none()
+                        }
+                        _ => false,
+                    };
+                    if refused {
+                        tracing::debug!(
+                            seq,
+                            "a group member's path no trusted key signed is not served"
+                        );
+                    } else {
+                        k.index.apply(seq, record);
+                    }
                     // Each record applied is a move: a miss waiting for
                     // this index keeps waiting while records arrive.
                     if let Some(p) = k.progress.as_mut() {
@@ -747,11 +831,23 @@ impl Publishers {
     /// The publisher, record and data-feed key of a published path.
     pub fn find(&self, path: &StorePath) -> Option<(Identity, PathRecord, [u8; 32])> {
         let by_id = self.by_id.lock().expect("publishers lock");
-        by_id.values().find_map(|k| {
-            let (_, rec) = k.index.paths.get(path)?;
-            let feed = k.index.feeds.get(&rec.data_feed)?;
-            Some((k.index.identity, rec.clone(), feed.public_key))
-        })
+        // A trusted publisher's record before a group member's (whose NAR
+        // must be read whole before it is served).
+        let mut member = None;
+        for k in by_id.values() {
+            let Some((_, rec)) = k.index.paths.get(path) else {
+                continue;
+            };
+            let Some(feed) = k.index.feeds.get(&rec.data_feed) else {
+                continue;
+            };
+            let found = (k.index.identity, rec.clone(), feed.public_key);
+            if k.vouch.is_none() {
+                return Some(found);
+            }
+            member.get_or_insert(found);
+        }
+        member
     }
 
     /// The released key of a path, if it matches the index's commitment

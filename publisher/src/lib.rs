@@ -29,7 +29,8 @@ pub mod spool;
 pub use error::PublishError;
 pub use origin::{Origin, OriginError};
 pub use publisher::{
-    NoProgress, Outcome, Progress, PublishOptions, PublishSummary, Publisher, ReleaseSummary,
+    audience_feed_name, NoProgress, Outcome, Progress, PublishOptions, PublishSummary, Publisher,
+    ReleaseSummary,
 };
 pub use spool::SealSettings;
 #[cfg(feature = "sample")]

@@ -213,7 +213,11 @@ fn prepare_inner(
         });
     }
     let got = hasher.finish();
-    if got != info.nar_hash {
+    // Test-only: publish as a hostile publisher would, a NAR that is not
+    // the one its (signed) narinfo names.
+    let lie = cfg!(feature = "fault-injection")
+        && std::env::var_os("HYPERNAR_FAULT_PUBLISH_WRONG_NAR").is_some();
+    if got != info.nar_hash && !lie {
         return Err(PrepareError::NarHash {
             path: path.clone(),
             expected: info.nar_hash,

@@ -85,6 +85,9 @@ pub struct Keeper {
     /// so past that nothing more is kept.
     room: std::sync::atomic::AtomicBool,
     ready: mpsc::Sender<Ready>,
+    /// The audiences (one per group) a kept path's key is released to;
+    /// none: to the public key feed.
+    audiences: Vec<(String, ed25519_dalek::VerifyingKey)>,
 }
 
 impl Keeper {
@@ -96,6 +99,7 @@ impl Keeper {
         data_dir: &Path,
         secret: PublisherSecret,
         trusted: Vec<NixPublicKey>,
+        audiences: Vec<(String, ed25519_dalek::VerifyingKey)>,
     ) -> anyhow::Result<Arc<Keeper>> {
         let dir = data_dir.join("node");
         let incoming = dir.join("incoming");
@@ -122,6 +126,7 @@ impl Keeper {
             busy: Mutex::new((HashSet::new(), 0)),
             room: std::sync::atomic::AtomicBool::new(true),
             ready: tx,
+            audiences,
         });
         keeper.measure_room();
         let task = publish_kept(
@@ -213,6 +218,7 @@ async fn publish_kept(
     mut rx: mpsc::Receiver<Ready>,
 ) {
     let mut publisher: Option<Publisher<Swarm>> = None;
+    let mut released_all = false;
     let source = match Origin::new(&format!("file://{}", incoming.display())) {
         Ok(o) => Arc::new(o),
         Err(e) => {
@@ -223,7 +229,8 @@ async fn publish_kept(
     let opts = PublishOptions {
         closure: false,
         all: false,
-        release: true,
+        // In groups, keys go to the groups' audiences only (below).
+        release: keeper.audiences.is_empty(),
         jobs: 1,
         seal: SealSettings {
             segment_size: DEFAULT_SEGMENT_SIZE,
@@ -244,6 +251,14 @@ async fn publish_kept(
                 publisher = Some(Publisher::open_with(swarm.clone(), &dir, secret.clone()).await?);
             }
             let p = publisher.as_mut().expect("opened above");
+            if !released_all {
+                // Paths kept before this node joined a group are the
+                // group's too.
+                for (audience, _) in &keeper.audiences {
+                    p.release(None, Some(audience)).await?;
+                }
+                released_all = true;
+            }
             let summary = p
                 .publish(
                     source.clone(),
@@ -252,6 +267,11 @@ async fn publish_kept(
                     Arc::new(NoProgress),
                 )
                 .await?;
+            if summary.published == 1 {
+                for (audience, _) in &keeper.audiences {
+                    p.release(Some(vec![hash.clone()]), Some(audience)).await?;
+                }
+            }
             anyhow::Ok(summary)
         };
         match published.await {
@@ -262,6 +282,11 @@ async fn publish_kept(
                 if !node.publishers().is_trusted(&keeper.identity) {
                     if let Err(e) = node.trust(keeper.identity).await {
                         warn!(%e, "following this node's own index");
+                    }
+                    for (_, keys) in &keeper.audiences {
+                        if let Err(e) = node.follow_key_feed(keeper.identity, keys).await {
+                            warn!(%e, "following this node's own key feed for a group");
+                        }
                     }
                 }
             }

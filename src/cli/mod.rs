@@ -11,6 +11,7 @@ mod demo;
 mod feeds;
 mod fetch;
 mod follow;
+mod group;
 mod keep;
 mod keygen;
 mod mount;
@@ -69,6 +70,8 @@ pub enum Command {
     Feeds(feeds::Args),
     /// Keep a signed set of store paths a community vouches for.
     Set(set::Args),
+    /// Make a group secret: machines sharing one share what they pulled through.
+    Group(group::Args),
     /// Show a node's disk use per publisher and set, its peers and pins.
     Status(status::Args),
     /// Publish synthetic paths fast, for benchmarks and tests at scale.
@@ -90,6 +93,7 @@ pub async fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
         Command::Fetch(a) => fetch::run(a).await,
         Command::Feeds(a) => feeds::run(a).await,
         Command::Set(a) => set::run(a).await,
+        Command::Group(a) => group::run(a),
         Command::Status(a) => status::run(a).await,
         Command::Synth(a) => synth::run(a).await,
     }

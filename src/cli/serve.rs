@@ -192,9 +192,24 @@ pub struct Args {
     /// fetched. Unsigned and locally built paths are never kept
     #[arg(long)]
     no_keep: bool,
+    /// Be a member of a group (repeatable): its secret (hypernar-group1:…,
+    /// from `hypernar group new`) or a file holding it. Members find each
+    /// other on the LAN and the DHT and fetch from each other what each
+    /// pulled through; this node's kept paths' keys go to its groups only
+    /// (not to everyone who knows its identity), and another member's path
+    /// is served to Nix only if a --trusted-public-key signed it, its NAR
+    /// checked whole before a byte is sent. Members learn this node's
+    /// identity, hence which signed paths it pulled through
+    #[arg(
+        long = "group",
+        value_name = "SECRET|FILE",
+        env = "HYPERNAR_GROUP",
+        value_delimiter = ','
+    )]
+    groups: Vec<String>,
     /// A key whose signature a pulled-through narinfo must carry to be
-    /// kept, as in nix.conf's trusted-public-keys (repeatable) [default:
-    /// cache.nixos.org-1]
+    /// kept, and a group member's path to be served, as in nix.conf's
+    /// trusted-public-keys (repeatable) [default: cache.nixos.org-1]
     #[arg(long = "trusted-public-key", value_name = "NAME:BASE64")]
     trusted_keys: Vec<hypernar_feed::format::nixkey::NixPublicKey>,
     /// Most peer connections accepted at once from one IP address
@@ -286,7 +301,42 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let trusted = if args.trusted_keys.is_empty() {
+        vec![hypernar_feed::format::nixkey::CACHE_NIXOS_ORG_1
+            .parse()
+            .expect("the built-in key parses")]
+    } else {
+        args.trusted_keys.clone()
+    };
+    let group_secrets = args
+        .groups
+        .iter()
+        .map(|g| super::group::parse_group(g))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // The audience key feed of each group, where this node's kept paths'
+    // keys go (a node that keeps nothing offers nothing).
+    let mut audiences = Vec::new();
+    let memberships = group_secrets
+        .iter()
+        .map(|g| {
+            let card = node_secret.as_ref().map(|secret| {
+                let name = hypernar_publisher::audience_feed_name(&g.audience())
+                    .expect("a group's audience name is valid");
+                let keys = secret.feed_signing_key(&name).verifying_key();
+                audiences.push((g.audience(), keys));
+                hypernar_feed::format::group::GroupCard {
+                    node: secret.identity(),
+                    keys,
+                }
+            });
+            hypernar_fetcher::groups::Membership {
+                secret: g.clone(),
+                card,
+            }
+        })
+        .collect::<Vec<_>>();
     let mut trust = args.trust.clone();
+    let mut held_own = false;
     if let Some(secret) = &node_secret {
         // Its own index, once it keeps anything, is served like any.
         let id = secret.identity();
@@ -302,6 +352,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         if held && !trust.contains(&id) {
             trust.push(id);
         }
+        held_own = held;
     }
     let node = Node::start(NodeConfig {
         limits: Limits {
@@ -320,24 +371,37 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         require_set: args.require_set,
         share: args.share,
         max_size: args.max_size,
+        groups: memberships,
+        vouch_keys: trusted.clone(),
     })
     .await
     .with_context(|| format!("starting a node on {}", data_dir.display()))?;
     let mut keep_line = None;
     if let Some(secret) = node_secret {
-        let trusted = if args.trusted_keys.is_empty() {
-            vec![hypernar_feed::format::nixkey::CACHE_NIXOS_ORG_1
-                .parse()
-                .expect("the built-in key parses")]
-        } else {
-            args.trusted_keys.clone()
-        };
         let names: Vec<String> = trusted.iter().map(|k| k.name().to_owned()).collect();
         let id = secret.identity();
-        let keeper = super::keep::Keeper::start(&node, &data_dir, secret, trusted)?;
+        if held_own {
+            for (_, keys) in &audiences {
+                node.follow_key_feed(id, keys).await?;
+            }
+        }
+        let to = if audiences.is_empty() {
+            "readable by every peer that trusts this identity".to_owned()
+        } else {
+            format!(
+                "readable by its groups {}",
+                group_secrets
+                    .iter()
+                    .map(|g| g.id().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let keeper =
+            super::keep::Keeper::start(&node, &data_dir, secret, trusted.clone(), audiences)?;
         upstreams.set_keep(keeper);
         keep_line = Some(format!(
-            "keeping pulled-through paths signed by {} as node {id} (--no-keep turns it off)",
+            "keeping pulled-through paths signed by {} as node {id}, {to} (--no-keep turns it off)",
             names.join(", ")
         ));
     }

@@ -64,14 +64,14 @@ fn checksum(tag: &str, key: &[u8; 32]) -> [u8; 2] {
     [d[0], d[1]]
 }
 
-fn encode_key(prefix: &str, key: &[u8; 32]) -> String {
+pub(crate) fn encode_key(prefix: &str, key: &[u8; 32]) -> String {
     let mut buf = [0u8; 34];
     buf[..32].copy_from_slice(key);
     buf[32..].copy_from_slice(&checksum(prefix, key));
     format!("{prefix}{}", nixbase32::encode(&buf))
 }
 
-fn decode_key(prefix: &'static str, text: &str) -> Result<[u8; 32], IdentityError> {
+pub(crate) fn decode_key(prefix: &'static str, text: &str) -> Result<[u8; 32], IdentityError> {
     let body = text
         .trim()
         .strip_prefix(prefix)
@@ -85,7 +85,7 @@ fn decode_key(prefix: &'static str, text: &str) -> Result<[u8; 32], IdentityErro
     Ok(key)
 }
 
-fn keyed_blake2b(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn keyed_blake2b(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = <Blake2bMac<U32> as Mac>::new_from_slice(key).expect("32-byte key fits BLAKE2b");
     for p in parts {
         mac.update(p);

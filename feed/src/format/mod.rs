@@ -3,6 +3,7 @@
 //! fuzz targets exercise. docs/protocol.md is the prose version.
 
 pub mod generation;
+pub mod group;
 pub mod identity;
 pub mod listing;
 pub mod narinfo;

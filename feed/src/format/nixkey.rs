@@ -189,6 +189,22 @@ pub fn signed_by<'a>(info: &NarInfo, keys: &'a [NixPublicKey]) -> Option<&'a Nix
         .find(|k| info.sigs.iter().any(|s| k.verifies(&fingerprint, s)))
 }
 
+/// The first of `keys` that signed the path of `record` (its `sigs`, over
+/// the fingerprint of its path, NAR hash, size and references), if any.
+pub fn record_signed_by<'a>(
+    record: &crate::format::record::PathRecord,
+    keys: &'a [NixPublicKey],
+) -> Option<&'a NixPublicKey> {
+    let fingerprint = crate::format::narinfo::fingerprint(
+        &record.store_path,
+        &record.nar_hash,
+        record.nar_size,
+        &record.references,
+    );
+    keys.iter()
+        .find(|k| record.sigs.iter().any(|s| k.verifies(&fingerprint, s)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

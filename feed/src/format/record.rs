@@ -60,6 +60,9 @@ pub enum FeedRole {
     /// A follower's committed releases: closure tables and
     /// `Generations` records (`generation.rs`).
     Generations,
+    /// A group's meeting feed: the same one block at every member
+    /// (`group.rs`).
+    Group,
 }
 
 /// Block 0 of every feed.

@@ -518,15 +518,36 @@ impl Server {
                 .map_err(|never: Infallible| match never {})
                 .boxed()
         } else {
-            let body = match source {
-                NarFrom::Swarm(found) => match self.sources.open(*found).await {
-                    Ok(reader) => nar::stream(reader, range, self.sources.upstreams().clone()),
-                    Err(e) => {
-                        warn!("NAR: {e}");
-                        return self.failed(Ask::Nar, &e);
+            let source = match source {
+                NarFrom::Swarm(found) => {
+                    let member = found.check_whole;
+                    match self.sources.open(*found).await {
+                        Ok(reader) => Ok(reader),
+                        // A group member's NAR that did not come or did
+                        // not check: the upstream has it as signed.
+                        Err(e) if member && self.sources.upstreams().proxies() => {
+                            warn!("NAR from a group member: {e}; asking the upstream");
+                            match self
+                                .sources
+                                .upstreams()
+                                .narinfo(hash, |i| i.nar_hash == *nar_hash)
+                                .await
+                            {
+                                Some(u) => Err(u),
+                                None => return self.failed(Ask::Nar, &e),
+                            }
+                        }
+                        Err(e) => {
+                            warn!("NAR: {e}");
+                            return self.failed(Ask::Nar, &e);
+                        }
                     }
-                },
-                NarFrom::Upstream(u) => {
+                }
+                NarFrom::Upstream(u) => Err(*u),
+            };
+            let body = match source {
+                Ok(reader) => nar::stream(reader, range, self.sources.upstreams().clone()),
+                Err(u) => {
                     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
                     let Some(slot) = self.sources.upstreams().stream_slot(client).await else {
                         let mut r = text(
@@ -540,7 +561,7 @@ impl Server {
                     nar::stream_upstream(
                         self.node.metrics(),
                         self.sources.upstreams().clone(),
-                        *u,
+                        u,
                         range,
                         slot,
                     )

@@ -39,6 +39,8 @@ pub struct Snapshot {
     /// What this node keeps of what it pulls through: its identity and how
     /// many paths it lists.
     pub kept: Option<(String, usize)>,
+    /// Groups this node is a member of, and the members met.
+    pub groups: Vec<crate::groups::GroupStatus>,
     /// Paths pinned now (the closure of pinned sets' paths).
     pub pinned: usize,
     /// `--share`.
@@ -96,6 +98,7 @@ impl Snapshot {
                     .map_or(0, |(_, paths, _)| paths);
                 (id.to_string(), n)
             }),
+            groups: node.groups().status(),
             pinned: node.pinned().len(),
             share: node.share().mode(),
             usage,
@@ -135,8 +138,18 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
     if let Some((id, n)) = &s.kept {
         let _ = writeln!(
             t,
-            "keeping pulled-through paths as node {id}: {n} kept, readable by every node that trusts it"
+            "keeping pulled-through paths as node {id}: {n} kept, {}",
+            readable_by(&s.groups)
         );
+    }
+    if !s.groups.is_empty() {
+        let _ = writeln!(t, "groups: {}", s.groups.len());
+        for g in &s.groups {
+            let _ = writeln!(t, "  {}  {}", g.id, group_line(g));
+            for m in &g.members {
+                let _ = writeln!(t, "    member {}", m.node);
+            }
+        }
     }
     let _ = writeln!(t, "peers: {}", s.peers.len());
     for p in &s.peers {
@@ -194,6 +207,34 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
         let _ = writeln!(t, "  {p}");
     }
     t
+}
+
+/// Who can read what this node keeps.
+fn readable_by(groups: &[crate::groups::GroupStatus]) -> String {
+    let offered: Vec<String> = groups
+        .iter()
+        .filter(|g| g.offers)
+        .map(|g| g.id.to_string())
+        .collect();
+    if offered.is_empty() {
+        "readable by every node that trusts it".to_owned()
+    } else {
+        format!("readable by the members of group {}", offered.join(", "))
+    }
+}
+
+/// A group: what this node offers it, and how many members it met.
+fn group_line(g: &crate::groups::GroupStatus) -> String {
+    format!(
+        "{}; {} member{} met (their paths served only when a trusted key signed them)",
+        if g.offers {
+            "this node offers it what it keeps"
+        } else {
+            "this node reads it and offers nothing (it keeps nothing)"
+        },
+        g.members.len(),
+        if g.members.len() == 1 { "" } else { "s" }
+    )
 }
 
 /// What a followed channel is at: its newest generation, or that none is
@@ -325,6 +366,43 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
                 if p.dialled { "dialled" } else { "accepted" },
                 human(p.received),
                 human(p.uploaded)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    if let Some((id, n)) = &s.kept {
+        let _ = writeln!(
+            h,
+            "<p id=\"kept\">Keeping pulled-through paths as node <code>{}</code>: {n} kept, {}.</p>",
+            esc(id),
+            esc(&readable_by(&s.groups))
+        );
+    }
+    if !s.groups.is_empty() {
+        let _ = writeln!(h, "<h2>Groups ({})</h2>", s.groups.len());
+        h.push_str(
+            "<table id=\"groups\"><tr><th>group</th><th>this node</th><th>members met</th></tr>\n",
+        );
+        for g in &s.groups {
+            let members: Vec<String> = g
+                .members
+                .iter()
+                .map(|m| format!("<code>{}</code>", esc(&m.node.to_string())))
+                .collect();
+            let _ = writeln!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                g.id,
+                if g.offers {
+                    "offers what it keeps"
+                } else {
+                    "reads only"
+                },
+                if members.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    members.join("<br>")
+                }
             );
         }
         h.push_str("</table>\n");

@@ -149,7 +149,7 @@ impl Node {
             FeedRole::Keys => !d.runs || self.catalog.mirror,
             FeedRole::Data => self.catalog.mirror,
             FeedRole::Runs | FeedRole::Generations => self.catalog.mirror,
-            FeedRole::Index | FeedRole::Set => false,
+            FeedRole::Index | FeedRole::Set | FeedRole::Group => false,
         };
         match self.add_feed(&key, eager).await {
             Ok(hub) if decl.role == FeedRole::Keys => {
@@ -240,6 +240,24 @@ impl Node {
                 self.follow_keys(id, hub).await;
             }
             _ => {}
+        }
+    }
+
+    /// Follows a group member's key feed, if its header says it is a key
+    /// feed of that member.
+    pub(super) async fn follow_keys_of(self, id: Identity, hub: HubHandle) {
+        if hub.want(0, 1).await.is_err() {
+            return;
+        }
+        match hub.get(0).await.map(|b| Record::decode(&b)) {
+            Ok(Ok(Record::Header(h)))
+                if h.role == FeedRole::Keys && h.publisher == id.to_bytes() =>
+            {
+                self.follow_keys(id, hub).await
+            }
+            _ => {
+                warn!(member = %id, "a group member's key feed is not a key feed of that member; ignored")
+            }
         }
     }
 

@@ -269,7 +269,48 @@ impl Sources {
                 .web_seeds
                 .learn(&found.publisher.to_bytes(), &urls);
         }
-        PathReader::open(self.clone(), found).await
+        let check_whole = found.check_whole;
+        let reader = PathReader::open(self.clone(), found).await?;
+        if check_whole {
+            self.check_whole(&reader).await?;
+        }
+        Ok(reader)
+    }
+
+    /// Reads a group member's NAR whole and checks it against the signed
+    /// NarHash before anything of it is served (its blocks are only as
+    /// good as the member). The blocks are then stored here, so serving
+    /// reads them again from disk. A NAR that does not check is never
+    /// read from that member again.
+    async fn check_whole(&self, reader: &PathReader) -> Result<(), PathError> {
+        use hypernar_feed::reader::ReadError;
+        let found = reader.found();
+        match reader.write_nar(std::io::sink()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let forged = matches!(
+                    &e,
+                    PathError::Segment(_)
+                        | PathError::Nar(
+                            ReadError::NarHash { .. }
+                                | ReadError::Segment { .. }
+                                | ReadError::WrongKey { .. }
+                        )
+                );
+                if forged {
+                    tracing::warn!(
+                        member = %found.publisher,
+                        path = %found.record.store_path,
+                        "a group member's NAR does not match its signed narinfo ({e}); never served from that member"
+                    );
+                    self.shared
+                        .node
+                        .publishers()
+                        .refuse(&found.publisher, &found.record.store_path);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// A reader of `path`, as the catalog lists it now (looked up in the

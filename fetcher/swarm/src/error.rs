@@ -44,6 +44,9 @@ pub enum SwarmError {
     /// The feed's hub has stopped.
     #[error("feed {0} is closed")]
     Closed(String),
+    /// A group's meeting feed could not be written.
+    #[error("group meeting feed: {0}")]
+    Group(String),
     /// A proof from outside the swarm (a web seed) did not verify: the
     /// source is bad, not this node.
     #[error("feed {feed}: {source}")]

@@ -24,11 +24,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use hypercore_protocol::schema::Extension;
 use hypercore_protocol::{Channel, Message};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
 use crate::hub::{HubHandle, PeerId};
+use crate::swarm::{Greeting, MAX_GREETINGS, MAX_GREETING_BYTES};
 use crate::wire::{Load, MAX_UNSENT};
 
 pub use crate::metrics::Traffic;
@@ -148,12 +150,23 @@ pub async fn run(
     load: Arc<Load>,
     kill: Arc<Notify>,
     traffic: Traffic,
+    greeting: Option<(Greeting, [u8; 32])>,
 ) {
     let Some(mut inbound) = channel.take_receiver() else {
         warn!(peer, "a channel without its receiver; closing it");
         let _ = channel.close().await;
         return;
     };
+    if let Some((g, _)) = &greeting {
+        let hello = Message::Extension(Extension {
+            name: g.name.clone(),
+            message: g.message.clone(),
+        });
+        if channel.send(hello).await.is_err() {
+            return;
+        }
+    }
+    let mut greeted = 0usize;
     let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
     let answers = Arc::new(AtomicUsize::new(0));
     hub.join(peer, tx, answers.clone()).await;
@@ -172,6 +185,21 @@ pub async fn run(
                         warn!(peer, "peer sends more than {FLOOD_RATE} messages a second; closing its connection");
                         kill.notify_one();
                         break;
+                    }
+                    if let Message::Extension(e) = &msg {
+                        // Extensions go to the greeting only, never to the hub.
+                        match &greeting {
+                            Some((g, remote))
+                                if e.name == g.name
+                                    && greeted < MAX_GREETINGS
+                                    && e.message.len() <= MAX_GREETING_BYTES =>
+                            {
+                                greeted += 1;
+                                (g.on_receive)(remote, &e.message);
+                            }
+                            _ => debug!(peer, name = %e.name, "extension message ignored"),
+                        }
+                        continue;
                     }
                     let bytes = message_bytes(&msg);
                     traffic.inbound(&msg);

@@ -89,6 +89,9 @@ pub struct SwarmConfig {
     pub limits: Limits,
     /// What of the fetched blocks to announce and serve (`--share`).
     pub share: crate::share::ShareMode,
+    /// Greetings by feed key (see [`Swarm::set_greeting`]), in place
+    /// before the first connection.
+    pub greetings: Vec<([u8; 32], Greeting)>,
 }
 
 struct FeedEntry {
@@ -154,7 +157,37 @@ struct Inner {
     first_roots: Mutex<Vec<[u8; 32]>>,
     /// What hubs may announce and serve of replicas.
     share: Arc<crate::share::Share>,
+    /// Greetings by discovery key (see [`Swarm::set_greeting`]).
+    greetings: Mutex<HashMap<[u8; 32], Greeting>>,
+    /// Topics looked up before all others (`Swarm::add_lead_root`).
+    lead_roots: Mutex<Vec<[u8; 32]>>,
 }
+
+/// Called with the remote node's Noise key and the message it greeted with.
+pub type OnGreeting = Arc<dyn Fn(&[u8; 32], &[u8]) + Send + Sync>;
+
+/// What a node says first on one feed's channel, as a hypercore extension
+/// message, and what it does with what the peer says under the same name
+/// (see [`Swarm::set_greeting`]).
+#[derive(Clone)]
+pub struct Greeting {
+    pub name: String,
+    pub message: Vec<u8>,
+    pub on_receive: OnGreeting,
+}
+
+impl std::fmt::Debug for Greeting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Greeting")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most greetings taken from one peer on one channel, and the most
+/// bytes of each: more is ignored.
+pub const MAX_GREETINGS: usize = 4;
+pub const MAX_GREETING_BYTES: usize = 1024;
 
 /// An accepted connection's place within the [`Limits`].
 struct Slot {
@@ -232,6 +265,14 @@ impl Swarm {
             roots: Mutex::new(Vec::new()),
             first_roots: Mutex::new(Vec::new()),
             share: Arc::new(crate::share::Share::new(config.share)),
+            greetings: Mutex::new(
+                config
+                    .greetings
+                    .iter()
+                    .map(|(k, g)| (discovery_key(k), g.clone()))
+                    .collect(),
+            ),
+            lead_roots: Mutex::new(Vec::new()),
         });
         let node = Swarm { inner };
 
@@ -536,6 +577,30 @@ impl Swarm {
             }
         }
         self.hub(&key).expect("just added")
+    }
+
+    /// Greets on the channel of feed `key`: whenever a channel of it opens
+    /// (on a connection where both sides proved they know the key), sends
+    /// `greeting.message` as extension `greeting.name`, and hands what the
+    /// peer sends under that name (at most [`MAX_GREETINGS`] messages of at
+    /// most [`MAX_GREETING_BYTES`] per channel) to `greeting.on_receive`.
+    /// Set it before the feed is added (or in [`SwarmConfig::greetings`]
+    /// for a stored feed); channels open already are not greeted.
+    pub fn set_greeting(&self, key: &[u8; 32], greeting: Greeting) {
+        self.inner
+            .greetings
+            .lock()
+            .expect("greetings lock")
+            .insert(discovery_key(key), greeting);
+    }
+
+    pub(crate) fn greeting(&self, dkey: &[u8; 32]) -> Option<Greeting> {
+        self.inner
+            .greetings
+            .lock()
+            .expect("greetings lock")
+            .get(dkey)
+            .cloned()
     }
 
     /// The node's feed store.

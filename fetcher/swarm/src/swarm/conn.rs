@@ -150,6 +150,7 @@ impl Swarm {
                         .get(channel.discovery_key())
                         .map(|e| e.hub.clone());
                     if let Some(hub) = hub {
+                        let greeting = self.greeting(channel.discovery_key()).zip(remote_key);
                         let peer = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
                         self.inner
                             .peer_conn
@@ -163,6 +164,7 @@ impl Swarm {
                             load.clone(),
                             kill.clone(),
                             traffic.clone(),
+                            greeting,
                         ));
                     }
                 }

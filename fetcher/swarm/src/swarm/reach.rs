@@ -256,7 +256,12 @@ impl Swarm {
     ///
     /// Topics set by [`Swarm::set_first_roots`] come before them all.
     pub fn roots(&self) -> Vec<[u8; 32]> {
-        let mut out = self.inner.first_roots.lock().expect("roots lock").clone();
+        let mut out = self.inner.lead_roots.lock().expect("roots lock").clone();
+        for r in self.inner.first_roots.lock().expect("roots lock").iter() {
+            if !out.contains(r) {
+                out.push(*r);
+            }
+        }
         let roots = self.inner.roots.lock().expect("roots lock").clone();
         for r in roots {
             if !out.contains(&r) {
@@ -264,6 +269,15 @@ impl Swarm {
             }
         }
         out
+    }
+
+    /// A topic looked up before every other, first come first: a group's
+    /// meeting feed (members are met through it before anything else).
+    pub fn add_lead_root(&self, key: [u8; 32]) {
+        let mut roots = self.inner.lead_roots.lock().expect("roots lock");
+        if !roots.contains(&key) {
+            roots.push(key);
+        }
     }
 
     /// Replaces the topics announced and looked up before every root:
