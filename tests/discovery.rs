@@ -9,124 +9,9 @@
 //! crate's `Testnet`, on loopback), two nodes meeting through it, and the
 //! peer remembered across a restart when the DHT is gone.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
-
-fn ip(args: &str) -> bool {
-    Command::new("ip")
-        .args(args.split_whitespace())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Two namespaces on one bridge; removed when dropped.
-struct Lan {
-    tag: String,
-    net: u8,
-}
-
-impl Lan {
-    /// Namespaces `hn<tag>a` (198.18.NET.1) and `hn<tag>b` (198.18.NET.2)
-    /// on bridge `hnbr<tag>`, which holds 198.18.NET.254 in this namespace.
-    /// Each test names its own NET, so tests run side by side.
-    fn new(net: u8) -> Option<Self> {
-        let tag = format!("{}n{net}", std::process::id() % 100_000);
-        let lan = Lan {
-            tag: tag.clone(),
-            net,
-        };
-        let br = format!("hnbr{tag}");
-        let mut ok = ip(&format!("link add {br} type bridge"))
-            && ip(&format!("addr add {}/24 dev {br}", lan.ip("bridge")))
-            && ip(&format!("link set {br} up"));
-        for side in ["a", "b"] {
-            let (ns, v) = (format!("hn{tag}{side}"), format!("hv{tag}{side}"));
-            ok = ok
-                && ip(&format!("netns add {ns}"))
-                && ip(&format!("link add {v} type veth peer name {v}p"))
-                && ip(&format!("link set {v}p netns {ns}"))
-                && ip(&format!("link set {v} master {br} up"))
-                && ip(&format!("-n {ns} addr add {}/24 dev {v}p", lan.ip(side)))
-                && ip(&format!("-n {ns} link set {v}p up"))
-                && ip(&format!("-n {ns} link set lo up"));
-        }
-        ok.then_some(lan)
-    }
-
-    fn ns(&self, side: &str) -> String {
-        format!("hn{}{side}", self.tag)
-    }
-
-    /// The address of side `a`, `b`, or the bridge (this namespace).
-    fn ip(&self, side: &str) -> String {
-        let host = match side {
-            "a" => 1,
-            "b" => 2,
-            _ => 254,
-        };
-        format!("198.18.{}.{host}", self.net)
-    }
-
-    fn bridge(&self) -> String {
-        format!("hnbr{}", self.tag)
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for side in ["a", "b"] {
-            ip(&format!("netns del {}", self.ns(side)));
-        }
-        ip(&format!("link del {}", self.bridge()));
-    }
-}
-
-/// `hypernar serve` in namespace `ns`, killed when dropped.
-struct NsServe(Child, std::path::PathBuf);
-
-impl NsServe {
-    fn start(ns: &str, data: &Path, extra: &[&str]) -> Self {
-        let log = data.with_extension("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, bin(), "serve", "--data", s(data)])
-            .args(["--listen", "0.0.0.0:7469", "--upstream", "none", "--no-dht"])
-            .args(extra)
-            .env("RUST_LOG", "hypernar_fetcher=info,hypernar_swarm=info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        NsServe(child, log)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-impl Drop for NsServe {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until `addr` accepts connections (the node started).
-fn wait_for_port(addr: &str, serve: &NsServe) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < until,
-            "{addr} never listened: {}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn a_node_with_no_peer_finds_its_neighbour_on_the_lan_and_fetches_from_it() {
@@ -232,14 +117,6 @@ fn demo_published() -> (World, String, &'static str, String) {
     let name = "hello-2.12";
     let hash = w.path(name).info.store_path.hash_part().to_owned();
     (w, id, name, hash)
-}
-
-/// Whether this runs as root (network namespaces need it).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::util::*;
 
 mod degraded;
 mod follow;
+mod group;
 mod local;
 mod private;
 

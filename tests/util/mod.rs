@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 
 mod http;
 pub use http::*;
+mod lan;
+pub use lan::*;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_hypernar")
@@ -516,6 +518,11 @@ pub fn nginx(root: &Path, extra: &str) -> Nginx {
 
 /// [`nginx`] with `http_extra` in its `http` block (a `limit_req_zone`).
 pub fn nginx_with(root: &Path, http_extra: &str, extra: &str) -> Nginx {
+    nginx_at("127.0.0.1", root, http_extra, extra)
+}
+
+/// [`nginx_with`], listening on `ip` (a bridge address namespaces reach).
+pub fn nginx_at(ip: &str, root: &Path, http_extra: &str, extra: &str) -> Nginx {
     let dir = tempfile::Builder::new()
         .prefix("hypernar-nginx-")
         .tempdir()
@@ -526,7 +533,7 @@ pub fn nginx_with(root: &Path, http_extra: &str, extra: &str) -> Nginx {
     for _ in 0..50 {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let port = 20_000 + (std::process::id() as u64 * 7919 + n * 104_729) % 40_000;
-        if std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok() {
+        if std::net::TcpStream::connect((ip, port as u16)).is_ok() {
             continue; // taken
         }
         let d = dir.path().display();
@@ -538,7 +545,7 @@ pub fn nginx_with(root: &Path, http_extra: &str, extra: &str) -> Nginx {
                client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
                uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
                default_type application/octet-stream; {http_extra}\n\
-               server {{ listen 127.0.0.1:{port}; root {root}; {extra} }} }}\n",
+               server {{ listen {ip}:{port}; root {root}; {extra} }} }}\n",
             root = root.display()
         );
         let conf_path = dir.path().join("nginx.conf");
@@ -554,7 +561,7 @@ pub fn nginx_with(root: &Path, http_extra: &str, extra: &str) -> Nginx {
             if let Ok(Some(_)) = child.try_wait() {
                 break; // did not bind: next port
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok() {
+            if std::net::TcpStream::connect((ip, port as u16)).is_ok() {
                 // Ours, not another server that took the port meanwhile:
                 // nginx exits at once when it cannot bind.
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -563,7 +570,7 @@ pub fn nginx_with(root: &Path, http_extra: &str, extra: &str) -> Nginx {
                 }
                 return Nginx {
                     child,
-                    base: format!("http://127.0.0.1:{port}"),
+                    base: format!("http://{ip}:{port}"),
                     _dir: dir,
                 };
             }
