@@ -590,6 +590,10 @@ impl Publishers {
         let by_id = self.by_id.lock().expect("publishers lock");
         by_id
             .values()
+            // A group member whose index nobody holds yet (it kept
+            // nothing) is still "told of" by the other members that follow
+            // it too: it must not make every miss wait.
+            .filter(|k| k.vouch.is_none() || k.progress.is_some_and(|p| p.length > 0))
             .flat_map(|k| [k.progress, k.keys_progress])
             .any(|p| p.is_some_and(|p| p.settling(now)))
     }
@@ -599,7 +603,8 @@ impl Publishers {
     /// applied (a node that has not reached its peers yet).
     pub fn unheard_of(&self) -> bool {
         let by_id = self.by_id.lock().expect("publishers lock");
-        by_id.values().any(|k| {
+        // Group members are met, not configured: none is waited for.
+        by_id.values().filter(|k| k.vouch.is_none()).any(|k| {
             k.progress.is_none_or(|p| p.unheard()) || k.keys_progress.is_none_or(|p| p.unheard())
         })
     }
