@@ -52,8 +52,15 @@ impl Progress {
 
     /// No source has told this index's length, and nothing of it is
     /// applied: it has not been heard of yet.
+    ///
+    /// A key feed's follower starts past block 0 (the header), so `applied`
+    /// 1 is nothing applied yet: the key feed is declared by the index, so
+    /// its hub starts after the index's records are in, and until a peer
+    /// tells its length a record's key is unheard of, not missing (seen as
+    /// a "no key" answered a moment too early by a fresh node on a loaded
+    /// machine).
     pub fn unheard(&self) -> bool {
-        self.length == 0 && self.peers == 0 && self.applied == 0
+        self.length == 0 && self.peers == 0 && self.applied <= 1
     }
 
     /// Block `seq` was read and applied: a move, if it is past `applied`.

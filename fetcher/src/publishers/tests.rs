@@ -301,3 +301,19 @@ async fn a_group_member_whose_index_nobody_holds_makes_no_miss_wait() {
     q.follower_at(&trusted, Followed::Index, 0, 0, 1, false);
     assert!(q.settling());
 }
+
+/// A fresh node's index arrives first; its key feed's hub starts once the
+/// index declares it, and its follower reports from past the header before
+/// any peer has told its length: that key feed is not heard of yet, so a
+/// node still reaching its peers waits rather than answer "no key".
+#[tokio::test(start_paused = true)]
+async fn a_key_feed_no_peer_has_told_of_is_unheard_of_though_its_follower_started() {
+    let p = Publishers::default();
+    let id = PublisherSecret::from_bytes([7; 32]).identity();
+    p.add(id);
+    p.follower_at(&id, Followed::Index, 5, 5, 1, false);
+    p.follower_at(&id, Followed::Keys, 1, 0, 0, false);
+    assert!(p.unheard_of());
+    p.follower_at(&id, Followed::Keys, 1, 3, 1, false);
+    assert!(!p.unheard_of());
+}
