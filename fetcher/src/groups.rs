@@ -24,9 +24,10 @@ pub const MAX_MEMBERS: usize = 256;
 pub struct Membership {
     pub secret: GroupSecret,
     /// What this node tells members: its node identity and its key feed
-    /// for the group. `None` when it keeps nothing (`--no-keep`): it then
-    /// reads the members' paths and offers none.
-    pub card: Option<GroupCard>,
+    /// for the group, and the identity's signing key the card is signed
+    /// with. `None` when it keeps nothing (`--no-keep`): it then reads the
+    /// members' paths and offers none.
+    pub card: Option<(GroupCard, ed25519_dalek::SigningKey)>,
 }
 
 /// A member met, for `status`.
@@ -117,6 +118,13 @@ impl Groups {
         Met::New
     }
 
+    /// Forgets a member (following it failed: its next card is taken).
+    pub(crate) fn forget(&self, id: GroupId, node: &Identity) {
+        if let Some(e) = self.groups.lock().expect("groups lock").get_mut(&id) {
+            e.members.remove(&node.to_bytes());
+        }
+    }
+
     /// Every group and the members met, for `status`.
     pub fn status(&self) -> Vec<GroupStatus> {
         self.groups
@@ -154,7 +162,10 @@ mod tests {
         let g = Groups::default();
         let m = Membership {
             secret: GroupSecret::from_bytes([1; 32]),
-            card: Some(card(9)),
+            card: Some((
+                card(9),
+                PublisherSecret::from_bytes([9; 32]).feed_signing_key("index"),
+            )),
         };
         g.add(&m);
         let id = m.secret.id();
@@ -165,6 +176,12 @@ mod tests {
         // A group this node is not in takes no card.
         let other = GroupSecret::from_bytes([2; 32]).id();
         assert_eq!(g.meet(other, &card(3), me, 1), Met::Full);
+        g.forget(id, &card(2).node);
+        assert_eq!(
+            g.meet(id, &card(2), me, 3),
+            Met::New,
+            "forgotten, met again"
+        );
         let s = g.status();
         assert_eq!(s.len(), 1);
         assert!(s[0].offers);
@@ -172,7 +189,7 @@ mod tests {
             s[0].members,
             vec![Member {
                 node: card(2).node,
-                since_ms: 1
+                since_ms: 3
             }]
         );
     }

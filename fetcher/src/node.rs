@@ -134,6 +134,15 @@ struct Catalog {
     card_identity: Option<Identity>,
 }
 
+/// A card that came: its group, the group's meeting key, the sender's
+/// Noise key, the bytes.
+type CardIn = (
+    hypernar_feed::format::group::GroupId,
+    VerifyingKey,
+    [u8; 32],
+    Vec<u8>,
+);
+
 /// How long after start a miss waits for the `--peer`s to be reached when
 /// none is yet: a fresh node asked at once would say "not here", and Nix
 /// keeps that for an hour.
@@ -193,15 +202,22 @@ impl Node {
             .iter()
             .map(|m| {
                 let id = m.secret.id();
+                let meeting = m.secret.meeting_key();
                 let tx = cards_tx.clone();
+                let card = m.card.clone();
                 let greeting = hypernar_swarm::swarm::Greeting {
                     name: hypernar_feed::format::group::CARD_EXTENSION.to_owned(),
-                    message: m.card.map(|c| c.encode()).unwrap_or_default(),
-                    on_receive: Arc::new(move |_remote: &[u8; 32], bytes: &[u8]| {
-                        let _ = tx.try_send((id, bytes.to_vec()));
+                    // Signed for this node's Noise key: the remote checks
+                    // it against the connection's sender.
+                    message: Arc::new(move |noise: &[u8; 32]| match &card {
+                        Some((c, key)) => c.signed(&meeting, noise, key),
+                        None => Vec::new(),
+                    }),
+                    on_receive: Arc::new(move |remote: &[u8; 32], bytes: &[u8]| {
+                        let _ = tx.try_send((id, meeting, *remote, bytes.to_vec()));
                     }),
                 };
-                (m.secret.meeting_key().to_bytes(), greeting)
+                (meeting.to_bytes(), greeting)
             })
             .collect();
         drop(cards_tx);
@@ -232,15 +248,12 @@ impl Node {
                 told_peers: config.peers.len(),
                 groups: crate::groups::Groups::default(),
                 vouch_keys: Arc::new(config.vouch_keys.clone()),
-                card_identity: config.groups.iter().find_map(|m| m.card.map(|c| c.node)),
+                card_identity: config
+                    .groups
+                    .iter()
+                    .find_map(|m| m.card.as_ref().map(|(c, _)| c.node)),
             }),
         };
-        for m in &config.groups {
-            node.join_group(m).await?;
-        }
-        if !config.groups.is_empty() {
-            node.spawn(node.clone().meet_members(cards_rx));
-        }
         // A followed channel's publisher is trusted too (once).
         let mut trust = config.trust.clone();
         for c in config.channels.iter().chain(&config.pinned_channels) {
@@ -258,6 +271,14 @@ impl Node {
             .chain(config.channels.iter().map(|c| (c, false)))
         {
             node.catalog.channels.add(c.clone(), pinned);
+        }
+        // Members after the trusted publishers: a member that is trusted
+        // too is followed as trusted.
+        for m in &config.groups {
+            node.join_group(m).await?;
+        }
+        if !config.groups.is_empty() {
+            node.spawn(node.clone().meet_members(cards_rx));
         }
         for key in &config.feeds {
             node.swarm.add_root(key.to_bytes());
@@ -408,17 +429,14 @@ impl Node {
     }
 
     /// Follows each member whose card comes (`crate::groups`).
-    async fn meet_members(
-        self,
-        mut cards: tokio::sync::mpsc::Receiver<(hypernar_feed::format::group::GroupId, Vec<u8>)>,
-    ) {
+    async fn meet_members(self, mut cards: tokio::sync::mpsc::Receiver<CardIn>) {
         use crate::groups::Met;
         use hypernar_feed::format::group::GroupCard;
-        while let Some((group, bytes)) = cards.recv().await {
+        while let Some((group, meeting, remote, bytes)) = cards.recv().await {
             if bytes.is_empty() {
                 continue; // a member that offers nothing
             }
-            let card = match GroupCard::decode(&bytes) {
+            let card = match GroupCard::open(&bytes, &meeting, &remote) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::debug!(%group, %e, "a group card not read");
@@ -436,6 +454,7 @@ impl Node {
                     tracing::info!(%group, member = %card.node, "met a group member");
                     if let Err(e) = self.follow_member(card).await {
                         tracing::warn!(%group, member = %card.node, %e, "following a group member");
+                        self.catalog.groups.forget(group, &card.node);
                     }
                 }
                 Met::Full => {
@@ -455,10 +474,8 @@ impl Node {
     ) -> Result<(), SwarmError> {
         let id = card.node;
         if !self.catalog.publishers.is_trusted(&id) {
-            self.catalog
-                .publishers
-                .add_vouched(id, self.catalog.vouch_keys.clone());
-            self.follow_publisher(id).await?;
+            self.follow_publisher(id, Some(self.catalog.vouch_keys.clone()))
+                .await?;
         }
         self.follow_key_feed(id, &card.keys).await
     }
@@ -479,13 +496,17 @@ impl Node {
     /// Replicates a publisher: its index eagerly, and the feeds it declares
     /// (keys eagerly, data on demand or all with `mirror`).
     pub async fn trust(&self, id: Identity) -> Result<(), SwarmError> {
-        self.swarm.add_root(id.0.to_bytes());
-        self.catalog.publishers.add(id);
-        self.follow_publisher(id).await
+        self.follow_publisher(id, None).await
     }
 
-    /// Starts following the index of `id` (added to the publishers).
-    async fn follow_publisher(&self, id: Identity) -> Result<(), SwarmError> {
+    /// Starts following the index of `id`: trusted, or (`vouch`) as a group
+    /// member whose paths only those Nix keys can vouch for (met through
+    /// the group's topic, so it gets no topic of its own).
+    async fn follow_publisher(
+        &self,
+        id: Identity,
+        vouch: Option<Arc<Vec<hypernar_feed::format::nixkey::NixPublicKey>>>,
+    ) -> Result<(), SwarmError> {
         // Its header and block 1 first: block 1 says whether the rest is
         // replicated whole or looked up in runs (`node/follow.rs`).
         let index = self.swarm.add_feed(&id.0, false).await?;
@@ -499,6 +520,13 @@ impl Node {
                 .await;
         } else {
             self.swarm.set_eager_range(&index, Some(head)).await;
+        }
+        match vouch {
+            None => {
+                self.swarm.add_root(id.0.to_bytes());
+                self.catalog.publishers.add(id);
+            }
+            Some(keys) => self.catalog.publishers.add_vouched(id, keys),
         }
         self.spawn(self.clone().follow_index(id, index));
         Ok(())

@@ -53,6 +53,11 @@ struct Known {
     vouch: Option<Arc<Vec<NixPublicKey>>>,
     /// A member's paths whose NAR did not check: never taken again.
     refused: HashSet<StorePath>,
+    /// A member's paths whose NAR checked whole, with where its blocks
+    /// are (a record republished elsewhere is checked again): its blocks
+    /// are then verified against the same signed tree, so it is not read
+    /// whole again.
+    checked: HashSet<(StorePath, u32, u64)>,
 }
 
 /// The most records a node keeps per publisher of paths it looked up in
@@ -162,9 +167,12 @@ pub struct Found {
     pub key: PathKey,
     /// Where the path's listing is, if it was published with one.
     pub listing: Option<ListingRecord>,
-    /// Its publisher is a group member, trusted for nothing: its NAR must
-    /// be checked whole against the (signed) NarHash before any byte of
-    /// it is served, as its blocks are only as good as the member.
+    /// Its publisher is a group member, trusted for nothing: its narinfo
+    /// says only what the signature covers (and where the NAR is).
+    pub member: bool,
+    /// A member's path not checked yet: its NAR must be read whole and
+    /// checked against the (signed) NarHash before any byte of it is
+    /// served, as its blocks are only as good as the member.
     pub check_whole: bool,
 }
 
@@ -430,7 +438,7 @@ impl Publishers {
         let key = self
             .key(&publisher, path)
             .ok_or_else(|| NotFound::NoKey(path.clone()))?;
-        let (listing, check_whole) = self
+        let (listing, member, check_whole) = self
             .by_id
             .lock()
             .expect("publishers lock")
@@ -438,16 +446,20 @@ impl Publishers {
             // A member's listing is not checked by anything: the listing
             // front-end makes one from the (checked) NAR instead.
             .map(|k| match k.vouch {
-                Some(_) => (None, true),
-                None => (k.index.listings.get(path).cloned(), false),
+                Some(_) => {
+                    let at = (path.clone(), record.data_feed, record.first_block);
+                    (None, true, !k.checked.contains(&at))
+                }
+                None => (k.index.listings.get(path).cloned(), false, false),
             })
-            .unwrap_or((None, false));
+            .unwrap_or((None, false, false));
         Ok(Found {
             publisher,
             record,
             data_feed,
             key,
             listing,
+            member,
             check_whole,
         })
     }
@@ -494,12 +506,31 @@ impl Publishers {
                         keys_progress: None,
                         vouch,
                         refused: HashSet::new(),
+                        checked: HashSet::new(),
                     },
                 );
             }
         }
         drop(by_id);
         self.bump_content();
+    }
+
+    /// A group member's path whose NAR checked whole (see `checked`).
+    pub(crate) fn mark_checked(&self, id: &Identity, record: &PathRecord) {
+        if let Some(k) = self
+            .by_id
+            .lock()
+            .expect("publishers lock")
+            .get_mut(&id.to_bytes())
+        {
+            if k.vouch.is_some() && k.index.paths.contains_key(&record.store_path) {
+                k.checked.insert((
+                    record.store_path.clone(),
+                    record.data_feed,
+                    record.first_block,
+                ));
+            }
+        }
     }
 
     /// Drops a group member's path whose NAR did not check against its
@@ -590,10 +621,11 @@ impl Publishers {
         let by_id = self.by_id.lock().expect("publishers lock");
         by_id
             .values()
-            // A group member whose index nobody holds yet (it kept
-            // nothing) is still "told of" by the other members that follow
-            // it too: it must not make every miss wait.
-            .filter(|k| k.vouch.is_none() || k.progress.is_some_and(|p| p.length > 0))
+            // A group member never makes a miss wait: one whose index
+            // nobody holds yet (it kept nothing) is still "told of" by the
+            // other members that follow it, and a hostile one could drip
+            // its index to slow every miss; the upstream answers instead.
+            .filter(|k| k.vouch.is_none())
             .flat_map(|k| [k.progress, k.keys_progress])
             .any(|p| p.is_some_and(|p| p.settling(now)))
     }
@@ -888,8 +920,11 @@ impl Publishers {
     /// (`publish --web-seed-url`), latest list first applied.
     pub fn recorded_web_seeds(&self) -> Vec<([u8; 32], Vec<String>)> {
         let by_id = self.by_id.lock().expect("publishers lock");
+        // A member's web seeds are not fetched from: a member could name any
+        // URL (one inside this network) for the node to ask.
         by_id
             .iter()
+            .filter(|(_, k)| k.vouch.is_none())
             .map(|(id, k)| (*id, k.index.web_seeds.clone()))
             .collect()
     }
@@ -897,7 +932,10 @@ impl Publishers {
     /// The web seeds publisher `id` records, if it is trusted.
     pub fn recorded_web_seeds_of(&self, id: &Identity) -> Option<Vec<String>> {
         let by_id = self.by_id.lock().expect("publishers lock");
-        by_id.get(&id.to_bytes()).map(|k| k.index.web_seeds.clone())
+        by_id
+            .get(&id.to_bytes())
+            .filter(|k| k.vouch.is_none())
+            .map(|k| k.index.web_seeds.clone())
     }
 
     /// Resolves on the next record, key or gate change.

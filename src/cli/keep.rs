@@ -218,7 +218,6 @@ async fn publish_kept(
     mut rx: mpsc::Receiver<Ready>,
 ) {
     let mut publisher: Option<Publisher<Swarm>> = None;
-    let mut released_all = false;
     let source = match Origin::new(&format!("file://{}", incoming.display())) {
         Ok(o) => Arc::new(o),
         Err(e) => {
@@ -241,6 +240,22 @@ async fn publish_kept(
         trusted_keys: keeper.trusted.clone(),
         most_referenced_first: false,
     };
+    // Paths kept before this node joined a group are the group's too:
+    // released to each group's audience at start (what was released to
+    // everyone before stays so).
+    if !keeper.audiences.is_empty() && swarm.store().has(&keeper.identity.0) {
+        match Publisher::open_with(swarm.clone(), &dir, secret.clone()).await {
+            Ok(mut p) => {
+                for (audience, _) in &keeper.audiences {
+                    if let Err(e) = p.release(None, Some(audience)).await {
+                        warn!("releasing kept paths to a group: {e:#}");
+                    }
+                }
+                publisher = Some(p);
+            }
+            Err(e) => warn!("opening this node's feeds to release kept paths to its groups: {e:#}"),
+        }
+    }
     while let Some(Ready { u, file }) = rx.recv().await {
         let hash = u.info.store_path.hash_part().to_owned();
         let narinfo = incoming.join(format!("{hash}.narinfo"));
@@ -251,14 +266,6 @@ async fn publish_kept(
                 publisher = Some(Publisher::open_with(swarm.clone(), &dir, secret.clone()).await?);
             }
             let p = publisher.as_mut().expect("opened above");
-            if !released_all {
-                // Paths kept before this node joined a group are the
-                // group's too.
-                for (audience, _) in &keeper.audiences {
-                    p.release(None, Some(audience)).await?;
-                }
-                released_all = true;
-            }
             let summary = p
                 .publish(
                     source.clone(),

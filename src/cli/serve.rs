@@ -324,10 +324,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .expect("a group's audience name is valid");
                 let keys = secret.feed_signing_key(&name).verifying_key();
                 audiences.push((g.audience(), keys));
-                hypernar_feed::format::group::GroupCard {
+                let card = hypernar_feed::format::group::GroupCard {
                     node: secret.identity(),
                     keys,
-                }
+                };
+                let signer = secret.feed_signing_key(hypernar_feed::format::identity::INDEX_FEED);
+                (card, signer)
             });
             hypernar_fetcher::groups::Membership {
                 secret: g.clone(),

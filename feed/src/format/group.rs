@@ -38,8 +38,9 @@ pub const CARD_EXTENSION: &str = "hypernar/group/v1/card";
 /// The meeting feed's name in its header.
 pub const MEETING_FEED: &str = "group";
 
-/// A card's length on the wire: version, node identity, key feed key.
-pub const CARD_LEN: usize = 1 + 32 + 32;
+/// A card's length on the wire: version, node identity, key feed key,
+/// signature.
+pub const CARD_LEN: usize = 1 + 32 + 32 + 64;
 
 const CARD_VERSION: u8 = 1;
 
@@ -139,18 +140,53 @@ pub enum CardError {
     Version(u8),
     #[error("a group card names a key that is not an ed25519 public key")]
     NotAPoint,
+    #[error("a group card's signature does not verify (not made by that node for this group and this connection)")]
+    Signature,
+}
+
+/// What a card's signature covers: the group (its meeting key), the card,
+/// and the Noise key of the connection's sender, so a card cannot be sent
+/// for an identity by another node, nor replayed on another connection by
+/// a node that is not its maker.
+fn card_message(
+    meeting: &VerifyingKey,
+    node: &Identity,
+    keys: &VerifyingKey,
+    noise: &[u8; 32],
+) -> Vec<u8> {
+    let mut m = Vec::with_capacity(22 + 4 * 32);
+    m.extend_from_slice(b"hypernar/v1/group/card");
+    m.extend_from_slice(meeting.as_bytes());
+    m.extend_from_slice(&node.to_bytes());
+    m.extend_from_slice(keys.as_bytes());
+    m.extend_from_slice(noise);
+    m
 }
 
 impl GroupCard {
-    pub fn encode(&self) -> Vec<u8> {
+    /// The card as sent by the node whose Noise key is `noise`, signed by
+    /// its index key `node_key` (whose public half is `self.node`).
+    pub fn signed(
+        &self,
+        meeting: &VerifyingKey,
+        noise: &[u8; 32],
+        node_key: &SigningKey,
+    ) -> Vec<u8> {
+        use ed25519_dalek::Signer;
+        debug_assert_eq!(node_key.verifying_key(), self.node.0);
+        let sig = node_key.sign(&card_message(meeting, &self.node, &self.keys, noise));
         let mut out = Vec::with_capacity(CARD_LEN);
         out.push(CARD_VERSION);
         out.extend_from_slice(&self.node.to_bytes());
         out.extend_from_slice(self.keys.as_bytes());
+        out.extend_from_slice(&sig.to_bytes());
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, CardError> {
+    /// Reads a card that came on a connection from the node whose Noise
+    /// key is `noise`, for the group of `meeting`: its signature must be
+    /// the named node's over exactly that.
+    pub fn open(bytes: &[u8], meeting: &VerifyingKey, noise: &[u8; 32]) -> Result<Self, CardError> {
         if bytes.len() != CARD_LEN {
             return Err(CardError::Length(bytes.len()));
         }
@@ -159,10 +195,19 @@ impl GroupCard {
         }
         let node: [u8; 32] = bytes[1..33].try_into().expect("32 bytes");
         let keys: [u8; 32] = bytes[33..65].try_into().expect("32 bytes");
-        Ok(GroupCard {
+        let sig: [u8; 64] = bytes[65..129].try_into().expect("64 bytes");
+        let card = GroupCard {
             node: Identity::from_bytes(&node).map_err(|_| CardError::NotAPoint)?,
             keys: VerifyingKey::from_bytes(&keys).map_err(|_| CardError::NotAPoint)?,
-        })
+        };
+        card.node
+            .0
+            .verify_strict(
+                &card_message(meeting, &card.node, &card.keys, noise),
+                &ed25519_dalek::Signature::from_bytes(&sig),
+            )
+            .map_err(|_| CardError::Signature)?;
+        Ok(card)
     }
 }
 
@@ -212,22 +257,66 @@ mod tests {
     }
 
     #[test]
-    fn a_card_round_trips_and_anything_else_is_refused() {
-        let node = PublisherSecret::from_bytes([5; 32]).identity();
-        let keys = PublisherSecret::from_bytes([6; 32])
-            .feed_signing_key("keys/audience/x")
-            .verifying_key();
-        let card = GroupCard { node, keys };
-        let bytes = card.encode();
+    fn a_card_opens_only_for_its_group_its_maker_and_its_connection() {
+        let maker = PublisherSecret::from_bytes([5; 32]);
+        let node_key = maker.feed_signing_key(crate::format::identity::INDEX_FEED);
+        let keys = maker.feed_signing_key("keys/audience/x").verifying_key();
+        let card = GroupCard {
+            node: maker.identity(),
+            keys,
+        };
+        let meeting = GroupSecret::from_bytes([1; 32]).meeting_key();
+        let noise = [9u8; 32];
+        let bytes = card.signed(&meeting, &noise, &node_key);
         assert_eq!(bytes.len(), CARD_LEN);
-        assert_eq!(GroupCard::decode(&bytes).unwrap(), card);
-        assert_eq!(GroupCard::decode(&bytes[..64]), Err(CardError::Length(64)));
+        assert_eq!(GroupCard::open(&bytes, &meeting, &noise), Ok(card));
+        // Another group, another connection's sender: refused.
+        let other = GroupSecret::from_bytes([2; 32]).meeting_key();
+        assert_eq!(
+            GroupCard::open(&bytes, &other, &noise),
+            Err(CardError::Signature)
+        );
+        assert_eq!(
+            GroupCard::open(&bytes, &meeting, &[8; 32]),
+            Err(CardError::Signature)
+        );
+        // A card for someone else's identity, signed by another key.
+        let forger = PublisherSecret::from_bytes([6; 32]);
+        let mut forged = GroupCard {
+            node: forger.identity(),
+            keys,
+        }
+        .signed(&meeting, &noise, &forger.feed_signing_key("index"));
+        forged[1..33].copy_from_slice(&maker.identity().to_bytes());
+        assert_eq!(
+            GroupCard::open(&forged, &meeting, &noise),
+            Err(CardError::Signature)
+        );
+        // Any byte changed breaks it.
+        for i in [1, 40, 100, 128] {
+            let mut b = bytes.clone();
+            b[i] ^= 1;
+            assert!(GroupCard::open(&b, &meeting, &noise).is_err(), "byte {i}");
+        }
+        assert_eq!(
+            GroupCard::open(&bytes[..128], &meeting, &noise),
+            Err(CardError::Length(128))
+        );
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(GroupCard::decode(&longer), Err(CardError::Length(66)));
+        assert_eq!(
+            GroupCard::open(&longer, &meeting, &noise),
+            Err(CardError::Length(130))
+        );
         let mut v2 = bytes.clone();
         v2[0] = 2;
-        assert_eq!(GroupCard::decode(&v2), Err(CardError::Version(2)));
-        assert_eq!(GroupCard::decode(&[]), Err(CardError::Length(0)));
+        assert_eq!(
+            GroupCard::open(&v2, &meeting, &noise),
+            Err(CardError::Version(2))
+        );
+        assert_eq!(
+            GroupCard::open(&[], &meeting, &noise),
+            Err(CardError::Length(0))
+        );
     }
 }

@@ -378,13 +378,15 @@ impl Server {
             Some(path) => match publishers.lookup(&path) {
                 Ok(found) => {
                     let url = route::nar_url(hash, &found.record.nar_hash);
+                    let mut info = found.record.narinfo(url);
+                    if found.member {
+                        // A member's word for what no signature covers.
+                        info.deriver = None;
+                        info.ca = None;
+                    }
                     return (
                         "hit",
-                        full(
-                            StatusCode::OK,
-                            "text/x-nix-narinfo",
-                            found.record.narinfo(url).render(),
-                        ),
+                        full(StatusCode::OK, "text/x-nix-narinfo", info.render()),
                     );
                 }
                 Err(why) => answer(Ask::NarInfo, &why.into()).1,

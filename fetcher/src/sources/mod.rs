@@ -286,7 +286,13 @@ impl Sources {
         use hypernar_feed::reader::ReadError;
         let found = reader.found();
         match reader.write_nar(std::io::sink()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.shared
+                    .node
+                    .publishers()
+                    .mark_checked(&found.publisher, &found.record);
+                Ok(())
+            }
             Err(e) => {
                 let forged = matches!(
                     &e,

@@ -515,6 +515,7 @@ mod tests {
             record,
             key,
             listing: None,
+            member: false,
             check_whole: false,
         };
         (found, nar)

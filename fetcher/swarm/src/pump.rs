@@ -150,17 +150,17 @@ pub async fn run(
     load: Arc<Load>,
     kill: Arc<Notify>,
     traffic: Traffic,
-    greeting: Option<(Greeting, [u8; 32])>,
+    greeting: Option<(Greeting, [u8; 32], Vec<u8>)>,
 ) {
     let Some(mut inbound) = channel.take_receiver() else {
         warn!(peer, "a channel without its receiver; closing it");
         let _ = channel.close().await;
         return;
     };
-    if let Some((g, _)) = &greeting {
+    if let Some((g, _, hello)) = &greeting {
         let hello = Message::Extension(Extension {
             name: g.name.clone(),
-            message: g.message.clone(),
+            message: hello.clone(),
         });
         if channel.send(hello).await.is_err() {
             return;
@@ -189,7 +189,7 @@ pub async fn run(
                     if let Message::Extension(e) = &msg {
                         // Extensions go to the greeting only, never to the hub.
                         match &greeting {
-                            Some((g, remote))
+                            Some((g, remote, _))
                                 if e.name == g.name
                                     && greeted < MAX_GREETINGS
                                     && e.message.len() <= MAX_GREETING_BYTES =>

@@ -165,6 +165,9 @@ struct Inner {
 
 /// Called with the remote node's Noise key and the message it greeted with.
 pub type OnGreeting = Arc<dyn Fn(&[u8; 32], &[u8]) + Send + Sync>;
+/// Makes the greeting this node sends, given its own Noise key (the key
+/// the remote sees as the connection's sender).
+pub type MakeGreeting = Arc<dyn Fn(&[u8; 32]) -> Vec<u8> + Send + Sync>;
 
 /// What a node says first on one feed's channel, as a hypercore extension
 /// message, and what it does with what the peer says under the same name
@@ -172,7 +175,7 @@ pub type OnGreeting = Arc<dyn Fn(&[u8; 32], &[u8]) + Send + Sync>;
 #[derive(Clone)]
 pub struct Greeting {
     pub name: String,
-    pub message: Vec<u8>,
+    pub message: MakeGreeting,
     pub on_receive: OnGreeting,
 }
 
@@ -581,7 +584,8 @@ impl Swarm {
 
     /// Greets on the channel of feed `key`: whenever a channel of it opens
     /// (on a connection where both sides proved they know the key), sends
-    /// `greeting.message` as extension `greeting.name`, and hands what the
+    /// what `greeting.message` makes of this node's Noise key as extension
+    /// `greeting.name`, and hands what the
     /// peer sends under that name (at most [`MAX_GREETINGS`] messages of at
     /// most [`MAX_GREETING_BYTES`] per channel) to `greeting.on_receive`.
     /// Set it before the feed is added (or in [`SwarmConfig::greetings`]
@@ -594,13 +598,17 @@ impl Swarm {
             .insert(discovery_key(key), greeting);
     }
 
-    pub(crate) fn greeting(&self, dkey: &[u8; 32]) -> Option<Greeting> {
-        self.inner
+    /// The greeting of a feed's channel and what this node says in it.
+    pub(crate) fn greeting(&self, dkey: &[u8; 32]) -> Option<(Greeting, Vec<u8>)> {
+        let g = self
+            .inner
             .greetings
             .lock()
             .expect("greetings lock")
             .get(dkey)
-            .cloned()
+            .cloned()?;
+        let hello = (g.message)(&self.inner.noise_public);
+        Some((g, hello))
     }
 
     /// The node's feed store.

@@ -150,7 +150,10 @@ impl Swarm {
                         .get(channel.discovery_key())
                         .map(|e| e.hub.clone());
                     if let Some(hub) = hub {
-                        let greeting = self.greeting(channel.discovery_key()).zip(remote_key);
+                        let greeting = self
+                            .greeting(channel.discovery_key())
+                            .zip(remote_key)
+                            .map(|((g, hello), remote)| (g, remote, hello));
                         let peer = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
                         self.inner
                             .peer_conn
