@@ -228,87 +228,32 @@ fn main() {
     .trim()
     .to_owned();
     let key = nix_key.public_text();
-    for i in 1..=fetchers {
-        let mut serve = Command::new("ip")
-            .args(["netns", "exec", &ns(i), bin, "serve"])
-            .args(common::no_dht())
-            .arg("--data")
-            .arg(root.join(format!("f{i}")))
-            .args(["--listen", &format!("{}:7469", ip(i))])
-            .args(["--http", "127.0.0.1:7470", "--upstream", &upstream])
-            .args(["--trusted-public-key", &key, "--group", &group])
-            .env(
-                "RUST_LOG",
-                "hypernar=info,hypernar_fetcher=info,hypernar_swarm=info",
-            )
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(root.join(format!("f{i}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-        let _ = lines.next();
-        let _ = lines.next();
-        procs.0.push(serve);
-    }
-    // Members meet by mDNS.
-    std::thread::sleep(Duration::from_secs(3));
-
+    let run = Run {
+        bin,
+        root,
+        fetchers,
+        upstream: &upstream,
+        key: &key,
+        written: &written,
+    };
+    // The baseline, in the same run: the same machines without a group,
+    // each pulling the closure through from the upstream.
+    println!("without a group (--no-keep):");
+    let alone = run.measure(None);
+    println!("in one group:");
     let (busy0, total0) = cpu_jiffies();
-    let up0 = tx_bytes(0);
-    let mut walls = Vec::new();
-    let mut keep_lag = Duration::ZERO;
-    for i in 1..=fetchers {
-        let t = Instant::now();
-        for w in &written {
-            let hash = w.info.store_path.hash_part();
-            let api = "http://127.0.0.1:7470";
-            let narinfo = get(i, &format!("{api}/{hash}.narinfo")).unwrap_or_else(|e| {
-                panic!(
-                    "fetcher {i}: {e}; see {}",
-                    root.join(format!("f{i}.log")).display()
-                )
-            });
-            let url = NarInfo::parse(&narinfo).unwrap().url;
-            let nar = get(i, &format!("{api}/{url}")).unwrap();
-            assert!(
-                Sha256::digest(&nar).as_slice() == Sha256::digest(&w.nar).as_slice(),
-                "fetcher {i}: {} differs",
-                w.info.store_path
-            );
-        }
-        walls.push(t.elapsed());
-        println!(
-            "fetcher {i}: {:.1} s, upstream has sent {:.1} MiB so far",
-            t.elapsed().as_secs_f64(),
-            (tx_bytes(0) - up0) as f64 / 1048576.0
-        );
-        if i == 1 {
-            // The next machine comes once the first has kept the closure.
-            let t = Instant::now();
-            let want = format!("{} kept", written.len());
-            let until = Instant::now() + Duration::from_secs(600);
-            loop {
-                let out = Command::new(bin)
-                    .args(["status", "--data"])
-                    .arg(root.join("f1"))
-                    .output()
-                    .unwrap();
-                if String::from_utf8_lossy(&out.stdout).contains(&want) {
-                    break;
-                }
-                assert!(Instant::now() < until, "fetcher 1 never kept the closure");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            keep_lag = t.elapsed();
-        }
-    }
-    let upstream_sent = tx_bytes(0) - up0;
+    let grouped = run.measure(Some(&group));
     let (busy1, total1) = cpu_jiffies();
     drop(procs);
     cleanup(fetchers);
     if kept.is_some() {
         std::mem::forget(tmp);
     }
+    let Measured {
+        upstream_sent,
+        walls,
+        keep_lag,
+    } = grouped;
 
     let first = walls[0].as_secs_f64();
     let last = walls.last().unwrap().as_secs_f64();
@@ -331,14 +276,132 @@ fn main() {
         keep_lag.as_secs_f64()
     );
     println!();
-    println!("| fetchers | upstream sent / closure (target 1.0; 10.0 with no sharing) | first fetcher (s) | later fetchers (s): median, last | last / first |");
-    println!("|---|---|---|---|---|");
     let mut sorted = rest.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(first);
+    let alone_mean = alone.walls.iter().map(Duration::as_secs_f64).sum::<f64>()
+        / alone.walls.len() as f64;
     println!(
-        "| {fetchers} | {:.2} | {first:.1} | {median:.1}, {last:.1} | {:.2} |",
-        upstream_sent as f64 / closure_file as f64,
-        last / first
+        "without a group: upstream sent {:.2} × the closure; each fetcher {alone_mean:.1} s on average",
+        alone.upstream_sent as f64 / closure_file as f64
     );
+    println!();
+    println!("| fetchers | upstream sent / closure: group (target 1.0) | the same, no group | first fetcher (s) | later fetchers (s): median, last | last / first | last / a fetcher with no group |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {fetchers} | {:.2} | {:.2} | {first:.1} | {median:.1}, {last:.1} | {:.2} | {:.2} |",
+        upstream_sent as f64 / closure_file as f64,
+        alone.upstream_sent as f64 / closure_file as f64,
+        last / first,
+        last / alone_mean
+    );
+}
+
+/// One configuration's serves and fetches.
+struct Run<'a> {
+    bin: &'a str,
+    root: &'a std::path::Path,
+    fetchers: usize,
+    upstream: &'a str,
+    key: &'a str,
+    written: &'a [sample::WrittenPath],
+}
+
+struct Measured {
+    upstream_sent: u64,
+    walls: Vec<Duration>,
+    keep_lag: Duration,
+}
+
+impl Run<'_> {
+    /// Starts a serve per fetcher (in `group`, or keeping nothing), lets
+    /// each fetch the closure in turn (the next once the first has kept
+    /// it), stops them.
+    fn measure(&self, group: Option<&str>) -> Measured {
+        let (bin, root) = (self.bin, self.root);
+        let tag = if group.is_some() { "g" } else { "n" };
+        let mut procs = Kill(Vec::new());
+        for i in 1..=self.fetchers {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &ns(i), bin, "serve"])
+                .args(common::no_dht())
+                .arg("--data")
+                .arg(root.join(format!("{tag}{i}")))
+                .args(["--listen", &format!("{}:7469", ip(i))])
+                .args(["--http", "127.0.0.1:7470", "--upstream", self.upstream])
+                .args(["--trusted-public-key", self.key]);
+            match group {
+                Some(g) => cmd.args(["--group", g]),
+                None => cmd.arg("--no-keep"),
+            };
+            let mut serve = cmd
+                .env(
+                    "RUST_LOG",
+                    "hypernar=info,hypernar_fetcher=info,hypernar_swarm=info",
+                )
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(root.join(format!("{tag}{i}.log"))).unwrap())
+                .spawn()
+                .unwrap();
+            let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+            let _ = lines.next();
+            let _ = lines.next();
+            procs.0.push(serve);
+        }
+        // Members meet by mDNS.
+        std::thread::sleep(Duration::from_secs(3));
+        let up0 = tx_bytes(0);
+        let mut walls = Vec::new();
+        let mut keep_lag = Duration::ZERO;
+        for i in 1..=self.fetchers {
+            let t = Instant::now();
+            for w in self.written {
+                let hash = w.info.store_path.hash_part();
+                let api = "http://127.0.0.1:7470";
+                let narinfo = get(i, &format!("{api}/{hash}.narinfo")).unwrap_or_else(|e| {
+                    panic!(
+                        "fetcher {i}: {e}; see {}",
+                        root.join(format!("{tag}{i}.log")).display()
+                    )
+                });
+                let url = NarInfo::parse(&narinfo).unwrap().url;
+                let nar = get(i, &format!("{api}/{url}")).unwrap();
+                assert!(
+                    Sha256::digest(&nar).as_slice() == Sha256::digest(&w.nar).as_slice(),
+                    "fetcher {i}: {} differs",
+                    w.info.store_path
+                );
+            }
+            walls.push(t.elapsed());
+            println!(
+                "  fetcher {i}: {:.1} s, upstream has sent {:.1} MiB so far",
+                t.elapsed().as_secs_f64(),
+                (tx_bytes(0) - up0) as f64 / 1048576.0
+            );
+            if i == 1 && group.is_some() {
+                // The next machine comes once the first has kept the closure.
+                let t = Instant::now();
+                let want = format!("{} kept", self.written.len());
+                let until = Instant::now() + Duration::from_secs(600);
+                loop {
+                    let out = Command::new(bin)
+                        .args(["status", "--data"])
+                        .arg(root.join(format!("{tag}1")))
+                        .output()
+                        .unwrap();
+                    if String::from_utf8_lossy(&out.stdout).contains(&want) {
+                        break;
+                    }
+                    assert!(Instant::now() < until, "fetcher 1 never kept the closure");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                keep_lag = t.elapsed();
+            }
+        }
+        Measured {
+            upstream_sent: tx_bytes(0) - up0,
+            walls,
+            keep_lag,
+        }
+    }
 }
