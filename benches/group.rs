@@ -279,8 +279,8 @@ fn main() {
     let mut sorted = rest.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(first);
-    let alone_mean = alone.walls.iter().map(Duration::as_secs_f64).sum::<f64>()
-        / alone.walls.len() as f64;
+    let alone_mean =
+        alone.walls.iter().map(Duration::as_secs_f64).sum::<f64>() / alone.walls.len() as f64;
     println!(
         "without a group: upstream sent {:.2} × the closure; each fetcher {alone_mean:.1} s on average",
         alone.upstream_sent as f64 / closure_file as f64
