@@ -280,3 +280,57 @@ fn share_sets_tells_connected_peers_when_a_set_covers_more() {
         seen.announced
     );
 }
+
+/// `--share-exclude GLOB`: of two fetched paths, the one whose name
+/// matches is neither announced nor served to a peer; the other is, as
+/// with `--share all`. `status` says so.
+#[test]
+fn share_exclude_keeps_paths_whose_names_match_from_peers() {
+    let (w, id, key, ranges) = published();
+    let seed = serve(&w.data, &["--http", "none"], &[]);
+    let data = w.tmp.path().join("n");
+    let node = serve(
+        &data,
+        &[
+            "--trust",
+            &id,
+            "--peer",
+            &seed.addr,
+            "--share-exclude",
+            "be*",
+        ],
+        &[],
+    );
+    fetch_both(node.http.as_deref().unwrap(), &w);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ask: Vec<u64> = ranges.iter().map(|(_, r)| r.start).collect();
+    let (alpha, beta) = (&ranges[0].1, &ranges[1].1);
+    // What may be shared is recomputed as records arrive: look until alpha
+    // is announced.
+    let until = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let seen = rt.block_on(observe(&node.addr, key, &ask, Duration::ZERO));
+        if alpha.clone().all(|b| seen.announced.contains(&b)) || Instant::now() > until {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        alpha.clone().all(|b| seen.announced.contains(&b)),
+        "{:?}",
+        seen.announced
+    );
+    assert!(
+        !beta.clone().any(|b| seen.announced.contains(&b)),
+        "{:?}",
+        seen.announced
+    );
+    let mut want = vec![(alpha.start, true), (beta.start, false)];
+    want.sort_unstable();
+    assert_eq!(seen.given, want);
+    let status = ok(&["status", "--data", s(&data)]);
+    assert!(
+        status.contains("sharing: all except names matching be*"),
+        "{status}"
+    );
+}

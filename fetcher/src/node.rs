@@ -65,6 +65,9 @@ pub struct NodeConfig {
     pub require_set: bool,
     /// What of the fetched blocks to announce and serve (`--share`).
     pub share: hypernar_swarm::share::ShareMode,
+    /// Paths whose names match one of these are never announced or served
+    /// to peers (`--share-exclude`).
+    pub share_exclude: Vec<glob::Pattern>,
     /// Keep the feeds under this many bytes (`--max-size`).
     pub max_size: Option<u64>,
     /// Groups this node is a member of (`--group`).
@@ -92,6 +95,7 @@ impl NodeConfig {
             pinned_channels: Vec::new(),
             require_set: false,
             share: Default::default(),
+            share_exclude: Vec::new(),
             max_size: None,
             groups: Vec::new(),
             vouch_keys: Vec::new(),
@@ -132,6 +136,8 @@ struct Catalog {
     vouch_keys: Arc<Vec<hypernar_feed::format::nixkey::NixPublicKey>>,
     /// This node's identity in its groups' cards.
     card_identity: Option<Identity>,
+    /// `--share-exclude`.
+    share_exclude: Vec<glob::Pattern>,
 }
 
 /// A card that came: its group, the group's meeting key, the sender's
@@ -227,6 +233,7 @@ impl Node {
             mirror: config.mirror,
             limits: config.limits,
             share: config.share,
+            share_filtered: !config.share_exclude.is_empty(),
             greetings,
         })
         .await?;
@@ -252,6 +259,7 @@ impl Node {
                     .groups
                     .iter()
                     .find_map(|m| m.card.as_ref().map(|(c, _)| c.node)),
+                share_exclude: config.share_exclude.clone(),
             }),
         };
         // A followed channel's publisher is trusted too (once).
@@ -308,6 +316,10 @@ impl Node {
         }
         if let Some(max) = config.max_size {
             node.spawn(node.clone().bound_disk(max));
+        }
+        if !config.share_exclude.is_empty() && config.share == hypernar_swarm::share::ShareMode::All
+        {
+            node.spawn(node.clone().share_all_but_excluded());
         }
         Ok(node)
     }
@@ -403,6 +415,23 @@ impl Node {
     pub async fn resolve_in(&self, id: &Identity, hash: &str) -> Option<StorePath> {
         let r = self.catalog.resolver.get()?.clone();
         r(hash.to_owned(), Some(*id)).await
+    }
+
+    /// Whether `--share-exclude` keeps `path` from peers.
+    pub fn share_excludes(&self, path: &StorePath) -> bool {
+        self.catalog
+            .share_exclude
+            .iter()
+            .any(|p| p.matches(path.name()))
+    }
+
+    /// `--share-exclude` patterns, for `status`.
+    pub fn share_exclude_patterns(&self) -> Vec<String> {
+        self.catalog
+            .share_exclude
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect()
     }
 
     /// The groups this node is a member of and the members it met.

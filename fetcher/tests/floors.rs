@@ -16,6 +16,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "sets",
             "channels",
             "following",
+            "groups",
             "recent",
             "fault",
         ],

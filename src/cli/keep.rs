@@ -169,6 +169,8 @@ impl Keep for Keeper {
     fn begin(&self, u: &UpstreamInfo) -> Option<PathBuf> {
         if !self.room.load(std::sync::atomic::Ordering::Relaxed)
             || nixkey::signed_by(&u.info, &self.trusted).is_none()
+            // Kept, it would be in the node's own feeds, always shared.
+            || self.node.share_excludes(&u.info.store_path)
         {
             return None;
         }

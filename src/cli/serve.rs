@@ -176,6 +176,13 @@ pub struct Args {
     /// A publisher's own feeds are always served
     #[arg(long, value_name = "all|sets|none", default_value = "all")]
     share: hypernar_fetcher::share::ShareMode,
+    /// Never announce or serve to peers a path whose name (the part after
+    /// the hash, e.g. firefox-133.0) matches GLOB (`*`, `?`, `[…]`;
+    /// repeatable), nor keep it from the upstream: peers cannot learn this
+    /// machine has it. With it, only paths the node knows the record of
+    /// are shared at all (a path whose record it no longer holds is not)
+    #[arg(long = "share-exclude", value_name = "GLOB", value_parser = parse_glob)]
+    share_exclude: Vec<glob::Pattern>,
     /// Keep the fetched blocks under SIZE on disk (e.g. 20G, 500M): past
     /// it, the blocks of the least recently used paths are dropped (to be
     /// fetched again if asked for). Pinned sets' paths, this node's own
@@ -215,6 +222,10 @@ pub struct Args {
     /// Most peer connections accepted at once from one IP address
     #[arg(long, value_name = "N", env = "HYPERNAR_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_per_ip)]
     max_connections_per_ip: usize,
+}
+
+fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
+    glob::Pattern::new(s).map_err(|e| format!("{s:?} is not a glob pattern: {e}"))
 }
 
 /// The HTTP API's address unless told otherwise.
@@ -372,6 +383,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pinned_channels: channels_of(&args.pin),
         require_set: args.require_set,
         share: args.share,
+        share_exclude: args.share_exclude.clone(),
         max_size: args.max_size,
         groups: memberships,
         vouch_keys: trusted.clone(),

@@ -43,8 +43,9 @@ pub struct Snapshot {
     pub groups: Vec<crate::groups::GroupStatus>,
     /// Paths pinned now (the closure of pinned sets' paths).
     pub pinned: usize,
-    /// `--share`.
+    /// `--share`, and `--share-exclude` patterns.
     pub share: hypernar_swarm::share::ShareMode,
+    pub share_exclude: Vec<String>,
     /// Disk use per publisher and set.
     pub usage: Usage,
 }
@@ -101,6 +102,7 @@ impl Snapshot {
             groups: node.groups().status(),
             pinned: node.pinned().len(),
             share: node.share().mode(),
+            share_exclude: node.share_exclude_patterns(),
             usage,
             data_dir: node
                 .feeds_dir()
@@ -126,10 +128,11 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
     let _ = writeln!(t, "hypernar serve on {}: running", s.data_dir);
     let _ = writeln!(
         t,
-        "on disk: {}{} · sharing: {} · from peers {} · from web seeds {} · from upstream {} · uploaded {}",
+        "on disk: {}{} · sharing: {}{} · from peers {} · from web seeds {} · from upstream {} · uploaded {}",
         human(s.disk_bytes),
         bound(s.max_size),
         s.share,
+        excluded(&s.share_exclude),
         human(s.from_peers),
         human(s.from_web_seeds),
         human(s.from_upstream),
@@ -207,6 +210,15 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
         let _ = writeln!(t, "  {p}");
     }
     t
+}
+
+/// `--share-exclude`, as said after the share mode.
+fn excluded(patterns: &[String]) -> String {
+    if patterns.is_empty() {
+        String::new()
+    } else {
+        format!(" except names matching {}", patterns.join(", "))
+    }
 }
 
 /// Who can read what this node keeps.
@@ -345,12 +357,19 @@ pre {{ background: #f3f6f9; padding: .7rem; border-radius: .4rem; overflow-x: au
     );
     let _ = writeln!(
         h,
-        "<p id=\"share\">Sharing with peers (<code>--share {}</code>): {}.</p>",
+        "<p id=\"share\">Sharing with peers (<code>--share {}</code>): {}{}.</p>",
         s.share,
         match s.share {
             hypernar_swarm::share::ShareMode::All => "everything fetched is announced and served",
             hypernar_swarm::share::ShareMode::Sets => "only paths that followed sets cover are announced and served",
             hypernar_swarm::share::ShareMode::None => "nothing fetched is announced or served, and this node does not announce itself on the DHT",
+        },
+        match (s.share, s.share_exclude.is_empty()) {
+            (hypernar_swarm::share::ShareMode::None, _) | (_, true) => String::new(),
+            _ => esc(&format!(
+                ", but never a path whose name matches {} (--share-exclude)",
+                s.share_exclude.join(", ")
+            )),
         }
     );
     let _ = writeln!(h, "<h2>Peers ({})</h2>", s.peers.len());

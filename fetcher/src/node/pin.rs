@@ -251,13 +251,14 @@ impl Node {
 
     /// `--share sets`: of data feeds, only the blocks of covered paths are
     /// shared; index, key and set feeds, and `--feed` tokens, as usual.
-    async fn share_covered(&self, covered: &HashSet<StorePath>) {
+    pub(super) async fn share_covered(&self, covered: &HashSet<StorePath>) {
         let p = &self.catalog.publishers;
         let (_, other) = p.feed_keys();
         let mut open: HashSet<[u8; 32]> = other.into_iter().collect();
         open.extend(self.swarm().roots());
         let mut ranges: HashMap<[u8; 32], Vec<crate::publishers::BlockRange>> = HashMap::new();
-        for path in covered {
+        // `--share-exclude`: a path whose name matches is never shared.
+        for path in covered.iter().filter(|p| !self.share_excludes(p)) {
             if let Some((feed, r)) = p.ranges(path) {
                 ranges.entry(feed).or_default().extend(r);
             }
@@ -266,13 +267,36 @@ impl Node {
             covered = covered.len(),
             open = open.len(),
             data_feeds = ranges.len(),
-            "--share sets: what may be shared recomputed"
+            "what may be shared recomputed (--share sets, --share-exclude)"
         );
         // Peers already connected learn of blocks that may now be shared.
         for key in self.swarm.share().restrict(open, ranges) {
             if let Some(hub) = self.hub(&key) {
                 hub.announce_held().await;
             }
+        }
+    }
+
+    /// `--share all` with `--share-exclude`: the blocks of every path the
+    /// catalog holds whose name no pattern matches are shared, recomputed
+    /// as records arrive. Blocks of a path the catalog does not hold (never
+    /// known, or forgotten by a node in runs) are not shared: an exclusion
+    /// never depends on having seen a record in time.
+    pub(super) async fn share_all_but_excluded(self) {
+        let mut changed = self.catalog.publishers.subscribe();
+        let mut shared_at = None;
+        loop {
+            let now = self.catalog.publishers.generation();
+            if shared_at != Some(now) {
+                shared_at = Some(now);
+                let all: HashSet<StorePath> =
+                    self.catalog.publishers.all_paths().into_iter().collect();
+                self.share_covered(&all).await;
+            }
+            if changed.changed().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(SETTLE).await;
         }
     }
 

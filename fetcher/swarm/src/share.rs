@@ -58,6 +58,10 @@ impl std::fmt::Display for ShareMode {
 #[derive(Debug, Default)]
 pub struct Share {
     mode: ShareMode,
+    /// `--share-exclude`: in `all` too, data-feed blocks are shared only
+    /// within `restricted` (the ranges of known paths whose names no
+    /// pattern matches); until the node says what, none.
+    filtered: bool,
     /// With `sets`: feeds shared as usual (indexes, key and set feeds),
     /// and the block ranges of data feeds that may be shared (sorted, not
     /// overlapping). Nothing else is shared.
@@ -72,8 +76,15 @@ struct Restricted {
 
 impl Share {
     pub fn new(mode: ShareMode) -> Self {
+        Self::filtered(mode, false)
+    }
+
+    /// A policy whose `all` shares only what [`Share::restrict`] allows
+    /// (`--share-exclude`); `sets` and `none` as ever.
+    pub fn filtered(mode: ShareMode, filtered: bool) -> Self {
         Share {
             mode,
+            filtered,
             restricted: RwLock::default(),
         }
     }
@@ -82,13 +93,24 @@ impl Share {
         self.mode
     }
 
+    /// Whether every block held is shared (`all` with no exclusion).
+    pub fn unrestricted(&self) -> bool {
+        self.mode == ShareMode::All && !self.filtered
+    }
+
+    /// Whether what is shared is a list the node keeps (`sets`, or `all`
+    /// with exclusions).
+    pub fn is_restricted(&self) -> bool {
+        self.mode == ShareMode::Sets || (self.mode == ShareMode::All && self.filtered)
+    }
+
     /// Whether block `index` of the replica `feed` may be announced and
     /// served.
     pub fn allows(&self, feed: &[u8; 32], index: u64) -> bool {
         match self.mode {
-            ShareMode::All => true,
+            ShareMode::All if !self.filtered => true,
             ShareMode::None => false,
-            ShareMode::Sets => {
+            ShareMode::All | ShareMode::Sets => {
                 let r = self.restricted.read().expect("share lock");
                 if r.open.contains(feed) {
                     return true;
@@ -196,6 +218,22 @@ mod tests {
                 .collect(),
         );
         assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn all_with_exclusions_shares_only_what_it_is_told() {
+        let s = Share::filtered(ShareMode::All, true);
+        assert!(!s.unrestricted() && s.is_restricted());
+        assert!(!s.allows(&[1; 32], 0), "nothing before the node says what");
+        s.restrict(
+            [[3; 32]].into_iter().collect(),
+            [([1; 32], vec![(4, 8)])].into_iter().collect(),
+        );
+        let ok: Vec<u64> = (0..10).filter(|&i| s.allows(&[1; 32], i)).collect();
+        assert_eq!(ok, vec![4, 5, 6, 7]);
+        assert!(s.allows(&[3; 32], 99));
+        let plain = Share::new(ShareMode::All);
+        assert!(plain.unrestricted() && !plain.is_restricted());
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct SwarmConfig {
     pub limits: Limits,
     /// What of the fetched blocks to announce and serve (`--share`).
     pub share: crate::share::ShareMode,
+    /// `--share-exclude` is given: even `all` shares only what the node
+    /// lists (`Share::filtered`).
+    pub share_filtered: bool,
     /// Greetings by feed key (see [`Swarm::set_greeting`]), in place
     /// before the first connection.
     pub greetings: Vec<([u8; 32], Greeting)>,
@@ -267,7 +270,10 @@ impl Swarm {
             opening: tokio::sync::Mutex::new(()),
             roots: Mutex::new(Vec::new()),
             first_roots: Mutex::new(Vec::new()),
-            share: Arc::new(crate::share::Share::new(config.share)),
+            share: Arc::new(crate::share::Share::filtered(
+                config.share,
+                config.share_filtered,
+            )),
             greetings: Mutex::new(
                 config
                     .greetings

@@ -16,7 +16,7 @@ impl Hub {
     /// a new peer.
     pub(super) fn have_ranges(&self) -> Vec<Range> {
         let all = self.have_ranges_unfiltered();
-        if self.feed.writable() || self.share.mode() == crate::share::ShareMode::All {
+        if self.feed.writable() || self.share.unrestricted() {
             return all;
         }
         let mut out = Vec::new();
