@@ -12,7 +12,8 @@
 //! - A path the upstream serves unsigned passes through A and is never
 //!   offered to B.
 //! - C publishes a path it built itself (`publish --from local
-//!   --sign-key`); B serves it because it trusts C's Nix key.
+//!   --sign-key`), its key released to the group only; B serves it because
+//!   it trusts C's Nix key; D, which knows C's identity too, gets no key.
 //! - D knows A's identity: it reads A's index and no key, and Nix gets
 //!   nothing of A's from it.
 //!
@@ -194,10 +195,23 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
         "local",
         "--sign-key",
         s(&c_sk),
+        "--no-release",
         "--closure",
         onc,
     ]);
     assert!(out.contains("published 1 path"), "{out}");
+    // Its key to the group only (docs/sharing.md): the group's audience,
+    // whose key feed C's card names.
+    let gid = ok(&["group", "id", &group]).trim().to_owned();
+    ok(&[
+        "release",
+        "--key",
+        s(&c_data.join("node.key")),
+        "--data",
+        s(&c_data),
+        "--audience",
+        &format!("group-{gid}"),
+    ]);
     let dead_upstream = format!("http://{}:1", lan.ip("bridge"));
     let c = NsServe::start_with(
         &lan.ns("c"),
@@ -260,14 +274,23 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
 
     // D, not a member, knows A's identity: A's index, no key.
     let d_data = t.join("d");
-    let mut args = vec!["--trust", &a_id];
+    let c_id = {
+        let text = std::fs::read_to_string(c_data.join("node.key")).unwrap();
+        hypernar_feed::format::identity::PublisherSecret::from_key_file(&text)
+            .unwrap()
+            .identity()
+            .to_string()
+    };
+    let mut args = vec!["--trust", &a_id, "--trust", &c_id];
     args.extend(http_args);
     let d = NsServe::start_with(&lan.ns("d"), &d_data, &args, LOG);
     wait_for_port(&format!("{}:7470", lan.ip("d")), &d);
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let status = ok(&["status", "--data", s(&d_data)]);
-        if status.contains(&format!("{a_id}  2 paths, 0 keys released")) {
+        if status.contains(&format!("{a_id}  2 paths, 0 keys released"))
+            && status.contains(&format!("{c_id}  1 paths, 0 keys released"))
+        {
             break;
         }
         assert!(Instant::now() < until, "{status}\n{}", d.log());

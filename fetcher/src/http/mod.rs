@@ -522,7 +522,7 @@ impl Server {
         } else {
             let source = match source {
                 NarFrom::Swarm(found) => {
-                    let member = found.check_whole;
+                    let member = found.member;
                     match self.sources.open(*found).await {
                         Ok(reader) => Ok(reader),
                         // A group member's NAR that did not come or did
