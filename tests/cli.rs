@@ -216,10 +216,21 @@ fn help_teaches_each_command() {
     // flattened `Args` once made `mount --help` panic) is caught here.
     for cmd in [
         "publish", "release", "cat-nar", "keygen", "demo", "serve", "mount", "fetch", "feeds",
-        "set", "status", "follow",
+        "set", "status", "follow", "channels", "group",
     ] {
         let out = ok(&[cmd, "--help"]);
         assert!(out.len() > 300, "{cmd} --help is thin: {out}");
+    }
+    // The long text of each command (what it does, examples) is there, not
+    // only its one line (a doc comment on the subcommand once hid it).
+    for (cmd, says) in [
+        ("serve", "Examples:"),
+        ("publish", "Examples:"),
+        ("group", "grants reading, never trust"),
+        ("follow", "redirects to a release directory"),
+    ] {
+        let out = ok(&[cmd, "--help"]);
+        assert!(out.contains(says), "{cmd} --help lacks {says:?}: {out}");
     }
     for sub in ["add", "remove", "list"] {
         let out = ok(&["set", sub, "--help"]);

@@ -44,37 +44,44 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Each command's one line is its `about` here; its `Args` doc comment (a
+// summary and the long text with examples) is what `<command> --help`
+// shows. A doc comment here would replace that long text.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Publish, read back and verify a built-in sample cache (no network, no Nix).
+    #[command(
+        about = "Publish, read back and verify a built-in sample cache (no network, no Nix)."
+    )]
     Demo(demo::Args),
-    /// Create a publisher key file and print the publisher identity.
+    #[command(about = "Create a publisher key file and print the publisher identity.")]
     Keygen(keygen::Args),
-    /// Publish store paths from a Nix binary cache into this publisher's feeds.
+    #[command(about = "Publish store paths from a Nix binary cache into this publisher's feeds.")]
     Publish(publish::Args),
-    /// Release the keys of published paths to everyone or to an audience.
+    #[command(about = "Release the keys of published paths to everyone or to an audience.")]
     Release(release::Args),
-    /// Follow channels: publish each new release's closure, checked against the upstream's keys.
+    #[command(
+        about = "Follow channels: publish each new release's closure, checked against the upstream's keys."
+    )]
     Follow(follow::Args),
-    /// Show the channels followed here and the release last committed of each.
+    #[command(about = "Show the channels followed here and the release last committed of each.")]
     Channels(channels::Args),
-    /// Write the NAR of a published path to stdout, verified and decrypted.
+    #[command(about = "Write the NAR of a published path to stdout, verified and decrypted.")]
     CatNar(cat_nar::Args),
-    /// Seed this data directory's feeds and replicate trusted publishers.
+    #[command(about = "Seed this data directory's feeds and replicate trusted publishers.")]
     Serve(serve::Args),
-    /// Mount a read-only view of the binary cache (FUSE), decrypted on read.
+    #[command(about = "Mount a read-only view of the binary cache (FUSE), decrypted on read.")]
     Mount(mount::MountArgs),
-    /// Fetch a path's NAR from peers, verified and decrypted, to stdout.
+    #[command(about = "Fetch a path's NAR from peers, verified and decrypted, to stdout.")]
     Fetch(fetch::Args),
-    /// List the feeds in a data directory with their tokens.
+    #[command(about = "List the feeds in a data directory with their tokens.")]
     Feeds(feeds::Args),
-    /// Keep a signed set of store paths a community vouches for.
+    #[command(about = "Keep a signed set of store paths a community vouches for.")]
     Set(set::Args),
-    /// Make a group secret: machines sharing one share what they pulled through.
+    #[command(about = "Make a group secret: machines sharing one share what they pulled through.")]
     Group(group::Args),
-    /// Show a node's disk use per publisher and set, its peers and pins.
+    #[command(about = "Show a node's disk use per publisher and set, its peers and pins.")]
     Status(status::Args),
-    /// Publish synthetic paths fast, for benchmarks and tests at scale.
+    #[command(about = "Publish synthetic paths fast, for benchmarks and tests at scale.")]
     #[command(hide = true)]
     Synth(synth::Args),
 }
