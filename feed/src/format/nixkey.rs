@@ -184,13 +184,7 @@ impl NixPublicKey {
 /// The first of `keys` that signed `info` (over its fingerprint), if any:
 /// what makes Nix accept a narinfo from a substituter.
 pub fn signed_by<'a>(info: &NarInfo, keys: &'a [NixPublicKey]) -> Option<&'a NixPublicKey> {
-    let fingerprint = info.fingerprint();
-    keys.iter().find(|k| {
-        info.sigs
-            .iter()
-            .take(MAX_SIGS_CHECKED)
-            .any(|s| k.verifies(&fingerprint, s))
-    })
+    first_signer(&info.fingerprint(), &info.sigs, keys)
 }
 
 /// The first of `keys` that signed the path of `record` (its `sigs`, over
@@ -205,12 +199,20 @@ pub fn record_signed_by<'a>(
         record.nar_size,
         &record.references,
     );
+    first_signer(&fingerprint, &record.sigs, keys)
+}
+
+/// The first of `keys` whose signature of `fingerprint` is among the first
+/// [`MAX_SIGS_CHECKED`] of `sigs`.
+fn first_signer<'a>(
+    fingerprint: &str,
+    sigs: &[String],
+    keys: &'a [NixPublicKey],
+) -> Option<&'a NixPublicKey> {
     keys.iter().find(|k| {
-        record
-            .sigs
-            .iter()
+        sigs.iter()
             .take(MAX_SIGS_CHECKED)
-            .any(|s| k.verifies(&fingerprint, s))
+            .any(|s| k.verifies(fingerprint, s))
     })
 }
 

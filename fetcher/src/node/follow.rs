@@ -226,16 +226,10 @@ impl Node {
     /// A feed given by key alone: once its header arrives, follow its key
     /// releases if it is a key feed of a trusted publisher.
     pub(super) async fn follow_if_keys(self, hub: HubHandle) {
-        if hub.want(0, 1).await.is_err() {
-            return;
-        }
-        let Ok(Ok(Record::Header(h))) = hub.get(0).await.map(|b| Record::decode(&b)) else {
+        let Ok(Some(publisher)) = key_feed_publisher(&hub).await else {
             return;
         };
-        if h.role != FeedRole::Keys {
-            return;
-        }
-        match Identity::from_bytes(&h.publisher) {
+        match Identity::from_bytes(&publisher) {
             Ok(id) if self.catalog.publishers.is_trusted(&id) => {
                 self.follow_keys(id, hub).await;
             }
@@ -246,18 +240,12 @@ impl Node {
     /// Follows a group member's key feed, if its header says it is a key
     /// feed of that member.
     pub(super) async fn follow_keys_of(self, id: Identity, hub: HubHandle) {
-        if hub.want(0, 1).await.is_err() {
-            return;
-        }
-        match hub.get(0).await.map(|b| Record::decode(&b)) {
-            Ok(Ok(Record::Header(h)))
-                if h.role == FeedRole::Keys && h.publisher == id.to_bytes() =>
-            {
-                self.follow_keys(id, hub).await
-            }
-            _ => {
+        match key_feed_publisher(&hub).await {
+            Ok(Some(p)) if p == id.to_bytes() => self.follow_keys(id, hub).await,
+            Ok(_) => {
                 warn!(member = %id, "a group member's key feed is not a key feed of that member; ignored")
             }
+            Err(()) => {}
         }
     }
 
@@ -340,4 +328,16 @@ impl Node {
             }
         }
     }
+}
+
+/// The publisher a key feed's header names, once block 0 is here:
+/// `Ok(None)` if the feed is not a key feed, `Err` if its header never
+/// came (the hub closed).
+async fn key_feed_publisher(hub: &HubHandle) -> Result<Option<[u8; 32]>, ()> {
+    hub.want(0, 1).await.map_err(drop)?;
+    Ok(match hub.get(0).await.map(|b| Record::decode(&b)) {
+        Ok(Ok(Record::Header(h))) if h.role == FeedRole::Keys => Some(h.publisher),
+        Ok(_) => None,
+        Err(_) => return Err(()),
+    })
 }
