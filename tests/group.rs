@@ -29,16 +29,6 @@ fn new_group() -> String {
     secret
 }
 
-/// GETs `name`'s narinfo and NAR through `api`; returns the NAR.
-fn fetch_through(api: &str, w: &World, name: &str) -> Vec<u8> {
-    let hash = w.path(name).info.store_path.hash_part().to_owned();
-    let r = wait_for_status(api, &format!("/{hash}.narinfo"), 200, 30);
-    let url = NarInfo::parse(&r.body).unwrap().url;
-    let nar = http(api, "GET", &format!("/{url}"), &[]);
-    assert_eq!(nar.status, 200, "{name}");
-    nar.body
-}
-
 fn node_id(data: &std::path::Path) -> String {
     let text = std::fs::read_to_string(data.join("node.key")).unwrap();
     PublisherSecret::from_key_file(&text)
@@ -90,7 +80,7 @@ fn members_fetch_what_one_pulled_through_and_a_non_member_reads_nothing() {
     let api = a.http.clone().unwrap();
     let kept = ["hello-2.12", "libdemo-1.0"];
     for name in kept {
-        assert!(fetch_through(&api, &w, name) == w.path(name).nar, "{name}");
+        assert!(fetch_nar(&api, &w, name) == w.path(name).nar, "{name}");
     }
     wait_for_log(&a, "kept a pulled-through path", 30);
     let a_id = node_id(&a_data);
@@ -119,7 +109,7 @@ fn members_fetch_what_one_pulled_through_and_a_non_member_reads_nothing() {
     let b_api = b.http.clone().unwrap();
     for name in kept {
         assert!(
-            fetch_through(&b_api, &w, name) == w.path(name).nar,
+            fetch_nar(&b_api, &w, name) == w.path(name).nar,
             "{name} from B"
         );
     }
@@ -275,7 +265,7 @@ fn a_hostile_members_wrong_nar_is_caught_before_a_byte_is_served() {
     let r = http(&api, "GET", &format!("/{hash}.narinfo"), &[]);
     assert_eq!(r.status, 404, "the refused path is still served");
     // M's other paths, honest, are still served.
-    assert!(fetch_through(&api, &w, "libdemo-1.0") == w.path("libdemo-1.0").nar);
+    assert!(fetch_nar(&api, &w, "libdemo-1.0") == w.path("libdemo-1.0").nar);
 }
 
 /// An upstream URL nothing listens at: keeping is on (so the node has a
@@ -354,7 +344,7 @@ fn members_that_know_nothing_of_each_other_meet_on_the_dht() {
     args.extend(dht);
     let a = serve(&w.tmp.path().join("a"), &args, &[LOG]);
     let api = a.http.clone().unwrap();
-    assert!(fetch_through(&api, &w, "hello-2.12") == w.path("hello-2.12").nar);
+    assert!(fetch_nar(&api, &w, "hello-2.12") == w.path("hello-2.12").nar);
     wait_for_log(&a, "kept a pulled-through path", 30);
     drop(up);
 
@@ -363,7 +353,7 @@ fn members_that_know_nothing_of_each_other_meet_on_the_dht() {
     let b = serve(&w.tmp.path().join("b"), &args, &[LOG]);
     let b_api = b.http.clone().unwrap();
     let t = std::time::Instant::now();
-    assert!(fetch_through(&b_api, &w, "hello-2.12") == w.path("hello-2.12").nar);
+    assert!(fetch_nar(&b_api, &w, "hello-2.12") == w.path("hello-2.12").nar);
     eprintln!("members met on the DHT and fetched in {:.1?}", t.elapsed());
     let log = std::fs::read_to_string(&b.log).unwrap();
     assert!(log.contains("found on the DHT"), "{log}");

@@ -11,31 +11,6 @@ use hypernar_publisher::sample::{demo_paths, NixSigningKey};
 
 use crate::util::*;
 
-/// GETs `name`'s narinfo and NAR through `api`; returns the NAR.
-fn fetch_through(api: &str, w: &World, name: &str) -> Vec<u8> {
-    let hash = w.path(name).info.store_path.hash_part().to_owned();
-    let r = wait_for_status(api, &format!("/{hash}.narinfo"), 200, 30);
-    let url = NarInfo::parse(&r.body).unwrap().url;
-    let nar = http(api, "GET", &format!("/{url}"), &[]);
-    assert_eq!(nar.status, 200, "{name}");
-    nar.body
-}
-
-fn wait_for_count(serve: &Serve, needle: &str, n: usize, secs: u64) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
-        if log.matches(needle).count() >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "{needle:?} not {n} times in:\n{log}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_signed_pulled_through_path_is_kept_and_served_with_the_upstream_gone() {
     if !nginx_available() {
@@ -74,9 +49,9 @@ fn a_signed_pulled_through_path_is_kept_and_served_with_the_upstream_gone() {
     let api = a.http.clone().unwrap();
     let kept = ["hello-2.12", "libdemo-1.0"];
     for name in kept.iter().chain(&["empty-file"]) {
-        assert!(fetch_through(&api, &w, name) == w.path(name).nar, "{name}");
+        assert!(fetch_nar(&api, &w, name) == w.path(name).nar, "{name}");
     }
-    wait_for_count(&a, "kept a pulled-through path", 2, 30);
+    wait_for_log_count(&a.log, "kept a pulled-through path", 2, 30);
     // The node's key was made on first start, for its owner only.
     let key_file = a_data.join("node.key");
     let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -104,7 +79,7 @@ fn a_signed_pulled_through_path_is_kept_and_served_with_the_upstream_gone() {
     drop(up);
     for name in kept {
         assert!(
-            fetch_through(&api, &w, name) == w.path(name).nar,
+            fetch_nar(&api, &w, name) == w.path(name).nar,
             "{name} from A"
         );
     }
@@ -116,7 +91,7 @@ fn a_signed_pulled_through_path_is_kept_and_served_with_the_upstream_gone() {
     let b_api = b.http.clone().unwrap();
     for name in kept {
         assert!(
-            fetch_through(&b_api, &w, name) == w.path(name).nar,
+            fetch_nar(&b_api, &w, name) == w.path(name).nar,
             "{name} from B"
         );
     }
@@ -156,7 +131,7 @@ fn a_signed_pulled_through_path_is_kept_and_served_with_the_upstream_gone() {
         node_id
     );
     let api = a.http.clone().unwrap();
-    assert!(fetch_through(&api, &w, "hello-2.12") == w.path("hello-2.12").nar);
+    assert!(fetch_nar(&api, &w, "hello-2.12") == w.path("hello-2.12").nar);
 }
 
 #[test]
@@ -181,7 +156,7 @@ fn no_keep_keeps_nothing_and_makes_no_node_key() {
         &log_env,
     );
     let api = a.http.clone().unwrap();
-    assert!(fetch_through(&api, &w, "hello-2.12") == w.path("hello-2.12").nar);
+    assert!(fetch_nar(&api, &w, "hello-2.12") == w.path("hello-2.12").nar);
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert!(!data.join("node.key").exists());
     let log = std::fs::read_to_string(&a.log).unwrap();
@@ -213,10 +188,10 @@ fn a_node_over_nine_tenths_of_max_size_keeps_no_more() {
         &log_env,
     );
     let api = a.http.clone().unwrap();
-    assert!(fetch_through(&api, &w, "demo-dataset") == w.path("demo-dataset").nar);
-    wait_for_count(&a, "kept a pulled-through path", 1, 30);
-    wait_for_count(&a, "keeping no more pulled-through paths", 1, 30);
-    assert!(fetch_through(&api, &w, "hello-2.12") == w.path("hello-2.12").nar);
+    assert!(fetch_nar(&api, &w, "demo-dataset") == w.path("demo-dataset").nar);
+    wait_for_log_count(&a.log, "kept a pulled-through path", 1, 30);
+    wait_for_log_count(&a.log, "keeping no more pulled-through paths", 1, 30);
+    assert!(fetch_nar(&api, &w, "hello-2.12") == w.path("hello-2.12").nar);
     std::thread::sleep(std::time::Duration::from_secs(1));
     let log = std::fs::read_to_string(&a.log).unwrap();
     assert_eq!(

@@ -203,6 +203,24 @@ fn a_share_none_node_fetches_while_its_announcements_carry_nothing() {
     assert_eq!(seen.given, none_given);
 }
 
+/// Every block of `shared` was announced and the first given; none of
+/// `kept` was announced, and its first was refused.
+fn assert_shares_only(seen: &Seen, shared: &std::ops::Range<u64>, kept: &std::ops::Range<u64>) {
+    assert!(
+        shared.clone().all(|b| seen.announced.contains(&b)),
+        "{:?}",
+        seen.announced
+    );
+    assert!(
+        !kept.clone().any(|b| seen.announced.contains(&b)),
+        "{:?}",
+        seen.announced
+    );
+    let mut want = vec![(shared.start, true), (kept.start, false)];
+    want.sort_unstable();
+    assert_eq!(seen.given, want);
+}
+
 /// A `--share sets` node following a set that vouches for `first`, with
 /// the publisher's seed and the set's seed as its peers.
 struct SetsNode {
@@ -239,19 +257,7 @@ fn share_sets_announces_and_serves_only_what_followed_sets_cover() {
     let seen = rt.block_on(observe(&node.addr, key, &ask, Duration::ZERO));
     // ...and shares only alpha, which the set covers.
     let (alpha, beta) = (&ranges[0].1, &ranges[1].1);
-    assert!(
-        alpha.clone().all(|b| seen.announced.contains(&b)),
-        "{:?}",
-        seen.announced
-    );
-    assert!(
-        !beta.clone().any(|b| seen.announced.contains(&b)),
-        "{:?}",
-        seen.announced
-    );
-    let mut want = vec![(alpha.start, true), (beta.start, false)];
-    want.sort_unstable();
-    assert_eq!(seen.given, want);
+    assert_shares_only(&seen, alpha, beta);
 }
 
 #[test]
@@ -315,19 +321,7 @@ fn share_exclude_keeps_paths_whose_names_match_from_peers() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(
-        alpha.clone().all(|b| seen.announced.contains(&b)),
-        "{:?}",
-        seen.announced
-    );
-    assert!(
-        !beta.clone().any(|b| seen.announced.contains(&b)),
-        "{:?}",
-        seen.announced
-    );
-    let mut want = vec![(alpha.start, true), (beta.start, false)];
-    want.sort_unstable();
-    assert_eq!(seen.given, want);
+    assert_shares_only(&seen, alpha, beta);
     let status = ok(&["status", "--data", s(&data)]);
     assert!(
         status.contains("sharing: all except names matching be*"),

@@ -42,18 +42,6 @@ in [ app unsigned onc ]
 
 const LOG: &str = "hypernar=info,hypernar_fetcher=info,hypernar_swarm=info";
 
-fn wait_for_count(serve: &NsServe, needle: &str, n: usize, secs: u64) {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while serve.log().matches(needle).count() < n {
-        assert!(
-            Instant::now() < until,
-            "{needle:?} not {n} times in:\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn copy(from: &str, to: &Path, keys: &str, paths: &[&str], xdg: &Path) -> std::process::Output {
     let mut args = vec![
         "nix",
@@ -170,7 +158,7 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for_count(&a, "kept a pulled-through path", 2, 30);
+    wait_for_log_count(a.log_path(), "kept a pulled-through path", 2, 30);
     let a_id = {
         let text = std::fs::read_to_string(a_data.join("node.key")).unwrap();
         hypernar_feed::format::identity::PublisherSecret::from_key_file(&text)

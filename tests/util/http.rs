@@ -109,6 +109,19 @@ pub fn wait_for_status(base: &str, path: &str, status: u16, secs: u64) -> HttpRe
     }
 }
 
+/// GETs `name`'s narinfo (once it answers 200, at most 30 s) and NAR
+/// through `api`, asserting both answer 200; returns the NAR.
+pub fn fetch_nar(api: &str, w: &World, name: &str) -> Vec<u8> {
+    let hash = w.path(name).info.store_path.hash_part().to_owned();
+    let r = wait_for_status(api, &format!("/{hash}.narinfo"), 200, 30);
+    let url = hypernar_feed::format::narinfo::NarInfo::parse(&r.body)
+        .unwrap()
+        .url;
+    let nar = http(api, "GET", &format!("/{url}"), &[]);
+    assert_eq!(nar.status, 200, "{name}");
+    nar.body
+}
+
 /// The NAR of `name` as the node at `base` serves it: its narinfo once it
 /// answers 200 (at most 20 s), then the URL the narinfo names.
 pub fn nar_of(base: &str, w: &World, name: &str) -> HttpReply {

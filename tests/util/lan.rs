@@ -128,6 +128,11 @@ impl NsServe {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.1).unwrap_or_default()
     }
+
+    /// Where its log is written.
+    pub fn log_path(&self) -> &Path {
+        &self.1
+    }
 }
 
 impl Drop for NsServe {

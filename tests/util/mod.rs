@@ -420,16 +420,22 @@ pub fn assert_fetched(out: &std::process::Output, w: &World, name: &str) {
 
 /// Waits until `serve`'s log has `needle`, or panics after `secs` seconds.
 pub fn wait_for_log(serve: &Serve, needle: &str, secs: u64) {
+    wait_for_log_count(&serve.log, needle, 1, secs)
+}
+
+/// Waits until the log file `log` has `needle` `n` times, or panics after
+/// `secs` seconds.
+pub fn wait_for_log_count(log: &Path, needle: &str, n: usize, secs: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
-        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
-        if log.contains(needle) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= n {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{needle:?} not in {} after {secs}s:\n{log}",
-            serve.log.display()
+            "{needle:?} not {n} times in {} after {secs}s:\n{text}",
+            log.display()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
