@@ -21,27 +21,15 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cpu_model, env_num, usr_bytes};
+use common::{cpu_model, env_num, link_bytes, sh, sh_quiet, usr_bytes, Kill};
 use hypernar_feed::format::narinfo::{Compression, NarInfo};
 use hypernar_publisher::sample::{self, Contents, Entry, NixSigningKey, SamplePath};
 use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "hngr";
-
-fn sh(cmd: &str) {
-    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
-    assert!(st.success(), "failed: {cmd}");
-}
-
-fn sh_quiet(cmd: &str) {
-    let _ = Command::new("sh")
-        .args(["-c", cmd])
-        .stderr(Stdio::null())
-        .status();
-}
 
 fn ns(i: usize) -> String {
     format!("{PREFIX}{i}")
@@ -60,16 +48,7 @@ fn cleanup(hosts: usize) {
 
 /// Bytes host `i` sent on its link.
 fn tx_bytes(i: usize) -> u64 {
-    let out = Command::new("ip")
-        .args(["-n", &ns(i), "-s", "-j", "link", "show", "eth0"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split("\"tx\":{\"bytes\":")
-        .nth(1)
-        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    link_bytes(&ns(i), "tx")
 }
 
 /// The machine's busy and total jiffies (/proc/stat, all CPUs).
@@ -86,16 +65,6 @@ fn cpu_jiffies() -> (u64, u64) {
     let total: u64 = v.iter().sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total - idle, total)
-}
-
-struct Kill(Vec<Child>);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// `curl` inside host `i`'s namespace: the body, or why not.

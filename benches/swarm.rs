@@ -17,24 +17,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{children_cpu, env_num, publish_one, usr_bytes};
+use common::{children_cpu, env_num, link_bytes, publish_one, sh, sh_quiet, usr_bytes, Kill};
 
 const PREFIX: &str = "hnsw";
-
-fn sh(cmd: &str) {
-    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
-    assert!(st.success(), "failed: {cmd}");
-}
-
-fn sh_quiet(cmd: &str) {
-    let _ = Command::new("sh")
-        .args(["-c", cmd])
-        .stderr(Stdio::null())
-        .status();
-}
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -55,23 +43,8 @@ fn cleanup(hosts: usize) {
     sh_quiet(&format!("ip netns del {PREFIX}br"));
 }
 
-/// Bytes host `i` sent on its link (`dir` "tx"), or received ("rx").
-fn link_bytes(i: usize, dir: &str) -> u64 {
-    let out = Command::new("ip")
-        .args(["-n", &ns(i), "-s", "-j", "link", "show", "eth0"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "tx":{"bytes":N,...
-    text.split(&format!("\"{dir}\":{{\"bytes\":"))
-        .nth(1)
-        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn tx_bytes(i: usize) -> u64 {
-    link_bytes(i, "tx")
+    link_bytes(&ns(i), "tx")
 }
 
 enum Kept {
@@ -84,16 +57,6 @@ impl Kept {
         match self {
             Kept::Temp(t) => t.path(),
             Kept::Path(p) => p,
-        }
-    }
-}
-
-struct Kill(Vec<Child>);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }
@@ -228,7 +191,11 @@ fn main() {
     // loses time.
     let timeline = std::env::var_os("HYPERNAR_SWARM_TIMELINE").is_some();
     let fetchers_tx = || (1..=peers).map(tx_bytes).sum::<u64>();
-    let fetchers_rx = || (1..=peers).map(|i| link_bytes(i, "rx")).collect::<Vec<_>>();
+    let fetchers_rx = || {
+        (1..=peers)
+            .map(|i| link_bytes(&ns(i), "rx"))
+            .collect::<Vec<_>>()
+    };
     let (mut last_tick, mut last_seed, mut last_peers) = (Instant::now(), tx0, fetchers_tx());
     let mut last_rx = fetchers_rx();
     while done.iter().any(Option::is_none) && started.elapsed() < limit {

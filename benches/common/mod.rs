@@ -341,3 +341,49 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
+
+/// Runs `cmd` with `sh -c`; panics if it fails.
+pub fn sh(cmd: &str) {
+    let st = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .unwrap();
+    assert!(st.success(), "failed: {cmd}");
+}
+
+/// Runs `cmd` with `sh -c`, its errors unheard (cleaning up what may not
+/// be there).
+pub fn sh_quiet(cmd: &str) {
+    let _ = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Bytes network namespace `ns` sent on its `eth0` (`dir` "tx"), or
+/// received ("rx").
+pub fn link_bytes(ns: &str, dir: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-s", "-j", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "tx":{"bytes":N,...
+    text.split(&format!("\"{dir}\":{{\"bytes\":"))
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Child processes, killed and reaped when dropped.
+pub struct Kill(pub Vec<std::process::Child>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
