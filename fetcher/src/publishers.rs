@@ -19,13 +19,13 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use hypernar_feed::format::identity::{FeedKey, Identity};
-use hypernar_feed::format::nixkey::{record_signed_by, NixPublicKey};
 use hypernar_feed::format::record::{KeyRelease, ListingRecord, PathRecord, Record};
 use hypernar_feed::format::run::Manifest;
 use hypernar_feed::format::segment::PathKey;
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::PublisherIndex;
 
+mod members;
 mod progress;
 pub use progress::{Followed, Progress, SETTLE_WAIT};
 
@@ -47,17 +47,8 @@ struct Known {
     /// (`node/follow.rs`).
     progress: Option<Progress>,
     keys_progress: Option<Progress>,
-    /// A group member's node (`crate::groups`): only its paths that one of
-    /// these Nix keys signed are taken (the group grants reading, not
-    /// trust), and each NAR is checked whole before a byte of it is served.
-    vouch: Option<Arc<Vec<NixPublicKey>>>,
-    /// A member's paths whose NAR did not check: never taken again.
-    refused: HashSet<StorePath>,
-    /// A member's paths whose NAR checked whole, with where its blocks
-    /// are (a record republished elsewhere is checked again): its blocks
-    /// are then verified against the same signed tree, so it is not read
-    /// whole again.
-    checked: HashSet<(StorePath, u32, u64)>,
+    /// A group member's node, trusted for nothing (`members.rs`).
+    member: Option<members::Member>,
 }
 
 /// The most records a node keeps per publisher of paths it looked up in
@@ -445,11 +436,8 @@ impl Publishers {
             .get(&publisher.to_bytes())
             // A member's listing is not checked by anything: the listing
             // front-end makes one from the (checked) NAR instead.
-            .map(|k| match k.vouch {
-                Some(_) => {
-                    let at = (path.clone(), record.data_feed, record.first_block);
-                    (None, true, !k.checked.contains(&at))
-                }
+            .map(|k| match &k.member {
+                Some(m) => (None, true, !m.is_checked(&record)),
                 None => (k.index.listings.get(path).cloned(), false, false),
             })
             .unwrap_or((None, false, false));
@@ -478,19 +466,13 @@ impl Publishers {
         self.add_as(id, None);
     }
 
-    /// Adds a group member's node (unless its identity is trusted already):
-    /// only its paths that one of `keys` signed are taken.
-    pub(crate) fn add_vouched(&self, id: Identity, keys: Arc<Vec<NixPublicKey>>) {
-        self.add_as(id, Some(keys));
-    }
-
-    fn add_as(&self, id: Identity, vouch: Option<Arc<Vec<NixPublicKey>>>) {
+    fn add_as(&self, id: Identity, member: Option<members::Member>) {
         let mut by_id = self.by_id.lock().expect("publishers lock");
         match by_id.get_mut(&id.to_bytes()) {
             // Trusted outright beats vouched for by signatures.
             Some(k) => {
-                if vouch.is_none() && k.vouch.is_some() {
-                    k.vouch = None;
+                if member.is_none() {
+                    k.member = None;
                 }
             }
             None => {
@@ -504,61 +486,13 @@ impl Publishers {
                         runs: None,
                         progress: None,
                         keys_progress: None,
-                        vouch,
-                        refused: HashSet::new(),
-                        checked: HashSet::new(),
+                        member,
                     },
                 );
             }
         }
         drop(by_id);
         self.bump_content();
-    }
-
-    /// A group member's path whose NAR checked whole (see `checked`).
-    pub(crate) fn mark_checked(&self, id: &Identity, record: &PathRecord) {
-        if let Some(k) = self
-            .by_id
-            .lock()
-            .expect("publishers lock")
-            .get_mut(&id.to_bytes())
-        {
-            if k.vouch.is_some() && k.index.paths.contains_key(&record.store_path) {
-                k.checked.insert((
-                    record.store_path.clone(),
-                    record.data_feed,
-                    record.first_block,
-                ));
-            }
-        }
-    }
-
-    /// Drops a group member's path whose NAR did not check against its
-    /// signed narinfo, for good (a trusted publisher's is never dropped).
-    pub(crate) fn refuse(&self, id: &Identity, path: &StorePath) {
-        let mut by_id = self.by_id.lock().expect("publishers lock");
-        let Some(k) = by_id.get_mut(&id.to_bytes()) else {
-            return;
-        };
-        if k.vouch.is_none() {
-            return;
-        }
-        k.refused.insert(path.clone());
-        k.index.paths.remove(path);
-        k.index.listings.remove(path);
-        k.found.pop(path);
-        drop(by_id);
-        self.bump_content();
-    }
-
-    /// Whether `id` is followed only as a group member (see
-    /// [`Publishers::add_vouched`]).
-    pub fn is_vouched(&self, id: &Identity) -> bool {
-        self.by_id
-            .lock()
-            .expect("publishers lock")
-            .get(&id.to_bytes())
-            .is_some_and(|k| k.vouch.is_some())
     }
 
     /// `id`'s index is looked up in the runs of `feed` (its index declared
@@ -625,7 +559,7 @@ impl Publishers {
             // nobody holds yet (it kept nothing) is still "told of" by the
             // other members that follow it, and a hostile one could drip
             // its index to slow every miss; the upstream answers instead.
-            .filter(|k| k.vouch.is_none())
+            .filter(|k| k.member.is_none())
             .flat_map(|k| [k.progress, k.keys_progress])
             .any(|p| p.is_some_and(|p| p.settling(now)))
     }
@@ -636,7 +570,7 @@ impl Publishers {
     pub fn unheard_of(&self) -> bool {
         let by_id = self.by_id.lock().expect("publishers lock");
         // Group members are met, not configured: none is waited for.
-        by_id.values().filter(|k| k.vouch.is_none()).any(|k| {
+        by_id.values().filter(|k| k.member.is_none()).any(|k| {
             k.progress.is_none_or(|p| p.unheard()) || k.keys_progress.is_none_or(|p| p.unheard())
         })
     }
@@ -792,10 +726,8 @@ impl Publishers {
                     }
                     // A member's path that no trusted key signed is not
                     // taken: it is as if the index did not list it.
-                    let refused = match (&record, &k.vouch) {
-                        (Record::Path(p), Some(keys)) => {
-                            k.refused.contains(&p.store_path) || record_signed_by(p, keys).is_none()
-                        }
+                    let refused = match (&record, &k.member) {
+                        (Record::Path(p), Some(m)) => !m.takes(p),
                         _ => false,
                     };
                     if refused {
@@ -879,7 +811,7 @@ impl Publishers {
                 continue;
             };
             let found = (k.index.identity, rec.clone(), feed.public_key);
-            if k.vouch.is_none() {
+            if k.member.is_none() {
                 return Some(found);
             }
             member.get_or_insert(found);
@@ -924,7 +856,7 @@ impl Publishers {
         // URL (one inside this network) for the node to ask.
         by_id
             .iter()
-            .filter(|(_, k)| k.vouch.is_none())
+            .filter(|(_, k)| k.member.is_none())
             .map(|(id, k)| (*id, k.index.web_seeds.clone()))
             .collect()
     }
@@ -934,7 +866,7 @@ impl Publishers {
         let by_id = self.by_id.lock().expect("publishers lock");
         by_id
             .get(&id.to_bytes())
-            .filter(|k| k.vouch.is_none())
+            .filter(|k| k.member.is_none())
             .map(|k| k.index.web_seeds.clone())
     }
 
