@@ -502,6 +502,70 @@ impl Feed {
         self.core.clear(start, end).await.map_err(|e| self.hc(e))
     }
 
+    /// Drops the stored blocks `start..end` of a feed we write whose bytes
+    /// can be made again elsewhere — a path the node kept from the
+    /// upstream and that is now valid in the local Nix store
+    /// (`src/cli/remake.rs`) — and gives their disk space back. The signed
+    /// tree stays, so a block made again is taken back only if it is the
+    /// block the tree signed ([`Feed::restore`]). Refused for a replica
+    /// (that is [`Feed::clear`]).
+    pub async fn clear_own(&mut self, start: u64, end: u64) -> Result<(), StoreError> {
+        if !self.writable() {
+            return Err(StoreError::Hypercore {
+                feed: self.name.clone(),
+                source: HypercoreError::InvalidOperation {
+                    context:
+                        "clear_own is for feeds we write; a replica's blocks are cleared with clear"
+                            .into(),
+                },
+            });
+        }
+        let end = end.min(self.len());
+        self.core.clear(start, end).await.map_err(|e| self.hc(e))
+    }
+
+    /// Stores again block `index` of a feed we write, dropped by
+    /// [`Feed::clear_own`] and made again by the caller: only if it hashes
+    /// to the leaf the tree holds for `index` (the tree the feed's key
+    /// signed); an error otherwise, and nothing is stored.
+    pub async fn restore(&mut self, index: u64, value: Vec<u8>) -> Result<(), StoreError> {
+        if !self.writable() || index >= self.len() {
+            return Err(StoreError::Hypercore {
+                feed: self.name.clone(),
+                source: HypercoreError::BadArgument {
+                    context: format!(
+                        "restore: block {index} of a feed we do not write or past its end"
+                    ),
+                },
+            });
+        }
+        if self.core.has(index) {
+            return Ok(());
+        }
+        // No tree nodes with it: hypercore checks the block's leaf against
+        // the leaf it stores (MerkleTree::verify_proof), nothing else.
+        let proof = Proof {
+            fork: self.core.info().fork,
+            block: Some(hypercore_schema::DataBlock {
+                index,
+                value,
+                nodes: Vec::new(),
+            }),
+            hash: None,
+            seek: None,
+            upgrade: None,
+        };
+        if !self.verify_and_apply(&proof).await? {
+            return Err(StoreError::Hypercore {
+                feed: self.name.clone(),
+                source: HypercoreError::InvalidOperation {
+                    context: format!("restore: block {index} could not be applied"),
+                },
+            });
+        }
+        Ok(())
+    }
+
     /// How many of blocks `start..end` are stored locally.
     pub fn held(&self, start: u64, end: u64) -> u64 {
         (start..end.min(self.len()))

@@ -192,8 +192,16 @@ impl Drop for Dump {
 pub fn dump(base: &str) -> Result<Dump, OriginError> {
     let path = StorePath::from_base_name(base)
         .map_err(|e| OriginError::Local(format!("{base:?}: {e}")))?;
+    dump_at(Path::new(&path.to_string()))
+}
+
+/// The NAR of the file or directory at `path` as `nix-store --dump` makes
+/// it (of the file system as it is, valid in a store or not: for a chroot
+/// store, `ROOT/nix/store/…`).
+pub fn dump_at(path: &Path) -> Result<Dump, OriginError> {
     let mut child = Command::new("nix-store")
-        .args(["--dump", &path.to_string()])
+        .arg("--dump")
+        .arg(path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

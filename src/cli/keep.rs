@@ -235,7 +235,9 @@ async fn publish_kept(
         jobs: 1,
         seal: SealSettings {
             segment_size: DEFAULT_SEGMENT_SIZE,
-            zstd_level: 3,
+            // Pinned: blocks dropped once in the Nix store are sealed
+            // again at the same level (remake.rs).
+            zstd_level: super::remake::KEPT_ZSTD_LEVEL,
         },
         run_tail: hypernar_publisher::runs::DEFAULT_RUN_TAIL,
         data_feed_blocks: hypernar_publisher::data::DEFAULT_DATA_FEED_BLOCKS,

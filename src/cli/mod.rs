@@ -18,6 +18,7 @@ mod mount;
 mod progress;
 mod publish;
 mod release;
+mod remake;
 mod serve;
 mod set;
 mod status;

@@ -199,6 +199,23 @@ pub struct Args {
     /// fetched. Unsigned and locally built paths are never kept
     #[arg(long)]
     no_keep: bool,
+    /// Keep the blocks of kept paths even once the Nix store holds them.
+    /// By default a kept path valid in the Nix store (--nix-store) with the
+    /// NAR hash its record names has its blocks dropped: they are made
+    /// again from the store when a peer or Nix asks (sealed as before and
+    /// checked against this node's signed feed; a path changed or
+    /// collected from the store is no longer offered), so seeding costs no
+    /// second copy on disk
+    #[arg(long)]
+    keep_blocks: bool,
+    /// The Nix store kept paths are checked against and made again from:
+    /// `/` for this machine's /nix/store, or the root of a chroot store
+    /// (what `nix --store DIR` takes)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    nix_store: std::path::PathBuf,
+    /// Seconds between checks of the kept paths against the Nix store
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    store_check_every: u64,
     /// Be a member of a group (repeatable): its secret (hypernar-group1:…,
     /// from `hypernar group new`) or a file holding it. Members find each
     /// other on the LAN and the DHT and fetch from each other what each
@@ -411,6 +428,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .join(", ")
             )
         };
+        if !args.keep_blocks {
+            super::remake::Remaker::start(
+                &node,
+                &secret,
+                args.nix_store.clone(),
+                std::time::Duration::from_secs(args.store_check_every),
+            );
+        }
         let keeper =
             super::keep::Keeper::start(&node, &data_dir, secret, trusted.clone(), audiences)?;
         upstreams.set_keep(keeper);

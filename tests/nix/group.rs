@@ -17,8 +17,11 @@
 //! - D knows A's identity: it reads A's index and no key, and Nix gets
 //!   nothing of A's from it.
 //!
-//! A hostile member's wrong NAR is `tests/group.rs`; blocks re-made from
-//! the store are not built yet.
+//! - A drops the blocks of what it kept once its Nix store holds the
+//!   paths; B still gets every byte from A, made again from A's store.
+//!
+//! A hostile member's wrong NAR is `tests/group.rs`; a path changed in or
+//! collected from the store is `nocopy.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -120,8 +123,10 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
     let http_args = ["--http", "0.0.0.0:7470", "--http-allow", &net];
     let api = |side: &str| format!("http://{}:7470", lan.ip(side));
 
-    // A substitutes the closure through its own serve and keeps it.
+    // A substitutes the closure through its own serve and keeps it; once
+    // its Nix store holds the paths, it drops their blocks.
     let a_data = t.join("a");
+    let store_a = t.join("store-a");
     let mut args = vec![
         "--group",
         &group,
@@ -129,13 +134,17 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
         &up.base,
         "--trusted-public-key",
         &up_pk,
+        "--nix-store",
+        s(&store_a),
+        "--store-check-every",
+        "1",
     ];
     args.extend(http_args);
     let a = NsServe::start_with(&lan.ns("a"), &a_data, &args, LOG);
     wait_for_port(&format!("{}:7470", lan.ip("a")), &a);
     let out = copy(
         &api("a"),
-        &t.join("store-a"),
+        &store_a,
         &up_pk,
         &[app],
         &t.join("xdg-a"),
@@ -146,7 +155,7 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
         String::from_utf8_lossy(&out.stderr),
         a.log()
     );
-    same_nars(&closure, &t.join("store-a"), "through A");
+    same_nars(&closure, &store_a, "through A");
     // The unsigned path passes through A too (Nix is told not to check).
     let a_api = api("a");
     let mut args = vec!["nix", "copy", "--no-check-sigs", "--from", &a_api];
@@ -159,6 +168,12 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_for_log_count(a.log_path(), "kept a pulled-through path", 2, 30);
+    wait_for_log_count(
+        a.log_path(),
+        "dropped the blocks of kept paths the Nix store holds",
+        1,
+        30,
+    );
     let a_id = {
         let text = std::fs::read_to_string(a_data.join("node.key")).unwrap();
         hypernar_feed::format::identity::PublisherSecret::from_key_file(&text)
@@ -247,6 +262,13 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
     assert!(
         from_peers > 0 && from_up == 0,
         "peers {from_peers}, upstream {from_up}"
+    );
+    // A had dropped them: it made them again from its store.
+    assert!(
+        a.log()
+            .contains("making dropped blocks again from the Nix store"),
+        "{}",
+        a.log()
     );
     // Told of no one, they met by mDNS (of two, the one with the smaller
     // id dials and logs it).

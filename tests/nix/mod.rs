@@ -18,6 +18,7 @@ mod degraded;
 mod follow;
 mod group;
 mod local;
+mod nocopy;
 mod private;
 
 const NIX_CONFIG: &str = "sandbox = false\nsubstituters =\nexperimental-features = nix-command\n";

@@ -169,3 +169,77 @@ async fn a_sparse_replica_past_one_bitfield_page_claims_exactly_what_it_stored()
         assert_eq!(count, wanted.len() + usize::from(fetched_later));
     }
 }
+
+/// Blocks of a feed we write, dropped because they can be made again: the
+/// space comes back, a block made again is taken only if the signed tree
+/// says it is that block, and both survive a reopen.
+#[tokio::test]
+async fn own_blocks_cleared_are_taken_back_only_as_the_tree_signed_them() {
+    let tmp = tempdir();
+    let store = FeedStore::open(tmp.path()).unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let big = |i: u64| vec![i as u8 ^ 0x5a; 256 << 10];
+    let mut feed = store.open_writable(&key).await.unwrap();
+    let blocks: Vec<Vec<u8>> = (0..8).map(big).collect();
+    feed.append_batch(&blocks).await.unwrap();
+    feed.flush().await.unwrap();
+    let used = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(feed_dir(&store, &key).join("data"))
+            .unwrap()
+            .blocks()
+            * 512
+    };
+    let before = used();
+    feed.clear_own(2, 6).await.unwrap();
+    assert_eq!(holding(&feed), vec![0..2, 6..8]);
+    assert!(
+        used() + (1 << 20) <= before,
+        "{} bytes after clearing 1 MiB, {before} before",
+        used()
+    );
+    assert!(matches!(
+        feed.get(3).await,
+        Err(StoreError::MissingBlock { .. })
+    ));
+    // Not the block: refused, nothing stored.
+    let mut wrong = big(3);
+    wrong[1000] ^= 1;
+    let e = feed.restore(3, wrong).await.unwrap_err();
+    assert!(Feed::is_bad_proof(&e), "{e}");
+    assert!(feed.restore(3, big(4)).await.is_err());
+    assert!(!feed.has(3));
+    // The block: taken back.
+    feed.restore(3, big(3)).await.unwrap();
+    assert_eq!(feed.get(3).await.unwrap(), big(3));
+    assert!(feed.restore(3, big(3)).await.is_ok(), "held: nothing to do");
+    assert!(feed.restore(8, big(8)).await.is_err(), "past the end");
+    drop(feed);
+    drop(store);
+
+    let store = FeedStore::open(tmp.path()).unwrap();
+    let mut feed = store
+        .open_existing(&key.verifying_key())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holding(&feed), vec![0..2, 3..4, 6..8]);
+    assert_eq!(feed.get(3).await.unwrap(), big(3));
+    feed.restore(4, big(4)).await.unwrap();
+    assert_eq!(feed.get(4).await.unwrap(), big(4));
+    // Appending goes on after blocks were cleared and taken back.
+    feed.append_batch(&[big(8)]).await.unwrap();
+    assert_eq!(feed.get(8).await.unwrap(), big(8));
+
+    // A replica's blocks are not cleared this way.
+    let rtmp = tempdir();
+    let rstore = FeedStore::open(rtmp.path()).unwrap();
+    let mut r = rstore.open_replica(&key.verifying_key()).await.unwrap();
+    assert!(r.clear_own(0, 1).await.is_err());
+}
+
+fn feed_dir(store: &FeedStore, key: &SigningKey) -> std::path::PathBuf {
+    store
+        .root()
+        .join(hex::encode(key.verifying_key().as_bytes()))
+}

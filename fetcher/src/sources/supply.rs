@@ -194,7 +194,10 @@ mod tests {
             Arc::new(|_, _| {}),
             cancel.clone(),
             Default::default(),
-            Arc::new(hypernar_swarm::share::Share::new(Default::default())),
+            hypernar_swarm::hub::Serving {
+                share: Arc::new(hypernar_swarm::share::Share::new(Default::default())),
+                remake: Default::default(),
+            },
         );
         let stop = async move {
             cancel.cancel();

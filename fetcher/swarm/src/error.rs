@@ -55,6 +55,10 @@ pub enum SwarmError {
         #[source]
         source: Arc<StoreError>,
     },
+    /// A block of a feed we write was to be dropped but nothing can make
+    /// it again (see `hub/remake.rs`): it is kept.
+    #[error("feed {feed}: block {index} cannot be made again, so it is not dropped")]
+    NotRemakeable { feed: String, index: u64 },
     /// Binding or inspecting a listening socket failed.
     #[error("listening on {addr}: {source}")]
     Listen {

@@ -160,6 +160,8 @@ struct Inner {
     first_roots: Mutex<Vec<[u8; 32]>>,
     /// What hubs may announce and serve of replicas.
     share: Arc<crate::share::Share>,
+    /// What makes dropped blocks of feeds we write again (`hub/remake.rs`).
+    remake: hub::RemakeSlot,
     /// Greetings by discovery key (see [`Swarm::set_greeting`]).
     greetings: Mutex<HashMap<[u8; 32], Greeting>>,
     /// Topics looked up before all others (`Swarm::add_lead_root`).
@@ -274,6 +276,7 @@ impl Swarm {
                 config.share,
                 config.share_filtered,
             )),
+            remake: hub::RemakeSlot::default(),
             greetings: Mutex::new(
                 config
                     .greetings
@@ -380,6 +383,13 @@ impl Swarm {
         &self.inner.share
     }
 
+    /// Sets what makes dropped blocks of the feeds this node writes again
+    /// (`hub/remake.rs`), for every hub, open or opened later; false if
+    /// one was set already.
+    pub fn set_remake(&self, remake: Arc<dyn hub::Remake>) -> bool {
+        self.inner.remake.set(remake)
+    }
+
     /// The hub of a feed, if the node has it.
     pub fn hub(&self, key: &[u8; 32]) -> Option<HubHandle> {
         self.inner
@@ -465,7 +475,10 @@ impl Swarm {
             on_misbehaved,
             self.inner.cancel.clone(),
             self.inner.metrics.requests_cancelled.clone(),
-            self.inner.share.clone(),
+            hub::Serving {
+                share: self.inner.share.clone(),
+                remake: self.inner.remake.clone(),
+            },
         );
         self.inner
             .hub_threads

@@ -52,11 +52,13 @@ impl Hub {
                 length: info.contiguous_length,
             });
         }
+        // A feed we write also holds what it can make again (`remake.rs`).
+        let holds = |i| self.holds(i);
         let mut i = info.contiguous_length;
         while i < info.length {
-            if self.feed.has(i) {
+            if holds(i) {
                 let start = i;
-                while i < info.length && self.feed.has(i) {
+                while i < info.length && holds(i) {
                     i += 1;
                 }
                 out.push(Range {

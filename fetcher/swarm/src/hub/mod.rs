@@ -34,6 +34,7 @@ mod downloads;
 mod eager;
 mod inbound;
 mod plan;
+mod remake;
 mod schedule;
 mod storage;
 mod upload;
@@ -44,6 +45,7 @@ use crate::haves::Haves;
 use downloads::Downloads;
 
 pub use eager::EagerRange;
+pub use remake::{Remake, RemakeSlot, MAX_ASKERS, MAX_REMAKING};
 pub use upload::out_of_bounds;
 pub use window::MAX_WINDOW;
 /// Blocks waiting for one peer past which its requests are dropped.
@@ -144,6 +146,24 @@ enum Msg {
     },
     /// Tell every peer again what may be shared of what is held.
     Reannounce,
+    /// Drop blocks of a feed we write that can be made again
+    /// (`remake.rs`).
+    DropOwn {
+        start: u64,
+        end: u64,
+        reply: oneshot::Sender<Result<u64, SwarmError>>,
+    },
+    /// Tell every peer that blocks not stored and no longer made again
+    /// are gone.
+    AnnounceDropped {
+        start: u64,
+        end: u64,
+    },
+    /// A block made again, or `None` if it could not be.
+    Remade {
+        index: u64,
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// A handle to a feed's hub.
@@ -417,7 +437,21 @@ struct Hub {
     readers_left: bool,
     /// What of a replica may be announced and served (`--share`).
     share: Arc<crate::share::Share>,
+    /// What makes dropped blocks of a feed we write again.
+    remake: RemakeSlot,
+    remaking: remake::Remaking,
+    /// The hub's own inbox, for tasks it starts to answer into.
+    me: mpsc::WeakSender<Msg>,
     key: [u8; 32],
+}
+
+/// What a hub may serve of its feed, and what makes again the blocks of a
+/// feed we write that it dropped.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// What of a replica may be announced and served (`--share`).
+    pub share: Arc<crate::share::Share>,
+    pub remake: RemakeSlot,
 }
 
 /// Starts the hub of `feed` on a thread of its own, which ends when
@@ -436,7 +470,7 @@ pub fn spawn(
     on_misbehaved: OnMisbehaved,
     cancel: CancellationToken,
     cancelled_unwanted: prometheus_client::metrics::counter::Counter,
-    share: Arc<crate::share::Share>,
+    serving: Serving,
 ) -> (HubHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INBOX);
     let info = feed.info();
@@ -474,7 +508,10 @@ pub fn spawn(
         order_dirty: true,
         cancelled_unwanted,
         readers_left: false,
-        share,
+        share: serving.share,
+        remake: serving.remake,
+        remaking: remake::Remaking::default(),
+        me: tx.downgrade(),
         key: feed_key,
     };
     let thread = std::thread::Builder::new()
@@ -607,6 +644,7 @@ impl Hub {
                 if !covered {
                     self.reschedule().await;
                 }
+                self.start_remakes();
             }
             Msg::Reannounce => {
                 let ranges = self.have_ranges();
@@ -637,6 +675,9 @@ impl Hub {
                     self.publish_state();
                 }
                 let _ = reply.send(r.map(|()| held).map_err(|e| store_err(self.feed.name(), e)));
+            }
+            Msg::Get { index, reply } if self.remakeable(index) => {
+                self.ask_remade(index, remake::Asker::Local(reply)).await;
             }
             Msg::Get { index, reply } => {
                 let r = self
@@ -674,6 +715,11 @@ impl Hub {
                     .map_err(|e| store_err(self.feed.name(), e));
                 let _ = reply.send(r);
             }
+            Msg::DropOwn { start, end, reply } => {
+                let _ = reply.send(self.drop_own(start, end).await);
+            }
+            Msg::AnnounceDropped { start, end } => self.announce_dropped(start, end).await,
+            Msg::Remade { index, value } => self.on_remade(index, value).await,
             Msg::Append { blocks, reply } => {
                 let start = self.feed.len();
                 let r = self.feed.append_batch(&blocks).await;

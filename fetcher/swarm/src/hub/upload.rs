@@ -186,6 +186,13 @@ impl Hub {
             debug!(feed = self.feed.name(), peer, why, "request not answerable");
             return self.queue_answer(peer, Message::NoData(NoData { request: id }));
         }
+        if let Some(index) = req.block.as_ref().map(|b| b.index) {
+            if self.remakeable(index) {
+                return self
+                    .ask_remade(index, super::remake::Asker::Peer(peer, req))
+                    .await;
+            }
+        }
         let proof = self
             .feed
             .create_proof(req.block, req.hash, req.seek, req.upgrade)
@@ -223,7 +230,7 @@ impl Hub {
     /// Queues an answer for `peer`. A block is counted before it is queued
     /// (the pump counts it off when it takes it), uncounted if the queue
     /// refuses it.
-    fn queue_answer(&self, peer: PeerId, msg: Message) {
+    pub(super) fn queue_answer(&self, peer: PeerId, msg: Message) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };

@@ -1,0 +1,337 @@
+//! Blocks of a feed this node writes that were dropped because they can be
+//! made again, and are made again when asked for.
+//!
+//! A node keeps what it pulls through in feeds of its own; once such a path
+//! is valid in the local Nix store, its blocks are a second copy of what
+//! the store holds, and the fetcher drops them ([`HubHandle::drop_own`]).
+//! The hub still announces them as held; when a peer or a local reader asks
+//! for one, it asks the [`Remake`] (the fetcher's, which dumps the path
+//! from the store and seals the segment again: same key, same nonce, zstd
+//! at the same level) and takes the result back only if it is the block
+//! the feed's signed tree names (`Feed::restore`). A block that is not (the
+//! store path changed, zstd changed) is not served: the whole path is then
+//! no longer announced ([`Remake::failed`]) and the askers hear `NoData`.
+//!
+//! What the hub holds for this is bounded: at most [`MAX_REMAKING`] blocks
+//! being made at once, [`MAX_ASKERS`] askers waiting for them (past that a
+//! request is answered `NoData`, a local read an error, as for a block not
+//! here).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use hypercore_protocol::schema::{NoData, Request};
+use hypercore_protocol::Message;
+use hypernar_feed::store::{Feed, StoreError};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use super::{store_err, Hub, HubHandle, Msg, PeerId, SwarmError};
+
+/// Blocks of one feed being made again at once.
+pub const MAX_REMAKING: usize = 16;
+/// Requests and reads waiting for blocks being made again, per feed.
+pub const MAX_ASKERS: usize = 1024;
+
+/// What makes blocks of the node's own feeds again (the fetcher's, from
+/// the local Nix store). Called from hubs' threads: `covers` and `failed`
+/// must not block.
+pub trait Remake: Send + Sync + 'static {
+    /// Whether block `index` of the feed `feed` was dropped because it can
+    /// be made again: such a block is announced as held.
+    fn covers(&self, feed: &[u8; 32], index: u64) -> bool;
+    /// Makes block `index` again; `None` if it cannot.
+    fn remake(&self, feed: [u8; 32], index: u64) -> BoxFuture<'static, Option<Vec<u8>>>;
+    /// Block `index` could not be made again, or was not the block the
+    /// tree signed: it and the blocks that go with it (its path's) are not
+    /// to be made again. Returns those blocks, to announce dropped.
+    fn failed(&self, feed: &[u8; 32], index: u64) -> Option<Range<u64>>;
+}
+
+/// Where the swarm's hubs find the [`Remake`] once the fetcher has set one
+/// (`Swarm::set_remake`).
+#[derive(Clone, Default)]
+pub struct RemakeSlot(Arc<OnceLock<Arc<dyn Remake>>>);
+
+impl std::fmt::Debug for RemakeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemakeSlot")
+            .field("set", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl RemakeSlot {
+    /// Sets the remaker; false if one was set already.
+    pub fn set(&self, remake: Arc<dyn Remake>) -> bool {
+        self.0.set(remake).is_ok()
+    }
+
+    fn get(&self) -> Option<&Arc<dyn Remake>> {
+        self.0.get()
+    }
+}
+
+/// Who waits for a block being made again.
+pub(super) enum Asker {
+    Local(oneshot::Sender<Result<Vec<u8>, SwarmError>>),
+    Peer(PeerId, Request),
+}
+
+/// The blocks being made again and who waits for them.
+#[derive(Default)]
+pub(super) struct Remaking {
+    askers: HashMap<u64, Vec<Asker>>,
+    waiting: usize,
+    /// Asked for, not started yet, in order.
+    queue: VecDeque<u64>,
+    in_flight: HashSet<u64>,
+}
+
+impl HubHandle {
+    /// Drops the stored blocks `start..end` of a feed we write whose every
+    /// block the [`Remake`] covers; they stay announced as held and are
+    /// made again when asked for. Returns how many were held.
+    pub async fn drop_own(&self, start: u64, end: u64) -> Result<u64, SwarmError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::DropOwn { start, end, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Tells every peer that blocks `start..end` not stored here are not
+    /// here after all (the [`Remake`] no longer covers them).
+    pub async fn announce_dropped(&self, start: u64, end: u64) {
+        let _ = self.tx.send(Msg::AnnounceDropped { start, end }).await;
+    }
+}
+
+impl Hub {
+    fn remaker(&self) -> Option<&Arc<dyn Remake>> {
+        if self.feed.writable() {
+            self.remake.get()
+        } else {
+            None
+        }
+    }
+
+    /// Whether block `index` is not stored but can be made again.
+    pub(super) fn remakeable(&self, index: u64) -> bool {
+        index < self.feed.len()
+            && !self.feed.has(index)
+            && self.remaker().is_some_and(|r| r.covers(&self.key, index))
+    }
+
+    /// Whether block `index` is stored or can be made again: what is
+    /// announced of a feed we write.
+    pub(super) fn holds(&self, index: u64) -> bool {
+        self.feed.has(index) || self.remakeable(index)
+    }
+
+    /// Drops blocks `start..end` if the remaker covers every one of them.
+    pub(super) async fn drop_own(&mut self, start: u64, end: u64) -> Result<u64, SwarmError> {
+        let end = end.min(self.feed.len());
+        let not_covered = match self.remaker() {
+            Some(r) => (start..end).find(|&i| !r.covers(&self.key, i)),
+            None => (start < end).then_some(start),
+        };
+        if let Some(index) = not_covered {
+            return Err(SwarmError::NotRemakeable {
+                feed: self.feed.name().to_owned(),
+                index,
+            });
+        }
+        let held = self.feed.held(start, end);
+        self.feed
+            .clear_own(start, end)
+            .await
+            .map_err(|e| store_err(self.feed.name(), e))?;
+        self.publish_state();
+        Ok(held)
+    }
+
+    /// Waits for block `index` to be made again on behalf of `asker`.
+    pub(super) async fn ask_remade(&mut self, index: u64, asker: Asker) {
+        if self.remaking.waiting >= MAX_ASKERS {
+            debug!(
+                feed = self.feed.name(),
+                index, "too many waiting for blocks made again"
+            );
+            return self.refuse(index, vec![asker]);
+        }
+        self.remaking.waiting += 1;
+        let known = self.remaking.askers.contains_key(&index);
+        self.remaking.askers.entry(index).or_default().push(asker);
+        if !known {
+            self.remaking.queue.push_back(index);
+        }
+        self.start_remakes();
+    }
+
+    /// Starts making blocks again, asked-for ones first, then what
+    /// readers' wants still miss, up to [`MAX_REMAKING`] at once.
+    pub(super) fn start_remakes(&mut self) {
+        let Some(r) = self.remaker().cloned() else {
+            return;
+        };
+        let mut next = Vec::new();
+        let room = MAX_REMAKING.saturating_sub(self.remaking.in_flight.len());
+        while next.len() < room {
+            let Some(i) = self.remaking.queue.pop_front() else {
+                break;
+            };
+            if !self.remaking.in_flight.contains(&i) {
+                next.push(i);
+            }
+        }
+        if next.len() < room {
+            'wants: for w in self.waiters.iter().filter(|w| !w.done()) {
+                let mut i = w.want.next;
+                let stop = w.want.end.min(i.saturating_add(super::wants::MAX_STEPS));
+                while i < stop {
+                    if self.remakeable(i)
+                        && !self.remaking.in_flight.contains(&i)
+                        && !next.contains(&i)
+                    {
+                        next.push(i);
+                        if next.len() >= room {
+                            break 'wants;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        }
+        for index in next {
+            self.remaking.in_flight.insert(index);
+            let made = r.remake(self.key, index);
+            let me = self.me.clone();
+            tokio::spawn(async move {
+                let value = made.await;
+                if let Some(tx) = me.upgrade() {
+                    let _ = tx.send(Msg::Remade { index, value }).await;
+                }
+            });
+        }
+    }
+
+    /// A block made again (or not): taken back if the tree says it is
+    /// that block, and everyone waiting for it answered.
+    pub(super) async fn on_remade(&mut self, index: u64, value: Option<Vec<u8>>) {
+        self.remaking.in_flight.remove(&index);
+        let askers = self.remaking.askers.remove(&index).unwrap_or_default();
+        self.remaking.waiting = self.remaking.waiting.saturating_sub(askers.len());
+        let restored = match value {
+            Some(v) => self.feed.restore(index, v).await.map_err(Some),
+            None => Err(None),
+        };
+        match restored {
+            Ok(()) => {
+                self.publish_state();
+                self.settle_waiters();
+                for a in askers {
+                    match a {
+                        Asker::Local(reply) => {
+                            let r = self
+                                .feed
+                                .get(index)
+                                .await
+                                .map_err(|e| store_err(self.feed.name(), e));
+                            let _ = reply.send(r);
+                        }
+                        Asker::Peer(peer, req) => self.answer(peer, req).await,
+                    }
+                }
+            }
+            Err(e) => {
+                let local = e.as_ref().is_some_and(|e| !Feed::is_bad_proof(e));
+                if local {
+                    // A full disk or a failing one: the block may be made
+                    // and stored later; nothing is given up.
+                    warn!(feed = self.feed.name(), index, error = %e.expect("local"), "a block made again could not be stored");
+                } else if let Some(range) = self.remaker().and_then(|r| r.failed(&self.key, index))
+                {
+                    warn!(
+                        feed = self.feed.name(),
+                        index,
+                        blocks = ?range,
+                        "a block could not be made again as this feed signed it (its store path changed or is gone): its path is no longer offered"
+                    );
+                    self.announce_dropped(range.start, range.end).await;
+                }
+                self.fail_waiters(index);
+                self.refuse(index, askers);
+            }
+        }
+        self.start_remakes();
+    }
+
+    /// Answers `askers` as for a block not here.
+    fn refuse(&mut self, index: u64, askers: Vec<Asker>) {
+        for a in askers {
+            match a {
+                Asker::Local(reply) => {
+                    let _ = reply.send(Err(store_err(
+                        self.feed.name(),
+                        StoreError::MissingBlock {
+                            feed: self.feed.name().to_owned(),
+                            index,
+                        },
+                    )));
+                }
+                Asker::Peer(peer, req) => {
+                    self.queue_answer(peer, Message::NoData(NoData { request: req.id }))
+                }
+            }
+        }
+    }
+
+    /// Wants that need block `index`, which cannot be made, end in error.
+    fn fail_waiters(&mut self, index: u64) {
+        let name = self.feed.name().to_owned();
+        for w in &mut self.waiters {
+            if !w.done() && w.want.next <= index && index < w.want.end {
+                w.answer(Err(store_err(
+                    &name,
+                    StoreError::MissingBlock {
+                        feed: name.clone(),
+                        index,
+                    },
+                )));
+            }
+        }
+        self.prune_waiters();
+    }
+
+    /// Tells every peer the blocks of `start..end` not stored here are gone.
+    pub(super) async fn announce_dropped(&mut self, start: u64, end: u64) {
+        let end = end.min(self.feed.len());
+        let mut i = start;
+        let mut ranges = Vec::new();
+        while i < end {
+            if self.feed.has(i) || self.remakeable(i) {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            while i < end && !self.feed.has(i) && !self.remakeable(i) {
+                i += 1;
+            }
+            ranges.push(hypercore_protocol::schema::Range {
+                drop: true,
+                start: s,
+                length: i - s,
+            });
+        }
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            for r in &ranges {
+                self.send(id, Message::Range(r.clone())).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! No second copy: what a node kept from the upstream (`keep.rs`) and is
+//! now valid in the local Nix store is dropped from its feeds and made
+//! again from the store when a peer or Nix asks for it.
+//!
+//! Every `--store-check-every`, the node's own index is read for its kept
+//! paths and the Nix store asked (`nix-store --query --hash`) which of them
+//! it holds with the NAR hash the record names. [`decide`] says what then
+//! happens to each path; the shell ([`Remaker::sweep`]) does it through
+//! the hubs (`hub/remake.rs`). A dropped block is made again by dumping the
+//! path from the store (`nix-store --dump`), cutting it where the record's
+//! layout cuts and sealing the segment as the keeper did: the same path
+//! key (unwrapped from the record with the node key), the same nonce (the
+//! segment's index), zstd at [`KEPT_ZSTD_LEVEL`] with the zstd the binary
+//! was built with. The hub takes it back only if the feed's signed tree
+//! names exactly that block; one that is not (the store path changed, a
+//! different zstd) is never served, and its path is no longer offered.
+//!
+//! Bounded: the kept paths' records in memory (about 200 bytes each), at
+//! most [`MAX_SESSIONS`] dumps open at once, each holding the last
+//! [`RECENT`] blocks it made.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hypernar_feed::format::identity::PublisherSecret;
+use hypernar_feed::format::narinfo::NarHash;
+use hypernar_feed::format::record::{unwrap_path_key, PathRecord, Record};
+use hypernar_feed::format::segment::{Layout, PathKey, Sealer};
+use hypernar_feed::format::storepath::StorePath;
+use hypernar_feed::PublisherIndex;
+use hypernar_fetcher::hub::Remake;
+use hypernar_fetcher::node::Node;
+use hypernar_fetcher::node::Shutdown;
+use tracing::{info, warn};
+
+/// The zstd level kept paths are sealed at: fixed, so a block made again
+/// is the block kept.
+pub const KEPT_ZSTD_LEVEL: i32 = 3;
+/// Dumps of store paths open at once.
+pub const MAX_SESSIONS: usize = 4;
+/// Blocks a dump holds after making them (requests come a little out of
+/// order).
+pub const RECENT: usize = 32;
+/// A dump left this long unused is closed.
+const SESSION_IDLE: Duration = Duration::from_secs(60);
+/// Paths asked of `nix-store --query` at once.
+const QUERY_BATCH: usize = 100;
+
+/// Where a kept path's blocks are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// In the node's feeds (all, or some made again since they were
+    /// dropped).
+    Kept,
+    /// Dropped, or some: valid in the Nix store, made again from it.
+    Dropped,
+    /// Dropped blocks the store no longer holds: not offered (until it
+    /// holds the path again).
+    Gone,
+    /// A block made again was not the block the feed signed (the store
+    /// path changed): not offered again while this node runs.
+    Broken,
+}
+
+/// What to do about one kept path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Nothing,
+    /// Drop its stored blocks; `announce`: tell peers again that it is
+    /// all here (some of it was not announced).
+    Drop {
+        announce: bool,
+    },
+    /// Tell peers again that it is all here.
+    Announce,
+    /// Tell peers the blocks not stored are gone.
+    AnnounceGone,
+}
+
+/// What becomes of a kept path in `state`, `held` of whose `count` blocks
+/// are stored, which the Nix store holds (`valid`) or not.
+pub fn decide(state: State, valid: bool, held: u64, count: u64) -> (State, Action) {
+    if state == State::Broken {
+        let state = if held >= count {
+            State::Kept
+        } else {
+            State::Broken
+        };
+        return (state, Action::Nothing);
+    }
+    if valid {
+        let announce = state != State::Dropped && held < count;
+        if held > 0 {
+            (State::Dropped, Action::Drop { announce })
+        } else if announce {
+            (State::Dropped, Action::Announce)
+        } else {
+            (State::Dropped, Action::Nothing)
+        }
+    } else if held >= count {
+        (State::Kept, Action::Nothing)
+    } else if state == State::Gone {
+        (State::Gone, Action::Nothing)
+    } else {
+        (State::Gone, Action::AnnounceGone)
+    }
+}
+
+/// One kept path.
+#[derive(Debug, Clone)]
+struct Entry {
+    path: StorePath,
+    nar_hash: NarHash,
+    layout: Layout,
+    key: PathKey,
+    first: u64,
+    count: u64,
+    state: State,
+}
+
+/// A store path being dumped and sealed again, segment after segment.
+struct Session {
+    path: StorePath,
+    dump: hypernar_publisher::local::Dump,
+    sealer: Sealer,
+    next: u64,
+    recent: VecDeque<(u64, Vec<u8>)>,
+    used: Instant,
+}
+
+/// The [`Remake`] of a serve that keeps.
+pub struct Remaker {
+    me: std::sync::Weak<Remaker>,
+    node: Node,
+    /// The root of the Nix store's file system (`/`, or a chroot store).
+    root: PathBuf,
+    wrap_key: [u8; 32],
+    index_key: [u8; 32],
+    /// Kept paths by (data feed, first block).
+    kept: Mutex<BTreeMap<([u8; 32], u64), Entry>>,
+    index: Mutex<PublisherIndex>,
+    sessions: Mutex<Vec<Arc<Mutex<Session>>>>,
+    /// A dump unused this long is closed: what it made may be stale (the
+    /// store path changed since).
+    idle: Duration,
+}
+
+impl std::fmt::Debug for Remaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remaker").field("root", &self.root).finish()
+    }
+}
+
+impl Remaker {
+    /// Starts checking `node`'s kept paths against the Nix store rooted at
+    /// `root` every `every`, and making their dropped blocks again.
+    pub fn start(node: &Node, secret: &PublisherSecret, root: PathBuf, every: Duration) {
+        let me = Arc::new_cyclic(|me| Remaker {
+            me: me.clone(),
+            node: node.clone(),
+            root,
+            wrap_key: secret.wrap_key(),
+            index_key: secret.identity().to_bytes(),
+            kept: Mutex::new(BTreeMap::new()),
+            index: Mutex::new(PublisherIndex::new(secret.identity())),
+            sessions: Mutex::new(Vec::new()),
+            idle: every.min(SESSION_IDLE),
+        });
+        node.swarm().set_remake(me.clone());
+        let stop = node.shutdown_token();
+        node.spawn(async move { me.run(every, stop).await });
+    }
+
+    async fn run(self: Arc<Self>, every: Duration, stop: Shutdown) {
+        loop {
+            self.sweep().await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Reads the kept paths new in the node's index.
+    async fn catch_up(&self) {
+        let Some(hub) = self.node.swarm().hub(&self.index_key) else {
+            return;
+        };
+        let length = hub.state().borrow().length;
+        let mut from = self.index.lock().expect("index lock").len;
+        let mut fresh = Vec::new();
+        while from < length {
+            match hub.get(from).await {
+                Ok(block) => {
+                    let mut index = self.index.lock().expect("index lock");
+                    match Record::decode(&block) {
+                        Ok(Record::Path(p)) => {
+                            fresh.push((*p).clone());
+                            index.apply(from, Record::Path(p));
+                        }
+                        Ok(r) => index.apply(from, r),
+                        Err(e) => {
+                            warn!(seq = from, %e, "a record of this node's own index does not decode");
+                            index.len = from + 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(%e, "reading this node's own index");
+                    return;
+                }
+            }
+            from += 1;
+        }
+        let index = self.index.lock().expect("index lock");
+        let mut kept = self.kept.lock().expect("kept lock");
+        for p in fresh {
+            if let Some(e) = self.entry(&index, &p) {
+                kept.insert(e.0, e.1);
+            }
+        }
+    }
+
+    fn entry(&self, index: &PublisherIndex, p: &PathRecord) -> Option<(([u8; 32], u64), Entry)> {
+        let feed = index.feeds.get(&p.data_feed)?.public_key;
+        let key = unwrap_path_key(&self.wrap_key, &p.store_path, &p.wrapped_key)?;
+        let layout = p.layout().ok()?;
+        Some((
+            (feed, p.first_block),
+            Entry {
+                path: p.store_path.clone(),
+                nar_hash: p.nar_hash,
+                layout,
+                key,
+                first: p.first_block,
+                count: p.block_count,
+                state: State::Kept,
+            },
+        ))
+    }
+
+    /// Checks every kept path against the store and acts on [`decide`].
+    async fn sweep(self: &Arc<Self>) {
+        self.catch_up().await;
+        let entries: Vec<(([u8; 32], u64), Entry)> = self
+            .kept
+            .lock()
+            .expect("kept lock")
+            .iter()
+            .map(|(k, e)| (*k, e.clone()))
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        let paths: Vec<(StorePath, NarHash)> = entries
+            .iter()
+            .map(|(_, e)| (e.path.clone(), e.nar_hash))
+            .collect();
+        let valid = match tokio::task::spawn_blocking(move || me.valid(&paths)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                warn!("cannot ask the Nix store which kept paths it holds (their blocks are kept): {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        let (mut dropped, mut bytes_before) = (0usize, 0u64);
+        for ((feed, first), e) in entries.into_iter() {
+            let valid = valid.get(&e.path).copied().unwrap_or(false);
+            let Some(hub) = self.node.swarm().hub(&feed) else {
+                continue;
+            };
+            let Ok(held) = hub.held(e.first, e.first + e.count).await else {
+                continue;
+            };
+            let (state, action) = decide(e.state, valid, held, e.count);
+            // The new state first: a hub drops only what is covered.
+            if let Some(k) = self.kept.lock().expect("kept lock").get_mut(&(feed, first)) {
+                k.state = state;
+            }
+            match action {
+                Action::Nothing => {}
+                Action::Drop { announce } => {
+                    match hub.drop_own(e.first, e.first + e.count).await {
+                        Ok(n) => {
+                            dropped += 1;
+                            bytes_before += n;
+                        }
+                        Err(err) => {
+                            warn!(path = %e.path, "dropping the blocks of a kept path: {err}");
+                        }
+                    }
+                    if announce {
+                        hub.announce_held().await;
+                    }
+                }
+                Action::Announce => hub.announce_held().await,
+                Action::AnnounceGone => {
+                    warn!(path = %e.path, "a kept path whose blocks were dropped is no longer in the Nix store: it is no longer offered");
+                    hub.announce_dropped(e.first, e.first + e.count).await;
+                }
+            }
+        }
+        if dropped > 0 {
+            info!(
+                paths = dropped,
+                blocks = bytes_before,
+                "dropped the blocks of kept paths the Nix store holds: made again from it when asked for"
+            );
+        }
+    }
+
+    /// Which of `paths` the Nix store holds with that NAR hash.
+    fn valid(
+        &self,
+        paths: &[(StorePath, NarHash)],
+    ) -> Result<std::collections::HashMap<StorePath, bool>, String> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in paths.chunks(QUERY_BATCH) {
+            // Only what is on disk is asked about: nix-store fails the
+            // whole query on one path it does not know.
+            let present: Vec<&(StorePath, NarHash)> = chunk
+                .iter()
+                .filter(|(p, _)| self.real_path(p).symlink_metadata().is_ok())
+                .collect();
+            for (p, _) in chunk {
+                out.insert(p.clone(), false);
+            }
+            if present.is_empty() {
+                continue;
+            }
+            match self.query_hashes(present.iter().map(|(p, _)| p)) {
+                Ok(hashes) if hashes.len() == present.len() => {
+                    for ((p, want), got) in present.iter().zip(hashes) {
+                        out.insert(p.clone(), got.as_ref() == Some(want));
+                    }
+                }
+                // One is not valid (or the answer is odd): one at a time.
+                _ => {
+                    for (p, want) in present {
+                        let got = self.query_hashes(std::iter::once(p))?;
+                        out.insert(
+                            p.clone(),
+                            got.first().and_then(|h| h.as_ref()) == Some(want),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `nix-store --query --hash` of `paths`: one hash each, or `Err` only
+    /// if nix-store cannot be run. A failed query of one path is `None`.
+    fn query_hashes<'a>(
+        &self,
+        paths: impl Iterator<Item = &'a StorePath>,
+    ) -> Result<Vec<Option<NarHash>>, String> {
+        let mut cmd = std::process::Command::new("nix-store");
+        if self.root != Path::new("/") {
+            cmd.arg("--store").arg(&self.root);
+        }
+        cmd.args(["--query", "--hash"]);
+        let mut n = 0;
+        for p in paths {
+            cmd.arg(p.to_string());
+            n += 1;
+        }
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("running nix-store: {e}"))?;
+        if !out.status.success() {
+            return Ok(vec![None; n.min(1)]);
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| NarHash::parse(l.trim()).ok())
+            .collect())
+    }
+
+    fn real_path(&self, p: &StorePath) -> PathBuf {
+        let s = p.to_string();
+        self.root.join(s.trim_start_matches('/'))
+    }
+
+    /// The kept path block `index` of data feed `feed` belongs to.
+    fn entry_at(&self, feed: &[u8; 32], index: u64) -> Option<Entry> {
+        let kept = self.kept.lock().expect("kept lock");
+        let (k, e) = kept.range(..=(*feed, index)).next_back()?;
+        (&k.0 == feed && index < e.first + e.count).then(|| e.clone())
+    }
+
+    /// Block `index` (of `e`'s path) made again: from an open dump of the
+    /// path if one is at or before it, else from a new one.
+    fn make(&self, e: &Entry, index: u64) -> Result<Vec<u8>, String> {
+        let segment = index - e.first;
+        let session = {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            sessions.retain(|s| {
+                s.try_lock()
+                    .map(|s| s.used.elapsed() < self.idle)
+                    .unwrap_or(true)
+            });
+            let found = sessions.iter().position(|s| {
+                s.lock().is_ok_and(|s| {
+                    s.path == e.path
+                        && (s.next <= segment || s.recent.iter().any(|(i, _)| *i == segment))
+                })
+            });
+            match found {
+                Some(i) => sessions[i].clone(),
+                None => {
+                    info!(path = %e.path, from_segment = segment, "making dropped blocks again from the Nix store");
+                    let dump = hypernar_publisher::local::dump_at(&self.real_path(&e.path))
+                        .map_err(|err| err.to_string())?;
+                    let sealer = Sealer::new(e.layout.clone(), &e.key, KEPT_ZSTD_LEVEL)
+                        .map_err(|err| err.to_string())?;
+                    let s = Arc::new(Mutex::new(Session {
+                        path: e.path.clone(),
+                        dump,
+                        sealer,
+                        next: 0,
+                        recent: VecDeque::new(),
+                        used: Instant::now(),
+                    }));
+                    if sessions.len() >= MAX_SESSIONS {
+                        sessions.remove(0);
+                    }
+                    sessions.push(s.clone());
+                    s
+                }
+            }
+        };
+        let mut s = session.lock().map_err(|_| "a dump panicked".to_owned())?;
+        s.used = Instant::now();
+        if let Some((_, b)) = s.recent.iter().find(|(i, _)| *i == segment) {
+            return Ok(b.clone());
+        }
+        if s.next > segment {
+            return Err("the dump is past this segment".into());
+        }
+        let mut buf = Vec::new();
+        while s.next <= segment {
+            let i = s.next;
+            let len = e.layout.len(i).map_err(|err| err.to_string())?;
+            buf.resize(len, 0);
+            s.dump
+                .read_exact(&mut buf)
+                .map_err(|err| format!("nix-store --dump {}: {err}", e.path))?;
+            let block = s.sealer.seal(i, &buf).map_err(|err| err.to_string())?;
+            s.recent.push_back((i, block));
+            if s.recent.len() > RECENT {
+                s.recent.pop_front();
+            }
+            s.next += 1;
+        }
+        Ok(s.recent.back().expect("just made").1.clone())
+    }
+}
+
+impl Remake for Remaker {
+    fn covers(&self, feed: &[u8; 32], index: u64) -> bool {
+        self.entry_at(feed, index)
+            .is_some_and(|e| e.state == State::Dropped)
+    }
+
+    fn remake(
+        &self,
+        feed: [u8; 32],
+        index: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>> {
+        let (Some(e), Some(me)) = (self.entry_at(&feed, index), self.me.upgrade()) else {
+            return Box::pin(async { None });
+        };
+        Box::pin(async move {
+            let path = e.path.clone();
+            match tokio::task::spawn_blocking(move || me.make(&e, index)).await {
+                Ok(Ok(block)) => Some(block),
+                Ok(Err(err)) => {
+                    warn!(%path, index, "making a dropped block again from the Nix store: {err}");
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+    }
+
+    fn failed(&self, feed: &[u8; 32], index: u64) -> Option<std::ops::Range<u64>> {
+        let mut kept = self.kept.lock().expect("kept lock");
+        let (k, e) = kept.range_mut(..=(*feed, index)).next_back()?;
+        if &k.0 != feed || index >= e.first + e.count {
+            return None;
+        }
+        e.state = State::Broken;
+        Some(e.first..e.first + e.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_in_the_store_is_dropped_and_announced_again_where_it_was_not() {
+        // Kept, all blocks here, now in the store: dropped; nothing was
+        // missing from what peers were told.
+        assert_eq!(
+            decide(State::Kept, true, 8, 8),
+            (State::Dropped, Action::Drop { announce: false })
+        );
+        // After a restart some were dropped and not announced: announced.
+        assert_eq!(
+            decide(State::Kept, true, 3, 8),
+            (State::Dropped, Action::Drop { announce: true })
+        );
+        assert_eq!(
+            decide(State::Kept, true, 0, 8),
+            (State::Dropped, Action::Announce)
+        );
+        // Made again for a peer since: dropped again, quietly.
+        assert_eq!(
+            decide(State::Dropped, true, 2, 8),
+            (State::Dropped, Action::Drop { announce: false })
+        );
+        assert_eq!(
+            decide(State::Dropped, true, 0, 8),
+            (State::Dropped, Action::Nothing)
+        );
+        // Back in the store after it was gone: offered again.
+        assert_eq!(
+            decide(State::Gone, true, 0, 8),
+            (State::Dropped, Action::Announce)
+        );
+    }
+
+    #[test]
+    fn a_path_not_in_the_store_is_kept_if_whole_and_unoffered_if_not() {
+        assert_eq!(
+            decide(State::Kept, false, 8, 8),
+            (State::Kept, Action::Nothing)
+        );
+        assert_eq!(
+            decide(State::Dropped, false, 8, 8),
+            (State::Kept, Action::Nothing)
+        );
+        assert_eq!(
+            decide(State::Dropped, false, 5, 8),
+            (State::Gone, Action::AnnounceGone)
+        );
+        assert_eq!(
+            decide(State::Kept, false, 0, 8),
+            (State::Gone, Action::AnnounceGone)
+        );
+        assert_eq!(
+            decide(State::Gone, false, 0, 8),
+            (State::Gone, Action::Nothing)
+        );
+    }
+
+    #[test]
+    fn a_path_made_again_wrong_is_never_offered_again_while_the_node_runs() {
+        // The store still says it holds the path (its database does not
+        // see a file changed under it): not offered, not dropped.
+        assert_eq!(
+            decide(State::Broken, true, 0, 8),
+            (State::Broken, Action::Nothing)
+        );
+        assert_eq!(
+            decide(State::Broken, true, 4, 8),
+            (State::Broken, Action::Nothing)
+        );
+        assert_eq!(
+            decide(State::Broken, false, 8, 8),
+            (State::Kept, Action::Nothing)
+        );
+    }
+}
