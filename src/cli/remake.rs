@@ -19,16 +19,16 @@
 //! most [`MAX_SESSIONS`] dumps open at once, each holding the last
 //! [`RECENT`] blocks it made.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::Read;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hypernar_feed::format::identity::PublisherSecret;
+use hypernar_feed::format::listing::{Kind as ListingKind, Listing};
 use hypernar_feed::format::narinfo::NarHash;
 use hypernar_feed::format::record::{unwrap_path_key, PathRecord, Record};
-use hypernar_feed::format::segment::{Layout, PathKey, Sealer};
+use hypernar_feed::format::segment::{Layout, Opener, PathKey};
 use hypernar_feed::format::storepath::StorePath;
 use hypernar_feed::PublisherIndex;
 use hypernar_fetcher::hub::Remake;
@@ -36,13 +36,17 @@ use hypernar_fetcher::node::Node;
 use hypernar_fetcher::node::Shutdown;
 use tracing::{info, warn};
 
+mod segments;
+use segments::{relative_path, FileSpan, Session};
+
 /// The zstd level kept paths are sealed at: fixed, so a block made again
 /// is the block kept.
 pub const KEPT_ZSTD_LEVEL: i32 = 3;
 /// Dumps of store paths open at once.
-pub const MAX_SESSIONS: usize = 4;
-/// Blocks a dump holds after making them (requests come a little out of
-/// order).
+pub const MAX_SESSIONS: usize = 8;
+/// Blocks a dump holds after making them (peers ask out of order; the hub
+/// starts the lowest asked first). With [`MAX_SESSIONS`]: at most 64 MiB
+/// of 256 KiB blocks.
 pub const RECENT: usize = 32;
 /// A dump left this long unused is closed.
 const SESSION_IDLE: Duration = Duration::from_secs(60);
@@ -119,16 +123,12 @@ struct Entry {
     first: u64,
     count: u64,
     state: State,
-}
-
-/// A store path being dumped and sealed again, segment after segment.
-struct Session {
-    path: StorePath,
-    dump: hypernar_publisher::local::Dump,
-    sealer: Sealer,
-    next: u64,
-    recent: VecDeque<(u64, Vec<u8>)>,
-    used: Instant,
+    /// Its regular files a segment long or more, where their contents are
+    /// in its NAR: a segment inside one is read straight from the file.
+    files: Arc<Vec<FileSpan>>,
+    /// When a block of it was last made again: a path being read is not
+    /// dropped again under its reader.
+    made: Option<Instant>,
 }
 
 /// The [`Remake`] of a serve that keeps.
@@ -142,10 +142,12 @@ pub struct Remaker {
     /// Kept paths by (data feed, first block).
     kept: Mutex<BTreeMap<([u8; 32], u64), Entry>>,
     index: Mutex<PublisherIndex>,
-    sessions: Mutex<Vec<Arc<Mutex<Session>>>>,
+    sessions: Mutex<Vec<(StorePath, Arc<Mutex<Session>>)>>,
     /// A dump unused this long is closed: what it made may be stale (the
     /// store path changed since).
     idle: Duration,
+    /// Whether the store could not be asked, said once.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Remaker {
@@ -168,6 +170,7 @@ impl Remaker {
             index: Mutex::new(PublisherIndex::new(secret.identity())),
             sessions: Mutex::new(Vec::new()),
             idle: every.min(SESSION_IDLE),
+            warned: Default::default(),
         });
         node.swarm().set_remake(me.clone());
         let stop = node.shutdown_token();
@@ -215,13 +218,72 @@ impl Remaker {
             }
             from += 1;
         }
-        let index = self.index.lock().expect("index lock");
-        let mut kept = self.kept.lock().expect("kept lock");
+        let mut made = Vec::new();
         for p in fresh {
-            if let Some(e) = self.entry(&index, &p) {
-                kept.insert(e.0, e.1);
+            let entry = {
+                let index = self.index.lock().expect("index lock");
+                self.entry(&index, &p)
+                    .map(|e| (e, index.listings.get(&p.store_path).cloned()))
+            };
+            let Some(((at, mut e), listing)) = entry else {
+                continue;
+            };
+            if let Some(l) = listing {
+                e.files = Arc::new(self.big_files(&at.0, &e, &l).await);
+            }
+            made.push((at, e));
+        }
+        let mut kept = self.kept.lock().expect("kept lock");
+        kept.extend(made);
+    }
+
+    /// The regular files of a kept path at least a segment long, from its
+    /// listing (read from the node's own feed and opened with the path's
+    /// listing key); none if the listing cannot be read.
+    async fn big_files(
+        &self,
+        feed: &[u8; 32],
+        e: &Entry,
+        l: &hypernar_feed::format::record::ListingRecord,
+    ) -> Vec<FileSpan> {
+        let Some(hub) = self.node.swarm().hub(feed) else {
+            return Vec::new();
+        };
+        let Ok(layout) = Layout::new(e.path.clone(), l.size, e.layout.segment_size) else {
+            return Vec::new();
+        };
+        let Ok(mut opener) = Opener::new(layout, &e.key.listing()) else {
+            return Vec::new();
+        };
+        let mut bytes = Vec::new();
+        for i in 0..l.block_count {
+            let Ok(mut block) = hub.get(l.first_block + i).await else {
+                return Vec::new();
+            };
+            if opener.open_into(i, &mut block, &mut bytes).is_err() {
+                return Vec::new();
             }
         }
+        let Ok(listing) = Listing::decode(&bytes, e.layout.nar_size) else {
+            return Vec::new();
+        };
+        let min = u64::from(e.layout.segment_size);
+        (0..listing.len() as u32)
+            .filter_map(|i| {
+                let entry = listing.get(i)?;
+                let ListingKind::Regular { size, offset, .. } = entry.kind else {
+                    return None;
+                };
+                if size < min {
+                    return None;
+                }
+                Some(FileSpan {
+                    offset,
+                    size,
+                    rel: relative_path(&listing, i)?,
+                })
+            })
+            .collect()
     }
 
     fn entry(&self, index: &PublisherIndex, p: &PathRecord) -> Option<(([u8; 32], u64), Entry)> {
@@ -238,6 +300,8 @@ impl Remaker {
                 first: p.first_block,
                 count: p.block_count,
                 state: State::Kept,
+                files: Arc::new(Vec::new()),
+                made: None,
             },
         ))
     }
@@ -263,12 +327,14 @@ impl Remaker {
         let valid = match tokio::task::spawn_blocking(move || me.valid(&paths)).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                warn!("cannot ask the Nix store which kept paths it holds (their blocks are kept): {e}");
+                if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    warn!("cannot ask the Nix store which kept paths it holds, so their blocks are kept (asked again every check; said once): {e}");
+                }
                 return;
             }
             Err(_) => return,
         };
-        let (mut dropped, mut bytes_before) = (0usize, 0u64);
+        let (mut dropped, mut blocks) = (0usize, 0u64);
         for ((feed, first), e) in entries.into_iter() {
             let valid = valid.get(&e.path).copied().unwrap_or(false);
             let Some(hub) = self.node.swarm().hub(&feed) else {
@@ -277,7 +343,18 @@ impl Remaker {
             let Ok(held) = hub.held(e.first, e.first + e.count).await else {
                 continue;
             };
-            let (state, action) = decide(e.state, valid, held, e.count);
+            let (state, mut action) = decide(e.state, valid, held, e.count);
+            // Made again for a reader since the last check: dropped at a
+            // later one, not under it.
+            if e.made.is_some_and(|t| t.elapsed() < self.idle * 2) {
+                if let Action::Drop { announce } = action {
+                    action = if announce {
+                        Action::Announce
+                    } else {
+                        Action::Nothing
+                    };
+                }
+            }
             // The new state first: a hub drops only what is covered.
             if let Some(k) = self.kept.lock().expect("kept lock").get_mut(&(feed, first)) {
                 k.state = state;
@@ -288,7 +365,7 @@ impl Remaker {
                     match hub.drop_own(e.first, e.first + e.count).await {
                         Ok(n) => {
                             dropped += 1;
-                            bytes_before += n;
+                            blocks += n;
                         }
                         Err(err) => {
                             warn!(path = %e.path, "dropping the blocks of a kept path: {err}");
@@ -308,7 +385,7 @@ impl Remaker {
         if dropped > 0 {
             info!(
                 paths = dropped,
-                blocks = bytes_before,
+                blocks,
                 "dropped the blocks of kept paths the Nix store holds: made again from it when asked for"
             );
         }
@@ -395,73 +472,6 @@ impl Remaker {
         let (k, e) = kept.range(..=(*feed, index)).next_back()?;
         (&k.0 == feed && index < e.first + e.count).then(|| e.clone())
     }
-
-    /// Block `index` (of `e`'s path) made again: from an open dump of the
-    /// path if one is at or before it, else from a new one.
-    fn make(&self, e: &Entry, index: u64) -> Result<Vec<u8>, String> {
-        let segment = index - e.first;
-        let session = {
-            let mut sessions = self.sessions.lock().expect("sessions lock");
-            sessions.retain(|s| {
-                s.try_lock()
-                    .map(|s| s.used.elapsed() < self.idle)
-                    .unwrap_or(true)
-            });
-            let found = sessions.iter().position(|s| {
-                s.lock().is_ok_and(|s| {
-                    s.path == e.path
-                        && (s.next <= segment || s.recent.iter().any(|(i, _)| *i == segment))
-                })
-            });
-            match found {
-                Some(i) => sessions[i].clone(),
-                None => {
-                    info!(path = %e.path, from_segment = segment, "making dropped blocks again from the Nix store");
-                    let dump = hypernar_publisher::local::dump_at(&self.real_path(&e.path))
-                        .map_err(|err| err.to_string())?;
-                    let sealer = Sealer::new(e.layout.clone(), &e.key, KEPT_ZSTD_LEVEL)
-                        .map_err(|err| err.to_string())?;
-                    let s = Arc::new(Mutex::new(Session {
-                        path: e.path.clone(),
-                        dump,
-                        sealer,
-                        next: 0,
-                        recent: VecDeque::new(),
-                        used: Instant::now(),
-                    }));
-                    if sessions.len() >= MAX_SESSIONS {
-                        sessions.remove(0);
-                    }
-                    sessions.push(s.clone());
-                    s
-                }
-            }
-        };
-        let mut s = session.lock().map_err(|_| "a dump panicked".to_owned())?;
-        s.used = Instant::now();
-        if let Some((_, b)) = s.recent.iter().find(|(i, _)| *i == segment) {
-            return Ok(b.clone());
-        }
-        if s.next > segment {
-            return Err("the dump is past this segment".into());
-        }
-        let mut buf = Vec::new();
-        while s.next <= segment {
-            let i = s.next;
-            let len = e.layout.len(i).map_err(|err| err.to_string())?;
-            buf.resize(len, 0);
-            s.dump
-                .read_exact(&mut buf)
-                .map_err(|err| format!("nix-store --dump {}: {err}", e.path))?;
-            let block = s.sealer.seal(i, &buf).map_err(|err| err.to_string())?;
-            s.recent.push_back((i, block));
-            if s.recent.len() > RECENT {
-                s.recent.pop_front();
-            }
-            s.next += 1;
-        }
-        Ok(s.recent.back().expect("just made").1.clone())
-    }
 }
 
 impl Remake for Remaker {
@@ -478,6 +488,14 @@ impl Remake for Remaker {
         let (Some(e), Some(me)) = (self.entry_at(&feed, index), self.me.upgrade()) else {
             return Box::pin(async { None });
         };
+        if let Some(k) = self
+            .kept
+            .lock()
+            .expect("kept lock")
+            .get_mut(&(feed, e.first))
+        {
+            k.made = Some(Instant::now());
+        }
         Box::pin(async move {
             let path = e.path.clone();
             match tokio::task::spawn_blocking(move || me.make(&e, index)).await {

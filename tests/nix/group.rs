@@ -142,13 +142,7 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
     args.extend(http_args);
     let a = NsServe::start_with(&lan.ns("a"), &a_data, &args, LOG);
     wait_for_port(&format!("{}:7470", lan.ip("a")), &a);
-    let out = copy(
-        &api("a"),
-        &store_a,
-        &up_pk,
-        &[app],
-        &t.join("xdg-a"),
-    );
+    let out = copy(&api("a"), &store_a, &up_pk, &[app], &t.join("xdg-a"));
     assert!(
         out.status.success(),
         "nix copy through A: {}\n{}",

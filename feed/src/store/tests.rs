@@ -243,3 +243,34 @@ fn feed_dir(store: &FeedStore, key: &SigningKey) -> std::path::PathBuf {
         .root()
         .join(hex::encode(key.verifying_key().as_bytes()))
 }
+
+/// A block dropped deep in a feed we write is taken back with no tree
+/// nodes in its proof: hypercore 0.16 read the tree one level only to find
+/// where the block goes ("Could not read offset for index … from tree";
+/// vendor/hypercore/HYPERNAR-PATCH.md).
+#[tokio::test]
+async fn an_own_block_deep_in_a_long_feed_is_taken_back_after_a_reopen() {
+    let tmp = tempdir();
+    let key = SigningKey::from_bytes(&[11; 32]);
+    let n = 4_200;
+    {
+        let store = FeedStore::open(tmp.path()).unwrap();
+        let (_, mut feed) = writer(&store, 11, n).await;
+        feed.clear_own(1_000, 3_000).await.unwrap();
+        feed.flush().await.unwrap();
+    }
+    let store = FeedStore::open(tmp.path()).unwrap();
+    let mut feed = store
+        .open_existing(&key.verifying_key())
+        .await
+        .unwrap()
+        .unwrap();
+    for i in [1_158, 1_000, 2_999, 2_047, 2_048] {
+        assert!(!feed.has(i));
+        feed.restore(i, block(i))
+            .await
+            .unwrap_or_else(|e| panic!("block {i}: {e}"));
+        assert_eq!(feed.get(i).await.unwrap(), block(i));
+    }
+    assert!(feed.restore(1_500, block(1_501)).await.is_err());
+}

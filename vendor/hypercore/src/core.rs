@@ -507,31 +507,34 @@ impl Hypercore {
         // here we do only one. _verifyShared groups together many subsequent changesets into a single
         // oplog push, and then flushes in the end only for the whole group.
         let bitfield_update: Option<BitfieldUpdate> = if let Some(block) = &proof.block.as_ref() {
-            let byte_offset =
+            // hypernar: read tree nodes until the offset is known, as
+            // `byte_range` does. A proof whose nodes stop low in the tree
+            // (a block proven against a tree we hold, with few or no
+            // uncles) needs one round per level walked down; 0.16 gave up
+            // after one.
+            let mut infos: Vec<StoreInfo> = Vec::new();
+            let mut rounds = 0;
+            let byte_offset = loop {
+                let known = (!infos.is_empty()).then_some(&infos[..]);
                 match self
                     .tree
-                    .byte_offset_in_changeset(block.index, &changeset, None)?
+                    .byte_offset_in_changeset(block.index, &changeset, known)?
                 {
-                    Either::Right(value) => value,
-                    Either::Left(instructions) => {
-                        let infos = self.storage.read_infos_to_vec(&instructions).await?;
-                        match self.tree.byte_offset_in_changeset(
-                            block.index,
-                            &changeset,
-                            Some(&infos),
-                        )? {
-                            Either::Right(value) => value,
-                            Either::Left(_) => {
-                                return Err(HypercoreError::InvalidOperation {
-                                    context: format!(
-                                        "Could not read offset for index {} from tree",
-                                        block.index
-                                    ),
-                                });
-                            }
-                        }
+                    Either::Right(value) => break value,
+                    Either::Left(instructions) if rounds < 128 => {
+                        rounds += 1;
+                        infos.extend(self.storage.read_infos_to_vec(&instructions).await?);
                     }
-                };
+                    Either::Left(_) => {
+                        return Err(HypercoreError::InvalidOperation {
+                            context: format!(
+                                "Could not read offset for index {} from tree",
+                                block.index
+                            ),
+                        });
+                    }
+                }
+            };
 
             // Write the value to the block store
             let info_to_flush = self.block_store.put(&block.value, byte_offset);

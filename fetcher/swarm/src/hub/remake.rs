@@ -10,14 +10,15 @@
 //! at the same level) and takes the result back only if it is the block
 //! the feed's signed tree names (`Feed::restore`). A block that is not (the
 //! store path changed, zstd changed) is not served: the whole path is then
-//! no longer announced ([`Remake::failed`]) and the askers hear `NoData`.
+//! no longer announced ([`Remake::failed`]) and the askers hear `NoData`,
+//! as they do when the block cannot be made now (a dump that failed).
 //!
 //! What the hub holds for this is bounded: at most [`MAX_REMAKING`] blocks
 //! being made at once, [`MAX_ASKERS`] askers waiting for them (past that a
 //! request is answered `NoData`, a local read an error, as for a block not
 //! here).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
@@ -42,11 +43,12 @@ pub trait Remake: Send + Sync + 'static {
     /// Whether block `index` of the feed `feed` was dropped because it can
     /// be made again: such a block is announced as held.
     fn covers(&self, feed: &[u8; 32], index: u64) -> bool;
-    /// Makes block `index` again; `None` if it cannot.
+    /// Makes block `index` again; `None` if it cannot now (the remaker
+    /// logs why; a path gone from the store stops being covered).
     fn remake(&self, feed: [u8; 32], index: u64) -> BoxFuture<'static, Option<Vec<u8>>>;
-    /// Block `index` could not be made again, or was not the block the
-    /// tree signed: it and the blocks that go with it (its path's) are not
-    /// to be made again. Returns those blocks, to announce dropped.
+    /// Block `index` was made again but is not the block the tree signed:
+    /// it and the blocks that go with it (its path's) are not to be made
+    /// again. Returns those blocks, to announce dropped.
     fn failed(&self, feed: &[u8; 32], index: u64) -> Option<Range<u64>>;
 }
 
@@ -85,9 +87,13 @@ pub(super) enum Asker {
 pub(super) struct Remaking {
     askers: HashMap<u64, Vec<Asker>>,
     waiting: usize,
-    /// Asked for, not started yet, in order.
-    queue: VecDeque<u64>,
+    /// Asked for, not started yet: started lowest first, so that the
+    /// remaker, which makes a path's blocks in order, moves forward
+    /// (peers ask in no particular order).
+    queue: BTreeSet<u64>,
     in_flight: HashSet<u64>,
+    /// Blocks whose first try failed and that are being tried again.
+    retried: HashSet<u64>,
 }
 
 impl HubHandle {
@@ -167,25 +173,32 @@ impl Hub {
         let known = self.remaking.askers.contains_key(&index);
         self.remaking.askers.entry(index).or_default().push(asker);
         if !known {
-            self.remaking.queue.push_back(index);
+            self.remaking.queue.insert(index);
         }
-        self.start_remakes();
+        self.start_remakes().await;
     }
 
     /// Starts making blocks again, asked-for ones first, then what
     /// readers' wants still miss, up to [`MAX_REMAKING`] at once.
-    pub(super) fn start_remakes(&mut self) {
+    pub(super) async fn start_remakes(&mut self) {
         let Some(r) = self.remaker().cloned() else {
             return;
         };
         let mut next = Vec::new();
+        let mut answered = Vec::new();
         let room = MAX_REMAKING.saturating_sub(self.remaking.in_flight.len());
         while next.len() < room {
-            let Some(i) = self.remaking.queue.pop_front() else {
+            let Some(i) = self.remaking.queue.pop_first() else {
                 break;
             };
-            if !self.remaking.in_flight.contains(&i) {
+            if !self.remaking.in_flight.contains(&i) && self.remakeable(i) {
                 next.push(i);
+            } else if !self.remaking.in_flight.contains(&i) {
+                // Stored since it was asked for (made for a want), or no
+                // longer covered: answered now.
+                let askers = self.remaking.askers.remove(&i).unwrap_or_default();
+                self.remaking.waiting = self.remaking.waiting.saturating_sub(askers.len());
+                answered.push((i, askers));
             }
         }
         if next.len() < room {
@@ -204,6 +217,13 @@ impl Hub {
                     }
                     i += 1;
                 }
+            }
+        }
+        for (index, askers) in answered {
+            if self.feed.has(index) {
+                self.answer_stored(index, askers).await;
+            } else {
+                self.refuse(index, askers);
             }
         }
         for index in next {
@@ -231,28 +251,30 @@ impl Hub {
         };
         match restored {
             Ok(()) => {
+                self.remaking.retried.remove(&index);
                 self.publish_state();
                 self.settle_waiters();
-                for a in askers {
-                    match a {
-                        Asker::Local(reply) => {
-                            let r = self
-                                .feed
-                                .get(index)
-                                .await
-                                .map_err(|e| store_err(self.feed.name(), e));
-                            let _ = reply.send(r);
-                        }
-                        Asker::Peer(peer, req) => self.answer(peer, req).await,
-                    }
-                }
+                self.answer_stored(index, askers).await;
             }
-            Err(e) => {
-                let local = e.as_ref().is_some_and(|e| !Feed::is_bad_proof(e));
-                if local {
+            // Not made (the remaker said why): tried once more, as a dump
+            // may fail for a reason of the moment.
+            Err(None) if self.remaking.retried.insert(index) => {
+                self.remaking.waiting += askers.len();
+                self.remaking.askers.insert(index, askers);
+                self.remaking.queue.insert(index);
+            }
+            // Not made again: the askers go elsewhere; nothing is given up.
+            Err(None) => {
+                self.remaking.retried.remove(&index);
+                self.fail_waiters(index);
+                self.refuse(index, askers);
+            }
+            Err(Some(e)) => {
+                self.remaking.retried.remove(&index);
+                if !Feed::is_bad_proof(&e) {
                     // A full disk or a failing one: the block may be made
                     // and stored later; nothing is given up.
-                    warn!(feed = self.feed.name(), index, error = %e.expect("local"), "a block made again could not be stored");
+                    warn!(feed = self.feed.name(), index, error = %e, "a block made again could not be stored");
                 } else if let Some(range) = self.remaker().and_then(|r| r.failed(&self.key, index))
                 {
                     warn!(
@@ -267,7 +289,26 @@ impl Hub {
                 self.refuse(index, askers);
             }
         }
-        self.start_remakes();
+        self.start_remakes().await;
+    }
+
+    /// Answers `askers` of block `index`, stored now.
+    async fn answer_stored(&mut self, index: u64, askers: Vec<Asker>) {
+        for a in askers {
+            match a {
+                Asker::Local(reply) => {
+                    let r = self
+                        .feed
+                        .get(index)
+                        .await
+                        .map_err(|e| store_err(self.feed.name(), e));
+                    let _ = reply.send(r);
+                }
+                // Boxed: answering may ask for a block made again, which
+                // starts remakes, which answer.
+                Asker::Peer(peer, req) => Box::pin(self.answer(peer, req)).await,
+            }
+        }
     }
 
     /// Answers `askers` as for a block not here.
