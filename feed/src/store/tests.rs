@@ -244,10 +244,8 @@ fn feed_dir(store: &FeedStore, key: &SigningKey) -> std::path::PathBuf {
         .join(hex::encode(key.verifying_key().as_bytes()))
 }
 
-/// A block dropped deep in a feed we write is taken back with no tree
-/// nodes in its proof: hypercore 0.16 read the tree one level only to find
-/// where the block goes ("Could not read offset for index … from tree";
-/// vendor/hypercore/HYPERNAR-PATCH.md).
+/// Blocks dropped deep in a long feed we write are taken back after a
+/// reopen (the tree read from disk, no node cached), each only as itself.
 #[tokio::test]
 async fn an_own_block_deep_in_a_long_feed_is_taken_back_after_a_reopen() {
     let tmp = tempdir();
