@@ -79,6 +79,15 @@ impl NixSigningKey {
         )
     }
 
+    /// `name:base64(seed||public)`, the form of Nix's secret key files
+    /// (`nix-store --generate-binary-cache-key`, `nix store sign --key-file`).
+    pub fn secret_text(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut both = self.key.to_bytes().to_vec();
+        both.extend_from_slice(self.key.verifying_key().as_bytes());
+        format!("{}:{}", self.name, b64.encode(both))
+    }
+
     /// A `Sig:` value over Nix's fingerprint.
     pub fn sign(&self, fingerprint: &str) -> String {
         let b64 = base64::engine::general_purpose::STANDARD;

@@ -42,8 +42,11 @@ use segments::{relative_path, FileSpan, Session};
 /// The zstd level kept paths are sealed at: fixed, so a block made again
 /// is the block kept.
 pub const KEPT_ZSTD_LEVEL: i32 = 3;
-/// Dumps of store paths open at once.
+/// Dumps of store paths kept open for the blocks after the one each
+/// made.
 pub const MAX_SESSIONS: usize = 8;
+/// Dumps (`nix-store --dump` processes) open at once, shared or not.
+pub const MAX_DUMPS: usize = 16;
 /// Blocks a dump holds after making them (peers ask out of order; the hub
 /// starts the lowest asked first). With [`MAX_SESSIONS`]: at most 64 MiB
 /// of 256 KiB blocks.
@@ -88,10 +91,14 @@ pub enum Action {
 /// are stored, which the Nix store holds (`valid`) or not.
 pub fn decide(state: State, valid: bool, held: u64, count: u64) -> (State, Action) {
     if state == State::Broken {
+        // Left the store since (collected, maybe mid-dump): Gone, which
+        // the store holding it again undoes.
         let state = if held >= count {
             State::Kept
-        } else {
+        } else if valid {
             State::Broken
+        } else {
+            State::Gone
         };
         return (state, Action::Nothing);
     }
@@ -148,6 +155,8 @@ pub struct Remaker {
     idle: Duration,
     /// Whether the store could not be asked, said once.
     warned: std::sync::atomic::AtomicBool,
+    /// Dumps open now (`segments::DumpCount`).
+    dumps: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Remaker {
@@ -171,6 +180,7 @@ impl Remaker {
             sessions: Mutex::new(Vec::new()),
             idle: every.min(SESSION_IDLE),
             warned: Default::default(),
+            dumps: Default::default(),
         });
         node.swarm().set_remake(me.clone());
         let stop = node.shutdown_token();
@@ -212,8 +222,9 @@ impl Remaker {
                     }
                 }
                 Err(e) => {
+                    // What was read is taken; the rest at the next check.
                     warn!(%e, "reading this node's own index");
-                    return;
+                    break;
                 }
             }
             from += 1;
@@ -343,22 +354,32 @@ impl Remaker {
             let Ok(held) = hub.held(e.first, e.first + e.count).await else {
                 continue;
             };
-            let (state, mut action) = decide(e.state, valid, held, e.count);
-            // Made again for a reader since the last check: dropped at a
-            // later one, not under it.
-            if e.made.is_some_and(|t| t.elapsed() < self.idle * 2) {
-                if let Action::Drop { announce } = action {
-                    action = if announce {
-                        Action::Announce
-                    } else {
-                        Action::Nothing
-                    };
+            // The new state first (a hub drops only what is covered), and
+            // only if the path's state is still the one decided on: a
+            // block found wrong meanwhile (Broken) stays so.
+            let action = {
+                let mut kept = self.kept.lock().expect("kept lock");
+                let Some(k) = kept.get_mut(&(feed, first)) else {
+                    continue;
+                };
+                if k.state != e.state {
+                    continue;
                 }
-            }
-            // The new state first: a hub drops only what is covered.
-            if let Some(k) = self.kept.lock().expect("kept lock").get_mut(&(feed, first)) {
+                let (state, mut action) = decide(k.state, valid, held, e.count);
+                // Made again for a reader since the last check: dropped at
+                // a later one, not under it.
+                if k.made.is_some_and(|t| t.elapsed() < self.idle * 2) {
+                    if let Action::Drop { announce } = action {
+                        action = if announce {
+                            Action::Announce
+                        } else {
+                            Action::Nothing
+                        };
+                    }
+                }
                 k.state = state;
-            }
+                action
+            };
             match action {
                 Action::Nothing => {}
                 Action::Drop { announce } => {
@@ -397,6 +418,8 @@ impl Remaker {
         paths: &[(StorePath, NarHash)],
     ) -> Result<std::collections::HashMap<StorePath, bool>, String> {
         let mut out = std::collections::HashMap::new();
+        // Paths on disk asked about, and those the store answered for.
+        let (mut asked, mut known) = (0usize, 0usize);
         for chunk in paths.chunks(QUERY_BATCH) {
             // Only what is on disk is asked about: nix-store fails the
             // whole query on one path it does not know.
@@ -410,9 +433,11 @@ impl Remaker {
             if present.is_empty() {
                 continue;
             }
+            asked += present.len();
             match self.query_hashes(present.iter().map(|(p, _)| p)) {
                 Ok(hashes) if hashes.len() == present.len() => {
                     for ((p, want), got) in present.iter().zip(hashes) {
+                        known += usize::from(got.is_some());
                         out.insert(p.clone(), got.as_ref() == Some(want));
                     }
                 }
@@ -420,6 +445,7 @@ impl Remaker {
                 _ => {
                     for (p, want) in present {
                         let got = self.query_hashes(std::iter::once(p))?;
+                        known += usize::from(got.first().is_some_and(Option::is_some));
                         out.insert(
                             p.clone(),
                             got.first().and_then(|h| h.as_ref()) == Some(want),
@@ -427,6 +453,13 @@ impl Remaker {
                     }
                 }
             }
+        }
+        // Not one path on disk known to the store: the store was not
+        // answering (a daemon down), which says nothing of the paths.
+        if asked > 0 && known == 0 {
+            return Err(format!(
+                "nix-store --query --hash knew none of the {asked} kept paths on disk"
+            ));
         }
         Ok(out)
     }
@@ -476,8 +509,12 @@ impl Remaker {
 
 impl Remake for Remaker {
     fn covers(&self, feed: &[u8; 32], index: u64) -> bool {
-        self.entry_at(feed, index)
-            .is_some_and(|e| e.state == State::Dropped)
+        let kept = self.kept.lock().expect("kept lock");
+        kept.range(..=(*feed, index))
+            .next_back()
+            .is_some_and(|(k, e)| {
+                &k.0 == feed && index < e.first + e.count && e.state == State::Dropped
+            })
     }
 
     fn remake(
@@ -596,6 +633,11 @@ mod tests {
         assert_eq!(
             decide(State::Broken, false, 8, 8),
             (State::Kept, Action::Nothing)
+        );
+        // Collected from the store since: gone, offered again once back.
+        assert_eq!(
+            decide(State::Broken, false, 2, 8),
+            (State::Gone, Action::Nothing)
         );
     }
 }

@@ -81,15 +81,7 @@ fn a_channel_built_by_nix_is_followed_and_nix_substitutes_a_release_through_the_
     let releases: Vec<Vec<String>> = ["r1", "r2", "r3"].iter().map(|a| build(&expr, a)).collect();
 
     // Signed by the stand-in upstream key, copied as xz like cache.nixos.org.
-    let (sk, pk) = (tmp.path().join("up-sk"), tmp.path().join("up-pk"));
-    nix(&[
-        "nix-store",
-        "--generate-binary-cache-key",
-        "hypernar-upstream-1",
-        s(&sk),
-        s(&pk),
-    ]);
-    let pk = std::fs::read_to_string(&pk).unwrap().trim().to_owned();
+    let (sk, pk) = fixed_key(tmp.path(), "hn-follow-upstream-1", 51);
     let site = tmp.path().join("site");
     let all: Vec<&str> = releases.iter().flatten().map(String::as_str).collect();
     let mut sign = vec!["nix", "store", "sign", "--key-file", s(&sk), "-r"];

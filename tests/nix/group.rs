@@ -101,18 +101,7 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
 
     // The upstream: app's closure signed by the key playing
     // cache.nixos.org-1, and one path with no signature.
-    let key = |name: &str| {
-        let (sk, pk) = (t.join(format!("{name}-sk")), t.join(format!("{name}-pk")));
-        nix(&[
-            "nix-store",
-            "--generate-binary-cache-key",
-            name,
-            s(&sk),
-            s(&pk),
-        ]);
-        (sk, std::fs::read_to_string(&pk).unwrap().trim().to_owned())
-    };
-    let (up_sk, up_pk) = key("cache-test-1");
+    let (up_sk, up_pk) = fixed_key(t, "hn-group-upstream-1", 31);
     nix(&["nix", "store", "sign", "--key-file", s(&up_sk), "-r", app]);
     let cache = t.join("cache");
     let to = format!("file://{}?compression=xz", cache.display());
@@ -178,7 +167,7 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
     drop(up);
 
     // C shares a path it built, signed with its own Nix key.
-    let (c_sk, c_pk) = key("c-builds-1");
+    let (c_sk, c_pk) = fixed_key(t, "hn-group-c-builds-1", 32);
     let c_data = t.join("c");
     std::fs::create_dir_all(&c_data).unwrap();
     ok(&["keygen", "--out", s(&c_data.join("node.key"))]);

@@ -60,6 +60,18 @@ let
 in [ big single ]
 "#;
 
+/// A Nix signing key of a fixed seed, written where Nix's key files go:
+/// `DIR/NAME-sk` and its public text. The same key every run, so `nix
+/// store sign` on the host's store adds no new signature to a path built
+/// before (a fresh key each run left one more each time, and hypernar
+/// verifies at most 16 signatures of one key name).
+fn fixed_key(dir: &Path, name: &str, seed: u8) -> (std::path::PathBuf, String) {
+    let key = hypernar_publisher::sample::NixSigningKey::from_seed(name, [seed; 32]);
+    let sk = dir.join(format!("{name}-sk"));
+    std::fs::write(&sk, key.secret_text()).unwrap();
+    (sk, key.public_text())
+}
+
 fn nix_available() -> bool {
     Command::new("nix-build")
         .arg("--version")

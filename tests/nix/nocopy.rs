@@ -22,6 +22,7 @@ let
 in [
   (mk "hn-nocopy-big" "mkdir -p $out; seq 1 400000 > $out/numbers; seq 400000 -1 1 > $out/reversed")
   (mk "hn-nocopy-small" "mkdir -p $out; seq 1 100000 > $out/n")
+  (mk "hn-nocopy-file" "seq 1 250000 > $out")
 ]
 "#;
 
@@ -64,20 +65,21 @@ fn kept_blocks_are_dropped_once_in_the_store_made_again_for_a_peer_and_never_fro
         .lines()
         .map(str::to_owned)
         .collect();
-    let [big, small] = [&roots[0], &roots[1]];
-    let (sk, pk) = (t.join("sk"), t.join("pk"));
+    let [big, small, single] = [&roots[0], &roots[1], &roots[2]];
+    let (sk, pk) = fixed_key(t, "hn-nocopy-upstream-1", 41);
     nix(&[
-        "nix-store",
-        "--generate-binary-cache-key",
-        "cache-test-1",
+        "nix",
+        "store",
+        "sign",
+        "--key-file",
         s(&sk),
-        s(&pk),
+        big,
+        small,
+        single,
     ]);
-    let pk = std::fs::read_to_string(&pk).unwrap().trim().to_owned();
-    nix(&["nix", "store", "sign", "--key-file", s(&sk), big, small]);
     let cache = t.join("cache");
     let to = format!("file://{}?compression=zstd", cache.display());
-    nix(&["nix", "copy", "--to", &to, big, small]);
+    nix(&["nix", "copy", "--to", &to, big, small, single]);
     let up = nginx(&cache, "");
 
     // A: Nix pulls both paths through it into its store; A keeps them.
@@ -116,19 +118,19 @@ fn kept_blocks_are_dropped_once_in_the_store_made_again_for_a_peer_and_never_fro
         args.extend(paths);
         nix_run(&args, &t.join("xdg"))
     };
-    let out = copy(a.http.as_deref().unwrap(), &store_a, &[big, small]);
+    let out = copy(a.http.as_deref().unwrap(), &store_a, &[big, small, single]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for_log_count(&a.log, "kept a pulled-through path", 2, 30);
+    wait_for_log_count(&a.log, "kept a pulled-through path", 3, 30);
     drop(up);
 
     // Once the store holds them, their blocks are dropped.
     let dropped = "dropped the blocks of kept paths the Nix store holds";
     wait_for_log_count(&a.log, dropped, 1, 30);
-    let nar = nar_size(big) + nar_size(small);
+    let nar = nar_size(big) + nar_size(small) + nar_size(single);
     std::thread::sleep(Duration::from_secs(2));
     let held = data_bytes(&a_data);
     assert!(
@@ -136,7 +138,8 @@ fn kept_blocks_are_dropped_once_in_the_store_made_again_for_a_peer_and_never_fro
         "A's feeds hold {held} bytes of data for {nar} bytes of NAR"
     );
 
-    // B, which trusts A's identity, gets both from A: made again.
+    // B, which trusts A's identity, gets all three from A, made again (the
+    // path that is one file read from that file).
     let a_id = {
         let text = std::fs::read_to_string(a_data.join("node.key")).unwrap();
         hypernar_feed::format::identity::PublisherSecret::from_key_file(&text)
@@ -150,14 +153,18 @@ fn kept_blocks_are_dropped_once_in_the_store_made_again_for_a_peer_and_never_fro
         &[],
     );
     let store_b = t.join("store-b");
-    let out = copy(b.http.as_deref().unwrap(), &store_b, &[big, small]);
+    let out = copy(b.http.as_deref().unwrap(), &store_b, &[big, small, single]);
     assert!(
         out.status.success(),
         "{}\n{}",
         String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(&a.log).unwrap()
     );
-    assert_same_nars(&[big.clone(), small.clone()], &store_b, "made again by A");
+    assert_same_nars(
+        &[big.clone(), small.clone(), single.clone()],
+        &store_b,
+        "made again by A",
+    );
     let log = std::fs::read_to_string(&a.log).unwrap();
     assert!(
         log.contains("making dropped blocks again from the Nix store"),

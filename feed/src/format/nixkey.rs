@@ -203,7 +203,8 @@ pub fn record_signed_by<'a>(
 }
 
 /// The first of `keys` whose signature of `fingerprint` is among the first
-/// [`MAX_SIGS_CHECKED`] of `sigs`.
+/// [`MAX_SIGS_CHECKED`] of `sigs` that carry its name (signatures by other
+/// keys cost a name comparison, not a verification).
 fn first_signer<'a>(
     fingerprint: &str,
     sigs: &[String],
@@ -211,14 +212,19 @@ fn first_signer<'a>(
 ) -> Option<&'a NixPublicKey> {
     keys.iter().find(|k| {
         sigs.iter()
+            .filter(|s| {
+                s.trim()
+                    .split_once(':')
+                    .is_some_and(|(name, _)| name == k.name())
+            })
             .take(MAX_SIGS_CHECKED)
             .any(|s| k.verifies(fingerprint, s))
     })
 }
 
-/// The most `Sig:` values looked at per path: Nix writes one per key that
-/// signed it, a handful at most; a hostile record with thousands would
-/// cost an ed25519 verification each.
+/// The most `Sig:` values of one key name verified per path: Nix writes
+/// one per key that signed it; a hostile record with thousands under a
+/// trusted name would cost an ed25519 verification each.
 pub const MAX_SIGS_CHECKED: usize = 16;
 
 #[cfg(test)]
@@ -266,6 +272,32 @@ mod tests {
         info.references.clear();
         assert_eq!(signed_by(&info, &[pk, pk2]), None);
         let _ = sk2;
+    }
+
+    #[test]
+    fn a_trusted_signature_counts_behind_many_by_other_keys_and_at_most_sixteen_of_its_name() {
+        let text = "StorePath: /nix/store/yzpnsva739ix5g71hc0yfpy1szrpa0hm-hn-b\n\
+            URL: nar/x.nar.xz\nCompression: xz\n\
+            NarHash: sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0\n\
+            NarSize: 1000520\nReferences: dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a\n";
+        let mut info = NarInfo::parse(text.as_bytes()).unwrap();
+        let (sk, pk) = key(1, "up-1");
+        let (other, _) = key(3, "other-1");
+        let good = sign(&sk, "up-1", &info.fingerprint());
+        // Twenty signatures by other keys first: the trusted one counts.
+        info.sigs = (0..20)
+            .map(|i| sign(&other, "other-1", &format!("{i}")))
+            .chain([good.clone()])
+            .collect();
+        assert_eq!(signed_by(&info, std::slice::from_ref(&pk)), Some(&pk));
+        // Sixteen bad ones under the trusted name first: not looked past.
+        info.sigs = (0..MAX_SIGS_CHECKED)
+            .map(|i| sign(&other, "up-1", &format!("{i}")))
+            .chain([good.clone()])
+            .collect();
+        assert_eq!(signed_by(&info, std::slice::from_ref(&pk)), None);
+        info.sigs.remove(0);
+        assert_eq!(signed_by(&info, std::slice::from_ref(&pk)), Some(&pk));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use hypernar_feed::format::segment::Sealer;
 use hypernar_feed::format::storepath::StorePath;
 use tracing::info;
 
-use super::{Entry, Remaker, KEPT_ZSTD_LEVEL, MAX_SESSIONS, RECENT};
+use super::{Entry, Remaker, KEPT_ZSTD_LEVEL, MAX_DUMPS, MAX_SESSIONS, RECENT};
 
 /// A regular file of a kept path: its contents are NAR bytes
 /// `offset..offset + size`.
@@ -50,6 +51,7 @@ pub(super) fn relative_path(listing: &Listing, mut i: u32) -> Option<PathBuf> {
 
 /// A store path being dumped and sealed again, segment after segment.
 pub(super) struct Session {
+    _counted: DumpCount,
     path: StorePath,
     dump: hypernar_publisher::local::Dump,
     sealer: Sealer,
@@ -59,31 +61,40 @@ pub(super) struct Session {
 }
 
 impl Remaker {
-    /// Block `index` (of `e`'s path) made again: from an open dump of the
-    /// path at or before it, else from a new one.
+    /// Block `index` (of `e`'s path) made again: straight from its file if
+    /// one holds it, else from an open dump of the path at or before it,
+    /// else from a new one.
     pub(super) fn make(&self, e: &Entry, index: u64) -> Result<Vec<u8>, String> {
         let segment = index - e.first;
-        if let Some(block) = self.read_direct(e, segment)? {
-            return Ok(block);
+        match self.read_direct(e, segment) {
+            Ok(Some(block)) => return Ok(block),
+            Ok(None) => {}
+            // The dump says what the store holds now.
+            Err(err) => {
+                tracing::debug!(path = %e.path, segment, "reading a segment from its file: {err}; dumping the path")
+            }
         }
         let serves = |s: &Session| {
             s.path == e.path && (s.next <= segment || s.recent.iter().any(|(i, _)| *i == segment))
         };
         // Another thread may move a shared dump past this segment between
         // choosing it and locking it: then choose again, and at the last
-        // try take a new one, shared only once it has made this block.
+        // try take a new one, locked before it is shared.
         for attempt in 0..3 {
-            let (session, new) = self.session_for(e, segment, attempt == 2, &serves)?;
-            let mut s = session.lock().map_err(|_| "a dump panicked".to_owned())?;
-            if !serves(&s) {
+            let session = match self.shared_session(&e.path, attempt == 2, &serves) {
+                Some(s) => s,
+                None => {
+                    let s = self.new_session(e, segment)?;
+                    let mut g = s.lock().map_err(|_| "a dump panicked".to_owned())?;
+                    self.share_session(&e.path, s.clone());
+                    return Self::advance(&mut g, e, segment);
+                }
+            };
+            let mut g = session.lock().map_err(|_| "a dump panicked".to_owned())?;
+            if !serves(&g) {
                 continue;
             }
-            let made = Self::advance(&mut s, e, segment);
-            drop(s);
-            if new {
-                self.share_session(session);
-            }
-            return made;
+            return Self::advance(&mut g, e, segment);
         }
         Err("every dump of this path moved past the segment".into())
     }
@@ -102,7 +113,12 @@ impl Remaker {
         else {
             return Ok(None);
         };
-        let path = self.real_path(&e.path).join(&f.rel);
+        // A path that is one file is that file (a join of "" would add a
+        // trailing slash).
+        let mut path = self.real_path(&e.path);
+        if !f.rel.as_os_str().is_empty() {
+            path = path.join(&f.rel);
+        }
         let mut buf = vec![0; len];
         let read = std::fs::File::open(&path).and_then(|file| {
             // Not a regular file (a symlink put in its place) is refused:
@@ -121,7 +137,9 @@ impl Remaker {
             .map_err(|err| err.to_string())
     }
 
-    /// Moves dump `s` to `segment` and returns that block.
+    /// Moves dump `s` to `segment` and returns that block. A dump that
+    /// failed is spent: it serves nothing more (its place in the NAR is
+    /// lost), and a new one is taken for the next block.
     fn advance(s: &mut Session, e: &Entry, segment: u64) -> Result<Vec<u8>, String> {
         s.used = Instant::now();
         if let Some((_, b)) = s.recent.iter().find(|(i, _)| *i == segment) {
@@ -130,81 +148,96 @@ impl Remaker {
         let mut buf = Vec::new();
         while s.next <= segment {
             let i = s.next;
-            let len = e.layout.len(i).map_err(|err| err.to_string())?;
-            buf.resize(len, 0);
-            s.dump
-                .read_exact(&mut buf)
-                .map_err(|err| format!("nix-store --dump {}: {err}", e.path))?;
-            // Only what it will hold is sealed: a segment far behind this
-            // one is read past.
-            if i + RECENT as u64 > segment {
-                let block = s.sealer.seal(i, &buf).map_err(|err| err.to_string())?;
-                s.recent.push_back((i, block));
-                if s.recent.len() > RECENT {
-                    s.recent.pop_front();
-                }
+            let step = e
+                .layout
+                .len(i)
+                .map_err(|err| err.to_string())
+                .and_then(|len| {
+                    buf.resize(len, 0);
+                    s.dump
+                        .read_exact(&mut buf)
+                        .map_err(|err| format!("nix-store --dump {}: {err}", e.path))?;
+                    // Only what it will hold is sealed: a segment far behind
+                    // this one is read past.
+                    if i + RECENT as u64 > segment {
+                        let block = s.sealer.seal(i, &buf).map_err(|err| err.to_string())?;
+                        s.recent.push_back((i, block));
+                        if s.recent.len() > RECENT {
+                            s.recent.pop_front();
+                        }
+                    }
+                    Ok(())
+                });
+            if let Err(err) = step {
+                s.next = u64::MAX;
+                s.recent.clear();
+                return Err(err);
             }
             s.next += 1;
         }
         Ok(s.recent.back().expect("just made").1.clone())
     }
 
-    /// An open dump of the path that `serves` the segment (`false`), or,
-    /// if none or `fresh`, a new one not shared yet (`true`).
-    fn session_for(
+    /// A shared dump of `path` that `serves` the segment, or one busy
+    /// making another block of it (its lock is waited for outside the
+    /// list's, and what it serves checked again); none if `fresh`.
+    fn shared_session(
         &self,
-        e: &Entry,
-        segment: u64,
+        path: &StorePath,
         fresh: bool,
         serves: &dyn Fn(&Session) -> bool,
-    ) -> Result<(Arc<Mutex<Session>>, bool), String> {
-        if !fresh {
-            let mut sessions = self.sessions.lock().expect("sessions lock");
-            sessions.retain(|(_, s)| {
-                s.try_lock()
-                    .map(|s| s.used.elapsed() < self.idle)
-                    .unwrap_or(true)
-            });
-            // A free dump of the path that serves the segment, else one
-            // busy making another block of it (its lock is waited for
-            // outside this one, and what it serves checked again).
-            let mut busy = None;
-            for (path, s) in sessions.iter() {
-                if path != &e.path {
-                    continue;
-                }
-                match s.try_lock() {
-                    Ok(g) if serves(&g) => return Ok((s.clone(), false)),
-                    Ok(_) => {}
-                    Err(_) => busy = busy.or(Some(s.clone())),
-                }
+    ) -> Option<Arc<Mutex<Session>>> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.retain(|(_, s)| {
+            s.try_lock()
+                .map(|s| s.used.elapsed() < self.idle && s.next != u64::MAX)
+                .unwrap_or(true)
+        });
+        if fresh {
+            return None;
+        }
+        let mut busy = None;
+        for (p, s) in sessions.iter() {
+            if p != path {
+                continue;
             }
-            if let Some(s) = busy {
-                return Ok((s, false));
+            match s.try_lock() {
+                Ok(g) if serves(&g) => return Some(s.clone()),
+                Ok(_) => {}
+                Err(_) => busy = busy.or(Some(s.clone())),
             }
         }
+        busy
+    }
+
+    /// A new dump of `e`'s path; refused past [`MAX_DUMPS`] open at once.
+    fn new_session(&self, e: &Entry, segment: u64) -> Result<Arc<Mutex<Session>>, String> {
+        let open = self.dumps.clone();
+        if open.fetch_add(1, Ordering::AcqRel) >= MAX_DUMPS {
+            open.fetch_sub(1, Ordering::AcqRel);
+            return Err(format!("{MAX_DUMPS} dumps of the store are open already"));
+        }
+        let counted = DumpCount(open);
         info!(path = %e.path, from_segment = segment, "making dropped blocks again from the Nix store");
         let dump = hypernar_publisher::local::dump_at(&self.real_path(&e.path))
             .map_err(|err| err.to_string())?;
         let sealer = Sealer::new(e.layout.clone(), &e.key, KEPT_ZSTD_LEVEL)
             .map_err(|err| err.to_string())?;
-        let s = Arc::new(Mutex::new(Session {
+        Ok(Arc::new(Mutex::new(Session {
             path: e.path.clone(),
             dump,
             sealer,
             next: 0,
             recent: VecDeque::new(),
             used: Instant::now(),
-        }));
-        Ok((s, true))
+            _counted: counted,
+        })))
     }
 
-    /// Shares a dump made for one block with the blocks after it; the
-    /// least recently used goes past [`MAX_SESSIONS`].
-    fn share_session(&self, s: Arc<Mutex<Session>>) {
-        let Ok(path) = s.lock().map(|g| g.path.clone()) else {
-            return;
-        };
+    /// Shares a dump with the blocks after the one it is making; the least
+    /// recently used goes past [`MAX_SESSIONS`] (it ends once those using
+    /// it are done).
+    fn share_session(&self, path: &StorePath, s: Arc<Mutex<Session>>) {
         let mut sessions = self.sessions.lock().expect("sessions lock");
         if sessions.len() >= MAX_SESSIONS {
             let oldest = (0..sessions.len()).min_by_key(|&i| {
@@ -218,6 +251,15 @@ impl Remaker {
                 sessions.remove(i);
             }
         }
-        sessions.push((path, s));
+        sessions.push((path.clone(), s));
+    }
+}
+
+/// Counts a dump as open until it is dropped.
+pub(super) struct DumpCount(Arc<AtomicUsize>);
+
+impl Drop for DumpCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

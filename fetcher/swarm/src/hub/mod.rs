@@ -392,6 +392,8 @@ impl Hub {
                 self.start_remakes().await;
             }
             Msg::Reannounce => {
+                // Blocks covered since a reader asked are made for it now.
+                self.start_remakes().await;
                 let ranges = self.have_ranges();
                 let ids: Vec<PeerId> = self.peers.keys().copied().collect();
                 for id in ids {
@@ -462,6 +464,8 @@ impl Hub {
             }
             Msg::DropOwn { start, end, reply } => {
                 let _ = reply.send(self.drop_own(start, end).await);
+                // What readers already wait for is made again now.
+                self.start_remakes().await;
             }
             Msg::AnnounceDropped { start, end } => self.announce_dropped(start, end).await,
             Msg::Remade { index, value } => self.on_remade(index, value).await,

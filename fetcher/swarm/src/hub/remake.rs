@@ -14,13 +14,15 @@
 //! as they do when the block cannot be made now (a dump that failed).
 //!
 //! What the hub holds for this is bounded: at most [`MAX_REMAKING`] blocks
-//! being made at once, [`MAX_ASKERS`] askers waiting for them (past that a
-//! request is answered `NoData`, a local read an error, as for a block not
-//! here).
+//! being made at once, each given up after [`REMAKE_TIMEOUT`], and
+//! [`MAX_ASKERS`] peers' requests waiting for them, [`MAX_ASKERS_PER_PEER`]
+//! of one peer (past that a request is answered `NoData`, as for a block
+//! not here).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use hypercore_protocol::schema::{NoData, Request};
@@ -33,8 +35,14 @@ use super::{store_err, Hub, HubHandle, Msg, PeerId, SwarmError};
 
 /// Blocks of one feed being made again at once.
 pub const MAX_REMAKING: usize = 16;
-/// Requests and reads waiting for blocks being made again, per feed.
+/// Peers' requests waiting for blocks being made again, per feed (local
+/// reads are bounded by their readers).
 pub const MAX_ASKERS: usize = 1024;
+/// The same, for one peer: what one peer may hold of [`MAX_ASKERS`].
+pub const MAX_ASKERS_PER_PEER: usize = super::MAX_QUEUED_ANSWERS;
+/// A block not made in this time is given up on (a dump stuck on a stalled
+/// file system holds nothing of the hub's).
+pub const REMAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What makes blocks of the node's own feeds again (the fetcher's, from
 /// the local Nix store). Called from hubs' threads: `covers` and `failed`
@@ -86,7 +94,9 @@ pub(super) enum Asker {
 #[derive(Default)]
 pub(super) struct Remaking {
     askers: HashMap<u64, Vec<Asker>>,
+    /// Peers' requests among the askers, in all and by peer.
     waiting: usize,
+    by_peer: HashMap<PeerId, usize>,
     /// Asked for, not started yet: started lowest first, so that the
     /// remaker, which makes a path's blocks in order, moves forward
     /// (peers ask in no particular order).
@@ -162,20 +172,54 @@ impl Hub {
 
     /// Waits for block `index` to be made again on behalf of `asker`.
     pub(super) async fn ask_remade(&mut self, index: u64, asker: Asker) {
-        if self.remaking.waiting >= MAX_ASKERS {
-            debug!(
-                feed = self.feed.name(),
-                index, "too many waiting for blocks made again"
-            );
-            return self.refuse(index, vec![asker]);
+        if let Asker::Peer(peer, _) = &asker {
+            let of_peer = self.remaking.by_peer.get(peer).copied().unwrap_or(0);
+            if self.remaking.waiting >= MAX_ASKERS || of_peer >= MAX_ASKERS_PER_PEER {
+                debug!(
+                    feed = self.feed.name(),
+                    index, peer, "too many waiting for blocks made again"
+                );
+                return self.refuse(index, vec![asker]);
+            }
         }
-        self.remaking.waiting += 1;
         let known = self.remaking.askers.contains_key(&index);
-        self.remaking.askers.entry(index).or_default().push(asker);
+        self.put_askers(index, vec![asker]);
         if !known {
             self.remaking.queue.insert(index);
         }
         self.start_remakes().await;
+    }
+
+    /// Adds `askers` of block `index`, counting peers' requests.
+    fn put_askers(&mut self, index: u64, askers: Vec<Asker>) {
+        for a in &askers {
+            if let Asker::Peer(peer, _) = a {
+                self.remaking.waiting += 1;
+                *self.remaking.by_peer.entry(*peer).or_default() += 1;
+            }
+        }
+        self.remaking
+            .askers
+            .entry(index)
+            .or_default()
+            .extend(askers);
+    }
+
+    /// Takes the askers of block `index`, counting them off.
+    fn take_askers(&mut self, index: u64) -> Vec<Asker> {
+        let askers = self.remaking.askers.remove(&index).unwrap_or_default();
+        for a in &askers {
+            if let Asker::Peer(peer, _) = a {
+                self.remaking.waiting = self.remaking.waiting.saturating_sub(1);
+                if let Some(n) = self.remaking.by_peer.get_mut(peer) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.remaking.by_peer.remove(peer);
+                    }
+                }
+            }
+        }
+        askers
     }
 
     /// Starts making blocks again, asked-for ones first, then what
@@ -196,9 +240,8 @@ impl Hub {
             } else if !self.remaking.in_flight.contains(&i) {
                 // Stored since it was asked for (made for a want), or no
                 // longer covered: answered now.
-                let askers = self.remaking.askers.remove(&i).unwrap_or_default();
-                self.remaking.waiting = self.remaking.waiting.saturating_sub(askers.len());
-                answered.push((i, askers));
+                self.remaking.retried.remove(&i);
+                answered.push((i, self.take_askers(i)));
             }
         }
         if next.len() < room {
@@ -231,7 +274,10 @@ impl Hub {
             let made = r.remake(self.key, index);
             let me = self.me.clone();
             tokio::spawn(async move {
-                let value = made.await;
+                let value = tokio::time::timeout(REMAKE_TIMEOUT, made)
+                    .await
+                    .ok()
+                    .flatten();
                 if let Some(tx) = me.upgrade() {
                     let _ = tx.send(Msg::Remade { index, value }).await;
                 }
@@ -243,8 +289,7 @@ impl Hub {
     /// that block, and everyone waiting for it answered.
     pub(super) async fn on_remade(&mut self, index: u64, value: Option<Vec<u8>>) {
         self.remaking.in_flight.remove(&index);
-        let askers = self.remaking.askers.remove(&index).unwrap_or_default();
-        self.remaking.waiting = self.remaking.waiting.saturating_sub(askers.len());
+        let askers = self.take_askers(index);
         let restored = match value {
             Some(v) => self.feed.restore(index, v).await.map_err(Some),
             None => Err(None),
@@ -259,8 +304,7 @@ impl Hub {
             // Not made (the remaker said why): tried once more, as a dump
             // may fail for a reason of the moment.
             Err(None) if self.remaking.retried.insert(index) => {
-                self.remaking.waiting += askers.len();
-                self.remaking.askers.insert(index, askers);
+                self.put_askers(index, askers);
                 self.remaking.queue.insert(index);
             }
             // Not made again: the askers go elsewhere; nothing is given up.
@@ -367,6 +411,18 @@ impl Hub {
                 start: s,
                 length: i - s,
             });
+        }
+        // Wants that need a block gone end now, not at their deadline.
+        for r in &ranges {
+            for i in r.start..r.start + r.length {
+                if self
+                    .waiters
+                    .iter()
+                    .any(|w| !w.done() && w.want.next <= i && i < w.want.end)
+                {
+                    self.fail_waiters(i);
+                }
+            }
         }
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
