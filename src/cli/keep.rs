@@ -13,7 +13,9 @@
 //! At most [`MAX_QUEUED`] NARs and [`MAX_INCOMING`] bytes wait at once;
 //! past that, a path is not kept (the next pull-through of it may be).
 //! What is kept is the node's own feed and not evicted: under `--max-size`
-//! nothing more is kept once the feeds take nine tenths of it.
+//! nothing more is kept once the feeds take nine tenths of it (until
+//! blocks dropped once the Nix store holds them, `remake.rs`, give room
+//! back).
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -35,6 +37,8 @@ use tracing::{info, warn};
 pub const MAX_QUEUED: usize = 64;
 /// Bytes of NARs waiting at once.
 pub const MAX_INCOMING: u64 = 8 << 30;
+/// With no room under `--max-size`, how often it is measured again.
+pub const REMEASURE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The node's key file in its data directory.
 pub fn key_path(data_dir: &Path) -> PathBuf {
@@ -84,6 +88,10 @@ pub struct Keeper {
     /// it (measured after each path kept): what is kept is not evicted,
     /// so past that nothing more is kept.
     room: std::sync::atomic::AtomicBool,
+    /// When `room` was last measured: with no room, measured again at
+    /// most every [`REMEASURE`] (blocks dropped once in the Nix store give
+    /// room back; `remake.rs`).
+    measured: Mutex<std::time::Instant>,
     ready: mpsc::Sender<Ready>,
     /// The audiences (one per group) a kept path's key is released to;
     /// none: to the public key feed.
@@ -125,6 +133,7 @@ impl Keeper {
             incoming: incoming.clone(),
             busy: Mutex::new((HashSet::new(), 0)),
             room: std::sync::atomic::AtomicBool::new(true),
+            measured: Mutex::new(std::time::Instant::now()),
             ready: tx,
             audiences,
         });
@@ -143,6 +152,7 @@ impl Keeper {
 
     /// Whether there is room under `--max-size` for more (see `room`).
     fn measure_room(&self) {
+        *self.measured.lock().expect("measured lock") = std::time::Instant::now();
         if let Some(max) = self.node.max_size() {
             let used = hypernar_fetcher::node::evict::disk_usage(self.node.feeds_dir());
             let room = used < max / 10 * 9;
@@ -151,7 +161,13 @@ impl Keeper {
                 warn!(
                     used_mib = used >> 20,
                     max_mib = max >> 20,
-                    "keeping no more pulled-through paths: the feeds take nine tenths of --max-size (what is kept is not evicted)"
+                    "keeping no more pulled-through paths: the feeds take nine tenths of --max-size (what is kept is not evicted; blocks the Nix store holds are dropped)"
+                );
+            } else if !before && room {
+                info!(
+                    used_mib = used >> 20,
+                    max_mib = max >> 20,
+                    "keeping pulled-through paths again: the feeds take less than nine tenths of --max-size"
                 );
             }
         }
@@ -167,6 +183,11 @@ impl Keeper {
 
 impl Keep for Keeper {
     fn begin(&self, u: &UpstreamInfo) -> Option<PathBuf> {
+        if !self.room.load(std::sync::atomic::Ordering::Relaxed)
+            && self.measured.lock().expect("measured lock").elapsed() > REMEASURE
+        {
+            self.measure_room();
+        }
         if !self.room.load(std::sync::atomic::Ordering::Relaxed)
             || nixkey::signed_by(&u.info, &self.trusted).is_none()
             // Kept, it would be in the node's own feeds, always shared.
