@@ -250,3 +250,66 @@ fn a_ranged_or_abandoned_pull_through_costs_only_what_was_asked() {
         "{later} bytes: the whole NAR was downloaded"
     );
 }
+
+#[test]
+fn logs_and_realisations_pass_through_from_the_first_upstream_that_has_them() {
+    if !nginx_available() {
+        return skip_or_fail("nginx (Debian package nginx)");
+    }
+    let w = World::new(&demo_paths());
+    // Two upstreams: the first has one log, the second the other, a
+    // realisation (its id has a colon and a bang, as Nix's do) and a log
+    // over the limit.
+    let one = w.tmp.path().join("one");
+    let two = w.tmp.path().join("two");
+    for d in [&one, &two] {
+        std::fs::create_dir_all(d.join("log")).unwrap();
+        std::fs::create_dir_all(d.join("realisations")).unwrap();
+    }
+    let drv = "0c6kzph7l0dcbyxf0q1vn8ak8g2x2b9b-hello-2.12.drv";
+    let other = "1c6kzph7l0dcbyxf0q1vn8ak8g2x2b9b-world-1.0.drv";
+    let big = "2c6kzph7l0dcbyxf0q1vn8ak8g2x2b9b-huge-1.0.drv";
+    std::fs::write(one.join("log").join(drv), "building hello\n").unwrap();
+    std::fs::write(two.join("log").join(drv), "the second's log\n").unwrap();
+    std::fs::write(two.join("log").join(other), "building world\n").unwrap();
+    std::fs::write(two.join("log").join(big), vec![b'x'; 17 << 20]).unwrap();
+    let id = "sha256:1mh0dq8vx3j0fa7y8v6bq4f5gq9bgvx5i3m6s0p8rqqbi4lldqzc!out";
+    let realisation = r#"{"id":"sha256:1mh0dq8vx3j0fa7y8v6bq4f5gq9bgvx5i3m6s0p8rqqbi4lldqzc!out","outPath":"0c6kzph7l0dcbyxf0q1vn8ak8g2x2b9b-hello-2.12","signatures":[],"dependentRealisations":{}}"#;
+    std::fs::write(
+        two.join("realisations").join(format!("{id}.doi")),
+        realisation,
+    )
+    .unwrap();
+    let (up1, up2) = (nginx(&one, ""), nginx(&two, ""));
+    let srv = serve(
+        &w.tmp.path().join("user"),
+        &["--upstream", &up1.base, "--upstream", &up2.base],
+        &[],
+    );
+    let base = srv.http.clone().unwrap();
+
+    let r = http(&base, "GET", &format!("/log/{drv}"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"building hello\n"[..])
+    );
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let r = http(&base, "GET", &format!("/log/{other}"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"building world\n"[..])
+    );
+    let r = http(&base, "GET", &format!("/realisations/{id}.doi"), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.body, realisation.as_bytes());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    // Nobody has it: not here. Over 16 MiB: refused, not held.
+    let missing = "3c6kzph7l0dcbyxf0q1vn8ak8g2x2b9b-none-1.0.drv";
+    assert_eq!(
+        http(&base, "GET", &format!("/log/{missing}"), &[]).status,
+        404
+    );
+    assert_eq!(http(&base, "GET", &format!("/log/{big}"), &[]).status, 502);
+    // A colon is a realisation's only.
+    assert_eq!(http(&base, "GET", "/log/a:b.drv", &[]).status, 400);
+}

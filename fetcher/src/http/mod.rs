@@ -150,6 +150,8 @@ struct Server {
     disk: status::DiskUsage,
     /// `http://ADDR`, for the status page.
     base: String,
+    /// Logs and realisations, from the upstreams.
+    passthrough: crate::sources::passthrough::Passthrough,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, reading
@@ -174,6 +176,7 @@ pub async fn run(
     let base = listener
         .local_addr()
         .map_or_else(|_| "http://127.0.0.1".to_owned(), |a| format!("http://{a}"));
+    let passthrough = crate::sources::passthrough::Passthrough::new(sources.upstreams().clone());
     let server = Arc::new(Server {
         node,
         sources,
@@ -182,6 +185,7 @@ pub async fn run(
         host_refusal_logged: Default::default(),
         disk: status::DiskUsage::default(),
         base,
+        passthrough,
     });
     info!("binary-cache API ready");
     let mut connections = tokio::task::JoinSet::new();
@@ -320,6 +324,31 @@ impl Server {
         )
     }
 
+    /// A log or a realisation from the first upstream that has it.
+    async fn pass_through(
+        &self,
+        kind: crate::sources::passthrough::Kind,
+        path: &str,
+    ) -> Response<Body> {
+        use crate::sources::passthrough::{Kind, PassError};
+        match self.passthrough.get(kind, path, self.node.metrics()).await {
+            Ok(p) => {
+                // Text for a log, JSON for a realisation, whatever the
+                // upstream called it: nothing else is sent on.
+                let ct = match kind {
+                    Kind::Log => "text/plain; charset=utf-8",
+                    Kind::Realisation => "application/json",
+                };
+                full(StatusCode::OK, ct, p)
+            }
+            Err(PassError::NotFound) => text(StatusCode::NOT_FOUND, "not here"),
+            Err(e @ PassError::TooLong { .. }) => {
+                warn!("passing through {path}: {e}");
+                text(StatusCode::BAD_GATEWAY, "the upstream's answer is too long")
+            }
+        }
+    }
+
     async fn route(&self, req: &Request<Incoming>, head: bool) -> Response<Body> {
         match route::route(req.method(), req.uri().path()) {
             Route::CacheInfo => full(
@@ -346,6 +375,7 @@ impl Server {
                 },
             ),
             Route::Listing(hash) => self.listing(&hash).await,
+            Route::Passthrough(kind, path) => self.pass_through(kind, &path).await,
             Route::NotHere | Route::Unknown => text(StatusCode::NOT_FOUND, "not here"),
             Route::Bad(why) => text(StatusCode::BAD_REQUEST, why),
             Route::Method => {

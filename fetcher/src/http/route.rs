@@ -28,8 +28,11 @@ pub enum Route {
     Nar { hash: String, nar_hash: NarHash },
     /// `/<hash>.ls`: the NAR listing of the path with that hash.
     Listing(String),
-    /// A part of the protocol this node does not serve (logs,
-    /// realisations, build traces): "not here".
+    /// `log/<drv>` or `realisations/<id>.doi`: passed through from the
+    /// upstreams (`sources::passthrough`); the path without its `/`.
+    Passthrough(crate::sources::passthrough::Kind, String),
+    /// A part of the protocol this node does not serve (build traces,
+    /// debug info): "not here".
     NotHere,
     /// A path outside the protocol.
     Unknown,
@@ -53,11 +56,14 @@ pub fn route(method: &http::Method, path: &str) -> Route {
     let Some(rest) = path.strip_prefix('/') else {
         return Route::Bad("request path must start with /");
     };
-    // Only the characters Nix's URLs use: no escapes, no traversal.
-    if !rest
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b'+'))
-    {
+    // Only the characters Nix's URLs use: no escapes, no traversal (a
+    // realisation's id, `sha256:…!out`, has a colon and a bang).
+    let realisation = rest.starts_with("realisations/");
+    if !rest.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(b, b'.' | b'-' | b'_' | b'/' | b'+')
+            || (realisation && matches!(b, b':' | b'!'))
+    }) {
         return Route::Bad("unexpected character in request path");
     }
     if !rest.is_empty()
@@ -106,9 +112,16 @@ pub fn route(method: &http::Method, path: &str) -> Route {
             Err(_) => Route::Bad("malformed NAR hash"),
         };
     }
-    let top = rest.split('/').next().unwrap_or("");
-    if matches!(top, "log" | "realisations" | "build-trace-v2" | "debuginfo") {
-        return Route::NotHere;
+    use crate::sources::passthrough::Kind;
+    let mut parts = rest.split('/');
+    let (top, name, more) = (parts.next().unwrap_or(""), parts.next(), parts.next());
+    match (top, name, more) {
+        ("log", Some(_), None) => return Route::Passthrough(Kind::Log, rest.to_owned()),
+        ("realisations", Some(n), None) if n.ends_with(".doi") => {
+            return Route::Passthrough(Kind::Realisation, rest.to_owned())
+        }
+        ("log" | "realisations" | "build-trace-v2" | "debuginfo", _, _) => return Route::NotHere,
+        _ => {}
     }
     Route::Unknown
 }
@@ -214,14 +227,29 @@ mod tests {
         );
         assert_eq!(get(&format!("/{H}.ls")), Route::Listing(H.into()));
         assert_eq!(get("/xyz.ls"), Route::Bad("malformed store path hash"));
+        use crate::sources::passthrough::Kind;
+        assert_eq!(
+            get(&format!("/log/{H}-hello.drv")),
+            Route::Passthrough(Kind::Log, format!("log/{H}-hello.drv"))
+        );
+        let id = "realisations/sha256:1b7a8b9c!out.doi";
+        assert_eq!(
+            get(&format!("/{id}")),
+            Route::Passthrough(Kind::Realisation, id.into())
+        );
         for p in [
-            format!("/log/{H}-hello.drv"),
-            "/realisations/sha256:abc!out.doi".replace(['!', ':'], "-"),
-            "/build-trace-v2/x".into(),
+            "/build-trace-v2/x".to_owned(),
             format!("/nar/{N}.nar.xz"),
+            "/log".into(),
+            "/log/a/b".into(),
+            "/realisations/x.json".into(),
+            "/realisations/a/b.doi".into(),
         ] {
             assert_eq!(get(&p), Route::NotHere, "{p}");
         }
+        // A colon or a bang is a realisation's only.
+        assert!(matches!(get("/log/a:b"), Route::Bad(_)));
+        assert!(matches!(get("/nar/a!b.nar"), Route::Bad(_)));
         assert_eq!(get("/favicon.ico"), Route::Unknown);
     }
 

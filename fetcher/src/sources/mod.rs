@@ -24,6 +24,7 @@ mod generations;
 pub mod hedge;
 pub mod listing;
 pub mod lookup;
+pub mod passthrough;
 pub mod reader;
 pub mod supply;
 pub mod upstream;

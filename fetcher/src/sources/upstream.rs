@@ -319,6 +319,12 @@ impl Upstreams {
         &self.bases
     }
 
+    /// The HTTP client the upstreams are asked with (timeouts, redirects
+    /// to the same origin only).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     async fn narinfo_from(&self, i: usize, hash: &str) -> Result<UpstreamInfo, UpstreamError> {
         let url = format!("{}/{hash}.narinfo", self.bases[i]);
         let http = |source: reqwest::Error| UpstreamError::Http {
