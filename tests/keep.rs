@@ -73,6 +73,18 @@ fn a_signed_pulled_through_path_is_kept_and_served_with_the_upstream_gone() {
         assert!(std::time::Instant::now() < until, "{status}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // The same for scripts: one JSON object.
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["status", "--json", "--data", s(&a_data)])).unwrap();
+    assert_eq!(json["running"], true, "{json}");
+    assert_eq!(json["kept"]["identity"], node_id.as_str(), "{json}");
+    assert_eq!(json["kept"]["paths"], 2, "{json}");
+    assert_eq!(json["kept"]["groups"], serde_json::json!([]), "{json}");
+    assert_eq!(json["upstreams"][0], up.base.as_str(), "{json}");
+    assert!(
+        json["bytes"]["from_upstream"].as_u64().unwrap() > 0,
+        "{json}"
+    );
 
     // The upstream goes away: A serves what it kept from its own feeds,
     // and B, which trusts A's identity, fetches it from A.
@@ -112,6 +124,18 @@ fn a_signed_pulled_through_path_is_kept_and_served_with_the_upstream_gone() {
     // Restarted, A keeps its key and serves its own index at once.
     drop(b);
     drop(a);
+    // With no serve: what the feeds take, per owner, as JSON.
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["status", "--json", "--data", s(&a_data)])).unwrap();
+    assert_eq!(json["running"], false, "{json}");
+    assert!(
+        json["disk"].as_array().unwrap().iter().any(|d| d["owner"]
+            .as_str()
+            .unwrap()
+            .starts_with(&node_id)
+            && d["bytes"].as_u64().unwrap() > 0),
+        "{json}"
+    );
     let a = serve(
         &a_data,
         &[

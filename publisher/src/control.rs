@@ -99,9 +99,12 @@ pub enum Job {
     Publish(PublishJob),
     Set(SetJob),
     Follow(FollowJob),
-    /// `hypernar status`: the serve's state as text.
+    /// `hypernar status`: the serve's state as text, or as one JSON object
+    /// (`--json`; absent from older clients: text).
     Status {
         data_dir: PathBuf,
+        #[serde(default)]
+        json: bool,
     },
 }
 
@@ -112,7 +115,7 @@ impl Job {
             Job::Publish(j) => &j.data_dir,
             Job::Set(j) => &j.data_dir,
             Job::Follow(j) => &j.data_dir,
-            Job::Status { data_dir } => data_dir,
+            Job::Status { data_dir, .. } => data_dir,
         }
     }
 }

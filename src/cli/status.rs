@@ -22,15 +22,25 @@ use super::control;
 pub struct Args {
     #[command(flatten)]
     data: DataDir,
+    /// Print one JSON object instead of text, for scripts: `running` says
+    /// whether a serve holds the directory; with one, the same facts as the
+    /// text (disk, share, bytes, kept, groups, peers, publishers, sets,
+    /// channels, following, pinned_paths), without, `disk` per owner
+    #[arg(long)]
+    json: bool,
 }
 
-/// The running node's state as text (for the control socket).
-pub async fn report(sources: &Sources) -> String {
+/// The running node's state as text, or JSON (for the control socket).
+pub async fn report(sources: &Sources, json: bool) -> String {
     let node = sources.node();
     let disk = status::DiskUsage::default().get(node).await;
     let snapshot = status::Snapshot::take(sources, disk);
     let pinned: Vec<String> = node.pinned().iter().map(|p| p.to_string()).collect();
-    status::render_text(&snapshot, &snapshot.usage, &pinned)
+    if json {
+        status::render_json(&snapshot, &snapshot.usage, &pinned)
+    } else {
+        status::render_text(&snapshot, &snapshot.usage, &pinned)
+    }
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -41,10 +51,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     match FeedStore::open(&dir) {
         Ok(store) => {
-            eprintln!(
-                "no hypernar serve runs on {}; what its feeds take on disk:",
-                dir.display()
-            );
+            if !args.json {
+                eprintln!(
+                    "no hypernar serve runs on {}; what its feeds take on disk:",
+                    dir.display()
+                );
+            }
             let mut per: std::collections::BTreeMap<String, u64> = Default::default();
             for key in store.list()? {
                 let Some(mut feed) = store.open_existing(&key).await? else {
@@ -59,6 +71,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 *per.entry(owner).or_default() +=
                     hypernar_fetcher::node::evict::disk_usage(feed.dir());
             }
+            if args.json {
+                let disk: Vec<_> = per
+                    .iter()
+                    .map(|(owner, bytes)| serde_json::json!({ "owner": owner, "bytes": bytes }))
+                    .collect();
+                let v = serde_json::json!({
+                    "running": false,
+                    "data_dir": dir.display().to_string(),
+                    "disk": disk,
+                });
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
             if per.is_empty() {
                 eprintln!("  nothing stored yet");
             }
@@ -68,7 +93,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(StoreError::Locked(_)) if control::socket(&dir).exists() => {
-            control::client::via_serve(Job::Status { data_dir: dir }).await
+            control::client::via_serve(Job::Status {
+                data_dir: dir,
+                json: args.json,
+            })
+            .await
         }
         Err(e) => {
             Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))

@@ -212,6 +212,112 @@ pub fn render_text(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
     t
 }
 
+/// `hypernar status --json`: the same facts as [`render_text`] for
+/// scripts, one JSON object. Its keys are an interface: new ones may be
+/// added; renaming or dropping one is a change the README's release notes
+/// must name.
+pub fn render_json(s: &Snapshot, usage: &Usage, pinned: &[String]) -> String {
+    use serde_json::json;
+    let publisher_bytes = |id: &str| {
+        usage
+            .publishers
+            .iter()
+            .find(|(u, _)| u == id)
+            .map_or(0, |(_, b)| *b)
+    };
+    let set_usage = |id: &str| {
+        usage
+            .sets
+            .iter()
+            .find(|(u, _, _)| u == id)
+            .map_or((0, 0), |(_, c, b)| (*c, *b))
+    };
+    let now = std::time::Instant::now();
+    let v = json!({
+        "running": true,
+        "data_dir": s.data_dir,
+        "disk": { "bytes": s.disk_bytes, "max_size": s.max_size },
+        "share": { "mode": s.share.to_string(), "exclude": s.share_exclude },
+        "bytes": {
+            "from_peers": s.from_peers,
+            "from_web_seeds": s.from_web_seeds,
+            "from_upstream": s.from_upstream,
+            "uploaded": s.uploaded,
+            "served": s.served,
+        },
+        "narinfo": {
+            "hits": s.narinfo_hits,
+            "proxied": s.narinfo_proxied,
+            "misses": s.narinfo_misses,
+        },
+        "fallbacks": s.fallbacks,
+        "verification_failures": s.verification_failures,
+        "upstreams": s.upstreams,
+        "pull_through": s.proxy,
+        "web_seeds": s.web_seeds,
+        "kept": s.kept.as_ref().map(|(id, n)| json!({
+            "identity": id,
+            "paths": n,
+            "groups": s.groups.iter().filter(|g| g.offers).map(|g| g.id.to_string()).collect::<Vec<_>>(),
+        })),
+        "groups": s.groups.iter().map(|g| json!({
+            "id": g.id.to_string(),
+            "offers": g.offers,
+            "members": g.members.iter().map(|m| json!({
+                "identity": m.node.to_string(),
+                "since_ms": m.since_ms,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "peers": s.peers.iter().map(|p| json!({
+            "addr": p.addr.map(|a| a.to_string()),
+            "dialled": p.dialled,
+            "received": p.received,
+            "uploaded": p.uploaded,
+        })).collect::<Vec<_>>(),
+        "publishers": s.publishers.iter().map(|(id, paths, keys)| json!({
+            "identity": id,
+            "paths": paths,
+            "keys_released": keys,
+            "disk_bytes": publisher_bytes(id),
+        })).collect::<Vec<_>>(),
+        "sets": s.sets.iter().map(|set| {
+            let id = set.id.to_string();
+            let (covered, bytes) = set_usage(&id);
+            json!({
+                "id": id,
+                "pinned": set.pinned,
+                "entries": set.entries,
+                "covered": covered,
+                "held_bytes": bytes,
+            })
+        }).collect::<Vec<_>>(),
+        "channels": s.channels.iter().map(|c| json!({
+            "channel": c.channel.to_string(),
+            "pinned": c.pinned,
+            "release": c.generation.as_ref().map(|g| g.release.clone()),
+            "covered": c.covered,
+        })).collect::<Vec<_>>(),
+        "following": s.following.iter().map(|(name, f)| json!({
+            "name": name,
+            "url": f.url,
+            "phase": f.phase.to_string(),
+            "target": f.target,
+            "committed": f.committed.as_ref().map(|(r, at)| json!({ "release": r, "at": at })),
+            "paths": {
+                "planned": f.paths.planned,
+                "published": f.paths.published,
+                "already": f.paths.already,
+                "failed": f.paths.failed,
+            },
+            "bytes_done": f.bytes_done,
+            "bytes_planned": f.bytes_planned,
+            "bytes_per_second": f.rate(now),
+        })).collect::<Vec<_>>(),
+        "pinned_paths": pinned,
+    });
+    v.to_string()
+}
+
 /// `--share-exclude`, as said after the share mode.
 fn excluded(patterns: &[String]) -> String {
     if patterns.is_empty() {

@@ -188,8 +188,8 @@ pub async fn handle(
                 info!(?job, "following channels for a control client");
                 run_follow(node, dir, job, out.clone(), &lock.publishing, gone).await
             }
-            Job::Status { .. } => {
-                let s = super::super::status::report(&sources).await;
+            Job::Status { json, .. } => {
+                let s = super::super::status::report(&sources, *json).await;
                 for line in s.lines() {
                     let _ = out.send(Reply::Out(line.to_owned())).await;
                 }
