@@ -201,22 +201,21 @@ fn a_publisher_finds_what_its_runs_hold_and_never_publishes_or_releases_twice() 
     w.assert_reads_back("p9");
 }
 
-/// The `have/length` of one of the feeds `hypernar feeds` lists, by name.
+/// The `have/length` of one of the feeds `hypernar feeds --json` lists, by
+/// name.
 pub(crate) fn stored_blocks(data: &std::path::Path, name: &str) -> (u64, u64) {
-    let out = ok(&["feeds", "--data", s(data)]);
-    let line = out
-        .lines()
-        .find(|l| l.split_whitespace().nth(2) == Some(name))
+    let out = ok(&["feeds", "--json", "--data", s(data)]);
+    let feeds: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let feed = feeds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
         .unwrap_or_else(|| panic!("no feed {name} in {out}"));
-    let counts = line
-        .split_whitespace()
-        .find(|w| {
-            w.split_once('/')
-                .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok())
-        })
-        .expect("have/length");
-    let (have, length) = counts.split_once('/').unwrap();
-    (have.parse().unwrap(), length.parse().unwrap())
+    (
+        feed["held"].as_u64().unwrap(),
+        feed["length"].as_u64().unwrap(),
+    )
 }
 
 #[test]

@@ -17,12 +17,18 @@ use super::common::DataDir;
 pub struct Args {
     #[command(flatten)]
     data: DataDir,
+    /// Print one JSON array instead, for scripts: per feed its token, role,
+    /// name, length, blocks held, whether this directory writes it (ours)
+    /// and its publisher
+    #[arg(long)]
+    json: bool,
 }
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = args.data.path()?;
     let store = FeedStore::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    let mut all = Vec::new();
     for key in store.list()? {
         let Some(mut feed) = store.open_existing(&key).await? else {
             continue;
@@ -39,12 +45,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             ),
             Err(_) => ("?".into(), "?".into(), String::new()),
         };
+        if args.json {
+            all.push(serde_json::json!({
+                "token": feed_key_text(&key),
+                "role": role,
+                "name": name,
+                "length": info.length,
+                "held": have,
+                "ours": feed.writable(),
+                "publisher": publisher,
+            }));
+            continue;
+        }
         println!(
             "{}  {role:<5} {name:<24} {have}/{} blocks{}  publisher {publisher}",
             feed_key_text(&key),
             info.length,
             if feed.writable() { " (ours)" } else { "" },
         );
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(all));
     }
     Ok(ExitCode::SUCCESS)
 }
