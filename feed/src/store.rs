@@ -304,12 +304,14 @@ impl FeedStore {
                 found: hex::encode(core.key_pair().public.as_bytes()),
             });
         }
-        Ok(Feed {
+        let mut feed = Feed {
             core,
             public,
             name,
             dir,
-        })
+        };
+        feed.finish_clearing().await?;
+        Ok(feed)
     }
 }
 
@@ -447,7 +449,8 @@ impl Feed {
     }
 
     /// Makes hypercore flush the entries a verified proof left in its oplog:
-    /// 0.16 cannot read them back after a restart (see `oplog.rs`, bug 3).
+    /// 0.16 cannot read them back after a restart (see `oplog.rs`, bug 3);
+    /// and a clear's, which is in the bitfield file only after a flush.
     /// An empty proof writes an empty entry and counts towards hypercore's
     /// flush cycle (one flush every four operations), so at most four of
     /// them flush it.
@@ -498,8 +501,66 @@ impl Feed {
                 },
             });
         }
+        self.clear_range(start, end).await
+    }
+
+    /// The file naming blocks being cleared (see [`Feed::clear_range`]).
+    fn clearing_path(&self) -> PathBuf {
+        self.dir.join("clearing")
+    }
+
+    /// Clears blocks `start..end`, safe against a crash: hypercore 0.16
+    /// punches the data file's holes at once but writes the bitfield only
+    /// at its next flush, so a process killed between the two would reopen
+    /// claiming blocks whose bytes are zeros (and serve them). The range is
+    /// written to `clearing` (fsynced) first, hypercore made to flush after,
+    /// and the file removed only then; a feed opened with the file there
+    /// clears the range again before anything reads it.
+    async fn clear_range(&mut self, start: u64, end: u64) -> Result<(), StoreError> {
         let end = end.min(self.len());
-        self.core.clear(start, end).await.map_err(|e| self.hc(e))
+        if start >= end {
+            return Ok(());
+        }
+        let path = self.clearing_path();
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        {
+            let mut f = crate::private::open_rw(&path).map_err(io)?;
+            use std::io::Write;
+            f.set_len(0)
+                .and_then(|()| f.write_all(format!("{start} {end}\n").as_bytes()))
+                .and_then(|()| f.sync_all())
+                .map_err(io)?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        self.core.clear(start, end).await.map_err(|e| self.hc(e))?;
+        self.flush_oplog().await?;
+        std::fs::remove_file(&path).map_err(io)?;
+        Ok(())
+    }
+
+    /// Finishes a clear a crash interrupted (see [`Feed::clear_range`]).
+    async fn finish_clearing(&mut self) -> Result<(), StoreError> {
+        let path = self.clearing_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let mut words = text.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(start)), Some(Ok(end))) = (words.next(), words.next()) {
+            tracing::warn!(feed = %self.name, start, end, "finishing a clear of blocks a stop interrupted");
+            let end = end.min(self.len());
+            if start < end {
+                self.core.clear(start, end).await.map_err(|e| self.hc(e))?;
+                self.flush_oplog().await?;
+            }
+        }
+        std::fs::remove_file(&path).map_err(|source| StoreError::Io { path, source })
     }
 
     /// Drops the stored blocks `start..end` of a feed we write whose bytes
@@ -520,8 +581,7 @@ impl Feed {
                 },
             });
         }
-        let end = end.min(self.len());
-        self.core.clear(start, end).await.map_err(|e| self.hc(e))
+        self.clear_range(start, end).await
     }
 
     /// Stores again block `index` of a feed we write, dropped by

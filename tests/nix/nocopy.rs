@@ -85,20 +85,18 @@ fn kept_blocks_are_dropped_once_in_the_store_made_again_for_a_peer_and_never_fro
     // A: Nix pulls both paths through it into its store; A keeps them.
     let store_a = t.join("store-a");
     let a_data = t.join("a");
-    let a = serve(
-        &a_data,
-        &[
-            "--upstream",
-            &up.base,
-            "--trusted-public-key",
-            &pk,
-            "--nix-store",
-            s(&store_a),
-            "--store-check-every",
-            "1",
-        ],
-        &[("RUST_LOG", LOG)],
-    );
+    let up_base = up.base.clone();
+    let a_args = [
+        "--upstream",
+        &up_base,
+        "--trusted-public-key",
+        &pk,
+        "--nix-store",
+        s(&store_a),
+        "--store-check-every",
+        "1",
+    ];
+    let a = serve(&a_data, &a_args, &[("RUST_LOG", LOG)]);
     // One download attempt: the copies meant to fail fail at once.
     let copy = |from: &str, to: &Path, paths: &[&str]| {
         let mut args = vec![
@@ -173,6 +171,47 @@ fn kept_blocks_are_dropped_once_in_the_store_made_again_for_a_peer_and_never_fro
     drop(b);
     // What was made again for B is dropped again.
     wait_for_log_count(&a.log, dropped, 2, 30);
+
+    // Restarted, A offers its dropped paths again (its index read anew,
+    // the store asked again) and makes them for a new peer.
+    drop(a);
+    // What was dropped stayed dropped through the stop (hypercore writes
+    // a clear to its bitfield only at its next flush).
+    let feeds: serde_json::Value =
+        serde_json::from_str(&ok(&["feeds", "--json", "--data", s(&a_data)])).unwrap();
+    let (held, length) = feeds
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["role"] == "data")
+        .fold((0, 0), |(h, l), f| {
+            (
+                h + f["held"].as_u64().unwrap(),
+                l + f["length"].as_u64().unwrap(),
+            )
+        });
+    assert!(
+        held * 2 < length,
+        "{held} of {length} data blocks held after a stop: {feeds}"
+    );
+    let a = serve(&a_data, &a_args, &[("RUST_LOG", LOG)]);
+    let b2 = serve(
+        &t.join("b2"),
+        &["--trust", &a_id, "--peer", &a.addr, "--no-keep"],
+        &[],
+    );
+    let store_b2 = t.join("store-b2");
+    let out = copy(b2.http.as_deref().unwrap(), &store_b2, &[small]);
+    assert!(
+        out.status.success(),
+        "after a restart: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&a.log).unwrap()
+    );
+    assert_same_nars(&[small.clone()], &store_b2, "made again after a restart");
+    drop(b2);
+    // What B2 had made again is dropped again.
+    wait_for_log_count(&a.log, dropped, 1, 30);
 
     // A file of big changes in A's store (its database still says valid),
     // and small is collected from it.

@@ -272,3 +272,41 @@ async fn an_own_block_deep_in_a_long_feed_is_taken_back_after_a_reopen() {
     }
     assert!(feed.restore(1_500, block(1_501)).await.is_err());
 }
+
+/// A clear a stop interrupted (its range written to `clearing`, the holes
+/// maybe punched, the bitfield not yet written) is finished when the feed
+/// is next opened, before anything reads it; a clear that ran to its end
+/// is in the bitfield file at once.
+#[tokio::test]
+async fn an_interrupted_clear_is_finished_on_open_and_a_finished_one_is_on_disk() {
+    let tmp = tempdir();
+    let key = SigningKey::from_bytes(&[14; 32]);
+    let dir = {
+        let store = FeedStore::open(tmp.path()).unwrap();
+        let (_, mut feed) = writer(&store, 14, 10).await;
+        feed.clear_own(0, 2).await.unwrap();
+        assert!(!feed.dir().join("clearing").exists());
+        feed.dir().to_owned()
+    };
+    // What a stop between hypercore's hole punch and its flush leaves.
+    std::fs::write(dir.join("clearing"), "5 7\n").unwrap();
+    let store = FeedStore::open(tmp.path()).unwrap();
+    let feed = store
+        .open_existing(&key.verifying_key())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holding(&feed), vec![2..5, 7..10]);
+    assert!(!dir.join("clearing").exists());
+    drop(feed);
+    drop(store);
+    // And it stays so.
+    let store = FeedStore::open(tmp.path()).unwrap();
+    let mut feed = store
+        .open_existing(&key.verifying_key())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holding(&feed), vec![2..5, 7..10]);
+    assert_eq!(feed.get(8).await.unwrap(), block(8));
+}
