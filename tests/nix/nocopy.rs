@@ -208,7 +208,11 @@ fn kept_blocks_are_dropped_once_in_the_store_made_again_for_a_peer_and_never_fro
         String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(&a.log).unwrap()
     );
-    assert_same_nars(&[small.clone()], &store_b2, "made again after a restart");
+    assert_same_nars(
+        std::slice::from_ref(small),
+        &store_b2,
+        "made again after a restart",
+    );
     drop(b2);
     // What B2 had made again is dropped again.
     wait_for_log_count(&a.log, dropped, 1, 30);
