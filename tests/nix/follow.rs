@@ -13,14 +13,6 @@ use super::*;
 /// Release 1 is app-a; release 2 adds app-b (both on lib, on base);
 /// release 3 is app-b and app-c (on base alone).
 const RELEASES: &str = r#"
-let
-  mk = name: script: derivation {
-    inherit name script;
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    args = [ "-c" "eval \"$script\"" ];
-    PATH = "/usr/bin:/bin";
-  };
   base = mk "hn-chan-base" "mkdir -p $out; seq 1 50000 > $out/data";
   lib = mk "hn-chan-lib" "mkdir -p $out; echo ${base} > $out/uses; seq 1 30000 > $out/lib";
   appA = mk "hn-chan-app-a" "mkdir -p $out/bin; echo ${lib} > $out/bin/a";
@@ -77,7 +69,7 @@ fn a_channel_built_by_nix_is_followed_and_nix_substitutes_a_release_through_the_
         .tempdir()
         .unwrap();
     let expr = tmp.path().join("releases.nix");
-    std::fs::write(&expr, RELEASES).unwrap();
+    std::fs::write(&expr, with_mk(RELEASES)).unwrap();
     let releases: Vec<Vec<String>> = ["r1", "r2", "r3"].iter().map(|a| build(&expr, a)).collect();
 
     // Signed by the stand-in upstream key, copied as xz like cache.nixos.org.

@@ -28,14 +28,6 @@ use std::time::{Duration, Instant};
 use super::*;
 
 const GROUP: &str = r#"
-let
-  mk = name: script: derivation {
-    inherit name script;
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    args = [ "-c" "eval \"$script\"" ];
-    PATH = "/usr/bin:/bin";
-  };
   dep = mk "hn-group-dep" "mkdir -p $out; seq 1 300000 > $out/numbers";
   app = mk "hn-group-app" "mkdir -p $out/bin; echo ${dep} > $out/bin/app; chmod +x $out/bin/app";
   unsigned = mk "hn-group-unsigned" "echo served unsigned > $out";
@@ -86,7 +78,7 @@ fn members_on_a_lan_share_what_one_pulled_through_and_what_one_built() {
         .unwrap();
     let t = tmp.path();
     let expr = t.join("group.nix");
-    std::fs::write(&expr, GROUP).unwrap();
+    std::fs::write(&expr, with_mk(GROUP)).unwrap();
     let roots: Vec<String> = nix(&["nix-build", s(&expr), "--no-out-link"])
         .lines()
         .map(str::to_owned)

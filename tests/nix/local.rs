@@ -7,14 +7,6 @@
 use super::*;
 
 const LOCAL: &str = r#"
-let
-  mk = name: script: derivation {
-    inherit name script;
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    args = [ "-c" "eval \"$script\"" ];
-    PATH = "/usr/bin:/bin";
-  };
   dep = mk "hn-local-dep" "mkdir -p $out; seq 1 20000 > $out/numbers";
   app = mk "hn-local-app" "mkdir -p $out/bin; echo ${dep} > $out/bin/app; chmod +x $out/bin/app";
 in app
@@ -30,7 +22,7 @@ fn a_locally_built_path_published_from_the_store_and_signed_is_substituted_elsew
         .tempdir()
         .unwrap();
     let expr = tmp.path().join("local.nix");
-    std::fs::write(&expr, LOCAL).unwrap();
+    std::fs::write(&expr, with_mk(LOCAL)).unwrap();
     let app = nix(&["nix-build", s(&expr), "--no-out-link"])
         .trim()
         .to_owned();

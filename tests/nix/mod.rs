@@ -23,10 +23,9 @@ mod private;
 
 const NIX_CONFIG: &str = "sandbox = false\nsubstituters =\nexperimental-features = nix-command\n";
 
-/// Derivations covering what a NAR can hold: nested directories, an
-/// executable, symlinks (relative, absolute, dangling), empty files and an
-/// empty directory, a name with spaces and non-ASCII, references between paths, and a file over 100 MiB.
-const DERIVATIONS: &str = r#"
+/// `let` and the `mk` every test's derivations are made with: `mk NAME
+/// SCRIPT` builds by running SCRIPT under /bin/sh, /usr/bin on its PATH.
+const MK: &str = r#"
 let
   mk = name: script: derivation {
     inherit name script;
@@ -35,6 +34,17 @@ let
     args = [ "-c" "eval \"$script\"" ];
     PATH = "/usr/bin:/bin";
   };
+"#;
+
+/// A Nix expression: [`MK`], then `rest` (more bindings, then `in …`).
+fn with_mk(rest: &str) -> String {
+    format!("{MK}{rest}")
+}
+
+/// Derivations covering what a NAR can hold: nested directories, an
+/// executable, symlinks (relative, absolute, dangling), empty files and an
+/// empty directory, a name with spaces and non-ASCII, references between paths, and a file over 100 MiB.
+const DERIVATIONS: &str = r#"
   lib = mk "hn-e2e-lib" ''
     mkdir -p $out/lib/deep/er/still $out/share/empty-dir
     seq 1 20000 > $out/lib/deep/er/still/numbers
@@ -131,7 +141,7 @@ fn build_and_copy(caches: &[(&str, &str)]) -> Built {
         .tempdir()
         .unwrap();
     let expr = tmp.path().join("e2e.nix");
-    std::fs::write(&expr, DERIVATIONS).unwrap();
+    std::fs::write(&expr, with_mk(DERIVATIONS)).unwrap();
     let roots: Vec<String> = nix(&["nix-build", s(&expr), "--no-out-link"])
         .lines()
         .map(str::to_owned)

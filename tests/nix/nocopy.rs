@@ -11,14 +11,6 @@ use std::time::Duration;
 use super::*;
 
 const PATHS: &str = r#"
-let
-  mk = name: script: derivation {
-    inherit name script;
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    args = [ "-c" "eval \"$script\"" ];
-    PATH = "/usr/bin:/bin";
-  };
 in [
   (mk "hn-nocopy-big" "mkdir -p $out; seq 1 400000 > $out/numbers; seq 400000 -1 1 > $out/reversed")
   (mk "hn-nocopy-small" "mkdir -p $out; seq 1 100000 > $out/n")
@@ -60,7 +52,7 @@ fn kept_blocks_are_dropped_once_in_the_store_made_again_for_a_peer_and_never_fro
         .unwrap();
     let t = tmp.path();
     let expr = t.join("paths.nix");
-    std::fs::write(&expr, PATHS).unwrap();
+    std::fs::write(&expr, with_mk(PATHS)).unwrap();
     let roots: Vec<String> = nix(&["nix-build", s(&expr), "--no-out-link"])
         .lines()
         .map(str::to_owned)
