@@ -38,23 +38,19 @@ use hypernar_publisher::sample::{nar_of, write_cache, Contents, Entry, NixSignin
 /// nginx on 127.0.0.1:`port` serving `root`, `/channel` a 302 to
 /// `release`.
 fn nginx(root: &Path, work: &Path, port: u16, release: &str) -> Proc {
-    std::fs::create_dir_all(work).unwrap();
-    let d = work.display();
-    let conf = format!(
-        "daemon off; master_process off; worker_processes 1;\n\
-         error_log {d}/error.log; pid {d}/nginx.pid;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{ access_log off; sendfile on; keepalive_requests 100000;\n\
-           client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
-           uwsgi_temp_path {d}/u; scgi_temp_path {d}/s; default_type application/octet-stream;\n\
-           server {{ listen 127.0.0.1:{port}; root {};\n\
-             location = /channel {{ return 302 /releases/{release}/; }} }} }}\n",
-        root.display()
+    let conf = common::nginx_conf(
+        work,
+        &format!("127.0.0.1:{port}"),
+        root,
+        "access_log off; sendfile on; keepalive_requests 100000;",
+        &format!("location = /channel {{ return 302 /releases/{release}/; }}"),
     );
-    std::fs::write(work.join("nginx.conf"), conf).unwrap();
     let child = Proc(
         Command::new("nginx")
-            .args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(work)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

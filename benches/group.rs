@@ -150,27 +150,17 @@ fn main() {
     }
     let mut procs = Kill(Vec::new());
     let ngx = root.join("nginx");
-    std::fs::create_dir_all(&ngx).unwrap();
-    let d = ngx.display();
-    std::fs::write(
-        ngx.join("nginx.conf"),
-        format!(
-            "daemon off; master_process off; worker_processes 1;\n\
-             error_log {d}/error.log; pid {d}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{ access_log {d}/access.log;\n\
-               client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
-               uwsgi_temp_path {d}/u; scgi_temp_path {d}/s; default_type application/octet-stream;\n\
-               server {{ listen {}:8080; root {}; }} }}\n",
-            ip(0),
-            cache.display()
-        ),
-    )
-    .unwrap();
+    let conf = common::nginx_conf(
+        &ngx,
+        &format!("{}:8080", ip(0)),
+        &cache,
+        &format!("access_log {}/access.log;", ngx.display()),
+        "",
+    );
     procs.0.push(
         Command::new("ip")
             .args(["netns", "exec", &ns(0), "nginx", "-c"])
-            .arg(ngx.join("nginx.conf"))
+            .arg(&conf)
             .args(["-p"])
             .arg(&ngx)
             .stdout(Stdio::null())

@@ -346,29 +346,24 @@ fn web_seed_lookups(
             .arg(&root),
     );
     let work = data.with_file_name("nginx");
-    std::fs::create_dir_all(&work).unwrap();
     let port = free_port();
-    let d = work.display();
     let log = work.join("access.log");
-    std::fs::write(
-        work.join("nginx.conf"),
-        format!(
-            "daemon off; master_process off; worker_processes 1;\n\
-             error_log {d}/error.log; pid {d}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{ log_format sent '$bytes_sent'; access_log {} sent; sendfile on;\n\
-               client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
-               uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
-               keepalive_requests 100000; default_type application/octet-stream;\n\
-               server {{ listen 127.0.0.1:{port}; root {}; }} }}\n",
-            log.display(),
-            root.display()
+    let conf = common::nginx_conf(
+        &work,
+        &format!("127.0.0.1:{port}"),
+        &root,
+        &format!(
+            "log_format sent '$bytes_sent'; access_log {} sent; sendfile on; keepalive_requests 100000;",
+            log.display()
         ),
-    )
-    .unwrap();
+        "",
+    );
     let _nginx = Proc(
         std::process::Command::new("nginx")
-            .args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&work)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -228,29 +228,20 @@ fn main() {
 
     let mut procs = Kill(Vec::new());
     let ngx = t.join("nginx");
-    std::fs::create_dir_all(&ngx).unwrap();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let d = ngx.display();
-    std::fs::write(
-        ngx.join("nginx.conf"),
-        format!(
-            "daemon off; master_process off; worker_processes 1;\n\
-             error_log {d}/error.log; pid {d}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{ access_log {d}/access.log;\n\
-               client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
-               uwsgi_temp_path {d}/u; scgi_temp_path {d}/s; default_type application/octet-stream;\n\
-               server {{ listen 127.0.0.1:{port}; root {}; }} }}\n",
-            cache.display()
-        ),
-    )
-    .unwrap();
+    let conf = common::nginx_conf(
+        &ngx,
+        &format!("127.0.0.1:{port}"),
+        &cache,
+        &format!("access_log {}/access.log;", ngx.display()),
+        "",
+    );
     let mut nginx = Command::new("nginx")
         .arg("-c")
-        .arg(ngx.join("nginx.conf"))
+        .arg(&conf)
         .arg("-p")
         .arg(&ngx)
         .stdout(Stdio::null())

@@ -47,6 +47,38 @@ pub fn no_dht() -> &'static [&'static str] {
     })
 }
 
+/// Writes `work/nginx.conf` (making `work`) and returns it: one nginx
+/// process in the foreground, its pid, logs and temporary files under
+/// `work`, serving `root` on `listen`; `http_extra` and `server_extra` go
+/// into the `http` and `server` blocks. Run with `nginx -c CONF -p WORK`.
+pub fn nginx_conf(
+    work: &Path,
+    listen: &str,
+    root: &Path,
+    http_extra: &str,
+    server_extra: &str,
+) -> std::path::PathBuf {
+    std::fs::create_dir_all(work).unwrap();
+    let d = work.display();
+    let conf = work.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process off; worker_processes 1;\n\
+             error_log {d}/error.log; pid {d}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ {http_extra}\n\
+               client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n\
+               uwsgi_temp_path {d}/u; scgi_temp_path {d}/s; default_type application/octet-stream;\n\
+               server {{ listen {listen}; root {};\n\
+                 {server_extra} }} }}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 /// A fresh directory under the system's temporary directory, named
 /// `hypernar-bench-<what>-…`, removed when dropped.
 pub fn bench_dir(what: &str) -> tempfile::TempDir {
