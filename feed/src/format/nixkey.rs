@@ -238,6 +238,15 @@ mod tests {
         (sk, format!("{name}:{b64}").parse().unwrap())
     }
 
+    /// A narinfo with no signature.
+    fn unsigned_info() -> NarInfo {
+        let text = "StorePath: /nix/store/yzpnsva739ix5g71hc0yfpy1szrpa0hm-hn-b\n\
+            URL: nar/x.nar.xz\nCompression: xz\n\
+            NarHash: sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0\n\
+            NarSize: 1000520\nReferences: dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a\n";
+        NarInfo::parse(text.as_bytes()).unwrap()
+    }
+
     fn sign(sk: &SigningKey, name: &str, text: &str) -> String {
         let b64 = base64::engine::general_purpose::STANDARD;
         format!("{name}:{}", b64.encode(sk.sign(text.as_bytes()).to_bytes()))
@@ -245,11 +254,7 @@ mod tests {
 
     #[test]
     fn a_narinfo_is_signed_by_the_first_trusted_key_that_verifies_one_of_its_sigs() {
-        let text = "StorePath: /nix/store/yzpnsva739ix5g71hc0yfpy1szrpa0hm-hn-b\n\
-            URL: nar/x.nar.xz\nCompression: xz\n\
-            NarHash: sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0\n\
-            NarSize: 1000520\nReferences: dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a\n";
-        let mut info = NarInfo::parse(text.as_bytes()).unwrap();
+        let mut info = unsigned_info();
         let (sk, pk) = key(1, "up-1");
         let (sk2, pk2) = key(2, "up-2");
         assert_eq!(
@@ -276,11 +281,7 @@ mod tests {
 
     #[test]
     fn a_trusted_signature_counts_behind_many_by_other_keys_and_at_most_sixteen_of_its_name() {
-        let text = "StorePath: /nix/store/yzpnsva739ix5g71hc0yfpy1szrpa0hm-hn-b\n\
-            URL: nar/x.nar.xz\nCompression: xz\n\
-            NarHash: sha256:1j6f8p98pc0n6xwmpmmcrazwdrwl9hj57g4hshp9q8iiay5m0zf0\n\
-            NarSize: 1000520\nReferences: dvy33zhzyzyqssgblsj9zn6xikj3y7w8-hn-a\n";
-        let mut info = NarInfo::parse(text.as_bytes()).unwrap();
+        let mut info = unsigned_info();
         let (sk, pk) = key(1, "up-1");
         let (other, _) = key(3, "other-1");
         let good = sign(&sk, "up-1", &info.fingerprint());

@@ -33,6 +33,17 @@ async fn writer(store: &FeedStore, seed: u8, n: u64) -> (SigningKey, Feed) {
     (key, feed)
 }
 
+/// The store at `dir` opened again, and `key`'s feed in it.
+async fn reopen(dir: &std::path::Path, key: &SigningKey) -> (FeedStore, Feed) {
+    let store = FeedStore::open(dir).unwrap();
+    let feed = store
+        .open_existing(&key.verifying_key())
+        .await
+        .unwrap()
+        .unwrap();
+    (store, feed)
+}
+
 /// Which of blocks `0..len` the feed says it holds, as runs `start..end`
 /// (short to print when a test fails).
 fn holding(feed: &Feed) -> Vec<std::ops::Range<u64>> {
@@ -83,12 +94,7 @@ async fn a_writable_feed_past_one_bitfield_page_reopens_with_every_block() {
 
         // Twice: the second open reads what the first one flushed back.
         for round in 0..2 {
-            let store = FeedStore::open(tmp.path()).unwrap();
-            let mut feed = store
-                .open_existing(&key.verifying_key())
-                .await
-                .unwrap()
-                .unwrap();
+            let (_store, mut feed) = reopen(tmp.path(), &key).await;
             let len = feed.len();
             assert_eq!(len, n + round, "{n}, round {round}");
             assert!(feed.writable(), "{n}, round {round}");
@@ -133,12 +139,7 @@ async fn a_sparse_replica_past_one_bitfield_page_claims_exactly_what_it_stored()
         drop(rstore);
 
         for round in 0..2 {
-            let rstore = FeedStore::open(rtmp.path()).unwrap();
-            let mut r = rstore
-                .open_existing(&key.verifying_key())
-                .await
-                .unwrap()
-                .unwrap();
+            let (_rstore, mut r) = reopen(rtmp.path(), &key).await;
             assert_eq!(r.len(), n, "{n}, round {round}");
             assert!(!r.writable());
             assert_eq!(holding(&r), before, "{n}, round {round}: after reopening");
@@ -156,12 +157,7 @@ async fn a_sparse_replica_past_one_bitfield_page_claims_exactly_what_it_stored()
             drop(r);
         }
         // The block fetched after the first reopen survived the second.
-        let rstore = FeedStore::open(rtmp.path()).unwrap();
-        let r = rstore
-            .open_existing(&key.verifying_key())
-            .await
-            .unwrap()
-            .unwrap();
+        let (_rstore, r) = reopen(rtmp.path(), &key).await;
         let next = 40_000.min(n - 2);
         let fetched_later = last && !wanted.contains(&next);
         assert_eq!(r.has(next), fetched_later || wanted.contains(&next), "{n}");
@@ -217,12 +213,7 @@ async fn own_blocks_cleared_are_taken_back_only_as_the_tree_signed_them() {
     drop(feed);
     drop(store);
 
-    let store = FeedStore::open(tmp.path()).unwrap();
-    let mut feed = store
-        .open_existing(&key.verifying_key())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_store, mut feed) = reopen(tmp.path(), &key).await;
     assert_eq!(holding(&feed), vec![0..2, 3..4, 6..8]);
     assert_eq!(feed.get(3).await.unwrap(), big(3));
     feed.restore(4, big(4)).await.unwrap();
@@ -257,12 +248,7 @@ async fn an_own_block_deep_in_a_long_feed_is_taken_back_after_a_reopen() {
         feed.clear_own(1_000, 3_000).await.unwrap();
         feed.flush().await.unwrap();
     }
-    let store = FeedStore::open(tmp.path()).unwrap();
-    let mut feed = store
-        .open_existing(&key.verifying_key())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_store, mut feed) = reopen(tmp.path(), &key).await;
     for i in [1_158, 1_000, 2_999, 2_047, 2_048] {
         assert!(!feed.has(i));
         feed.restore(i, block(i))
@@ -290,23 +276,13 @@ async fn an_interrupted_clear_is_finished_on_open_and_a_finished_one_is_on_disk(
     };
     // What a stop between hypercore's hole punch and its flush leaves.
     std::fs::write(dir.join("clearing"), "5 7\n").unwrap();
-    let store = FeedStore::open(tmp.path()).unwrap();
-    let feed = store
-        .open_existing(&key.verifying_key())
-        .await
-        .unwrap()
-        .unwrap();
+    let (store, feed) = reopen(tmp.path(), &key).await;
     assert_eq!(holding(&feed), vec![2..5, 7..10]);
     assert!(!dir.join("clearing").exists());
     drop(feed);
     drop(store);
     // And it stays so.
-    let store = FeedStore::open(tmp.path()).unwrap();
-    let mut feed = store
-        .open_existing(&key.verifying_key())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_store, mut feed) = reopen(tmp.path(), &key).await;
     assert_eq!(holding(&feed), vec![2..5, 7..10]);
     assert_eq!(feed.get(8).await.unwrap(), block(8));
 }
