@@ -49,10 +49,10 @@ pub(super) fn relative_path(listing: &Listing, mut i: u32) -> Option<PathBuf> {
     Some(parts.iter().rev().collect())
 }
 
-/// A store path being dumped and sealed again, segment after segment.
+/// A store path being dumped and sealed again, segment after segment (the
+/// list of shared dumps names its path).
 pub(super) struct Session {
     _counted: DumpCount,
-    path: StorePath,
     dump: hypernar_publisher::local::Dump,
     sealer: Sealer,
     next: u64,
@@ -74,9 +74,7 @@ impl Remaker {
                 tracing::debug!(path = %e.path, segment, "reading a segment from its file: {err}; dumping the path")
             }
         }
-        let serves = |s: &Session| {
-            s.path == e.path && (s.next <= segment || s.recent.iter().any(|(i, _)| *i == segment))
-        };
+        let serves = |s: &Session| s.next <= segment || s.recent.iter().any(|(i, _)| *i == segment);
         // Another thread may move a shared dump past this segment between
         // choosing it and locking it: then choose again, and at the last
         // try take a new one, locked before it is shared.
@@ -224,7 +222,6 @@ impl Remaker {
         let sealer = Sealer::new(e.layout.clone(), &e.key, KEPT_ZSTD_LEVEL)
             .map_err(|err| err.to_string())?;
         Ok(Arc::new(Mutex::new(Session {
-            path: e.path.clone(),
             dump,
             sealer,
             next: 0,
